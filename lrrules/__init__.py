@@ -1,0 +1,24 @@
+"""lrrules: per-parameter learning rates and weight decay for fine-tuning, from a checked rule file.
+
+>>> import lrrules
+>>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # doctest: +SKIP
+"""
+
+from .errors import LrrulesError, PlanProblemsError, RuleError, RuleFileError
+from .language import RuleSet, load, loads
+from .optim import build_optimizer
+from .plan import Plan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LrrulesError",
+    "Plan",
+    "PlanProblemsError",
+    "RuleError",
+    "RuleFileError",
+    "RuleSet",
+    "build_optimizer",
+    "load",
+    "loads",
+]

@@ -1,0 +1,302 @@
+"""The formula language: a small, closed evaluator for arithmetic over named numbers.
+
+A rule file is data, so a formula can never run code. The text is parsed with
+``ast.parse(mode="eval")`` and every node is looked up in :data:`_COMPILERS`; a node type that is
+not there is refused. Names come from an explicit set, calls go only to :data:`FUNCTIONS`, powers
+are computed in floating point (so ``9 ** 9 ** 9`` overflows instead of eating memory), and the text
+length and nesting depth are bounded. Each node compiles once into a closure; evaluation walks the
+closures.
+
+>>> f = compile_formula("0.5 ** (4 - stage)", names={"stage"})
+>>> f.evaluate({"stage": 2})
+0.25
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import operator
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from .errors import FormulaError
+
+Value = int | float | bool | str
+Env = Mapping[str, Value]
+Code = Callable[[Env], Value]
+
+MAX_LENGTH = 500
+MAX_DEPTH = 40
+
+FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
+    # name: (function, fewest arguments, most arguments)
+    "min": (min, 2, 64),
+    "max": (max, 2, 64),
+    "abs": (abs, 1, 1),
+    "round": (round, 1, 2),
+    "floor": (math.floor, 1, 1),
+    "ceil": (math.ceil, 1, 1),
+    "sqrt": (math.sqrt, 1, 1),
+    "exp": (math.exp, 1, 1),
+    "log": (math.log, 1, 2),
+    "cos": (math.cos, 1, 1),
+    "sin": (math.sin, 1, 1),
+}
+CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
+
+_BINARY: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Add: ("+", operator.add),
+    ast.Sub: ("-", operator.sub),
+    ast.Mult: ("*", operator.mul),
+    ast.Div: ("/", operator.truediv),
+    ast.FloorDiv: ("//", operator.floordiv),
+    ast.Mod: ("%", operator.mod),
+    ast.Pow: ("**", lambda a, b: float(a) ** float(b)),
+}
+_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_REFUSED: dict[type, str] = {
+    ast.Attribute: "attribute access is not allowed",
+    ast.Subscript: "indexing is not allowed",
+    ast.Lambda: "lambda is not allowed",
+    ast.NamedExpr: "assignment is not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.Starred: "unpacking is not allowed",
+    ast.List: "lists are not allowed",
+    ast.Tuple: "tuples are not allowed",
+    ast.Dict: "dicts are not allowed",
+    ast.Set: "sets are not allowed",
+}
+
+
+class Formula(str):
+    """A parsed formula: a string (its text) that also knows the variable names it reads and its code.
+
+    It is a ``str`` so that a rule set holding it still reads, compares and serialises as the text
+    the file holds. ``constant`` is the value of a formula that reads no variable, computed once.
+    """
+
+    names: frozenset[str]
+    constant: float | None
+
+    def __new__(cls, text: str, names: frozenset[str], code: Code, constant: float | None = None) -> Formula:
+        self = super().__new__(cls, text)
+        self.names = names
+        self.constant = constant
+        self._code = code
+        return self
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
+
+    def evaluate(self, env: Env) -> float:
+        """The formula's value with ``env`` giving the variables; raises :class:`FormulaError`."""
+        if self.constant is not None:
+            return self.constant
+        value = self._code(env)
+        if not _is_number(value):
+            raise FormulaError(f"gives {value!r}, not a number", self.text, 0)
+        return float(value)
+
+
+def compile_formula(text: str, names: Collection[str] | None) -> Formula:
+    """Parse ``text`` into a :class:`Formula` that may read ``names``, the constants and the functions.
+
+    ``names=None`` accepts any name (used while other errors make the real set unknown).
+
+    Raises :class:`FormulaError` with the offset of the offending spot for a syntax error, a refused
+    construct, an unknown name or function, or a constant part that cannot be computed.
+    """
+    if len(text) > MAX_LENGTH:
+        raise FormulaError(f"is {len(text)} characters long; the limit is {MAX_LENGTH}", text[:60] + "...")
+    if not text.strip():
+        raise FormulaError("is empty; write a number or an expression", text)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        offset = (exc.offset or 1) - 1 + (len(text) - len(text.lstrip()))
+        reason = (exc.msg or "invalid syntax").split(" (")[0]
+        raise FormulaError(f"syntax error: {reason}", text, min(offset, len(text))) from None
+    except (ValueError, RecursionError, MemoryError):
+        raise FormulaError("cannot be parsed", text, None) from None
+    compiler = _Compiler(text, None if names is None else frozenset(names))
+    code = compiler.compile(tree.body, 0)
+    used = frozenset(compiler.used)
+    constant = None
+    if not used:
+        value = code({})
+        if not _is_number(value):
+            raise FormulaError(f"gives {value!r}, not a number", text, 0)
+        constant = float(value)
+    return Formula(text, used, code, constant)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, str)
+
+
+class _Compiler:
+    def __init__(self, text: str, names: frozenset[str] | None) -> None:
+        self.text = text
+        self.names = names
+        self.used: set[str] = set()
+        self._lead = len(text) - len(text.lstrip())
+        self._encoded = text.strip().encode("utf-8")
+
+    def offset(self, node: ast.AST) -> int:
+        # ast offsets count UTF-8 bytes; the caret counts characters.
+        raw = getattr(node, "col_offset", 0)
+        return self._lead + len(self._encoded[:raw].decode("utf-8", errors="ignore"))
+
+    def fail(self, node: ast.AST, message: str) -> FormulaError:
+        return FormulaError(message, self.text, self.offset(node))
+
+    def compile(self, node: ast.AST, depth: int) -> Code:
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"nests more than {MAX_DEPTH} levels deep")
+        handler = _COMPILERS.get(type(node))
+        if handler is None:
+            what = _REFUSED.get(type(node), f"'{type(node).__name__}' is not allowed in a formula")
+            raise self.fail(node, what)
+        return handler(self, node, depth + 1)
+
+    def guarded(self, node: ast.AST, symbol: str, fn: Callable[..., Any], *parts: Code) -> Code:
+        """Code that applies ``fn`` to the parts' values, turning arithmetic faults into FormulaError."""
+        fail = self.fail
+
+        def run(env: Env) -> Value:
+            args = [part(env) for part in parts]
+            for arg in args:
+                if not _is_number(arg):
+                    raise fail(node, f"'{symbol}' needs numbers, got {arg!r}")
+            try:
+                return fn(*args)
+            except ZeroDivisionError:
+                raise fail(node, "division by zero") from None
+            except OverflowError:
+                raise fail(node, f"'{symbol}' gives a number too large") from None
+            except (ValueError, TypeError) as exc:
+                raise fail(node, f"'{symbol}' cannot be computed: {exc}") from None
+
+        return run
+
+
+def _constant(c: _Compiler, node: ast.Constant, depth: int) -> Code:
+    value = node.value
+    if isinstance(value, complex) or value is None or isinstance(value, bytes) or value is Ellipsis:
+        raise c.fail(node, f"{value!r} is not allowed; use numbers")
+    return lambda env: value
+
+
+def _name(c: _Compiler, node: ast.Name, depth: int) -> Code:
+    name = node.id
+    if name in CONSTANTS:
+        constant = CONSTANTS[name]
+        return lambda env: constant
+    if name in FUNCTIONS:
+        raise c.fail(node, f"'{name}' is a function; call it as {name}(...)")
+    if c.names is not None and name not in c.names:
+        close = difflib.get_close_matches(name, sorted(c.names | CONSTANTS.keys()), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        known = ", ".join(sorted(c.names))
+        raise c.fail(node, f"unknown name '{name}'{hint}; known names: {known}")
+    c.used.add(name)
+    return lambda env: env[name]
+
+
+def _binop(c: _Compiler, node: ast.BinOp, depth: int) -> Code:
+    entry = _BINARY.get(type(node.op))
+    if entry is None:
+        raise c.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
+    symbol, fn = entry
+    left = c.compile(node.left, depth)
+    right = c.compile(node.right, depth)
+    return c.guarded(node, symbol, fn, left, right)
+
+
+def _unary(c: _Compiler, node: ast.UnaryOp, depth: int) -> Code:
+    operand = c.compile(node.operand, depth)
+    if isinstance(node.op, ast.USub):
+        return c.guarded(node, "-", operator.neg, operand)
+    if isinstance(node.op, ast.UAdd):
+        return c.guarded(node, "+", operator.pos, operand)
+    if isinstance(node.op, ast.Not):
+        return lambda env: not operand(env)
+    raise c.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
+
+
+def _boolop(c: _Compiler, node: ast.BoolOp, depth: int) -> Code:
+    values = [c.compile(v, depth) for v in node.values]
+    if isinstance(node.op, ast.And):
+        return lambda env: all(v(env) for v in values)
+    return lambda env: any(v(env) for v in values)
+
+
+def _compare(c: _Compiler, node: ast.Compare, depth: int) -> Code:
+    parts = [c.compile(node.left, depth)] + [c.compile(v, depth) for v in node.comparators]
+    ops = []
+    for op in node.ops:
+        fn = _COMPARE.get(type(op))
+        if fn is None:
+            raise c.fail(node, f"comparison '{type(op).__name__}' is not allowed")
+        ops.append(fn)
+    fail = c.fail
+
+    def run(env: Env) -> bool:
+        values = [p(env) for p in parts]
+        try:
+            return all(fn(a, b) for fn, a, b in zip(ops, values, values[1:]))
+        except TypeError:
+            raise fail(node, f"cannot compare {values!r}") from None
+
+    return run
+
+
+def _ifexp(c: _Compiler, node: ast.IfExp, depth: int) -> Code:
+    test = c.compile(node.test, depth)
+    body = c.compile(node.body, depth)
+    orelse = c.compile(node.orelse, depth)
+    return lambda env: body(env) if test(env) else orelse(env)
+
+
+def _call(c: _Compiler, node: ast.Call, depth: int) -> Code:
+    if not isinstance(node.func, ast.Name):
+        raise c.fail(node.func, "only the listed functions can be called: " + ", ".join(FUNCTIONS))
+    name = node.func.id
+    if name not in FUNCTIONS:
+        close = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise c.fail(node.func, f"unknown function '{name}'{hint}; functions: " + ", ".join(FUNCTIONS))
+    if node.keywords:
+        raise c.fail(node, f"{name}() takes no keyword arguments")
+    fn, fewest, most = FUNCTIONS[name]
+    if not fewest <= len(node.args) <= most:
+        wanted = str(fewest) if fewest == most else f"{fewest} to {most}"
+        raise c.fail(node, f"{name}() takes {wanted} arguments, got {len(node.args)}")
+    args = [c.compile(a, depth) for a in node.args]
+    return c.guarded(node, f"{name}()", fn, *args)
+
+
+_COMPILERS: dict[type, Callable[[_Compiler, Any, int], Code]] = {
+    ast.Constant: _constant,
+    ast.Name: _name,
+    ast.BinOp: _binop,
+    ast.UnaryOp: _unary,
+    ast.BoolOp: _boolop,
+    ast.Compare: _compare,
+    ast.IfExp: _ifexp,
+    ast.Call: _call,
+}

@@ -1,0 +1,552 @@
+"""The rule language, version 1: its single definition, as pydantic models.
+
+The JSON Schema in ``schemas/`` is generated from these models, the docs quote their field
+descriptions, and validation errors come from them. Formulas and regexes are compiled while the
+file validates, so a :class:`RuleSet` that exists is one that can be resolved; nothing here needs
+torch or a model.
+
+>>> rules = RuleSet.model_validate({"version": 1, "defaults": {"lr": 1e-3},
+...                                 "rules": [{"name": "all", "match": "*", "lr_mult": 2}]})
+>>> rules.rules[0].lr_mult
+2.0
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+import regex
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .errors import FormulaError, Location, RuleError, RuleFileError
+from .formula import Formula, compile_formula
+from .source import SourceMap, parse, read
+
+if TYPE_CHECKING:
+    import torch
+
+    from .plan import Plan
+
+#: The variables every formula may read; a rule's named regex groups are added to these.
+VARIABLES = {
+    "base_lr": "the lr in `defaults`",
+    "base_weight_decay": "the weight_decay in `defaults`",
+    "layer": "the parameter's layer index, 0 nearest the input (see `layers`)",
+    "num_layers": "how many layers the model has under `layers`",
+    "depth": "num_layers - 1 - layer: 0 nearest the output",
+    "index": "the parameter's position in registration order, from 0",
+    "num_tensors": "how many parameter tensors the model has",
+    "ndim": "the parameter's number of dimensions",
+    "numel": "the parameter's number of elements",
+}
+
+_FORMULA_HELP = (
+    "A number, or a formula string over the variables "
+    + ", ".join(VARIABLES)
+    + " and the rule's named regex groups, with + - * / // % **, comparisons, `x if c else y`, "
+    "min max abs round floor ceil sqrt exp log cos sin, pi and e."
+)
+_STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- matchers ----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_regex(pattern: str) -> regex.Pattern[str]:
+    """The compiled form of a rule file's regex (the ``regex`` package, which supports time limits)."""
+    return regex.compile(pattern)
+
+
+def _check_regex(pattern: str) -> str:
+    try:
+        compiled = compile_regex(pattern)
+    except regex.error as exc:
+        message = str(exc).split(" at position")[0]
+        raise PydanticCustomError(
+            "regex", "invalid regex: {reason}", {"reason": message, "expr": pattern, "offset": exc.pos}
+        ) from None
+    for group in compiled.groupindex:
+        if group in VARIABLES:
+            raise PydanticCustomError(
+                "regex",
+                "regex group '{group}' has the name of a formula variable; rename the group",
+                {"group": group, "expr": pattern, "offset": pattern.find(f"<{group}>") + 1},
+            )
+    return pattern
+
+
+def _check_glob(pattern: str) -> str:
+    if not pattern:
+        raise PydanticCustomError("glob", "a glob cannot be empty; use '*' to match every name", {})
+    return pattern
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+
+
+Glob = Annotated[str, BeforeValidator(_check_glob)]
+Regex = Annotated[str, BeforeValidator(lambda v: _check_regex(v) if isinstance(v, str) else v)]
+Globs = Annotated[
+    list[Glob], BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]), Field(min_length=1)
+]
+Regexes = Annotated[
+    list[Regex], BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]), Field(min_length=1)
+]
+Ndims = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    BeforeValidator(_listify, json_schema_input_type=Union[int, list[int]]),
+    Field(min_length=1),
+]
+
+
+class MatchFields(BaseModel):
+    """A matcher written as a mapping: every field given must match (AND)."""
+
+    model_config = _STRICT
+
+    glob: Globs | None = Field(None, description="Glob(s) over the whole dotted name; `*` crosses dots.")
+    regex: Regexes | None = Field(
+        None, description="Regex(es), searched in the name (anchor with ^ and $); named groups become variables."
+    )
+    module: Globs | None = Field(None, description="Glob(s) over the class name of the module owning the parameter.")
+    ndim: Ndims | None = Field(None, description="The parameter's number of dimensions, or a list of them.")
+    any_: list[Matcher] | None = Field(None, alias="any", min_length=1, description="Matches if any matcher does.")
+    all_: list[Matcher] | None = Field(None, alias="all", min_length=1, description="Matches if all matchers do.")
+    not_: Matcher | None = Field(None, alias="not", description="Matches where the matcher does not.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MatchFields:
+        if not self.model_fields_set:
+            raise PydanticCustomError(
+                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, any, all or not", {}
+            )
+        return self
+
+
+def _matcher_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "<glob>"
+    if isinstance(value, list):
+        return "<globs>"
+    if isinstance(value, (dict, MatchFields)):
+        return "<fields>"
+    return None
+
+
+Matcher = Annotated[
+    Union[
+        Annotated[Glob, Tag("<glob>")],
+        Annotated[Annotated[list[Glob], Field(min_length=1)], Tag("<globs>")],
+        Annotated[MatchFields, Tag("<fields>")],
+    ],
+    Discriminator(
+        _matcher_kind,
+        custom_error_type="matcher",
+        custom_error_message="a matcher is a glob string, a list of globs, or a mapping of "
+        "glob, regex, module, ndim, any, all, not",
+    ),
+]
+MATCHER_TAGS = frozenset({"<glob>", "<globs>", "<fields>"})
+MatchFields.model_rebuild()
+
+
+def matcher_groups(matcher: Any) -> set[str]:
+    """The named regex groups a match may capture (those under ``not`` never capture)."""
+    if not isinstance(matcher, MatchFields):
+        return set()
+    found: set[str] = set()
+    for pattern in matcher.regex or ():
+        found.update(compile_regex(pattern).groupindex)
+    for sub in (matcher.any_ or []) + (matcher.all_ or []):
+        found |= matcher_groups(sub)
+    return found
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def _check_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("number", "expected a number or a formula, got {value}", {"value": value})
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
+        if value < 0:
+            raise PydanticCustomError("number", "{value} is negative; rates and decays are >= 0", {"value": value})
+    return value
+
+
+Setting = Annotated[
+    Union[float, str],
+    BeforeValidator(_check_number),
+    Field(description=_FORMULA_HELP),
+]
+OptionValue = Union[bool, Setting, list[float], None]
+_SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
+_RESERVED_OPTIONS = {"lr", "weight_decay", "params", "param_names", "lr_scale"}
+
+
+class _Settings(BaseModel):
+    """What a rule or modifier sets; each number may be a formula.
+
+    ``name`` and ``match`` come first: a formula's names are checked against the match's regex
+    groups, and pydantic validates fields in the order they are declared.
+    """
+
+    model_config = _STRICT
+
+    name: Annotated[str, Field(min_length=1, description="A unique name, shown in reports.")]
+    match: Matcher | None = Field(None, description="Which parameters this entry applies to.")
+    lr: Setting | None = Field(None, description="The lr, replacing base_lr. " + _FORMULA_HELP)
+    lr_mult: Setting | None = Field(None, description="A multiplier on base_lr. " + _FORMULA_HELP)
+    weight_decay: Setting | None = Field(None, description="The weight decay. " + _FORMULA_HELP)
+    weight_decay_mult: Setting | None = Field(None, description="A multiplier on base_weight_decay.")
+    options: dict[str, OptionValue] | None = Field(
+        None, description="Other optimizer options for these parameters (momentum, betas, eps, ...)."
+    )
+    freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
+
+    @field_validator(*_SETTING_FIELDS, mode="after")
+    @classmethod
+    def _compile_setting(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        return _formula(value, _names(info))
+
+    @field_validator("options", mode="after")
+    @classmethod
+    def _compile_options(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        out = {}
+        for key, item in value.items():
+            _check_option_name(key)
+            out[key] = _formula(item, _names(info), key) if isinstance(item, str) else item
+        return out
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> _Settings:
+        if self.lr is not None and self.lr_mult is not None:
+            raise PydanticCustomError("settings", "give either lr or lr_mult, not both", {})
+        if self.weight_decay is not None and self.weight_decay_mult is not None:
+            raise PydanticCustomError("settings", "give either weight_decay or weight_decay_mult, not both", {})
+        if self.freeze:
+            given = [f for f in (*_SETTING_FIELDS, "options") if getattr(self, f) is not None]
+            if given:
+                raise PydanticCustomError(
+                    "settings",
+                    "freeze takes the parameters out of training, so {fields} would never apply; remove it",
+                    {"fields": " and ".join(given)},
+                )
+        return self
+
+    def formulas(self) -> Iterator[tuple[tuple[str, ...], Formula]]:
+        """Each formula this entry holds, with its path inside the entry."""
+        for name in _SETTING_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, Formula):
+                yield (name,), value
+        for key, value in (self.options or {}).items():
+            if isinstance(value, Formula):
+                yield ("options", key), value
+
+
+def _names(info: ValidationInfo) -> set[str] | None:
+    if "match" not in info.data:
+        return None  # the match itself failed; its error is reported, and its groups are unknown
+    return set(VARIABLES) | matcher_groups(info.data["match"])
+
+
+def _formula(text: str, names: set[str] | None, key: str | None = None) -> Formula:
+    try:
+        return compile_formula(text, names)
+    except FormulaError as exc:
+        message = f"options.{key}: {exc.message}" if key else exc.message
+        raise PydanticCustomError(
+            "formula", "{message}", {"message": message, "expr": exc.expr, "offset": exc.offset}
+        ) from None
+
+
+def _check_option_name(key: str) -> None:
+    if key in _RESERVED_OPTIONS:
+        raise PydanticCustomError(
+            "option", "'{key}' is not an option here; set it with its own key or leave it to lrrules", {"key": key}
+        )
+
+
+class Rule(_Settings):
+    """A claiming rule: every trainable parameter must be claimed by exactly one rule."""
+
+    match: Matcher | None = Field(None, description="Which parameters this rule claims.")
+    fallback: bool = Field(False, description="Claims only the parameters no other rule claims.")
+
+    @model_validator(mode="after")
+    def _match_or_fallback(self) -> Rule:
+        if self.fallback and self.match is not None:
+            raise PydanticCustomError("rule", "a fallback rule claims what no other rule claims; remove 'match'", {})
+        if not self.fallback and self.match is None:
+            raise PydanticCustomError("rule", "a rule needs 'match' (or 'fallback: true')", {})
+        return self
+
+
+class Modifier(_Settings):
+    """A modifier: applies on top of whichever rule claimed a parameter; may overlap others."""
+
+    match: Matcher = Field(description="Which parameters this modifier changes.")
+
+
+# --- the file ----------------------------------------------------------------------------------
+
+
+class Defaults(BaseModel):
+    """What every parameter starts from; any other key is an optimizer option (betas, eps, momentum, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False, description="The base learning rate (base_lr).")]
+    weight_decay: Annotated[
+        float, Field(ge=0, allow_inf_nan=False, description="The base weight decay (base_weight_decay).")
+    ] = 0.0
+    __pydantic_extra__: dict[str, Union[bool, Annotated[float, Field(allow_inf_nan=False)], list[float], None]]
+
+    @model_validator(mode="after")
+    def _known_looking_options(self) -> Defaults:
+        for key in self.model_extra or {}:
+            _check_option_name(key)
+            close = difflib.get_close_matches(key, ["lr", "weight_decay", "learning_rate"], n=1, cutoff=0.75)
+            if close or key in ("learning_rate", "wd"):
+                hint = "lr" if key in ("learning_rate",) or close == ["learning_rate"] else (
+                    "weight_decay" if key == "wd" else close[0])
+                raise PydanticCustomError(
+                    "option", "unknown key '{key}' (did you mean '{hint}'?)", {"key": key, "hint": hint}
+                )
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The optimizer options other than lr and weight_decay."""
+        return dict(self.model_extra or {})
+
+
+class Optimizer(BaseModel):
+    """The optimizer build_optimizer makes."""
+
+    model_config = _STRICT
+
+    type: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+            description="A torch.optim class name (AdamW, SGD, ...), or a timm optimizer name where torch has none.",
+        ),
+    ] = "AdamW"
+
+
+class TensorLayers(BaseModel):
+    """Each parameter tensor is a layer, in registration order."""
+
+    model_config = _STRICT
+    by: Literal["tensor"]
+
+
+class ModuleLayers(BaseModel):
+    """Parameters sharing their first `level` name parts are one layer, numbered by first appearance."""
+
+    model_config = _STRICT
+    by: Literal["module"]
+    level: Annotated[int, Field(ge=1, description="How many leading name parts make a layer.")] = 1
+
+
+class TimmLayers(BaseModel):
+    """timm's own layer grouping (group_matcher), the one behind timm's layer decay."""
+
+    model_config = _STRICT
+    by: Literal["timm"]
+
+
+class PatternLayers(BaseModel):
+    """Layer i is the parameters the i-th matcher matches first, counted from the input side."""
+
+    model_config = _STRICT
+    by: Literal["patterns"]
+    patterns: list[Matcher] = Field(min_length=1, description="Matchers, from the input side to the output.")
+
+
+Layers = Annotated[Union[TensorLayers, ModuleLayers, TimmLayers, PatternLayers], Field(discriminator="by")]
+
+
+class RuleSet(BaseModel):
+    """A whole rule file. Build one with :func:`load` or ``RuleSet.model_validate(data)``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        title="lrrules rule file",
+        json_schema_extra={"$id": "https://lrrules.dev/schema/v1.json"},
+    )
+
+    schema_ref: str | None = Field(None, alias="$schema", description="The JSON Schema, for editors.")
+    version: Literal[1] = Field(description="The language version; this lrrules reads 1.")
+    defaults: Defaults
+    optimizer: Optimizer | None = Field(None, description="The optimizer build_optimizer makes; AdamW if absent.")
+    layers: Layers = Field(default_factory=lambda: ModuleLayers(by="module"), description="How layers are counted.")
+    unmatched: Literal["error", "defaults"] = Field(
+        "error", description="What a parameter no rule claims gets: an error, or the defaults."
+    )
+    rules: list[Rule] = Field(default_factory=list, description="Claiming rules; their order never matters.")
+    modifiers: list[Modifier] = Field(default_factory=list, description="Overlapping changes; order never matters.")
+
+    _source: SourceMap | None = PrivateAttr(None)
+    _compiled: Any = PrivateAttr(None)  # matchers, built on first resolve and kept (see resolve.py)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RuleSet:
+        seen: dict[str, str] = {}
+        for kind, entries in (("rules", self.rules), ("modifiers", self.modifiers)):
+            for i, entry in enumerate(entries):
+                if entry.name in seen:
+                    raise PydanticCustomError(
+                        "names",
+                        "{kind}[{i}]: the name '{name}' is used twice (first in {first}); names must be unique",
+                        {"kind": kind, "i": i, "name": entry.name, "first": seen[entry.name], "loc": [kind, i, "name"]},
+                    )
+                seen[entry.name] = f"{kind}[{i}]"
+        fallbacks = [i for i, r in enumerate(self.rules) if r.fallback]
+        if len(fallbacks) > 1:
+            raise PydanticCustomError(
+                "fallback",
+                "rules[{i}]: a second fallback rule (the first is rules[{first}]); keep one",
+                {"i": fallbacks[1], "first": fallbacks[0], "loc": ["rules", fallbacks[1], "fallback"]},
+            )
+        return self
+
+    @property
+    def path(self) -> str:
+        """The file this rule set was loaded from, or ``<rules>``."""
+        return self._source.path if self._source else "<rules>"
+
+    def locate(self, loc: Sequence[str | int], offset: int | None = None) -> Location:
+        """``file:line:col`` of a place in the document (when loaded from a file)."""
+        source = self._source or SourceMap(self.path)
+        return source.locate(loc, offset=offset)
+
+    def resolve(self, model: torch.nn.Module) -> Plan:
+        """Compile this rule set against ``model`` into a :class:`~lrrules.plan.Plan`.
+
+        >>> plan = lrrules.load("rules.yaml").resolve(model)    # doctest: +SKIP
+        """
+        from .resolve import resolve
+
+        return resolve(self, model)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load(path: str | Path) -> RuleSet:
+    """Read and validate a rule file (YAML, or JSON by its ``.json`` name) into a :class:`RuleSet`.
+
+    Every problem in the file is reported together in one :class:`~lrrules.errors.RuleFileError`,
+    each as ``file:line:col: where: what``.
+
+    >>> rules = lrrules.load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
+    """
+    data, source = read(path)
+    return validate(data, source)
+
+
+def loads(text: str | bytes, path: str = "<rules>", fmt: str = "yaml") -> RuleSet:
+    """Like :func:`load`, from text; ``path`` names it in messages."""
+    data, source = parse(text, path, fmt)
+    return validate(data, source)
+
+
+def validate(data: Any, source: SourceMap) -> RuleSet:
+    """Validate parsed data into a RuleSet, turning pydantic's errors into located RuleErrors."""
+    try:
+        rules = RuleSet.model_validate(data)
+    except ValidationError as exc:
+        errors = [_located(e, source) for e in exc.errors(include_url=False)]
+        errors.sort(key=lambda e: (e.line or 10**9, e.col))
+        raise RuleFileError(errors) from None
+    rules._source = source
+    return rules
+
+
+_VOCABULARY = sorted(
+    {name for model in (RuleSet, Rule, Modifier, MatchFields, Optimizer, ModuleLayers, PatternLayers, Defaults)
+     for name in model.model_fields}
+    | {"any", "all", "not", "$schema"}
+)
+
+
+def _located(error: Any, source: SourceMap) -> RuleError:
+    loc = [part for part in error["loc"] if part not in MATCHER_TAGS]
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if "loc" in ctx:
+        loc = list(ctx["loc"])
+    message = error["msg"]
+    if kind.startswith("value_error") and message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if kind == "extra_forbidden":
+        key = loc[-1] if loc else "?"
+        close = difflib.get_close_matches(str(key), _VOCABULARY, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return source.error(f"unknown key '{key}'{hint}", loc, key=True)
+    if kind == "missing":
+        return source.error(f"missing key '{loc[-1]}'", loc[:-1]) if loc else source.error("missing key")
+    if kind == "literal_error" and loc == ["version"]:
+        message = f"unsupported version {error.get('input')!r}; this lrrules reads version 1"
+    elif kind in ("model_type", "dict_type") and not loc:
+        message = "a rule file is a mapping with 'version', 'defaults' and 'rules'"
+    elif kind == "names" or kind == "fallback":
+        message = re.sub(r"^\w+\[\d+\]: ", "", message)
+    elif not kind.endswith(("formula", "regex")) and _is_scalar(error.get("input")):
+        message += f", got {_short(error['input'])}"
+    expr = ctx.get("expr", "")
+    offset = ctx.get("offset") if expr else None
+    return RuleError(message, source.locate(loc, offset=offset), loc, expr, offset)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a rule file, generated from :class:`RuleSet` (``schemas/lrrules.schema.json``)."""
+    return RuleSet.model_json_schema(by_alias=True, mode="validation")
+
+
+def json_schema_text() -> str:
+    """:func:`json_schema` as the text stored in ``schemas/lrrules.schema.json``."""
+    import json
+
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"

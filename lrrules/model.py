@@ -1,0 +1,141 @@
+"""Collecting a model's parameters as :class:`ParamInfo`: names, shapes, owners, in registration order.
+
+Names are the model's own with the parts wrappers add taken away (``module.`` of DDP and
+DataParallel, ``_orig_mod.`` of ``torch.compile``, ``_checkpoint_wrapped_module.`` of activation
+checkpointing, ``_fsdp_wrapped_module.`` of FSDP), so one rule file serves the bare and the wrapped
+model. A tensor reachable under several names (tied weights, a module used twice) is one
+:class:`ParamInfo` with every name it has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+#: Name parts that wrappers insert and that lrrules removes.
+WRAPPER_PARTS = frozenset({"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"})
+#: Wrapper classes whose ``.module`` is the real model (their names start with ``module.``).
+_ROOT_WRAPPERS = frozenset({"DistributedDataParallel", "DataParallel", "DeepSpeedEngine"})
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter tensor as the rules see it.
+
+    ``name`` is its first name in registration order, ``aliases`` its other names (tied weights),
+    ``module`` the class name of the module that owns it (``None`` when only names are known),
+    ``index`` its position among the model's parameters.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    module: str | None
+    requires_grad: bool
+    index: int
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP, DataParallel, DeepSpeed and ``torch.compile`` wrappers (any nesting)."""
+    while True:
+        kind = type(model).__name__
+        if kind in _ROOT_WRAPPERS and hasattr(model, "module"):
+            model = model.module
+        elif kind == "OptimizedModule" and hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def clean_name(name: str) -> str:
+    """``layer1._orig_mod.0._checkpoint_wrapped_module.conv.weight`` -> ``layer1.0.conv.weight``."""
+    if "_" not in name:
+        return name
+    return ".".join(part for part in name.split(".") if part not in WRAPPER_PARTS)
+
+
+def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
+    """Every parameter tensor of ``model`` once, in registration order, with the tensors themselves.
+
+    >>> infos, tensors = collect(torch.nn.Linear(2, 3))      # doctest: +SKIP
+    >>> [(p.name, p.shape) for p in infos]                    # doctest: +SKIP
+    [('weight', (3, 2)), ('bias', (3,))]
+    """
+    infos: list[ParamInfo] = []
+    tensors: list[Any] = []
+    position: dict[int, int] = {}
+    extra: dict[int, list[str]] = {}
+    for name, owner, tensor in _named_parameters(unwrap(model)):
+        key = id(tensor)
+        if key in position:
+            if name not in infos[position[key]].names and name not in extra[key]:
+                extra[key].append(name)
+            continue
+        position[key] = len(infos)
+        extra[key] = []
+        infos.append(ParamInfo(name, tuple(tensor.shape), owner, bool(tensor.requires_grad), len(infos)))
+        tensors.append(tensor)
+    for key, i in position.items():
+        if extra[key]:
+            info = infos[i]
+            infos[i] = ParamInfo(info.name, info.shape, info.module, info.requires_grad, i, tuple(extra[key]))
+    return infos, tensors
+
+
+def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, str, Any]]:
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        owner = type(module).__name__
+        for local, tensor in module._parameters.items():
+            if tensor is not None:
+                full = f"{module_name}.{local}" if module_name else local
+                yield clean_name(full), owner, tensor
+
+
+def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.Module:
+    """A timm model by name, with random weights (``pretrained=False``: nothing is downloaded).
+
+    It is built on the meta device, so no memory is allocated for its weights; a model whose
+    construction needs real values falls back to the CPU. An unknown name gets the closest known ones.
+
+    >>> build("resnet18", num_classes=2)          # doctest: +SKIP
+    """
+    import difflib
+
+    import timm
+    import torch
+
+    from .errors import ModelError
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ModelError(f"'{name}' is not a timm model name{hint} (see timm.list_models())")
+    args = {"pretrained": False, **kwargs}
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    try:
+        with torch.device("meta"):
+            return timm.create_model(name, **args)
+    except Exception:  # some models compute with their tensors while they are built
+        pass
+    try:
+        return timm.create_model(name, **args)
+    except Exception as exc:
+        raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None

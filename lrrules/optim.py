@@ -1,0 +1,98 @@
+"""Building a torch optimizer from a rule file: :func:`build_optimizer`.
+
+The file's ``optimizer.type`` is looked up, never imported: first as a class in ``torch.optim``,
+then in timm's optimizer registry by name. Every option the file sets (in ``defaults``, rules or
+modifiers) is checked against the optimizer's signature, since torch keeps an unknown per-group key
+without a word and the typo would never take effect.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import OptimizerError
+from .language import RuleSet, load
+
+if TYPE_CHECKING:
+    import torch
+
+
+def optimizer_class(name: str) -> Any:
+    """The optimizer class (or timm's factory) that ``name`` names; raises :class:`OptimizerError`."""
+    import torch.optim
+
+    found = getattr(torch.optim, name, None)
+    if isinstance(found, type) and issubclass(found, torch.optim.Optimizer) and found is not torch.optim.Optimizer:
+        return found
+    from timm.optim import get_optimizer_class, list_optimizers
+
+    timm_names = list_optimizers()
+    if name.lower() in timm_names:
+        try:
+            return get_optimizer_class(name.lower())
+        except Exception as exc:  # timm raises plain errors for optimizers whose package is missing
+            raise OptimizerError(f"optimizer '{name}' is known to timm but cannot be used here: {exc}") from None
+    torch_names = [n for n, v in vars(torch.optim).items()
+                   if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer]
+    close = difflib.get_close_matches(name, torch_names + timm_names, n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    raise OptimizerError(
+        f"optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name such as AdamW or SGD, "
+        "or a timm optimizer name"
+    )
+
+
+def _accepted(factory: Any) -> set[str] | None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return None
+    return set(signature.parameters) - {"self", "params"}
+
+
+def _option_names(rules: RuleSet) -> dict[str, str]:
+    where = {key: "defaults" for key in rules.defaults.options}
+    for kind, entries in (("rules", rules.rules), ("modifiers", rules.modifiers)):
+        for entry in entries:
+            for key in entry.options or {}:
+                where.setdefault(key, f"{kind} '{entry.name}'")
+    return where
+
+
+def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """A ready optimizer for ``model`` with the param groups ``rules`` give it.
+
+    Freezes (``requires_grad=False``) what the rules freeze, and raises
+    :class:`~lrrules.errors.PlanProblemsError` if any parameter is unmatched or in conflict.
+
+    >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
+    """
+    ruleset = rules if isinstance(rules, RuleSet) else load(rules)
+    name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
+    factory = optimizer_class(name)
+    accepted = _accepted(factory)
+    if accepted is not None:
+        for key, where in _option_names(ruleset).items():
+            if key not in accepted:
+                close = difflib.get_close_matches(key, sorted(accepted), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise OptimizerError(
+                    f"{ruleset.path}: option '{key}' (in {where}) is not an option of {name}{hint}; "
+                    f"{name} takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}"
+                )
+    plan = ruleset.resolve(model)
+    groups = plan.param_groups()
+    plan.apply_freeze()
+    kwargs: dict[str, Any] = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}
+    if accepted is None or "weight_decay" in accepted:
+        kwargs["weight_decay"] = ruleset.defaults.weight_decay
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    try:
+        return factory(groups, **kwargs)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise OptimizerError(f"{ruleset.path}: {name} refused the settings: {exc}") from None

@@ -1,0 +1,229 @@
+"""The result of resolving a rule file against a model: a :class:`Plan`, plain immutable data.
+
+A plan says, for every parameter, which rule claimed it, which modifiers changed it, what it
+captured and what it ends up with; it groups the trainable parameters into the fewest optimizer
+groups; and it lists every problem: unmatched and conflicting parameters, unused rules, zero
+learning rates. Nothing mutates a plan; :meth:`Plan.param_groups` and :meth:`Plan.apply_freeze`
+are the only places that touch tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import PlanProblemsError
+
+Status = Literal["trainable", "frozen", "unmatched", "conflict"]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One parameter's outcome. ``lr`` and the other settings are ``None`` unless it trains."""
+
+    name: str
+    shape: tuple[int, ...]
+    module: str | None
+    index: int
+    layer: int | None
+    status: Status
+    rule: str | None = None
+    modifiers: tuple[str, ...] = ()
+    captures: Mapping[str, int | str] = field(default_factory=dict)
+    lr: float | None = None
+    lr_scale: float | None = None
+    weight_decay: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    group: int | None = None
+    aliases: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "shape": list(self.shape),
+            "numel": self.numel,
+            "module": self.module,
+            "index": self.index,
+            "layer": self.layer,
+            "status": self.status,
+            "group": self.group,
+            "rule": self.rule,
+            "modifiers": list(self.modifiers),
+            "captures": dict(self.captures),
+            "lr": self.lr,
+            "lr_scale": self.lr_scale,
+            "weight_decay": self.weight_decay,
+            "options": _plain(self.options),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Group:
+    """One optimizer param group: parameters whose final settings are equal."""
+
+    index: int
+    lr: float
+    lr_scale: float
+    weight_decay: float
+    options: Mapping[str, Any]
+    params: tuple[str, ...]
+    numel: int
+    rules: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "lr": self.lr,
+            "lr_scale": self.lr_scale,
+            "weight_decay": self.weight_decay,
+            "options": _plain(self.options),
+            "params": list(self.params),
+            "numel": self.numel,
+            "rules": list(self.rules),
+        }
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A parameter that cannot get one setting: two claiming rules, two modifiers setting one value
+    differently, or tied names claimed by different rules. ``rules`` names every entry involved."""
+
+    param: str
+    kind: Literal["rules", "modifiers", "tied"]
+    rules: tuple[str, ...]
+    setting: str | None = None
+
+    @property
+    def message(self) -> str:
+        names = " and ".join(f"'{r}'" for r in self.rules)
+        if self.kind == "rules":
+            return f"'{self.param}' is claimed by {len(self.rules)} rules: {names}; narrow their matches"
+        if self.kind == "modifiers":
+            return f"'{self.param}': modifiers {names} set {self.setting} to different values"
+        return f"'{self.param}' is one tensor under several names, and its names are claimed by {names}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"param": self.param, "kind": self.kind, "rules": list(self.rules), "setting": self.setting,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A parameter out of training, and why: a rule's ``freeze`` or ``requires_grad=False`` already."""
+
+    param: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"param": self.param, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every parameter's assignment, the optimizer groups, and the problems found.
+
+    >>> plan = lrrules.load("rules.yaml").resolve(model)          # doctest: +SKIP
+    >>> optimizer = torch.optim.AdamW(plan.param_groups())         # doctest: +SKIP
+    """
+
+    source: str
+    base_lr: float
+    base_weight_decay: float
+    unmatched_mode: Literal["error", "defaults"]
+    params: tuple[Assignment, ...]
+    groups: tuple[Group, ...]
+    unmatched: tuple[str, ...]
+    conflicts: tuple[Conflict, ...]
+    frozen: tuple[Frozen, ...]
+    unused_rules: tuple[str, ...]
+    zero_lr: tuple[str, ...]
+    base_options: Mapping[str, Any] = field(default_factory=dict)
+    tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when every trainable parameter has exactly one setting."""
+        return not self.conflicts and not (self.unmatched and self.unmatched_mode == "error")
+
+    def problems(self) -> list[str]:
+        """One line per problem that stops :meth:`param_groups`: unmatched and conflicting parameters."""
+        lines = [c.message for c in self.conflicts]
+        if self.unmatched_mode == "error":
+            lines += [f"'{name}' is claimed by no rule; add a rule or a fallback" for name in self.unmatched]
+        return lines
+
+    def warnings(self) -> list[str]:
+        """Lines about what resolves but is likely a mistake: unused rules, lr = 0."""
+        lines = [f"rule '{r}' matches no parameter" for r in self.unused_rules]
+        lines += [f"'{n}' resolves to lr = 0; use 'freeze: true' to take it out of training" for n in self.zero_lr]
+        return lines
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer param groups: ``params``, ``param_names``, ``lr``, ``lr_scale``, ``weight_decay``
+        and the other options of each group. Raises :class:`PlanProblemsError` listing every problem
+        if any parameter is unmatched or in conflict.
+
+        >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
+        """
+        if not self.ok:
+            problems = self.problems()
+            raise PlanProblemsError(
+                f"{self.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+            )
+        if not self.tensors:
+            raise PlanProblemsError(f"{self.source}: this plan was resolved from names only; it holds no tensors")
+        by_name = {a.name: self.tensors[a.index] for a in self.params}
+        out = []
+        for group in self.groups:
+            out.append({
+                "params": [by_name[n] for n in group.params],
+                "param_names": list(group.params),
+                "lr": group.lr,
+                "lr_scale": group.lr_scale,
+                "weight_decay": group.weight_decay,
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()},
+            })
+        return out
+
+    def apply_freeze(self) -> int:
+        """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed."""
+        changed = 0
+        for a in self.params:
+            if a.status == "frozen" and self.tensors:
+                tensor = self.tensors[a.index]
+                if tensor.requires_grad:
+                    tensor.requires_grad_(False)
+                    changed += 1
+        return changed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report: ``groups``, ``params``, ``unmatched``, ``conflicts``, ``frozen``, ``unused_rules``."""
+        return {
+            "source": self.source,
+            "base_lr": self.base_lr,
+            "base_weight_decay": self.base_weight_decay,
+            "base_options": _plain(self.base_options),
+            "ok": self.ok,
+            "groups": [g.to_dict() for g in self.groups],
+            "params": [a.to_dict() for a in self.params],
+            "unmatched": list(self.unmatched),
+            "conflicts": [c.to_dict() for c in self.conflicts],
+            "frozen": [f.to_dict() for f in self.frozen],
+            "unused_rules": list(self.unused_rules),
+            "zero_lr": list(self.zero_lr),
+        }
+
+
+def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}

@@ -1,0 +1,350 @@
+"""Reading a rule file's text into plain data, with the line and column of every key and value.
+
+YAML goes through PyYAML's safe composer and is turned into data here, node by node, so that only
+plain data can come out: tags that would build Python objects are refused, duplicate keys are an
+error, and the size, nesting depth and alias expansion are bounded. JSON goes through a small parser
+of our own that records the same positions. Both return the data and a :class:`SourceMap`, from which
+later stages turn a path inside the document (``("rules", 2, "lr_mult")``) into ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Location, RuleError, RuleFileError
+
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+Loc = tuple[str | int, ...]
+
+_STR, _INT, _FLOAT, _BOOL, _NULL, _SEQ, _MAP, _TIMESTAMP = (
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")
+)
+
+
+@dataclass(frozen=True)
+class Spot:
+    """Where a key or value starts (1-based), and how a scalar was quoted (``'``, ``"`` or ``""``)."""
+
+    line: int
+    col: int
+    quote: str = ""
+    single_line: bool = True
+
+
+@dataclass
+class SourceMap:
+    """Positions of the values (and of the keys) of one document, by their path in it."""
+
+    path: str
+    values: dict[Loc, Spot] = field(default_factory=dict)
+    keys: dict[Loc, Spot] = field(default_factory=dict)
+
+    def spot(self, loc: Sequence[str | int], key: bool = False) -> Spot | None:
+        """The position of ``loc``, or of its nearest enclosing part that has one."""
+        loc = tuple(loc)
+        if key and loc in self.keys:
+            return self.keys[loc]
+        for n in range(len(loc), -1, -1):
+            found = self.values.get(loc[:n])
+            if found is not None:
+                return found
+        return None
+
+    def locate(self, loc: Sequence[str | int], key: bool = False, offset: int | None = None) -> Location:
+        """``file:line:col`` of ``loc``; ``offset`` moves the column into a one-line scalar's text."""
+        spot = self.spot(loc, key)
+        if spot is None:
+            return Location(self.path)
+        col = spot.col
+        if offset is not None and spot.single_line:
+            col += len(spot.quote) + offset
+        return Location(self.path, spot.line, col)
+
+    def error(self, message: str, loc: Sequence[str | int] = (), **kw: Any) -> RuleError:
+        key = kw.pop("key", False)
+        return RuleError(message, self.locate(loc, key, kw.get("offset")), loc, **kw)
+
+
+def read(path: str | Path) -> tuple[Any, SourceMap]:
+    """Read a rule file: its data and positions. Raises :class:`RuleFileError` with the place."""
+    name = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise _fail(name, "no such file; give the path of a YAML or JSON rule file") from None
+    except IsADirectoryError:
+        raise _fail(name, "is a directory; give the path of a YAML or JSON rule file") from None
+    except OSError as exc:
+        raise _fail(name, f"cannot be read: {exc.strerror}") from None
+    fmt = "json" if name.endswith(".json") else "yaml"
+    return parse(raw, name, fmt)
+
+
+def parse(raw: bytes | str, path: str = "<rules>", fmt: str = "yaml") -> tuple[Any, SourceMap]:
+    """Parse YAML (``fmt="yaml"``) or JSON text into data and a :class:`SourceMap`."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if len(raw) > MAX_BYTES:
+        raise _fail(path, f"is larger than {MAX_BYTES // 1024} KiB; a rule file is a short list of rules")
+    text = _decode(raw, path)
+    if not text.strip():
+        raise _fail(path, "is empty; a rule file needs at least 'version: 1' and 'defaults'", 1, 1)
+    if fmt == "json":
+        return _Json(text, path).document()
+    return _Yaml(text, path).document()
+
+
+def _fail(path: str, message: str, line: int = 0, col: int = 0) -> RuleFileError:
+    return RuleFileError([RuleError(message, Location(path, line, col))])
+
+
+def _decode(raw: bytes, path: str) -> str:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise _fail(path, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8", line, col) from None
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as a number the way YAML 1.2 and JSON do."""
+
+
+_SafeLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+class _Yaml:
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.map = SourceMap(path)
+        self.nodes = 0
+
+    def fail(self, message: str, mark: Any) -> RuleFileError:
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        return _fail(self.map.path, message, line, col)
+
+    def document(self) -> tuple[Any, SourceMap]:
+        try:
+            self._check_events()
+            loader = _SafeLoader(self.text)
+            try:
+                node = loader.get_single_node()
+            finally:
+                loader.dispose()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            message = exc.problem or exc.context or "invalid YAML"
+            if exc.context and exc.problem:
+                message = f"{exc.context}, {exc.problem}"
+            raise self.fail(f"invalid YAML: {message}", mark) from None
+        except yaml.YAMLError as exc:
+            raise self.fail(f"invalid YAML: {exc}", None) from None
+        if node is None:
+            raise _fail(self.map.path, "holds no document; a rule file needs at least 'version: 1'", 1, 1)
+        return self.value(node, ()), self.map
+
+    def _check_events(self) -> None:
+        # One pass over the event stream bounds depth and counts documents before the recursive
+        # composer sees the text, so a deeply nested file cannot exhaust the stack.
+        depth = documents = 0
+        for event in yaml.parse(self.text, Loader=_SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise self.fail(f"nests deeper than {MAX_DEPTH} levels", event.start_mark)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise self.fail("holds several YAML documents ('---'); keep one rule file per file",
+                                    event.start_mark)
+
+    def value(self, node: yaml.Node, loc: Loc) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.fail(f"expands to more than {MAX_NODES} values (too many aliases?)", node.start_mark)
+        mark = node.start_mark
+        if isinstance(node, yaml.ScalarNode):
+            multi = node.end_mark.line != mark.line
+            quote = {"'": "'", '"': '"'}.get(node.style or "", "")
+            self.map.values[loc] = Spot(mark.line + 1, mark.column + 1, quote, not multi)
+            return self.scalar(node)
+        self.map.values[loc] = Spot(mark.line + 1, mark.column + 1, "", False)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                raise self.fail(f"tag '{node.tag}' is not allowed: a rule file holds plain data", mark)
+            return [self.value(item, loc + (i,)) for i, item in enumerate(node.value)]
+        if node.tag != _MAP:
+            raise self.fail(f"tag '{node.tag}' is not allowed: a rule file holds plain data", mark)
+        out: dict[str, Any] = {}
+        first: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise self.fail("merge keys ('<<') are not supported; write the keys out", key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail("a key must be a plain name, not a list or mapping", key_node.start_mark)
+            key = self.scalar(key_node)
+            if not isinstance(key, str):
+                key = str(key_node.value)
+            if key in first:
+                seen = first[key].start_mark
+                raise self.fail(f"duplicate key '{key}' (first at line {seen.line + 1}); "
+                                "remove one of them", key_node.start_mark)
+            first[key] = key_node
+            km = key_node.start_mark
+            self.map.keys[loc + (key,)] = Spot(km.line + 1, km.column + 1)
+            out[key] = self.value(value_node, loc + (key,))
+        return out
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        tag = node.tag
+        if tag == _TIMESTAMP:
+            return node.value
+        if tag in (_STR, _INT, _FLOAT, _BOOL, _NULL):
+            return _SafeLoader.yaml_constructors[tag](_SCALARS, node)
+        raise self.fail(f"tag '{tag}' is not allowed: a rule file holds plain data", node.start_mark)
+
+
+_SCALARS = _SafeLoader("")
+
+
+class _Json:
+    """A JSON parser that records where each key and value starts. Strict: no NaN, no duplicates."""
+
+    _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+    _SPACE = re.compile(r"[ \t\n\r]*")
+    _LITERALS = {"true": True, "false": False, "null": None}
+
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.map = SourceMap(path)
+
+    def spot(self, pos: int | None = None) -> Spot:
+        pos = self.pos if pos is None else pos
+        line = self.text.count("\n", 0, pos) + 1
+        col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+        return Spot(line, col)
+
+    def fail(self, message: str, pos: int | None = None) -> RuleFileError:
+        spot = self.spot(pos)
+        return _fail(self.map.path, f"invalid JSON: {message}", spot.line, spot.col)
+
+    def skip(self) -> None:
+        self.pos = self._SPACE.match(self.text, self.pos).end()  # type: ignore[union-attr]
+
+    def document(self) -> tuple[Any, SourceMap]:
+        self.skip()
+        value = self.value((), 0)
+        self.skip()
+        if self.pos != len(self.text):
+            raise self.fail("extra text after the document")
+        return value, self.map
+
+    def value(self, loc: Loc, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"nests deeper than {MAX_DEPTH} levels")
+        here = self.spot()
+        char = self.text[self.pos : self.pos + 1]
+        if char == "{":
+            self.map.values[loc] = here
+            return self.object(loc, depth)
+        if char == "[":
+            self.map.values[loc] = here
+            return self.array(loc, depth)
+        self.map.values[loc] = Spot(here.line, here.col, '"' if char == '"' else "")
+        if char == '"':
+            return self.string()
+        number = self._NUMBER.match(self.text, self.pos)
+        if number and number.group():
+            self.pos = number.end()
+            text = number.group()
+            return float(text) if any(c in text for c in ".eE") else int(text)
+        for word, literal in self._LITERALS.items():
+            if self.text.startswith(word, self.pos):
+                self.pos += len(word)
+                return literal
+        if not char:
+            raise self.fail("the text ends where a value was expected")
+        raise self.fail(f"unexpected {char!r} where a value was expected")
+
+    def string(self) -> str:
+        try:
+            value, self.pos = json.decoder.scanstring(self.text, self.pos + 1, True)  # type: ignore[attr-defined]
+        except json.JSONDecodeError as exc:
+            raise self.fail(exc.msg, exc.pos) from None
+        return value
+
+    def object(self, loc: Loc, depth: int) -> dict[str, Any]:
+        self.pos += 1
+        out: dict[str, Any] = {}
+        first: dict[str, Spot] = {}
+        self.skip()
+        if self.text.startswith("}", self.pos):
+            self.pos += 1
+            return out
+        while True:
+            self.skip()
+            if not self.text.startswith('"', self.pos):
+                raise self.fail("expected a key in double quotes")
+            key_pos = self.pos
+            key_spot = self.spot()
+            key = self.string()
+            if key in first:
+                raise self.fail(f"duplicate key '{key}' (first at line {first[key].line}); remove one of them",
+                                key_pos)
+            first[key] = key_spot
+            self.map.keys[loc + (key,)] = key_spot
+            self.skip()
+            if not self.text.startswith(":", self.pos):
+                raise self.fail("expected ':' after the key")
+            self.pos += 1
+            self.skip()
+            out[key] = self.value(loc + (key,), depth + 1)
+            self.skip()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+                continue
+            if self.text.startswith("}", self.pos):
+                self.pos += 1
+                return out
+            raise self.fail("expected ',' or '}'")
+
+    def array(self, loc: Loc, depth: int) -> list[Any]:
+        self.pos += 1
+        out: list[Any] = []
+        self.skip()
+        if self.text.startswith("]", self.pos):
+            self.pos += 1
+            return out
+        while True:
+            self.skip()
+            out.append(self.value(loc + (len(out),), depth + 1))
+            self.skip()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+                continue
+            if self.text.startswith("]", self.pos):
+                self.pos += 1
+                return out
+            raise self.fail("expected ',' or ']'")
