@@ -274,6 +274,7 @@ def _ifexp(c: _Compiler, node: ast.IfExp, depth: int) -> Code:
 
 def _call(c: _Compiler, node: ast.Call, depth: int) -> Code:
     if not isinstance(node.func, ast.Name):
+        c.compile(node.func, depth)  # refuses a lambda or an attribute with its own message
         raise c.fail(node.func, "only the listed functions can be called: " + ", ".join(FUNCTIONS))
     name = node.func.id
     if name not in FUNCTIONS:
@@ -283,10 +284,10 @@ def _call(c: _Compiler, node: ast.Call, depth: int) -> Code:
     if node.keywords:
         raise c.fail(node, f"{name}() takes no keyword arguments")
     fn, fewest, most = FUNCTIONS[name]
-    if not fewest <= len(node.args) <= most:
-        wanted = str(fewest) if fewest == most else f"{fewest} to {most}"
-        raise c.fail(node, f"{name}() takes {wanted} arguments, got {len(node.args)}")
     args = [c.compile(a, depth) for a in node.args]
+    if not fewest <= len(args) <= most:
+        wanted = str(fewest) if fewest == most else f"{fewest} to {most}"
+        raise c.fail(node, f"{name}() takes {wanted} arguments, got {len(args)}")
     return c.guarded(node, f"{name}()", fn, *args)
 
 
