@@ -339,7 +339,8 @@ class Defaults(BaseModel):
                 hint = "lr" if key in ("learning_rate",) or close == ["learning_rate"] else (
                     "weight_decay" if key == "wd" else close[0])
                 raise PydanticCustomError(
-                    "option", "unknown key '{key}' (did you mean '{hint}'?)", {"key": key, "hint": hint}
+                    "option", "unknown key '{key}' (did you mean '{hint}'?)",
+                    {"key": key, "hint": hint, "loc": ["defaults", key], "at_key": True},
                 )
         return self
 
@@ -371,7 +372,8 @@ class TensorLayers(BaseModel):
 
 
 class ModuleLayers(BaseModel):
-    """Parameters sharing their first `level` name parts are one layer, numbered by first appearance."""
+    """Parameters whose modules share their first `level` name parts are one layer, numbered by first
+    appearance (parameters of the model itself, such as a top-level pos_embed, share one layer)."""
 
     model_config = _STRICT
     by: Literal["module"]
@@ -528,7 +530,7 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         message += f", got {_short(error['input'])}"
     expr = ctx.get("expr", "")
     offset = ctx.get("offset") if expr else None
-    return RuleError(message, source.locate(loc, offset=offset), loc, expr, offset)
+    return RuleError(message, source.locate(loc, key=ctx.get("at_key", False), offset=offset), loc, expr, offset)
 
 
 def _is_scalar(value: Any) -> bool:

@@ -47,7 +47,7 @@ def by_module(params: Sequence[ParamInfo], level: int) -> Layering:
     numbers: dict[str, int] = {}
     layers: list[int | None] = []
     for p in params:
-        key = ".".join(p.name.split(".")[:level])
+        key = ".".join(p.name.split(".")[:-1][:level])  # the owning module's path, cut to `level` parts
         layers.append(numbers.setdefault(key, len(numbers)))
     return layers, len(numbers)
 

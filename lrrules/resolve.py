@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -204,7 +205,8 @@ class _Resolver:
                 why = f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
             else:
                 why = f"regex group '{name}' captured nothing for parameter '{info.name}'"
-            raise self.fail(entry, where, why, value, value.find(name))
+            spot = re.search(rf"\b{name}\b", value.text)
+            raise self.fail(entry, where, why, value, spot.start() if spot else None)
         key = (value.text, tuple(env[n] for n in sorted(value.names)))
         result = self.cache.get(key)
         if result is None:
