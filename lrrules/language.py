@@ -444,6 +444,13 @@ class RuleSet(BaseModel):
             )
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # Equal content is an equal rule set, wherever it was loaded from (pydantic would also
+        # compare the private source map and compiled matchers).
+        return isinstance(other, RuleSet) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     @property
     def path(self) -> str:
         """The file this rule set was loaded from, or ``<rules>``."""

@@ -126,7 +126,8 @@ class _Resolver:
         if self.fallback is not None and any(a.rule == self.fallback.name for a in assignments):
             self.used.add(self.fallback.name)
         groups, assignments = _group(assignments)
-        names = [r.name for r in self.rules.rules] + [m.name for m in self.rules.modifiers]
+        # Rules first, then modifiers, each by name: the file's order never shows in a plan.
+        names = sorted(r.name for r in self.rules.rules) + sorted(m.name for m in self.rules.modifiers)
         return Plan(
             source=self.rules.path,
             base_lr=self.base_lr,

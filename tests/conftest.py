@@ -22,7 +22,7 @@ def params(*specs: Sequence[Any]) -> list[ParamInfo]:
 
 
 class TinyNet(nn.Module):
-    """conv1/bn1 stem, two stages, a head: the shape of a ResNet in 14 tensors."""
+    """conv1/bn1 stem, two stages, a head: the shape of a ResNet in 13 tensors."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,0 +1,90 @@
+"""Collecting parameters: registration order, owners, tied weights, and the names under wrappers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+from lrrules.errors import ModelError
+from lrrules.model import build, clean_name, collect, unwrap
+
+from .conftest import TiedLM, TinyNet
+
+
+def test_collect_gives_names_shapes_and_owners_in_registration_order(tiny: TinyNet) -> None:
+    infos, tensors = collect(tiny)
+    assert [i.name for i in infos] == [n for n, _ in tiny.named_parameters()]
+    assert [i.index for i in infos] == list(range(len(infos)))
+    by_name = {i.name: i for i in infos}
+    assert by_name["bn1.weight"].module == "BatchNorm2d"
+    assert by_name["fc.weight"].shape == (2, 8) and by_name["fc.weight"].numel == 16
+    assert by_name["layer1.0.bias"].ndim == 1
+    assert all(t is p for t, (_, p) in zip(tensors, tiny.named_parameters()))
+
+
+def test_requires_grad_is_read_from_the_model(tiny: TinyNet) -> None:
+    tiny.conv1.weight.requires_grad_(False)
+    infos, _ = collect(tiny)
+    assert [i.name for i in infos if not i.requires_grad] == ["conv1.weight"]
+
+
+def test_tied_weight_is_one_parameter_with_all_its_names(tied: TiedLM) -> None:
+    infos, tensors = collect(tied)
+    assert [i.name for i in infos] == ["embed.weight", "norm.weight", "norm.bias"]
+    assert infos[0].aliases == ("head.weight",)
+    assert len({id(t) for t in tensors}) == len(tensors)
+
+
+def test_module_used_twice_is_one_set_of_parameters() -> None:
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    infos, _ = collect(model)
+    assert [(i.name, i.aliases) for i in infos] == [("0.weight", ("2.weight",)), ("0.bias", ("2.bias",))]
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(lambda m: torch.compile(m), id="torch.compile"),
+        pytest.param(lambda m: nn.DataParallel(m), id="DataParallel"),
+        pytest.param(lambda m: torch.compile(nn.DataParallel(m)), id="compile+DataParallel"),
+    ],
+)
+def test_wrapped_model_has_the_bare_names(tiny: TinyNet, wrap) -> None:  # type: ignore[no-untyped-def]
+    bare = [i.name for i in collect(tiny)[0]]
+    wrapped = wrap(tiny)
+    assert [n for n, _ in wrapped.named_parameters()] != bare
+    assert [i.name for i in collect(wrapped)[0]] == bare
+
+
+def test_checkpoint_wrapped_and_compiled_submodules_have_the_bare_names(tiny: TinyNet) -> None:
+    bare = [i.name for i in collect(tiny)[0]]
+    tiny.layer1 = checkpoint_wrapper(tiny.layer1)  # type: ignore[assignment]
+    tiny.layer2 = torch.compile(tiny.layer2)  # type: ignore[assignment]
+    names = [n for n, _ in tiny.named_parameters()]
+    assert any("_checkpoint_wrapped_module" in n for n in names) and any("_orig_mod" in n for n in names)
+    assert [i.name for i in collect(tiny)[0]] == bare
+
+
+def test_unwrap_reaches_the_model_inside_nested_wrappers(tiny: TinyNet) -> None:
+    assert unwrap(torch.compile(nn.DataParallel(tiny))) is tiny
+
+
+def test_a_user_module_named_module_is_kept() -> None:
+    model = nn.Module()
+    model.module = nn.Linear(2, 2)
+    assert [i.name for i in collect(model)[0]] == ["module.weight", "module.bias"]
+    assert clean_name("a._orig_mod.b") == "a.b"
+
+
+def test_build_makes_timm_models_on_the_meta_device() -> None:
+    model = build("resnet18", num_classes=3)
+    assert model.fc.out_features == 3
+    assert all(p.device.type == "meta" for p in model.parameters())
+
+
+def test_build_suggests_close_names_for_an_unknown_model() -> None:
+    with pytest.raises(ModelError, match="did you mean 'resnet18'"):
+        build("resnet181")

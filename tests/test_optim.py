@@ -1,0 +1,90 @@
+"""build_optimizer: the optimizer the file names, with the groups the rules give, that trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import lrrules
+from lrrules.errors import OptimizerError, PlanProblemsError
+from lrrules.optim import optimizer_class
+
+from .conftest import TinyNet
+
+RULES = """
+version: 1
+defaults: {{lr: 0.1, weight_decay: 0.0{extra}}}
+{optimizer}
+rules:
+  - {{name: head, match: "fc.*", lr_mult: 10}}
+  - {{name: stem, match: ["conv1.*", "bn1.*"], freeze: true}}
+  - {{name: body, fallback: true}}
+"""
+
+
+def rules_file(tmp_path: Path, optimizer: str = "", extra: str = "") -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.format(optimizer=optimizer, extra=extra))
+    return path
+
+
+def test_default_optimizer_is_adamw_with_the_plans_groups(tmp_path: Path, tiny: TinyNet) -> None:
+    optimizer = lrrules.build_optimizer(rules_file(tmp_path), tiny)
+    assert type(optimizer) is torch.optim.AdamW
+    lrs = {name: g["lr"] for g in optimizer.param_groups for name in g["param_names"]}
+    assert lrs["fc.weight"] == pytest.approx(1.0) and lrs["layer1.0.weight"] == pytest.approx(0.1)
+    assert "conv1.weight" not in lrs
+
+
+def test_frozen_parameters_stop_requiring_grad(tmp_path: Path, tiny: TinyNet) -> None:
+    lrrules.build_optimizer(rules_file(tmp_path), tiny)
+    assert not tiny.conv1.weight.requires_grad and not tiny.bn1.bias.requires_grad
+    assert tiny.fc.weight.requires_grad
+
+
+def test_sgd_step_moves_each_parameter_by_its_own_lr(tmp_path: Path, tiny: TinyNet) -> None:
+    optimizer = lrrules.build_optimizer(rules_file(tmp_path, "optimizer: {type: SGD}"), tiny)
+    assert type(optimizer) is torch.optim.SGD
+    before = {n: p.detach().clone() for n, p in tiny.named_parameters()}
+    tiny(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    for name, lr in (("fc.weight", 1.0), ("layer2.0.weight", 0.1)):
+        param = dict(tiny.named_parameters())[name]
+        assert torch.allclose(param.detach(), before[name] - lr * param.grad, atol=1e-6)
+    assert torch.equal(tiny.conv1.weight.detach(), before["conv1.weight"])
+
+
+def test_options_from_defaults_reach_the_optimizer(tmp_path: Path, tiny: TinyNet) -> None:
+    path = rules_file(tmp_path, "optimizer: {type: SGD}", ", momentum: 0.9, nesterov: true")
+    optimizer = lrrules.build_optimizer(path, tiny)
+    assert all(g["momentum"] == 0.9 and g["nesterov"] for g in optimizer.param_groups)
+
+
+def test_timm_optimizer_names_work_where_torch_has_none(tmp_path: Path, tiny: TinyNet) -> None:
+    optimizer = lrrules.build_optimizer(rules_file(tmp_path, "optimizer: {type: lamb}"), tiny)
+    assert type(optimizer).__name__ == "Lamb"
+
+
+def test_a_name_that_is_no_optimizer_is_refused_with_suggestions() -> None:
+    with pytest.raises(OptimizerError, match="did you mean 'AdamW'"):
+        optimizer_class("AdamWW")
+    for not_an_optimizer in ("Optimizer", "lr_scheduler", "Tensor", "os"):
+        with pytest.raises(OptimizerError, match="names no optimizer"):
+            optimizer_class(not_an_optimizer)
+
+
+def test_a_misspelt_option_is_refused_before_it_is_silently_ignored(tmp_path: Path, tiny: TinyNet) -> None:
+    path = rules_file(tmp_path, "optimizer: {type: SGD}", ", momentun: 0.9")
+    with pytest.raises(OptimizerError, match="'momentun' \\(in defaults\\) is not an option of SGD \\(did you mean 'momentum'"):
+        lrrules.build_optimizer(path, tiny)
+    assert tiny.conv1.weight.requires_grad, "nothing is frozen when the optimizer cannot be built"
+
+
+def test_problems_stop_the_build_and_are_all_listed(tiny: TinyNet) -> None:
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: head, match: 'fc.*'}\n")
+    with pytest.raises(PlanProblemsError) as err:
+        lrrules.build_optimizer(rules, tiny)
+    assert "11 problem(s)" in str(err.value) and "'conv1.weight' is claimed by no rule" in str(err.value)
+    assert tiny.conv1.weight.requires_grad
