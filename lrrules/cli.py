@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import LrrulesError
+from .errors import LrrulesError, RuleFileError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_INVALID = 0, 1, 2
 
@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _resolve(args)
     except LrrulesError as exc:
-        print(f"lrrules: {exc}" if not str(exc).startswith(args.rules) else str(exc), file=sys.stderr)
+        # A rule-file error already starts with its file:line:col, like a compiler's.
+        print(exc if isinstance(exc, RuleFileError) else f"lrrules: error: {exc}", file=sys.stderr)
         return exc.exit_code
 
 

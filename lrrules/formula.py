@@ -90,6 +90,7 @@ class Formula(str):
 
     names: frozenset[str]
     constant: float | None
+    _code: Code
 
     def __new__(cls, text: str, names: frozenset[str], code: Code, constant: float | None = None) -> Formula:
         self = super().__new__(cls, text)

@@ -319,6 +319,10 @@ class Modifier(_Settings):
 # --- the file ----------------------------------------------------------------------------------
 
 
+#: Keys of `defaults` that other tools use for lr and weight decay: a mistake here, not an option.
+_MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
+
+
 class Defaults(BaseModel):
     """What every parameter starts from; any other key is an optimizer option (betas, eps, momentum, ...)."""
 
@@ -334,10 +338,9 @@ class Defaults(BaseModel):
     def _known_looking_options(self) -> Defaults:
         for key in self.model_extra or {}:
             _check_option_name(key)
-            close = difflib.get_close_matches(key, ["lr", "weight_decay", "learning_rate"], n=1, cutoff=0.75)
-            if close or key in ("learning_rate", "wd"):
-                hint = "lr" if key in ("learning_rate",) or close == ["learning_rate"] else (
-                    "weight_decay" if key == "wd" else close[0])
+            close = difflib.get_close_matches(key, ["lr", "weight_decay"], n=1, cutoff=0.75)
+            hint = _MISSPELT.get(key) or (close[0] if close else None)
+            if hint:
                 raise PydanticCustomError(
                     "option", "unknown key '{key}' (did you mean '{hint}'?)",
                     {"key": key, "hint": hint, "loc": ["defaults", key], "at_key": True},

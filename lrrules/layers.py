@@ -72,7 +72,7 @@ def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module) -> Layering:
 
     inner = unwrap(model)
     if hasattr(inner, "group_matcher"):
-        raw = group_parameters(inner, inner.group_matcher(coarse=False), reverse=True)
+        raw = group_parameters(inner, inner.group_matcher(coarse=False), reverse=True)  # type: ignore[operator]
     else:
         raw = auto_group_layers(inner)
     layer_map = {clean_name(name): layer for name, layer in raw.items()}

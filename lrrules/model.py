@@ -57,9 +57,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while True:
         kind = type(model).__name__
         if kind in _ROOT_WRAPPERS and hasattr(model, "module"):
-            model = model.module
+            model = model.module  # type: ignore[assignment]
         elif kind == "OptimizedModule" and hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = model._orig_mod  # type: ignore[assignment]
         else:
             return model
 

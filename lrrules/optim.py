@@ -29,7 +29,7 @@ def optimizer_class(name: str) -> Any:
         return found
     from timm.optim import get_optimizer_class, list_optimizers
 
-    timm_names = list_optimizers()
+    timm_names = [str(n) for n in list_optimizers()]
     if name.lower() in timm_names:
         try:
             return get_optimizer_class(name.lower())
