@@ -76,3 +76,19 @@ def test_no_decay_example_takes_decay_off_biases_and_norms_only() -> None:
     assert decay["layer1.0.conv1.weight"] == 0.05 and decay["fc.weight"] == 0.05
     assert decay["fc.bias"] == 0 and decay["layer1.0.bn1.weight"] == 0 and decay["bn1.bias"] == 0
     assert plan.ok and not plan.unused_rules
+
+
+def test_vit_example_is_timms_own_layer_decay() -> None:
+    from timm.optim import param_groups_layer_decay
+
+    with torch.device("meta"):
+        model = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=10)
+    names = {id(p): n for n, p in model.named_parameters()}
+    expected = {
+        names[id(p)]: (g["lr_scale"], g["weight_decay"])
+        for g in param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.75,
+                                          no_weight_decay_list=model.no_weight_decay())
+        for p in g["params"]
+    }
+    plan = lrrules.load(EXAMPLES / "vit-timm-layer-decay.yaml").resolve(model)
+    assert {a.name: (a.lr_scale, a.weight_decay) for a in plan.params} == expected
