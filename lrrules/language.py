@@ -409,7 +409,6 @@ class RuleSet(BaseModel):
         frozen=True,
         populate_by_name=True,
         title="lrrules rule file",
-        json_schema_extra={"$id": "https://lrrules.dev/schema/v1.json"},
     )
 
     schema_ref: str | None = Field(None, alias="$schema", description="The JSON Schema, for editors.")
@@ -562,3 +561,18 @@ def json_schema_text() -> str:
     import json
 
     return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+def load_revision(spec: str) -> RuleSet:
+    """Load ``REV:path`` from git (``HEAD~1:rules.yaml``), as ``git show`` gives it."""
+    import subprocess
+
+    rev, _, path = spec.partition(":")
+    try:
+        done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuleFileError([RuleError(f"cannot run git to read it: {exc}", Location(spec))]) from None
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["git show failed"]
+        raise RuleFileError([RuleError(f"not found in git: {reason[0]}", Location(spec))])
+    return loads(done.stdout, spec, "json" if path.endswith(".json") else "yaml")

@@ -64,15 +64,9 @@ def _option_names(rules: RuleSet) -> dict[str, str]:
     return where
 
 
-def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """A ready optimizer for ``model`` with the param groups ``rules`` give it.
-
-    Freezes (``requires_grad=False``) what the rules freeze, and raises
-    :class:`~lrrules.errors.PlanProblemsError` if any parameter is unmatched or in conflict.
-
-    >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
-    """
-    ruleset = rules if isinstance(rules, RuleSet) else load(rules)
+def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
+    """The optimizer the file names and the options it accepts (``None``: any); raises
+    :class:`OptimizerError` for a name that is no optimizer or an option it does not take."""
     name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
     factory = optimizer_class(name)
     accepted = _accepted(factory)
@@ -85,6 +79,20 @@ def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torc
                     f"{ruleset.path}: option '{key}' (in {where}) is not an option of {name}{hint}; "
                     f"{name} takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}"
                 )
+    return factory, accepted
+
+
+def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """A ready optimizer for ``model`` with the param groups ``rules`` give it.
+
+    Freezes (``requires_grad=False``) what the rules freeze, and raises
+    :class:`~lrrules.errors.PlanProblemsError` if any parameter is unmatched or in conflict.
+
+    >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
+    """
+    ruleset = rules if isinstance(rules, RuleSet) else load(rules)
+    factory, accepted = check_optimizer(ruleset)
+    name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
     plan = ruleset.resolve(model)
     groups = plan.param_groups()
     plan.apply_freeze()

@@ -19,6 +19,23 @@ Status = Literal["trainable", "frozen", "unmatched", "conflict"]
 
 
 @dataclass(frozen=True)
+class Step:
+    """One value a rule or modifier gave a parameter: ``setting`` (``lr_mult``, ``options.momentum``)
+    from ``entry``, the ``formula`` (``None`` for a plain number) with the ``variables`` it read."""
+
+    entry: str
+    setting: str
+    formula: str | None
+    variables: Mapping[str, Any]
+    value: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entry": self.entry, "setting": self.setting, "formula": self.formula,
+                "variables": dict(self.variables), "value": list(self.value) if isinstance(self.value, tuple)
+                else self.value}
+
+
+@dataclass(frozen=True)
 class Assignment:
     """One parameter's outcome. ``lr`` and the other settings are ``None`` unless it trains."""
 
@@ -38,6 +55,7 @@ class Assignment:
     group: int | None = None
     aliases: tuple[str, ...] = ()
     note: str = ""
+    steps: tuple[Step, ...] = ()
 
     @property
     def numel(self) -> int:
@@ -65,6 +83,7 @@ class Assignment:
             "weight_decay": self.weight_decay,
             "options": _plain(self.options),
             "note": self.note,
+            "steps": [s.to_dict() for s in self.steps],
         }
 
 
@@ -227,3 +246,43 @@ class Plan:
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One setting of one parameter that differs between two plans (``None`` where it has none)."""
+
+    param: str
+    setting: str
+    old: Any
+    new: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"param": self.param, "setting": self.setting, "old": self.old, "new": self.new}
+
+
+def diff_plans(old: Plan, new: Plan) -> list[Change]:
+    """Every setting that differs between ``old`` and ``new``, parameter by parameter, in ``new``'s order.
+
+    Compared: the status (trainable, frozen, unmatched, conflict), ``lr``, ``weight_decay`` and each
+    option. A parameter that only one plan has shows as ``absent`` in the other.
+    """
+    before = {a.name: a for a in old.params}
+    after = {a.name: a for a in new.params}
+    changes = []
+    for name in list(after) + [n for n in before if n not in after]:
+        a, b = before.get(name), after.get(name)
+        for setting, x, y in _compared(a, b):
+            if x != y:
+                changes.append(Change(name, setting, x, y))
+    return changes
+
+
+def _compared(a: Assignment | None, b: Assignment | None) -> list[tuple[str, Any, Any]]:
+    status = ("status", a.status if a else "absent", b.status if b else "absent")
+    if a is None or b is None:
+        return [status]
+    keys = list(dict.fromkeys([*a.options, *b.options]))
+    return [status, ("lr", a.lr, b.lr), ("weight_decay", a.weight_decay, b.weight_decay)] + [
+        (f"options.{k}", _plain(a.options).get(k), _plain(b.options).get(k)) for k in keys
+    ]

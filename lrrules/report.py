@@ -1,69 +1,236 @@
-"""Reports of a :class:`~lrrules.plan.Plan` for people (a table) and for programs (JSON)."""
+"""Reports for people (tables, explanations) and for programs (JSON, YAML, CSV).
+
+Every output format lives here and only here; each function takes plain data the library already
+made (a :class:`~lrrules.plan.Plan`, a list of :class:`~lrrules.model.ParamInfo`, a list of
+:class:`~lrrules.plan.Change`) and returns text.
+"""
 
 from __future__ import annotations
 
+import csv
+import fnmatch
+import io
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .plan import Plan
+import yaml
+
+from .model import ParamInfo
+from .plan import Assignment, Change, Plan
 
 #: How many names a problem list shows before it says how many more there are.
 SHOWN = 20
+#: Width of the lr bar, in characters.
+BAR_WIDTH = 12
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+FORMATS = ("table", "json", "yaml", "csv")
 
 
-def to_json(plan: Plan) -> str:
-    """The plan as JSON: ``{groups, params, unmatched, conflicts, frozen, unused_rules, ...}``."""
-    return json.dumps(plan.to_dict(), indent=2)
+# --- structured formats ------------------------------------------------------------------------
 
 
-def to_table(plan: Plan, title: str = "") -> str:
-    """The groups as an aligned table, then every problem and warning.
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2)
 
-    >>> print(to_table(plan))                                   # doctest: +SKIP
-    """
-    lines = []
-    if title:
-        lines.append(title)
+
+def to_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as CSV with a header; lists and mappings are written as JSON in their cell."""
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def render(data: Any, rows: Sequence[dict[str, Any]], fmt: str, table: str) -> str:
+    """``data`` as JSON or YAML, ``rows`` as CSV, or the ready ``table``, by ``fmt``."""
+    if fmt == "json":
+        return to_json(data)
+    if fmt == "yaml":
+        return to_yaml(data).rstrip("\n")
+    if fmt == "csv":
+        return to_csv(rows).rstrip("\n")
+    return table
+
+
+# --- plans -------------------------------------------------------------------------------------
+
+
+def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
+    """One row per group, or per parameter, for CSV."""
+    if per_param:
+        keys = ("name", "shape", "module", "layer", "status", "group", "rule", "modifiers", "lr", "lr_scale",
+                "weight_decay", "options")
+        return [{k: a.to_dict()[k] for k in keys} for a in plan.params]
+    return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
+
+
+def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True) -> str:
+    """The groups (or each parameter) as an aligned table with an lr bar, then every problem."""
+    lines = [title] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
-    header = ["group", "lr", "lr_scale", "weight_decay", "options", "tensors", "elements", "rules"]
-    rows = [
-        [
-            str(g.index),
-            _num(g.lr),
-            _num(g.lr_scale),
-            _num(g.weight_decay),
-            # Options equal to the defaults' hold in every group; only the differences are news.
-            ", ".join(f"{k}={_value(v)}" for k, v in g.options.items() if plan.base_options.get(k) != v) or "-",
-            str(len(g.params)),
-            f"{g.numel:,}",
-            ", ".join(g.rules),
+    top = max((g.lr for g in plan.groups), default=0.0)
+    if per_param:
+        header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "", "weight_decay", "options"]
+        rows = [
+            [a.name, "x".join(map(str, a.shape)) or "scalar", _opt(a.layer), _opt(a.group),
+             a.rule or ("-" if a.status == "trainable" else a.status), ", ".join(a.modifiers) or "-",
+             _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode),
+             _num(a.weight_decay) if a.weight_decay is not None else "-", _options(plan, a.options)]
+            for a in plan.params
         ]
-        for g in plan.groups
-    ]
+    else:
+        header = ["group", "lr", "", "lr_scale", "weight_decay", "options", "tensors", "elements", "rules"]
+        rows = [
+            [str(g.index), _num(g.lr), _bar(g.lr, top, unicode), _num(g.lr_scale), _num(g.weight_decay),
+             _options(plan, g.options), str(len(g.params)), f"{g.numel:,}", ", ".join(g.rules)]
+            for g in plan.groups
+        ]
     lines += _align([header, *rows])
-    trainable = sum(len(g.params) for g in plan.groups)
-    lines.append(f"{len(plan.groups)} groups, {trainable} trainable tensors, "
-                 f"{sum(g.numel for g in plan.groups):,} trainable elements")
+    lines += summary(plan)
+    return "\n".join(lines)
+
+
+def summary(plan: Plan) -> list[str]:
+    """The totals, then frozen parameters, problems and warnings, a line each (names indented)."""
+    lines = [f"{len(plan.groups)} groups, {sum(len(g.params) for g in plan.groups)} trainable tensors, "
+             f"{sum(g.numel for g in plan.groups):,} trainable elements"]
     if plan.frozen:
         numel = sum(a.numel for a in plan.params if a.status == "frozen")
         lines.append(f"frozen: {len(plan.frozen)} tensors, {numel:,} elements")
         reasons: dict[str, list[str]] = {}
         for f in plan.frozen:
             reasons.setdefault(f.reason, []).append(f.param)
-        for reason, names in reasons.items():
-            lines.append(f"  {reason}: {_names(names)}")
+        lines += [f"  {reason}: {_names(names)}" for reason, names in reasons.items()]
+    lines += problems(plan)
+    lines += [f"warning: {w}" for w in plan.warnings()]
+    return lines
+
+
+def problems(plan: Plan) -> list[str]:
+    """Unmatched and conflicting parameters, as the table and ``check`` print them."""
+    lines = []
     if plan.unmatched:
         label = "error" if plan.unmatched_mode == "error" else "given the defaults"
         lines.append(f"unmatched ({label}): {len(plan.unmatched)} tensors claimed by no rule")
         lines += [f"  {n}" for n in _cut(plan.unmatched)]
     if plan.conflicts:
         lines.append(f"conflicts (error): {len(plan.conflicts)}")
-        lines += [f"  {c.message}" for c in _cut(plan.conflicts)]
-    for warning in plan.warnings():
-        lines.append(f"warning: {warning}")
-    return "\n".join(lines)
+        lines += [f"  {m}" for m in _cut([c.message for c in plan.conflicts])]
+    return lines
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+def param_rows(params: Sequence[ParamInfo], layers: Sequence[int | None]) -> list[dict[str, Any]]:
+    """One row per parameter for the ``params`` command."""
+    return [
+        {"name": p.name, "shape": list(p.shape), "numel": p.numel, "module": p.module,
+         "requires_grad": p.requires_grad, "layer": layer, "aliases": list(p.aliases)}
+        for p, layer in zip(params, layers)
+    ]
+
+
+def param_table(rows: Sequence[dict[str, Any]], num_layers: int) -> str:
+    header = ["name", "shape", "numel", "module", "trains", "layer"]
+    body = [
+        [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""),
+         "x".join(map(str, r["shape"])) or "scalar", f"{r['numel']:,}", r["module"] or "-",
+         "yes" if r["requires_grad"] else "no", _opt(r["layer"])]
+        for r in rows
+    ]
+    total = sum(r["numel"] for r in rows)
+    return "\n".join(_align([header, *body]) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
+
+
+# --- explain -----------------------------------------------------------------------------------
+
+
+def explained(plan: Plan, pattern: str) -> list[Assignment]:
+    """The parameters whose name (or one of their names) matches the glob ``pattern``."""
+    compiled = re.compile(fnmatch.translate(pattern))
+    return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
+
+
+def explain_text(plan: Plan, pattern: str, num_layers: int) -> str:
+    """For each parameter matching ``pattern``: what matched, what it captured, each formula with its
+    variables, and the final settings."""
+    conflicts = {c.param: c for c in plan.conflicts}
+    blocks = []
+    for a in explained(plan, pattern):
+        shape = "x".join(map(str, a.shape)) or "scalar"
+        lines = [f"{a.name}  [{shape}, {a.module or 'no module'}]"]
+        if a.aliases:
+            lines.append(f"  also named: {', '.join(a.aliases)}")
+        if a.layer is not None:
+            lines.append(f"  layer {a.layer} of {num_layers} (depth {num_layers - 1 - a.layer})")
+        if a.status == "conflict":
+            lines.append(f"  CONFLICT: {conflicts[a.name].message}")
+        elif a.status == "unmatched":
+            lines.append("  UNMATCHED: claimed by no rule")
+        elif a.status == "frozen":
+            claimed = f" (claimed by rule '{a.rule}')" if a.rule and f"'{a.rule}'" not in a.note else ""
+            lines.append(f"  frozen: {a.note}{claimed}")
+        else:
+            lines.append(f"  rule: {a.rule}" if a.rule else f"  rule: none ({a.note})")
+            if a.modifiers:
+                lines.append(f"  modifiers: {', '.join(a.modifiers)}")
+            if a.captures:
+                lines.append("  captured: " + ", ".join(f"{k}={v!r}" for k, v in a.captures.items()))
+            for step in a.steps:
+                if step.formula is None:
+                    lines.append(f"  {step.entry}: {step.setting} = {_value(step.value)}")
+                else:
+                    filled = ", ".join(f"{k}={v!r}" for k, v in step.variables.items())
+                    where = f" with {filled}" if filled else ""
+                    lines.append(f"  {step.entry}: {step.setting} = {step.formula}{where} -> {_num(step.value)}")
+            final = f"  => lr {_num(a.lr)} (x{_num(a.lr_scale)} base), weight_decay {_num(a.weight_decay)}"  # type: ignore[arg-type]
+            if a.options:
+                final += ", " + ", ".join(f"{k} {_value(v)}" for k, v in a.options.items())
+            lines.append(final + f", group {a.group}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+# --- diff --------------------------------------------------------------------------------------
+
+
+def diff_table(changes: Sequence[Change], old: str, new: str) -> str:
+    if not changes:
+        return f"no parameter's settings differ between {old} and {new}"
+    rows = [["param", "setting", old, new]]
+    rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
+    count = len({c.param for c in changes})
+    return "\n".join(_align(rows) + [f"{count} parameters differ"])
+
+
+# --- small pieces ------------------------------------------------------------------------------
+
+
+def _bar(value: float | None, top: float, unicode: bool) -> str:
+    if value is None or top <= 0:
+        return ""
+    eighths = round(value / top * BAR_WIDTH * 8)
+    if not unicode:
+        return "#" * (eighths // 8)
+    return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8]).rstrip() or "▏"
+
+
+def _options(plan: Plan, options: Any) -> str:
+    # Options equal to the defaults' hold in every group; only the differences are news.
+    return ", ".join(f"{k}={_value(v)}" for k, v in options.items() if plan.base_options.get(k) != v) or "-"
 
 
 def _cut(items: Sequence[Any]) -> list[Any]:
@@ -78,11 +245,17 @@ def _names(names: Sequence[str]) -> str:
     return text + (f", ... and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
+def _opt(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
 def _value(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, (list, tuple)):
         return "(" + ", ".join(_value(v) for v in value) + ")"
     if isinstance(value, float):
@@ -90,6 +263,7 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _align(rows: list[list[str]]) -> list[str]:
+def _align(rows: Iterable[list[str]]) -> list[str]:
+    rows = list(rows)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

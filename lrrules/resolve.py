@@ -21,7 +21,7 @@ from .language import Modifier, Rule, RuleSet
 from .layers import Layering, assign
 from .matching import Captures, Matcher, MatchError, compile_matcher
 from .model import ParamInfo
-from .plan import Assignment, Conflict, Frozen, Group, Plan
+from .plan import Assignment, Conflict, Frozen, Group, Plan, Step
 
 if TYPE_CHECKING:
     import torch
@@ -34,18 +34,20 @@ def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
     from .model import collect
 
     params, tensors = collect(model)
-    return resolve_params(rules, params, tensors, assign(rules.layers, params, model))
+    return resolve_params(rules, params, tensors, model)
 
 
 def resolve_params(
     rules: RuleSet,
     params: Sequence[ParamInfo],
     tensors: Sequence[Any] = (),
-    layering: Layering | None = None,
+    model: torch.nn.Module | None = None,
 ) -> Plan:
-    """Resolve ``rules`` against parameters described by :class:`ParamInfo` (no model needed)."""
-    if layering is None:
-        layering = assign(rules.layers, params)
+    """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
+
+    ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``.
+    """
+    layering = assign(rules.layers, params, model)
     return _Resolver(rules, params, layering).plan(tuple(tensors))
 
 
@@ -91,6 +93,7 @@ class _Resolver:
         self.base_wd = rules.defaults.weight_decay
         self.used: set[str] = set()
         self.cache: dict[tuple[str, tuple[Any, ...]], float] = {}
+        self.steps: list[Step] = []
 
     def fail(self, entry: _Entry, where: tuple[str | int, ...], message: str, formula: Formula | None = None,
              offset: int | None = None) -> RuleFileError:
@@ -198,6 +201,7 @@ class _Resolver:
 
     def value(self, entry: _Entry, where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any]) -> Any:
         if not isinstance(value, Formula):
+            self.steps.append(Step(entry.name, ".".join(where), None, {}, value))
             return value
         missing = value.names - env.keys()
         if missing:
@@ -210,6 +214,10 @@ class _Resolver:
             raise self.fail(entry, where, why, value, spot.start() if spot else None)
         key = (value.text, tuple(env[n] for n in sorted(value.names)))
         result = self.cache.get(key)
+        if result is not None:
+            self.steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(sorted(value.names), key[1])),
+                                   result))
+            return result
         if result is None:
             try:
                 result = value.evaluate(env)
@@ -222,10 +230,12 @@ class _Resolver:
                 raise self.fail(entry, where, f"gives {result} for parameter '{info.name}' ({shown}); "
                                 "the value must be a finite number >= 0", value, 0)
             self.cache[key] = result
+        self.steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(sorted(value.names), key[1])), result))
         return result
 
     def settings(self, info: ParamInfo, claim: tuple[_Entry, Captures] | None,
                  modifiers: list[tuple[_Entry, Captures]]) -> Assignment | Conflict:
+        self.steps = []
         scale, absolute, wd = 1.0, None, self.base_wd
         options = dict(self.rules.defaults.options)
         if claim is not None:
@@ -282,6 +292,7 @@ class _Resolver:
             captures={**(claim[1] if claim else {}), **{k: v for _, c in modifiers for k, v in c.items()}},
             lr=lr, lr_scale=lr_scale, weight_decay=wd * wd_mult, options=options, aliases=info.aliases,
             note="" if claim else "claimed by no rule; given the defaults",
+            steps=tuple(self.steps),
         )
 
 

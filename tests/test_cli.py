@@ -78,12 +78,6 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_.value.code == 2 and "--model" in capsys.readouterr().err
 
 
-def test_help_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        main(["resolve", "--help"])
-    assert "example: lrrules resolve" in capsys.readouterr().out
-
-
 def test_python_dash_m_runs_the_same_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "lrrules", "resolve", EXAMPLE, "--model", "resnet18", "--num-classes", "2",
@@ -98,3 +92,250 @@ def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith("lrrules 0.")
+
+
+# --- output formats ------------------------------------------------------------------------------
+
+import csv  # noqa: E402
+import io  # noqa: E402
+
+import yaml  # noqa: E402
+
+
+def test_yaml_report_round_trips_to_the_json_one(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["resolve", EXAMPLE, "--model", "resnet18", "--num-classes", "2", "--format"]
+    _, as_json, _ = run(capsys, *base, "json")
+    _, as_yaml, _ = run(capsys, *base, "yaml")
+    assert yaml.safe_load(as_yaml) == json.loads(as_json)
+
+
+def test_csv_report_has_a_row_per_group_or_per_parameter(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["resolve", EXAMPLE, "--model", "resnet18", "--num-classes", "2", "--format", "csv"]
+    _, groups, _ = run(capsys, *base)
+    _, params, _ = run(capsys, *base, "--params")
+    group_rows = list(csv.DictReader(io.StringIO(groups)))
+    param_rows = list(csv.DictReader(io.StringIO(params)))
+    assert len(group_rows) == 10 and float(group_rows[-1]["lr"]) == pytest.approx(0.01)
+    assert len(param_rows) == 62
+    head = next(r for r in param_rows if r["name"] == "fc.bias")
+    assert (head["rule"], json.loads(head["modifiers"]), float(head["weight_decay"])) == ("head", ["no-decay"], 0)
+
+
+def test_per_parameter_table_has_a_bar_scaled_to_the_largest_lr(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18", "--num-classes", "2", "--params")
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("fc.", "layer4.0.conv1"))}
+    assert "█" * 12 in rows["fc.weight"]
+    assert "█▎" in rows["layer4.0.conv1.weight"] and "██" not in rows["layer4.0.conv1.weight"]  # 1/10 of 12
+
+
+# --- params --------------------------------------------------------------------------------------
+
+
+def test_params_lists_every_parameter_with_its_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "params", "--model", "resnet18", "--layers", "module", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["num_layers"] == 7 and len(report["params"]) == 62
+    first = report["params"][0]
+    assert first == {"name": "conv1.weight", "shape": [64, 3, 7, 7], "numel": 9408, "module": "Conv2d",
+                     "requires_grad": True, "layer": 0, "aliases": []}
+
+
+@pytest.mark.parametrize(("layers", "count"), [("tensor", 62), ("module:2", 11)])
+def test_params_layer_strategies(capsys: pytest.CaptureFixture[str], layers: str, count: int) -> None:
+    _, out, _ = run(capsys, "params", "--model", "resnet18", "--layers", layers, "--format", "yaml")
+    assert yaml.safe_load(out)["num_layers"] == count
+
+
+def test_params_timm_layers_are_timms(capsys: pytest.CaptureFixture[str]) -> None:
+    import timm
+    from timm.models import group_parameters
+
+    model = timm.create_model("resnet18", pretrained=False)
+    expected = group_parameters(model, model.group_matcher(coarse=False), reverse=True)
+    _, out, _ = run(capsys, "params", "--model", "resnet18", "--layers", "timm", "--format", "json")
+    assert {p["name"]: p["layer"] for p in json.loads(out)["params"]} == expected
+
+
+def test_params_table_and_bad_layers(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "params", "--model", "resnet18")
+    assert code == 0 and out.splitlines()[1].split()[:4] == ["conv1.weight", "64x3x7x7", "9,408", "Conv2d"]
+    code, _, err = run(capsys, "params", "--model", "resnet18", "--layers", "blocks")
+    assert code == 2 and "--layers takes tensor, module, module:N or timm" in err
+
+
+# --- check ---------------------------------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str, name: str = "r.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_check_is_silent_and_exits_0_when_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", EXAMPLE, "--model", "resnet18", "--model", "resnet34", "--strict")
+    assert (code, out, err) == (0, "", "")
+
+
+def test_check_lists_problems_per_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: 'layer[123].*'}\n"
+                            "  - {name: rest, match: ['conv1.*', 'bn1.*', 'fc.*', 'layer4.*']}\n")
+    code, out, _ = run(capsys, "check", rules, "--model", "resnet18", "--model", "torchvision:resnet18")
+    assert code == 0 and out == ""
+    code, out, _ = run(capsys, "check", rules, "--model", "convnext_atto")
+    assert code == 1 and "on convnext_atto:" in out and "claimed by no rule" in out
+
+
+def test_check_strict_fails_on_unused_rules_and_zero_lr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n"
+                            "  - {name: typo, match: 'decoder.*'}\nmodifiers:\n  - {name: z, match: 'fc.*', lr: 0}\n")
+    assert run(capsys, "check", rules, "--model", "resnet18")[0] == 0
+    code, out, _ = run(capsys, "check", rules, "--model", "resnet18", "--strict")
+    assert code == 1 and "strict: rule 'typo' matches no parameter" in out and "lr = 0" in out
+
+
+def test_check_without_a_model_validates_the_file_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "check", EXAMPLE) == (0, "", "")
+    bad = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: {regex: '('}}\n")
+    code, _, err = run(capsys, "check", bad)
+    assert code == 2 and ":4:" in err and "invalid regex" in err
+
+
+def test_check_catches_an_optimizer_typo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\noptimizer: {type: AdamWW}\nrules:\n"
+                            "  - {name: all, match: '*'}\n")
+    code, _, err = run(capsys, "check", rules, "--model", "resnet18")
+    assert code == 2 and "did you mean 'AdamW'" in err
+
+
+@pytest.mark.parametrize("argv", [["schema"], ["check", EXAMPLE]])
+def test_commands_without_a_model_never_import_torch(argv: list[str]) -> None:
+    code = (
+        "import sys\nfrom lrrules.cli import main\n"
+        f"assert main({argv!r}) == 0\n"
+        "heavy = [m for m in ('torch', 'timm', 'torchvision') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+# --- explain -------------------------------------------------------------------------------------
+
+
+def test_explain_shows_rules_captures_and_formulas_filled_in(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", EXAMPLE, "layer2.0.bn1.*", "--model", "resnet18")
+    assert code == 0
+    block = out.split("\n\n")[0]
+    assert block.splitlines()[0] == "layer2.0.bn1.weight  [128, BatchNorm2d]"
+    assert "rule: stages" in block and "modifiers: no-decay" in block and "captured: stage=2" in block
+    assert "stages: lr_mult = 0.5 ** (4 - stage) with stage=2 -> 0.25" in block
+    assert "no-decay: weight_decay = 0" in block
+    assert "=> lr 0.00025 (x0.25 base), weight_decay 0" in block
+    assert out.count("\n\n") == 1, "both layer2.0.bn1 tensors, nothing else"
+
+
+def test_explain_json_and_no_match(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", EXAMPLE, "fc.weight", "--model", "resnet18", "--format", "json")
+    (entry,) = json.loads(out)
+    assert code == 0 and entry["rule"] == "head" and entry["steps"][0]["setting"] == "lr_mult"
+    code, _, err = run(capsys, "explain", EXAMPLE, "decoder.*", "--model", "resnet18")
+    assert code == 2 and "no parameter of resnet18 matches 'decoder.*'" in err
+
+
+def test_explain_names_both_rules_of_a_conflict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: '*'}\n"
+                            "  - {name: b, match: 'fc.*'}\n")
+    _, out, _ = run(capsys, "explain", rules, "fc.bias", "--model", "resnet18")
+    assert "CONFLICT: 'fc.bias' is claimed by 2 rules: 'a' and 'b'" in out
+
+
+# --- diff ----------------------------------------------------------------------------------------
+
+
+def test_diff_lists_changed_settings_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n", "old.yaml")
+    new = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n"
+                          "modifiers:\n  - {name: h, match: 'fc.*', lr_mult: 10}\n", "new.yaml")
+    code, out, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--format", "json")
+    changes = json.loads(out)
+    assert code == 1
+    assert [(c["param"], c["setting"]) for c in changes] == [("fc.weight", "lr"), ("fc.bias", "lr")]
+    assert changes[0]["old"] == pytest.approx(0.1) and changes[0]["new"] == pytest.approx(1.0)
+    assert run(capsys, "diff", old, old, "--model", "resnet18")[0] == 0
+
+
+def test_diff_reads_a_git_revision(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n")
+    git("add", "rules.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    rules.write_text("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*', freeze: true}\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "diff", "HEAD:rules.yaml", "rules.yaml", "--model", "resnet18")
+    assert code == 1 and "62 parameters differ" in out and "trainable" in out and "frozen" in out
+    code, _, err = run(capsys, "diff", "HEAD:nope.yaml", "rules.yaml", "--model", "resnet18")
+    assert code == 2 and "HEAD:nope.yaml: not found in git" in err
+
+
+# --- init, schema, plot --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["resnet18", "vit_tiny_patch16_224", "convnext_atto", "efficientnet_b0",
+                                   "swin_tiny_patch4_window7_224"])
+def test_init_writes_a_file_that_checks_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str) -> None:
+    out = tmp_path / "rules.yaml"
+    code, _, err = run(capsys, "init", "--model", model, "--layer-decay", "0.75", "--no-decay-norm-bias", "-o",
+                       str(out))
+    assert code == 0 and "wrote" in err
+    text = out.read_text()
+    assert text.startswith("# yaml-language-server: $schema=")
+    assert run(capsys, "check", str(out), "--model", model, "--strict") == (0, "", "")
+    _, report, _ = run(capsys, "resolve", str(out), "--model", model, "--format", "json")
+    lrs = sorted({g["lr"] for g in json.loads(report)["groups"]})
+    assert lrs[-1] == pytest.approx(1e-2) and len(lrs) > 2, "a fast head and decaying layers"
+
+
+def test_init_plain_and_refusing_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "init", "--model", "resnet18")
+    assert code == 0 and 'match: "fc.*"' in out and "fallback: true" in out
+    existing = write(tmp_path, "keep me")
+    code, _, err = run(capsys, "init", "--model", "resnet18", "-o", existing)
+    assert code == 2 and "exists; pass --force" in err and Path(existing).read_text() == "keep me"
+
+
+def test_schema_command_prints_the_schema_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "schema")
+    assert code == 0 and out == Path("schemas/lrrules.schema.json").read_text()
+
+
+def test_plot_writes_an_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("lr.png", "lr.svg"):
+        code, _, _ = run(capsys, "plot", EXAMPLE, "--model", "resnet18", "-o", str(tmp_path / name))
+        assert code == 0
+    assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "lr.svg").read_bytes()[:500]
+    code, _, err = run(capsys, "plot", EXAMPLE, "--model", "resnet18", "-o", str(tmp_path / "lr.bmp"))
+    assert code == 2 and ".png, .svg, .pdf" in err
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, _, err = run(capsys, "plot", EXAMPLE, "--model", "resnet18", "-o", str(tmp_path / "lr.png"))
+    assert code == 2 and "pip install 'lrrules[plot]'" in err
+
+
+@pytest.mark.parametrize("command", ["resolve", "params", "check", "explain", "diff", "init", "schema", "plot"])
+def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and f"example:\n  lrrules {command}" in capsys.readouterr().out

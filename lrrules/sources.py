@@ -1,0 +1,260 @@
+"""Where a model comes from on the command line: ``--model SPEC``.
+
+============================================  ===============================================
+``resnet18``, ``vit_base_patch16_224``        a timm model name (``--num-classes``, ``--model-arg``)
+``torchvision:resnet50``                      a torchvision model
+``hf:path/to/config-dir`` or ``.../config.json``  a Hugging Face model built from a local config
+``package.module:factory``                    the user's own factory, importable from the working directory
+``model.safetensors``, ``*.safetensors.index.json``, ``model.pt``, ``model.pth``
+                                              a checkpoint: names and shapes only, no model built
+============================================  ===============================================
+
+Models are built on the meta device, so no memory is spent on weights and nothing is downloaded.
+A checkpoint is read without building anything: only the safetensors headers, or a torch state dict
+loaded with ``weights_only=True`` and memory-mapped. Buffers a state dict carries (BatchNorm running
+statistics, integer tensors) are not parameters and are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelError
+from .model import ParamInfo, build, collect
+
+if TYPE_CHECKING:
+    import torch
+
+#: Names of state-dict entries that are buffers, not parameters.
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+_INTEGER_DTYPES = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"}
+_MAX_HEADER = 100 << 20
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model as the commands see it: its parameters, and the module when one was built."""
+
+    label: str
+    params: list[ParamInfo]
+    module: torch.nn.Module | None = None
+    tensors: list[Any] = field(default_factory=list, repr=False)
+
+
+def parse_model_args(pairs: list[str]) -> dict[str, Any]:
+    """``["drop_rate=0.1", "global_pool=avg"]`` -> ``{"drop_rate": 0.1, "global_pool": "avg"}``."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ModelError(f"--model-arg takes key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None) -> Model:
+    """The model ``spec`` names (see the module's table); raises :class:`ModelError` when it cannot.
+
+    >>> open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
+    'conv1.weight'
+    """
+    args = dict(model_args or {})
+    lowered = spec.lower()
+    if lowered.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")):
+        return _checkpoint(spec)
+    if spec.startswith("hf:"):
+        return _built(spec, _huggingface(spec[3:], num_classes, args))
+    if spec.startswith("torchvision:"):
+        return _built(spec, _torchvision(spec[len("torchvision:"):], num_classes, args))
+    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", spec):
+        return _built(spec, _factory(spec, num_classes, args))
+    return _built(spec, build(spec, num_classes=num_classes, **args))
+
+
+def _built(label: str, module: torch.nn.Module) -> Model:
+    params, tensors = collect(module)
+    return Model(label, params, module, tensors)
+
+
+def _on_meta(make: Any) -> Any:
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return make()
+    except ModelError:
+        raise
+    except Exception:  # some constructors compute with their tensors; build those for real
+        return make()
+
+
+def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
+    try:
+        import torchvision
+    except ImportError:
+        raise ModelError("torchvision: models need torchvision installed (pip install torchvision)") from None
+    names = torchvision.models.list_models()
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ModelError(f"'{name}' is not a torchvision model{hint}")
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    try:
+        return _on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ModelError(f"torchvision could not build '{name}': {exc}") from None
+
+
+def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
+    try:
+        import transformers
+    except ImportError:
+        raise ModelError("hf: models need transformers: pip install 'lrrules[hf]'") from None
+    where = Path(path)
+    folder = where.parent if where.name.endswith(".json") else where
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"hf:{path}: no config.json there; give a local folder with config.json, or the file")
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, **args)
+    except Exception as exc:
+        raise ModelError(f"hf:{path}: cannot read the config: {exc}") from None
+    if num_classes is not None:
+        config.num_labels = num_classes
+    architectures = getattr(config, "architectures", None) or []
+    model_class = getattr(transformers, architectures[0], None) if architectures else None
+    try:
+        if model_class is not None:
+            return _on_meta(lambda: model_class(config))  # type: ignore[no-any-return]
+        return _on_meta(lambda: transformers.AutoModel.from_config(config))  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ModelError(f"hf:{path}: transformers could not build the model: {exc}") from None
+
+
+def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
+    import importlib
+
+    import torch
+
+    module_name, _, attr = spec.partition(":")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(f"{spec}: cannot import '{module_name}' from {cwd}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelError(f"{spec}: '{module_name}' has no callable '{attr}'")
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    try:
+        model = _on_meta(lambda: factory(**args))
+    except Exception as exc:
+        raise ModelError(f"{spec}: the factory failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(f"{spec}: the factory returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def _checkpoint(spec: str) -> Model:
+    path = Path(spec)
+    if not path.is_file():
+        raise ModelError(f"{spec}: no such checkpoint file")
+    if spec.endswith(".index.json"):
+        entries = _sharded(path)
+    elif spec.endswith(".safetensors"):
+        entries = _safetensors_header(path)
+    else:
+        entries = _state_dict(path)
+    params = [
+        ParamInfo(name, shape, None, True, i)
+        for i, (name, shape) in enumerate((n, s) for n, s, is_param in entries if is_param)
+    ]
+    return Model(spec, params)
+
+
+def _is_param(name: str, integer: bool) -> bool:
+    return not integer and not name.endswith(_BUFFER_SUFFIXES)
+
+
+def _safetensors_header(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) != 8:
+            raise ModelError(f"{path}: not a safetensors file (too short)")
+        (size,) = struct.unpack("<Q", head)
+        if size > _MAX_HEADER:
+            raise ModelError(f"{path}: not a safetensors file (header of {size} bytes)")
+        raw = fh.read(size)
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        raise ModelError(f"{path}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path}: not a safetensors file")
+    entries = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            shape = tuple(int(d) for d in info["shape"])
+            dtype = str(info["dtype"])
+        except (TypeError, KeyError, ValueError):
+            raise ModelError(f"{path}: entry '{name}' of the header has no dtype and shape") from None
+        entries.append((name, shape, _is_param(name, dtype in _INTEGER_DTYPES)))
+    return entries
+
+
+def _sharded(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
+    try:
+        weight_map = json.loads(path.read_text())["weight_map"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelError(f"{path}: not a sharded checkpoint index (no 'weight_map')") from None
+    shards = list(dict.fromkeys(weight_map.values()))
+    found: dict[str, tuple[tuple[int, ...], bool]] = {}
+    for shard in shards:
+        shard_path = path.parent / shard
+        if not shard_path.is_file():
+            raise ModelError(f"{path}: shard '{shard}' is missing")
+        for name, shape, is_param in _safetensors_header(shard_path):
+            found[name] = (shape, is_param)
+    missing = [n for n in weight_map if n not in found]
+    if missing:
+        raise ModelError(f"{path}: '{missing[0]}' is in the index but in no shard")
+    return [(name, *found[name]) for name in weight_map]
+
+
+def _state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: {exc}") from None
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise ModelError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+    entries = []
+    for name, tensor in loaded.items():
+        if isinstance(tensor, torch.Tensor):
+            integer = not (tensor.is_floating_point() or tensor.is_complex())
+            entries.append((str(name), tuple(tensor.shape), _is_param(str(name), integer)))
+    return entries
