@@ -81,7 +81,7 @@ def _no_weight_decay_names(model: torch.nn.Module | None, params: Sequence[Param
     if inner is None or not hasattr(inner, "no_weight_decay"):
         return []
     try:
-        wanted = set(inner.no_weight_decay())
+        wanted = set(inner.no_weight_decay())  # type: ignore[operator]
     except Exception:  # a model's own hook; a failure means only that there is no list to add
         return []
     names = {n for p in params for n in p.names}
