@@ -8,6 +8,7 @@ from .errors import LrrulesError, PlanProblemsError, RuleError, RuleFileError
 from .language import RuleSet, load, loads
 from .optim import build_optimizer
 from .plan import Plan
+from .resume import ResumeError, load_optimizer_state
 
 __version__ = "0.1.0"
 
@@ -17,8 +18,10 @@ __all__ = [
     "PlanProblemsError",
     "RuleError",
     "RuleFileError",
+    "ResumeError",
     "RuleSet",
     "build_optimizer",
+    "load_optimizer_state",
     "load",
     "loads",
 ]

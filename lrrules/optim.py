@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import OptimizerError
 from .language import RuleSet, load
+from .resume import attach
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +86,8 @@ def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
 def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:
     """A ready optimizer for ``model`` with the param groups ``rules`` give it.
 
-    Freezes (``requires_grad=False``) what the rules freeze, and raises
+    Freezes (``requires_grad=False``) what the rules freeze, records the group layout in the
+    optimizer's state dict (see :func:`~lrrules.load_optimizer_state`), and raises
     :class:`~lrrules.errors.PlanProblemsError` if any parameter is unmatched or in conflict.
 
     >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
@@ -101,6 +103,8 @@ def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torc
         kwargs["weight_decay"] = ruleset.defaults.weight_decay
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     try:
-        return factory(groups, **kwargs)  # type: ignore[no-any-return]
+        optimizer = factory(groups, **kwargs)
     except (TypeError, ValueError) as exc:
         raise OptimizerError(f"{ruleset.path}: {name} refused the settings: {exc}") from None
+    attach(optimizer, plan)
+    return optimizer  # type: ignore[no-any-return]

@@ -188,10 +188,15 @@ class Plan:
         lines += [f"'{n}' resolves to lr = 0; use 'freeze: true' to take it out of training" for n in self.zero_lr]
         return lines
 
-    def param_groups(self) -> list[dict[str, Any]]:
-        """The optimizer param groups: ``params``, ``param_names``, ``lr``, ``lr_scale``, ``weight_decay``
-        and the other options of each group. Raises :class:`PlanProblemsError` listing every problem
-        if any parameter is unmatched or in conflict.
+    def param_groups(self, lr_scale: bool = False) -> list[dict[str, Any]]:
+        """The optimizer param groups: ``params``, ``param_names``, ``lr``, ``weight_decay`` and the
+        other options of each group. Raises :class:`PlanProblemsError` listing every problem if any
+        parameter is unmatched or in conflict.
+
+        By default ``lr`` is each group's final lr, which every torch scheduler and timm's schedulers
+        keep in proportion. ``lr_scale=True`` gives timm's own convention instead: ``lr`` is the base
+        lr and ``lr_scale`` the group's multiplier, which timm's schedulers apply. Never mix the two:
+        a group with both a final lr and an lr_scale is scaled twice by timm's schedulers.
 
         >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
         """
@@ -205,15 +210,26 @@ class Plan:
         by_name = {a.name: self.tensors[a.index] for a in self.params}
         out = []
         for group in self.groups:
+            lr = {"lr": self.base_lr, "lr_scale": group.lr_scale} if lr_scale else {"lr": group.lr}
             out.append({
                 "params": [by_name[n] for n in group.params],
                 "param_names": list(group.params),
-                "lr": group.lr,
-                "lr_scale": group.lr_scale,
+                **lr,
                 "weight_decay": group.weight_decay,
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()},
             })
         return out
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the ordered group layout (parameter names and shapes); see :mod:`lrrules.resume`."""
+        from .resume import fingerprint
+
+        return fingerprint(self)
+
+    def group_lrs(self) -> list[float]:
+        """Each group's lr, in group order: ``OneCycleLR(optimizer, max_lr=plan.group_lrs(), ...)``."""
+        return [g.lr for g in self.groups]
 
     def apply_freeze(self) -> int:
         """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed."""

@@ -112,13 +112,20 @@ def test_param_groups_feed_a_torch_optimizer(tiny: TinyNet) -> None:
     named = dict(tiny.named_parameters())
     for group in optimizer.param_groups:
         assert [named[n] for n in group["param_names"]] == group["params"]
-        assert group["lr"] == pytest.approx(0.01 * group["lr_scale"])
+        assert "lr_scale" not in group, "a final lr with an lr_scale is scaled twice by timm's schedulers"
         assert group["betas"] == (0.8, 0.9)
     settings_of = {n: (g["lr"], g["weight_decay"]) for g in groups for n in g["param_names"]}
     assert settings_of["fc.weight"] == (pytest.approx(0.1), 0.1)
     assert settings_of["fc.bias"] == (pytest.approx(0.1), 0)
     assert settings_of["layer1.0.bias"] == (0.01, 0)
     assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_timm_style_groups_carry_the_base_lr_and_the_scale(tiny: TinyNet) -> None:
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 0.01}\nrules:\n  - {name: head, match: 'fc.*', lr_mult: 10}\n"
+                          "  - {name: rest, fallback: true, lr_mult: 0.5}\n")
+    groups = rules.resolve(tiny).param_groups(lr_scale=True)
+    assert [(g["lr"], g["lr_scale"]) for g in groups] == [(0.01, 0.5), (0.01, 10.0)]
 
 
 def test_tied_weight_goes_into_one_group_once(tied: TiedLM) -> None:

@@ -1,0 +1,157 @@
+"""Safe resume: an optimizer state dict is loaded only onto the group layout it was saved under.
+
+Optimizer state is matched to parameters by position. When the grouping changes between a save and
+a restart (a rule edited, a parameter moved to another group, a shape changed), a plain
+``optimizer.load_state_dict`` puts moments onto the wrong tensors without a word. lrrules records
+the layout (each group's parameter names and shapes, and its settings) in the state dict and
+checks it on load.
+
+>>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # records the layout on save
+>>> torch.save(optimizer.state_dict(), "opt.pt")                   # doctest: +SKIP
+>>> report = lrrules.load_optimizer_state(optimizer, torch.load("opt.pt"), plan)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import LrrulesError
+from .plan import Plan
+
+if TYPE_CHECKING:
+    import torch
+
+RECORD_KEY = "lrrules"
+SHOWN = 10
+
+
+class ResumeError(LrrulesError):
+    """A state dict saved under another group layout (or not by lrrules) and so not loadable."""
+
+
+def layout(plan: Plan) -> list[dict[str, Any]]:
+    """Each group's parameter names and shapes, in order, with its settings: what the state dict records."""
+    shapes = {a.name: list(a.shape) for a in plan.params}
+    return [
+        {"params": list(g.params), "shapes": [shapes[n] for n in g.params], "lr": g.lr,
+         "weight_decay": g.weight_decay, "options": {k: list(v) if isinstance(v, tuple) else v
+                                                      for k, v in g.options.items()}}
+        for g in plan.groups
+    ]
+
+
+def fingerprint(plan: Plan) -> str:
+    """A hash of the ordered group layout (names and shapes); equal layouts have equal fingerprints."""
+    return _hash(layout(plan))
+
+
+def _hash(groups: list[dict[str, Any]]) -> str:
+    text = json.dumps([[g["params"], g["shapes"]] for g in groups], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
+    """Make ``optimizer.state_dict()`` carry the plan's layout under ``"lrrules"``."""
+    record = {"fingerprint": fingerprint(plan), "groups": layout(plan)}
+
+    def add_record(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+        state_dict[RECORD_KEY] = record
+        return state_dict
+
+    optimizer.register_state_dict_post_hook(add_record)
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """A group whose setting differs between the checkpoint and the rules."""
+
+    group: int
+    setting: str
+    saved: Any
+    now: Any
+
+    def __str__(self) -> str:
+        return f"group {self.group}: {self.setting} {self.saved} in the checkpoint, {self.now} in the rules"
+
+
+@dataclass(frozen=True)
+class ResumeReport:
+    """What :func:`load_optimizer_state` found: the fingerprint, and the settings that changed."""
+
+    fingerprint: str
+    changed: tuple[SettingChange, ...]
+
+    def __str__(self) -> str:
+        if not self.changed:
+            return f"optimizer state loaded; layout {self.fingerprint} unchanged"
+        return (f"optimizer state loaded (layout {self.fingerprint} unchanged); the optimizer keeps the "
+                "checkpoint's values, the rules now say otherwise for:\n  " + "\n  ".join(map(str, self.changed)))
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any], plan: Plan) -> ResumeReport:
+    """Load ``state_dict`` into ``optimizer`` if it was saved under ``plan``'s group layout.
+
+    Raises :class:`ResumeError`, saying which parameters moved between groups, appeared, disappeared
+    or changed shape, when the layout differs. When only settings differ (an lr edited in the rule
+    file), it loads, and the report lists each group whose settings changed: like
+    ``optimizer.load_state_dict``, the optimizer then holds the checkpoint's values (a scheduler's
+    current lr among them).
+    """
+    groups = layout(plan)
+    current = [list(g.get("param_names", [])) for g in optimizer.param_groups]
+    if current != [g["params"] for g in groups]:
+        raise ResumeError("the optimizer was not built from this plan (its groups hold other parameters); "
+                          "build it with lrrules.build_optimizer or plan.param_groups()")
+    saved = state_dict.get(RECORD_KEY)
+    if saved is None:
+        saved = _from_param_names(state_dict)
+    problems = _layout_problems(saved["groups"], groups)
+    if problems:
+        raise ResumeError("the optimizer state was saved under another group layout and would put state on "
+                          "the wrong parameters:\n  " + "\n  ".join(problems))
+    optimizer.load_state_dict({k: v for k, v in state_dict.items() if k != RECORD_KEY})
+    changed = []
+    for index, (old, new) in enumerate(zip(saved["groups"], groups)):
+        for key in ("lr", "weight_decay"):
+            if old.get(key) is not None and old.get(key) != new[key]:
+                changed.append(SettingChange(index, key, old[key], new[key]))
+        for key in sorted(set(old.get("options", {})) | set(new["options"])):
+            if old.get("options", {}).get(key) != new["options"].get(key):
+                changed.append(SettingChange(index, key, old.get("options", {}).get(key), new["options"].get(key)))
+    return ResumeReport(_hash(groups), tuple(changed))
+
+
+def _from_param_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        groups = [{"params": list(g["param_names"]), "shapes": None} for g in state_dict["param_groups"]]
+    except (KeyError, TypeError):
+        raise ResumeError("this state dict carries no record of its group layout (not saved from an optimizer "
+                          "lrrules built, and its groups have no 'param_names'); it cannot be checked") from None
+    return {"groups": groups}
+
+
+def _layout_problems(saved: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[str]:
+    where_saved = {n: (i, g["shapes"][k] if g.get("shapes") else None)
+                   for i, g in enumerate(saved) for k, n in enumerate(g["params"])}
+    where_now = {n: (i, g["shapes"][k]) for i, g in enumerate(now) for k, n in enumerate(g["params"])}
+    lines = []
+    for name, (group, shape) in where_now.items():
+        if name not in where_saved:
+            lines.append(f"'{name}' is in group {group} now and was in no group")
+            continue
+        old_group, old_shape = where_saved[name]
+        if old_shape is not None and list(old_shape) != list(shape):
+            lines.append(f"'{name}' changed shape: {tuple(old_shape)} -> {tuple(shape)}")
+        if old_group != group:
+            lines.append(f"'{name}' moved from group {old_group} to group {group}")
+    lines += [f"'{name}' was in group {g} and is in no group now"
+              for name, (g, _) in where_saved.items() if name not in where_now]
+    if not lines and [g["params"] for g in saved] != [g["params"] for g in now]:
+        lines.append("the parameters are in the same groups but in another order")
+    if len(lines) > SHOWN:
+        lines = lines[:SHOWN] + [f"... and {len(lines) - SHOWN} more"]
+    return lines

@@ -1,0 +1,125 @@
+"""Safe resume: optimizer state loads only under the group layout it was saved with."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+import lrrules
+from lrrules.resume import ResumeError, fingerprint
+
+from .conftest import TinyNet
+
+BASE = """
+version: 1
+defaults: {{lr: 0.01, weight_decay: 0.05}}
+rules:
+  - {{name: head, match: "fc.*", lr_mult: {head}}}
+  - {{name: body, fallback: true}}
+modifiers:
+  - {{name: no-decay, match: {no_decay}, weight_decay: 0}}
+"""
+
+
+def rules(head: float = 10, no_decay: str = "{ndim: 1}") -> lrrules.RuleSet:
+    return lrrules.loads(BASE.format(head=head, no_decay=no_decay))
+
+
+def trained(ruleset: lrrules.RuleSet, model: torch.nn.Module, steps: int = 2) -> torch.optim.Optimizer:
+    optimizer = lrrules.build_optimizer(ruleset, model)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(torch.randn(2, 3, 8, 8)).square().mean().backward()
+        optimizer.step()
+    return optimizer
+
+
+def saved(optimizer: torch.optim.Optimizer) -> dict:
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def restart(ruleset: lrrules.RuleSet, num_classes: int = 2) -> tuple[torch.nn.Module, torch.optim.Optimizer, lrrules.Plan]:
+    torch.manual_seed(1)
+    model = TinyNet()
+    if num_classes != 2:
+        model.fc = torch.nn.Linear(8, num_classes)
+    return model, lrrules.build_optimizer(ruleset, model), ruleset.resolve(model)
+
+
+def test_same_layout_loads_every_moment_onto_its_own_parameter(tiny: TinyNet) -> None:
+    old = trained(rules(), tiny)
+    state = saved(old)
+    assert state["lrrules"]["fingerprint"] == rules().resolve(tiny).fingerprint
+
+    model, optimizer, plan = restart(rules())
+    report = lrrules.load_optimizer_state(optimizer, state, plan)
+
+    assert report.changed == () and "unchanged" in str(report)
+    old_by_name = {n: old.state[p] for g in old.param_groups for n, p in zip(g["param_names"], g["params"])}
+    for group in optimizer.param_groups:
+        for name, param in zip(group["param_names"], group["params"]):
+            assert torch.equal(optimizer.state[param]["exp_avg"], old_by_name[name]["exp_avg"]), name
+
+
+def test_a_parameter_moved_to_another_group_is_refused_with_its_name(tiny: TinyNet) -> None:
+    state = saved(trained(rules(), tiny))
+    _, optimizer, plan = restart(rules(no_decay="'fc.*'"))
+    with pytest.raises(ResumeError) as err:
+        lrrules.load_optimizer_state(optimizer, state, plan)
+    assert "'fc.weight' moved from group 2 to group 1" in str(err.value)
+    assert "'layer1.0.bias' moved from group 1 to group 0" in str(err.value)
+    assert not optimizer.state, "nothing was loaded"
+
+
+def test_a_changed_shape_is_refused(tiny: TinyNet) -> None:
+    state = saved(trained(rules(), tiny))
+    _, optimizer, plan = restart(rules(), num_classes=5)
+    with pytest.raises(ResumeError, match=r"'fc.weight' changed shape: \(2, 8\) -> \(5, 8\)"):
+        lrrules.load_optimizer_state(optimizer, state, plan)
+
+
+def test_a_changed_lr_loads_and_says_which_groups_changed(tiny: TinyNet) -> None:
+    state = saved(trained(rules(head=10), tiny))
+    _, optimizer, plan = restart(rules(head=20))
+    assert plan.fingerprint == rules(head=10).resolve(tiny).fingerprint, "an lr is not part of the layout"
+    report = lrrules.load_optimizer_state(optimizer, state, plan)
+    assert [(c.group, c.setting, c.saved, c.now) for c in report.changed] == [
+        (2, "lr", pytest.approx(0.1), pytest.approx(0.2)), (3, "lr", pytest.approx(0.1), pytest.approx(0.2))]
+    assert "group 2: lr" in str(report)
+    assert optimizer.state, "the state was loaded"
+
+
+def test_a_state_dict_without_a_record_is_checked_by_its_param_names(tiny: TinyNet) -> None:
+    state = saved(trained(rules(), tiny))
+    del state["lrrules"]
+    _, optimizer, plan = restart(rules(no_decay="'fc.*'"))
+    with pytest.raises(ResumeError, match="moved from group"):
+        lrrules.load_optimizer_state(optimizer, state, plan)
+    for group in state["param_groups"]:
+        del group["param_names"]
+    with pytest.raises(ResumeError, match="carries no record of its group layout"):
+        lrrules.load_optimizer_state(optimizer, state, plan)
+
+
+def test_an_optimizer_built_some_other_way_is_refused(tiny: TinyNet) -> None:
+    plan = rules().resolve(tiny)
+    with pytest.raises(ResumeError, match="not built from this plan"):
+        lrrules.load_optimizer_state(torch.optim.SGD(tiny.parameters(), lr=0.1), {}, plan)
+
+
+def test_fingerprint_changes_with_the_layout_only(tiny: TinyNet) -> None:
+    assert fingerprint(rules().resolve(tiny)) == fingerprint(rules().resolve(TinyNet()))
+    assert fingerprint(rules().resolve(tiny)) != fingerprint(rules(no_decay="'fc.*'").resolve(tiny))
+
+
+def test_resume_through_a_file_on_disk(tmp_path: Path, tiny: TinyNet) -> None:
+    torch.save(trained(rules(), tiny).state_dict(), tmp_path / "opt.pt")
+    _, optimizer, plan = restart(rules())
+    lrrules.load_optimizer_state(optimizer, torch.load(tmp_path / "opt.pt", weights_only=True), plan)
+    assert len(optimizer.state) == sum(len(g["params"]) for g in optimizer.param_groups)
