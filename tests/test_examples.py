@@ -92,3 +92,16 @@ def test_vit_example_is_timms_own_layer_decay() -> None:
     }
     plan = lrrules.load(EXAMPLES / "vit-timm-layer-decay.yaml").resolve(model)
     assert {a.name: (a.lr_scale, a.weight_decay) for a in plan.params} == expected
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_distributed_example_trains_in_two_processes(mode: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(EXAMPLES / "distributed_train.py"), "--mode", mode, "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [line for line in done.stdout.splitlines() if f"[{mode}] rank" in line]
+    assert len(ranks) == 2 and len({line.split(": ", 1)[1] for line in ranks}) == 1, done.stdout
+    assert "10 groups" in ranks[0] and "3 frozen" in ranks[0]

@@ -22,7 +22,8 @@ def test_schema_file_is_up_to_date() -> None:
     assert SCHEMA.read_text() == json_schema_text(), "schemas/ is stale: run `make schema` and commit it"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.*")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*(ROOT / "examples").glob("*.yaml"), *(ROOT / "examples").glob("*.json")]),
+                         ids=lambda p: p.name)
 def test_every_example_is_valid_under_the_json_schema(path: Path) -> None:
     jsonschema.validate(yaml.safe_load(path.read_text()), json.loads(SCHEMA.read_text()))
 
