@@ -65,6 +65,7 @@ def train(rank: int, world: int, mode: str, steps: int, store: str) -> None:
     lrs = sorted({round(g["lr"], 12) for g in optimizer.param_groups})
     print(f"[{mode}] rank {rank}: {len(optimizer.param_groups)} groups, lrs {lrs}, "
           f"fingerprint {plan.fingerprint}, {len(plan.frozen)} frozen")
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

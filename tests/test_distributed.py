@@ -24,6 +24,7 @@ def test_wrapped_training_uses_the_bare_models_assignment(tmp_path: Path, mode: 
 
     for result in results:
         assert result["resolved"] == result["expected"], "wrapped names resolve like the bare model's"
+        assert result["compiled"] == result["expected"], "and so do they under torch.compile on top"
         assert result["frozen"] == ["bn1.bias", "bn1.weight", "conv1.weight"]
         for name, error, size in result["updates"]:
             assert size > 0, f"{name} got a gradient"
