@@ -54,14 +54,55 @@ class Glob:
         return {} if self._regex.match(param.name) else None  # type: ignore[attr-defined]
 
 
+#: Names longer than this are always matched under the time limit.
+_SAFE_LENGTH = 1000
+
+
+def is_linear(pattern: str) -> bool:
+    """Whether a regex cannot backtrack catastrophically: no quantified group, no backreference, and
+    at most one unbounded repeat. Such a search is at worst quadratic in the name, so it runs without
+    the time limit, which costs more than the match itself; every other regex runs under it."""
+    unbounded, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            nxt = pattern[i + 1 : i + 2]
+            if nxt.isdigit() and nxt != "0" or nxt == "g":
+                return False  # a backreference
+            i += 2
+            last = "atom"
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(" and pattern[i + 1 : i + 4] == "?P=":
+            return False
+        elif c in "*+" or (c == "{" and re.match(r"\{\d*,\}", pattern[i:])):
+            if i > 0 and pattern[i - 1] == ")":
+                return False
+            unbounded += 1
+        elif c in "?{" and i > 0 and pattern[i - 1] == ")" and pattern[i - 2 : i] != "(?":
+            return False
+        i += 1
+    return unbounded <= 1
+
+
 @dataclass(frozen=True)
 class Regex:
     patterns: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_linear", tuple(is_linear(p) for p in self.patterns))
+
     def match(self, param: ParamInfo) -> Captures | None:
-        for pattern in self.patterns:
+        name = param.name
+        for pattern, linear in zip(self.patterns, self._linear):  # type: ignore[attr-defined]
             try:
-                found = compile_regex(pattern).search(param.name, timeout=REGEX_TIMEOUT)
+                if linear and len(name) <= _SAFE_LENGTH:
+                    found = compile_regex(pattern).search(name)
+                else:
+                    found = compile_regex(pattern).search(name, timeout=REGEX_TIMEOUT)
             except TimeoutError:
                 raise MatchError(
                     f"regex {pattern!r} took longer than {REGEX_TIMEOUT}s on parameter '{param.name}' and was "
@@ -161,3 +202,126 @@ def compile_matcher(spec: Any) -> Matcher:
     if spec.any_ is not None:
         parts.append(AnyOf(tuple(compile_matcher(s) for s in spec.any_)))
     return parts[0] if len(parts) == 1 else All(tuple(parts))
+
+
+# --- a prefix index: which matchers can match a name at all --------------------------------------
+
+_GLOB_SPECIAL = "*?["
+_REGEX_SPECIAL = set(".^$*+?{}[]()|\\")
+_QUANTIFIERS = set("*+?{")
+
+
+def glob_prefix(pattern: str) -> str:
+    """The literal text every name a glob matches starts with: ``blocks.3.*`` -> ``blocks.3.``."""
+    cut = min((i for i, c in enumerate(pattern) if c in _GLOB_SPECIAL), default=len(pattern))
+    return pattern[:cut]
+
+
+def regex_prefix(pattern: str) -> str | None:
+    """The literal text every name a ``^``-anchored regex matches starts with, or ``None`` when the
+    regex is not anchored (it may match anywhere). ``^blocks\\.(?P<i>\\d+)`` -> ``blocks.``."""
+    if not pattern.startswith("^") or _top_level_bar(pattern):
+        return None
+    if any(pattern[i + 2 : i + 3] not in ("P", ":", "=", "!", "<", "#", ">") for i in _find_all(pattern, "(?")):
+        return None  # an inline flag such as (?i) may change what the literal text matches
+    out: list[str] = []
+    i = 1
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern) and not pattern[i + 1].isalnum():
+            literal, width = pattern[i + 1], 2
+        elif c in _REGEX_SPECIAL:
+            break
+        else:
+            literal, width = c, 1
+        if i + width < len(pattern) and pattern[i + width] in _QUANTIFIERS:
+            break  # this character may repeat or be absent: the prefix ends before it
+        out.append(literal)
+        i += width
+    return "".join(out)
+
+
+def _top_level_bar(pattern: str) -> bool:
+    """Whether the regex has an alternative outside every group (``^a|b``): then ``^`` anchors one side."""
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def _find_all(text: str, part: str) -> list[int]:
+    out, i = [], text.find(part)
+    while i >= 0:
+        out.append(i)
+        i = text.find(part, i + 1)
+    return out
+
+
+def prefixes(spec: Any) -> frozenset[str] | None:
+    """Literal prefixes, one of which every name the matcher matches starts with; ``None`` when the
+    matcher can match names of any beginning (module, ndim, not, unanchored regexes)."""
+    if isinstance(spec, str):
+        found: frozenset[str] | None = frozenset({glob_prefix(spec)})
+    elif isinstance(spec, list):
+        found = frozenset(glob_prefix(p) for p in spec)
+    elif spec.glob is not None:
+        found = frozenset(glob_prefix(p) for p in spec.glob)
+    elif spec.regex is not None:
+        options = [regex_prefix(p) for p in spec.regex]
+        found = None if any(p is None for p in options) else frozenset(p for p in options if p is not None)
+    elif spec.any_ is not None:
+        subs = [prefixes(s) for s in spec.any_]
+        found = None if any(s is None for s in subs) else frozenset().union(*subs)  # type: ignore[arg-type]
+    elif spec.all_ is not None:
+        found = next((s for s in map(prefixes, spec.all_) if s is not None), None)
+    else:
+        found = None
+    if found is not None and "" in found:
+        return None
+    return found
+
+
+class Index:
+    """Which of many matchers could match a name, by their literal prefixes.
+
+    ``candidates(name)`` returns, in their given order, the positions of the matchers that are not
+    excluded by their prefix: every matcher without a prefix, and those whose prefix starts the name.
+    A rule file's hundreds of rules then cost a few dictionary look-ups per name, not a match each.
+    """
+
+    def __init__(self, specs: Sequence[Any]) -> None:
+        self.always: list[int] = []
+        self.by_prefix: dict[str, list[int]] = {}
+        for position, spec in enumerate(specs):
+            found = prefixes(spec)
+            if found is None:
+                self.always.append(position)
+            else:
+                for prefix in found:
+                    self.by_prefix.setdefault(prefix, []).append(position)
+        self.lengths = sorted({len(p) for p in self.by_prefix})
+        self._cache: dict[str, list[int]] = {}
+
+    def candidates(self, name: str) -> list[int]:
+        found = self.always
+        hits = [self.by_prefix[name[:n]] for n in self.lengths if n <= len(name) and name[:n] in self.by_prefix]
+        if hits:
+            merged = set(found)
+            for hit in hits:
+                merged.update(hit)
+            return sorted(merged)
+        return found

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import torch
@@ -23,20 +22,19 @@ WRAPPER_PARTS = frozenset({"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wra
 _ROOT_WRAPPERS = frozenset({"DistributedDataParallel", "DataParallel", "DeepSpeedEngine"})
 
 
-@dataclass(frozen=True)
-class ParamInfo:
+class ParamInfo(NamedTuple):
     """One parameter tensor as the rules see it.
 
     ``name`` is its first name in registration order, ``aliases`` its other names (tied weights),
     ``module`` the class name of the module that owns it (``None`` when only names are known),
-    ``index`` its position among the model's parameters.
+    ``index`` its position among the model's parameters. A named tuple: a large model has many.
     """
 
     name: str
     shape: tuple[int, ...]
     module: str | None
     requires_grad: bool
-    index: int
+    index: int  # type: ignore[assignment]  # a field, where tuple has a method
     aliases: tuple[str, ...] = ()
 
     @property
@@ -81,31 +79,33 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     infos: list[ParamInfo] = []
     tensors: list[Any] = []
     position: dict[int, int] = {}
-    extra: dict[int, list[str]] = {}
+    extra: dict[int, list[str]] = {}  # other names of tensors met more than once
     for name, owner, tensor in _named_parameters(unwrap(model)):
         key = id(tensor)
-        if key in position:
-            if name not in infos[position[key]].names and name not in extra[key]:
-                extra[key].append(name)
+        seen = position.get(key)
+        if seen is not None:
+            others = extra.setdefault(seen, [])
+            if name != infos[seen].name and name not in others:
+                others.append(name)
             continue
         position[key] = len(infos)
-        extra[key] = []
-        infos.append(ParamInfo(name, tuple(tensor.shape), owner, bool(tensor.requires_grad), len(infos)))
+        infos.append(ParamInfo(name, tuple(tensor.shape), owner, tensor.requires_grad, len(infos)))
         tensors.append(tensor)
-    for key, i in position.items():
-        if extra[key]:
-            info = infos[i]
-            infos[i] = ParamInfo(info.name, info.shape, info.module, info.requires_grad, i, tuple(extra[key]))
+    for i, others in extra.items():
+        if others:
+            infos[i] = infos[i]._replace(aliases=tuple(others))
     return infos, tensors
 
 
 def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, str, Any]]:
     for module_name, module in model.named_modules(remove_duplicate=False):
+        if not module._parameters:
+            continue
         owner = type(module).__name__
+        prefix = clean_name(module_name) + "." if module_name else ""
         for local, tensor in module._parameters.items():
             if tensor is not None:
-                full = f"{module_name}.{local}" if module_name else local
-                yield clean_name(full), owner, tensor
+                yield prefix + local, owner, tensor
 
 
 def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.Module:

@@ -9,9 +9,10 @@ are the only places that touch tensors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import PlanProblemsError
 
@@ -149,6 +150,46 @@ class Frozen:
 
 
 @dataclass(frozen=True)
+class Settled:
+    """The final settings of a trainable parameter, shared by every parameter that resolves alike."""
+
+    lr: float
+    lr_scale: float
+    weight_decay: float
+    options: Mapping[str, Any]
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What makes two parameters share an optimizer group."""
+        return (self.lr, self.lr_scale, self.weight_decay,
+                tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.options.items())))
+
+
+class Row(NamedTuple):
+    """One parameter's outcome as the resolver records it; :attr:`Plan.params` makes an
+    :class:`Assignment` of it when asked, so resolving a large model builds no object it need not."""
+
+    info: Any  # ParamInfo
+    layer: int | None
+    status: Status
+    rule: str | None = None
+    modifiers: tuple[str, ...] = ()
+    captures: Mapping[str, int | str] = {}  # never mutated
+    settled: Settled | None = None
+    group: int | None = None
+    note: str = ""
+
+    def assignment(self) -> Assignment:
+        info, s = self.info, self.settled
+        return Assignment(
+            info.name, info.shape, info.module, info.index, self.layer, self.status, self.rule, self.modifiers,
+            dict(self.captures), s.lr if s else None, s.lr_scale if s else None, s.weight_decay if s else None,
+            dict(s.options) if s else {}, self.group, info.aliases, self.note, s.steps if s else (),
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
     """Every parameter's assignment, the optimizer groups, and the problems found.
 
@@ -160,7 +201,7 @@ class Plan:
     base_lr: float
     base_weight_decay: float
     unmatched_mode: Literal["error", "defaults"]
-    params: tuple[Assignment, ...]
+    rows: tuple[Row, ...] = field(repr=False)
     groups: tuple[Group, ...]
     unmatched: tuple[str, ...]
     conflicts: tuple[Conflict, ...]
@@ -169,6 +210,11 @@ class Plan:
     zero_lr: tuple[str, ...]
     base_options: Mapping[str, Any] = field(default_factory=dict)
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+
+    @functools.cached_property
+    def params(self) -> tuple[Assignment, ...]:
+        """Every parameter's :class:`Assignment`, in registration order."""
+        return tuple(row.assignment() for row in self.rows)
 
     @property
     def ok(self) -> bool:
@@ -207,7 +253,7 @@ class Plan:
             )
         if not self.tensors:
             raise PlanProblemsError(f"{self.source}: this plan was resolved from names only; it holds no tensors")
-        by_name = {a.name: self.tensors[a.index] for a in self.params}
+        by_name = {row.info.name: self.tensors[row.info.index] for row in self.rows}
         out = []
         for group in self.groups:
             lr = {"lr": self.base_lr, "lr_scale": group.lr_scale} if lr_scale else {"lr": group.lr}
@@ -234,9 +280,9 @@ class Plan:
     def apply_freeze(self) -> int:
         """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed."""
         changed = 0
-        for a in self.params:
-            if a.status == "frozen" and self.tensors:
-                tensor = self.tensors[a.index]
+        for row in self.rows:
+            if row.status == "frozen" and self.tensors:
+                tensor = self.tensors[row.info.index]
                 if tensor.requires_grad:
                     tensor.requires_grad_(False)
                     changed += 1

@@ -1,32 +1,38 @@
 """Resolution: a compiled rule set and a model's parameters in, a :class:`~lrrules.plan.Plan` out.
 
 For each parameter (under each of its names, for tied weights): which claiming rules match, which
-modifiers match; then its settings, with formulas evaluated once per distinct set of the variables
-they read; then the groups, one per distinct final setting, in order of first appearance. Nothing
-here depends on the order of the rules or modifiers in the file.
+modifiers match; then its settings; then its group, one per distinct final setting, in order of
+first appearance. Nothing here depends on the order of the rules or modifiers in the file.
+
+It is one pass over the parameters that mostly looks things up. Matchers are compiled once per rule
+set and indexed by their literal prefixes, so a name is matched only against the rules that could
+match it; the settings of a parameter are computed once per distinct combination of claiming rule,
+modifiers, captures and the variables their formulas read, and then reused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import FormulaError, RuleError, RuleFileError
 from .formula import Formula
 from .language import Modifier, Rule, RuleSet
 from .layers import Layering, assign
-from .matching import Captures, Matcher, MatchError, compile_matcher
+from .matching import Captures, Index, Matcher, MatchError, compile_matcher
 from .model import ParamInfo
-from .plan import Assignment, Conflict, Frozen, Group, Plan, Step
+from .plan import Conflict, Frozen, Group, Plan, Row, Settled, Step
 
 if TYPE_CHECKING:
     import torch
 
 MODEL_FROZEN = "requires_grad=False in the model"
+_SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 
 
 def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
@@ -48,39 +54,70 @@ def resolve_params(
     ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``.
     """
     layering = assign(rules.layers, params, model)
-    return _Resolver(rules, params, layering).plan(tuple(tensors))
+    # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
+    # again and again (a third of the time on a 10k-tensor model).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _Resolver(rules, params, layering).plan(tuple(tensors))
+    finally:
+        if collecting:
+            gc.enable()
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: str  # "rules" or "modifiers"
+    i: int  # position in the file, for error locations
+    order: int  # position by name: every loop over entries runs in this order
+    spec: Rule | Modifier
+    matcher: Matcher | None
+    formulas: frozenset[str]  # the names its formulas read
+    name: str = ""
+    freeze: bool = False
+    key: tuple[str, int] = ("", 0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.spec.name)
+        object.__setattr__(self, "freeze", self.spec.freeze)
+        object.__setattr__(self, "key", (self.kind, self.order))
+
+
+class _Claimed(NamedTuple):
+    rule: str | None
+    modifiers: tuple[str, ...]
+    captures: Captures
+    settled: Settled | Conflict
 
 
 @dataclass(frozen=True)
-class _Entry:
-    kind: str  # "rules" or "modifiers"
-    i: int
-    spec: Rule | Modifier
-    matcher: Matcher | None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
+class _Compiled:
+    claiming: list[_Entry]
+    fallback: _Entry | None
+    modifiers: list[_Entry]
+    claim_index: Index
+    modifier_index: Index
 
 
-def _compile(rules: RuleSet) -> tuple[list[_Entry], _Entry | None, list[_Entry]]:
+def _formula_names(spec: Rule | Modifier) -> frozenset[str]:
+    return frozenset().union(*(f.names for _, f in spec.formulas()))
+
+
+def _compile(rules: RuleSet) -> _Compiled:
     if rules._compiled is not None:
         return rules._compiled  # type: ignore[no-any-return]
-    claiming: list[_Entry] = []
-    fallback: _Entry | None = None
-    modifiers: list[_Entry] = []
-    for i, rule in enumerate(rules.rules):
-        if rule.fallback:
-            fallback = _Entry("rules", i, rule, None)
-        else:
-            claiming.append(_Entry("rules", i, rule, compile_matcher(rule.match)))
-    for i, mod in enumerate(rules.modifiers):
-        modifiers.append(_Entry("modifiers", i, mod, compile_matcher(mod.match)))
-    # Sorting by name makes every later loop independent of the file's order.
-    claiming.sort(key=lambda e: e.name)
-    modifiers.sort(key=lambda e: e.name)
-    rules._compiled = (claiming, fallback, modifiers)
-    return rules._compiled  # type: ignore[no-any-return]
+    claiming_specs = sorted(((i, r) for i, r in enumerate(rules.rules) if not r.fallback), key=lambda x: x[1].name)
+    modifier_specs = sorted(enumerate(rules.modifiers), key=lambda x: x[1].name)
+    claiming = [_Entry("rules", i, n, r, compile_matcher(r.match), _formula_names(r))
+                for n, (i, r) in enumerate(claiming_specs)]
+    modifiers = [_Entry("modifiers", i, n, m, compile_matcher(m.match), _formula_names(m))
+                 for n, (i, m) in enumerate(modifier_specs)]
+    fallback = next((_Entry("rules", i, -1, r, None, _formula_names(r))
+                     for i, r in enumerate(rules.rules) if r.fallback), None)
+    compiled = _Compiled(claiming, fallback, modifiers, Index([e.spec.match for e in claiming]),
+                         Index([e.spec.match for e in modifiers]))
+    rules._compiled = compiled
+    return compiled
 
 
 class _Resolver:
@@ -88,47 +125,81 @@ class _Resolver:
         self.rules = rules
         self.params = params
         self.layers, self.num_layers = layering
-        self.claiming, self.fallback, self.modifiers = _compile(rules)
+        self.compiled = _compile(rules)
         self.base_lr = rules.defaults.lr
         self.base_wd = rules.defaults.weight_decay
+        self.base_options = rules.defaults.options
         self.used: set[str] = set()
-        self.cache: dict[tuple[str, tuple[Any, ...]], float] = {}
-        self.steps: list[Step] = []
+        self.formula_cache: dict[tuple[str, tuple[Any, ...]], float] = {}
+        self.settled: dict[Any, Settled | Conflict] = {}
+        self.reads: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
-    def fail(self, entry: _Entry, where: tuple[str | int, ...], message: str, formula: Formula | None = None,
+    def fail(self, entry: _Entry, where: tuple[str, ...], message: str, formula: Formula | None = None,
              offset: int | None = None) -> RuleFileError:
-        loc = (entry.kind, entry.i, *where)
+        loc: tuple[str | int, ...] = (entry.kind, entry.i, *where)
         expr = formula.text if formula is not None else ""
         return RuleFileError([RuleError(message, self.rules.locate(loc, offset), loc, expr, offset)])
 
-    def matches(self, entry: _Entry, param: ParamInfo) -> Captures | None:
-        assert entry.matcher is not None
-        try:
-            found = entry.matcher.match(param)
-        except MatchError as exc:
-            raise self.fail(entry, ("match",), exc.message) from None
-        if found is not None:
-            self.used.add(entry.name)
+    def matching(self, entries: list[_Entry], index: Index, param: ParamInfo) -> list[tuple[_Entry, Captures]]:
+        found = []
+        for position in index.candidates(param.name):
+            entry = entries[position]
+            try:
+                captures = entry.matcher.match(param)  # type: ignore[union-attr]
+            except MatchError as exc:
+                raise self.fail(entry, ("match",), exc.message) from None
+            if captures is not None:
+                found.append((entry, captures))
+                self.used.add(entry.name)
         return found
 
     def plan(self, tensors: tuple[Any, ...]) -> Plan:
-        assignments: list[Assignment] = []
+        rows: list[Row] = []
         unmatched: list[str] = []
         conflicts: list[Conflict] = []
         frozen: list[Frozen] = []
+        group_of: dict[Any, int] = {}
+        group_by_settled: dict[int, int] = {}  # settled objects live in self.settled all along
+        members: list[list[int]] = []
         for info in self.params:
+            layer = self.layers[info.index]
             outcome = self.settle(info)
             if isinstance(outcome, Conflict):
-                conflicts.append(outcome)
-                outcome = self.blank(info, "conflict", outcome.message)
-            assignments.append(outcome)
-            if outcome.status == "unmatched" or (outcome.status == "trainable" and outcome.rule is None):
+                conflicts.append(dataclasses.replace(outcome, param=info.name))
+                rows.append(Row(info, layer, "conflict", note=conflicts[-1].message))
+                continue
+            if isinstance(outcome, Row):
+                rows.append(outcome)
+                if outcome.status == "unmatched":
+                    unmatched.append(info.name)
+                elif outcome.status == "frozen":
+                    frozen.append(Frozen(info.name, outcome.note))
+                continue
+            claim, modifiers, captures, settled = outcome
+            if isinstance(settled, Conflict):
+                conflicts.append(dataclasses.replace(settled, param=info.name))
+                rows.append(Row(info, layer, "conflict", note=conflicts[-1].message))
+                continue
+            group = group_by_settled.get(id(settled))
+            if group is None:  # first parameter with these settings (or equal ones from other rules)
+                group = group_by_settled[id(settled)] = group_of.setdefault(settled.key, len(group_of))
+            if group == len(members):
+                members.append([])
+            members[group].append(len(rows))
+            rows.append(Row(info, layer, "trainable", claim, modifiers, captures, settled, group,
+                            "" if claim else "claimed by no rule; given the defaults"))
+            if claim is None:
                 unmatched.append(info.name)
-            elif outcome.status == "frozen":
-                frozen.append(Frozen(info.name, outcome.note))
-        if self.fallback is not None and any(a.rule == self.fallback.name for a in assignments):
-            self.used.add(self.fallback.name)
-        groups, assignments = _group(assignments)
+        if self.compiled.fallback is not None and any(r.rule == self.compiled.fallback.name for r in rows):
+            self.used.add(self.compiled.fallback.name)
+        groups = []
+        for index, positions in enumerate(members):
+            first = rows[positions[0]].settled
+            assert first is not None
+            by = dict.fromkeys(n for p in positions for n in (rows[p].rule or "(defaults)", *rows[p].modifiers))
+            groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
+                                tuple(rows[p].info.name for p in positions),
+                                sum(rows[p].info.numel for p in positions), tuple(by)))
         # Rules first, then modifiers, each by name: the file's order never shows in a plan.
         names = sorted(r.name for r in self.rules.rules) + sorted(m.name for m in self.rules.modifiers)
         return Plan(
@@ -136,51 +207,84 @@ class _Resolver:
             base_lr=self.base_lr,
             base_weight_decay=self.base_wd,
             unmatched_mode=self.rules.unmatched,
-            params=tuple(assignments),
-            groups=groups,
+            rows=tuple(rows),
+            groups=tuple(groups),
             unmatched=tuple(unmatched),
             conflicts=tuple(conflicts),
             frozen=tuple(frozen),
             unused_rules=tuple(n for n in names if n not in self.used),
-            zero_lr=tuple(a.name for a in assignments if a.lr == 0.0),
-            base_options=self.rules.defaults.options,
+            zero_lr=tuple(rows[p].info.name for g in groups if g.lr == 0.0 for p in members[g.index]),
+            base_options=self.base_options,
             tensors=tensors,
         )
 
-    def blank(self, info: ParamInfo, status: str, note: str = "", rule: str | None = None) -> Assignment:
-        return Assignment(info.name, info.shape, info.module, info.index, self.layers[info.index], status,  # type: ignore[arg-type]
-                          rule=rule, aliases=info.aliases, note=note)
-
-    def settle(self, info: ParamInfo) -> Assignment | Conflict:
-        views = [info] if not info.aliases else [dataclasses.replace(info, name=n) for n in info.names]
-        claims_per_name: list[list[tuple[_Entry, Captures]]] = []
-        mods: dict[str, tuple[_Entry, Captures]] = {}
-        for view in views:
-            claims = [(e, c) for e in self.claiming if (c := self.matches(e, view)) is not None]
-            claims_per_name.append(claims)
-            for e in self.modifiers:
-                if e.name not in mods and (c := self.matches(e, view)) is not None:
-                    mods[e.name] = (e, c)
-        if not info.requires_grad:
-            return self.blank(info, "frozen", MODEL_FROZEN)
-        for claims in claims_per_name:
+    def settle(self, info: ParamInfo) -> Row | Conflict | _Claimed:
+        compiled = self.compiled
+        layer = self.layers[info.index]
+        if info.aliases:
+            views = [info._replace(name=n) for n in info.names]
+            per_name = [self.matching(compiled.claiming, compiled.claim_index, v) for v in views]
+            mods_by_name: dict[str, tuple[_Entry, Captures]] = {}
+            for view in views:
+                for entry, found in self.matching(compiled.modifiers, compiled.modifier_index, view):
+                    mods_by_name.setdefault(entry.name, (entry, found))
+            modifiers = sorted(mods_by_name.values(), key=lambda m: m[0].order)
+            if not info.requires_grad:
+                return Row(info, layer, "frozen", note=MODEL_FROZEN)
+            for claims in per_name:
+                if len(claims) > 1:
+                    return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
+            chosen = [claims[0] if claims else None for claims in per_name]
+            if len({c[0].name if c else None for c in chosen}) > 1:
+                fallback = compiled.fallback.name if compiled.fallback else "(no rule)"
+                return Conflict(info.name, "tied", tuple(dict.fromkeys(c[0].name if c else fallback for c in chosen)))
+            claim = chosen[0]
+        else:
+            claims = self.matching(compiled.claiming, compiled.claim_index, info)
+            modifiers = self.matching(compiled.modifiers, compiled.modifier_index, info)
+            if not info.requires_grad:
+                return Row(info, layer, "frozen", note=MODEL_FROZEN)
             if len(claims) > 1:
                 return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
-        chosen = [claims[0] if claims else None for claims in claims_per_name]
-        if len({c[0].name if c else None for c in chosen}) > 1:
-            names = tuple(c[0].name if c else (self.fallback.name if self.fallback else "(no rule)") for c in chosen)
-            return Conflict(info.name, "tied", tuple(dict.fromkeys(names)))
-        claim = chosen[0]
-        if claim is None and self.fallback is not None:
-            claim = (self.fallback, {})
+            claim = claims[0] if claims else None
+        if claim is None and compiled.fallback is not None:
+            claim = (compiled.fallback, {})
         if claim is None and self.rules.unmatched == "error":
-            return self.blank(info, "unmatched", "claimed by no rule")
-        modifiers = [mods[name] for name in sorted(mods)]
-        freezers = [e.name for e, _ in ([claim] if claim else []) + modifiers if e.spec.freeze]
+            return Row(info, layer, "unmatched", note="claimed by no rule")
+        entries = [claim, *modifiers] if claim else modifiers
+        freezers = [e.name for e, _ in entries if e.freeze]
         if freezers:
-            return self.blank(info, "frozen", "frozen by " + ", ".join(f"'{n}'" for n in freezers),
-                              rule=claim[0].name if claim else None)
-        return self.settings(info, claim, modifiers)
+            return Row(info, layer, "frozen", claim[0].name if claim else None,
+                       note="frozen by " + ", ".join(f"'{n}'" for n in freezers))
+        captures: Captures = {}
+        for _, found in entries:
+            if found:
+                captures.update(found)
+        # The settings depend only on the entries, their captures and the variables their formulas read.
+        which = tuple([e.key for e, _ in entries])
+        reads = self.reads.get(which)
+        if reads is None:
+            reads = self.reads[which] = tuple(sorted(frozenset().union(*(e.formulas for e, _ in entries))))
+        key = (which, tuple([tuple(c.items()) for _, c in entries]) if captures else (),
+               tuple([self.variable(n, info, layer) for n in reads]) if reads else ())
+        settled = self.settled.get(key)
+        if settled is None:
+            settled = self.settle_values(info, claim, modifiers)
+            self.settled[key] = settled
+        return _Claimed(claim[0].name if claim else None, tuple(e.name for e, _ in modifiers), captures, settled)
+
+    def variable(self, name: str, info: ParamInfo, layer: int | None) -> Any:
+        if name == "layer":
+            return layer
+        if name == "depth":
+            return None if layer is None else self.num_layers - 1 - layer
+        if name == "index":
+            return info.index
+        if name == "ndim":
+            return info.ndim
+        if name == "numel":
+            return info.numel
+        return name  # the others are the same for every parameter, or captures (already in the key)
 
     def env(self, info: ParamInfo, captures: Captures) -> dict[str, Any]:
         env: dict[str, Any] = {
@@ -199,9 +303,10 @@ class _Resolver:
         env.update(captures)
         return env
 
-    def value(self, entry: _Entry, where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any]) -> Any:
+    def value(self, entry: _Entry, where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any],
+              steps: list[Step]) -> Any:
         if not isinstance(value, Formula):
-            self.steps.append(Step(entry.name, ".".join(where), None, {}, value))
+            steps.append(Step(entry.name, ".".join(where), None, {}, value))
             return value
         missing = value.names - env.keys()
         if missing:
@@ -212,62 +317,61 @@ class _Resolver:
                 why = f"regex group '{name}' captured nothing for parameter '{info.name}'"
             spot = re.search(rf"\b{name}\b", value.text)
             raise self.fail(entry, where, why, value, spot.start() if spot else None)
-        key = (value.text, tuple(env[n] for n in sorted(value.names)))
-        result = self.cache.get(key)
-        if result is not None:
-            self.steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(sorted(value.names), key[1])),
-                                   result))
-            return result
+        names = sorted(value.names)
+        key = (value.text, tuple(env[n] for n in names))
+        result = self.formula_cache.get(key)
         if result is None:
+            shown = ", ".join(f"{n}={env[n]!r}" for n in names)
             try:
                 result = value.evaluate(env)
             except FormulaError as exc:
-                shown = ", ".join(f"{n}={env[n]!r}" for n in sorted(value.names))
                 raise self.fail(entry, where, f"{exc.message} for parameter '{info.name}' ({shown})",
                                 value, exc.offset) from None
             if not math.isfinite(result) or result < 0:
-                shown = ", ".join(f"{n}={env[n]!r}" for n in sorted(value.names))
                 raise self.fail(entry, where, f"gives {result} for parameter '{info.name}' ({shown}); "
                                 "the value must be a finite number >= 0", value, 0)
-            self.cache[key] = result
-        self.steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(sorted(value.names), key[1])), result))
+            self.formula_cache[key] = result
+        steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result))
         return result
 
-    def settings(self, info: ParamInfo, claim: tuple[_Entry, Captures] | None,
-                 modifiers: list[tuple[_Entry, Captures]]) -> Assignment | Conflict:
-        self.steps = []
+    def settle_values(self, info: ParamInfo, claim: tuple[_Entry, Captures] | None,
+                      modifiers: list[tuple[_Entry, Captures]]) -> Settled | Conflict:
+        steps: list[Step] = []
         scale, absolute, wd = 1.0, None, self.base_wd
-        options = dict(self.rules.defaults.options)
+        options = dict(self.base_options)
         if claim is not None:
             entry, captures = claim
             spec, env = entry.spec, self.env(info, captures)
             if spec.lr is not None:
-                absolute = self.value(entry, ("lr",), spec.lr, info, env)
+                absolute = self.value(entry, ("lr",), spec.lr, info, env, steps)
             elif spec.lr_mult is not None:
-                scale = self.value(entry, ("lr_mult",), spec.lr_mult, info, env)
+                scale = self.value(entry, ("lr_mult",), spec.lr_mult, info, env, steps)
             if spec.weight_decay is not None:
-                wd = self.value(entry, ("weight_decay",), spec.weight_decay, info, env)
+                wd = self.value(entry, ("weight_decay",), spec.weight_decay, info, env, steps)
             elif spec.weight_decay_mult is not None:
-                wd = self.base_wd * self.value(entry, ("weight_decay_mult",), spec.weight_decay_mult, info, env)
+                wd = self.base_wd * self.value(entry, ("weight_decay_mult",), spec.weight_decay_mult, info, env,
+                                               steps)
             for key, raw in (spec.options or {}).items():
-                options[key] = self.value(entry, ("options", key), raw, info, env)
+                options[key] = self.value(entry, ("options", key), raw, info, env, steps)
 
         set_by: dict[str, dict[str, Any]] = {}
         lr_mult = wd_mult = 1.0
-        for entry, captures in modifiers:
-            spec, env = entry.spec, self.env(info, captures)
-            if spec.lr is not None:
-                set_by.setdefault("lr", {})[entry.name] = self.value(entry, ("lr",), spec.lr, info, env)
-            if spec.lr_mult is not None:
-                lr_mult *= self.value(entry, ("lr_mult",), spec.lr_mult, info, env)
-            if spec.weight_decay is not None:
-                set_by.setdefault("weight_decay", {})[entry.name] = self.value(
-                    entry, ("weight_decay",), spec.weight_decay, info, env)
-            if spec.weight_decay_mult is not None:
-                wd_mult *= self.value(entry, ("weight_decay_mult",), spec.weight_decay_mult, info, env)
+        for entry, found in modifiers:
+            spec, env = entry.spec, self.env(info, found)
+            for field in _SETTING_FIELDS:
+                raw = getattr(spec, field)
+                if raw is None:
+                    continue
+                value = self.value(entry, (field,), raw, info, env, steps)
+                if field == "lr_mult":
+                    lr_mult *= value
+                elif field == "weight_decay_mult":
+                    wd_mult *= value
+                else:
+                    set_by.setdefault(field, {})[entry.name] = value
             for key, raw in (spec.options or {}).items():
                 set_by.setdefault(f"options.{key}", {})[entry.name] = self.value(
-                    entry, ("options", key), raw, info, env)
+                    entry, ("options", key), raw, info, env, steps)
         for setting, values in set_by.items():
             if len({_hashable(v) for v in values.values()}) > 1:
                 return Conflict(info.name, "modifiers", tuple(values), setting)
@@ -285,40 +389,8 @@ class _Resolver:
         else:
             lr_scale = scale * lr_mult
             lr = self.base_lr * lr_scale
-        return Assignment(
-            info.name, info.shape, info.module, info.index, self.layers[info.index], "trainable",
-            rule=claim[0].name if claim else None,
-            modifiers=tuple(e.name for e, _ in modifiers),
-            captures={**(claim[1] if claim else {}), **{k: v for _, c in modifiers for k, v in c.items()}},
-            lr=lr, lr_scale=lr_scale, weight_decay=wd * wd_mult, options=options, aliases=info.aliases,
-            note="" if claim else "claimed by no rule; given the defaults",
-            steps=tuple(self.steps),
-        )
+        return Settled(lr, lr_scale, wd * wd_mult, options, tuple(steps))
 
 
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
-
-
-def _group(assignments: list[Assignment]) -> tuple[tuple[Group, ...], list[Assignment]]:
-    keys: dict[Any, int] = {}
-    members: list[list[Assignment]] = []
-    out = []
-    for a in assignments:
-        if a.status != "trainable":
-            out.append(a)
-            continue
-        key = (a.lr, a.lr_scale, a.weight_decay, tuple(sorted((k, _hashable(v)) for k, v in a.options.items())))
-        index = keys.setdefault(key, len(keys))
-        if index == len(members):
-            members.append([])
-        a = dataclasses.replace(a, group=index)
-        members[index].append(a)
-        out.append(a)
-    groups = []
-    for index, group in enumerate(members):
-        first = group[0]
-        rules = dict.fromkeys(n for a in group for n in ((a.rule or "(defaults)"), *a.modifiers))
-        groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, dict(first.options),  # type: ignore[arg-type]
-                            tuple(a.name for a in group), sum(a.numel for a in group), tuple(rules)))
-    return tuple(groups), out

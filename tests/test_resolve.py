@@ -46,7 +46,7 @@ def models(draw: Any) -> list[ParamInfo]:
             infos.append(ParamInfo(f"{prefix}.{leaf}", (3,) * ndim, module, True,
                                    len(infos)))
     frozen = draw(st.sets(st.integers(0, len(infos) - 1), max_size=2))
-    return [dataclasses.replace(p, requires_grad=p.index not in frozen) for p in infos]
+    return [p._replace(requires_grad=p.index not in frozen) for p in infos]
 
 
 @st.composite
