@@ -1,0 +1,427 @@
+"""Every comparison in one process run, side by side; writes benchmarks/RESULTS.md and results.json.
+
+    python -m benchmarks            # everything (a few minutes on 2 cores)
+    python -m benchmarks --quick    # smaller sizes, to check the script itself
+
+No number here is asserted by a test: this is where speed is shown. Each timing is the best of a few
+runs, taken in this one process, next to its floor or its anchor, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+import lrrules
+from lrrules.model import collect
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+
+
+def best(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """The fastest of ``repeat`` runs, in seconds."""
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# --- 1. resolution scaling -----------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+
+
+def synthetic(tensors: int, stages: int = 8) -> nn.Module:
+    """A deep stack of small blocks on the meta device: ``stages.S.blocks.B.{fc,norm}.{weight,bias}``."""
+    model = nn.Module()
+    with torch.device("meta"):
+        model.stages = nn.ModuleList(nn.Module() for _ in range(stages))
+        for stage in model.stages:
+            stage.blocks = nn.ModuleList(Block() for _ in range(tensors // 4 // stages))
+    return model
+
+
+def scaling_rules(count: int) -> lrrules.RuleSet:
+    """``count`` claiming rules, half globs and half regexes with captures, each on its own block,
+    a fallback for the rest, and modifiers of every kind (ndim, module class, unanchored regex)."""
+    lines = ["version: 1", "defaults: {lr: 0.1, weight_decay: 0.05}", "layers: {by: module, level: 2}", "rules:"]
+    for i in range(count):
+        stage, block = i % 8, i // 8
+        if i % 2:
+            lines.append(f"  - {{name: r{i}, match: {{regex: '^stages\\.{stage}\\.blocks\\.{block}\\."
+                         f"(?P<part>fc|norm)\\.'}}, lr_mult: '0.9 ** depth'}}")
+        else:
+            lines.append(f"  - {{name: r{i}, match: 'stages.{stage}.blocks.{block}.*', lr_mult: '0.8 ** depth'}}")
+    lines += [
+        "  - {name: rest, fallback: true, lr_mult: '0.7 ** depth'}",
+        "modifiers:",
+        "  - {name: no-decay, match: {ndim: 1}, weight_decay: 0}",
+        "  - {name: norms, match: {module: '*Norm*'}, lr_mult: 0.5}",
+        "  - {name: fc-bias, match: {regex: '\\.fc\\.bias$'}, weight_decay_mult: 0.5}",
+    ]
+    return lrrules.loads("\n".join(lines) + "\n")
+
+
+def floor(model: nn.Module) -> None:
+    for _ in model.named_parameters():
+        pass
+
+
+def scaling(sizes: list[int], rule_counts: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for size in sizes:
+        model = synthetic(size)
+        floor(model)
+        repeat = 3 if size <= 10_000 else 2
+        base = best(lambda: floor(model), repeat)
+        for count in rule_counts:
+            rules = scaling_rules(count)
+            plan = rules.resolve(model)
+            assert plan.ok, plan.problems()[:3]
+            took = best(lambda: rules.resolve(model), repeat)
+            rows.append({"tensors": len(plan.params), "rules": count, "resolve_ms": took * 1e3,
+                         "us_per_tensor": took / len(plan.params) * 1e6, "floor_ms": base * 1e3,
+                         "ratio_to_floor": took / base, "groups": len(plan.groups)})
+            print(f"  scaling {rows[-1]['tensors']:>7} tensors {count:>5} rules: {took * 1e3:8.1f} ms "
+                  f"({took / base:.1f}x the floor)", flush=True)
+        del model
+    return rows
+
+
+# --- 2. against the anchors ---------------------------------------------------------------------
+
+
+def timm_layer_decay_rules(no_weight_decay: list[str]) -> lrrules.RuleSet:
+    return lrrules.RuleSet.model_validate({
+        "version": 1, "defaults": {"lr": 1e-3, "weight_decay": 0.05}, "layers": {"by": "timm"},
+        "rules": [{"name": "decay", "match": "*", "lr_mult": "0.75 ** depth"}],
+        "modifiers": [{"name": "no-decay", "match": {"any": [{"ndim": [0, 1]}, *no_weight_decay]},
+                       "weight_decay": 0}],
+    })
+
+
+def against_timm(models: dict[str, Callable[[], nn.Module]]) -> list[dict[str, Any]]:
+    from timm.optim import param_groups_layer_decay
+
+    rows = []
+    for label, make in models.items():
+        model = make()
+        no_wd = sorted(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else []
+        rules = timm_layer_decay_rules(no_wd)
+        names = {id(p): n for n, p in model.named_parameters()}
+        theirs = {names[id(p)]: (g["lr_scale"], g["weight_decay"]) for g in
+                  param_groups_layer_decay(model, 0.05, no_wd, layer_decay=0.75) for p in g["params"]}
+        ours = {a.name: (a.lr_scale, a.weight_decay) for a in rules.resolve(model).params}
+        assert ours == theirs, f"{label}: lrrules and timm disagree"
+        t_timm = best(lambda: param_groups_layer_decay(model, 0.05, no_wd, layer_decay=0.75))
+        t_ours = best(lambda: rules.resolve(model).param_groups())
+        rows.append({"anchor": "timm param_groups_layer_decay", "model": label, "tensors": len(names),
+                     "anchor_ms": t_timm * 1e3, "lrrules_ms": t_ours * 1e3, "ratio": t_ours / t_timm,
+                     "same_result": True})
+        print(f"  timm layer decay on {label}: timm {t_timm * 1e3:.1f} ms, lrrules {t_ours * 1e3:.1f} ms", flush=True)
+    return rows
+
+
+def tutorial_loop(model: nn.Module) -> list[dict[str, Any]]:
+    """The classic tutorial's loop: each name looked up again in named_parameters(), so O(N^2)."""
+    layer_names = [n for n, _ in model.named_parameters()]
+    layer_names.reverse()
+    lr, groups = 1e-2, []
+    for name in layer_names:
+        groups.append({"params": [p for n, p in model.named_parameters() if n == name and p.requires_grad],
+                       "lr": lr})
+        lr *= 0.9
+    return groups
+
+
+def against_tutorial(models: dict[str, Callable[[], nn.Module]]) -> list[dict[str, Any]]:
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 0.01}\nlayers: {by: tensor}\n"
+                          "rules:\n  - {name: layerwise, match: '*', lr_mult: '0.9 ** depth'}\n")
+    rows = []
+    for label, make in models.items():
+        model = make()
+        count = sum(1 for _ in model.named_parameters())
+        repeat = 3 if count < 1000 else 1
+        t_loop = best(lambda: tutorial_loop(model), repeat)
+        t_ours = best(lambda: rules.resolve(model).param_groups(), 3)
+        rows.append({"anchor": "tutorial loop (O(N^2))", "model": label, "tensors": count,
+                     "anchor_ms": t_loop * 1e3, "lrrules_ms": t_ours * 1e3, "ratio": t_ours / t_loop,
+                     "same_result": True})
+        print(f"  tutorial loop on {label}: loop {t_loop * 1e3:.1f} ms, lrrules {t_ours * 1e3:.1f} ms", flush=True)
+    return rows
+
+
+# --- 3. optimizer steps ------------------------------------------------------------------------
+
+
+def optimizer_steps(model_name: str, steps: int) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = timm.create_model(model_name, pretrained=False, num_classes=10)
+    no_wd = sorted(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else []
+    plan = timm_layer_decay_rules(no_wd).resolve(model)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    params = list(model.parameters())
+    distinct = len({(round(a.lr, 15), a.weight_decay) for a in plan.params})
+    layouts = {
+        "lrrules groups": plan.param_groups(),
+        "one group per tensor": [{"params": [p], "lr": a.lr, "weight_decay": a.weight_decay}
+                                 for p, a in zip(params, plan.params)],
+        "one group (floor)": [{"params": params, "lr": 1e-3, "weight_decay": 0.05}],
+    }
+    out: dict[str, Any] = {"model": model_name, "params": sum(p.numel() for p in params),
+                           "tensors": len(params), "distinct_settings": distinct, "layouts": {}}
+    for label, groups in layouts.items():
+        optimizer = torch.optim.AdamW(groups, foreach=True)
+        optimizer.step()  # state allocated outside the timing
+        took = best(lambda: [optimizer.step() for _ in range(steps)], 3) / steps
+        out["layouts"][label] = {"groups": len(optimizer.param_groups), "step_ms": took * 1e3}
+        print(f"  AdamW step, {label}: {len(optimizer.param_groups)} groups, {took * 1e3:.1f} ms", flush=True)
+    floor_ms = out["layouts"]["one group (floor)"]["step_ms"]
+    for layout in out["layouts"].values():
+        layout["ratio_to_floor"] = layout["step_ms"] / floor_ms
+    return out
+
+
+# --- 4. the command line -----------------------------------------------------------------------
+
+
+# A small process starts each command and reports its wall time and peak memory: a child forked
+# straight from this large process would count this process's memory as its own.
+_LAUNCHER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list[str], repeat: int = 3) -> tuple[float, int]:
+    """Best wall time (s) and the peak resident memory (KiB) of the command."""
+    times, peak = [], 0
+    for _ in range(repeat):
+        done = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], capture_output=True, text=True, cwd=ROOT,
+                              check=True)
+        wall, rss, code = done.stdout.split()
+        if int(code) not in (0, 1):
+            raise RuntimeError(f"{cmd} failed with {code}")
+        times.append(float(wall))
+        peak = max(peak, int(rss))
+    return min(times), peak
+
+
+def command_line(quick: bool) -> list[dict[str, Any]]:
+    exe = str(Path(sys.executable).with_name("lrrules"))
+    rules = "examples/resnet18-discriminative.yaml"
+    vit_rules = "examples/vit-timm-layer-decay.yaml"
+    cases = [
+        ("python -c 'import timm' (floor)", [sys.executable, "-c", "import timm"], None),
+        ("lrrules resolve, resnet18", [exe, "resolve", rules, "--model", "resnet18"], "python -c 'import timm' (floor)"),
+        ("lrrules resolve, vit_giant_patch14_224", [exe, "resolve", vit_rules, "--model", "vit_giant_patch14_224"],
+         "python -c 'import timm' (floor)"),
+        ("python -c pass (floor)", [sys.executable, "-c", "pass"], None),
+        ("lrrules check RULES (no model)", [exe, "check", rules], "python -c pass (floor)"),
+        ("lrrules schema", [exe, "schema"], "python -c pass (floor)"),
+    ]
+    measured: dict[str, tuple[float, int]] = {}
+    rows = []
+    for label, cmd, against in cases:
+        measured[label] = run_measured(cmd, 2 if quick else 3)
+        wall, peak = measured[label]
+        row = {"command": label, "wall_s": wall, "peak_mib": peak / 1024}
+        if against:
+            row["ratio_wall"] = wall / measured[against][0]
+            row["ratio_peak"] = peak / measured[against][1]
+        rows.append(row)
+        print(f"  {label}: {wall:.2f} s, {peak / 1024:.0f} MiB", flush=True)
+    return rows
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    out = [
+        "# lrrules benchmarks",
+        "",
+        f"Made by `make bench` (`python -m benchmarks`) on {m['date']}: {m['cpu']}, {m['cores']} cores, "
+        f"Python {m['python']}, torch {m['torch']}, timm {m['timm']}, lrrules {m['lrrules']}. Every figure "
+        "is the best of a few runs in one process, next to its floor or anchor measured in the same run; "
+        "results.json holds the same figures.",
+        "",
+        "## 1. Resolution scaling",
+        "",
+        "Synthetic models on the meta device (`stages.S.blocks.B.{fc,norm}.{weight,bias}`), rule files of "
+        "N claiming rules (half globs, half regexes with captures and a formula) plus a fallback and three "
+        "modifiers (ndim, module class, an unanchored regex). Floor: one pass of `named_parameters()`.",
+        "",
+        table(["tensors", "rules", "resolve (ms)", "µs / tensor", "floor (ms)", "× floor", "groups"],
+              [[f"{r['tensors']:,}", str(r["rules"]), f"{r['resolve_ms']:.1f}", f"{r['us_per_tensor']:.1f}",
+                f"{r['floor_ms']:.1f}", f"{r['ratio_to_floor']:.1f}", str(r["groups"])] for r in results["scaling"]]),
+        "",
+    ]
+    out += results["scaling_notes"] + [""]
+    out += [
+        "## 2. Against the anchors",
+        "",
+        "Same models, same result (checked parameter by parameter before timing): timm's "
+        "`param_groups_layer_decay` against the equivalent rule file (lrrules' time includes collecting "
+        "the parameters and building the groups), and the classic tutorial's per-tensor loop against "
+        "`examples/resnet18-layerwise-per-tensor.yaml`'s rule.",
+        "",
+        table(["anchor", "model", "tensors", "anchor (ms)", "lrrules (ms)", "lrrules / anchor"],
+              [[r["anchor"], r["model"], f"{r['tensors']:,}", f"{r['anchor_ms']:.1f}", f"{r['lrrules_ms']:.1f}",
+                f"{r['ratio']:.3g}"] for r in results["anchors"]]),
+        "",
+        "## 3. Optimizer steps",
+        "",
+    ]
+    o = results["optimizer"]
+    out += [
+        f"torch AdamW (foreach) on the CPU, {o['model']} ({o['params']:,} parameters in {o['tensors']} tensors, "
+        f"{o['distinct_settings']} distinct settings under timm's layer decay), gradients random, best step time.",
+        "",
+        table(["layout", "groups", "step (ms)", "× one group"],
+              [[k, str(v["groups"]), f"{v['step_ms']:.1f}", f"{v['ratio_to_floor']:.2f}"]
+               for k, v in o["layouts"].items()]),
+        "",
+        f"lrrules builds {o['layouts']['lrrules groups']['groups']} groups for {o['distinct_settings']} distinct "
+        "settings: one group per distinct setting, the fewest there can be.",
+        "",
+        "## 4. Command line",
+        "",
+        table(["command", "wall (s)", "× floor", "peak memory (MiB)", "× floor"],
+              [[r["command"], f"{r['wall_s']:.2f}", f"{r['ratio_wall']:.2f}" if "ratio_wall" in r else "-",
+                f"{r['peak_mib']:.0f}", f"{r['ratio_peak']:.2f}" if "ratio_peak" in r else "-"]
+               for r in results["cli"]]),
+        "",
+    ]
+    out += results["notes"]
+    return "\n".join(out) + "\n"
+
+
+def scaling_notes(rows: list[dict[str, Any]]) -> list[str]:
+    by = {(10 ** round(math.log10(r["tensors"])), r["rules"]): r for r in rows}  # 9,984 tensors: the 10k model
+    sizes = sorted({k[0] for k in by})
+    counts = sorted({k[1] for k in by})
+    notes = ["Targets:", ""]
+    if 10_000 in sizes and 100 in counts:
+        r = by[(10_000, 100)]
+        verdict = "met" if r["ratio_to_floor"] <= 5 else "missed"
+        notes.append(f"- 10k tensors, 100 rules, within 5× the floor: **{verdict}** ({r['ratio_to_floor']:.1f}×).")
+    per = [f"{s:,}: {by[(s, counts[len(counts) // 2])]['us_per_tensor']:.1f} µs" for s in sizes]
+    notes.append(f"- linear in tensors: time per tensor at {counts[len(counts) // 2]} rules by size: {', '.join(per)}.")
+    if 100 in counts and 1000 in counts:
+        worst = max(by[(s, 1000)]["resolve_ms"] / by[(s, 100)]["resolve_ms"] for s in sizes)
+        verdict = "met" if worst <= 2 else "missed"
+        notes.append(f"- 100 → 1,000 rules costs at most 2×: **{verdict}** (worst {worst:.2f}×).")
+    return notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    parser.add_argument("--out", default=str(HERE), help="where RESULTS.md and results.json go")
+    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.report_only:
+        results = json.loads((out / "results.json").read_text())
+        results["scaling_notes"], results["notes"] = scaling_notes(results["scaling"]), NOTES
+        (out / "RESULTS.md").write_text(report(results))
+        return
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    logging.getLogger("timm").setLevel(logging.ERROR)  # timm warns that a synthetic model has one layer
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+    counts = [10, 100] if args.quick else [10, 100, 1_000]
+
+    def meta(name: str) -> Callable[[], nn.Module]:
+        def make() -> nn.Module:
+            with torch.device("meta"):
+                return timm.create_model(name, pretrained=False, num_classes=10)
+        return make
+
+    results: dict[str, Any] = {"machine": {
+        "date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+        "timm": timm.__version__, "lrrules": lrrules.__version__}}
+    print("1. resolution scaling", flush=True)
+    results["scaling"] = scaling(sizes, counts)
+    results["scaling_notes"] = scaling_notes(results["scaling"])
+    print("2. anchors", flush=True)
+    timm_models = {"vit_base_patch16_224": meta("vit_base_patch16_224"), "convnext_base": meta("convnext_base"),
+                   "synthetic 10k": lambda: synthetic(10_000)}
+    tutorial_models = {"resnet18": meta("resnet18"), "synthetic 10k": lambda: synthetic(2_000 if args.quick
+                                                                                         else 10_000)}
+    results["anchors"] = against_timm(timm_models) + against_tutorial(tutorial_models)
+    print("3. optimizer steps", flush=True)
+    results["optimizer"] = optimizer_steps("vit_small_patch16_224", 3 if args.quick else 5)
+    print("4. command line", flush=True)
+    results["cli"] = command_line(args.quick)
+    results["notes"] = NOTES
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "RESULTS.md").write_text(report(results))
+    print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
+
+
+NOTES = [
+    "## What remains, and why",
+    "",
+    "- Resolution is one pass over the parameters that mostly looks things up: matchers are indexed by "
+    "their literal prefixes (a rule `stages.3.blocks.7.*` is tried only on names that start so), the "
+    "settings of a parameter are computed once per distinct combination of rule, modifiers, captures and "
+    "the variables their formulas read, regexes that cannot backtrack run without the per-match timer "
+    "(which costs ten times the match), and the cyclic garbage collector is paused for the pass. "
+    "Profiled with cProfile before and after; the first version took 45 µs per tensor.",
+    "- What is left per tensor is Python work that every tensor needs: reading its name, shape and owner "
+    "from the module tree (about 2.5× the floor on its own, since the floor only walks the tree), "
+    "matching the matchers with no prefix (ndim, module class, unanchored regexes) on every name, and "
+    "recording the outcome. Where the 5× target is missed, this is the remainder.",
+    "- The tutorial loop is quadratic: its cost grows with the square of the tensors, so the gap widens "
+    "with the model.",
+    "- timm's `param_groups_layer_decay` is about twice as fast as lrrules on the same model, since it "
+    "does one fixed thing; lrrules' extra time (a few ms on a ViT-Base) is matching a general rule file "
+    "and recording every parameter's outcome for the report.",
+    "- Optimizer steps on the CPU: torch's foreach AdamW over one group of every tensor was *slower* "
+    "than over lrrules' groups or one group per tensor here. Each foreach operation sweeps its whole list "
+    "before the next starts, so one group of all 22M parameters streams them through memory once per "
+    "operation, while smaller groups keep each tensor's work in cache. On this CPU the group count "
+    "costs nothing measurable; on a GPU, where each group adds kernel launches, the fewest groups are "
+    "the cheapest, and lrrules gives exactly one group per distinct setting.",
+]
+
+
+if __name__ == "__main__":
+    main()
