@@ -54,9 +54,9 @@ def run() -> None:
 def cmd_resolve(args: argparse.Namespace) -> int:
     from .report import plan_rows, plan_table, render
 
-    rules = _rules(args.rules)
+    rules = _rules(args.rules, args.set)
     model = _model(args)
-    plan = _resolve(rules, model)
+    plan = _when(_resolve(rules, model), args)
     table = plan_table(plan, f"{args.rules} on {model.label}", per_param=args.params, unicode=_unicode())
     _print(render(plan.to_dict(), plan_rows(plan, args.params), args.format, table))
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
@@ -75,7 +75,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rules = _rules(args.rules)
+    rules = _rules(args.rules, args.set)
     failed = False
     if args.model:
         from .optim import check_optimizer
@@ -98,9 +98,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from .report import explain_text, explained, render
 
-    rules = _rules(args.rules)
+    rules = _rules(args.rules, args.set)
     model = _model(args)
-    plan = _resolve(rules, model)
+    plan = _when(_resolve(rules, model), args)
     chosen = explained(plan, args.pattern)
     if not chosen:
         raise LrrulesError(f"no parameter of {model.label} matches '{args.pattern}'; "
@@ -115,9 +115,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from .plan import diff_plans
     from .report import diff_table, render
 
-    old_rules, new_rules = _rules(args.old), _rules(args.new)
+    old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
     model = _model(args)
-    changes = diff_plans(_resolve(old_rules, model), _resolve(new_rules, model))
+    changes = diff_plans(_when(_resolve(old_rules, model), args), _when(_resolve(new_rules, model), args))
     rows = [c.to_dict() for c in changes]
     _print(render(rows, rows, args.format, diff_table(changes, args.old, args.new)))
     return EXIT_PROBLEMS if changes else EXIT_OK
@@ -150,6 +150,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from .report import to_json, to_yaml
+
+    rules = _rules(args.rules, args.set)
+    data = rules.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    data = {"version": rules.version, **data}
+    _print(to_json(data) if args.format == "json" else to_yaml(data).rstrip("\n"))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .language import json_schema_text
 
@@ -164,7 +174,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plot import plot
 
-    rules = _rules(args.rules)
+    rules = _rules(args.rules, args.set)
     model = _model(args)
     written = plot(_resolve(rules, model), args.output, title=f"{args.rules} on {model.label}")
     print(f"wrote {written}", file=sys.stderr)
@@ -174,12 +184,35 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _rules(spec: str) -> RuleSet:
+def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
     from .language import load, load_revision
 
+    overrides = _overrides(sets)
     if ":" in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
-        return load_revision(spec)
-    return load(spec)
+        return load_revision(spec, overrides)
+    return load(spec, overrides)
+
+
+def _overrides(sets: Sequence[str]) -> dict[str, float]:
+    import json
+
+    out: dict[str, float] = {}
+    for pair in sets:
+        name, sep, raw = pair.partition("=")
+        try:
+            value = json.loads(raw) if sep else None
+        except ValueError:
+            value = None
+        if not sep or not name.isidentifier() or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LrrulesError(f"--set takes name=number, got {pair!r}")
+        out[name] = value
+    return out
+
+
+def _when(plan: Plan, args: argparse.Namespace) -> Plan:
+    if getattr(args, "epoch", None) is None and getattr(args, "step", None) is None:
+        return plan
+    return plan.at(epoch=args.epoch, step=args.step)
 
 
 def _model(args: argparse.Namespace, spec: str | None = None) -> Model:
@@ -261,6 +294,16 @@ def _model_options(parser: argparse.ArgumentParser, many: bool = False, required
                         help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
 
 
+def _set_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
+                        help="override one of the rule file's vars (repeatable)")
+
+
+def _phase_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epoch", type=int, metavar="N", help="show the plan at this epoch of its training phases")
+    parser.add_argument("--step", type=int, metavar="N", help="show the plan at this step of its training phases")
+
+
 def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
 
@@ -284,6 +327,8 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(p)
     _format_option(p)
     p.add_argument("--params", action="store_true", help="one row per parameter instead of per group")
+    _set_option(p)
+    _phase_options(p)
 
     p = _command(commands, "params", cmd_params, "list a model's parameters, to write rules against",
                  "List every parameter: name, shape, elements, owning module class, whether it trains, and "
@@ -301,6 +346,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("rules", metavar="RULES", help="the rule file")
     _model_options(p, many=True, required=False)
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
+    _set_option(p)
 
     p = _command(commands, "explain", cmd_explain, "why a parameter gets its settings",
                  "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the "
@@ -310,6 +356,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", metavar="PATTERN", help="a glob over parameter names")
     _model_options(p)
     _format_option(p, ("table", "json", "yaml"))
+    _set_option(p)
+    _phase_options(p)
 
     p = _command(commands, "diff", cmd_diff, "the parameters whose settings differ between two rule files",
                  "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight "
@@ -319,6 +367,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
     _model_options(p)
     _format_option(p)
+    _set_option(p)
+    _phase_options(p)
 
     p = _command(commands, "init", cmd_init, "write a starting rule file for a model",
                  "Write a rule file for the model that resolves cleanly: a fast head, optionally layer "
@@ -346,4 +396,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("rules", metavar="RULES", help="the rule file")
     _model_options(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
+    _set_option(p)
+
+    p = _command(commands, "show", cmd_show, "print a rule file flattened: extends resolved, vars set",
+                 "Print RULES as lrrules reads it: the files it extends merged in, --set applied, "
+                 "defaults left out. Needs no model.",
+                 "lrrules show experiments/lr-sweep.yaml --set decay=0.8")
+    p.add_argument("rules", metavar="RULES", help="the rule file")
+    _set_option(p)
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
     return parser

@@ -17,7 +17,8 @@ import difflib
 import functools
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -38,7 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .errors import FormulaError, Location, RuleError, RuleFileError
-from .formula import Formula, compile_formula
+from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .source import SourceMap, parse, read
 
 if TYPE_CHECKING:
@@ -226,6 +227,7 @@ class _Settings(BaseModel):
         None, description="Other optimizer options for these parameters (momentum, betas, eps, ...)."
     )
     freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
+    remove: bool = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
 
     @field_validator(*_SETTING_FIELDS, mode="after")
     @classmethod
@@ -247,6 +249,13 @@ class _Settings(BaseModel):
 
     @model_validator(mode="after")
     def _one_of_each(self) -> _Settings:
+        if self.remove:
+            extra = sorted(self.model_fields_set - {"name", "remove"})
+            if extra:
+                raise PydanticCustomError(
+                    "remove", "an entry with 'remove: true' only names what it removes; drop {fields}",
+                    {"fields": ", ".join(extra)})
+            return self
         if self.lr is not None and self.lr_mult is not None:
             raise PydanticCustomError("settings", "give either lr or lr_mult, not both", {})
         if self.weight_decay is not None and self.weight_decay_mult is not None:
@@ -272,10 +281,14 @@ class _Settings(BaseModel):
                 yield ("options", key), value
 
 
+#: The names of the rule set's ``vars`` while it validates, so that the formulas of its rules may read them.
+_VAR_NAMES: ContextVar[frozenset[str]] = ContextVar("lrrules_var_names", default=frozenset())
+
+
 def _names(info: ValidationInfo) -> set[str] | None:
     if "match" not in info.data:
         return None  # the match itself failed; its error is reported, and its groups are unknown
-    return set(VARIABLES) | matcher_groups(info.data["match"])
+    return set(VARIABLES) | _VAR_NAMES.get() | matcher_groups(info.data["match"])
 
 
 def _formula(text: str, names: set[str] | None, key: str | None = None) -> Formula:
@@ -303,6 +316,8 @@ class Rule(_Settings):
 
     @model_validator(mode="after")
     def _match_or_fallback(self) -> Rule:
+        if self.remove:
+            return self
         if self.fallback and self.match is not None:
             raise PydanticCustomError("rule", "a fallback rule claims what no other rule claims; remove 'match'", {})
         if not self.fallback and self.match is None:
@@ -313,7 +328,13 @@ class Rule(_Settings):
 class Modifier(_Settings):
     """A modifier: applies on top of whichever rule claimed a parameter; may overlap others."""
 
-    match: Matcher = Field(description="Which parameters this modifier changes.")
+    match: Matcher | None = Field(None, description="Which parameters this modifier changes (required).")
+
+    @model_validator(mode="after")
+    def _needs_match(self) -> Modifier:
+        if self.match is None and not self.remove:
+            raise PydanticCustomError("modifier", "a modifier needs 'match'", {})
+        return self
 
 
 # --- the file ----------------------------------------------------------------------------------
@@ -401,6 +422,25 @@ class PatternLayers(BaseModel):
 Layers = Annotated[Union[TensorLayers, ModuleLayers, TimmLayers, PatternLayers], Field(discriminator="by")]
 
 
+class Phase(BaseModel):
+    """From an epoch (or a step) on, freeze or unfreeze parameters; they stay in their optimizer groups."""
+
+    model_config = _STRICT
+
+    from_epoch: Annotated[int, Field(ge=0)] | None = Field(None, description="The epoch this phase starts at.")
+    from_step: Annotated[int, Field(ge=0)] | None = Field(None, description="The step this phase starts at.")
+    freeze: Matcher | None = Field(None, description="Parameters to freeze (requires_grad=False) from then on.")
+    unfreeze: Matcher | None = Field(None, description="Parameters to unfreeze from then on.")
+
+    @model_validator(mode="after")
+    def _when_and_what(self) -> Phase:
+        if (self.from_epoch is None) == (self.from_step is None):
+            raise PydanticCustomError("phase", "a phase starts at either from_epoch or from_step (one of them)", {})
+        if self.freeze is None and self.unfreeze is None:
+            raise PydanticCustomError("phase", "a phase needs 'freeze' or 'unfreeze' (or both)", {})
+        return self
+
+
 class RuleSet(BaseModel):
     """A whole rule file. Build one with :func:`load` or ``RuleSet.model_validate(data)``."""
 
@@ -413,6 +453,13 @@ class RuleSet(BaseModel):
 
     schema_ref: str | None = Field(None, alias="$schema", description="The JSON Schema, for editors.")
     version: Literal[1] = Field(description="The language version; this lrrules reads 1.")
+    extends: str | list[str] | None = Field(
+        None, description="Rule file(s) this one builds on, relative to it: their defaults, layers, rules and "
+        "modifiers are inherited; an entry of the same name replaces an inherited one; {name, remove: true} drops it."
+    )
+    vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Annotated[float, Field(allow_inf_nan=False)]] = (
+        Field(default_factory=dict, description="Named numbers formulas can read; overridable (--set name=value).")
+    )
     defaults: Defaults
     optimizer: Optimizer | None = Field(None, description="The optimizer build_optimizer makes; AdamW if absent.")
     layers: Layers = Field(default_factory=lambda: ModuleLayers(by="module"), description="How layers are counted.")
@@ -421,9 +468,42 @@ class RuleSet(BaseModel):
     )
     rules: list[Rule] = Field(default_factory=list, description="Claiming rules; their order never matters.")
     modifiers: list[Modifier] = Field(default_factory=list, description="Overlapping changes; order never matters.")
+    phases: list[Phase] = Field(
+        default_factory=list,
+        description="Training phases: from an epoch or step on, freeze or unfreeze parameters that stay in "
+        "their optimizer groups (only requires_grad changes). Every phase that has started applies, in order.",
+    )
 
     _source: SourceMap | None = PrivateAttr(None)
     _compiled: Any = PrivateAttr(None)  # matchers, built on first resolve and kept (see resolve.py)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _vars_visible_to_formulas(cls, data: Any, handler: Any) -> Any:
+        names = data.get("vars") if isinstance(data, dict) else None
+        token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
+        try:
+            return handler(data)
+        finally:
+            _VAR_NAMES.reset(token)
+
+    @field_validator("vars", mode="after")
+    @classmethod
+    def _vars_do_not_shadow(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if name in VARIABLES or name in FUNCTIONS or name in CONSTANTS:
+                raise PydanticCustomError("vars", "the var '{name}' has the name of a formula variable, function or "
+                                          "constant; rename it", {"name": name, "loc": ["vars", name], "at_key": True})
+        return value
+
+    @field_validator("extends", mode="after")
+    @classmethod
+    def _extends_needs_a_file(cls, value: Any) -> Any:
+        if value is not None:
+            raise PydanticCustomError(
+                "extends", "'extends' names files, so it is resolved by lrrules.load(path); "
+                "RuleSet.model_validate takes a flattened rule set", {})
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> RuleSet:
@@ -437,6 +517,12 @@ class RuleSet(BaseModel):
                         {"kind": kind, "i": i, "name": entry.name, "first": seen[entry.name], "loc": [kind, i, "name"]},
                     )
                 seen[entry.name] = f"{kind}[{i}]"
+        for kind, entries in (("rules", self.rules), ("modifiers", self.modifiers)):
+            for i, entry in enumerate(entries):
+                if entry.remove:
+                    raise PydanticCustomError(
+                        "remove", "{kind}[{i}]: nothing named '{name}' is inherited to remove",
+                        {"kind": kind, "i": i, "name": entry.name, "loc": [kind, i, "remove"]})
         fallbacks = [i for i, r in enumerate(self.rules) if r.fallback]
         if len(fallbacks) > 1:
             raise PydanticCustomError(
@@ -476,34 +562,64 @@ class RuleSet(BaseModel):
 # --- loading -----------------------------------------------------------------------------------
 
 
-def load(path: str | Path) -> RuleSet:
+def load(path: str | Path, overrides: Mapping[str, float] | None = None) -> RuleSet:
     """Read and validate a rule file (YAML, or JSON by its ``.json`` name) into a :class:`RuleSet`.
 
-    Every problem in the file is reported together in one :class:`~lrrules.errors.RuleFileError`,
-    each as ``file:line:col: where: what``.
+    ``extends`` is resolved, and ``overrides`` replace values of the file's ``vars``. Every problem
+    in the file (and the files it extends) is reported together in one
+    :class:`~lrrules.errors.RuleFileError`, each as ``file:line:col: where: what``.
 
     >>> rules = lrrules.load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
+    >>> sweep = lrrules.load("rules.yaml", overrides={"decay": 0.8})      # doctest: +SKIP
     """
+    from .inherit import flatten
+
     data, source = read(path)
-    return validate(data, source)
+    data, source = flatten(data, source, Path(path).resolve().parent, (Path(path).resolve(),))
+    return validate(data, source, overrides)
 
 
-def loads(text: str | bytes, path: str = "<rules>", fmt: str = "yaml") -> RuleSet:
-    """Like :func:`load`, from text; ``path`` names it in messages."""
+def loads(text: str | bytes, path: str = "<rules>", fmt: str = "yaml",
+          overrides: Mapping[str, float] | None = None) -> RuleSet:
+    """Like :func:`load`, from text; ``path`` names it in messages (and is where ``extends`` is relative to)."""
+    from .inherit import flatten
+
     data, source = parse(text, path, fmt)
-    return validate(data, source)
+    where = Path(path).resolve() if path != "<rules>" else Path.cwd() / path
+    data, source = flatten(data, source, where.parent, (where,))
+    return validate(data, source, overrides)
 
 
-def validate(data: Any, source: SourceMap) -> RuleSet:
+def validate(data: Any, source: SourceMap, overrides: Mapping[str, float] | None = None) -> RuleSet:
     """Validate parsed data into a RuleSet, turning pydantic's errors into located RuleErrors."""
+    if overrides:
+        data = _override(data, source, overrides)
     try:
         rules = RuleSet.model_validate(data)
     except ValidationError as exc:
         errors = [_located(e, source) for e in exc.errors(include_url=False)]
-        errors.sort(key=lambda e: (e.line or 10**9, e.col))
+        errors.sort(key=lambda e: (e.path != source.path, e.path, e.line or 10**9, e.col))
         raise RuleFileError(errors) from None
     rules._source = source
     return rules
+
+
+def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> Any:
+    known = data.get("vars") if isinstance(data, dict) else None
+    known = known if isinstance(known, dict) else {}
+    errors = []
+    for name, value in overrides.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            have = ", ".join(known) or "none"
+            errors.append(source.error(f"cannot set '{name}': the file has no such var{hint}; its vars: {have}",
+                                       ("vars",)))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            errors.append(source.error(f"cannot set '{name}' to {value!r}: a var is a finite number", ("vars",)))
+    if errors:
+        raise RuleFileError(errors)
+    return {**data, "vars": {**known, **overrides}}
 
 
 _VOCABULARY = sorted(
@@ -533,7 +649,7 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         message = f"unsupported version {error.get('input')!r}; this lrrules reads version 1"
     elif kind in ("model_type", "dict_type") and not loc:
         message = "a rule file is a mapping with 'version', 'defaults' and 'rules'"
-    elif kind == "names" or kind == "fallback":
+    elif kind in ("names", "fallback", "remove"):
         message = re.sub(r"^\w+\[\d+\]: ", "", message)
     elif not kind.endswith(("formula", "regex")) and _is_scalar(error.get("input")):
         message += f", got {_short(error['input'])}"
@@ -563,7 +679,7 @@ def json_schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
 
 
-def load_revision(spec: str) -> RuleSet:
+def load_revision(spec: str, overrides: Mapping[str, float] | None = None) -> RuleSet:
     """Load ``REV:path`` from git (``HEAD~1:rules.yaml``), as ``git show`` gives it."""
     import subprocess
 
@@ -575,4 +691,4 @@ def load_revision(spec: str) -> RuleSet:
     if done.returncode != 0:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["git show failed"]
         raise RuleFileError([RuleError(f"not found in git: {reason[0]}", Location(spec))])
-    return loads(done.stdout, spec, "json" if path.endswith(".json") else "yaml")
+    return loads(done.stdout, spec, "json" if path.endswith(".json") else "yaml", overrides)

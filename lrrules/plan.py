@@ -9,6 +9,7 @@ are the only places that touch tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Assignment:
     aliases: tuple[str, ...] = ()
     note: str = ""
     steps: tuple[Step, ...] = ()
+    trains: bool = True  # False while a training phase freezes it (it keeps its group)
 
     @property
     def numel(self) -> int:
@@ -84,6 +86,7 @@ class Assignment:
             "weight_decay": self.weight_decay,
             "options": _plain(self.options),
             "note": self.note,
+            "trains": self.trains,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -180,13 +183,38 @@ class Row(NamedTuple):
     group: int | None = None
     note: str = ""
 
-    def assignment(self) -> Assignment:
+    def assignment(self, trains: bool = True) -> Assignment:
         info, s = self.info, self.settled
         return Assignment(
             info.name, info.shape, info.module, info.index, self.layer, self.status, self.rule, self.modifiers,
             dict(self.captures), s.lr if s else None, s.lr_scale if s else None, s.weight_decay if s else None,
             dict(s.options) if s else {}, self.group, info.aliases, self.note, s.steps if s else (),
+            trains and self.status == "trainable",
         )
+
+
+@dataclass(frozen=True)
+class PhaseEffect:
+    """A training phase resolved: when it starts and which grouped parameters it freezes and unfreezes."""
+
+    index: int
+    from_epoch: int | None
+    from_step: int | None
+    freeze: tuple[str, ...]
+    unfreeze: tuple[str, ...]
+
+    def started(self, epoch: int | None, step: int | None) -> bool:
+        if self.from_epoch is not None:
+            return epoch is not None and epoch >= self.from_epoch
+        return step is not None and self.from_step is not None and step >= self.from_step
+
+    @property
+    def when(self) -> str:
+        return f"epoch {self.from_epoch}" if self.from_epoch is not None else f"step {self.from_step}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "from_epoch": self.from_epoch, "from_step": self.from_step,
+                "freeze": list(self.freeze), "unfreeze": list(self.unfreeze)}
 
 
 @dataclass(frozen=True)
@@ -209,12 +237,48 @@ class Plan:
     unused_rules: tuple[str, ...]
     zero_lr: tuple[str, ...]
     base_options: Mapping[str, Any] = field(default_factory=dict)
+    phases: tuple[PhaseEffect, ...] = ()
+    phase_frozen: frozenset[str] = frozenset()
+    when: str = ""  # the epoch or step the plan is shown at (see at())
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @functools.cached_property
     def params(self) -> tuple[Assignment, ...]:
         """Every parameter's :class:`Assignment`, in registration order."""
-        return tuple(row.assignment() for row in self.rows)
+        return tuple(row.assignment(row.info.name not in self.phase_frozen) for row in self.rows)
+
+    def frozen_at(self, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
+        """The grouped parameters the training phases freeze at ``epoch`` (or ``step``): every phase
+        that has started applies, in order, so later phases build on earlier ones."""
+        frozen: set[str] = set()
+        for phase in self.phases:
+            if phase.started(epoch, step):
+                frozen.update(phase.freeze)
+                frozen.difference_update(phase.unfreeze)
+        return frozenset(frozen)
+
+    def at(self, epoch: int | None = None, step: int | None = None) -> Plan:
+        """This plan as it stands at ``epoch`` (or ``step``): the same groups, with the parameters the
+        phases freeze then marked ``trains=False``."""
+        when = ", ".join(f"{k} {v}" for k, v in (("epoch", epoch), ("step", step)) if v is not None)
+        return dataclasses.replace(self, phase_frozen=self.frozen_at(epoch, step), when=when)
+
+    def apply_phase(self, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
+        """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``),
+        and return the names frozen. Call it at the start of each epoch (or step); it depends on the
+        epoch alone, so a run resumed at epoch N is in the state of one that ran to it. The optimizer
+        keeps every parameter in its group: one without a gradient is skipped, its state kept.
+
+        >>> for epoch in range(start, epochs):                          # doctest: +SKIP
+        ...     plan.apply_phase(epoch=epoch)
+        """
+        frozen = self.frozen_at(epoch, step)
+        if not self.tensors:
+            raise PlanProblemsError(f"{self.source}: this plan was resolved from names only; it holds no tensors")
+        for row in self.rows:
+            if row.status == "trainable":
+                self.tensors[row.info.index].requires_grad_(row.info.name not in frozen)
+        return frozen
 
     @property
     def ok(self) -> bool:
@@ -231,6 +295,8 @@ class Plan:
     def warnings(self) -> list[str]:
         """Lines about what resolves but is likely a mistake: unused rules, lr = 0."""
         lines = [f"rule '{r}' matches no parameter" for r in self.unused_rules]
+        lines += [f"phase {p.index} ({p.when}) matches no parameter" for p in self.phases
+                  if not p.freeze and not p.unfreeze]
         lines += [f"'{n}' resolves to lr = 0; use 'freeze: true' to take it out of training" for n in self.zero_lr]
         return lines
 
@@ -303,6 +369,9 @@ class Plan:
             "frozen": [f.to_dict() for f in self.frozen],
             "unused_rules": list(self.unused_rules),
             "zero_lr": list(self.zero_lr),
+            "phases": [p.to_dict() for p in self.phases],
+            "when": self.when,
+            "phase_frozen": sorted(self.phase_frozen),
         }
 
 
@@ -345,6 +414,7 @@ def _compared(a: Assignment | None, b: Assignment | None) -> list[tuple[str, Any
     if a is None or b is None:
         return [status]
     keys = list(dict.fromkeys([*a.options, *b.options]))
-    return [status, ("lr", a.lr, b.lr), ("weight_decay", a.weight_decay, b.weight_decay)] + [
+    return [status, ("trains", a.trains, b.trains), ("lr", a.lr, b.lr),
+            ("weight_decay", a.weight_decay, b.weight_decay)] + [
         (f"options.{k}", _plain(a.options).get(k), _plain(b.options).get(k)) for k in keys
     ]

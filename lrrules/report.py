@@ -113,6 +113,9 @@ def summary(plan: Plan) -> list[str]:
         for f in plan.frozen:
             reasons.setdefault(f.reason, []).append(f.param)
         lines += [f"  {reason}: {_names(names)}" for reason, names in reasons.items()]
+    if plan.phase_frozen:
+        lines.append(f"frozen by phases at {plan.when}: {len(plan.phase_frozen)} tensors (they keep their groups)")
+        lines.append(f"  {_names(sorted(plan.phase_frozen))}")
     lines += problems(plan)
     lines += [f"warning: {w}" for w in plan.warnings()]
     return lines
@@ -196,6 +199,13 @@ def explain_text(plan: Plan, pattern: str, num_layers: int) -> str:
                     filled = ", ".join(f"{k}={v!r}" for k, v in step.variables.items())
                     where = f" with {filled}" if filled else ""
                     lines.append(f"  {step.entry}: {step.setting} = {step.formula}{where} -> {_num(step.value)}")
+            for phase in plan.phases:
+                if a.name in phase.freeze:
+                    lines.append(f"  phase {phase.index} (from {phase.when}) freezes it")
+                if a.name in phase.unfreeze:
+                    lines.append(f"  phase {phase.index} (from {phase.when}) unfreezes it")
+            if not a.trains:
+                lines.append(f"  frozen by the phases at {plan.when} (it keeps its group)")
             final = f"  => lr {_num(a.lr)} (x{_num(a.lr_scale)} base), weight_decay {_num(a.weight_decay)}"  # type: ignore[arg-type]
             if a.options:
                 final += ", " + ", ".join(f"{k} {_value(v)}" for k, v in a.options.items())

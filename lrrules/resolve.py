@@ -26,7 +26,7 @@ from .language import Modifier, Rule, RuleSet
 from .layers import Layering, assign
 from .matching import Captures, Index, Matcher, MatchError, compile_matcher
 from .model import ParamInfo
-from .plan import Conflict, Frozen, Group, Plan, Row, Settled, Step
+from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step
 
 if TYPE_CHECKING:
     import torch
@@ -200,6 +200,7 @@ class _Resolver:
             groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
                                 tuple(rows[p].info.name for p in positions),
                                 sum(rows[p].info.numel for p in positions), tuple(by)))
+        phases = self.phase_effects([r for r in rows if r.status == "trainable"])
         # Rules first, then modifiers, each by name: the file's order never shows in a plan.
         names = sorted(r.name for r in self.rules.rules) + sorted(m.name for m in self.rules.modifiers)
         return Plan(
@@ -215,8 +216,27 @@ class _Resolver:
             unused_rules=tuple(n for n in names if n not in self.used),
             zero_lr=tuple(rows[p].info.name for g in groups if g.lr == 0.0 for p in members[g.index]),
             base_options=self.base_options,
+            phases=phases,
             tensors=tensors,
         )
+
+    def phase_effects(self, grouped: list[Row]) -> tuple[PhaseEffect, ...]:
+        effects = []
+        for k, phase in enumerate(self.rules.phases):
+            found: dict[str, tuple[str, ...]] = {}
+            for field in ("freeze", "unfreeze"):
+                spec = getattr(phase, field)
+                if spec is None:
+                    found[field] = ()
+                    continue
+                matcher = compile_matcher(spec)
+                try:
+                    found[field] = tuple(r.info.name for r in grouped if matcher.match(r.info) is not None)
+                except MatchError as exc:
+                    loc: tuple[str | int, ...] = ("phases", k, field)
+                    raise RuleFileError([RuleError(exc.message, self.rules.locate(loc), loc)]) from None
+            effects.append(PhaseEffect(k, phase.from_epoch, phase.from_step, found["freeze"], found["unfreeze"]))
+        return tuple(effects)
 
     def settle(self, info: ParamInfo) -> Row | Conflict | _Claimed:
         compiled = self.compiled
@@ -300,6 +320,7 @@ class _Resolver:
         if layer is not None:
             env["layer"] = layer
             env["depth"] = self.num_layers - 1 - layer
+        env.update(self.rules.vars)
         env.update(captures)
         return env
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Spot:
     col: int
     quote: str = ""
     single_line: bool = True
+    path: str = ""  # the file, where it is not the map's own (inherited through 'extends')
 
 
 @dataclass
@@ -68,7 +69,15 @@ class SourceMap:
         col = spot.col
         if offset is not None and spot.single_line:
             col += len(spot.quote) + offset
-        return Location(self.path, spot.line, col)
+        return Location(spot.path or self.path, spot.line, col)
+
+    def graft(self, other: SourceMap, src: Loc, dst: Loc) -> None:
+        """Copy ``other``'s positions under ``src`` to this map under ``dst``, keeping their file."""
+        n = len(src)
+        for mine, theirs in ((self.values, other.values), (self.keys, other.keys)):
+            for loc, spot in theirs.items():
+                if loc[:n] == src:
+                    mine[dst + loc[n:]] = spot if spot.path else replace(spot, path=other.path)
 
     def error(self, message: str, loc: Sequence[str | int] = (), **kw: Any) -> RuleError:
         key = kw.pop("key", False)
