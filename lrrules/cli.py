@@ -156,6 +156,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     data = rules.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
     data = {"version": rules.version, **data}
+    if rules.optimizer is not None:  # its type is a default, and an empty mapping would hide it
+        data["optimizer"] = {"type": rules.optimizer.type}
     _print(to_json(data) if args.format == "json" else to_yaml(data).rstrip("\n"))
     return EXIT_OK
 

@@ -669,7 +669,12 @@ def _short(value: Any) -> str:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a rule file, generated from :class:`RuleSet` (``schemas/lrrules.schema.json``)."""
-    return RuleSet.model_json_schema(by_alias=True, mode="validation")
+    schema = RuleSet.model_json_schema(by_alias=True, mode="validation")
+    # A file that extends another may leave 'defaults' to its parent; the flattened one needs it.
+    schema["required"] = [k for k in schema["required"] if k != "defaults"]
+    schema["if"] = {"not": {"required": ["extends"]}}
+    schema["then"] = {"required": ["defaults"]}
+    return schema
 
 
 def json_schema_text() -> str:

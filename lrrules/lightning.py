@@ -21,7 +21,7 @@ def phase_callback(plan: Plan) -> Any:
         from lightning.pytorch.callbacks import Callback
     except ImportError:
         try:
-            from pytorch_lightning.callbacks import Callback
+            from pytorch_lightning.callbacks import Callback  # type: ignore[assignment]
         except ImportError:
             raise LrrulesError("phase_callback needs Lightning: pip install 'lrrules[lightning]'") from None
 

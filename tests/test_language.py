@@ -75,3 +75,9 @@ def test_errors_carry_their_parts_as_attributes() -> None:
 def test_a_document_that_is_not_a_mapping_is_explained() -> None:
     with pytest.raises(RuleFileError, match="a rule file is a mapping"):
         lrrules.loads("- just\n- a list\n")
+
+
+def test_schema_lets_a_file_that_extends_leave_defaults_to_its_parent() -> None:
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    assert not list(validator.iter_errors({"version": 1, "extends": "base.yaml"}))
+    assert list(validator.iter_errors({"version": 1}))
