@@ -1,0 +1,61 @@
+"""Each integration example runs for a few steps, and the ratios between groups hold through it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import lrrules
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "integrations"
+
+
+def example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ratios(lrs: list[float]) -> list[float]:
+    return [lr / lrs[-1] for lr in lrs]
+
+
+def test_plain_loop_with_one_cycle() -> None:
+    result = example("plain_loop").run(steps=6)
+    assert len(set(result["planned"])) == 5
+    assert ratios(result["final"]) == pytest.approx(ratios(result["planned"]), rel=1e-9)
+
+
+def test_timm_create_optimizer_v2_with_timms_scheduler() -> None:
+    result = example("timm_optimizer").run(steps=4)
+    assert result["optimizer"] == "AdamW"
+    assert ratios(result["final"]) == pytest.approx(ratios(result["planned"]), rel=1e-9)
+    assert result["final"] != pytest.approx(result["planned"]), "the schedule moved the lrs"
+
+
+def test_huggingface_trainer_keeps_the_layerwise_decay() -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    result = example("hf_trainer").run(steps=5)
+    assert result["initial"] == pytest.approx(result["planned"])
+    assert len(result["per_step"]) == 5
+    for lrs in result["per_step"][:-1]:  # the linear schedule ends at 0
+        assert ratios(lrs) == pytest.approx(ratios(result["planned"]), rel=1e-9)
+    assert result["per_step"][1] != pytest.approx(result["per_step"][2]), "the schedule moved the lrs"
+    assert min(result["planned"]) == pytest.approx(5e-5 * 0.8**3), "embeddings lowest"
+
+
+def test_lightning_configure_optimizers_and_the_phase_callback() -> None:
+    pytest.importorskip("lightning")
+    module = example("lightning_module")
+    result = module.run(epochs=4, batches=1)
+    assert result["groups"] == result["planned_groups"]
+    plan = lrrules.load(module.RULES).resolve(module.Classifier(lrrules.load(module.RULES)).model)
+    grouped = sum(len(g.params) for g in plan.groups)
+    assert result["trainable_per_epoch"] == [grouped - len(plan.frozen_at(epoch=e)) for e in range(4)]
+    assert result["trainable_per_epoch"] == sorted(result["trainable_per_epoch"]), "unfreezing, stage by stage"
