@@ -59,3 +59,27 @@ def test_lightning_configure_optimizers_and_the_phase_callback() -> None:
     grouped = sum(len(g.params) for g in plan.groups)
     assert result["trainable_per_epoch"] == [grouped - len(plan.frozen_at(epoch=e)) for e in range(4)]
     assert result["trainable_per_epoch"] == sorted(result["trainable_per_epoch"]), "unfreezing, stage by stage"
+
+
+def test_finetune_example_runs_with_a_small_budget(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    spec = importlib.util.spec_from_file_location("finetune", EXAMPLES.parent / "finetune" / "finetune.py")
+    assert spec and spec.loader
+    finetune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(finetune)
+    results = finetune.run(seeds=1, epochs=2, pretrain_epochs=1, shots=5, out=tmp_path)
+    assert set(results["summary"]) == set(finetune.STRATEGIES)
+    assert all(len(c[0]) == 2 and all(0 <= a <= 1 for a in c[0]) for c in results["curves"].values())
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert all(name in table for name in finetune.STRATEGIES)
+    assert (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("rules", sorted((EXAMPLES.parent / "finetune" / "rules").glob("*.yaml")), ids=lambda p: p.name)
+def test_finetune_rule_files_check_clean_against_the_model(rules: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from lrrules.cli import main
+
+    monkeypatch.chdir(EXAMPLES.parent.parent)
+    assert main(["check", str(rules), "--model", "examples.finetune.finetune:SmallCNN", "--strict"]) == 0
+    assert capsys.readouterr().out == ""
