@@ -235,16 +235,56 @@ def run_measured(cmd: list[str], repeat: int = 3) -> tuple[float, int]:
     return min(times), peak
 
 
+def fake_70b(folder: Path) -> tuple[Path, Path]:
+    """A sharded safetensors checkpoint laid out like a 70B Llama (723 tensors in 30 shards), headers
+    only: the files promise 141 GB of data that is not there, which only a header-only reader survives."""
+    names: dict[str, list[int]] = {"model.embed_tokens.weight": [128256, 8192]}
+    for i in range(80):
+        p = f"model.layers.{i}."
+        names |= {p + "self_attn.q_proj.weight": [8192, 8192], p + "self_attn.k_proj.weight": [1024, 8192],
+                  p + "self_attn.v_proj.weight": [1024, 8192], p + "self_attn.o_proj.weight": [8192, 8192],
+                  p + "mlp.gate_proj.weight": [28672, 8192], p + "mlp.up_proj.weight": [28672, 8192],
+                  p + "mlp.down_proj.weight": [8192, 28672], p + "input_layernorm.weight": [8192],
+                  p + "post_attention_layernorm.weight": [8192]}
+    names |= {"model.norm.weight": [8192], "lm_head.weight": [128256, 8192]}
+    keys, shards, weight_map = list(names), 30, {}
+    for s in range(shards):
+        header, offset = {}, 0
+        for key in keys[s::shards]:
+            size = 2 * math.prod(names[key])
+            header[key] = {"dtype": "BF16", "shape": names[key], "data_offsets": [offset, offset + size]}
+            offset += size
+            weight_map[key] = f"model-{s:05d}-of-{shards:05d}.safetensors"
+        raw = json.dumps(header).encode()
+        (folder / f"model-{s:05d}-of-{shards:05d}.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    rules = folder / "llama.yaml"
+    rules.write_text(
+        "version: 1\ndefaults: {lr: 1.0e-5, weight_decay: 0.1}\nrules:\n"
+        "  - {name: layers, match: {regex: '^model\\.layers\\.(?P<i>\\d+)\\.'}, lr_mult: '0.95 ** (79 - i)'}\n"
+        "  - {name: embeddings, match: 'model.embed_tokens.*', lr_mult: 0.1}\n"
+        "  - {name: head, match: ['lm_head.*', 'model.norm.*']}\n"
+        "modifiers:\n  - {name: no-decay, match: {ndim: 1}, weight_decay: 0}\n")
+    return index, rules
+
+
 def command_line(quick: bool) -> list[dict[str, Any]]:
+    import tempfile
+
     exe = str(Path(sys.executable).with_name("lrrules"))
+    folder = Path(tempfile.mkdtemp(prefix="lrrules-70b-"))
+    index, llama = fake_70b(folder)
     rules = "examples/resnet18-discriminative.yaml"
     vit_rules = "examples/vit-timm-layer-decay.yaml"
     cases = [
+        ("python -c pass (floor)", [sys.executable, "-c", "pass"], None),
         ("python -c 'import timm' (floor)", [sys.executable, "-c", "import timm"], None),
         ("lrrules resolve, resnet18", [exe, "resolve", rules, "--model", "resnet18"], "python -c 'import timm' (floor)"),
         ("lrrules resolve, vit_giant_patch14_224", [exe, "resolve", vit_rules, "--model", "vit_giant_patch14_224"],
          "python -c 'import timm' (floor)"),
-        ("python -c pass (floor)", [sys.executable, "-c", "pass"], None),
+        ("lrrules resolve, 70B-style sharded safetensors (headers)", [exe, "resolve", str(llama), "--model",
+                                                                       str(index)], "python -c pass (floor)"),
         ("lrrules check RULES (no model)", [exe, "check", rules], "python -c pass (floor)"),
         ("lrrules schema", [exe, "schema"], "python -c pass (floor)"),
     ]

@@ -38,7 +38,8 @@ def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None
         return by_patterns(params, spec.patterns)
     if isinstance(spec, TimmLayers):
         if model is None:
-            raise LayerError("layers 'by: timm' needs the model itself, not only its parameter names")
+            raise LayerError("layers 'by: timm' needs the model itself, not only its parameter names (a "
+                             "checkpoint has none): give the model's name, or count layers by module or patterns")
         return by_timm(params, model)
     raise TypeError(f"unknown layer strategy {spec!r}")
 
