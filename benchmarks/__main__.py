@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 import lrrules
-from lrrules.model import collect
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -108,7 +107,6 @@ def scaling(sizes: list[int], rule_counts: list[int]) -> list[dict[str, Any]]:
                          "ratio_to_floor": took / base, "groups": len(plan.groups)})
             print(f"  scaling {rows[-1]['tensors']:>7} tensors {count:>5} rules: {took * 1e3:8.1f} ms "
                   f"({took / base:.1f}x the floor)", flush=True)
-        del model
     return rows
 
 

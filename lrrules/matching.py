@@ -70,7 +70,6 @@ def is_linear(pattern: str) -> bool:
             if nxt.isdigit() and nxt != "0" or nxt == "g":
                 return False  # a backreference
             i += 2
-            last = "atom"
             continue
         if in_class:
             in_class = c != "]"
