@@ -411,8 +411,8 @@ def diff_plans(old: Plan, new: Plan) -> list[Change]:
 
 def _compared(a: Assignment | None, b: Assignment | None) -> list[tuple[str, Any, Any]]:
     status = ("status", a.status if a else "absent", b.status if b else "absent")
-    if a is None or b is None:
-        return [status]
+    if a is None or b is None or a.status != b.status:
+        return [status]  # a parameter that stopped (or started) training: its settings say nothing more
     keys = list(dict.fromkeys([*a.options, *b.options]))
     return [status, ("trains", a.trains, b.trains), ("lr", a.lr, b.lr),
             ("weight_decay", a.weight_decay, b.weight_decay)] + [

@@ -52,7 +52,9 @@ def resolve_params(
     """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
 
     ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``.
+    A parameter's ``index`` is its position in ``params``.
     """
+    params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
     layering = assign(rules.layers, params, model)
     # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
     # again and again (a third of the time on a 10k-tensor model).

@@ -1,0 +1,57 @@
+"""The plan as data: its report, its param groups, and the differences between two plans."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import lrrules
+from lrrules.errors import PlanProblemsError
+from lrrules.model import ParamInfo
+from lrrules.plan import diff_plans
+from lrrules.resolve import resolve_params
+
+PARAMS = [ParamInfo("a.weight", (2, 2), "Linear", True, 0), ParamInfo("a.bias", (2,), "Linear", True, 1),
+          ParamInfo("b.weight", (2, 2), "Linear", True, 2)]
+
+
+def plan(text: str, params: list[ParamInfo] = PARAMS) -> lrrules.Plan:
+    return resolve_params(lrrules.loads("version: 1\ndefaults: {lr: 0.1, momentum: 0.9}\n" + text), params)
+
+
+def test_diff_lists_each_changed_setting_of_each_parameter() -> None:
+    old = plan("rules:\n  - {name: all, match: '*'}\n")
+    new = plan("rules:\n  - {name: all, match: '*'}\nmodifiers:\n"
+               "  - {name: m, match: 'a.*', lr_mult: 2, options: {momentum: 0.5}}\n"
+               "  - {name: f, match: 'b.*', freeze: true}\n")
+    changes = [(c.param, c.setting, c.old, c.new) for c in diff_plans(old, new)]
+    assert changes == [
+        ("a.weight", "lr", 0.1, 0.2), ("a.weight", "options.momentum", 0.9, 0.5),
+        ("a.bias", "lr", 0.1, 0.2), ("a.bias", "options.momentum", 0.9, 0.5),
+        ("b.weight", "status", "trainable", "frozen"),
+    ]
+    assert diff_plans(old, old) == []
+
+
+def test_diff_shows_parameters_only_one_plan_has() -> None:
+    old = plan("rules:\n  - {name: all, match: '*'}\n", PARAMS[:2])
+    new = plan("rules:\n  - {name: all, match: '*'}\n", PARAMS[1:])
+    changes = [(c.param, c.setting, c.old, c.new) for c in diff_plans(old, new)]
+    assert changes == [("b.weight", "status", "absent", "trainable"), ("a.weight", "status", "trainable", "absent")]
+
+
+def test_param_groups_need_tensors_and_no_problems() -> None:
+    with pytest.raises(PlanProblemsError, match="resolved from names only"):
+        plan("rules:\n  - {name: all, match: '*'}\n").param_groups()
+    with pytest.raises(PlanProblemsError, match="1 problem"):
+        plan("rules:\n  - {name: w, match: '*.weight'}\n").param_groups()
+
+
+def test_report_is_plain_json_with_every_part() -> None:
+    p = plan("rules:\n  - {name: all, match: '*', lr_mult: '2 if ndim == 1 else 1'}\n")
+    report = json.loads(json.dumps(p.to_dict()))
+    assert [g["lr"] for g in report["groups"]] == [0.1, 0.2]
+    assert report["params"][1]["steps"] == [{"entry": "all", "setting": "lr_mult", "formula": "2 if ndim == 1 else 1",
+                                             "variables": {"ndim": 1}, "value": 2.0}]
+    assert report["base_options"] == {"momentum": 0.9} and report["ok"] is True
