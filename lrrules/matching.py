@@ -316,11 +316,13 @@ class Index:
         self._cache: dict[str, list[int]] = {}
 
     def candidates(self, name: str) -> list[int]:
-        found = self.always
-        hits = [self.by_prefix[name[:n]] for n in self.lengths if n <= len(name) and name[:n] in self.by_prefix]
-        if hits:
-            merged = set(found)
-            for hit in hits:
-                merged.update(hit)
-            return sorted(merged)
-        return found
+        get = self.by_prefix.get
+        hits = [hit for n in self.lengths if (hit := get(name[:n])) is not None]
+        if not hits:
+            return self.always
+        if len(hits) == 1 and not self.always:
+            return hits[0]
+        merged = set(self.always)
+        for hit in hits:
+            merged.update(hit)
+        return sorted(merged)

@@ -134,7 +134,7 @@ class _Resolver:
         self.used: set[str] = set()
         self.formula_cache: dict[tuple[str, tuple[Any, ...]], float] = {}
         self.settled: dict[Any, Settled | Conflict] = {}
-        self.reads: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self.combos: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...], str]] = {}
 
     def fail(self, entry: _Entry, where: tuple[str, ...], message: str, formula: Formula | None = None,
              offset: int | None = None) -> RuleFileError:
@@ -274,26 +274,36 @@ class _Resolver:
         if claim is None and self.rules.unmatched == "error":
             return Row(info, layer, "unmatched", note="claimed by no rule")
         entries = [claim, *modifiers] if claim else modifiers
-        freezers = [e.name for e, _ in entries if e.freeze]
-        if freezers:
-            return Row(info, layer, "frozen", claim[0].name if claim else None,
-                       note="frozen by " + ", ".join(f"'{n}'" for n in freezers))
+        # What depends only on which entries matched is worked out once per combination of them.
+        which = tuple([e.key for e, _ in entries])
+        combo = self.combos.get(which)
+        if combo is None:
+            combo = self.combos[which] = self.combination(claim, modifiers)
+        reads, modifier_names, frozen_note = combo
+        if frozen_note:
+            return Row(info, layer, "frozen", claim[0].name if claim else None, note=frozen_note)
         captures: Captures = {}
         for _, found in entries:
             if found:
                 captures.update(found)
         # The settings depend only on the entries, their captures and the variables their formulas read.
-        which = tuple([e.key for e, _ in entries])
-        reads = self.reads.get(which)
-        if reads is None:
-            reads = self.reads[which] = tuple(sorted(frozenset().union(*(e.formulas for e, _ in entries))))
         key = (which, tuple([tuple(c.items()) for _, c in entries]) if captures else (),
                tuple([self.variable(n, info, layer) for n in reads]) if reads else ())
         settled = self.settled.get(key)
         if settled is None:
             settled = self.settle_values(info, claim, modifiers)
             self.settled[key] = settled
-        return _Claimed(claim[0].name if claim else None, tuple(e.name for e, _ in modifiers), captures, settled)
+        return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled)
+
+    def combination(self, claim: tuple[_Entry, Captures] | None,
+                    modifiers: list[tuple[_Entry, Captures]]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+        """For one combination of matching entries: the variables their formulas read, the modifiers'
+        names, and the note of a freeze (empty when none of them freezes)."""
+        entries = [claim, *modifiers] if claim else modifiers
+        reads = tuple(sorted(frozenset().union(*(e.formulas for e, _ in entries))))
+        freezers = [e.name for e, _ in entries if e.freeze]
+        note = "frozen by " + ", ".join(f"'{n}'" for n in freezers) if freezers else ""
+        return reads, tuple(e.name for e, _ in modifiers), note
 
     def variable(self, name: str, info: ParamInfo, layer: int | None) -> Any:
         if name == "layer":
