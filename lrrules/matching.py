@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,32 +58,50 @@ class Glob:
 _SAFE_LENGTH = 1000
 
 
+def _units(pattern: str) -> Iterator[tuple[int, str]]:
+    """The regex's units with their positions: an escape as its two characters (inside a character
+    class too), a character class as one ``[`` unit before its escapes (it ends at the first
+    unescaped ``]``), and any other character alone."""
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            yield i, pattern[i : i + 2]
+            i += 2
+        elif c == "[":
+            yield i, "["
+            i += 1
+            while i < n and pattern[i] != "]":
+                if pattern[i] == "\\":
+                    yield i, pattern[i : i + 2]
+                    i += 2
+                else:
+                    i += 1
+            i += 1
+        else:
+            yield i, c
+            i += 1
+
+
 def is_linear(pattern: str) -> bool:
     """Whether a regex cannot backtrack catastrophically: no quantified group, no backreference, and
     at most one unbounded repeat. Such a search is at worst quadratic in the name, so it runs without
     the time limit, which costs more than the match itself; every other regex runs under it."""
-    unbounded, i, in_class = 0, 0, False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            nxt = pattern[i + 1 : i + 2]
-            if nxt.isdigit() and nxt != "0" or nxt == "g":
+    unbounded = 0
+    for i, unit in _units(pattern):
+        after_group = i > 0 and pattern[i - 1] == ")"
+        if unit[0] == "\\":
+            escaped = unit[1:]
+            if escaped.isdigit() and escaped != "0" or escaped == "g":
                 return False  # a backreference
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-        elif c == "(" and pattern[i + 1 : i + 4] == "?P=":
+        elif unit == "(" and pattern[i + 1 : i + 4] == "?P=":
             return False
-        elif c in "*+" or (c == "{" and re.match(r"\{\d*,\}", pattern[i:])):
-            if i > 0 and pattern[i - 1] == ")":
+        elif unit in ("*", "+") or (unit == "{" and re.match(r"\{\d*,\}", pattern[i:])):
+            if after_group:
                 return False
             unbounded += 1
-        elif c in "?{" and i > 0 and pattern[i - 1] == ")" and pattern[i - 2 : i] != "(?":
+        elif unit in ("?", "{") and after_group and pattern[i - 2 : i] != "(?":
             return False
-        i += 1
     return unbounded <= 1
 
 
@@ -242,23 +260,14 @@ def regex_prefix(pattern: str) -> str | None:
 
 def _top_level_bar(pattern: str) -> bool:
     """Whether the regex has an alternative outside every group (``^a|b``): then ``^`` anchors one side."""
-    depth, i, in_class = 0, 0, False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-        elif c == "(":
+    depth = 0
+    for _, unit in _units(pattern):
+        if unit == "(":
             depth += 1
-        elif c == ")":
+        elif unit == ")":
             depth -= 1
-        elif c == "|" and depth == 0:
+        elif unit == "|" and depth == 0:
             return True
-        i += 1
     return False
 
 
