@@ -204,7 +204,8 @@ Setting = Annotated[
     Field(description=_FORMULA_HELP),
 ]
 OptionValue = Union[bool, Setting, list[float], None]
-_SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
+#: The keys of a rule or modifier that hold a number or a formula.
+SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 _RESERVED_OPTIONS = {"lr", "weight_decay", "params", "param_names", "lr_scale"}
 
 
@@ -229,7 +230,7 @@ class _Settings(BaseModel):
     freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
     remove: bool = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
 
-    @field_validator(*_SETTING_FIELDS, mode="after")
+    @field_validator(*SETTING_FIELDS, mode="after")
     @classmethod
     def _compile_setting(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
@@ -261,7 +262,7 @@ class _Settings(BaseModel):
         if self.weight_decay is not None and self.weight_decay_mult is not None:
             raise PydanticCustomError("settings", "give either weight_decay or weight_decay_mult, not both", {})
         if self.freeze:
-            given = [f for f in (*_SETTING_FIELDS, "options") if getattr(self, f) is not None]
+            given = [f for f in (*SETTING_FIELDS, "options") if getattr(self, f) is not None]
             if given:
                 raise PydanticCustomError(
                     "settings",
@@ -272,7 +273,7 @@ class _Settings(BaseModel):
 
     def formulas(self) -> Iterator[tuple[tuple[str, ...], Formula]]:
         """Each formula this entry holds, with its path inside the entry."""
-        for name in _SETTING_FIELDS:
+        for name in SETTING_FIELDS:
             value = getattr(self, name)
             if isinstance(value, Formula):
                 yield (name,), value

@@ -166,7 +166,7 @@ class Settled:
     def key(self) -> tuple[Any, ...]:
         """What makes two parameters share an optimizer group."""
         return (self.lr, self.lr_scale, self.weight_decay,
-                tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.options.items())))
+                tuple(sorted((k, hashable(v)) for k, v in self.options.items())))
 
 
 class Row(NamedTuple):
@@ -373,6 +373,11 @@ class Plan:
             "when": self.when,
             "phase_frozen": sorted(self.phase_frozen),
         }
+
+
+def hashable(value: Any) -> Any:
+    """An option's value as a dict key or set member: a list (``betas``) as a tuple."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,17 +22,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import FormulaError, RuleError, RuleFileError
 from .formula import Formula
-from .language import Modifier, Rule, RuleSet
+from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign
 from .matching import Captures, Index, Matcher, MatchError, compile_matcher
 from .model import ParamInfo
-from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step
+from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
 if TYPE_CHECKING:
     import torch
 
 MODEL_FROZEN = "requires_grad=False in the model"
-_SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 
 
 def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
@@ -89,7 +88,7 @@ class _Claimed(NamedTuple):
     rule: str | None
     modifiers: tuple[str, ...]
     captures: Captures
-    settled: Settled | Conflict
+    settled: Settled
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,10 @@ class _Resolver:
 
     def fail(self, entry: _Entry, where: tuple[str, ...], message: str, formula: Formula | None = None,
              offset: int | None = None) -> RuleFileError:
-        loc: tuple[str | int, ...] = (entry.kind, entry.i, *where)
+        return self.fail_at((entry.kind, entry.i, *where), message, formula, offset)
+
+    def fail_at(self, loc: tuple[str | int, ...], message: str, formula: Formula | None = None,
+                offset: int | None = None) -> RuleFileError:
         expr = formula.text if formula is not None else ""
         return RuleFileError([RuleError(message, self.rules.locate(loc, offset), loc, expr, offset)])
 
@@ -178,10 +180,6 @@ class _Resolver:
                     frozen.append(Frozen(info.name, outcome.note))
                 continue
             claim, modifiers, captures, settled = outcome
-            if isinstance(settled, Conflict):
-                conflicts.append(dataclasses.replace(settled, param=info.name))
-                rows.append(Row(info, layer, "conflict", note=conflicts[-1].message))
-                continue
             group = group_by_settled.get(id(settled))
             if group is None:  # first parameter with these settings (or equal ones from other rules)
                 group = group_by_settled[id(settled)] = group_of.setdefault(settled.key, len(group_of))
@@ -235,8 +233,7 @@ class _Resolver:
                 try:
                     found[field] = tuple(r.info.name for r in grouped if matcher.match(r.info) is not None)
                 except MatchError as exc:
-                    loc: tuple[str | int, ...] = ("phases", k, field)
-                    raise RuleFileError([RuleError(exc.message, self.rules.locate(loc), loc)]) from None
+                    raise self.fail_at(("phases", k, field), exc.message) from None
             effects.append(PhaseEffect(k, phase.from_epoch, phase.from_step, found["freeze"], found["unfreeze"]))
         return tuple(effects)
 
@@ -293,6 +290,8 @@ class _Resolver:
         if settled is None:
             settled = self.settle_values(info, claim, modifiers)
             self.settled[key] = settled
+        if isinstance(settled, Conflict):
+            return settled  # plan() names it after this parameter
         return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled)
 
     def combination(self, claim: tuple[_Entry, Captures] | None,
@@ -391,7 +390,7 @@ class _Resolver:
         lr_mult = wd_mult = 1.0
         for entry, found in modifiers:
             spec, env = entry.spec, self.env(info, found)
-            for field in _SETTING_FIELDS:
+            for field in SETTING_FIELDS:
                 raw = getattr(spec, field)
                 if raw is None:
                     continue
@@ -406,7 +405,7 @@ class _Resolver:
                 set_by.setdefault(f"options.{key}", {})[entry.name] = self.value(
                     entry, ("options", key), raw, info, env, steps)
         for setting, values in set_by.items():
-            if len({_hashable(v) for v in values.values()}) > 1:
+            if len({hashable(v) for v in values.values()}) > 1:
                 return Conflict(info.name, "modifiers", tuple(values), setting)
             value = next(iter(values.values()))
             if setting == "lr":
@@ -424,6 +423,3 @@ class _Resolver:
             lr = self.base_lr * lr_scale
         return Settled(lr, lr_scale, wd * wd_mult, options, tuple(steps))
 
-
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
