@@ -62,9 +62,8 @@ def merge(base: dict[str, Any], base_map: SourceMap, over: dict[str, Any],
                 which, which_map = (over, over_map) if sub in over[key] else (base, base_map)
                 out[key][sub] = which[key][sub]
                 out_map.graft(which_map, (key, sub), (key, sub))
-            spot = (over_map if key in over else base_map).values.get((key,))
-            if spot is not None:
-                out_map.values[(key,)] = spot
+            if (key,) in over_map.values:  # both files set the mapping; its own place is the file's
+                out_map.values[(key,)] = over_map.values[(key,)]
         else:
             which, which_map = (over, over_map) if key in over else (base, base_map)
             out[key] = which[key]
