@@ -105,9 +105,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not chosen:
         raise LrrulesError(f"no parameter of {model.label} matches '{args.pattern}'; "
                            f"see `lrrules params --model {model.label}`")
-    num_layers = _num_layers(rules, model)
     data = [a.to_dict() for a in chosen]
-    _print(render(data, data, args.format, explain_text(plan, args.pattern, num_layers)))
+    _print(render(data, data, args.format, explain_text(plan, args.pattern)))
     return EXIT_OK
 
 
@@ -228,12 +227,6 @@ def _resolve(rules: RuleSet, model: Model) -> Plan:
     from .resolve import resolve_params
 
     return resolve_params(rules, model.params, model.tensors, model.module)
-
-
-def _num_layers(rules: RuleSet, model: Model) -> int:
-    from .layers import assign
-
-    return assign(rules.layers, model.params, model.module)[1]
 
 
 def _layers(text: str) -> Any:

@@ -237,6 +237,7 @@ class Plan:
     unused_rules: tuple[str, ...]
     zero_lr: tuple[str, ...]
     base_options: Mapping[str, Any] = field(default_factory=dict)
+    num_layers: int = 0  # under the rule file's `layers`
     phases: tuple[PhaseEffect, ...] = ()
     phase_frozen: frozenset[str] = frozenset()
     when: str = ""  # the epoch or step the plan is shown at (see at())
@@ -361,6 +362,7 @@ class Plan:
             "base_lr": self.base_lr,
             "base_weight_decay": self.base_weight_decay,
             "base_options": _plain(self.base_options),
+            "num_layers": self.num_layers,
             "ok": self.ok,
             "groups": [g.to_dict() for g in self.groups],
             "params": [a.to_dict() for a in self.params],

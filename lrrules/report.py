@@ -167,7 +167,7 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
     return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
 
 
-def explain_text(plan: Plan, pattern: str, num_layers: int) -> str:
+def explain_text(plan: Plan, pattern: str) -> str:
     """For each parameter matching ``pattern``: what matched, what it captured, each formula with its
     variables, and the final settings."""
     conflicts = {c.param: c for c in plan.conflicts}
@@ -178,7 +178,7 @@ def explain_text(plan: Plan, pattern: str, num_layers: int) -> str:
         if a.aliases:
             lines.append(f"  also named: {', '.join(a.aliases)}")
         if a.layer is not None:
-            lines.append(f"  layer {a.layer} of {num_layers} (depth {num_layers - 1 - a.layer})")
+            lines.append(f"  layer {a.layer} of {plan.num_layers} (depth {plan.num_layers - 1 - a.layer})")
         if a.status == "conflict":
             lines.append(f"  CONFLICT: {conflicts[a.name].message}")
         elif a.status == "unmatched":

@@ -216,6 +216,7 @@ class _Resolver:
             unused_rules=tuple(n for n in names if n not in self.used),
             zero_lr=tuple(rows[p].info.name for g in groups if g.lr == 0.0 for p in members[g.index]),
             base_options=self.base_options,
+            num_layers=self.num_layers,
             phases=phases,
             tensors=tensors,
         )
