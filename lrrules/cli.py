@@ -57,8 +57,8 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     model = _model(args)
     plan = _when(_resolve(rules, model), args)
-    table = plan_table(plan, f"{args.rules} on {model.label}", per_param=args.params, unicode=_unicode())
-    _print(render(plan.to_dict(), plan_rows(plan, args.params), args.format, table))
+    _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
+                  lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode())))
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
@@ -70,7 +70,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     layers, count = assign(_layers(args.layers), model.params, model.module)
     rows = param_rows(model.params, layers)
     data = {"model": model.label, "num_layers": count, "params": rows}
-    _print(render(data, rows, args.format, param_table(rows, count)))
+    _print(render(args.format, lambda: data, lambda: rows, lambda: param_table(rows, count)))
     return EXIT_OK
 
 
@@ -105,8 +105,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not chosen:
         raise LrrulesError(f"no parameter of {model.label} matches '{args.pattern}'; "
                            f"see `lrrules params --model {model.label}`")
-    data = [a.to_dict() for a in chosen]
-    _print(render(data, data, args.format, explain_text(plan, args.pattern)))
+    def data() -> list[dict[str, Any]]:
+        return [a.to_dict() for a in chosen]
+
+    _print(render(args.format, data, data, lambda: explain_text(plan, chosen)))
     return EXIT_OK
 
 
@@ -118,7 +120,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     model = _model(args)
     changes = diff_plans(_when(_resolve(old_rules, model), args), _when(_resolve(new_rules, model), args))
     rows = [c.to_dict() for c in changes]
-    _print(render(rows, rows, args.format, diff_table(changes, args.old, args.new)))
+    _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new)))
     return EXIT_PROBLEMS if changes else EXIT_OK
 
 

@@ -12,7 +12,7 @@ import fnmatch
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import yaml
@@ -52,15 +52,17 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def render(data: Any, rows: Sequence[dict[str, Any]], fmt: str, table: str) -> str:
-    """``data`` as JSON or YAML, ``rows`` as CSV, or the ready ``table``, by ``fmt``."""
+def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[str, Any]]],
+           table: Callable[[], str]) -> str:
+    """``data()`` as JSON or YAML, ``rows()`` as CSV, or ``table()``, by ``fmt``: only the one asked
+    for is built, which matters for a model of many thousand tensors."""
     if fmt == "json":
-        return to_json(data)
+        return to_json(data())
     if fmt == "yaml":
-        return to_yaml(data).rstrip("\n")
+        return to_yaml(data()).rstrip("\n")
     if fmt == "csv":
-        return to_csv(rows).rstrip("\n")
-    return table
+        return to_csv(rows()).rstrip("\n")
+    return table()
 
 
 # --- plans -------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
     if per_param:
         keys = ("name", "shape", "module", "layer", "status", "group", "rule", "modifiers", "lr", "lr_scale",
                 "weight_decay", "options")
-        return [{k: a.to_dict()[k] for k in keys} for a in plan.params]
+        return [{k: d[k] for k in keys} for d in (a.to_dict() for a in plan.params)]
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
 
 
@@ -167,12 +169,12 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
     return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
 
 
-def explain_text(plan: Plan, pattern: str) -> str:
-    """For each parameter matching ``pattern``: what matched, what it captured, each formula with its
-    variables, and the final settings."""
+def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
+    """For each of the ``chosen`` parameters (see :func:`explained`): what matched, what it captured,
+    each formula with its variables, and the final settings."""
     conflicts = {c.param: c for c in plan.conflicts}
     blocks = []
-    for a in explained(plan, pattern):
+    for a in chosen:
         shape = "x".join(map(str, a.shape)) or "scalar"
         lines = [f"{a.name}  [{shape}, {a.module or 'no module'}]"]
         if a.aliases:
