@@ -274,8 +274,7 @@ class Plan:
         ...     plan.apply_phase(epoch=epoch)
         """
         frozen = self.frozen_at(epoch, step)
-        if not self.tensors:
-            raise PlanProblemsError(f"{self.source}: this plan was resolved from names only; it holds no tensors")
+        self._need_tensors()
         for row in self.rows:
             if row.status == "trainable":
                 self.tensors[row.info.index].requires_grad_(row.info.name not in frozen)
@@ -318,8 +317,7 @@ class Plan:
             raise PlanProblemsError(
                 f"{self.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems)
             )
-        if not self.tensors:
-            raise PlanProblemsError(f"{self.source}: this plan was resolved from names only; it holds no tensors")
+        self._need_tensors()
         by_name = {row.info.name: self.tensors[row.info.index] for row in self.rows}
         out = []
         for group in self.groups:
@@ -332,6 +330,10 @@ class Plan:
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()},
             })
         return out
+
+    def _need_tensors(self) -> None:
+        if not self.tensors:
+            raise PlanProblemsError(f"{self.source}: this plan was resolved from names only; it holds no tensors")
 
     @property
     def fingerprint(self) -> str:
