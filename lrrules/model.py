@@ -10,7 +10,7 @@ model. A tensor reachable under several names (tied weights, a module used twice
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -119,7 +119,6 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.
     import difflib
 
     import timm
-    import torch
 
     from .errors import ModelError
 
@@ -131,11 +130,22 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.
     if num_classes is not None:
         args["num_classes"] = num_classes
     try:
-        with torch.device("meta"):
-            return timm.create_model(name, **args)
-    except Exception:  # some models compute with their tensors while they are built
-        pass
-    try:
-        return timm.create_model(name, **args)
+        return on_meta(lambda: timm.create_model(name, **args))  # type: ignore[no-any-return]
     except Exception as exc:
         raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
+
+
+def on_meta(make: Callable[[], Any]) -> Any:
+    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails: some
+    constructors compute with their tensors while they build."""
+    import torch
+
+    from .errors import ModelError
+
+    try:
+        with torch.device("meta"):
+            return make()
+    except ModelError:
+        raise
+    except Exception:
+        return make()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
-from .model import ParamInfo, build, collect
+from .model import ParamInfo, build, collect, on_meta
 
 if TYPE_CHECKING:
     import torch
@@ -86,18 +86,6 @@ def _built(label: str, module: torch.nn.Module) -> Model:
     return Model(label, params, module, tensors)
 
 
-def _on_meta(make: Any) -> Any:
-    import torch
-
-    try:
-        with torch.device("meta"):
-            return make()
-    except ModelError:
-        raise
-    except Exception:  # some constructors compute with their tensors; build those for real
-        return make()
-
-
 def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
     try:
         import torchvision
@@ -113,7 +101,7 @@ def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> to
     if num_classes is not None:
         args["num_classes"] = num_classes
     try:
-        return _on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))  # type: ignore[no-any-return]
+        return on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))  # type: ignore[no-any-return]
     except Exception as exc:
         raise ModelError(f"torchvision could not build '{name}': {exc}") from None
 
@@ -137,8 +125,8 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
     model_class = getattr(transformers, architectures[0], None) if architectures else None
     try:
         if model_class is not None:
-            return _on_meta(lambda: model_class(config))  # type: ignore[no-any-return]
-        return _on_meta(lambda: transformers.AutoModel.from_config(config))  # type: ignore[no-any-return]
+            return on_meta(lambda: model_class(config))  # type: ignore[no-any-return]
+        return on_meta(lambda: transformers.AutoModel.from_config(config))  # type: ignore[no-any-return]
     except Exception as exc:
         raise ModelError(f"hf:{path}: transformers could not build the model: {exc}") from None
 
@@ -162,7 +150,7 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
     if num_classes is not None:
         args["num_classes"] = num_classes
     try:
-        model = _on_meta(lambda: factory(**args))
+        model = on_meta(lambda: factory(**args))
     except Exception as exc:
         raise ModelError(f"{spec}: the factory failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
