@@ -38,6 +38,11 @@ def wrap(model: nn.Module, mode: str) -> nn.Module:
     return model
 
 
+def say(line: str) -> None:
+    """One line in one write: the ranks share stdout, and their lines must not interleave."""
+    os.write(1, (line + "\n").encode())
+
+
 def train(rank: int, world: int, mode: str, steps: int, store: str) -> None:
     if "RANK" not in os.environ:  # started by mp.spawn rather than torchrun
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
@@ -61,10 +66,10 @@ def train(rank: int, world: int, mode: str, steps: int, store: str) -> None:
         loss.backward()
         optimizer.step()
         if rank == 0:
-            print(f"[{mode}] step {step}: loss {loss.item():.4f}")
+            say(f"[{mode}] step {step}: loss {loss.item():.4f}")
     lrs = sorted({round(g["lr"], 12) for g in optimizer.param_groups})
-    print(f"[{mode}] rank {rank}: {len(optimizer.param_groups)} groups, lrs {lrs}, "
-          f"fingerprint {plan.fingerprint}, {len(plan.frozen)} frozen")
+    say(f"[{mode}] rank {rank}: {len(optimizer.param_groups)} groups, lrs {lrs}, "
+        f"fingerprint {plan.fingerprint}, {len(plan.frozen)} frozen")
     dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
