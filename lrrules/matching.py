@@ -2,14 +2,18 @@
 
 A compiled matcher answers ``match(param)`` with ``None`` (no match) or a dict of the named regex
 groups it captured (empty when there are none), so a report can say what matched and why. Globs
-become one regular expression per matcher; user regexes run with a time limit per match.
+become one regular expression per matcher; user regexes run with a time limit per match and,
+inside :func:`regex_budget`, a total time budget.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +23,8 @@ from .model import ParamInfo
 
 #: Seconds one regex may spend on one name before the match is stopped as catastrophic.
 REGEX_TIMEOUT = 0.25
+#: Seconds all the regexes of one resolution may spend together (many names times many regexes).
+REGEX_BUDGET = 10.0
 
 Captures = dict[str, int | str]
 
@@ -54,10 +60,6 @@ class Glob:
         return {} if self._regex.match(param.name) else None  # type: ignore[attr-defined]
 
 
-#: Names longer than this are always matched under the time limit.
-_SAFE_LENGTH = 1000
-
-
 def _units(pattern: str) -> Iterator[tuple[int, str]]:
     """The regex's units with their positions: an escape as its two characters (inside a character
     class too), a character class as one ``[`` unit before its escapes (it ends at the first
@@ -83,26 +85,42 @@ def _units(pattern: str) -> Iterator[tuple[int, str]]:
             i += 1
 
 
-def is_linear(pattern: str) -> bool:
-    """Whether a regex cannot backtrack catastrophically: no quantified group, no backreference, and
-    at most one unbounded repeat. Such a search is at worst quadratic in the name, so it runs without
-    the time limit, which costs more than the match itself; every other regex runs under it."""
-    unbounded = 0
-    for i, unit in _units(pattern):
-        after_group = i > 0 and pattern[i - 1] == ")"
-        if unit[0] == "\\":
-            escaped = unit[1:]
-            if escaped.isdigit() and escaped != "0" or escaped == "g":
-                return False  # a backreference
-        elif unit == "(" and pattern[i + 1 : i + 4] == "?P=":
-            return False
-        elif unit in ("*", "+") or (unit == "{" and re.match(r"\{\d*,\}", pattern[i:])):
-            if after_group:
-                return False
-            unbounded += 1
-        elif unit in ("?", "{") and after_group and pattern[i - 2 : i] != "(?":
-            return False
-    return unbounded <= 1
+#: Captures of more ASCII digits than this stay text: a float holds 15 digits exactly.
+MAX_CAPTURE_DIGITS = 15
+
+
+class RegexBudget:
+    """The time all regexes of one resolution may still take together, in seconds.
+
+    A per-match limit alone lets many slow regexes times many names run for hours; the resolver
+    opens one budget per resolution (see :func:`regex_budget`) and every regex match draws on it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.left = seconds
+
+
+_BUDGET: ContextVar[RegexBudget | None] = ContextVar("lrrules_regex_budget", default=None)
+
+
+@contextmanager
+def regex_budget(seconds: float | None = None) -> Iterator[RegexBudget]:
+    """Run the regex matches inside under one total time budget (``REGEX_BUDGET`` by default)."""
+    budget = RegexBudget(REGEX_BUDGET if seconds is None else seconds)
+    token = _BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _BUDGET.reset(token)
+
+
+def _capture(value: str) -> int | str:
+    # int() takes any Unicode digits ('²' is a digit to str.isdigit but not to int) and would
+    # spend quadratic time on thousands of them: only short runs of ASCII digits become numbers.
+    if value.isascii() and value.isdigit() and len(value) <= MAX_CAPTURE_DIGITS:
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -110,24 +128,38 @@ class Regex:
     patterns: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_linear", tuple(is_linear(p) for p in self.patterns))
+        # Compiled here, once per rule set: the shared cache may hold fewer patterns than a file has.
+        object.__setattr__(self, "_compiled", tuple(compile_regex(p) for p in self.patterns))
 
     def match(self, param: ParamInfo) -> Captures | None:
+        # Every regex runs under the time limit: no judgement of which regexes are safe holds for
+        # every flag, verbose mode, recursion and fuzzy matching alike, and the limit costs ~1 us.
         name = param.name
-        for pattern, linear in zip(self.patterns, self._linear):  # type: ignore[attr-defined]
+        budget = _BUDGET.get()
+        for pattern, compiled in zip(self.patterns, self._compiled):  # type: ignore[attr-defined]
+            limit = REGEX_TIMEOUT if budget is None else min(REGEX_TIMEOUT, max(budget.left, 0.0))
+            started = time.perf_counter()
             try:
-                if linear and len(name) <= _SAFE_LENGTH:
-                    found = compile_regex(pattern).search(name)
-                else:
-                    found = compile_regex(pattern).search(name, timeout=REGEX_TIMEOUT)
+                if limit <= 0:
+                    raise TimeoutError
+                found = compiled.search(name, timeout=limit)
             except TimeoutError:
+                if budget is not None and limit < REGEX_TIMEOUT:
+                    raise MatchError(
+                        f"the regexes took more than {budget.seconds}s in total and were stopped (at regex "
+                        f"{pattern!r} on parameter '{param.name}'); use fewer or simpler regexes, or globs",
+                        pattern,
+                    ) from None
                 raise MatchError(
                     f"regex {pattern!r} took longer than {REGEX_TIMEOUT}s on parameter '{param.name}' and was "
                     "stopped; it backtracks catastrophically: remove nested repeats like (a+)+",
                     pattern,
                 ) from None
+            finally:
+                if budget is not None:
+                    budget.left -= time.perf_counter() - started
             if found:
-                return {k: int(v) if v.isdigit() else v for k, v in found.groupdict().items() if v is not None}
+                return {k: _capture(v) for k, v in found.groupdict().items() if v is not None}
         return None
 
 

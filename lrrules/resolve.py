@@ -24,7 +24,7 @@ from .errors import FormulaError, RuleError, RuleFileError
 from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign
-from .matching import Captures, Index, Matcher, MatchError, compile_matcher
+from .matching import Captures, Index, Matcher, MatchError, compile_matcher, regex_budget
 from .model import ParamInfo
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
@@ -54,16 +54,21 @@ def resolve_params(
     A parameter's ``index`` is its position in ``params``.
     """
     params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
-    layering = assign(rules.layers, params, model)
-    # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
-    # again and again (a third of the time on a 10k-tensor model).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _Resolver(rules, params, layering).plan(tuple(tensors))
-    finally:
-        if collecting:
-            gc.enable()
+    with regex_budget():  # one total time for every regex of this resolution, layers included
+        try:
+            layering = assign(rules.layers, params, model)
+        except MatchError as exc:
+            loc = ("layers", "patterns")
+            raise RuleFileError([RuleError(exc.message, rules.locate(loc), loc)]) from None
+        # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
+        # again and again (a third of the time on a 10k-tensor model).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _Resolver(rules, params, layering).plan(tuple(tensors))
+        finally:
+            if collecting:
+                gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

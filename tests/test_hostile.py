@@ -124,3 +124,65 @@ def test_json_rule_file_errors_point_into_the_json(tmp_path: Path, capsys: pytes
                                                   "rules": [{"name": "a", "match": "*", "lr_mul": 2}]}, indent=1))
     assert main(["check", str(path)]) == 2
     assert capsys.readouterr().err.startswith(f"{path}:10:4: rules[0].lr_mul")
+
+
+# --- hangs and resource limits -------------------------------------------------------------------
+
+from lrrules import matching  # noqa: E402
+from lrrules.errors import LrrulesError, RuleFileError  # noqa: E402
+from lrrules.language import loads  # noqa: E402
+from lrrules.resolve import resolve_params  # noqa: E402
+from tests.conftest import params as make_params  # noqa: E402
+
+SLOW_REGEXES = [
+    r"(?x) (.|.|.) + [A-Z]$",  # verbose mode: the space hid the repeat of a group
+    r"(?x:(.|.|.) +)[A-Z]$",  # a scoped flag
+    "(?x)(.|.|.) # a comment\n +[A-Z]$",
+    r"(?i)^(a|aa)+$",
+    r"^(?:a|a(?:a))+\d$",
+    r"^(?P<x>a|aa)*$",
+]
+
+
+@pytest.mark.parametrize("pattern", SLOW_REGEXES)
+def test_every_regex_runs_under_the_time_limit_whatever_its_flags(monkeypatch: pytest.MonkeyPatch,
+                                                                  pattern: str) -> None:
+    monkeypatch.setattr(matching, "REGEX_TIMEOUT", 0.05)
+    rules = loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "unmatched": "defaults",
+                              "rules": [{"name": "evil", "match": {"regex": pattern}}]}), fmt="json")
+    with pytest.raises(RuleFileError, match="took longer than 0.05s"):
+        resolve_params(rules, make_params(("a" * 60 + "!", (2,), "Linear")))
+
+
+def test_many_slow_regexes_on_many_names_stop_at_the_total_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each match stays under the per-match limit; together they would run for minutes.
+    monkeypatch.setattr(matching, "REGEX_BUDGET", 0.3)
+    rules = loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "unmatched": "defaults",
+                              "rules": [{"name": f"r{i}", "match": {"regex": f"^(a|aa)+{i}$"}}
+                                        for i in range(50)]}), fmt="json")
+    names = make_params(*((f"{'a' * 22}x{i}", (2,), "Linear") for i in range(200)))
+    with pytest.raises(RuleFileError, match=r"took more than 0.3s in total"):
+        resolve_params(rules, names)
+
+
+def test_each_regex_is_compiled_once_per_rule_set_even_beyond_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    import regex
+
+    from lrrules import language
+
+    count = 0
+    real = regex.compile
+
+    def counting(pattern: str, *args: object, **kw: object) -> object:
+        nonlocal count
+        count += 1
+        return real(pattern, *args, **kw)
+
+    language.compile_regex.cache_clear()
+    monkeypatch.setattr(language.regex, "compile", counting)
+    n = 5000
+    rules = loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "unmatched": "defaults",
+                              "rules": [{"name": f"r{i}", "match": {"regex": f"^w{i}x$"}} for i in range(n)]}),
+                  fmt="json")
+    resolve_params(rules, make_params(*((f"p{i}", (2,), "Linear") for i in range(40))))
+    assert count <= 3 * n  # not once per pattern and name (200,000)

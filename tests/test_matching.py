@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrrules.language import RuleSet
-from lrrules.matching import Index, compile_matcher, glob_prefix, is_linear, prefixes, regex_prefix
+from lrrules.matching import Index, compile_matcher, glob_prefix, prefixes, regex_prefix
 from lrrules.model import ParamInfo
 from lrrules.resolve import resolve_params
 
@@ -74,23 +74,6 @@ def test_matchers_that_can_match_anything_have_no_prefix() -> None:
     assert prefixes(spec({"any": ["fc.*", {"ndim": 1}]})) is None
     assert prefixes(spec({"all": [{"ndim": 1}, "fc.*"]})) == {"fc."}
     assert prefixes(spec(["fc.*", "head.*"])) == {"fc.", "head."}
-
-
-@pytest.mark.parametrize(
-    ("pattern", "linear"),
-    [
-        (r"^blocks\.(?P<i>\d+)\.", True),
-        (r"\.bias$", True),
-        (r"^(a|aa)+$", False),
-        (r"^(a+)+$", False),
-        (r".*.*x", False),
-        (r"(\w+)\1", False),
-        (r"(?P<x>a)(?P=x)", False),
-        (r"^x{2,}y+", False),
-    ],
-)
-def test_only_regexes_that_cannot_backtrack_run_without_the_timer(pattern: str, linear: bool) -> None:
-    assert is_linear(pattern) is linear
 
 
 NAMES = st.from_regex(r"[a-c]{1,3}(\.[a-c0-9]{1,3}){0,3}", fullmatch=True)
