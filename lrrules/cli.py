@@ -191,7 +191,7 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
     from .language import load, load_revision
 
     overrides = _overrides(sets)
-    if ":" in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
+    if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
         return load_revision(spec, overrides)
     return load(spec, overrides)
 

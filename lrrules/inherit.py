@@ -10,7 +10,8 @@ own file, so an error in a parent is reported at ``base.yaml:line:col``.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import RuleFileError
@@ -19,29 +20,75 @@ from .source import Loc, SourceMap, read
 BY_NAME = ("rules", "modifiers")
 BY_KEY = ("defaults", "vars")
 
+#: Finds the parent that ``name`` names beside ``folder`` (raising ``LookupError`` with the reason
+#: when there is none), and reads it: from disk by default, from one git revision for ``REV:path``.
+Locator = Callable[[PurePath, str], PurePath]
+Reader = Callable[[PurePath], tuple[Any, SourceMap]]
 
-def flatten(data: Any, source: SourceMap, folder: Path, chain: tuple[Path, ...]) -> tuple[Any, SourceMap]:
-    """``data`` with its ``extends`` resolved (recursively), and the positions of every part."""
+
+def on_disk(folder: PurePath, name: str) -> PurePath:
+    """The parent ``name`` relative to ``folder`` on disk; ``LookupError`` if it is not a file."""
+    try:
+        target = (Path(folder) / name).resolve()
+        if target.is_file():
+            return target
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python before 3.13
+        raise LookupError("which cannot be resolved (a symlink loop?)") from None
+    raise LookupError("which is not a file")
+
+
+def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePath, ...],
+            locate: Locator = on_disk, reader: Reader | None = None,
+            done: dict[PurePath, tuple[Any, SourceMap]] | None = None) -> tuple[Any, SourceMap]:
+    """``data`` with its ``extends`` resolved (recursively), and the positions of every part.
+
+    Each file is read and flattened once (``done``), however often the tree of parents names it:
+    a diamond repeated many times over is otherwise exponential.
+    """
     if not isinstance(data, dict) or "extends" not in data:
         return data, source
+    done = {} if done is None else done
+    reader = reader or read
     parents = data["extends"]
     listed = [parents] if isinstance(parents, str) else parents
     if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
         raise RuleFileError([source.error("'extends' takes a file name or a list of them", ("extends",))])
+    if not listed:
+        raise RuleFileError([source.error("'extends' lists no file; name one or remove 'extends'", ("extends",))])
     merged: tuple[Any, SourceMap] | None = None
     for i, name in enumerate(listed):
         loc: Loc = ("extends",) if isinstance(parents, str) else ("extends", i)
-        target = (folder / name).resolve()
+        if "\0" in name or not name.strip():
+            raise RuleFileError([source.error("'extends' needs a file name, without NUL characters", loc)])
+        try:
+            target = locate(folder, name)
+        except LookupError as exc:
+            raise RuleFileError([source.error(f"'extends' names '{name}', {exc.args[0]}", loc)]) from None
         files = " -> ".join(str(p) for p in (*chain, target))
         if target in chain:
             raise RuleFileError([source.error(f"'extends' makes a cycle: {files}", loc)])
-        if not target.is_file():
-            raise RuleFileError([source.error(f"'extends' names '{name}', which is not a file ({files})", loc)])
-        parent = flatten(*read(target), target.parent, (*chain, target))
+        if target not in done:
+            parent_data, parent_map = reader(target)
+            _check_parent(parent_data, parent_map, data, source)
+            done[target] = flatten(parent_data, parent_map, target.parent, (*chain, target), locate, reader, done)
+        parent = done[target]
         merged = parent if merged is None else merge(*merged, *parent)
     own = {k: v for k, v in data.items() if k != "extends"}
     assert merged is not None
     return merge(*merged, own, source)
+
+
+def _check_parent(parent: Any, parent_map: SourceMap, child: dict[str, Any], child_map: SourceMap) -> None:
+    if not isinstance(parent, dict):
+        raise RuleFileError([parent_map.error(
+            f"a file that is extended (by {child_map.path}) must be a mapping of rule-file keys, "
+            f"not a {type(parent).__name__}")])
+    if "version" in parent and "version" in child:
+        mine, theirs = parent["version"], child["version"]
+        if (type(mine), mine) != (type(theirs), theirs):
+            raise RuleFileError([parent_map.error(
+                f"version {mine!r} differs from version {theirs!r} of {child_map.path}, which extends this "
+                "file; a file and its parents are written in one version", ("version",))])
 
 
 def merge(base: dict[str, Any], base_map: SourceMap, over: dict[str, Any],
@@ -82,6 +129,10 @@ def _by_name(key: str, base: list[Any], base_map: SourceMap, over: list[Any], ov
     for j, entry in enumerate(over):
         name = entry.get("name") if isinstance(entry, dict) else None
         at = find(name) if name is not None else None
+        if isinstance(entry, dict) and entry.get("remove") is True and set(entry) - {"name", "remove"}:
+            extra = ", ".join(sorted(str(k) for k in set(entry) - {"name", "remove"}))
+            raise RuleFileError([over_map.error(
+                f"an entry with 'remove: true' only names what it removes; drop {extra}", (key, j, "remove"))])
         if at is not None and entry.get("remove") is True:
             del entries[at]
         elif at is not None:

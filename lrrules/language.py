@@ -16,10 +16,11 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import posixpath
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import regex
@@ -686,15 +687,46 @@ def json_schema_text() -> str:
 
 
 def load_revision(spec: str, overrides: Mapping[str, float] | None = None) -> RuleSet:
-    """Load ``REV:path`` from git (``HEAD~1:rules.yaml``), as ``git show`` gives it."""
-    import subprocess
+    """Load ``REV:path`` from git (``HEAD~1:rules.yaml``); the files it extends come from the same revision.
+
+    The revision is passed after ``--end-of-options`` and one that starts with ``-`` is refused, so
+    it can never reach git as an option.
+    """
+    from pathlib import PurePosixPath
+
+    from .inherit import flatten
 
     rev, _, path = spec.partition(":")
+    if not rev or rev.startswith("-") or "\0" in spec:
+        raise RuleFileError([RuleError("not a git revision and path: write REV:path, such as HEAD~1:rules.yaml "
+                                       "(a revision cannot start with '-')", Location(spec.replace("\0", "\\0")))])
+    relative = path.startswith("./")  # git reads './x' relative to the current folder, 'x' to the top
+
+    def locate(folder: PurePath, name: str) -> PurePath:
+        if name.startswith("/"):
+            raise LookupError("an absolute path, which is not in the revision")
+        return PurePosixPath(posixpath.normpath(posixpath.join(str(folder), name)))
+
+    def reader(target: PurePath) -> tuple[Any, SourceMap]:
+        where = f"{rev}:{'./' if relative else ''}{target}"
+        return parse(_git_blob(where), where, "json" if str(target).endswith(".json") else "yaml")
+
+    first = PurePosixPath(posixpath.normpath(path))
+    data, source = reader(first)
+    data, source = flatten(data, source, first.parent, (first,), locate, reader)
+    return validate(data, source, overrides)
+
+
+def _git_blob(where: str) -> bytes:
+    """The bytes of ``REV:path`` (``git cat-file blob``: plumbing, so no textconv filter runs)."""
+    import subprocess
+
     try:
-        done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuleFileError([RuleError(f"cannot run git to read it: {exc}", Location(spec))]) from None
+        done = subprocess.run(["git", "cat-file", "blob", "--end-of-options", where], capture_output=True,
+                              timeout=30, check=False)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise RuleFileError([RuleError(f"cannot run git to read it: {exc}", Location(where))]) from None
     if done.returncode != 0:
-        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["git show failed"]
-        raise RuleFileError([RuleError(f"not found in git: {reason[0]}", Location(spec))])
-    return loads(done.stdout, spec, "json" if path.endswith(".json") else "yaml", overrides)
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["git cat-file failed"]
+        raise RuleFileError([RuleError(f"not found in git: {reason[0]}", Location(where))])
+    return done.stdout

@@ -9,8 +9,11 @@ later stages turn a path inside the document (``("rules", 2, "lr_mult")``) into 
 
 from __future__ import annotations
 
+import bisect
 import json
+import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -87,15 +90,28 @@ class SourceMap:
 def read(path: str | Path) -> tuple[Any, SourceMap]:
     """Read a rule file: its data and positions. Raises :class:`RuleFileError` with the place."""
     name = str(path)
+    if "\0" in name:
+        raise _fail(name.replace("\0", "\\0"), "a file name cannot hold a NUL character")
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
+        # Opened without blocking and checked before reading: a FIFO or a device given as the rule
+        # file would otherwise wait for a writer, or never end.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise _fail(name, "no such file; give the path of a YAML or JSON rule file") from None
-    except IsADirectoryError:
-        raise _fail(name, "is a directory; give the path of a YAML or JSON rule file") from None
     except OSError as exc:
         raise _fail(name, f"cannot be read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _fail(name, "is a directory; give the path of a YAML or JSON rule file")
+        if not stat.S_ISREG(mode):
+            raise _fail(name, "is not a regular file (a pipe, device or socket); give the path of a rule file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise _fail(name, f"cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     fmt = "json" if name.endswith(".json") else "yaml"
     return parse(raw, name, fmt)
 
@@ -146,6 +162,7 @@ class _Yaml:
         self.text = text
         self.map = SourceMap(path)
         self.nodes = 0
+        self.open: set[int] = set()  # the collections being read, to refuse an alias to one of them
 
     def fail(self, message: str, mark: Any) -> RuleFileError:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
@@ -199,6 +216,16 @@ class _Yaml:
             self.map.values[loc] = Spot(mark.line + 1, mark.column + 1, quote, not multi)
             return self.scalar(node)
         self.map.values[loc] = Spot(mark.line + 1, mark.column + 1, "", False)
+        if id(node) in self.open:  # the composer lets an alias point into its own anchor's value
+            raise self.fail("an alias refers to the list or mapping that holds it; write the value out", mark)
+        self.open.add(id(node))
+        try:
+            return self.collection(node, loc)
+        finally:
+            self.open.discard(id(node))
+
+    def collection(self, node: yaml.Node, loc: Loc) -> Any:
+        mark = node.start_mark
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ:
                 raise self.fail(f"tag '{node.tag}' is not allowed: a rule file holds plain data", mark)
@@ -248,12 +275,15 @@ class _Json:
         self.text = text
         self.pos = 0
         self.map = SourceMap(path)
+        self.nodes = 0
+        # Where each line starts, found once: a position's line is then a binary search, so the
+        # reader stays linear in the size of the text (counting newlines per value was quadratic).
+        self.lines = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def spot(self, pos: int | None = None) -> Spot:
         pos = self.pos if pos is None else pos
-        line = self.text.count("\n", 0, pos) + 1
-        col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
-        return Spot(line, col)
+        line = bisect.bisect_right(self.lines, pos)
+        return Spot(line, pos - self.lines[line - 1] + 1)
 
     def fail(self, message: str, pos: int | None = None) -> RuleFileError:
         spot = self.spot(pos)
@@ -273,6 +303,9 @@ class _Json:
     def value(self, loc: Loc, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise self.fail(f"nests deeper than {MAX_DEPTH} levels")
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.fail(f"holds more than {MAX_NODES} values; a rule file is a short list of rules")
         here = self.spot()
         char = self.text[self.pos : self.pos + 1]
         if char == "{":

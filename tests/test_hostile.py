@@ -130,7 +130,7 @@ def test_json_rule_file_errors_point_into_the_json(tmp_path: Path, capsys: pytes
 
 from lrrules import matching  # noqa: E402
 from lrrules.errors import LrrulesError, RuleFileError  # noqa: E402
-from lrrules.language import loads  # noqa: E402
+from lrrules.language import load, loads  # noqa: E402
 from lrrules.resolve import resolve_params  # noqa: E402
 from tests.conftest import params as make_params  # noqa: E402
 
@@ -186,3 +186,142 @@ def test_each_regex_is_compiled_once_per_rule_set_even_beyond_the_cache(monkeypa
                   fmt="json")
     resolve_params(rules, make_params(*((f"p{i}", (2,), "Linear") for i in range(40))))
     assert count <= 3 * n  # not once per pattern and name (200,000)
+
+
+def test_a_json_rule_file_near_the_size_limit_is_read_in_one_pass(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # ~800 KiB and 60,000 values: counting the newlines before every value made this take minutes.
+    rules = [{"name": f"r{i}", "match": f"x{i}.*", "lr_mult": 1.5} for i in range(12000)]
+    path = write(tmp_path, "r.json", json.dumps({"version": 1, "defaults": {"lr": 0.1}, "rules": rules}, indent=1))
+    assert main(["check", str(path)]) == 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_the_count_of_values_is_limited_in_json_as_in_yaml(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    from lrrules import source
+
+    monkeypatch.setattr(source, "MAX_NODES", 50)
+    text = json.dumps({"version": 1, "defaults": {"lr": 0.1}, "vars": {f"v{i}": i for i in range(60)}})
+    with pytest.raises(RuleFileError, match="more than 50 values") as caught:
+        loads(text, "r." + fmt, fmt)
+    assert caught.value.errors[0].line == 1
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "version: 1\ndefaults: &d {lr: 0.1, x: *d}\n",
+                                  "a: &a {b: [1, {c: [*a]}]}\n"])
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   text: str) -> None:
+    path = write(tmp_path, "r.yaml", text)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:") and "refers to the list or mapping that holds it" in err
+
+
+def test_a_rule_file_that_is_not_a_regular_file_is_refused(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    fifo = tmp_path / "r.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer for ever
+    for path in (str(fifo), "/dev/null", "/dev/zero"):
+        assert main(["check", path]) == 2
+        assert capsys.readouterr().err == f"{path}: is not a regular file (a pipe, device or socket); " \
+                                          "give the path of a rule file\n"
+    assert main(["check", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+# --- extends -------------------------------------------------------------------------------------
+
+BASE = "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: '*'}\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "message", "where"),
+    [
+        ({"r.yaml": "version: 1\nextends: []\n"}, "lists no file", "r.yaml:2:10"),
+        ({"r.yaml": "version: 1\nextends: \"a\\0b\"\n"}, "without NUL", "r.yaml:2:10"),
+        ({"r.yaml": "version: 1\nextends: ''\n"}, "needs a file name", "r.yaml:2:10"),
+        ({"r.yaml": "version: 1\nextends: [loop]\n"}, "cannot be resolved (a symlink loop?)", "r.yaml:2:11"),
+        ({"r.yaml": "version: 1\nextends: b.yaml\n", "b.yaml": "version: 2\ndefaults: {lr: 1}\n"},
+         "version 2 differs from version 1", "b.yaml:1:10"),
+        ({"r.yaml": "version: 1\nextends: b.yaml\n", "b.yaml": "version: true\ndefaults: {lr: 1}\n"},
+         "version True differs", "b.yaml:1:10"),
+        ({"r.yaml": "version: 1\nextends: b.yaml\n", "b.yaml": "- 1\n- 2\n"}, "not a list", "b.yaml:1:1"),
+        ({"r.yaml": "version: 1\nextends: b.yaml\n", "b.yaml": "just text\n"}, "not a str", "b.yaml:1:1"),
+        ({"r.yaml": "version: 1\nextends: b.yaml\nrules:\n  - {name: a, remove: true, lr: 3}\n", "b.yaml": BASE},
+         "only names what it removes; drop lr", "r.yaml:4:23"),
+        ({"r.yaml": "version: 1\nextends: b.yaml\nrules:\n  - {name: a, remove: true, match: x, freeze: true}\n",
+          "b.yaml": BASE}, "drop freeze, match", "r.yaml:4:23"),
+    ],
+)
+def test_bad_extends_is_an_error_in_the_right_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   files: dict[str, str], message: str, where: str) -> None:
+    import os
+
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    os.symlink(tmp_path / "loop2", tmp_path / "loop")
+    os.symlink(tmp_path / "loop", tmp_path / "loop2")
+    assert main(["check", str(tmp_path / "r.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.startswith(f"{tmp_path}/{where}:") or err.startswith(f"{tmp_path / where.split(':')[0]}:"), err
+    assert f"{where.split(':', 1)[1]}:" in err.splitlines()[0]
+
+
+def test_each_extended_file_is_read_once_however_often_it_is_named(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrrules import inherit
+
+    write(tmp_path, "f0.yaml", BASE)
+    for i in range(1, 8):  # each file names its parent three times: 3**7 reads without the memo
+        write(tmp_path, f"f{i}.yaml", f"version: 1\nextends: [f{i - 1}.yaml, f{i - 1}.yaml, f{i - 1}.yaml]\n")
+    reads: list[str] = []
+    real = inherit.read
+
+    def counting(path: object) -> object:
+        reads.append(str(path))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inherit, "read", counting)
+    rules = load(tmp_path / "f7.yaml")
+    assert [r.name for r in rules.rules] == ["a"]
+    assert len(reads) == len(set(reads)) == 7
+
+
+def git_repo(tmp_path: Path) -> object:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    return git
+
+
+def test_the_parents_of_a_revision_come_from_the_same_revision(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    git = git_repo(tmp_path)
+    write(tmp_path, "base.yaml", BASE)
+    (tmp_path / "conf").mkdir()
+    write(tmp_path, "conf/child.yaml", "version: 1\nextends: ../base.yaml\n")
+    git("add", ".")  # type: ignore[operator]
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")  # type: ignore[operator]
+    write(tmp_path, "base.yaml", BASE.replace("0.1", "0.5"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", "HEAD:conf/child.yaml", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["defaults"] == {"lr": 0.1}
+    assert main(["show", "conf/child.yaml", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["defaults"] == {"lr": 0.5}
+
+
+@pytest.mark.parametrize("spec", ["--output=written:x", "-o:x", "--textconv:x", "HEAD:\0x"])
+def test_a_revision_can_never_reach_git_as_an_option(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    git_repo(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--", spec]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err
+    assert list(tmp_path.iterdir()) == [tmp_path / ".git"]
