@@ -18,6 +18,7 @@ import ast
 import difflib
 import math
 import operator
+import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -107,10 +108,7 @@ class Formula(str):
         """The formula's value with ``env`` giving the variables; raises :class:`FormulaError`."""
         if self.constant is not None:
             return self.constant
-        value = self._code(env)
-        if not _is_number(value):
-            raise FormulaError(f"gives {value!r}, not a number", self.text, 0)
-        return float(value)
+        return _as_float(self._code(env), self.text)
 
 
 def compile_formula(text: str, names: Collection[str] | None) -> Formula:
@@ -138,11 +136,17 @@ def compile_formula(text: str, names: Collection[str] | None) -> Formula:
     used = frozenset(compiler.used)
     constant = None
     if not used:
-        value = code({})
-        if not _is_number(value):
-            raise FormulaError(f"gives {value!r}, not a number", text, 0)
-        constant = float(value)
+        constant = _as_float(code({}), text)
     return Formula(text, used, code, constant)
+
+
+def _as_float(value: object, text: str) -> float:
+    if not _is_number(value):
+        raise FormulaError(f"gives {value!r}, not a number", text, 0)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:  # integer arithmetic has no bound of its own
+        raise FormulaError("gives a number too large for a float", text, 0) from None
 
 
 def _is_number(value: object) -> bool:
@@ -199,6 +203,8 @@ def _constant(c: _Compiler, node: ast.Constant, depth: int) -> Code:
     value = node.value
     if isinstance(value, complex) or value is None or isinstance(value, bytes) or value is Ellipsis:
         raise c.fail(node, f"{value!r} is not allowed; use numbers")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        raise c.fail(node, "the number is too large (the largest is about 1.8e308)")
     return lambda env: value
 
 

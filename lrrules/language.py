@@ -115,8 +115,21 @@ Globs = Annotated[
 Regexes = Annotated[
     list[Regex], BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]), Field(min_length=1)
 ]
+def _plain_number(value: Any) -> Any:
+    # pydantic's lax mode reads True as 1 and the text '1_000' as 1000; YAML 1.2 and JSON do not.
+    if isinstance(value, bool):
+        raise PydanticCustomError("number", "a boolean is not a number", {})
+    if isinstance(value, str):
+        raise PydanticCustomError("number", "Input should be a valid number, not text", {})
+    return value
+
+
+#: A number where only a number goes (no formula): finite, never a boolean or numeric-looking text.
+Number = Annotated[float, BeforeValidator(_plain_number), Field(allow_inf_nan=False)]
+Count = Annotated[int, BeforeValidator(_plain_number)]
+
 Ndims = Annotated[
-    list[Annotated[int, Field(ge=0)]],
+    list[Annotated[Count, Field(ge=0)]],
     BeforeValidator(_listify, json_schema_input_type=Union[int, list[int]]),
     Field(min_length=1),
 ]
@@ -185,12 +198,18 @@ def matcher_groups(matcher: Any) -> set[str]:
     return found
 
 
+def _version(value: Any) -> Any:
+    if isinstance(value, bool):  # True == 1 in Python
+        raise PydanticCustomError("literal_error", "unsupported version", {})
+    return value
+
+
 # --- settings ----------------------------------------------------------------------------------
 
 
 def _check_number(value: Any) -> Any:
     if isinstance(value, bool):
-        raise PydanticCustomError("number", "expected a number or a formula, got {value}", {"value": value})
+        raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
@@ -204,7 +223,28 @@ Setting = Annotated[
     BeforeValidator(_check_number),
     Field(description=_FORMULA_HELP),
 ]
-OptionValue = Union[bool, Setting, list[float], None]
+
+
+def _option_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "<bool>"
+    if isinstance(value, (list, tuple)):
+        return "<list>"
+    return "<none>" if value is None else "<value>"
+
+
+def _option(value: Any) -> Any:
+    """An option's value type: a boolean, a list of numbers, null, or ``value`` (a number, or a
+    formula in rules), chosen by the input's type so that an error names only the one that applies."""
+    return Annotated[
+        Union[Annotated[bool, Tag("<bool>")], Annotated[list[Number], Tag("<list>")], Annotated[None, Tag("<none>")],
+              Annotated[value, Tag("<value>")]],
+        Discriminator(_option_kind),
+    ]
+
+
+OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
+OptionValue = _option(Setting)
 #: The keys of a rule or modifier that hold a number or a formula.
 SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 _RESERVED_OPTIONS = {"lr", "weight_decay", "params", "param_names", "lr_scale"}
@@ -295,7 +335,11 @@ def _names(info: ValidationInfo) -> set[str] | None:
 
 def _formula(text: str, names: set[str] | None, key: str | None = None) -> Formula:
     try:
-        return compile_formula(text, names)
+        formula = compile_formula(text, names)
+        # A formula that reads no variable has one value: checked now, so `check` needs no model.
+        if formula.constant is not None and not (math.isfinite(formula.constant) and formula.constant >= 0):
+            raise FormulaError(f"gives {formula.constant}; the value must be a finite number >= 0", text, 0)
+        return formula
     except FormulaError as exc:
         message = f"options.{key}: {exc.message}" if key else exc.message
         raise PydanticCustomError(
@@ -351,11 +395,11 @@ class Defaults(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    lr: Annotated[float, Field(gt=0, allow_inf_nan=False, description="The base learning rate (base_lr).")]
+    lr: Annotated[Number, Field(gt=0, description="The base learning rate (base_lr).")]
     weight_decay: Annotated[
-        float, Field(ge=0, allow_inf_nan=False, description="The base weight decay (base_weight_decay).")
+        Number, Field(ge=0, description="The base weight decay (base_weight_decay).")
     ] = 0.0
-    __pydantic_extra__: dict[str, Union[bool, Annotated[float, Field(allow_inf_nan=False)], list[float], None]]
+    __pydantic_extra__: dict[str, _option(Number)]  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _known_looking_options(self) -> Defaults:
@@ -403,7 +447,7 @@ class ModuleLayers(BaseModel):
 
     model_config = _STRICT
     by: Literal["module"]
-    level: Annotated[int, Field(ge=1, description="How many leading name parts make a layer.")] = 1
+    level: Annotated[Count, Field(ge=1, description="How many leading name parts make a layer.")] = 1
 
 
 class TimmLayers(BaseModel):
@@ -429,8 +473,8 @@ class Phase(BaseModel):
 
     model_config = _STRICT
 
-    from_epoch: Annotated[int, Field(ge=0)] | None = Field(None, description="The epoch this phase starts at.")
-    from_step: Annotated[int, Field(ge=0)] | None = Field(None, description="The step this phase starts at.")
+    from_epoch: Annotated[Count, Field(ge=0)] | None = Field(None, description="The epoch this phase starts at.")
+    from_step: Annotated[Count, Field(ge=0)] | None = Field(None, description="The step this phase starts at.")
     freeze: Matcher | None = Field(None, description="Parameters to freeze (requires_grad=False) from then on.")
     unfreeze: Matcher | None = Field(None, description="Parameters to unfreeze from then on.")
 
@@ -454,12 +498,12 @@ class RuleSet(BaseModel):
     )
 
     schema_ref: str | None = Field(None, alias="$schema", description="The JSON Schema, for editors.")
-    version: Literal[1] = Field(description="The language version; this lrrules reads 1.")
+    version: Annotated[Literal[1], BeforeValidator(_version)] = Field(description="The language version; this lrrules reads 1.")
     extends: str | list[str] | None = Field(
         None, description="Rule file(s) this one builds on, relative to it: their defaults, layers, rules and "
         "modifiers are inherited; an entry of the same name replaces an inherited one; {name, remove: true} drops it."
     )
-    vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Annotated[float, Field(allow_inf_nan=False)]] = (
+    vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Number] = (
         Field(default_factory=dict, description="Named numbers formulas can read; overridable (--set name=value).")
     )
     defaults: Defaults
@@ -617,11 +661,19 @@ def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> A
             have = ", ".join(known) or "none"
             errors.append(source.error(f"cannot set '{name}': the file has no such var{hint}; its vars: {have}",
                                        ("vars",)))
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            errors.append(source.error(f"cannot set '{name}' to {value!r}: a var is a finite number", ("vars",)))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            shown = repr(value) if not isinstance(value, int) or value.bit_length() < 1024 else "a huge integer"
+            errors.append(source.error(f"cannot set '{name}' to {shown}: a var is a finite number", ("vars",)))
     if errors:
         raise RuleFileError(errors)
     return {**data, "vars": {**known, **overrides}}
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
 
 
 _VOCABULARY = sorted(
@@ -632,7 +684,7 @@ _VOCABULARY = sorted(
 
 
 def _located(error: Any, source: SourceMap) -> RuleError:
-    loc = [part for part in error["loc"] if part not in MATCHER_TAGS]
+    loc = [part for part in error["loc"] if part not in MATCHER_TAGS and part not in OPTION_TAGS]
     ctx = error.get("ctx") or {}
     kind = error["type"]
     if "loc" in ctx:

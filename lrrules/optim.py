@@ -80,7 +80,32 @@ def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
                     f"{ruleset.path}: option '{key}' (in {where}) is not an option of {name}{hint}; "
                     f"{name} takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}"
                 )
+        _check_option_shapes(ruleset, factory, name)
     return factory, accepted
+
+
+def _option_values(rules: RuleSet) -> list[tuple[tuple[str | int, ...], str, Any]]:
+    found: list[tuple[tuple[str | int, ...], str, Any]] = [
+        (("defaults", key), key, value) for key, value in rules.defaults.options.items()]
+    for kind, entries in (("rules", rules.rules), ("modifiers", rules.modifiers)):
+        for i, entry in enumerate(entries):
+            found += [((kind, i, "options", key), key, value) for key, value in (entry.options or {}).items()]
+    return found
+
+
+def _check_option_shapes(ruleset: RuleSet, factory: Any, name: str) -> None:
+    """An option whose default is a tuple (``betas=(0.9, 0.999)``) takes a list of as many numbers;
+    one whose default is a number takes no list: torch would fail later, or unpack the wrong values."""
+    parameters = inspect.signature(factory).parameters
+    for loc, key, value in _option_values(ruleset):
+        default = parameters[key].default if key in parameters else inspect.Parameter.empty
+        if isinstance(default, tuple) and all(isinstance(d, (int, float)) for d in default):
+            if not isinstance(value, list) or len(value) != len(default):
+                got = f"a list of {len(value)}" if isinstance(value, list) else repr(value)
+                raise OptimizerError(f"{ruleset.locate(loc)}: option '{key}' of {name} takes a list of "
+                                     f"{len(default)} numbers (such as {list(default)}), got {got}")
+        elif isinstance(value, list) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            raise OptimizerError(f"{ruleset.locate(loc)}: option '{key}' of {name} takes one number, not a list")
 
 
 def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:

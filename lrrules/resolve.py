@@ -427,5 +427,13 @@ class _Resolver:
         else:
             lr_scale = scale * lr_mult
             lr = self.base_lr * lr_scale
-        return Settled(lr, lr_scale, wd * wd_mult, options, tuple(steps))
+        wd *= wd_mult
+        # Each value is finite, but their product may not be (1e300 x 1e10): the final ones are checked.
+        if not (math.isfinite(lr) and math.isfinite(lr_scale) and math.isfinite(wd)):
+            entry = claim[0] if claim is not None else modifiers[0][0]
+            names = ", ".join(dict.fromkeys(e.name for e, _ in ([claim] if claim else []) + modifiers))
+            raise self.fail(entry, (), f"the settings of {names} give parameter '{info.name}' lr {lr} (x{lr_scale} "
+                            f"base) and weight decay {wd}; the final values must be finite: the multipliers "
+                            "overflow")
+        return Settled(lr, lr_scale, wd, options, tuple(steps))
 

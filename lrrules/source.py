@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import os
 import re
 import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,14 +149,51 @@ def _decode(raw: bytes, path: str) -> str:
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-3`` as a number the way YAML 1.2 and JSON do."""
+    """PyYAML's safe loader with the YAML 1.2 core schema's plain scalars, as JSON reads them:
+    ``010`` is 10 (not octal 8), ``1:30`` and ``1_000`` are text (not base 60 or 1000), ``yes`` and
+    ``on`` are text (not booleans), ``1e-3`` is a number."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}
 
 
-_SafeLoader.add_implicit_resolver(
-    _FLOAT,
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+for _tag, _pattern, _first in (
+    (_BOOL, r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    (_NULL, r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (_FLOAT, r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+             r"|\.(?:nan|NaN|NAN))$", "-+.0123456789"),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),  # only to refuse merge keys by name
+):
+    _SafeLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+#: The most digits an integer may have: a float, which every number becomes, ends near 1.8e308.
+MAX_INT_DIGITS = 309
+
+
+def number(text: str) -> int | float:
+    """A YAML 1.2 / JSON number's value; ``ValueError`` with the reason for one beyond a float's range.
+
+    >>> number("010"), number("0x1f"), number("-.inf")
+    (10, 31, -inf)
+    """
+    body = text.lstrip("+-")
+    sign = -1 if text.startswith("-") else 1
+    if body[:2] in ("0o", "0x"):
+        value: int | float = sign * int(body[2:], 8 if body[1] == "o" else 16) if len(body) <= 260 else math.inf
+    elif body.isdigit():
+        # Counted before int() runs: Python refuses more than 4,300 digits with its own error.
+        value = int(text) if len(body) <= MAX_INT_DIGITS else math.inf
+    elif body.lower() in (".inf", ".nan"):
+        return sign * math.inf if body.lower() == ".inf" else math.nan
+    else:
+        value = float(text)
+    if abs(value) > sys.float_info.max:
+        raise ValueError(f"number {_clip(text)} is too large (the largest is about 1.8e308)")
+    return value
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
 
 
 class _Yaml:
@@ -253,15 +292,27 @@ class _Yaml:
         return out
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
-        tag = node.tag
-        if tag == _TIMESTAMP:
-            return node.value
-        if tag in (_STR, _INT, _FLOAT, _BOOL, _NULL):
-            return _SafeLoader.yaml_constructors[tag](_SCALARS, node)
+        tag, text = node.tag, node.value
+        if tag == _STR:
+            return text
+        if tag == _NULL and _NULL_TEXT.match(text):
+            return None
+        if tag == _BOOL and _BOOL_TEXT.match(text):
+            return text.lower() == "true"
+        if tag in (_INT, _FLOAT) and _NUMBER_TEXT.match(text):
+            try:
+                return number(text)
+            except ValueError as exc:
+                raise self.fail(str(exc), node.start_mark) from None
+        if tag in (_INT, _FLOAT, _BOOL, _NULL):  # an explicit tag (!!int 1:30) on text the schema does not read so
+            raise self.fail(f"'{_clip(text)}' is not a YAML 1.2 {tag.rsplit(':', 1)[1]}", node.start_mark)
         raise self.fail(f"tag '{tag}' is not allowed: a rule file holds plain data", node.start_mark)
 
 
-_SCALARS = _SafeLoader("")
+_NULL_TEXT = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL_TEXT = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NUMBER_TEXT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)"
+                          r"(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
 class _Json:
@@ -317,11 +368,14 @@ class _Json:
         self.map.values[loc] = Spot(here.line, here.col, '"' if char == '"' else "")
         if char == '"':
             return self.string()
-        number = self._NUMBER.match(self.text, self.pos)
-        if number and number.group():
-            self.pos = number.end()
-            text = number.group()
-            return float(text) if any(c in text for c in ".eE") else int(text)
+        found = self._NUMBER.match(self.text, self.pos)
+        if found and found.group():
+            try:
+                value = number(found.group())
+            except ValueError as exc:
+                raise _fail(self.map.path, str(exc), here.line, here.col) from None
+            self.pos = found.end()
+            return value
         for word, literal in self._LITERALS.items():
             if self.text.startswith(word, self.pos):
                 self.pos += len(word)

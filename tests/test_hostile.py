@@ -4,6 +4,7 @@ never a traceback, never a hang, and nothing resolved."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,153 @@ def test_a_revision_can_never_reach_git_as_an_option(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert "Traceback" not in err and err
     assert list(tmp_path.iterdir()) == [tmp_path / ".git"]
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+
+DIGITS_401 = "1" * 401
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        ("version: 1\ndefaults: {lr: 1.0e300}\nrules:\n  - {name: a, match: '*', lr_mult: 1.0e10}\n",
+         "lr inf", 4),
+        ("version: 1\ndefaults: {lr: 1.0e300}\nrules:\n  - {name: a, match: '*', lr_mult: '1e10 * (layer + 1)'}\n",
+         "lr inf", 4),
+        ("version: 1\ndefaults: {lr: 0.1, weight_decay: 1.0e300}\nrules:\n  - {name: a, match: '*'}\n"
+         "modifiers:\n  - {name: m, match: '*', weight_decay_mult: 1.0e10}\n", "weight decay inf", 4),
+        ("version: 1\ndefaults: {lr: 1.0e-300}\nrules:\n  - {name: a, match: '*', lr: 1.0e300}\n",
+         "(xinf base)", 4),
+        ("version: 1\ndefaults: {lr: 1.0e300}\nrules:\n  - {name: a, match: '*'}\n"
+         "modifiers:\n  - {name: m, match: '*', lr_mult: 1.0e10}\n  - {name: n, match: '*', lr_mult: 1.0e10}\n",
+         "lr inf", 4),
+    ],
+)
+def test_a_final_value_that_overflows_is_an_error_not_an_optimizer_with_inf(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str, line: int) -> None:
+    code, err = resolve(tmp_path, capsys, text)
+    assert code == 2 and message in err and "must be finite" in err
+    assert err.startswith(f"{tmp_path / 'r.yaml'}:{line}:")
+
+
+def test_build_optimizer_refuses_an_overflowing_lr(tmp_path: Path) -> None:
+    from lrrules import build_optimizer
+
+    path = write(tmp_path, "r.yaml", "version: 1\ndefaults: {lr: 1.0e300}\nrules:\n  - {name: a, match: '*', "
+                                     "lr_mult: 1.0e10}\n")
+    with pytest.raises(LrrulesError, match="must be finite"):
+        build_optimizer(path, torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (DIGITS_401, "is too large"),
+        ("9" * 5000, "is too large"),
+        ("-" + DIGITS_401, "is too large"),
+        ("1e400", "is too large"),
+        ("0x" + "f" * 300, "is too large"),
+        (f"'{DIGITS_401}'", "is too large"),  # in a formula
+        ("'1e308 * 10'", "finite number >= 0"),
+        ("'0 - 1'", "finite number >= 0"),
+        ("'-1e-9'", "finite number >= 0"),
+        ("'exp(1000)'", "too large"),
+        ("'1e308 * 10 - 1e308 * 10'", "finite number >= 0"),
+        ("'123456789 ** 2 * " + " * ".join(["99999999999"] * 30) + "'", "finite number >= 0"),
+        ("'" + " * ".join([DIGITS_401[:200]] * 2) + "'", "too large for a float"),
+        ("true", "a boolean is not a number"),
+    ],
+)
+def test_a_number_or_constant_formula_out_of_range_is_caught_when_the_file_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str) -> None:
+    path = write(tmp_path, "r.yaml", f"version: 1\ndefaults: {{lr: 0.1}}\nrules:\n  - {{name: a, match: '*', "
+                                     f"lr_mult: {value}}}\n")
+    assert main(["check", str(path)]) == 2  # no model: the file alone shows it
+    err = capsys.readouterr().err
+    assert message in err and err.startswith(f"{path}:4:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_huge_integers_in_either_format_name_their_place(fmt: str) -> None:
+    text = '{"version": 1,\n "defaults": {"lr": %s}}' % ("7" * 5000)
+    with pytest.raises(RuleFileError, match="is too large") as caught:
+        loads(text, "r." + fmt, fmt)
+    assert (caught.value.errors[0].line, caught.value.errors[0].col) == (2, 21)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("010", 10.0), ("0o17", 15.0), ("0x10", 16.0), ("1.5e-3", 1.5e-3), ("+2", 2.0), ("007", 7.0)],
+)
+def test_numbers_are_read_as_yaml_1_2_and_json_read_them(value: str, expected: float) -> None:
+    rules = loads(f"version: 1\ndefaults: {{lr: 0.1}}\nvars: {{v: {value}}}\n")
+    assert rules.vars["v"] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("version: 1\ndefaults: {lr: 0.1}\nvars: {v: 1:30}\n", "valid number"),  # base 60 in YAML 1.1
+        ("version: 1\ndefaults: {lr: 0.1}\nvars: {v: 1_000}\n", "valid number"),
+        ("version: 1\ndefaults: {lr: 0.1}\nvars: {v: '2'}\n", "valid number"),
+        ("version: 1\ndefaults: {lr: 0.1}\nvars: {v: !!int 1:30}\n", "not a YAML 1.2 int"),
+        ("version: 1\ndefaults: {lr: 0.1}\nvars: {v: !!float yes}\n", "not a YAML 1.2 float"),
+        ("version: 1\ndefaults: {lr: true}\n", "a boolean is not a number"),
+        ("version: 1\ndefaults: {lr: 0.1, eps: false}\nvars: {v: on}\n", "valid number"),
+        ("version: true\ndefaults: {lr: 0.1}\n", "unsupported version True"),
+        ("version: 1\ndefaults: {lr: 0.1}\nvars: {v: true}\n", "a boolean is not a number"),
+        ("version: 1\ndefaults: {lr: 0.1}\nlayers: {by: module, level: true}\n", "a boolean is not a number"),
+        ("version: 1\ndefaults: {lr: 0.1}\nphases:\n  - {from_epoch: true, freeze: '*'}\n", "a boolean"),
+        ("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: {ndim: [true]}}\n", "a boolean"),
+        ("version: 1\ndefaults: {lr: 0.1, betas: [.inf, 0.9]}\n", "finite number"),
+        ("version: 1\ndefaults: {lr: 0.1, betas: [0.9, .nan]}\n", "finite number"),
+        ("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: '*', options: {betas: [true, 1]}}\n",
+         "a boolean"),
+        ("version: 1\ndefaults: {lr: 0.1, eps: 'yes'}\n", "valid number"),
+    ],
+)
+def test_yaml_1_1_number_quirks_and_booleans_are_not_numbers(text: str, message: str) -> None:
+    with pytest.raises(RuleFileError, match=re.escape(message)) as caught:
+        loads(text)
+    assert caught.value.errors[0].line > 0
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("betas: [0.9]", "takes a list of 2 numbers (such as [0.9, 0.999]), got a list of 1"),
+        ("betas: [0.9, 0.99, 0.9]", "got a list of 3"),
+        ("betas: 0.9", "got 0.9"),
+        ("eps: [1.0e-8, 1.0e-8]", "'eps' of AdamW takes one number, not a list"),
+    ],
+)
+def test_list_options_have_the_length_the_optimizer_expects(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            option: str, message: str) -> None:
+    path = write(tmp_path, "r.yaml", f"version: 1\ndefaults: {{lr: 0.1, {option}}}\nrules:\n  - {{name: a, match: '*'}}\n")
+    assert main(["check", str(path), "--model", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"{path}:2:" in err
+
+
+def test_a_list_option_in_a_rule_is_checked_too(tmp_path: Path) -> None:
+    from lrrules import build_optimizer
+
+    path = write(tmp_path, "r.yaml", "version: 1\ndefaults: {lr: 0.1}\nrules:\n"
+                                     "  - {name: a, match: '*', options: {betas: [0.9]}}\n")
+    with pytest.raises(LrrulesError, match=r"r.yaml:4:\d+: option 'betas'"):
+        build_optimizer(path, torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("value", ["1" * 401, "9" * 5000, "1e400", "true", "010", "0x10", "NaN", "Infinity"])
+def test_set_takes_only_finite_json_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    path = write(tmp_path, "r.yaml", "version: 1\ndefaults: {lr: 0.1}\nvars: {decay: 0.5}\n")
+    assert main(["check", str(path), "--set", f"decay={value}"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("--set takes name=number" in err or "a var is a finite number" in err)
+
+
+@pytest.mark.parametrize("value", [10**400, float("inf"), float("nan"), True, "0.5"])
+def test_overrides_take_only_finite_numbers(value: object) -> None:
+    with pytest.raises(RuleFileError, match="a var is a finite number"):
+        loads("version: 1\ndefaults: {lr: 0.1}\nvars: {decay: 0.5}\n", overrides={"decay": value})  # type: ignore[dict-item]
