@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import LrrulesError, RuleFileError
+from .errors import LrrulesError, RuleFileError, printable
 
 if TYPE_CHECKING:
     from .language import RuleSet
@@ -30,6 +30,10 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_INVALID = 0, 1, 2
 FORMATS = ("table", "json", "yaml", "csv")
 
 
+#: The exit code of a command whose reader went away (``| head``), as a shell reports SIGPIPE.
+EXIT_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (``sys.argv[1:]`` by default); returns the exit code."""
     args = _parser().parse_args(argv)
@@ -37,10 +41,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except LrrulesError as exc:
         # A rule-file error already starts with its file:line:col, like a compiler's.
-        print(exc if isinstance(exc, RuleFileError) else f"lrrules: error: {exc}", file=sys.stderr)
+        _complain(str(exc) if isinstance(exc, RuleFileError) else f"lrrules: error: {exc}")
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader closed the pipe (`lrrules params ... | head -2`): stop quietly, as Unix tools do.
+        # Python would still flush stdout at exit and complain, so stdout goes to /dev/null.
+        _discard_stdout()
+        return EXIT_PIPE
+    except OSError as exc:  # writing an output file (-o /missing/dir/x.json), or a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        _complain(f"lrrules: error: {where}{exc.strerror or exc}")
+        return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
+
+
+def _complain(text: str) -> None:
+    try:
+        print(printable(text, lines=True), file=sys.stderr)
+    except BrokenPipeError:
+        pass
+
+
+def _discard_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by something without a descriptor
+        pass
 
 
 def run() -> None:
@@ -90,8 +120,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 lines += [f"strict: {w}" for w in plan.warnings()]
             if lines:
                 failed = True
-                print(f"{args.rules} on {model.label}:")
-                print("\n".join(f"  {line}" for line in lines))
+                _print(f"{args.rules} on {model.label}:")
+                _print("\n".join(f"  {line}" for line in lines))
     return EXIT_PROBLEMS if failed else EXIT_OK
 
 
@@ -146,8 +176,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise LrrulesError(f"{out} exists; pass --force to overwrite it")
     out.write_text(text)
-    print(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
-          f"--model {model.label}", file=sys.stderr)
+    _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
+              f"--model {model.label}")
     return EXIT_OK
 
 
@@ -180,7 +210,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     model = _model(args)
     written = plot(_resolve(rules, model), args.output, title=f"{args.rules} on {model.label}")
-    print(f"wrote {written}", file=sys.stderr)
+    _complain(f"wrote {written}")
     return EXIT_OK
 
 
@@ -263,8 +293,11 @@ def _unicode() -> bool:
 
 
 def _print(text: str) -> None:
+    # Every human-readable line is escaped where it is made (report.py); this catches the rest:
+    # no control character from a name, key or file name reaches the terminal. JSON and YAML
+    # escape their own, so this changes nothing there.
     if text:
-        print(text)
+        print(printable(text, lines=True))
 
 
 # --- the parser --------------------------------------------------------------------------------

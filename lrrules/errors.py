@@ -7,6 +7,7 @@ error of a file into one :class:`RuleFileError`.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,16 +31,36 @@ class FormulaError(LrrulesError):
         self.offset = offset
 
     def __str__(self) -> str:
-        return self.message + caret(self.expr, self.offset)
+        return printable(self.message) + caret(self.expr, self.offset)
+
+
+def printable(text: str, lines: bool = False) -> str:
+    """``text`` safe to show on a terminal: control characters (an escape sequence could clear the
+    screen or rewrite a line), bidirectional overrides and line separators are written as ``\\x1b``,
+    ``\\u202e``...; newlines too, unless ``lines`` keeps them (text that is several lines by design).
+
+    >>> printable("fc\x1b[2J.weight")
+    'fc\\x1b[2J.weight'
+    """
+    if text.isprintable() or lines and text.replace("\n", "").isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " or c == "\n" and lines else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+        return char  # printable to a terminal though not to str.isprintable (other spaces)
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def caret(expr: str, offset: int | None) -> str:
     """The formula on its own line with a ``^`` under ``offset``; empty without a formula."""
     if not expr:
         return ""
-    line = f"\n    {expr}"
+    line = f"\n    {printable(expr)}"
     if offset is not None and "\n" not in expr:
-        line += "\n    " + " " * offset + "^"
+        line += "\n    " + " " * len(printable(expr[:offset])) + "^"
     return line
 
 
@@ -53,8 +74,8 @@ class Location:
 
     def __str__(self) -> str:
         if self.line:
-            return f"{self.path}:{self.line}:{self.col}"
-        return self.path
+            return f"{printable(self.path)}:{self.line}:{self.col}"
+        return printable(self.path)
 
 
 class RuleError(LrrulesError):
@@ -92,9 +113,9 @@ class RuleError(LrrulesError):
         return self.where.col
 
     def __str__(self) -> str:
-        field = dotted(self.loc)
+        field = printable(dotted(self.loc))
         prefix = f"{self.where}: " + (f"{field}: " if field else "")
-        return prefix + self.message + caret(self.expr, self.offset)
+        return prefix + printable(self.message) + caret(self.expr, self.offset)
 
 
 class RuleFileError(LrrulesError):

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .errors import printable
 from .model import ParamInfo
 from .plan import Assignment, Change, Plan
 
@@ -40,16 +41,38 @@ def to_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows as CSV with a header; lists and mappings are written as JSON in their cell."""
+    """Rows as CSV with a header; lists and mappings are written as JSON in their cell.
+
+    Text that a spreadsheet would run as a formula (a name starting with ``=``, ``+``, ``-``, ``@``,
+    a tab or a carriage return) gets a leading ``'``, as OWASP advises; numbers stay numbers, so a
+    negative number is still written as one. A row with a carriage return in a cell is quoted
+    whole: the writer quotes only for its line terminator, ``\\n``.
+    """
     if not rows:
         return ""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
+    fields = list(rows[0])
+    minimal = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    quoted = csv.DictWriter(out, fieldnames=fields, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    minimal.writeheader()
     for row in rows:
-        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+        cells = {k: _csv_cell(v) for k, v in row.items()}
+        writer = quoted if any(isinstance(v, str) and "\r" in v for v in cells.values()) else minimal
+        writer.writerow(cells)
     return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[str, Any]]],
@@ -79,7 +102,7 @@ def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
 
 def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True) -> str:
     """The groups (or each parameter) as an aligned table with an lr bar, then every problem."""
-    lines = [title] if title else []
+    lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
     top = max((g.lr for g in plan.groups), default=0.0)
@@ -120,7 +143,7 @@ def summary(plan: Plan) -> list[str]:
         lines.append(f"  {_names(sorted(plan.phase_frozen))}")
     lines += problems(plan)
     lines += [f"warning: {w}" for w in plan.warnings()]
-    return lines
+    return [printable(line) for line in lines]  # names come from the model and the file: no escapes
 
 
 def problems(plan: Plan) -> list[str]:
@@ -133,7 +156,7 @@ def problems(plan: Plan) -> list[str]:
     if plan.conflicts:
         lines.append(f"conflicts (error): {len(plan.conflicts)}")
         lines += [f"  {m}" for m in _cut([c.message for c in plan.conflicts])]
-    return lines
+    return [printable(line) for line in lines]
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -212,7 +235,7 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
             if a.options:
                 final += ", " + ", ".join(f"{k} {_value(v)}" for k, v in a.options.items())
             lines.append(final + f", group {a.group}")
-        blocks.append("\n".join(lines))
+        blocks.append("\n".join(printable(line) for line in lines))
     return "\n\n".join(blocks)
 
 
@@ -221,7 +244,7 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
 
 def diff_table(changes: Sequence[Change], old: str, new: str) -> str:
     if not changes:
-        return f"no parameter's settings differ between {old} and {new}"
+        return printable(f"no parameter's settings differ between {old} and {new}")
     rows = [["param", "setting", old, new]]
     rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
     count = len({c.param for c in changes})
@@ -276,6 +299,6 @@ def _value(value: Any) -> str:
 
 
 def _align(rows: Iterable[list[str]]) -> list[str]:
-    rows = list(rows)
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -476,3 +476,109 @@ def test_set_takes_only_finite_json_numbers(tmp_path: Path, capsys: pytest.Captu
 def test_overrides_take_only_finite_numbers(value: object) -> None:
     with pytest.raises(RuleFileError, match="a var is a finite number"):
         loads("version: 1\ndefaults: {lr: 0.1}\nvars: {decay: 0.5}\n", overrides={"decay": value})  # type: ignore[dict-item]
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+NASTY_NAMES = ["a\x1b[2J.w", "b\x1b]0;owned\x07.w", "c\r\n.w", "d\u202e.w", "e\x9b31m.w", "f\u2028.w", "g\x00.w"]
+
+
+def nasty_checkpoint(tmp_path: Path) -> Path:
+    checkpoint = tmp_path / "nasty.safetensors"
+    save_file({name: torch.zeros(2) for name in NASTY_NAMES}, checkpoint)
+    return checkpoint
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["params"],
+        ["resolve", "{rules}"],
+        ["resolve", "{rules}", "--params"],
+        ["explain", "{rules}", "*"],
+        ["check", "{rules}"],
+        ["diff", "{rules}", "{rules2}"],
+    ],
+)
+def test_no_control_character_from_a_name_reaches_the_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    rules = write(tmp_path, "r\x1b[31m.yaml", "version: 1\ndefaults: {lr: 0.1}\nunmatched: defaults\nrules:\n"
+                                              "  - {name: \"x\\e[2J\", match: 'a*'}\n")
+    rules2 = write(tmp_path, "r2.yaml", "version: 1\ndefaults: {lr: 0.2}\nunmatched: defaults\n")
+    args = [a.format(rules=rules, rules2=rules2) for a in argv]
+    main([*args, "--model", str(nasty_checkpoint(tmp_path))])
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert not any(c in text for c in "\x1b\x07\r\u202e\x9b\u2028\x00"), text
+    assert "\\x1b" in out
+
+
+def test_an_error_naming_a_parameter_cannot_rewrite_the_error_line(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = resolve(tmp_path, capsys, HEAD + "  - {name: a, match: '*', lr_mult: '1 / (index - index)'}\n",
+                        str(nasty_checkpoint(tmp_path)))
+    assert code == 2 and "division by zero for parameter 'a\\x1b[2J.w'" in err
+    assert len(err.strip().splitlines()) == 3  # the message, the formula and its caret
+
+
+def test_a_rule_file_key_or_file_name_with_escapes_is_escaped_in_errors(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "r\x1b[2J.yaml", 'version: 1\ndefaults: {lr: 0.1}\n"bad\\e]0;x\\a\\nkey": 1\n')
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "r\\x1b[2J.yaml:3:1:" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_csv_neutralises_formulas_and_quotes_carriage_returns() -> None:
+    from lrrules.report import to_csv
+
+    rows = [{"name": n, "lr": -0.5, "shape": [2]} for n in ("=1+2", "+x", "-y", "@SUM(A1)", "\tz", "a\rb", "ok")]
+    text = to_csv(rows)
+    import csv as csv_module
+    import io
+
+    read = list(csv_module.DictReader(io.StringIO(text)))
+    assert [r["name"] for r in read] == ["'=1+2", "'+x", "'-y", "'@SUM(A1)", "'\tz", "a\rb", "ok"]
+    assert [r["lr"] for r in read] == ["-0.5"] * 7  # a number stays a number, even a negative one
+    assert '"a\rb"' in text
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    checkpoint = tmp_path / "many.safetensors"
+    save_file({f"block{i}.weight": torch.zeros(1) for i in range(6000)}, checkpoint)
+    proc = subprocess.Popen([sys.executable, "-m", "lrrules", "params", "--model", str(checkpoint)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""
+
+
+def test_a_broken_pipe_in_process_returns_the_pipe_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+        def flush(self) -> None:
+            raise BrokenPipeError
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["schema"]) == 141
+
+
+@pytest.mark.parametrize("argv", [["schema", "-o", "{missing}/x.json"], ["schema", "-o", "{dir}"],
+                                  ["init", "--model", "resnet18", "-o", "{missing}/x.yaml"]])
+def test_an_output_file_that_cannot_be_written_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         argv: list[str]) -> None:
+    args = [a.format(missing=tmp_path / "missing", dir=tmp_path) for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrrules: error: ") and "Traceback" not in err and str(tmp_path) in err
