@@ -166,6 +166,15 @@ class _Compiler:
         raw = getattr(node, "col_offset", 0)
         return self._lead + len(self._encoded[:raw].decode("utf-8", errors="ignore"))
 
+    def written(self, node: ast.Name) -> str:
+        """The name as the text writes it. Python folds identifiers to NFKC, so full-width
+        'ｄｅｐｔｈ' would silently read 'depth'; a name is only ever what it looks like."""
+        text = self._encoded[node.col_offset : node.end_col_offset].decode("utf-8", errors="replace")
+        if text != node.id:
+            raise self.fail(node, f"the name '{text}' is not written in plain letters (it would read as "
+                                  f"'{node.id}'); write '{node.id}' if that is meant")
+        return text
+
     def fail(self, node: ast.AST, message: str) -> FormulaError:
         return FormulaError(message, self.text, self.offset(node))
 
@@ -209,7 +218,7 @@ def _constant(c: _Compiler, node: ast.Constant, depth: int) -> Code:
 
 
 def _name(c: _Compiler, node: ast.Name, depth: int) -> Code:
-    name = node.id
+    name = c.written(node)
     if name in CONSTANTS:
         constant = CONSTANTS[name]
         return lambda env: constant
@@ -283,7 +292,7 @@ def _call(c: _Compiler, node: ast.Call, depth: int) -> Code:
     if not isinstance(node.func, ast.Name):
         c.compile(node.func, depth)  # refuses a lambda or an attribute with its own message
         raise c.fail(node.func, "only the listed functions can be called: " + ", ".join(FUNCTIONS))
-    name = node.func.id
+    name = c.written(node.func)
     if name not in FUNCTIONS:
         close = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

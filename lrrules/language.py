@@ -88,11 +88,15 @@ def _check_regex(pattern: str) -> str:
             "regex", "invalid regex: {reason}", {"reason": message, "expr": pattern, "offset": exc.pos}
         ) from None
     for group in compiled.groupindex:
-        if group in VARIABLES:
+        # A capture and a var or constant of one name: one of them would silently win.
+        taken = ("a formula variable" if group in VARIABLES else "a var of this file" if group in _VAR_NAMES.get()
+                 else "a formula constant" if group in CONSTANTS else "a formula function" if group in FUNCTIONS
+                 else None)
+        if taken:
             raise PydanticCustomError(
                 "regex",
-                "regex group '{group}' has the name of a formula variable; rename the group",
-                {"group": group, "expr": pattern, "offset": pattern.find(f"<{group}>") + 1},
+                "regex group '{group}' has the name of {taken}; rename the group",
+                {"group": group, "taken": taken, "expr": pattern, "offset": pattern.find(f"<{group}>") + 1},
             )
     return pattern
 

@@ -582,3 +582,50 @@ def test_an_output_file_that_cannot_be_written_is_exit_2(tmp_path: Path, capsys:
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("lrrules: error: ") and "Traceback" not in err and str(tmp_path) in err
+
+
+# --- names and variables -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("group", "vars_", "taken"),
+    [("decay", "{decay: 0.5}", "a var of this file"), ("pi", "{}", "a formula constant"),
+     ("e", "{}", "a formula constant"), ("depth", "{}", "a formula variable"),
+     ("max", "{}", "a formula function"), ("base_lr", "{}", "a formula variable")],
+)
+def test_a_regex_group_named_like_a_var_or_constant_is_an_error_at_the_group(group: str, vars_: str,
+                                                                             taken: str) -> None:
+    text = (f"version: 1\ndefaults: {{lr: 0.1}}\nvars: {vars_}\nrules:\n"
+            f"  - {{name: a, match: {{regex: '^b(?P<{group}>\\d)'}}, lr_mult: 2}}\n")
+    with pytest.raises(RuleFileError, match=f"regex group '{group}' has the name of {taken}") as caught:
+        loads(text)
+    error = caught.value.errors[0]
+    assert error.line == 5 and error.expr[error.offset:].startswith(group)
+
+
+@pytest.mark.parametrize("capture", ["²", "１２", "٣", "7" * 5000, "1" * 16])
+def test_a_capture_of_unusual_digits_stays_text(capture: str) -> None:
+    rules = loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: {regex: '^b(?P<i>.+)$'}}\n")
+    plan = resolve_params(rules, make_params((f"b{capture}", (2,), "Linear")))
+    assert plan.params[0].captures == {"i": capture}
+
+
+def test_a_capture_used_in_arithmetic_as_text_is_a_located_error() -> None:
+    rules = loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n"
+                  "  - {name: a, match: {regex: '^b(?P<i>.+)$'}, lr_mult: '0.5 ** i'}\n")
+    with pytest.raises(RuleFileError, match=r"needs numbers, got '²'") as caught:
+        resolve_params(rules, make_params(("b²", (2,), "Linear")))
+    assert caught.value.errors[0].line == 4
+
+
+def test_short_ascii_digit_captures_are_still_numbers() -> None:
+    rules = loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n"
+                  "  - {name: a, match: {regex: '^b(?P<i>\\d+)$'}, lr_mult: '0.5 ** i'}\n")
+    plan = resolve_params(rules, make_params(("b3", (2,), "Linear")))
+    assert plan.params[0].lr == 0.125
+
+
+@pytest.mark.parametrize("formula", ["0.5 ** ｄｅｐｔｈ", "ｍａｘ(1, 2)", "ﬁ + 1", "0.5 ** dｅpth", "𝐝𝐞𝐩𝐭𝐡"])
+def test_names_in_formulas_are_compared_as_written(formula: str) -> None:
+    with pytest.raises(RuleFileError, match="not written in plain letters"):
+        loads(f"version: 1\ndefaults: {{lr: 0.1}}\nrules:\n  - {{name: a, match: '*', lr_mult: '{formula}'}}\n")
