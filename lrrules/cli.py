@@ -234,7 +234,7 @@ def _overrides(sets: Sequence[str]) -> dict[str, float]:
         name, sep, raw = pair.partition("=")
         try:
             value = json.loads(raw) if sep else None
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if not sep or not name.isidentifier() or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise LrrulesError(f"--set takes name=number, got {pair!r}")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from .errors import PlanProblemsError
+from .errors import PlanProblemsError, ResolveError
 
 Status = Literal["trainable", "frozen", "unmatched", "conflict"]
 
@@ -242,6 +242,7 @@ class Plan:
     phase_frozen: frozenset[str] = frozenset()
     when: str = ""  # the epoch or step the plan is shown at (see at())
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    model: Any = field(default=None, repr=False, compare=False)  # a weak reference to the module resolved
 
     @functools.cached_property
     def params(self) -> tuple[Assignment, ...]:
@@ -318,6 +319,7 @@ class Plan:
                 f"{self.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems)
             )
         self._need_tensors()
+        self._check_tensors_current()
         by_name = {row.info.name: self.tensors[row.info.index] for row in self.rows}
         out = []
         for group in self.groups:
@@ -330,6 +332,24 @@ class Plan:
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()},
             })
         return out
+
+    def _check_tensors_current(self) -> None:
+        # A parameter replaced in the model after resolution (model.fc = nn.Linear(...)) would be
+        # handed out as the old tensor, which no forward pass uses: training it changes nothing.
+        module = self.model() if self.model is not None else None
+        if module is None:
+            return
+        from .model import collect
+
+        _, now = collect(module)
+        current = {id(t) for t in now}
+        gone = [row.info.name for row in self.rows if id(self.tensors[row.info.index]) not in current]
+        added = len(current - {id(t) for t in self.tensors})
+        if gone or added:
+            what = (f"{len(gone)} parameter(s) were replaced or removed ({', '.join(gone[:5])})" if gone
+                    else f"{added} parameter(s) were added")
+            raise ResolveError(f"{self.source}: {what} in the model after the plan was resolved; resolve the "
+                               "rules against the model as it is now")
 
     def _need_tensors(self) -> None:
         if not self.tensors:

@@ -16,6 +16,7 @@ import dataclasses
 import gc
 import math
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -65,7 +66,7 @@ def resolve_params(
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return _Resolver(rules, params, layering).plan(tuple(tensors))
+            return _Resolver(rules, params, layering, model).plan(tuple(tensors))
         finally:
             if collecting:
                 gc.enable()
@@ -127,8 +128,10 @@ def _compile(rules: RuleSet) -> _Compiled:
 
 
 class _Resolver:
-    def __init__(self, rules: RuleSet, params: Sequence[ParamInfo], layering: Layering) -> None:
+    def __init__(self, rules: RuleSet, params: Sequence[ParamInfo], layering: Layering,
+                 model: torch.nn.Module | None = None) -> None:
         self.rules = rules
+        self.model_ref = weakref.ref(model) if model is not None else None
         self.params = params
         self.layers, self.num_layers = layering
         self.compiled = _compile(rules)
@@ -224,6 +227,7 @@ class _Resolver:
             num_layers=self.num_layers,
             phases=phases,
             tensors=tensors,
+            model=self.model_ref,
         )
 
     def phase_effects(self, grouped: list[Row]) -> tuple[PhaseEffect, ...]:

@@ -106,14 +106,20 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
     if current != [g["params"] for g in groups]:
         raise ResumeError("the optimizer was not built from this plan (its groups hold other parameters); "
                           "build it with lrrules.build_optimizer or plan.param_groups()")
+    if not isinstance(state_dict, Mapping):
+        raise ResumeError(f"an optimizer state dict is a mapping, not a {type(state_dict).__name__}")
     saved = state_dict.get(RECORD_KEY)
     if saved is None:
         saved = _from_param_names(state_dict)
+    _check_record(saved)
     problems = _layout_problems(saved["groups"], groups)
     if problems:
         raise ResumeError("the optimizer state was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
-    optimizer.load_state_dict({k: v for k, v in state_dict.items() if k != RECORD_KEY})
+    try:
+        optimizer.load_state_dict({k: v for k, v in state_dict.items() if k != RECORD_KEY})
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ResumeError(f"torch could not load the optimizer state: {exc!r}") from None
     changed = []
     for index, (old, new) in enumerate(zip(saved["groups"], groups)):
         for key in ("lr", "weight_decay"):
@@ -128,10 +134,32 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
 def _from_param_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     try:
         groups = [{"params": list(g["param_names"]), "shapes": None} for g in state_dict["param_groups"]]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         raise ResumeError("this state dict carries no record of its group layout (not saved from an optimizer "
                           "lrrules built, and its groups have no 'param_names'); it cannot be checked") from None
     return {"groups": groups}
+
+
+def _check_record(saved: Any) -> None:
+    """The layout record is data from a file: its every part is checked before it is read."""
+    def fail(what: str) -> ResumeError:
+        return ResumeError(f"the layout record ('{RECORD_KEY}') of this state dict is malformed: {what}; it "
+                           "was not saved by lrrules, or was edited")
+
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("groups"), list):
+        raise fail("it needs 'groups', a list")
+    for i, group in enumerate(saved["groups"]):
+        if not isinstance(group, Mapping):
+            raise fail(f"group {i} is not a mapping")
+        names, shapes = group.get("params"), group.get("shapes")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise fail(f"group {i} needs 'params', a list of parameter names")
+        if shapes is not None and not (
+                isinstance(shapes, list) and len(shapes) == len(names)
+                and all(isinstance(s, (list, tuple)) and all(type(d) is int for d in s) for s in shapes)):
+            raise fail(f"group {i}: 'shapes' must hold one list of whole numbers per parameter")
+        if not isinstance(group.get("options", {}), Mapping):
+            raise fail(f"group {i}: 'options' must be a mapping")
 
 
 def _layout_problems(saved: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[str]:

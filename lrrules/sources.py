@@ -59,6 +59,8 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
             out[key] = json.loads(raw)
         except ValueError:
             out[key] = raw
+        except RecursionError:
+            raise ModelError(f"--model-arg {key}: the value nests too deeply") from None
     return out
 
 
@@ -119,6 +121,10 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
         config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, **args)
     except Exception as exc:
         raise ModelError(f"hf:{path}: cannot read the config: {exc}") from None
+    named = getattr(config, "architectures", None)
+    if named is not None and not (isinstance(named, list) and all(isinstance(a, str) for a in named)):
+        raise ModelError(f"{folder / 'config.json'}: 'architectures' must be a list of class names, "
+                         f"got {_clip(repr(named))}")
     if num_classes is not None:
         config.num_labels = num_classes
     architectures = getattr(config, "architectures", None) or []
@@ -161,6 +167,10 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
 # --- checkpoints -------------------------------------------------------------------------------
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _checkpoint(spec: str) -> Model:
     path = Path(spec)
     if not path.is_file():
@@ -191,10 +201,12 @@ def _safetensors_header(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
         if size > _MAX_HEADER:
             raise ModelError(f"{path}: not a safetensors file (header of {size} bytes)")
         raw = fh.read(size)
+    if len(raw) != size:
+        raise ModelError(f"{path}: not a safetensors file (its header of {size} bytes runs past the end of the file)")
     try:
         header = json.loads(raw)
-    except ValueError:
-        raise ModelError(f"{path}: not a safetensors file (its header is not JSON)") from None
+    except (ValueError, RecursionError):
+        raise ModelError(f"{path}: not a safetensors file (its header is not JSON, or nests too deeply)") from None
     if not isinstance(header, dict):
         raise ModelError(f"{path}: not a safetensors file")
     entries = []
@@ -202,10 +214,13 @@ def _safetensors_header(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
         if name == "__metadata__":
             continue
         try:
-            shape = tuple(int(d) for d in info["shape"])
+            shape = tuple(info["shape"])
             dtype = str(info["dtype"])
         except (TypeError, KeyError, ValueError):
             raise ModelError(f"{path}: entry '{name}' of the header has no dtype and shape") from None
+        if not all(type(d) is int and d >= 0 for d in shape):  # int(2.5) and int(True) would pass
+            raise ModelError(f"{path}: entry '{name}' of the header has shape {_clip(repr(info['shape']))}; "
+                             "a shape is a list of whole numbers >= 0")
         entries.append((name, shape, _is_param(name, dtype in _INTEGER_DTYPES)))
     return entries
 
@@ -213,8 +228,10 @@ def _safetensors_header(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
 def _sharded(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
     try:
         weight_map = json.loads(path.read_text())["weight_map"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError, OSError):
         raise ModelError(f"{path}: not a sharded checkpoint index (no 'weight_map')") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(s, str) and s for s in weight_map.values()):
+        raise ModelError(f"{path}: 'weight_map' must map each tensor name to the file name of its shard")
     shards = list(dict.fromkeys(weight_map.values()))
     found: dict[str, tuple[tuple[int, ...], bool]] = {}
     for shard in shards:

@@ -629,3 +629,124 @@ def test_short_ascii_digit_captures_are_still_numbers() -> None:
 def test_names_in_formulas_are_compared_as_written(formula: str) -> None:
     with pytest.raises(RuleFileError, match="not written in plain letters"):
         loads(f"version: 1\ndefaults: {{lr: 0.1}}\nrules:\n  - {{name: a, match: '*', lr_mult: '{formula}'}}\n")
+
+
+# --- model sources, resume, nested JSON -----------------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def header_file(tmp_path: Path, header: bytes, size: int | None = None) -> Path:
+    import struct
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header) if size is None else size) + header)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: header_file(p, b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', 4096),
+         "runs past the end"),
+        (lambda p: header_file(p, DEEP.encode()), "nests too deeply"),
+        (lambda p: header_file(p, b'{"a": {"dtype": "F32", "shape": [-2]}}'), "whole numbers >= 0"),
+        (lambda p: header_file(p, b'{"a": {"dtype": "F32", "shape": [2.5]}}'), "whole numbers >= 0"),
+        (lambda p: header_file(p, b'{"a": {"dtype": "F32", "shape": [true]}}'), "whole numbers >= 0"),
+        (lambda p: header_file(p, b'{"a": {"dtype": "F32", "shape": "22"}}'), "whole numbers >= 0"),
+        (lambda p: header_file(p, b'{"a": {"dtype": "F32", "shape": 3}}'), "no dtype and shape"),
+        (lambda p: header_file(p, b'{"a": [1]}'), "no dtype and shape"),
+        (lambda p: write(p, "m.safetensors.index.json", '{"weight_map": ["a", "b"]}'), "'weight_map' must map"),
+        (lambda p: write(p, "m.safetensors.index.json", '{"weight_map": {"a": 3}}'), "'weight_map' must map"),
+        (lambda p: write(p, "m.safetensors.index.json", '{"weight_map": {"a": ["x"]}}'), "'weight_map' must"),
+        (lambda p: write(p, "m.safetensors.index.json", '{"weight_map": {"a": ""}}'), "'weight_map' must map"),
+        (lambda p: write(p, "m.safetensors.index.json", DEEP), "not a sharded checkpoint index"),
+        (lambda p: write(p, "m.safetensors.index.json", '[1]'), "not a sharded checkpoint index"),
+        (lambda p: write(p, "m.safetensors.index.json", b"\xff\xfe"), "not a sharded checkpoint index"),
+    ],
+)
+def test_a_malformed_checkpoint_is_exit_2_with_the_file_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              make: object, message: str) -> None:
+    path = make(tmp_path)  # type: ignore[operator]
+    assert main(["params", "--model", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("architectures", ['"BertModel"', "[1, 2]", '{"a": "BertModel"}', "[null]"])
+def test_a_config_whose_architectures_is_not_a_list_of_names_is_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], architectures: str) -> None:
+    pytest.importorskip("transformers")
+    write(tmp_path, "config.json", '{"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1, '
+                                   '"num_attention_heads": 2, "intermediate_size": 8, '
+                                   f'"architectures": {architectures}}}')
+    assert main(["params", "--model", f"hf:{tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(tmp_path) in err
+
+
+@pytest.mark.parametrize("argv", [["check", "{rules}", "--set", "decay=" + DEEP],
+                                  ["params", "--model", "resnet18", "--model-arg", "x=" + DEEP]])
+def test_deeply_nested_json_on_the_command_line_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    rules = write(tmp_path, "r.yaml", "version: 1\ndefaults: {lr: 0.1}\nvars: {decay: 0.5}\n")
+    assert main([a.format(rules=rules) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("--set takes" in err or "nests too deeply" in err)
+
+
+def built(model: torch.nn.Module) -> tuple[torch.optim.Optimizer, dict]:
+    from lrrules import build_optimizer
+
+    optimizer = build_optimizer(loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: '*'}\n"), model)
+    model(torch.zeros(1, 2)).sum().backward()
+    optimizer.step()
+    return optimizer, optimizer.state_dict()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [None, 3, "x", [], {"groups": 3}, {"groups": [3]}, {"groups": [{"params": "weight"}]},
+     {"groups": [{"params": [1, 2]}]}, {"groups": [{"params": ["weight", "bias"], "shapes": [[2, 2]]}]},
+     {"groups": [{"params": ["weight", "bias"], "shapes": [[2, "2"], [2]]}]},
+     {"groups": [{"params": ["weight", "bias"], "shapes": None, "options": []}]}],
+)
+def test_a_malformed_layout_record_is_a_resume_error(record: object) -> None:
+    from lrrules import load_optimizer_state
+    from lrrules.resume import ResumeError
+
+    model = torch.nn.Linear(2, 2)
+    optimizer, state = built(model)
+    state = {**state, "lrrules": record}
+    if record is None:
+        state["param_groups"] = [{"param_names": 5}]
+    with pytest.raises(ResumeError):
+        load_optimizer_state(optimizer, state, loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n"
+                                                     "  - {name: a, match: '*'}\n").resolve(model))
+
+
+def test_a_state_dict_that_torch_refuses_is_a_resume_error() -> None:
+    from lrrules import load_optimizer_state
+    from lrrules.resume import ResumeError
+
+    model = torch.nn.Linear(2, 2)
+    optimizer, state = built(model)
+    plan = loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: '*'}\n").resolve(model)
+    with pytest.raises(ResumeError):
+        load_optimizer_state(optimizer, {**state, "param_groups": [{"bad": 1}]}, plan)
+    with pytest.raises(ResumeError):
+        load_optimizer_state(optimizer, [1, 2], plan)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("change", ["replace", "add", "remove"])
+def test_a_parameter_changed_in_the_model_after_resolution_is_not_handed_out(change: str) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    plan = loads("version: 1\ndefaults: {lr: 0.1}\nunmatched: defaults\n").resolve(model)
+    if change == "replace":
+        model[1] = torch.nn.Linear(2, 2)
+    elif change == "add":
+        model.extra = torch.nn.Parameter(torch.zeros(1))
+    else:
+        del model[1]
+    with pytest.raises(LrrulesError, match="in the model after the plan was resolved"):
+        plan.param_groups()
