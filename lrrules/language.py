@@ -79,7 +79,56 @@ def compile_regex(pattern: str) -> regex.Pattern[str]:
     return regex.compile(pattern)
 
 
+#: The most a regex may expand to when its counted repeats are written out: ``((a{1000}){1000}){1000}``
+#: is a short text that the compiler unrolls into more memory than the machine has.
+MAX_REGEX_SIZE = 100_000
+_COUNT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
+def regex_size(pattern: str) -> int:
+    """How many units ``pattern`` holds with every counted repeat (``{m,n}``) written out: an estimate
+    from above, taken before compiling. ``a{3}(bc){2}`` -> 7."""
+    stack = [0]  # the size of each open group so far
+    last = 0  # the size of the item a quantifier after it repeats
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i, last = i + 2, 1
+        elif c == "[":
+            j = i + 2 if pattern[i + 1 : i + 2] == "]" else i + 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i, last = j + 1, 1
+        elif c == "(":
+            stack.append(0)
+            i, last = i + 1, 0
+            continue
+        elif c == ")" and len(stack) > 1:
+            last = stack.pop()
+            i += 1
+        elif c == "{" and (found := _COUNT.match(pattern, i)) and any(found.groups()):
+            bounds = [b for b in found.groups() if b]
+            times = max(int(b) if len(b) <= 9 else 10**9 for b in bounds)
+            stack[-1] += last * max(times - 1, 0)
+            last *= times
+            i = found.end()
+            if stack[-1] > MAX_REGEX_SIZE:
+                break
+            continue
+        else:
+            i, last = i + 1, 1
+        stack[-1] += last
+    return sum(stack)
+
+
 def _check_regex(pattern: str) -> str:
+    size = regex_size(pattern)
+    if size > MAX_REGEX_SIZE:
+        raise PydanticCustomError(
+            "regex", "the regex expands to more than {limit} units when its counted repeats are written out; "
+            "use smaller counts or a shorter regex",
+            {"limit": MAX_REGEX_SIZE, "expr": pattern, "offset": None})
     try:
         compiled = compile_regex(pattern)
     except regex.error as exc:

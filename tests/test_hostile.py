@@ -750,3 +750,19 @@ def test_a_parameter_changed_in_the_model_after_resolution_is_not_handed_out(cha
         del model[1]
     with pytest.raises(LrrulesError, match="in the model after the plan was resolved"):
         plan.param_groups()
+
+
+@pytest.mark.parametrize("pattern", ["((((a{65535}){65535}){65535}){65535})", "(?:a{1000}){1000}",
+                                     "(?:(?:a{30000})*){30000}", "(a|b{999999999999999999999})",
+                                     "x{10}" * 20001, "[ab]{400}(?:[cd]{400}){400}"])
+def test_a_regex_that_unrolls_into_huge_memory_is_refused_before_it_compiles(pattern: str) -> None:
+    with pytest.raises(RuleFileError, match="expands to more than 100000 units") as caught:
+        loads(json.dumps({"version": 1, "defaults": {"lr": 0.1},
+                          "rules": [{"name": "a", "match": {"regex": pattern}}]}), fmt="json")
+    assert caught.value.errors[0].line == 1
+
+
+@pytest.mark.parametrize("pattern", [r"^blocks\.(?P<i>\d{1,3})\.", r"[a-z]{2,8}\d{4}", "(?:ab){500}"])
+def test_ordinary_counted_repeats_are_fine(pattern: str) -> None:
+    loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "a", "match": {"regex": pattern}}]}),
+          fmt="json")
