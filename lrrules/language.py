@@ -82,6 +82,12 @@ def compile_regex(pattern: str) -> regex.Pattern[str]:
 #: The most a regex may expand to when its counted repeats are written out: ``((a{1000}){1000}){1000}``
 #: is a short text that the compiler unrolls into more memory than the machine has.
 MAX_REGEX_SIZE = 100_000
+#: The most all the regexes of one rule set may grow by together when their counted repeats are
+#: written out (each 100,000 units costs the compiler about 14 MB): many regexes just under the
+#: limit above would otherwise add up to gigabytes.
+MAX_REGEX_GROWTH = 200_000
+#: How much the regexes of the rule set being validated have grown so far (a one-item list).
+_REGEX_GROWTH: ContextVar[list[int] | None] = ContextVar("lrrules_regex_growth", default=None)
 _COUNT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
 
 
@@ -103,6 +109,10 @@ def regex_size(pattern: str) -> int:
         elif c == "(":
             stack.append(0)
             i, last = i + 1, 0
+            if pattern[i : i + 1] == "?":  # (?:, (?P<name>, (?=, (?i) ...: syntax, not text to match
+                while i < n and pattern[i] not in ":>=!)":
+                    i += 1
+                i += pattern[i : i + 1] != ")"
             continue
         elif c == ")" and len(stack) > 1:
             last = stack.pop()
@@ -129,6 +139,14 @@ def _check_regex(pattern: str) -> str:
             "regex", "the regex expands to more than {limit} units when its counted repeats are written out; "
             "use smaller counts or a shorter regex",
             {"limit": MAX_REGEX_SIZE, "expr": pattern, "offset": None})
+    growth = _REGEX_GROWTH.get()
+    if growth is not None:
+        growth[0] += max(size - len(pattern), 0)
+        if growth[0] > MAX_REGEX_GROWTH:
+            raise PydanticCustomError(
+                "regex", "the file's regexes together expand by more than {limit} units when their counted "
+                "repeats are written out; use smaller counts", {"limit": MAX_REGEX_GROWTH, "expr": pattern,
+                                                                "offset": None})
     try:
         compiled = compile_regex(pattern)
     except regex.error as exc:
@@ -581,10 +599,12 @@ class RuleSet(BaseModel):
     def _vars_visible_to_formulas(cls, data: Any, handler: Any) -> Any:
         names = data.get("vars") if isinstance(data, dict) else None
         token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
+        growth = _REGEX_GROWTH.set([0])
         try:
             return handler(data)
         finally:
             _VAR_NAMES.reset(token)
+            _REGEX_GROWTH.reset(growth)
 
     @field_validator("vars", mode="after")
     @classmethod

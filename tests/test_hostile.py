@@ -766,3 +766,9 @@ def test_a_regex_that_unrolls_into_huge_memory_is_refused_before_it_compiles(pat
 def test_ordinary_counted_repeats_are_fine(pattern: str) -> None:
     loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "a", "match": {"regex": pattern}}]}),
           fmt="json")
+
+
+def test_many_regexes_just_under_the_limit_cannot_add_up_to_gigabytes() -> None:
+    rules = [{"name": f"r{i}", "match": {"regex": f"(?:a{i}b){{20000}}"}} for i in range(100)]
+    with pytest.raises(RuleFileError, match="together expand by more than 200000 units"):
+        loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "rules": rules}), fmt="json")
