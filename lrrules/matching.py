@@ -9,13 +9,14 @@ inside :func:`regex_budget`, a total time budget.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from .errors import LrrulesError
 from .language import MatchFields, compile_regex
@@ -85,6 +86,9 @@ def _units(pattern: str) -> Iterator[tuple[int, str]]:
             i += 1
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 #: Captures of more ASCII digits than this stay text: a float holds 15 digits exactly.
 MAX_CAPTURE_DIGITS = 15
 
@@ -113,6 +117,17 @@ def regex_budget(seconds: float | None = None) -> Iterator[RegexBudget]:
         yield budget
     finally:
         _BUDGET.reset(token)
+
+
+def with_regex_budget(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn`` run inside one :func:`regex_budget` per call."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        with regex_budget():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def _capture(value: str) -> int | str:

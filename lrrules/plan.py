@@ -239,10 +239,10 @@ class Plan:
     base_options: Mapping[str, Any] = field(default_factory=dict)
     num_layers: int = 0  # under the rule file's `layers`
     phases: tuple[PhaseEffect, ...] = ()
+    model: Any = field(default=None, repr=False, compare=False)  # a weak reference to the module resolved
     phase_frozen: frozenset[str] = frozenset()
     when: str = ""  # the epoch or step the plan is shown at (see at())
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
-    model: Any = field(default=None, repr=False, compare=False)  # a weak reference to the module resolved
 
     @functools.cached_property
     def params(self) -> tuple[Assignment, ...]:

@@ -25,7 +25,7 @@ from .errors import FormulaError, RuleError, RuleFileError
 from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign
-from .matching import Captures, Index, Matcher, MatchError, compile_matcher, regex_budget
+from .matching import Captures, Index, Matcher, MatchError, compile_matcher, with_regex_budget
 from .model import ParamInfo
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
@@ -40,9 +40,11 @@ def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
     from .model import collect
 
     params, tensors = collect(model)
-    return resolve_params(rules, params, tensors, model)
+    # The plan keeps a weak reference to the model, to refuse tensors replaced after this point.
+    return dataclasses.replace(resolve_params(rules, params, tensors, model), model=weakref.ref(model))
 
 
+@with_regex_budget  # one total time for every regex of a resolution, layers included
 def resolve_params(
     rules: RuleSet,
     params: Sequence[ParamInfo],
@@ -55,21 +57,16 @@ def resolve_params(
     A parameter's ``index`` is its position in ``params``.
     """
     params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
-    with regex_budget():  # one total time for every regex of this resolution, layers included
-        try:
-            layering = assign(rules.layers, params, model)
-        except MatchError as exc:
-            loc = ("layers", "patterns")
-            raise RuleFileError([RuleError(exc.message, rules.locate(loc), loc)]) from None
-        # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
-        # again and again (a third of the time on a 10k-tensor model).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return _Resolver(rules, params, layering, model).plan(tuple(tensors))
-        finally:
-            if collecting:
-                gc.enable()
+    layering = assign(rules.layers, params, model)
+    # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
+    # again and again (a third of the time on a 10k-tensor model).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _Resolver(rules, params, layering).plan(tuple(tensors))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +125,8 @@ def _compile(rules: RuleSet) -> _Compiled:
 
 
 class _Resolver:
-    def __init__(self, rules: RuleSet, params: Sequence[ParamInfo], layering: Layering,
-                 model: torch.nn.Module | None = None) -> None:
+    def __init__(self, rules: RuleSet, params: Sequence[ParamInfo], layering: Layering) -> None:
         self.rules = rules
-        self.model_ref = weakref.ref(model) if model is not None else None
         self.params = params
         self.layers, self.num_layers = layering
         self.compiled = _compile(rules)
@@ -227,7 +222,6 @@ class _Resolver:
             num_layers=self.num_layers,
             phases=phases,
             tensors=tensors,
-            model=self.model_ref,
         )
 
     def phase_effects(self, grouped: list[Row]) -> tuple[PhaseEffect, ...]:
