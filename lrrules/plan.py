@@ -59,6 +59,7 @@ class Assignment:
     note: str = ""
     steps: tuple[Step, ...] = ()
     trains: bool = True  # False while a training phase freezes it (it keeps its group)
+    matched_as: str | None = None  # the name its rule matched, where it has several (tied weights)
 
     @property
     def numel(self) -> int:
@@ -87,6 +88,7 @@ class Assignment:
             "options": _plain(self.options),
             "note": self.note,
             "trains": self.trains,
+            "matched_as": self.matched_as,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -126,6 +128,7 @@ class Conflict:
     kind: Literal["rules", "modifiers", "tied"]
     rules: tuple[str, ...]
     setting: str | None = None
+    names: tuple[str, ...] = ()  # for "tied": the name each of ``rules`` matched, pairwise
 
     @property
     def message(self) -> str:
@@ -134,11 +137,13 @@ class Conflict:
             return f"'{self.param}' is claimed by {len(self.rules)} rules: {names}; narrow their matches"
         if self.kind == "modifiers":
             return f"'{self.param}': modifiers {names} set {self.setting} to different values"
-        return f"'{self.param}' is one tensor under several names, and its names are claimed by {names}"
+        claims = " and ".join(f"'{n}' by rule '{r}'" for n, r in zip(self.names, self.rules))
+        return (f"'{self.param}' is one tensor under several names (tied weights), claimed as {claims}; "
+                "make one rule claim it")
 
     def to_dict(self) -> dict[str, Any]:
         return {"param": self.param, "kind": self.kind, "rules": list(self.rules), "setting": self.setting,
-                "message": self.message}
+                "names": list(self.names), "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ class Row(NamedTuple):
     settled: Settled | None = None
     group: int | None = None
     note: str = ""
+    matched_as: str = ""  # the name the rule matched, when the tensor has several
 
     def assignment(self, trains: bool = True) -> Assignment:
         info, s = self.info, self.settled
@@ -189,7 +195,7 @@ class Row(NamedTuple):
             info.name, info.shape, info.module, info.index, self.layer, self.status, self.rule, self.modifiers,
             dict(self.captures), s.lr if s else None, s.lr_scale if s else None, s.weight_decay if s else None,
             dict(s.options) if s else {}, self.group, info.aliases, self.note, s.steps if s else (),
-            trains and self.status == "trainable",
+            trains and self.status == "trainable", self.matched_as or None,
         )
 
 

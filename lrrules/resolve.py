@@ -89,6 +89,7 @@ class _Claimed(NamedTuple):
     modifiers: tuple[str, ...]
     captures: Captures
     settled: Settled
+    matched_as: str = ""  # the name the claiming rule matched (one of a tied tensor's names)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class _Resolver:
                 elif outcome.status == "frozen":
                     frozen.append(Frozen(info.name, outcome.note))
                 continue
-            claim, modifiers, captures, settled = outcome
+            claim, modifiers, captures, settled, matched_as = outcome
             group = group_by_settled.get(id(settled))
             if group is None:  # first parameter with these settings (or equal ones from other rules)
                 group = group_by_settled[id(settled)] = group_of.setdefault(settled.key, len(group_of))
@@ -187,7 +188,7 @@ class _Resolver:
                 members.append([])
             members[group].append(len(rows))
             rows.append(Row(info, layer, "trainable", claim, modifiers, captures, settled, group,
-                            "" if claim else "claimed by no rule; given the defaults"))
+                            "" if claim else "claimed by no rule; given the defaults", matched_as))
             if claim is None:
                 unmatched.append(info.name)
         if self.compiled.fallback is not None and any(r.rule == self.compiled.fallback.name for r in rows):
@@ -254,11 +255,14 @@ class _Resolver:
             for claims in per_name:
                 if len(claims) > 1:
                     return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
-            chosen = [claims[0] if claims else None for claims in per_name]
-            if len({c[0].name if c else None for c in chosen}) > 1:
-                fallback = compiled.fallback.name if compiled.fallback else "(no rule)"
-                return Conflict(info.name, "tied", tuple(dict.fromkeys(c[0].name if c else fallback for c in chosen)))
-            claim = chosen[0]
+            # A tied tensor is claimed through any of its names; the fallback claims it only when no
+            # name is claimed, so `lm_head.*` claims GPT-2's embedding through its alias. Two rules
+            # claiming two of its names is a real conflict, reported with each name and its rule.
+            named = [(view.name, claims[0]) for view, claims in zip(views, per_name) if claims]
+            if len({c[0].name for _, c in named}) > 1:
+                return Conflict(info.name, "tied", tuple(c[0].name for _, c in named), names=tuple(n for n, _ in named))
+            claim = named[0][1] if named else None
+            matched_as = named[0][0] if named else ""
         else:
             claims = self.matching(compiled.claiming, compiled.claim_index, info)
             modifiers = self.matching(compiled.modifiers, compiled.modifier_index, info)
@@ -267,6 +271,7 @@ class _Resolver:
             if len(claims) > 1:
                 return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
             claim = claims[0] if claims else None
+            matched_as = info.name if claim else ""
         if claim is None and compiled.fallback is not None:
             claim = (compiled.fallback, {})
         if claim is None and self.rules.unmatched == "error":
@@ -293,7 +298,7 @@ class _Resolver:
             self.settled[key] = settled
         if isinstance(settled, Conflict):
             return settled  # plan() names it after this parameter
-        return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled)
+        return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled, matched_as)
 
     def combination(self, claim: tuple[_Entry, Captures] | None,
                     modifiers: list[tuple[_Entry, Captures]]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
