@@ -232,16 +232,18 @@ def _resolve(rules: RuleSet, model: Model) -> Plan:
 
 
 def _layers(text: str) -> Any:
-    from .language import ModuleLayers, TensorLayers, TimmLayers
+    from .language import BlocksLayers, ModuleLayers, TensorLayers, TimmLayers
 
     kind, _, level = text.partition(":")
+    if kind == "blocks" and not level:
+        return BlocksLayers(by="blocks")
     if kind == "tensor" and not level:
         return TensorLayers(by="tensor")
     if kind == "timm" and not level:
         return TimmLayers(by="timm")
     if kind == "module" and (not level or level.isdigit() and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
-    raise LrrulesError(f"--layers takes tensor, module, module:N or timm, got {text!r}")
+    raise LrrulesError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
 
 
 def _schema_near(out: Path | None) -> str:
@@ -333,7 +335,7 @@ def _parser() -> argparse.ArgumentParser:
                  "lrrules params --model vit_tiny_patch16_224 --layers timm")
     _model_options(p)
     p.add_argument("--layers", default="module", metavar="HOW",
-                   help="how layers are counted: tensor, module, module:N or timm (default: module)")
+                   help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
     _format_option(p)
 
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
