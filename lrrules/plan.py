@@ -248,6 +248,7 @@ class Plan:
     phase_frozen: frozenset[str] = frozenset()
     when: str = ""  # the epoch or step the plan is shown at (see at())
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    cautions: tuple[str, ...] = ()  # what the resolver saw that is likely a mistake (see warnings())
 
     @functools.cached_property
     def params(self) -> tuple[Assignment, ...]:
@@ -299,8 +300,10 @@ class Plan:
         return lines
 
     def warnings(self) -> list[str]:
-        """Lines about what resolves but is likely a mistake: unused rules, lr = 0."""
-        lines = [f"rule '{r}' matches no parameter" for r in self.unused_rules]
+        """Lines about what resolves but is likely a mistake: unused rules, lr = 0, a layering too
+        coarse for the formulas that read it, names that still look wrapped."""
+        lines = list(self.cautions)
+        lines += [f"rule '{r}' matches no parameter" for r in self.unused_rules]
         lines += [f"phase {p.index} ({p.when}) matches no parameter" for p in self.phases
                   if not p.freeze and not p.unfreeze]
         lines += [f"'{n}' resolves to lr = 0; use 'freeze: true' to take it out of training" for n in self.zero_lr]
@@ -379,6 +382,7 @@ class Plan:
             "frozen": [f.to_dict() for f in self.frozen],
             "unused_rules": list(self.unused_rules),
             "zero_lr": list(self.zero_lr),
+            "warnings": list(self.cautions),
             "phases": [p.to_dict() for p in self.phases],
             "when": self.when,
             "phase_frozen": sorted(self.phase_frozen),

@@ -25,7 +25,7 @@ from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign
 from .matching import Captures, Index, Matcher, MatchError, compile_matcher
-from .model import ParamInfo
+from .model import ParamInfo, wrapped_prefix
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
 if TYPE_CHECKING:
@@ -60,10 +60,33 @@ def resolve_params(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _Resolver(rules, params, layering).plan(tuple(tensors))
+        plan = _Resolver(rules, params, layering).plan(tuple(tensors))
     finally:
         if collecting:
             gc.enable()
+    cautions = _cautions(rules, params, layering[1])
+    return dataclasses.replace(plan, cautions=cautions) if cautions else plan
+
+
+#: Fewer layers than this make `decay ** depth` one or two rates: layer decay that does nothing.
+MIN_LAYERS = 3
+
+
+def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> tuple[str, ...]:
+    """Warnings about the model and the layering, as timm warns when its layer decay has one layer."""
+    out = []
+    prefix = wrapped_prefix(params)
+    if prefix is not None:
+        out.append(f"every parameter name starts with '{prefix}': the model looks wrapped in something lrrules "
+                   "does not unwrap; pass the inner model (model.module) so that anchored rules match")
+    reads = {n for entry in (*rules.rules, *rules.modifiers) for n in _formula_names(entry)}
+    used = sorted(reads & {"layer", "depth", "num_layers"})
+    if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS:
+        strategy = rules.layers.by if hasattr(rules.layers, "by") else "module"
+        out.append(f"the formulas read {', '.join(used)}, but layers 'by: {strategy}' puts this model in "
+                   f"{num_layers} layer(s), so they give at most {num_layers} values; use 'layers: {{by: blocks}}' "
+                   "(repeated block stacks, any model) or 'by: timm' on a model timm groups")
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
