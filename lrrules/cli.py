@@ -67,7 +67,10 @@ def cmd_params(args: argparse.Namespace) -> int:
     from .report import param_rows, param_table, render
 
     model = _model(args)
-    layers, count = assign(_layers(args.layers), model.params, model.module)
+    if args.layers is None and not model.ordered:  # no order to count layers in, and none asked for
+        layers, count = [None] * len(model.params), 0
+    else:
+        layers, count = assign(_layers(args.layers or "module"), model.params, model.module, model.ordered)
     rows = param_rows(model.params, layers)
     data = {"model": model.label, "num_layers": count, "params": rows}
     _print(render(args.format, lambda: data, lambda: rows, lambda: param_table(rows, count)))
@@ -228,7 +231,7 @@ def _model(args: argparse.Namespace, spec: str | None = None) -> Model:
 def _resolve(rules: RuleSet, model: Model) -> Plan:
     from .resolve import resolve_params
 
-    return resolve_params(rules, model.params, model.tensors, model.module)
+    return resolve_params(rules, model.params, model.tensors, model.module, model.ordered)
 
 
 def _layers(text: str) -> Any:
@@ -334,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
                  "its layer index under --layers.",
                  "lrrules params --model vit_tiny_patch16_224 --layers timm")
     _model_options(p)
-    p.add_argument("--layers", default="module", metavar="HOW",
+    p.add_argument("--layers", default=None, metavar="HOW",
                    help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
     _format_option(p)
 

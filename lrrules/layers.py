@@ -25,12 +25,18 @@ class LayerError(LrrulesError):
     """A layer strategy that cannot be applied to this model."""
 
 
-def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None = None) -> Layering:
+def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None = None,
+           ordered: bool = True) -> Layering:
     """Each parameter's layer index under ``spec``, and the number of layers.
+
+    ``ordered=False`` says the parameters are not in the model's order (a safetensors checkpoint
+    stores them sorted by name); a strategy that counts in registration order is then refused.
 
     >>> assign(ModuleLayers(by="module"), params)    # doctest: +SKIP
     ([0, 0, 1, 1], 2)
     """
+    if not ordered and isinstance(spec, (TensorLayers, ModuleLayers, BlocksLayers)):
+        raise LayerError(unordered(f"layers 'by: {spec.by}'"))
     if isinstance(spec, TensorLayers):
         return [p.index for p in params], len(params)
     if isinstance(spec, ModuleLayers):
@@ -45,6 +51,14 @@ def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None
     if isinstance(spec, BlocksLayers):
         return by_blocks(params)
     raise TypeError(f"unknown layer strategy {spec!r}")
+
+
+def unordered(what: str) -> str:
+    """The message refusing ``what`` on parameters that are not in the model's order."""
+    return (f"{what} counts parameters in the model's order, and this source does not keep it (a safetensors "
+            "file stores tensors sorted by name, so the order would be alphabetical); give the model instead "
+            "(a timm name, hf:CONFIG_DIR, torchvision:NAME or module:factory), a .pt state dict, or "
+            "'layers: {by: patterns, ...}', which needs no order")
 
 
 def by_module(params: Sequence[ParamInfo], level: int) -> Layering:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import FormulaError, RuleError, RuleFileError
 from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
-from .layers import Layering, assign
+from .layers import LayerError, Layering, assign, unordered
 from .matching import Captures, Index, Matcher, MatchError, compile_matcher
 from .model import ParamInfo, wrapped_prefix
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
@@ -47,14 +47,22 @@ def resolve_params(
     params: Sequence[ParamInfo],
     tensors: Sequence[Any] = (),
     model: torch.nn.Module | None = None,
+    ordered: bool = True,
 ) -> Plan:
     """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
 
     ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``.
-    A parameter's ``index`` is its position in ``params``.
+    A parameter's ``index`` is its position in ``params``; ``ordered=False`` (a safetensors
+    checkpoint) refuses what depends on that order instead of computing it from the wrong one.
     """
     params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
-    layering = assign(rules.layers, params, model)
+    if not ordered:
+        reads = {n for entry in (*rules.rules, *rules.modifiers) for n in _formula_names(entry)}
+        if "index" in reads:
+            raise LayerError(unordered("a formula reading 'index'"))
+        if not reads & {"layer", "depth", "num_layers"}:
+            ordered = True  # nothing reads the layers: the default layering may count as it likes
+    layering = assign(rules.layers, params, model, ordered)
     # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
     # again and again (a third of the time on a 10k-tensor model).
     collecting = gc.isenabled()
