@@ -275,7 +275,8 @@ class Plan:
         """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``),
         and return the names frozen. Call it at the start of each epoch (or step); it depends on the
         epoch alone, so a run resumed at epoch N is in the state of one that ran to it. The optimizer
-        keeps every parameter in its group: one without a gradient is skipped, its state kept.
+        keeps every parameter in its group: a frozen one has its gradient set to ``None``, so the
+        optimizer skips it (no momentum or weight decay step), its state kept.
 
         >>> for epoch in range(start, epochs):                          # doctest: +SKIP
         ...     plan.apply_phase(epoch=epoch)
@@ -284,7 +285,12 @@ class Plan:
         self._need_tensors()
         for row in self.rows:
             if row.status == "trainable":
-                self.tensors[row.info.index].requires_grad_(row.info.name not in frozen)
+                tensor = self.tensors[row.info.index]
+                tensor.requires_grad_(row.info.name not in frozen)
+                if row.info.name in frozen:
+                    # A zero gradient still moves a tensor under momentum or weight decay, and
+                    # zero_grad(set_to_none=False) would keep one; None makes the optimizer skip it.
+                    tensor.grad = None
         return frozen
 
     @property

@@ -90,10 +90,12 @@ def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> t
     reads = {n for entry in (*rules.rules, *rules.modifiers) for n in _formula_names(entry)}
     used = sorted(reads & {"layer", "depth", "num_layers"})
     if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS:
-        strategy = rules.layers.by if hasattr(rules.layers, "by") else "module"
+        strategy = rules.layers.by
+        instead = ("'layers: {by: patterns, ...}' to name the layers by hand" if strategy == "blocks" else
+                   "'layers: {by: blocks}' (the repeated block stacks, any model) or 'by: timm' on a model "
+                   "timm groups")
         out.append(f"the formulas read {', '.join(used)}, but layers 'by: {strategy}' puts this model in "
-                   f"{num_layers} layer(s), so they give at most {num_layers} values; use 'layers: {{by: blocks}}' "
-                   "(repeated block stacks, any model) or 'by: timm' on a model timm groups")
+                   f"{num_layers} layer(s), so they give at most {num_layers} values; use {instead}")
     return tuple(out)
 
 

@@ -64,6 +64,17 @@ def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
 
     optimizer.register_state_dict_post_hook(add_record)
 
+    def check_layout(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+        # Trainers (Hugging Face, Lightning) call optimizer.load_state_dict themselves: the check runs there.
+        saved = state_dict.get(RECORD_KEY) or _from_param_names(state_dict)
+        problems = _layout_problems(saved["groups"], record["groups"])
+        if problems:
+            raise ResumeError("the optimizer state was saved under another group layout and would put state on "
+                              "the wrong parameters:\n  " + "\n  ".join(problems))
+        return {k: v for k, v in state_dict.items() if k != RECORD_KEY}
+
+    optimizer.register_load_state_dict_pre_hook(check_layout)
+
 
 @dataclass(frozen=True)
 class SettingChange:
@@ -113,7 +124,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
     if problems:
         raise ResumeError("the optimizer state was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
-    optimizer.load_state_dict({k: v for k, v in state_dict.items() if k != RECORD_KEY})
+    optimizer.load_state_dict(dict(state_dict))  # the record too: an optimizer built by lrrules checks it again
     changed = []
     for index, (old, new) in enumerate(zip(saved["groups"], groups)):
         for key in ("lr", "weight_decay"):

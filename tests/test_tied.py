@@ -97,3 +97,19 @@ def test_init_on_hugging_face_models_checks_clean(kind: str, hf_dir: Any, tmp_pa
         assert code == 0, err
         code, text, err = run(capsys, "check", str(out), "--model", spec, "--strict")
         assert code == 0, (out.read_text(), text, err)
+
+
+def test_init_on_a_model_whose_last_parameter_is_an_alias_makes_it_the_head(tied: Any) -> None:
+    from lrrules.language import loads
+    from lrrules.model import collect
+    from lrrules.resolve import resolve_params
+    from lrrules.starter import starter
+
+    params, tensors = collect(tied)
+    assert params[-1].name == "norm.bias", "the head's weight is the embedding's, registered first"
+    text = starter(params, tied, "tied", no_decay_norm_bias=True)
+    plan = resolve_params(loads(text), params, tensors, tied)
+    assert plan.ok and not plan.warnings(), text
+    by_name = {a.name: a for a in plan.params}
+    assert by_name["embed.weight"].rule == "head" and by_name["embed.weight"].matched_as == "head.weight"
+    assert by_name["norm.weight"].rule == "body"
