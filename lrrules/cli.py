@@ -143,6 +143,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not plan.ok or plan.unused_rules:  # a starting file that does not resolve cleanly is our bug
         raise LrrulesError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
             plan.problems() + plan.warnings()))
+    for warning in plan.warnings():  # a layering too coarse for --layer-decay, names that look wrapped
+        print(f"lrrules: warning: {warning}", file=sys.stderr)
     if out is None:
         _print(text.rstrip("\n"))
         return EXIT_OK

@@ -130,10 +130,17 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
 
 
 def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any]]:
+    wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
     for module_name, module in model.named_modules(remove_duplicate=False):
+        if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
+            wrappers.add(module_name)
         if not module._parameters:
             continue
         owner = type(module)
+        if wrappers and module_name:
+            parts = module_name.split(".")
+            module_name = ".".join(p for i, p in enumerate(parts)
+                                   if not (p == "module" and ".".join(parts[:i]) in wrappers))
         prefix = clean_name(module_name) + "." if module_name else ""
         for local, tensor in module._parameters.items():
             if tensor is not None:

@@ -116,3 +116,20 @@ def test_a_sequential_model_is_its_numbered_children_and_other_models_their_top_
     plain.embed, plain.body, plain.head = nn.Linear(2, 3), nn.Linear(3, 3), nn.Linear(3, 1)
     layers, count = layers_of(plain)
     assert count == 3 and list(layers.values()) == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("name,head", [("resnet50", "fc"), ("convnext_tiny", "classifier.2")])
+def test_init_layer_decay_on_torchvision_checks_strict_with_the_classifier_as_head(
+        name: str, head: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "rules.yaml"
+    spec = f"torchvision:{name}"
+    assert main(["init", "--model", spec, "--layer-decay", "0.8", "--no-decay-norm-bias", "-o", str(out)]) == 0
+    assert "by: blocks" in out.read_text()
+    assert main(["check", str(out), "--model", spec, "--strict"]) == 0
+    capsys.readouterr()
+    assert main(["resolve", str(out), "--model", spec, "--format", "json"]) == 0
+    params = json.loads(capsys.readouterr().out)["params"]
+    assert {p["name"] for p in params if p["rule"] == "head"} == {f"{head}.weight", f"{head}.bias"}
+    assert len({p["lr"] for p in params if p["rule"] == "body"}) > 10, "layer decay over the blocks"

@@ -86,6 +86,14 @@ class UnknownWrapper(nn.Module):
         self.module = inner
 
 
+def test_wrappers_around_parts_of_a_model_are_unwrapped_too(tiny: TinyNet) -> None:
+    # MMEngine's MMSeparateDistributedDataParallel wraps each part (generator, discriminator) in DDP.
+    bare = [i.name for i in collect(tiny)[0]]
+    tiny.layer1 = MMDataParallel(tiny.layer1)  # type: ignore[assignment]
+    assert any(n.startswith("layer1.module.") for n, _ in tiny.named_parameters())
+    assert [i.name for i in collect(MMDataParallel(tiny))[0]] == bare
+
+
 def test_a_wrapper_lrrules_does_not_know_is_named_in_a_warning(tiny: TinyNet) -> None:
     import lrrules
 
