@@ -114,7 +114,9 @@ def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module) -> Layering:
 _ALIKE = 0.5
 #: A tower smaller than this share of the largest one holds no blocks of its own (a small MLP head).
 _MIN_TOWER = 0.1
-_NUMBERED = re.compile(r"(\D*?)(\d+)")
+#: A stack holding less than this share of the model's elements is a detail inside a block, not its blocks.
+_MIN_STACK = 0.1
+_NUMBERED = re.compile(r"(.*?)(\d+)")
 
 
 def _parts(name: str) -> list[str]:
@@ -130,7 +132,7 @@ Stack = tuple[tuple[str, ...], str]  # the container's path and the stem of its 
 
 
 def _numbered(part: str) -> tuple[str, int] | None:
-    """``'3'`` -> ``('', 3)``, ``'layer3'`` -> ``('layer', 3)``, ``'encoder_layer_3'`` -> ``('encoder_layer_', 3)``."""
+    """``'3'`` -> ``('', 3)``, ``'layer3'`` -> ``('layer', 3)``, ``'conv2_1'`` -> ``('conv2_', 1)``."""
     match = _NUMBERED.fullmatch(part)
     return (match[1], int(match[2])) if match else None
 
@@ -150,7 +152,7 @@ def _stacks(params: Sequence[ParamInfo], inside: int, nested: bool = False) -> d
                 children.setdefault(key, {}).setdefault(numbered[1], []).append(pos)
                 if len(parts) > k + 1:
                     holding.add((key, numbered[1]))
-                if nested and not numbered[0]:
+                if nested:  # a block's own blocks are its first numbered children (`s1.b1`, not `s1.b1.conv1`)
                     break
     found: dict[Stack, dict[int, list[int]]] = {}
     for (path, stem) in sorted(children, key=lambda c: len(c[0])):
@@ -159,8 +161,7 @@ def _stacks(params: Sequence[ParamInfo], inside: int, nested: bool = False) -> d
         # not), and so is a block inside a block (`mlp.0`, a Linear in a Sequential, is not)
         if (stem or nested) and any(((path, stem), b) not in holding for b in blocks):
             continue
-        if len(blocks) < 2 or any(path[: len(f)] == f and (_numbered(path[len(f)]) or ("",))[0] == fs
-                                  for f, fs in found if len(path) > len(f)):
+        if len(blocks) < 2 or any(_inside_block(path, f, fs) for f, fs in found):
             continue
         depth = len(path) + 1
         sigs = [_signature([(".".join(_parts(params[i].name)[depth:]), params[i].ndim) for i in members])
@@ -168,6 +169,14 @@ def _stacks(params: Sequence[ParamInfo], inside: int, nested: bool = False) -> d
         if any(len(a & b) >= _ALIKE * len(a | b) for n, a in enumerate(sigs) for b in sigs[n + 1 :]):
             found[(path, stem)] = blocks
     return found
+
+
+def _inside_block(path: tuple[str, ...], container: tuple[str, ...], stem: str) -> bool:
+    """Whether ``path`` lies inside one of the blocks of the stack (``container``, ``stem``)."""
+    if len(path) <= len(container) or path[: len(container)] != container:
+        return False
+    numbered = _numbered(path[len(container)])
+    return numbered is not None and numbered[0] == stem
 
 
 def _units(params: Sequence[ParamInfo], blocks: dict[int, list[int]], path: tuple[str, ...]) -> list[list[int]]:
@@ -198,6 +207,13 @@ def by_blocks(params: Sequence[ParamInfo]) -> Layering:
     stacks is counted by top-level module instead.
     """
     stacks = _stacks(params, 0)
+    # Blocks that hold modules are the model's blocks; a Sequential of bare layers (timm's deep stem
+    # `conv1.0`, `conv1.1`) counts only in a model that has nothing else (VGG's `features.N`).
+    strong = {k: b for k, b in stacks.items() if all(_holds_modules(params, ms, len(k[0]) + 1) for ms in b.values())}
+    stacks = strong or stacks
+    # and a stack holds a good share of the model: Inception's `branch3x3dbl_1..3` are not its blocks
+    total = sum(p.numel for p in params)
+    stacks = {k: b for k, b in stacks.items() if sum(params[i].numel for ms in b.values() for i in ms) >= _MIN_STACK * total}
     towers: dict[tuple[str, ...], list[list[int]]] = {}
     for (path, stem), blocks in sorted(stacks.items(), key=lambda s: min(min(b) for b in s[1].values())):
         # `encoder.layer.N` and `layerN` both belong to the module holding the stack
@@ -210,24 +226,31 @@ def by_blocks(params: Sequence[ParamInfo]) -> Layering:
     longest = max(len(units) for units in towers.values())
     last = longest + 1
     layers: list[int | None] = [None] * len(params)
-    starts: list[tuple[tuple[str, ...], int, int]] = []  # tower, its first position, its first layer
+    starts: list[tuple[tuple[str, ...], list[tuple[int, int]]]] = []  # tower, (first position, layer) per unit
     for tower, units in towers.items():
         first_layer = longest - len(units) + 1  # aligned at the output end
         for k, unit in enumerate(units):
             for i in unit:
                 layers[i] = first_layer + k
-        starts.append((tower, min(i for u in units for i in u), first_layer))
+        starts.append((tower, sorted((min(unit), first_layer + k) for k, unit in enumerate(units))))
     for pos, p in enumerate(params):
         if layers[pos] is not None:
             continue
         parts = _parts(p.name)
         # The tower it belongs with: the one sharing the longest name prefix (none: the first tower).
-        tower, start, first_layer = max(starts, key=lambda s: (_common(s[0], parts), -s[1]))
+        tower, unit_starts = max(starts, key=lambda s: (_common(s[0], parts), -s[1][0][0]))
         if _common(tower, parts) == 0:
-            tower, start, first_layer = min(starts, key=lambda s: s[1])
-            first_layer = 1
-        layers[pos] = first_layer - 1 if pos < start else last
+            tower, unit_starts = min(starts, key=lambda s: s[1][0][0])
+            unit_starts = [(start, layer - unit_starts[0][1] + 1) for start, layer in unit_starts]
+        # Before the tower: just below its first block; between its blocks (a downsample between
+        # stages): with the block that follows; after it: the last layer.
+        following = next((layer for start, layer in unit_starts if start > pos), None)
+        layers[pos] = last if following is None else following - 1 if pos < unit_starts[0][0] else following
     return layers, last + 1
+
+
+def _holds_modules(params: Sequence[ParamInfo], members: Sequence[int], depth: int) -> bool:
+    return any(len(_parts(params[i].name)) > depth + 1 for i in members)
 
 
 def _common(path: tuple[str, ...], parts: Sequence[str]) -> int:

@@ -133,3 +133,23 @@ def test_init_layer_decay_on_torchvision_checks_strict_with_the_classifier_as_he
     params = json.loads(capsys.readouterr().out)["params"]
     assert {p["name"] for p in params if p["rule"] == "head"} == {f"{head}.weight", f"{head}.bias"}
     assert len({p["lr"] for p in params if p["rule"] == "body"}) > 10, "layer decay over the blocks"
+
+
+TIMM = sorted({n for n, _ in __import__("tests.test_timm_families", fromlist=["FAST"]).FAST}
+              | set(__import__("tests.test_timm_families", fromlist=["FAMILIES"]).FAMILIES) - {"vgg11"})
+# VGG is left out: nine tenths of it is the classifier MLP, so its conv stack is no stack of blocks
+# and it is counted by top-level module (features, pre_logits, head): three layers.
+
+
+@pytest.mark.parametrize("name", TIMM)
+def test_blocks_on_timm_families_run_from_input_to_output_with_no_empty_layer(name: str) -> None:
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+    layers, count = layers_of(model)
+    ordered = list(layers.values())
+    assert count >= 4, "a stack of blocks was found"
+    assert ordered == sorted(ordered), "in registration order, layers only grow (stem first, head last)"
+    assert set(ordered) == set(range(count)), "no layer is empty"
