@@ -37,6 +37,7 @@ def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) ->
         candidates = [last.rsplit(".", 1)[0]] if last and "." in last else []
     found = [str(c) for c in dict.fromkeys(candidates)
              if c and any(n == c or n.startswith(c + ".") for n in names)]
+    found = [c for c in found if not any(c.startswith(other + ".") for other in found)]  # lm_head, not lm_head.decoder
     if found and all(any(n == c or n.startswith(c + ".") for c in found) for n in names):
         return []  # a head that is the whole model is no head
     return found

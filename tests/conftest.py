@@ -87,10 +87,31 @@ def tiny_hf_config(kind: str) -> Any:
                              vision_config={"num_hidden_layers": 4, "hidden_size": 16, "num_attention_heads": 2,
                                             "intermediate_size": 32, "image_size": 32, "patch_size": 8},
                              projection_dim=8, architectures=["CLIPModel"])
+    attention = {"num_hidden_layers": 3, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}
+    seq2seq = {"encoder_layers": 3, "decoder_layers": 3, "d_model": 16, "encoder_attention_heads": 2,
+               "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32}
+    more = {
+        "distilbert": lambda: tf.DistilBertConfig(n_layers=3, dim=16, n_heads=2, hidden_dim=32, **small,
+                                                  architectures=["DistilBertForSequenceClassification"]),
+        "roberta": lambda: tf.RobertaConfig(**attention, **small, architectures=["RobertaForMaskedLM"]),
+        "bart": lambda: tf.BartConfig(**seq2seq, **small, architectures=["BartForConditionalGeneration"]),
+        "opt": lambda: tf.OPTConfig(num_hidden_layers=3, hidden_size=16, num_attention_heads=2, ffn_dim=32,
+                                    word_embed_proj_dim=16, **small, architectures=["OPTForCausalLM"]),
+        "mistral": lambda: tf.MistralConfig(**attention, num_key_value_heads=1, **small,
+                                            architectures=["MistralForCausalLM"]),
+        "gpt_neox": lambda: tf.GPTNeoXConfig(**attention, **small, architectures=["GPTNeoXForCausalLM"]),
+        "qwen2": lambda: tf.Qwen2Config(**attention, num_key_value_heads=1, tie_word_embeddings=True, **small,
+                                        architectures=["Qwen2ForCausalLM"]),
+        "vit": lambda: tf.ViTConfig(**attention, image_size=32, patch_size=8, num_labels=3,
+                                    architectures=["ViTForImageClassification"]),
+    }
+    if kind in more:
+        return more[kind]()
     raise ValueError(kind)
 
 
-HF_KINDS = ("gpt2", "t5", "bert", "llama", "clip")
+HF_KINDS = ("gpt2", "t5", "bert", "llama", "clip", "distilbert", "roberta", "bart", "opt", "mistral", "gpt_neox",
+            "qwen2", "vit")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from lrrules.cli import main
 from tests.conftest import HF_KINDS, tiny_hf_config
@@ -113,3 +114,32 @@ def test_init_on_a_model_whose_last_parameter_is_an_alias_makes_it_the_head(tied
     by_name = {a.name: a for a in plan.params}
     assert by_name["embed.weight"].rule == "head" and by_name["embed.weight"].matched_as == "head.weight"
     assert by_name["norm.weight"].rule == "body"
+
+
+@pytest.mark.parametrize("kind", HF_KINDS)
+def test_init_on_hugging_face_models_makes_the_task_head_fast(kind: str) -> None:
+    import transformers
+
+    from lrrules.language import loads
+    from lrrules.model import collect, on_meta
+    from lrrules.resolve import resolve_params
+    from lrrules.starter import starter
+
+    config = tiny_hf_config(kind)
+    model = on_meta(lambda: getattr(transformers, config.architectures[0])(config))
+    params, tensors = collect(model)
+    plan = resolve_params(loads(starter(params, model, kind)), params, tensors, model)
+    head = {n for a in plan.params if a.rule == "head" for n in (a.name, *a.aliases)}
+    # What a user of each head class expects to train fast, named from the model's own attributes.
+    output = model.get_output_embeddings()
+    if output is not None:
+        assert {n for n, p in model.named_parameters(remove_duplicate=False) if p is output.weight} <= head
+    for attribute in ("classifier", "score", "qa_outputs"):
+        if isinstance(getattr(model, attribute, None), torch.nn.Module):
+            assert {f"{attribute}.{n}" for n, _ in getattr(model, attribute).named_parameters()} <= head
+    base = model.base_model
+    if base is not model:
+        assert not head & {n for n, p in model.named_parameters() if any(p is q for q in base.parameters())
+                           and p is not getattr(output, "weight", None)}, "the base model is not the head"
+    if output is None and not any(hasattr(model, a) for a in ("classifier", "score", "qa_outputs")):
+        assert not head, "a model without a task head gets none"
