@@ -97,6 +97,9 @@ def _own_args(args: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
                 continue
             raise ModelError(f"--model-arg {key}={args[key]!r}: lrrules never loads or downloads weights (it "
                              "needs only names and shapes); leave it out, or pass a checkpoint file as --model")
+    if "local_files_only" in args:  # passed to Hugging Face by lrrules itself, always True
+        raise ModelError("--model-arg local_files_only: lrrules always reads Hugging Face configs from local files "
+                         "only (it never downloads); leave it out")
     if "num_classes" in args:
         given = args["num_classes"]
         if not isinstance(given, int) or isinstance(given, bool) or given < 0:

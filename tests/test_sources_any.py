@@ -54,6 +54,8 @@ def safetensors(path: Path, tensors: dict[str, tuple[list[int], str]]) -> str:
     (["--model-arg", "checkpoint_path=x.pth"], "never loads or downloads weights"),
     (["--num-classes", "2", "--model-arg", "num_classes=3"], "disagree"),
     (["--model-arg", "num_classes=three"], "whole number"),
+    (["--model-arg", "local_files_only=false"], "local files only"),
+    (["--model-arg", "weights=DEFAULT"], "never loads or downloads weights"),
 ])
 def test_arguments_lrrules_sets_itself_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                         args: list[str], message: str) -> None:
