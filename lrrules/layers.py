@@ -213,7 +213,8 @@ def by_blocks(params: Sequence[ParamInfo]) -> Layering:
     stacks = strong or stacks
     # and a stack holds a good share of the model: Inception's `branch3x3dbl_1..3` are not its blocks
     total = sum(p.numel for p in params)
-    stacks = {k: b for k, b in stacks.items() if sum(params[i].numel for ms in b.values() for i in ms) >= _MIN_STACK * total}
+    stacks = {k: b for k, b in stacks.items()
+              if sum(params[i].numel for ms in b.values() for i in ms) >= _MIN_STACK * total}
     towers: dict[tuple[str, ...], list[list[int]]] = {}
     for (path, stem), blocks in sorted(stacks.items(), key=lambda s: min(min(b) for b in s[1].values())):
         # `encoder.layer.N` and `layerN` both belong to the module holding the stack

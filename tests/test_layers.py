@@ -91,8 +91,8 @@ def test_torchvision_blocks_run_in_order_from_stem_to_classifier(name: str, bloc
     assert len(set(ordered)) >= sum(blocks) + 2, "every block is a layer of its own"
 
 
-def test_a_layering_too_coarse_for_layer_decay_is_a_warning_and_strict_fails(hf_dir: Any, tmp_path: Path,
-                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_layering_too_coarse_for_layer_decay_is_a_warning_and_strict_fails(
+        hf_dir: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = hf("bert")
     coarse = lrrules.loads(LLRD % "module").resolve(model)
     assert coarse.num_layers < 3

@@ -97,7 +97,8 @@ def test_wrappers_around_parts_of_a_model_are_unwrapped_too(tiny: TinyNet) -> No
 def test_a_wrapper_lrrules_does_not_know_is_named_in_a_warning(tiny: TinyNet) -> None:
     import lrrules
 
-    rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n  - {name: head, match: 'fc.*'}\n  - {name: rest, fallback: true}\n")
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n  - {name: head, match: 'fc.*'}\n"
+                          "  - {name: rest, fallback: true}\n")
     plan = rules.resolve(UnknownWrapper(tiny))
     assert any("starts with 'module.'" in w and "model.module" in w for w in plan.warnings())
     assert not any("starts with" in w for w in rules.resolve(MMDataParallel(tiny)).warnings())
@@ -115,7 +116,8 @@ def test_module_matchers_match_base_classes_like_isinstance() -> None:
     model = nn.Sequential(nn.Linear(4, 4), MyNorm(4), _BatchNorm(4), nn.Linear(4, 2))
     infos, _ = collect(model)
     assert infos[2].module == "MyNorm" and "LayerNorm" in infos[2].bases
-    rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n  - {name: norms, match: {module: ['LayerNorm', 'BatchNorm*']}}\n"
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n"
+                          "  - {name: norms, match: {module: ['LayerNorm', 'BatchNorm*']}}\n"
                           "  - {name: rest, fallback: true}\n")
     claimed = {a.name: a.rule for a in rules.resolve(model).params}
     wanted = {n: "norms" if isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)) else "rest"
