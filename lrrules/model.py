@@ -3,7 +3,8 @@
 Names are the model's own with the parts wrappers add taken away (``module.`` of DDP and
 DataParallel, ``_orig_mod.`` of ``torch.compile``, ``_checkpoint_wrapped_module.`` of activation
 checkpointing, ``_fsdp_wrapped_module.`` of FSDP), so one rule file serves the bare and the wrapped
-model. A tensor reachable under several names (tied weights, a module used twice) is one
+model. Wrappers are recognised by class and base classes, so subclasses (MMEngine's) unwrap too.
+A tensor reachable under several names (tied weights, a module used twice) is one
 :class:`ParamInfo` with every name it has.
 """
 
