@@ -97,7 +97,10 @@ def cmd_params(args: argparse.Namespace) -> int:
     from .report import param_rows, param_table, render
 
     model = _model(args)
-    layers, count = assign(_layers(args.layers), model.params, model.module)
+    if args.layers is None and not model.ordered:  # no order to count layers in, and none asked for
+        layers, count = [None] * len(model.params), 0
+    else:
+        layers, count = assign(_layers(args.layers or "module"), model.params, model.module, model.ordered)
     rows = param_rows(model.params, layers)
     data = {"model": model.label, "num_layers": count, "params": rows}
     _print(render(args.format, lambda: data, lambda: rows, lambda: param_table(rows, count)))
@@ -170,6 +173,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not plan.ok or plan.unused_rules:  # a starting file that does not resolve cleanly is our bug
         raise LrrulesError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
             plan.problems() + plan.warnings()))
+    for warning in plan.warnings():  # a layering too coarse for --layer-decay, names that look wrapped
+        print(f"lrrules: warning: {warning}", file=sys.stderr)
     if out is None:
         _print(text.rstrip("\n"))
         return EXIT_OK
@@ -258,20 +263,22 @@ def _model(args: argparse.Namespace, spec: str | None = None) -> Model:
 def _resolve(rules: RuleSet, model: Model) -> Plan:
     from .resolve import resolve_params
 
-    return resolve_params(rules, model.params, model.tensors, model.module)
+    return resolve_params(rules, model.params, model.tensors, model.module, model.ordered)
 
 
 def _layers(text: str) -> Any:
-    from .language import ModuleLayers, TensorLayers, TimmLayers
+    from .language import BlocksLayers, ModuleLayers, TensorLayers, TimmLayers
 
     kind, _, level = text.partition(":")
+    if kind == "blocks" and not level:
+        return BlocksLayers(by="blocks")
     if kind == "tensor" and not level:
         return TensorLayers(by="tensor")
     if kind == "timm" and not level:
         return TimmLayers(by="timm")
     if kind == "module" and (not level or level.isdigit() and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
-    raise LrrulesError(f"--layers takes tensor, module, module:N or timm, got {text!r}")
+    raise LrrulesError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
 
 
 def _schema_near(out: Path | None) -> str:
@@ -365,8 +372,8 @@ def _parser() -> argparse.ArgumentParser:
                  "its layer index under --layers.",
                  "lrrules params --model vit_tiny_patch16_224 --layers timm")
     _model_options(p)
-    p.add_argument("--layers", default="module", metavar="HOW",
-                   help="how layers are counted: tensor, module, module:N or timm (default: module)")
+    p.add_argument("--layers", default=None, metavar="HOW",
+                   help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
     _format_option(p)
 
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",

@@ -536,7 +536,17 @@ class PatternLayers(BaseModel):
     patterns: list[Matcher] = Field(min_length=1, description="Matchers, from the input side to the output.")
 
 
-Layers = Annotated[Union[TensorLayers, ModuleLayers, TimmLayers, PatternLayers], Field(discriminator="by")]
+class BlocksLayers(BaseModel):
+    """Any model's repeated block stacks (encoder.layer.N, model.layers.N, blocks.N, stages.N.blocks.M):
+    what comes before them is layer 0, each block a layer, what comes after them the last layer.
+    Separate stacks (T5's encoder and decoder) count on their own scales, aligned at the output."""
+
+    model_config = _STRICT
+    by: Literal["blocks"]
+
+
+Layers = Annotated[Union[TensorLayers, ModuleLayers, TimmLayers, PatternLayers, BlocksLayers],
+                   Field(discriminator="by")]
 
 
 class Phase(BaseModel):

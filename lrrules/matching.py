@@ -192,7 +192,9 @@ class Module:
                 "(a checkpoint holds only names and shapes); match by name or ndim instead",
                 "module",
             )
-        return {} if self._regex.match(param.module) else None  # type: ignore[attr-defined]
+        # The class or any of its bases, the way isinstance sees it: `MyNorm(nn.LayerNorm)` is a LayerNorm.
+        regex = self._regex  # type: ignore[attr-defined]
+        return {} if regex.match(param.module) or any(regex.match(b) for b in param.bases) else None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Names are the model's own with the parts wrappers add taken away (``module.`` of DDP and
 DataParallel, ``_orig_mod.`` of ``torch.compile``, ``_checkpoint_wrapped_module.`` of activation
 checkpointing, ``_fsdp_wrapped_module.`` of FSDP), so one rule file serves the bare and the wrapped
-model. A tensor reachable under several names (tied weights, a module used twice) is one
+model. Wrappers are recognised by class and base classes, so subclasses (MMEngine's) unwrap too.
+A tensor reachable under several names (tied weights, a module used twice) is one
 :class:`ParamInfo` with every name it has.
 """
 
@@ -18,8 +19,13 @@ if TYPE_CHECKING:
 
 #: Name parts that wrappers insert and that lrrules removes.
 WRAPPER_PARTS = frozenset({"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"})
-#: Wrapper classes whose ``.module`` is the real model (their names start with ``module.``).
+#: Wrapper classes whose ``.module`` is the real model (their names start with ``module.``), matched
+#: against the class and all its bases, so subclasses (MMEngine's ``MMDistributedDataParallel``)
+#: unwrap too; DeepSpeed's is named here so that DeepSpeed need not be imported.
 _ROOT_WRAPPERS = frozenset({"DistributedDataParallel", "DataParallel", "DeepSpeedEngine"})
+#: Name beginnings that wrappers add; a model whose every name still starts with one is likely wrapped
+#: in something lrrules does not know.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "model.module.")
 
 
 class ParamInfo(NamedTuple):
@@ -36,6 +42,7 @@ class ParamInfo(NamedTuple):
     requires_grad: bool
     index: int  # type: ignore[assignment]  # a field, where tuple has a method
     aliases: tuple[str, ...] = ()
+    bases: tuple[str, ...] = ()  # the class names of the owning module's base classes, nearest first
 
     @property
     def ndim(self) -> int:
@@ -53,13 +60,37 @@ class ParamInfo(NamedTuple):
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP, DataParallel, DeepSpeed and ``torch.compile`` wrappers (any nesting)."""
     while True:
-        kind = type(model).__name__
-        if kind in _ROOT_WRAPPERS and hasattr(model, "module"):
+        kinds = {k.__name__ for k in type(model).__mro__}
+        if kinds & _ROOT_WRAPPERS and isinstance(getattr(model, "module", None), _module_class()):
             model = model.module  # type: ignore[assignment]
-        elif kind == "OptimizedModule" and hasattr(model, "_orig_mod"):
+        elif "OptimizedModule" in kinds and hasattr(model, "_orig_mod"):
             model = model._orig_mod  # type: ignore[assignment]
         else:
             return model
+
+
+def _module_class() -> type:
+    import torch
+
+    return torch.nn.Module
+
+
+def wrapped_prefix(params: list[ParamInfo] | tuple[ParamInfo, ...]) -> str | None:
+    """The wrapper-looking beginning every parameter name shares (``module.``), if there is one."""
+    for prefix in WRAPPER_PREFIXES:
+        if params and all(p.name.startswith(prefix) for p in params):
+            return prefix
+    return None
+
+
+def _bases(kind: type) -> tuple[str, ...]:
+    """The class names of ``kind``'s bases below ``nn.Module`` (``MyNorm`` -> ``('LayerNorm',)``)."""
+    names = []
+    for base in kind.__mro__[1:]:
+        if base.__name__ in ("Module", "object"):
+            break
+        names.append(base.__name__)
+    return tuple(names)
 
 
 def clean_name(name: str) -> str:
@@ -80,6 +111,7 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     tensors: list[Any] = []
     position: dict[int, int] = {}
     extra: dict[int, list[str]] = {}  # other names of tensors met more than once
+    bases: dict[type, tuple[str, ...]] = {}
     for name, owner, tensor in _named_parameters(unwrap(model)):
         key = id(tensor)
         seen = position.get(key)
@@ -89,7 +121,8 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
                 others.append(name)
             continue
         position[key] = len(infos)
-        infos.append(ParamInfo(name, tuple(tensor.shape), owner, tensor.requires_grad, len(infos)))
+        infos.append(ParamInfo(name, tuple(tensor.shape), owner.__name__, tensor.requires_grad, len(infos),
+                               bases=bases.setdefault(owner, _bases(owner))))
         tensors.append(tensor)
     for i, others in extra.items():
         if others:
@@ -97,11 +130,18 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     return infos, tensors
 
 
-def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, str, Any]]:
+def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any]]:
+    wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
     for module_name, module in model.named_modules(remove_duplicate=False):
+        if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
+            wrappers.add(module_name)
         if not module._parameters:
             continue
-        owner = type(module).__name__
+        owner = type(module)
+        if wrappers and module_name:
+            parts = module_name.split(".")
+            module_name = ".".join(p for i, p in enumerate(parts)
+                                   if not (p == "module" and ".".join(parts[:i]) in wrappers))
         prefix = clean_name(module_name) + "." if module_name else ""
         for local, tensor in module._parameters.items():
             if tensor is not None:

@@ -59,6 +59,7 @@ class Assignment:
     note: str = ""
     steps: tuple[Step, ...] = ()
     trains: bool = True  # False while a training phase freezes it (it keeps its group)
+    matched_as: str | None = None  # the name its rule matched, where it has several (tied weights)
 
     @property
     def numel(self) -> int:
@@ -87,6 +88,7 @@ class Assignment:
             "options": _plain(self.options),
             "note": self.note,
             "trains": self.trains,
+            "matched_as": self.matched_as,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -126,6 +128,7 @@ class Conflict:
     kind: Literal["rules", "modifiers", "tied"]
     rules: tuple[str, ...]
     setting: str | None = None
+    names: tuple[str, ...] = ()  # for "tied": the name each of ``rules`` matched, pairwise
 
     @property
     def message(self) -> str:
@@ -134,11 +137,13 @@ class Conflict:
             return f"'{self.param}' is claimed by {len(self.rules)} rules: {names}; narrow their matches"
         if self.kind == "modifiers":
             return f"'{self.param}': modifiers {names} set {self.setting} to different values"
-        return f"'{self.param}' is one tensor under several names, and its names are claimed by {names}"
+        claims = " and ".join(f"'{n}' by rule '{r}'" for n, r in zip(self.names, self.rules))
+        return (f"'{self.param}' is one tensor under several names (tied weights), claimed as {claims}; "
+                "make one rule claim it")
 
     def to_dict(self) -> dict[str, Any]:
         return {"param": self.param, "kind": self.kind, "rules": list(self.rules), "setting": self.setting,
-                "message": self.message}
+                "names": list(self.names), "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ class Row(NamedTuple):
     settled: Settled | None = None
     group: int | None = None
     note: str = ""
+    matched_as: str = ""  # the name the rule matched, when the tensor has several
 
     def assignment(self, trains: bool = True) -> Assignment:
         info, s = self.info, self.settled
@@ -189,7 +195,7 @@ class Row(NamedTuple):
             info.name, info.shape, info.module, info.index, self.layer, self.status, self.rule, self.modifiers,
             dict(self.captures), s.lr if s else None, s.lr_scale if s else None, s.weight_decay if s else None,
             dict(s.options) if s else {}, self.group, info.aliases, self.note, s.steps if s else (),
-            trains and self.status == "trainable",
+            trains and self.status == "trainable", self.matched_as or None,
         )
 
 
@@ -243,6 +249,7 @@ class Plan:
     phase_frozen: frozenset[str] = frozenset()
     when: str = ""  # the epoch or step the plan is shown at (see at())
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    cautions: tuple[str, ...] = ()  # what the resolver saw that is likely a mistake (see warnings())
 
     @functools.cached_property
     def params(self) -> tuple[Assignment, ...]:
@@ -269,7 +276,8 @@ class Plan:
         """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``),
         and return the names frozen. Call it at the start of each epoch (or step); it depends on the
         epoch alone, so a run resumed at epoch N is in the state of one that ran to it. The optimizer
-        keeps every parameter in its group: one without a gradient is skipped, its state kept.
+        keeps every parameter in its group: a frozen one has its gradient set to ``None``, so the
+        optimizer skips it (no momentum or weight decay step), its state kept.
 
         >>> for epoch in range(start, epochs):                          # doctest: +SKIP
         ...     plan.apply_phase(epoch=epoch)
@@ -278,7 +286,12 @@ class Plan:
         self._need_tensors()
         for row in self.rows:
             if row.status == "trainable":
-                self.tensors[row.info.index].requires_grad_(row.info.name not in frozen)
+                tensor = self.tensors[row.info.index]
+                tensor.requires_grad_(row.info.name not in frozen)
+                if row.info.name in frozen:
+                    # A zero gradient still moves a tensor under momentum or weight decay, and
+                    # zero_grad(set_to_none=False) would keep one; None makes the optimizer skip it.
+                    tensor.grad = None
         return frozen
 
     @property
@@ -294,8 +307,10 @@ class Plan:
         return lines
 
     def warnings(self) -> list[str]:
-        """Lines about what resolves but is likely a mistake: unused rules, lr = 0."""
-        lines = [f"rule '{r}' matches no parameter" for r in self.unused_rules]
+        """Lines about what resolves but is likely a mistake: unused rules, lr = 0, a layering too
+        coarse for the formulas that read it, names that still look wrapped."""
+        lines = list(self.cautions)
+        lines += [f"rule '{r}' matches no parameter" for r in self.unused_rules]
         lines += [f"phase {p.index} ({p.when}) matches no parameter" for p in self.phases
                   if not p.freeze and not p.unfreeze]
         lines += [f"'{n}' resolves to lr = 0; use 'freeze: true' to take it out of training" for n in self.zero_lr]
@@ -393,6 +408,7 @@ class Plan:
             "frozen": [f.to_dict() for f in self.frozen],
             "unused_rules": list(self.unused_rules),
             "zero_lr": list(self.zero_lr),
+            "warnings": list(self.cautions),
             "phases": [p.to_dict() for p in self.phases],
             "when": self.when,
             "phase_frozen": sorted(self.phase_frozen),

@@ -109,8 +109,8 @@ def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bo
     if per_param:
         header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "", "weight_decay", "options"]
         rows = [
-            [a.name, "x".join(map(str, a.shape)) or "scalar", _opt(a.layer), _opt(a.group),
-             a.rule or ("-" if a.status == "trainable" else a.status), ", ".join(a.modifiers) or "-",
+            [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else ""), "x".join(map(str, a.shape)) or "scalar",
+             _opt(a.layer), _opt(a.group), _claimed(a), ", ".join(a.modifiers) or "-",
              _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode),
              _num(a.weight_decay) if a.weight_decay is not None else "-", _options(plan, a.options)]
             for a in plan.params
@@ -212,7 +212,7 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
             claimed = f" (claimed by rule '{a.rule}')" if a.rule and f"'{a.rule}'" not in a.note else ""
             lines.append(f"  frozen: {a.note}{claimed}")
         else:
-            lines.append(f"  rule: {a.rule}" if a.rule else f"  rule: none ({a.note})")
+            lines.append(f"  rule: {_claimed(a)}" if a.rule else f"  rule: none ({a.note})")
             if a.modifiers:
                 lines.append(f"  modifiers: {', '.join(a.modifiers)}")
             if a.captures:
@@ -252,6 +252,13 @@ def diff_table(changes: Sequence[Change], old: str, new: str) -> str:
 
 
 # --- small pieces ------------------------------------------------------------------------------
+
+
+def _claimed(a: Assignment) -> str:
+    """The rule column: the rule, and the name it matched where that is not the first name."""
+    if not a.rule:
+        return "-" if a.status == "trainable" else a.status
+    return a.rule + (f" (as {a.matched_as})" if a.matched_as and a.matched_as != a.name else "")
 
 
 def _bar(value: float | None, top: float, unicode: bool) -> str:

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import FormulaError, RuleError, RuleFileError
 from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
-from .layers import Layering, assign
+from .layers import LayerError, Layering, assign, unordered
 from .matching import Captures, Index, Matcher, MatchError, compile_matcher, with_regex_budget
-from .model import ParamInfo
+from .model import ParamInfo, wrapped_prefix
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
 if TYPE_CHECKING:
@@ -50,23 +50,56 @@ def resolve_params(
     params: Sequence[ParamInfo],
     tensors: Sequence[Any] = (),
     model: torch.nn.Module | None = None,
+    ordered: bool = True,
 ) -> Plan:
     """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
 
     ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``.
-    A parameter's ``index`` is its position in ``params``.
+    A parameter's ``index`` is its position in ``params``; ``ordered=False`` (a safetensors
+    checkpoint) refuses what depends on that order instead of computing it from the wrong one.
     """
     params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
-    layering = assign(rules.layers, params, model)
+    if not ordered:
+        reads = {n for entry in (*rules.rules, *rules.modifiers) for n in _formula_names(entry)}
+        if "index" in reads:
+            raise LayerError(unordered("a formula reading 'index'"))
+        if not reads & {"layer", "depth", "num_layers"}:
+            ordered = True  # nothing reads the layers: the default layering may count as it likes
+    layering = assign(rules.layers, params, model, ordered)
     # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
     # again and again (a third of the time on a 10k-tensor model).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _Resolver(rules, params, layering).plan(tuple(tensors))
+        plan = _Resolver(rules, params, layering).plan(tuple(tensors))
     finally:
         if collecting:
             gc.enable()
+    cautions = _cautions(rules, params, layering[1])
+    return dataclasses.replace(plan, cautions=cautions) if cautions else plan
+
+
+#: Fewer layers than this make `decay ** depth` one or two rates: layer decay that does nothing.
+MIN_LAYERS = 3
+
+
+def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> tuple[str, ...]:
+    """Warnings about the model and the layering, as timm warns when its layer decay has one layer."""
+    out = []
+    prefix = wrapped_prefix(params)
+    if prefix is not None:
+        out.append(f"every parameter name starts with '{prefix}': the model looks wrapped in something lrrules "
+                   "does not unwrap; pass the inner model (model.module) so that anchored rules match")
+    reads = {n for entry in (*rules.rules, *rules.modifiers) for n in _formula_names(entry)}
+    used = sorted(reads & {"layer", "depth", "num_layers"})
+    if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS:
+        strategy = rules.layers.by
+        instead = ("'layers: {by: patterns, ...}' to name the layers by hand" if strategy == "blocks" else
+                   "'layers: {by: blocks}' (the repeated block stacks, any model) or 'by: timm' on a model "
+                   "timm groups")
+        out.append(f"the formulas read {', '.join(used)}, but layers 'by: {strategy}' puts this model in "
+                   f"{num_layers} layer(s), so they give at most {num_layers} values; use {instead}")
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +125,7 @@ class _Claimed(NamedTuple):
     modifiers: tuple[str, ...]
     captures: Captures
     settled: Settled
+    matched_as: str = ""  # the name the claiming rule matched (one of a tied tensor's names)
 
 
 @dataclass(frozen=True)
@@ -182,7 +216,7 @@ class _Resolver:
                 elif outcome.status == "frozen":
                     frozen.append(Frozen(info.name, outcome.note))
                 continue
-            claim, modifiers, captures, settled = outcome
+            claim, modifiers, captures, settled, matched_as = outcome
             group = group_by_settled.get(id(settled))
             if group is None:  # first parameter with these settings (or equal ones from other rules)
                 group = group_by_settled[id(settled)] = group_of.setdefault(settled.key, len(group_of))
@@ -190,7 +224,7 @@ class _Resolver:
                 members.append([])
             members[group].append(len(rows))
             rows.append(Row(info, layer, "trainable", claim, modifiers, captures, settled, group,
-                            "" if claim else "claimed by no rule; given the defaults"))
+                            "" if claim else "claimed by no rule; given the defaults", matched_as))
             if claim is None:
                 unmatched.append(info.name)
         if self.compiled.fallback is not None and any(r.rule == self.compiled.fallback.name for r in rows):
@@ -257,11 +291,14 @@ class _Resolver:
             for claims in per_name:
                 if len(claims) > 1:
                     return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
-            chosen = [claims[0] if claims else None for claims in per_name]
-            if len({c[0].name if c else None for c in chosen}) > 1:
-                fallback = compiled.fallback.name if compiled.fallback else "(no rule)"
-                return Conflict(info.name, "tied", tuple(dict.fromkeys(c[0].name if c else fallback for c in chosen)))
-            claim = chosen[0]
+            # A tied tensor is claimed through any of its names; the fallback claims it only when no
+            # name is claimed, so `lm_head.*` claims GPT-2's embedding through its alias. Two rules
+            # claiming two of its names is a real conflict, reported with each name and its rule.
+            named = [(view.name, claims[0]) for view, claims in zip(views, per_name) if claims]
+            if len({c[0].name for _, c in named}) > 1:
+                return Conflict(info.name, "tied", tuple(c[0].name for _, c in named), names=tuple(n for n, _ in named))
+            claim = named[0][1] if named else None
+            matched_as = named[0][0] if named else ""
         else:
             claims = self.matching(compiled.claiming, compiled.claim_index, info)
             modifiers = self.matching(compiled.modifiers, compiled.modifier_index, info)
@@ -270,6 +307,7 @@ class _Resolver:
             if len(claims) > 1:
                 return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
             claim = claims[0] if claims else None
+            matched_as = info.name if claim else ""
         if claim is None and compiled.fallback is not None:
             claim = (compiled.fallback, {})
         if claim is None and self.rules.unmatched == "error":
@@ -296,7 +334,7 @@ class _Resolver:
             self.settled[key] = settled
         if isinstance(settled, Conflict):
             return settled  # plan() names it after this parameter
-        return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled)
+        return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled, matched_as)
 
     def combination(self, claim: tuple[_Entry, Captures] | None,
                     modifiers: list[tuple[_Entry, Captures]]) -> tuple[tuple[str, ...], tuple[str, ...], str]:

@@ -64,6 +64,18 @@ def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
 
     optimizer.register_state_dict_post_hook(add_record)
 
+    def check_layout(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+        # Trainers (Hugging Face, Lightning) call optimizer.load_state_dict themselves: the check runs there.
+        saved = state_dict.get(RECORD_KEY) or _from_param_names(state_dict)
+        _check_record(saved)
+        problems = _layout_problems(saved["groups"], record["groups"])
+        if problems:
+            raise ResumeError("the optimizer state was saved under another group layout and would put state on "
+                              "the wrong parameters:\n  " + "\n  ".join(problems))
+        return {k: v for k, v in state_dict.items() if k != RECORD_KEY}
+
+    optimizer.register_load_state_dict_pre_hook(check_layout)
+
 
 @dataclass(frozen=True)
 class SettingChange:
@@ -116,8 +128,8 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
     if problems:
         raise ResumeError("the optimizer state was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
-    try:
-        optimizer.load_state_dict({k: v for k, v in state_dict.items() if k != RECORD_KEY})
+    try:  # the record goes along: an optimizer built by lrrules checks it again in its pre-hook
+        optimizer.load_state_dict(dict(state_dict))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ResumeError(f"torch could not load the optimizer state: {exc!r}") from None
     changed = []

@@ -46,6 +46,7 @@ class Model:
     params: list[ParamInfo]
     module: torch.nn.Module | None = None
     tensors: list[Any] = field(default_factory=list, repr=False)
+    ordered: bool = True  # False where the parameters are not in the model's order (safetensors)
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, Any]:
@@ -70,7 +71,8 @@ def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[st
     >>> open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
     'conv1.weight'
     """
-    args = dict(model_args or {})
+    args = _own_args(dict(model_args or {}), num_classes)
+    num_classes = args.pop("num_classes", num_classes)
     lowered = spec.lower()
     if lowered.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")):
         return _checkpoint(spec)
@@ -83,8 +85,37 @@ def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[st
     return _built(spec, build(spec, num_classes=num_classes, **args))
 
 
+#: --model-arg keys that would load weights: lrrules reads names and shapes and never downloads.
+_WEIGHT_ARGS = ("pretrained", "weights", "checkpoint_path", "pretrained_cfg_overlay", "pretrained_model_name_or_path")
+
+
+def _own_args(args: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
+    """``args`` with what lrrules sets itself checked: ``num_classes`` once (from either option),
+    nothing that loads weights (``pretrained=false`` is what lrrules does anyway, and is dropped)."""
+    for key in _WEIGHT_ARGS:
+        if key in args:
+            if args[key] in (False, None, "", "none", "None"):
+                del args[key]
+                continue
+            raise ModelError(f"--model-arg {key}={args[key]!r}: lrrules never loads or downloads weights (it "
+                             "needs only names and shapes); leave it out, or pass a checkpoint file as --model")
+    if "local_files_only" in args:  # passed to Hugging Face by lrrules itself, always True
+        raise ModelError("--model-arg local_files_only: lrrules always reads Hugging Face configs from local files "
+                         "only (it never downloads); leave it out")
+    if "num_classes" in args:
+        given = args["num_classes"]
+        if not isinstance(given, int) or isinstance(given, bool) or given < 0:
+            raise ModelError(f"--model-arg num_classes={given!r}: give a whole number >= 0")
+        if num_classes is not None and given != num_classes:
+            raise ModelError(f"--num-classes {num_classes} and --model-arg num_classes={given} disagree; "
+                             "give one of them")
+    return args
+
+
 def _built(label: str, module: torch.nn.Module) -> Model:
     params, tensors = collect(module)
+    if not params:
+        raise ModelError(f"{label}: the model has no parameters, so there is nothing to check rules against")
     return Model(label, params, module, tensors)
 
 
@@ -129,6 +160,16 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
         config.num_labels = num_classes
     architectures = getattr(config, "architectures", None) or []
     model_class = getattr(transformers, architectures[0], None) if architectures else None
+    if architectures and not isinstance(model_class, type):
+        import difflib
+
+        known = [n for n in dir(transformers) if n[:1].isupper() and n.endswith(("Model", "LMHead", "Classification",
+                 "Generation", "LM", "Answering", "Training"))] or [n for n in dir(transformers) if n[:1].isupper()]
+        close = difflib.get_close_matches(str(architectures[0]), known, n=3)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise ModelError(f"hf:{path}: config.json names architecture '{architectures[0]}', which this "
+                         f"transformers ({transformers.__version__}) does not have{hint}; fix 'architectures' in "
+                         "config.json, or upgrade transformers")
     try:
         if model_class is not None:
             return on_meta(lambda: model_class(config))  # type: ignore[no-any-return]
@@ -157,6 +198,8 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
         args["num_classes"] = num_classes
     try:
         model = on_meta(lambda: factory(**args))
+    except SystemExit as exc:  # a factory that calls sys.exit() must not end `check` with its code
+        raise ModelError(f"{spec}: the factory exited (sys.exit({exc.code!r})) instead of returning a model") from None
     except Exception as exc:
         raise ModelError(f"{spec}: the factory failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
@@ -185,7 +228,11 @@ def _checkpoint(spec: str) -> Model:
         ParamInfo(name, shape, None, True, i)
         for i, (name, shape) in enumerate((n, s) for n, s, is_param in entries if is_param)
     ]
-    return Model(spec, params)
+    if not params:
+        raise ModelError(f"{spec}: the checkpoint holds no parameters (only buffers or nothing), so there is "
+                         "nothing to check rules against")
+    # safetensors stores tensors sorted by name, not in the model's order; a torch state dict keeps it
+    return Model(spec, params, ordered=not spec.lower().endswith((".safetensors", ".safetensors.index.json")))
 
 
 def _is_param(name: str, integer: bool) -> bool:

@@ -7,28 +7,64 @@ with the ``yaml-language-server`` line that makes editors check it against the J
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .model import ParamInfo, unwrap
+from .model import ParamInfo, clean_name, unwrap
 
 if TYPE_CHECKING:
     import torch
 
-def head_prefix(params: Sequence[ParamInfo], model: torch.nn.Module | None) -> str | None:
-    """The name of the model's classifier module: timm's ``pretrained_cfg['classifier']`` where it
-    names parameters, else the top-level module that holds the last parameter."""
-    names = [p.name for p in params]
+def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) -> list[str]:
+    """The module names of the model's classifiers, each once: every name in timm's
+    ``pretrained_cfg['classifier']`` (a tuple for distilled and two-branch heads) that holds
+    parameters; a Hugging Face model's task heads (what lies outside its base model) and output
+    embeddings; for other models, the module holding the last parameter registered. A model without a
+    classifier (timm's ``num_classes=0``) gets none, and so does a "head" that would hold every parameter.
+    """
+    names = [n for p in params for n in p.names]
     inner = unwrap(model) if model is not None else None
-    classifier = getattr(inner, "pretrained_cfg", {}).get("classifier") if inner is not None else None
-    candidates = classifier if isinstance(classifier, (list, tuple)) else [classifier]
-    for prefix in candidates:
-        if prefix and any(n.startswith(prefix + ".") for n in names):
-            return str(prefix)
-    if not names or "." not in names[-1]:
-        return None
-    return names[-1].split(".")[0]
+    if inner is not None and hasattr(inner, "pretrained_cfg"):
+        classifier = getattr(inner, "pretrained_cfg", {}).get("classifier")
+        candidates = list(classifier) if isinstance(classifier, (list, tuple)) else [classifier]
+    elif inner is not None and hasattr(inner, "base_model_prefix") and hasattr(inner, "get_output_embeddings"):
+        candidates = _hf_heads(inner)
+    else:
+        last = _last_name(params, inner)
+        candidates = [last.rsplit(".", 1)[0]] if last and "." in last else []
+    found = [str(c) for c in dict.fromkeys(candidates)
+             if c and any(n == c or n.startswith(c + ".") for n in names)]
+    found = [c for c in found if not any(c.startswith(other + ".") for other in found)]  # lm_head, not lm_head.decoder
+    if found and all(any(n == c or n.startswith(c + ".") for c in found) for n in names):
+        return []  # a head that is the whole model is no head
+    return found
+
+
+def _hf_heads(model: Any) -> list[str]:
+    """A Hugging Face model's heads: its top-level modules outside the base model, and the module
+    of its output embeddings (an LM head, often tied to the input embedding)."""
+    heads = []
+    base = getattr(model, "base_model_prefix", "")
+    if base and hasattr(model, base):
+        heads += [name for name, child in model.named_children()
+                  if name != base and any(True for _ in child.parameters())]
+    output = model.get_output_embeddings()
+    if output is not None:
+        heads += [name for name, module in model.named_modules() if module is output][:1]
+    return heads
+
+
+def _last_name(params: Sequence[ParamInfo], model: Any) -> str | None:
+    """The name of the parameter registered last, counting a tied tensor's later names."""
+    if model is not None:
+        last = None
+        for last, _ in model.named_parameters(remove_duplicate=False):
+            pass
+        return clean_name(last) if last else None
+    return params[-1].name if params else None
 
 
 def starter(
@@ -46,7 +82,7 @@ def starter(
 
     ``schema`` is where editors find the JSON Schema (``lrrules schema`` writes it), relative to the file.
     """
-    head = head_prefix(params, model)
+    heads = head_prefixes(params, model)
     timm_model = model is not None and hasattr(unwrap(model), "pretrained_cfg")
     lines = [
         f"# yaml-language-server: $schema={schema}",
@@ -60,10 +96,13 @@ def starter(
         "  type: AdamW",
     ]
     if layer_decay is not None:
-        lines += ["layers:", f"  by: {'timm' if timm_model else 'module'}"]
+        # timm's own grouping where timm groups the model; the repeated blocks everywhere else
+        lines += ["layers:", f"  by: {'timm' if timm_model else 'blocks'}"]
     lines.append("rules:")
-    if head is not None:
-        lines += ["  - name: head", f"    match: {_quote(head + '.*')}", f"    lr_mult: {_number(head_mult)}"]
+    if heads:
+        patterns = [_quote(_glob_escape(h) + ".*") for h in heads]
+        match = patterns[0] if len(patterns) == 1 else f"[{', '.join(patterns)}]"
+        lines += ["  - name: head", f"    match: {match}", f"    lr_mult: {_number(head_mult)}"]
     lines += ["  - name: body", "    fallback: true"]
     if layer_decay is not None:
         lines.append(f"    lr_mult: {_quote(f'{_number(layer_decay)} ** depth')}")
@@ -84,8 +123,19 @@ def _no_weight_decay_names(model: torch.nn.Module | None, params: Sequence[Param
         wanted = set(inner.no_weight_decay())  # type: ignore[operator]
     except Exception:  # a model's own hook; a failure means only that there is no list to add
         return []
-    names = {n for p in params for n in p.names}
-    return sorted(n for n in wanted if n in names)
+    names = [n for p in params for n in p.names]
+    out = []
+    for entry in sorted(str(e) for e in wanted):
+        if entry in names:  # a name: matched as itself, even with glob characters in it
+            out.append(_glob_escape(entry))
+        elif any(fnmatch.fnmatchcase(n, entry) for n in names):  # timm's entries are fnmatch patterns
+            out.append(entry)
+    return out
+
+
+def _glob_escape(name: str) -> str:
+    """``blocks[0]`` -> ``blocks[[]0[]]``: a name that a glob matches literally."""
+    return re.sub(r"[][*?]", lambda m: f"[{m.group()}]", name)
 
 
 def _number(value: Any) -> str:

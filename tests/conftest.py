@@ -62,3 +62,65 @@ def tiny() -> TinyNet:
 def tied() -> TiedLM:
     torch.manual_seed(0)
     return TiedLM()
+
+
+def tiny_hf_config(kind: str) -> Any:
+    """A tiny Hugging Face config of each family the tests use, built locally (nothing downloaded)."""
+    import transformers as tf
+
+    small = {"vocab_size": 64}
+    if kind == "gpt2":
+        return tf.GPT2Config(n_layer=3, n_embd=16, n_head=2, n_positions=32, architectures=["GPT2LMHeadModel"],
+                             bos_token_id=0, eos_token_id=0, **small)
+    if kind == "t5":
+        return tf.T5Config(num_layers=3, num_decoder_layers=3, d_model=16, d_ff=32, d_kv=8, num_heads=2,
+                           architectures=["T5ForConditionalGeneration"], decoder_start_token_id=0, **small)
+    if kind == "bert":
+        return tf.BertConfig(num_hidden_layers=4, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+                             architectures=["BertForSequenceClassification"], num_labels=3, **small)
+    if kind == "llama":
+        return tf.LlamaConfig(num_hidden_layers=3, hidden_size=16, num_attention_heads=2, num_key_value_heads=2,
+                              intermediate_size=32, architectures=["LlamaForCausalLM"], **small)
+    if kind == "clip":
+        return tf.CLIPConfig(text_config={"num_hidden_layers": 3, "hidden_size": 16, "num_attention_heads": 2,
+                                          "intermediate_size": 32, "vocab_size": 64},
+                             vision_config={"num_hidden_layers": 4, "hidden_size": 16, "num_attention_heads": 2,
+                                            "intermediate_size": 32, "image_size": 32, "patch_size": 8},
+                             projection_dim=8, architectures=["CLIPModel"])
+    attention = {"num_hidden_layers": 3, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}
+    seq2seq = {"encoder_layers": 3, "decoder_layers": 3, "d_model": 16, "encoder_attention_heads": 2,
+               "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32}
+    more = {
+        "distilbert": lambda: tf.DistilBertConfig(n_layers=3, dim=16, n_heads=2, hidden_dim=32, **small,
+                                                  architectures=["DistilBertForSequenceClassification"]),
+        "roberta": lambda: tf.RobertaConfig(**attention, **small, architectures=["RobertaForMaskedLM"]),
+        "bart": lambda: tf.BartConfig(**seq2seq, **small, architectures=["BartForConditionalGeneration"]),
+        "opt": lambda: tf.OPTConfig(num_hidden_layers=3, hidden_size=16, num_attention_heads=2, ffn_dim=32,
+                                    word_embed_proj_dim=16, **small, architectures=["OPTForCausalLM"]),
+        "mistral": lambda: tf.MistralConfig(**attention, num_key_value_heads=1, **small,
+                                            architectures=["MistralForCausalLM"]),
+        "gpt_neox": lambda: tf.GPTNeoXConfig(**attention, **small, architectures=["GPTNeoXForCausalLM"]),
+        "qwen2": lambda: tf.Qwen2Config(**attention, num_key_value_heads=1, tie_word_embeddings=True, **small,
+                                        architectures=["Qwen2ForCausalLM"]),
+        "vit": lambda: tf.ViTConfig(**attention, image_size=32, patch_size=8, num_labels=3,
+                                    architectures=["ViTForImageClassification"]),
+    }
+    if kind in more:
+        return more[kind]()
+    raise ValueError(kind)
+
+
+HF_KINDS = ("gpt2", "t5", "bert", "llama", "clip", "distilbert", "roberta", "bart", "opt", "mistral", "gpt_neox",
+            "qwen2", "vit")
+
+
+@pytest.fixture
+def hf_dir(tmp_path: Any) -> Any:
+    """``hf_dir("gpt2")`` writes that tiny config to a folder and returns the folder."""
+
+    def write(kind: str) -> Any:
+        folder = tmp_path / kind
+        tiny_hf_config(kind).save_pretrained(folder)
+        return folder
+
+    return write

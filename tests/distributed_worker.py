@@ -39,9 +39,15 @@ def wrap(model: nn.Module, mode: str) -> nn.Module:
         fully_shard(model.layer1)
         fully_shard(model.layer2)
         fully_shard(model)
-    if "ddp" in mode:
+    if "ddp-subclass" in mode:
+        model = MMDistributedDataParallel(model)
+    elif "ddp" in mode:
         model = nn.parallel.DistributedDataParallel(model)
     return model
+
+
+class MMDistributedDataParallel(nn.parallel.DistributedDataParallel):
+    """A subclass with another name, as MMEngine's Runner wraps models: unwrapped by class, not name."""
 
 
 def local(t: torch.Tensor) -> torch.Tensor:

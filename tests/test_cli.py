@@ -159,8 +159,8 @@ def test_params_timm_layers_are_timms(capsys: pytest.CaptureFixture[str]) -> Non
 def test_params_table_and_bad_layers(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "params", "--model", "resnet18")
     assert code == 0 and out.splitlines()[1].split()[:4] == ["conv1.weight", "64x3x7x7", "9,408", "Conv2d"]
-    code, _, err = run(capsys, "params", "--model", "resnet18", "--layers", "blocks")
-    assert code == 2 and "--layers takes tensor, module, module:N or timm" in err
+    code, _, err = run(capsys, "params", "--model", "resnet18", "--layers", "bricks")
+    assert code == 2 and "--layers takes tensor, module, module:N, timm or blocks" in err
 
 
 # --- check ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The same rule file gives the same assignment and the right updates under real wrappers: a gloo
-process group of two ranks training with DDP, FSDP2 and activation checkpointing."""
+process group of two ranks training with DDP (and a subclass of it, as MMEngine's), FSDP2 and
+activation checkpointing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .distributed_worker import run
 WORLD = 2
 
 
-@pytest.mark.parametrize("mode", ["ddp", "checkpoint+ddp", "fsdp2", "checkpoint+fsdp2"])
+@pytest.mark.parametrize("mode", ["ddp", "ddp-subclass", "checkpoint+ddp", "fsdp2", "checkpoint+fsdp2"])
 def test_wrapped_training_uses_the_bare_models_assignment(tmp_path: Path, mode: str) -> None:
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("this torch build has no gloo backend")

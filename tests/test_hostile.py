@@ -515,7 +515,7 @@ def test_no_control_character_from_a_name_reaches_the_terminal(
 
 def test_an_error_naming_a_parameter_cannot_rewrite_the_error_line(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = resolve(tmp_path, capsys, HEAD + "  - {name: a, match: '*', lr_mult: '1 / (index - index)'}\n",
+    code, err = resolve(tmp_path, capsys, HEAD + "  - {name: a, match: '*', lr_mult: '1 / (ndim - ndim)'}\n",
                         str(nasty_checkpoint(tmp_path)))
     assert code == 2 and "division by zero for parameter 'a\\x1b[2J.w'" in err
     assert len(err.strip().splitlines()) == 3  # the message, the formula and its caret

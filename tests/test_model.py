@@ -50,6 +50,8 @@ def test_module_used_twice_is_one_set_of_parameters() -> None:
         pytest.param(lambda m: torch.compile(m), id="torch.compile"),
         pytest.param(lambda m: nn.DataParallel(m), id="DataParallel"),
         pytest.param(lambda m: torch.compile(nn.DataParallel(m)), id="compile+DataParallel"),
+        pytest.param(lambda m: MMDataParallel(m), id="DataParallel-subclass"),
+        pytest.param(lambda m: torch.compile(MMDataParallel(m)), id="compile+DataParallel-subclass"),
     ],
 )
 def test_wrapped_model_has_the_bare_names(tiny: TinyNet, wrap) -> None:  # type: ignore[no-untyped-def]
@@ -70,6 +72,57 @@ def test_checkpoint_wrapped_and_compiled_submodules_have_the_bare_names(tiny: Ti
 
 def test_unwrap_reaches_the_model_inside_nested_wrappers(tiny: TinyNet) -> None:
     assert unwrap(torch.compile(nn.DataParallel(tiny))) is tiny
+
+
+class MMDataParallel(nn.DataParallel):  # type: ignore[type-arg]
+    """A subclass under another name, as MMEngine's MMDataParallel: recognised by its class."""
+
+
+class UnknownWrapper(nn.Module):
+    """A wrapper lrrules cannot know: its names all start with ``module.``."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.module = inner
+
+
+def test_wrappers_around_parts_of_a_model_are_unwrapped_too(tiny: TinyNet) -> None:
+    # MMEngine's MMSeparateDistributedDataParallel wraps each part (generator, discriminator) in DDP.
+    bare = [i.name for i in collect(tiny)[0]]
+    tiny.layer1 = MMDataParallel(tiny.layer1)  # type: ignore[assignment]
+    assert any(n.startswith("layer1.module.") for n, _ in tiny.named_parameters())
+    assert [i.name for i in collect(MMDataParallel(tiny))[0]] == bare
+
+
+def test_a_wrapper_lrrules_does_not_know_is_named_in_a_warning(tiny: TinyNet) -> None:
+    import lrrules
+
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n  - {name: head, match: 'fc.*'}\n"
+                          "  - {name: rest, fallback: true}\n")
+    plan = rules.resolve(UnknownWrapper(tiny))
+    assert any("starts with 'module.'" in w and "model.module" in w for w in plan.warnings())
+    assert not any("starts with" in w for w in rules.resolve(MMDataParallel(tiny)).warnings())
+
+
+def test_module_matchers_match_base_classes_like_isinstance() -> None:
+    import lrrules
+
+    class MyNorm(nn.LayerNorm):
+        pass
+
+    class _BatchNorm(nn.BatchNorm2d):  # MMEngine's SyncBN subclasses have names like this
+        pass
+
+    model = nn.Sequential(nn.Linear(4, 4), MyNorm(4), _BatchNorm(4), nn.Linear(4, 2))
+    infos, _ = collect(model)
+    assert infos[2].module == "MyNorm" and "LayerNorm" in infos[2].bases
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n"
+                          "  - {name: norms, match: {module: ['LayerNorm', 'BatchNorm*']}}\n"
+                          "  - {name: rest, fallback: true}\n")
+    claimed = {a.name: a.rule for a in rules.resolve(model).params}
+    wanted = {n: "norms" if isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)) else "rest"
+              for mn, m in model.named_children() for n in (f"{mn}.weight", f"{mn}.bias")}
+    assert claimed == wanted
 
 
 def test_a_user_module_named_module_is_kept() -> None:

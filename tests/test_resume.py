@@ -123,3 +123,34 @@ def test_resume_through_a_file_on_disk(tmp_path: Path, tiny: TinyNet) -> None:
     _, optimizer, plan = restart(rules())
     lrrules.load_optimizer_state(optimizer, torch.load(tmp_path / "opt.pt", weights_only=True), plan)
     assert len(optimizer.state) == sum(len(g["params"]) for g in optimizer.param_groups)
+
+
+def test_trainers_calling_load_state_dict_themselves_are_guarded_too(tiny: TinyNet) -> None:
+    # The Hugging Face Trainer and Lightning call optimizer.load_state_dict, not lrrules.
+    state = saved(trained(rules(), tiny))
+    _, moved, _ = restart(rules(no_decay="'fc.*'"))
+    with pytest.raises(ResumeError, match="'fc.weight' moved from group 2 to group 1"):
+        moved.load_state_dict(state)
+    assert not moved.state, "nothing was loaded"
+    _, same, _ = restart(rules())
+    same.load_state_dict(state)
+    assert len(same.state) == sum(len(g["params"]) for g in same.param_groups)
+
+
+def test_a_parameter_frozen_by_a_phase_does_not_move_under_momentum_and_weight_decay() -> None:
+    text = ("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.1, momentum: 0.9}\noptimizer: {type: SGD}\n"
+            "rules:\n  - {name: all, match: '*'}\nphases:\n  - {from_epoch: 1, freeze: 'fc.*'}\n")
+    torch.manual_seed(0)
+    model = TinyNet()
+    ruleset = lrrules.loads(text)
+    optimizer = lrrules.build_optimizer(ruleset, model)
+    plan = ruleset.resolve(model)
+    for epoch in range(3):
+        plan.apply_phase(epoch=epoch)
+        if epoch == 1:
+            frozen_at = model.fc.weight.detach().clone()
+        optimizer.zero_grad(set_to_none=False)
+        model(torch.randn(2, 3, 8, 8)).square().mean().backward()
+        optimizer.step()
+    assert torch.equal(model.fc.weight, frozen_at), "momentum and weight decay left it alone"
+    assert model.fc.weight.grad is None
