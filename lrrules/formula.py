@@ -4,8 +4,8 @@ A rule file is data, so a formula can never run code. The text is parsed with
 ``ast.parse(mode="eval")`` and every node is looked up in :data:`_COMPILERS`; a node type that is
 not there is refused. Names come from an explicit set, calls go only to :data:`FUNCTIONS`, powers
 are computed in floating point (so ``9 ** 9 ** 9`` overflows instead of eating memory), and the text
-length and nesting depth are bounded. Each node compiles once into a closure; evaluation walks the
-closures.
+length and nesting depth are bounded. Each node compiles once into a closure, once per text (cached);
+evaluation walks the closures. A :class:`Formula` holds only its text and names, so it pickles.
 
 >>> f = compile_formula("0.5 ** (4 - stage)", names={"stage"})
 >>> f.evaluate({"stage": 2})
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import math
 import operator
 import sys
@@ -83,22 +84,25 @@ _REFUSED: dict[type, str] = {
 
 
 class Formula(str):
-    """A parsed formula: a string (its text) that also knows the variable names it reads and its code.
+    """A parsed formula: a string (its text) that also knows the variable names it reads.
 
     It is a ``str`` so that a rule set holding it still reads, compares and serialises as the text
-    the file holds. ``constant`` is the value of a formula that reads no variable, computed once.
+    the file holds. It is a plain value: the text, ``names`` and ``constant`` (the value of a
+    formula that reads no variable) are all it holds, so it pickles and copies like a string; the
+    code that evaluates it is compiled once per text and kept in a cache beside this class.
     """
 
     names: frozenset[str]
     constant: float | None
-    _code: Code
 
-    def __new__(cls, text: str, names: frozenset[str], code: Code, constant: float | None = None) -> Formula:
+    def __new__(cls, text: str, names: frozenset[str], constant: float | None = None) -> Formula:
         self = super().__new__(cls, text)
-        self.names = names
+        self.names = frozenset(names)
         self.constant = constant
-        self._code = code
         return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Formula, (self.text, self.names, self.constant))
 
     @property
     def text(self) -> str:
@@ -108,7 +112,13 @@ class Formula(str):
         """The formula's value with ``env`` giving the variables; raises :class:`FormulaError`."""
         if self.constant is not None:
             return self.constant
-        return _as_float(self._code(env), self.text)
+        return _as_float(_code(self.text)(env), self.text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _code(text: str) -> Code:
+    # The text was checked against its names when the Formula was made; any name is fine here.
+    return _compile(text, None)[0]
 
 
 def compile_formula(text: str, names: Collection[str] | None) -> Formula:
@@ -119,6 +129,14 @@ def compile_formula(text: str, names: Collection[str] | None) -> Formula:
     Raises :class:`FormulaError` with the offset of the offending spot for a syntax error, a refused
     construct, an unknown name or function, or a constant part that cannot be computed.
     """
+    code, used = _compile(text, None if names is None else frozenset(names))
+    constant = None
+    if not used:
+        constant = _as_float(code({}), text)
+    return Formula(text, used, constant)
+
+
+def _compile(text: str, names: frozenset[str] | None) -> tuple[Code, frozenset[str]]:
     if len(text) > MAX_LENGTH:
         raise FormulaError(f"is {len(text)} characters long; the limit is {MAX_LENGTH}", text[:60] + "...")
     if not text.strip():
@@ -131,13 +149,9 @@ def compile_formula(text: str, names: Collection[str] | None) -> Formula:
         raise FormulaError(f"syntax error: {reason}", text, min(offset, len(text))) from None
     except (ValueError, RecursionError, MemoryError):
         raise FormulaError("cannot be parsed", text, None) from None
-    compiler = _Compiler(text, None if names is None else frozenset(names))
+    compiler = _Compiler(text, names)
     code = compiler.compile(tree.body, 0)
-    used = frozenset(compiler.used)
-    constant = None
-    if not used:
-        constant = _as_float(code({}), text)
-    return Formula(text, used, code, constant)
+    return code, frozenset(compiler.used)
 
 
 def _as_float(value: object, text: str) -> float:

@@ -601,8 +601,10 @@ class RuleSet(BaseModel):
         "their optimizer groups (only requires_grad changes). Every phase that has started applies, in order.",
     )
 
+    # Where each value stands in the file, for messages: set while validating (from the validation
+    # context, never after), copied and pickled with the rule set, left out of equality (see __eq__).
+    # The compiled matchers are not kept here: lrrules.compile caches them by the rule set's value.
     _source: SourceMap | None = PrivateAttr(None)
-    _compiled: Any = PrivateAttr(None)  # matchers, built on first resolve and kept (see resolve.py)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -615,6 +617,13 @@ class RuleSet(BaseModel):
         finally:
             _VAR_NAMES.reset(token)
             _REGEX_GROWTH.reset(growth)
+
+    @model_validator(mode="after")
+    def _keep_source(self, info: ValidationInfo) -> RuleSet:
+        source = (info.context or {}).get("source")
+        if isinstance(source, SourceMap):
+            self._source = source
+        return self
 
     @field_validator("vars", mode="after")
     @classmethod
@@ -663,7 +672,7 @@ class RuleSet(BaseModel):
 
     def __eq__(self, other: object) -> bool:
         # Equal content is an equal rule set, wherever it was loaded from (pydantic would also
-        # compare the private source map and compiled matchers).
+        # compare the private source map).
         return isinstance(other, RuleSet) and self.__dict__ == other.__dict__
 
     __hash__ = None  # type: ignore[assignment]
@@ -724,12 +733,11 @@ def validate(data: Any, source: SourceMap, overrides: Mapping[str, float] | None
     if overrides:
         data = _override(data, source, overrides)
     try:
-        rules = RuleSet.model_validate(data)
+        rules = RuleSet.model_validate(data, context={"source": source})
     except ValidationError as exc:
         errors = [_located(e, source) for e in exc.errors(include_url=False)]
         errors.sort(key=lambda e: (e.path != source.path, e.path, e.line or 10**9, e.col))
         raise RuleFileError(errors) from None
-    rules._source = source
     return rules
 
 

@@ -251,6 +251,17 @@ class Plan:
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     cautions: tuple[str, ...] = ()  # what the resolver saw that is likely a mistake (see warnings())
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (pickle, deepcopy) is the plan's data only: the weak model reference cannot be
+        # pickled, and copied tensors would be trained by no model. A copied plan is names-only, so
+        # param_groups(), apply_freeze() and apply_phase() refuse it as they refuse one from a checkpoint.
+        state = {k: v for k, v in self.__dict__.items() if k != "params"}
+        state.update(model=None, tensors=())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @functools.cached_property
     def params(self) -> tuple[Assignment, ...]:
         """Every parameter's :class:`Assignment`, in registration order."""

@@ -18,14 +18,14 @@ import math
 import re
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import FormulaError, RuleError, RuleFileError
 from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import LayerError, Layering, assign, unordered
-from .matching import Captures, Index, Matcher, MatchError, compile_matcher, with_regex_budget
+from .compile import Entry, compile_rules, formula_names
+from .matching import Captures, Index, MatchError, with_regex_budget
 from .model import ParamInfo, wrapped_prefix
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
@@ -60,7 +60,7 @@ def resolve_params(
     """
     params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
     if not ordered:
-        reads = {n for entry in (*rules.rules, *rules.modifiers) for n in _formula_names(entry)}
+        reads = {n for entry in (*rules.rules, *rules.modifiers) for n in formula_names(entry)}
         if "index" in reads:
             raise LayerError(unordered("a formula reading 'index'"))
         if not reads & {"layer", "depth", "num_layers"}:
@@ -90,7 +90,7 @@ def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> t
     if prefix is not None:
         out.append(f"every parameter name starts with '{prefix}': the model looks wrapped in something lrrules "
                    "does not unwrap; pass the inner model (model.module) so that anchored rules match")
-    reads = {n for entry in (*rules.rules, *rules.modifiers) for n in _formula_names(entry)}
+    reads = {n for entry in (*rules.rules, *rules.modifiers) for n in formula_names(entry)}
     used = sorted(reads & {"layer", "depth", "num_layers"})
     if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS:
         strategy = rules.layers.by
@@ -102,24 +102,6 @@ def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> t
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    kind: str  # "rules" or "modifiers"
-    i: int  # position in the file, for error locations
-    order: int  # position by name: every loop over entries runs in this order
-    spec: Rule | Modifier
-    matcher: Matcher | None
-    formulas: frozenset[str]  # the names its formulas read
-    name: str = ""
-    freeze: bool = False
-    key: tuple[str, int] = ("", 0)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "name", self.spec.name)
-        object.__setattr__(self, "freeze", self.spec.freeze)
-        object.__setattr__(self, "key", (self.kind, self.order))
-
-
 class _Claimed(NamedTuple):
     rule: str | None
     modifiers: tuple[str, ...]
@@ -128,42 +110,12 @@ class _Claimed(NamedTuple):
     matched_as: str = ""  # the name the claiming rule matched (one of a tied tensor's names)
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    claiming: list[_Entry]
-    fallback: _Entry | None
-    modifiers: list[_Entry]
-    claim_index: Index
-    modifier_index: Index
-
-
-def _formula_names(spec: Rule | Modifier) -> frozenset[str]:
-    return frozenset().union(*(f.names for _, f in spec.formulas()))
-
-
-def _compile(rules: RuleSet) -> _Compiled:
-    if rules._compiled is not None:
-        return rules._compiled  # type: ignore[no-any-return]
-    claiming_specs = sorted(((i, r) for i, r in enumerate(rules.rules) if not r.fallback), key=lambda x: x[1].name)
-    modifier_specs = sorted(enumerate(rules.modifiers), key=lambda x: x[1].name)
-    claiming = [_Entry("rules", i, n, r, compile_matcher(r.match), _formula_names(r))
-                for n, (i, r) in enumerate(claiming_specs)]
-    modifiers = [_Entry("modifiers", i, n, m, compile_matcher(m.match), _formula_names(m))
-                 for n, (i, m) in enumerate(modifier_specs)]
-    fallback = next((_Entry("rules", i, -1, r, None, _formula_names(r))
-                     for i, r in enumerate(rules.rules) if r.fallback), None)
-    compiled = _Compiled(claiming, fallback, modifiers, Index([e.spec.match for e in claiming]),
-                         Index([e.spec.match for e in modifiers]))
-    rules._compiled = compiled
-    return compiled
-
-
 class _Resolver:
     def __init__(self, rules: RuleSet, params: Sequence[ParamInfo], layering: Layering) -> None:
         self.rules = rules
         self.params = params
         self.layers, self.num_layers = layering
-        self.compiled = _compile(rules)
+        self.compiled = compile_rules(rules)
         self.base_lr = rules.defaults.lr
         self.base_wd = rules.defaults.weight_decay
         self.base_options = rules.defaults.options
@@ -172,7 +124,7 @@ class _Resolver:
         self.settled: dict[Any, Settled | Conflict] = {}
         self.combos: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...], str]] = {}
 
-    def fail(self, entry: _Entry, where: tuple[str, ...], message: str, formula: Formula | None = None,
+    def fail(self, entry: Entry, where: tuple[str, ...], message: str, formula: Formula | None = None,
              offset: int | None = None) -> RuleFileError:
         return self.fail_at((entry.kind, entry.i, *where), message, formula, offset)
 
@@ -181,7 +133,7 @@ class _Resolver:
         expr = formula.text if formula is not None else ""
         return RuleFileError([RuleError(message, self.rules.locate(loc, offset), loc, expr, offset)])
 
-    def matching(self, entries: list[_Entry], index: Index, param: ParamInfo) -> list[tuple[_Entry, Captures]]:
+    def matching(self, entries: list[Entry], index: Index, param: ParamInfo) -> list[tuple[Entry, Captures]]:
         found = []
         for position in index.candidates(param.name):
             entry = entries[position]
@@ -267,7 +219,8 @@ class _Resolver:
                 if spec is None:
                     found[field] = ()
                     continue
-                matcher = compile_matcher(spec)
+                matcher = self.compiled.phases[k][field == "unfreeze"]
+                assert matcher is not None  # compiled wherever the spec is given
                 try:
                     found[field] = tuple(r.info.name for r in grouped if matcher.match(r.info) is not None)
                 except MatchError as exc:
@@ -281,7 +234,7 @@ class _Resolver:
         if info.aliases:
             views = [info._replace(name=n) for n in info.names]
             per_name = [self.matching(compiled.claiming, compiled.claim_index, v) for v in views]
-            mods_by_name: dict[str, tuple[_Entry, Captures]] = {}
+            mods_by_name: dict[str, tuple[Entry, Captures]] = {}
             for view in views:
                 for entry, found in self.matching(compiled.modifiers, compiled.modifier_index, view):
                     mods_by_name.setdefault(entry.name, (entry, found))
@@ -336,8 +289,8 @@ class _Resolver:
             return settled  # plan() names it after this parameter
         return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled, matched_as)
 
-    def combination(self, claim: tuple[_Entry, Captures] | None,
-                    modifiers: list[tuple[_Entry, Captures]]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    def combination(self, claim: tuple[Entry, Captures] | None,
+                    modifiers: list[tuple[Entry, Captures]]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
         """For one combination of matching entries: the variables their formulas read, the modifiers'
         names, and the note of a freeze (empty when none of them freezes)."""
         entries = [claim, *modifiers] if claim else modifiers
@@ -377,7 +330,7 @@ class _Resolver:
         env.update(captures)
         return env
 
-    def value(self, entry: _Entry, where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any],
+    def value(self, entry: Entry, where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any],
               steps: list[Step]) -> Any:
         if not isinstance(value, Formula):
             steps.append(Step(entry.name, ".".join(where), None, {}, value))
@@ -408,8 +361,8 @@ class _Resolver:
         steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result))
         return result
 
-    def settle_values(self, info: ParamInfo, claim: tuple[_Entry, Captures] | None,
-                      modifiers: list[tuple[_Entry, Captures]]) -> Settled | Conflict:
+    def settle_values(self, info: ParamInfo, claim: tuple[Entry, Captures] | None,
+                      modifiers: list[tuple[Entry, Captures]]) -> Settled | Conflict:
         steps: list[Step] = []
         scale, absolute, wd = 1.0, None, self.base_wd
         options = dict(self.base_options)
