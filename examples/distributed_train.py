@@ -55,8 +55,7 @@ def train(rank: int, world: int, mode: str, steps: int, store: str) -> None:
     rules = lrrules.load(RULES)
     rules.resolve(model).apply_freeze()        # 1. freeze on the bare model: DDP fixes its buckets when built
     model = wrap(model, mode)                  # 2. wrap (FSDP2 swaps parameters for sharded DTensors)
-    optimizer = lrrules.build_optimizer(rules, model)   # 3. build the optimizer on the wrapped model
-    plan = rules.resolve(model)                # the same plan, from the wrapped names
+    optimizer, plan = lrrules.build(rules, model)       # 3. build the optimizer on the wrapped model
 
     torch.manual_seed(rank)
     for step in range(steps):

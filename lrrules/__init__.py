@@ -1,18 +1,19 @@
 """lrrules: per-parameter learning rates and weight decay for fine-tuning, from a checked rule file.
 
 >>> import lrrules
->>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # doctest: +SKIP
+>>> optimizer, plan = lrrules.build("rules.yaml", model)     # doctest: +SKIP
 """
 
 from .errors import LrrulesError, PlanProblemsError, RuleError, RuleFileError
 from .language import RuleSet, load, loads
-from .optim import build_optimizer
+from .optim import Built, build, build_optimizer
 from .plan import Plan
 from .resume import ResumeError, load_optimizer_state
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Built",
     "LrrulesError",
     "Plan",
     "PlanProblemsError",
@@ -20,6 +21,7 @@ __all__ = [
     "RuleFileError",
     "ResumeError",
     "RuleSet",
+    "build",
     "build_optimizer",
     "load_optimizer_state",
     "load",

@@ -1,4 +1,4 @@
-"""Building a torch optimizer from a rule file: :func:`build_optimizer`.
+"""Building a torch optimizer from a rule file: :func:`build` (the optimizer and its plan).
 
 The file's ``optimizer.type`` is looked up, never imported: first as a class in ``torch.optim``,
 then in timm's optimizer registry by name. Every option the file sets (in ``defaults``, rules or
@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import OptimizerError
 from .language import RuleSet, load
@@ -19,6 +19,8 @@ from .resume import attach
 
 if TYPE_CHECKING:
     import torch
+
+    from .plan import Plan
 
 
 def optimizer_class(name: str) -> Any:
@@ -108,21 +110,30 @@ def _check_option_shapes(ruleset: RuleSet, factory: Any, name: str) -> None:
             raise OptimizerError(f"{ruleset.locate(loc)}: option '{key}' of {name} takes one number, not a list")
 
 
-def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """A ready optimizer for ``model`` with the param groups ``rules`` give it.
+class Built(NamedTuple):
+    """What :func:`build` returns: the optimizer and the plan that made its groups."""
 
-    Freezes (``requires_grad=False``) what the rules freeze, records the group layout in the
-    optimizer's state dict (see :func:`~lrrules.load_optimizer_state`), and raises
+    optimizer: torch.optim.Optimizer
+    plan: Plan
+
+
+def build(rules: str | Path | RuleSet, model: torch.nn.Module) -> Built:
+    """The optimizer for ``model`` with the param groups ``rules`` give it, and the plan it came from.
+
+    Resolves once: the plan returned is the one the optimizer's groups were made from, resolved
+    before anything was frozen, so it says what the rules say. Then freezes
+    (``requires_grad=False``) what the rules freeze, records the group layout in the optimizer's
+    state dict (see :func:`~lrrules.load_optimizer_state`), and raises
     :class:`~lrrules.errors.PlanProblemsError` if any parameter is unmatched or in conflict.
 
-    >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
+    >>> optimizer, plan = lrrules.build("rules.yaml", model)           # doctest: +SKIP
+    >>> scheduler = OneCycleLR(optimizer, max_lr=plan.group_lrs(), total_steps=1000)  # doctest: +SKIP
     """
     ruleset = rules if isinstance(rules, RuleSet) else load(rules)
     factory, accepted = check_optimizer(ruleset)
     name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
     plan = ruleset.resolve(model)
     groups = plan.param_groups()
-    plan.apply_freeze()
     kwargs: dict[str, Any] = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}
     if accepted is None or "weight_decay" in accepted:
         kwargs["weight_decay"] = ruleset.defaults.weight_decay
@@ -131,5 +142,15 @@ def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torc
         optimizer = factory(groups, **kwargs)
     except (TypeError, ValueError) as exc:
         raise OptimizerError(f"{ruleset.path}: {name} refused the settings: {exc}") from None
+    # Frozen only once the optimizer is made: a refused optimizer leaves the model as it was.
+    plan.apply_freeze()
     attach(optimizer, plan)
-    return optimizer  # type: ignore[no-any-return]
+    return Built(optimizer, plan)
+
+
+def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """:func:`build`'s optimizer alone (kept for compatibility; :func:`build` also gives the plan).
+
+    >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
+    """
+    return build(rules, model).optimizer

@@ -393,10 +393,15 @@ class Plan:
         return [g.lr for g in self.groups]
 
     def apply_freeze(self) -> int:
-        """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed."""
+        """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed.
+
+        Raises :class:`PlanProblemsError` on a plan that holds no tensors (resolved from a checkpoint's
+        names, or copied), as :meth:`apply_phase` does, rather than silently freezing nothing.
+        """
+        self._need_tensors()
         changed = 0
         for row in self.rows:
-            if row.status == "frozen" and self.tensors:
+            if row.status == "frozen":
                 tensor = self.tensors[row.info.index]
                 if tensor.requires_grad:
                     tensor.requires_grad_(False)

@@ -88,3 +88,26 @@ def test_problems_stop_the_build_and_are_all_listed(tiny: TinyNet) -> None:
         lrrules.build_optimizer(rules, tiny)
     assert "11 problem(s)" in str(err.value) and "'conv1.weight' is claimed by no rule" in str(err.value)
     assert tiny.conv1.weight.requires_grad
+
+
+def test_build_gives_the_plan_the_optimizer_holds(tmp_path: Path, tiny: TinyNet) -> None:
+    optimizer, plan = lrrules.build(rules_file(tmp_path), tiny)
+    held = [(g["param_names"], g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
+    assert held == [(list(g.params), g.lr, g.weight_decay) for g in plan.groups]
+    names = {id(p): n for n, p in tiny.named_parameters()}
+    assert [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups] == [list(g.params) for g in plan.groups]
+
+
+def test_building_changes_nothing_the_plan_says(tmp_path: Path, tiny: TinyNet) -> None:
+    before = lrrules.load(rules_file(tmp_path)).resolve(TinyNet()).to_dict()
+    built = lrrules.build(rules_file(tmp_path), tiny)
+    assert built.plan.to_dict() == before
+    # The stem is frozen by the rule, not reported as frozen in the model by a second resolution.
+    assert {f.param: f.reason for f in built.plan.frozen} == {f["param"]: f["reason"] for f in before["frozen"]}
+    assert not any(p.requires_grad for n, p in tiny.named_parameters() if n.startswith(("conv1", "bn1")))
+
+
+def test_build_optimizer_gives_the_same_optimizer_as_build(tmp_path: Path, tiny: TinyNet) -> None:
+    optimizer = lrrules.build_optimizer(rules_file(tmp_path), tiny)
+    assert [g["param_names"] for g in optimizer.param_groups] == [
+        list(g.params) for g in lrrules.build(rules_file(tmp_path), TinyNet()).plan.groups]

@@ -48,6 +48,13 @@ def test_param_groups_need_tensors_and_no_problems() -> None:
         plan("rules:\n  - {name: w, match: '*.weight'}\n").param_groups()
 
 
+def test_apply_freeze_on_a_plan_without_tensors_raises_as_apply_phase_does() -> None:
+    names_only = plan("rules:\n  - {name: all, match: '*', freeze: true}\n")
+    for apply in (names_only.apply_freeze, names_only.apply_phase):
+        with pytest.raises(PlanProblemsError, match="resolved from names only"):
+            apply()
+
+
 def test_report_is_plain_json_with_every_part() -> None:
     p = plan("rules:\n  - {name: all, match: '*', lr_mult: '2 if ndim == 1 else 1'}\n")
     report = json.loads(json.dumps(p.to_dict()))

@@ -103,8 +103,7 @@ def finetune(rules: lrrules.RuleSet, weights: dict[str, torch.Tensor], data: dic
     torch.manual_seed(seed + 1)
     model = SmallCNN()
     model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("head.")}, strict=False)
-    optimizer = lrrules.build_optimizer(rules, model)
-    plan = rules.resolve(model)
+    optimizer, plan = lrrules.build(rules, model)
     x, y = data["target_train"]
     curve = []
     for epoch in range(epochs):

@@ -51,8 +51,8 @@ def run(steps: int = 10) -> dict[str, Any]:
     config = BertConfig.from_pretrained(HERE / "tiny-bert", num_labels=2)
     model = BertForSequenceClassification(config)
     rules = lrrules.load(RULES, overrides={"num_hidden_layers": config.num_hidden_layers})
-    optimizer = lrrules.build_optimizer(rules, model)
-    planned = rules.resolve(model).group_lrs()
+    optimizer, plan = lrrules.build(rules, model)
+    planned = plan.group_lrs()
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=8, use_cpu=True,
                                  report_to=[], save_strategy="no", logging_strategy="no", warmup_steps=2,

@@ -26,7 +26,8 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.model = timm.create_model("resnet18", pretrained=False, num_classes=2)
         self.rules = rules
-        self.plan = rules.resolve(self.model)
+        # Built here, once: the phase callback needs the plan before Lightning asks for the optimizer.
+        self.optimizer, self.plan = lrrules.build(rules, self.model)
         self.trainable_log: list[int] = []
 
     def training_step(self, batch: Any, _: int) -> torch.Tensor:
@@ -37,9 +38,8 @@ class Classifier(L.LightningModule):
         self.trainable_log.append(sum(p.requires_grad for p in self.model.parameters()))
 
     def configure_optimizers(self) -> Any:
-        optimizer = lrrules.build_optimizer(self.rules, self.model)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=10)
+        return {"optimizer": self.optimizer, "lr_scheduler": scheduler}
 
 
 def run(epochs: int = 4, batches: int = 2) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A plain PyTorch loop: lrrules.build_optimizer and a torch scheduler (OneCycleLR).
+"""A plain PyTorch loop: lrrules.build (the optimizer and its plan) and a torch scheduler (OneCycleLR).
 
     python examples/integrations/plain_loop.py --steps 20
 
@@ -24,8 +24,7 @@ def run(steps: int = 20) -> dict[str, Any]:
     torch.manual_seed(0)
     model = timm.create_model("resnet18", pretrained=False, num_classes=2)
     rules = lrrules.load(RULES)
-    optimizer = lrrules.build_optimizer(rules, model)      # freezes the stem, groups the rest
-    plan = rules.resolve(model)
+    optimizer, plan = lrrules.build(rules, model)          # freezes the stem, groups the rest
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=plan.group_lrs(), total_steps=steps)
     for _ in range(steps):
         x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 2, (4,))
