@@ -441,7 +441,8 @@ NOTES = [
     "their literal prefixes (a rule `stages.3.blocks.7.*` is tried only on names that start so), the "
     "settings of a parameter are computed once per distinct combination of rule, modifiers, captures and "
     "the variables their formulas read, regexes that cannot backtrack run without the per-match timer "
-    "(which costs ten times the match), and the cyclic garbage collector is paused for the pass. "
+    "(which costs ten times the match). The cyclic garbage collector is left alone (a library call must "
+    "not switch a process-wide setting; pausing it saved about a tenth on a 10k-tensor model). "
     "Profiled with cProfile before and after; the first version took 45 µs per tensor.",
     "- What is left per tensor is Python work that every tensor needs: reading its name, shape and owner "
     "from the module tree (about 2.5× the floor on its own, since the floor only walks the tree), "

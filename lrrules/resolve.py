@@ -13,7 +13,6 @@ modifiers, captures and the variables their formulas read, and then reused.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 import re
 import weakref
@@ -66,15 +65,7 @@ def resolve_params(
         if not reads & {"layer", "depth", "num_layers"}:
             ordered = True  # nothing reads the layers: the default layering may count as it likes
     layering = assign(rules.layers, params, model, ordered)
-    # Resolution makes many small objects and no cycles; the cyclic collector would only walk them
-    # again and again (a third of the time on a 10k-tensor model).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        plan = _Resolver(rules, params, layering).plan(tuple(tensors))
-    finally:
-        if collecting:
-            gc.enable()
+    plan = _Resolver(rules, params, layering).plan(tuple(tensors))
     cautions = _cautions(rules, params, layering[1])
     return dataclasses.replace(plan, cautions=cautions) if cautions else plan
 
