@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test schema bench clean
+.PHONY: run test test-fast schema bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Everything but the tests marked slow (distributed runs, examples, integrations, subprocesses).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 schema: $(STAMP)
 	$(PY) -c "import lrrules.language as l; print(l.json_schema_text(), end='')" > schemas/lrrules.schema.json

@@ -78,6 +78,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_.value.code == 2 and "--model" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a real subprocess that imports torch
 def test_python_dash_m_runs_the_same_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "lrrules", "resolve", EXAMPLE, "--model", "resnet18", "--num-classes", "2",
@@ -208,6 +209,7 @@ def test_check_catches_an_optimizer_typo(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 2 and "did you mean 'AdamW'" in err
 
 
+@pytest.mark.slow  # fresh interpreters
 @pytest.mark.parametrize("argv", [["schema"], ["check", EXAMPLE]])
 def test_commands_without_a_model_never_import_torch(argv: list[str]) -> None:
     code = (

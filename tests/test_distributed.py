@@ -13,6 +13,9 @@ import torch.multiprocessing as mp
 
 from .distributed_worker import run
 
+# Subprocesses, training runs and model builds: seconds each (make test-fast skips them).
+pytestmark = pytest.mark.slow
+
 WORLD = 2
 
 

@@ -13,6 +13,9 @@ import torch
 import lrrules
 from lrrules.cli import main
 
+# Subprocesses, training runs and model builds: seconds each (make test-fast skips them).
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 YAML_EXAMPLES = sorted(EXAMPLES.glob("*.yaml"))
 

@@ -544,6 +544,7 @@ def test_csv_neutralises_formulas_and_quotes_carriage_returns() -> None:
     assert '"a\rb"' in text
 
 
+@pytest.mark.slow  # a real subprocess that imports torch
 def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,6 +90,7 @@ def run(text: str, fmt: str) -> None:
         matching.REGEX_TIMEOUT, matching.REGEX_BUDGET = saved
 
 
+@pytest.mark.slow  # 250 generated files, resolved
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(FILES, st.sampled_from(["yaml", "json"]))
 def test_a_generated_rule_file_loads_and_resolves_or_raises_only_our_error(data: Any, fmt: str) -> None:

@@ -10,6 +10,9 @@ import pytest
 
 import lrrules
 
+# Subprocesses, training runs and model builds: seconds each (make test-fast skips them).
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).parent.parent / "examples" / "integrations"
 
 
