@@ -4,11 +4,11 @@
 >>> optimizer, plan = lrrules.build("rules.yaml", model)     # doctest: +SKIP
 """
 
-from .errors import LrrulesError, PlanProblemsError, RuleError, RuleFileError
+from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
 from .language import RuleSet, load, loads
 from .optim import Built, build, build_optimizer
 from .plan import Plan
-from .resume import ResumeError, load_optimizer_state
+from .resume import load_optimizer_state
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import LrrulesError, RuleFileError, printable
+from .errors import LrrulesError, PlanProblemsError, RuleFileError, UsageError, printable
 
 if TYPE_CHECKING:
     from .language import RuleSet
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LrrulesError as exc:
         # A rule-file error already starts with its file:line:col, like a compiler's.
         _complain(str(exc) if isinstance(exc, RuleFileError) else f"lrrules: error: {exc}")
-        return exc.exit_code
+        return exit_code(exc)
     except BrokenPipeError:
         # The reader closed the pipe (`lrrules params ... | head -2`): stop quietly, as Unix tools do.
         # Python would still flush stdout at exit and complain, so stdout goes to /dev/null.
@@ -54,6 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
+
+
+def exit_code(exc: LrrulesError) -> int:
+    """The exit code for an error: the one place the command line maps errors to codes.
+
+    1 (``EXIT_PROBLEMS``): the rules are valid but leave parameters unmatched or in conflict.
+    2 (``EXIT_INVALID``): anything else lrrules refuses (a bad rule file, model, optimizer, usage).
+    """
+    return EXIT_PROBLEMS if isinstance(exc, PlanProblemsError) else EXIT_INVALID
 
 
 def _complain(text: str) -> None:
@@ -136,7 +145,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     plan = _when(_resolve(rules, model), args)
     chosen = explained(plan, args.pattern)
     if not chosen:
-        raise LrrulesError(f"no parameter of {model.label} matches '{args.pattern}'; "
+        raise UsageError(f"no parameter of {model.label} matches '{args.pattern}'; "
                            f"see `lrrules params --model {model.label}`")
     def data() -> list[dict[str, Any]]:
         return [a.to_dict() for a in chosen]
@@ -171,7 +180,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                    no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
     plan = _resolve(loads(text, str(out or "<init>")), model)
     if not plan.ok or plan.unused_rules:  # a starting file that does not resolve cleanly is our bug
-        raise LrrulesError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
+        raise UsageError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
             plan.problems() + plan.warnings()))
     for warning in plan.warnings():  # a layering too coarse for --layer-decay, names that look wrapped
         print(f"lrrules: warning: {warning}", file=sys.stderr)
@@ -179,7 +188,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         _print(text.rstrip("\n"))
         return EXIT_OK
     if out.exists() and not args.force:
-        raise LrrulesError(f"{out} exists; pass --force to overwrite it")
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
     out.write_text(text)
     _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
               f"--model {model.label}")
@@ -242,7 +251,7 @@ def _overrides(sets: Sequence[str]) -> dict[str, float]:
         except (ValueError, RecursionError):
             value = None
         if not sep or not name.isidentifier() or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise LrrulesError(f"--set takes name=number, got {pair!r}")
+            raise UsageError(f"--set takes name=number, got {pair!r}")
         out[name] = value
     return out
 
@@ -278,7 +287,7 @@ def _layers(text: str) -> Any:
         return TimmLayers(by="timm")
     if kind == "module" and (not level or level.isdigit() and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
-    raise LrrulesError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
+    raise UsageError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
 
 
 def _schema_near(out: Path | None) -> str:

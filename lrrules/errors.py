@@ -13,9 +13,14 @@ from dataclasses import dataclass
 
 
 class LrrulesError(Exception):
-    """Base of every error lrrules raises on purpose; the CLI prints it without a traceback."""
+    """Base of every error lrrules raises on purpose; the CLI prints it without a traceback and maps
+    it to an exit code in one place (``lrrules.cli.exit_code``). Never raised itself: each kind of
+    refusal has its subclass below."""
 
-    exit_code = 2
+
+class UsageError(LrrulesError):
+    """A request that cannot be carried out as asked: a command-line argument, an output file name,
+    an optional extra that is not installed."""
 
 
 class FormulaError(LrrulesError):
@@ -140,17 +145,34 @@ class OptimizerError(LrrulesError):
 class ResolveError(LrrulesError):
     """A rule file that is valid on its own but cannot be applied to this model.
 
-    Raised for a formula that fails on a parameter (division by zero, a negative lr) and for
-    asking a plan with unmatched or conflicting parameters for optimizer groups.
+    Raised for a plan whose model's parameters were replaced after resolution, and (as
+    :class:`PlanProblemsError`) for asking a plan with problems, or without tensors, for groups.
     """
-
-    exit_code = 2
 
 
 class PlanProblemsError(ResolveError):
-    """Asked for param groups from a plan that has unmatched or conflicting parameters."""
+    """Asked for param groups from a plan that has unmatched or conflicting parameters (or to touch
+    tensors through a plan that holds none)."""
 
-    exit_code = 1
+
+class LayerError(LrrulesError):
+    """A layer strategy that cannot be applied to this model."""
+
+
+class MatchError(LrrulesError):
+    """A matcher that cannot decide: a regex past its time limit, a module glob without modules.
+
+    ``what`` is the part of the matcher at fault; the resolver adds the rule and its place.
+    """
+
+    def __init__(self, message: str, what: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.what = what
+
+
+class ResumeError(LrrulesError):
+    """A state dict saved under another group layout (or not by lrrules) and so not loadable."""
 
 
 def dotted(loc: Sequence[str | int]) -> str:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import LrrulesError
+from .errors import LayerError
 from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
 from .matching import compile_matcher
 from .model import ParamInfo, clean_name, unwrap
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     import torch
 
 Layering = tuple[list[int | None], int]
-
-
-class LayerError(LrrulesError):
-    """A layer strategy that cannot be applied to this model."""
 
 
 def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None = None,

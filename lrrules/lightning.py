@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import LrrulesError
+from .errors import UsageError
 from .plan import Plan
 
 
@@ -23,7 +23,7 @@ def phase_callback(plan: Plan) -> Any:
         try:
             from pytorch_lightning.callbacks import Callback  # type: ignore[assignment]
         except ImportError:
-            raise LrrulesError("phase_callback needs Lightning: pip install 'lrrules[lightning]'") from None
+            raise UsageError("phase_callback needs Lightning: pip install 'lrrules[lightning]'") from None
 
     class LrrulesPhases(Callback):  # type: ignore[misc]
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:

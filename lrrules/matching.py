@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from .errors import LrrulesError
+from .errors import MatchError
 from .language import MatchFields, compile_regex
 from .model import ParamInfo
 
@@ -28,18 +28,6 @@ REGEX_TIMEOUT = 0.25
 REGEX_BUDGET = 10.0
 
 Captures = dict[str, int | str]
-
-
-class MatchError(LrrulesError):
-    """A matcher that cannot decide: a regex past its time limit, a module glob without modules.
-
-    ``what`` is the part of the matcher at fault; the resolver adds the rule and its place.
-    """
-
-    def __init__(self, message: str, what: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.what = what
 
 
 class Matcher(Protocol):

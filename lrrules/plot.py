@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import LrrulesError
+from .errors import UsageError
 from .plan import Plan
 
 SUFFIXES = (".png", ".svg", ".pdf")
@@ -21,11 +21,11 @@ def plot(plan: Plan, out: str | Path, title: str = "") -> Path:
     """
     out = Path(out)
     if out.suffix.lower() not in SUFFIXES:
-        raise LrrulesError(f"{out}: the plot is written as {', '.join(SUFFIXES)}; name the file so")
+        raise UsageError(f"{out}: the plot is written as {', '.join(SUFFIXES)}; name the file so")
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise LrrulesError("plot needs matplotlib, an optional extra: pip install 'lrrules[plot]'") from None
+        raise UsageError("plot needs matplotlib, an optional extra: pip install 'lrrules[plot]'") from None
 
     fig = Figure(figsize=(10, 6), layout="constrained")
     lr_axis, wd_axis = fig.subplots(2, 1, sharex=True)

@@ -19,12 +19,12 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import FormulaError, RuleError, RuleFileError
+from .compile import Entry, compile_rules, formula_names
+from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
 from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
-from .layers import LayerError, Layering, assign, unordered
-from .compile import Entry, compile_rules, formula_names
-from .matching import Captures, Index, MatchError, with_regex_budget
+from .layers import Layering, assign, unordered
+from .matching import Captures, Index, with_regex_budget
 from .model import ParamInfo, wrapped_prefix
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import LrrulesError
+from .errors import ResumeError
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 
 RECORD_KEY = "lrrules"
 SHOWN = 10
-
-
-class ResumeError(LrrulesError):
-    """A state dict saved under another group layout (or not by lrrules) and so not loadable."""
 
 
 def layout(plan: Plan) -> list[dict[str, Any]]:

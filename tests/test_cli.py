@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from lrrules.cli import main
+from lrrules.cli import exit_code, main
+from lrrules.errors import (
+    LrrulesError,
+    ModelError,
+    OptimizerError,
+    PlanProblemsError,
+    ResumeError,
+    RuleFileError,
+    UsageError,
+)
 
 EXAMPLE = "examples/resnet18-discriminative.yaml"
 
@@ -341,3 +350,15 @@ def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
     assert exit_.value.code == 0 and f"example:\n  lrrules {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (PlanProblemsError("2 problems"), 1),
+    (RuleFileError([]), 2),
+    (ModelError("no such model"), 2),
+    (OptimizerError("no such optimizer"), 2),
+    (ResumeError("another layout"), 2),
+    (UsageError("--set takes name=number"), 2),
+])
+def test_each_error_maps_to_its_exit_code_in_one_place(error: LrrulesError, code: int) -> None:
+    assert exit_code(error) == code
