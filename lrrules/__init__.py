@@ -5,7 +5,8 @@
 """
 
 from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
-from .language import RuleSet, load, loads
+from .language import RuleSet
+from .loader import load, loads
 from .optim import Built, build, build_optimizer
 from .plan import Plan
 from .resume import load_optimizer_state

@@ -169,7 +169,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     import os
 
-    from .language import loads
+    from .loader import loads
     from .starter import starter
 
     model = _model(args)
@@ -232,7 +232,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
-    from .language import load, load_revision
+    from .loader import load, load_revision
 
     overrides = _overrides(sets)
     if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import RuleFileError
-from .source import Loc, SourceMap, read
+from .reader import Loc, SourceMap, read
 
 BY_NAME = ("rules", "modifiers")
 BY_KEY = ("defaults", "vars")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import LayerError
 from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
 from .matching import compile_matcher
-from .model import ParamInfo, clean_name, unwrap
+from .params import ParamInfo, clean_name, unwrap
 
 if TYPE_CHECKING:
     import torch

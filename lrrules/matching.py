@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from .errors import MatchError
 from .language import MatchFields, compile_regex
-from .model import ParamInfo
+from .params import ParamInfo
 
 #: Seconds one regex may spend on one name before the match is stopped as catastrophic.
 REGEX_TIMEOUT = 0.25

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import OptimizerError
-from .language import RuleSet, load
+from .language import RuleSet
+from .loader import load
 from .resume import attach
 
 if TYPE_CHECKING:

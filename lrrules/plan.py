@@ -365,7 +365,7 @@ class Plan:
         module = self.model() if self.model is not None else None
         if module is None:
             return
-        from .model import collect
+        from .params import collect
 
         _, now = collect(module)
         current = {id(t) for t in now}

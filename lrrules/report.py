@@ -1,7 +1,7 @@
 """Reports for people (tables, explanations) and for programs (JSON, YAML, CSV).
 
 Every output format lives here and only here; each function takes plain data the library already
-made (a :class:`~lrrules.plan.Plan`, a list of :class:`~lrrules.model.ParamInfo`, a list of
+made (a :class:`~lrrules.plan.Plan`, a list of :class:`~lrrules.params.ParamInfo`, a list of
 :class:`~lrrules.plan.Change`) and returns text.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import printable
-from .model import ParamInfo
+from .params import ParamInfo
 from .plan import Assignment, Change, Plan
 
 #: How many names a problem list shows before it says how many more there are.

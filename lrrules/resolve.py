@@ -25,7 +25,7 @@ from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign, unordered
 from .matching import Captures, Index, with_regex_budget
-from .model import ParamInfo, wrapped_prefix
+from .params import ParamInfo, wrapped_prefix
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ MODEL_FROZEN = "requires_grad=False in the model"
 
 def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
     """Resolve ``rules`` against ``model`` (bare, compiled or DDP-wrapped: names are unwrapped)."""
-    from .model import collect
+    from .params import collect
 
     params, tensors = collect(model)
     # The plan keeps a weak reference to the model, to refuse tensors replaced after this point.

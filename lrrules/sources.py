@@ -21,13 +21,13 @@ import json
 import re
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
-from .model import ParamInfo, build, collect, on_meta
+from .params import ParamInfo, collect
 
 if TYPE_CHECKING:
     import torch
@@ -310,3 +310,42 @@ def _state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
             integer = not (tensor.is_floating_point() or tensor.is_complex())
             entries.append((str(name), tuple(tensor.shape), _is_param(str(name), integer)))
     return entries
+
+
+def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.Module:
+    """A timm model by name, with random weights (``pretrained=False``: nothing is downloaded).
+
+    It is built on the meta device, so no memory is allocated for its weights; a model whose
+    construction needs real values falls back to the CPU. An unknown name gets the closest known ones.
+
+    >>> build("resnet18", num_classes=2)          # doctest: +SKIP
+    """
+    import difflib
+
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ModelError(f"'{name}' is not a timm model name{hint} (see timm.list_models())")
+    args = {"pretrained": False, **kwargs}
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    try:
+        return on_meta(lambda: timm.create_model(name, **args))  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
+
+
+def on_meta(make: Callable[[], Any]) -> Any:
+    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails: some
+    constructors compute with their tensors while they build."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return make()
+    except ModelError:
+        raise
+    except Exception:
+        return make()

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .model import ParamInfo, clean_name, unwrap
+from .params import ParamInfo, clean_name, unwrap
 
 if TYPE_CHECKING:
     import torch

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrrules.model import ParamInfo
+from lrrules.params import ParamInfo
 
 
 def params(*specs: Sequence[Any]) -> list[ParamInfo]:

@@ -105,7 +105,7 @@ def run(rank: int, world: int, store: str, out: str, mode: str) -> None:
 
 
 def unwrapped_params(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    from lrrules.model import collect
+    from lrrules.params import collect
 
     infos, tensors = collect(model)
     return [(i.name, t) for i, t in zip(infos, tensors)]

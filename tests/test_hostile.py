@@ -131,7 +131,7 @@ def test_json_rule_file_errors_point_into_the_json(tmp_path: Path, capsys: pytes
 
 from lrrules import matching  # noqa: E402
 from lrrules.errors import LrrulesError, RuleFileError  # noqa: E402
-from lrrules.language import load, loads  # noqa: E402
+from lrrules.loader import load, loads  # noqa: E402
 from lrrules.resolve import resolve_params  # noqa: E402
 from tests.conftest import params as make_params  # noqa: E402
 
@@ -199,9 +199,9 @@ def test_a_json_rule_file_near_the_size_limit_is_read_in_one_pass(tmp_path: Path
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])
 def test_the_count_of_values_is_limited_in_json_as_in_yaml(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
-    from lrrules import source
+    from lrrules import reader
 
-    monkeypatch.setattr(source, "MAX_NODES", 50)
+    monkeypatch.setattr(reader, "MAX_NODES", 50)
     text = json.dumps({"version": 1, "defaults": {"lr": 0.1}, "vars": {f"v{i}": i for i in range(60)}})
     with pytest.raises(RuleFileError, match="more than 50 values") as caught:
         loads(text, "r." + fmt, fmt)

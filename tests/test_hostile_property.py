@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lrrules import matching
 from lrrules.errors import LrrulesError
-from lrrules.language import loads
+from lrrules.loader import loads
 from lrrules.report import plan_rows, plan_table, to_csv, to_json
 from lrrules.resolve import resolve_params
 

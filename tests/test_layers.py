@@ -13,7 +13,8 @@ from torch import nn
 import lrrules
 from lrrules.cli import main
 from lrrules.layers import by_blocks
-from lrrules.model import collect, on_meta
+from lrrules.params import collect
+from lrrules.sources import on_meta
 
 from .conftest import tiny_hf_config
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lrrules.language import RuleSet
 from lrrules.matching import Index, compile_matcher, glob_prefix, prefixes, regex_prefix
-from lrrules.model import ParamInfo
+from lrrules.params import ParamInfo
 from lrrules.resolve import resolve_params
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import lrrules
 from lrrules.errors import PlanProblemsError
-from lrrules.model import ParamInfo
+from lrrules.params import ParamInfo
 from lrrules.plan import diff_plans
 from lrrules.resolve import resolve_params
 

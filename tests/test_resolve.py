@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import lrrules
 from lrrules.language import RuleSet
-from lrrules.model import ParamInfo
+from lrrules.params import ParamInfo
 from lrrules.resolve import resolve_params
 
 from .conftest import TiedLM, TinyNet

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from lrrules.errors import RuleFileError
-from lrrules.language import loads
-from lrrules.model import ParamInfo
+from lrrules.loader import loads
+from lrrules.params import ParamInfo
 from lrrules.resolve import resolve_params
 
 CASES = sorted((Path(__file__).parent / "spec").glob("*.yaml"))

@@ -33,7 +33,7 @@ def _tied_head(kind: str) -> tuple[Any, set[str]]:
     """The model and the names of the tensor its lm_head shares (computed from the tensors themselves)."""
     import transformers
 
-    from lrrules.model import on_meta
+    from lrrules.sources import on_meta
 
     config = tiny_hf_config(kind)
     model = on_meta(lambda: getattr(transformers, config.architectures[0])(config))
@@ -101,8 +101,8 @@ def test_init_on_hugging_face_models_checks_clean(kind: str, hf_dir: Any, tmp_pa
 
 
 def test_init_on_a_model_whose_last_parameter_is_an_alias_makes_it_the_head(tied: Any) -> None:
-    from lrrules.language import loads
-    from lrrules.model import collect
+    from lrrules.loader import loads
+    from lrrules.params import collect
     from lrrules.resolve import resolve_params
     from lrrules.starter import starter
 
@@ -120,8 +120,9 @@ def test_init_on_a_model_whose_last_parameter_is_an_alias_makes_it_the_head(tied
 def test_init_on_hugging_face_models_makes_the_task_head_fast(kind: str) -> None:
     import transformers
 
-    from lrrules.language import loads
-    from lrrules.model import collect, on_meta
+    from lrrules.loader import loads
+    from lrrules.params import collect
+    from lrrules.sources import on_meta
     from lrrules.resolve import resolve_params
     from lrrules.starter import starter
 

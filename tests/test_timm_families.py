@@ -12,8 +12,8 @@ import timm
 import torch
 from timm.optim import param_groups_layer_decay
 
-from lrrules.language import loads
-from lrrules.model import collect
+from lrrules.loader import loads
+from lrrules.params import collect
 from lrrules.resolve import resolve_params
 from lrrules.starter import starter
 

@@ -8,7 +8,8 @@ from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 
 from lrrules.errors import ModelError
-from lrrules.model import build, clean_name, collect, unwrap
+from lrrules.params import clean_name, collect, unwrap
+from lrrules.sources import build
 
 from .conftest import TiedLM, TinyNet
 

@@ -11,7 +11,7 @@ A tensor reachable under several names (tied weights, a module used twice) is on
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -146,46 +146,3 @@ def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any]]
         for local, tensor in module._parameters.items():
             if tensor is not None:
                 yield prefix + local, owner, tensor
-
-
-def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.Module:
-    """A timm model by name, with random weights (``pretrained=False``: nothing is downloaded).
-
-    It is built on the meta device, so no memory is allocated for its weights; a model whose
-    construction needs real values falls back to the CPU. An unknown name gets the closest known ones.
-
-    >>> build("resnet18", num_classes=2)          # doctest: +SKIP
-    """
-    import difflib
-
-    import timm
-
-    from .errors import ModelError
-
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ModelError(f"'{name}' is not a timm model name{hint} (see timm.list_models())")
-    args = {"pretrained": False, **kwargs}
-    if num_classes is not None:
-        args["num_classes"] = num_classes
-    try:
-        return on_meta(lambda: timm.create_model(name, **args))  # type: ignore[no-any-return]
-    except Exception as exc:
-        raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
-
-
-def on_meta(make: Callable[[], Any]) -> Any:
-    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails: some
-    constructors compute with their tensors while they build."""
-    import torch
-
-    from .errors import ModelError
-
-    try:
-        with torch.device("meta"):
-            return make()
-    except ModelError:
-        raise
-    except Exception:
-        return make()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lrrules.errors import LrrulesError, RuleFileError
-from lrrules.source import MAX_BYTES, MAX_DEPTH, MAX_NODES, parse, read
+from lrrules.reader import MAX_BYTES, MAX_DEPTH, MAX_NODES, parse, read
 
 
 def error_of(text: str | bytes, fmt: str = "yaml") -> RuleFileError:

@@ -1,0 +1,190 @@
+"""Loading a rule file: read, flatten ``extends``, validate; every error of a file reported together.
+
+:func:`load` and :func:`loads` read the text (:mod:`lrrules.reader`), resolve ``extends`` and
+``vars`` overrides (:mod:`lrrules.inherit`), and validate the one flat document against the
+language (:mod:`lrrules.language`). pydantic's errors are translated here, once, into
+:class:`~lrrules.errors.RuleError` with ``file:line:col``; :func:`load_revision` reads ``REV:path``
+from git.
+
+>>> rules = load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import posixpath
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import Location, RuleError, RuleFileError
+from .inherit import flatten
+from .language import (
+    MATCHER_TAGS,
+    OPTION_TAGS,
+    Defaults,
+    MatchFields,
+    Modifier,
+    ModuleLayers,
+    Optimizer,
+    PatternLayers,
+    Rule,
+    RuleSet,
+)
+from .reader import SourceMap, parse, read
+
+
+def load(path: str | Path, overrides: Mapping[str, float] | None = None) -> RuleSet:
+    """Read and validate a rule file (YAML, or JSON by its ``.json`` name) into a :class:`RuleSet`.
+
+    ``extends`` is resolved, and ``overrides`` replace values of the file's ``vars``. Every problem
+    in the file (and the files it extends) is reported together in one
+    :class:`~lrrules.errors.RuleFileError`, each as ``file:line:col: where: what``.
+
+    >>> rules = lrrules.load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
+    >>> sweep = lrrules.load("rules.yaml", overrides={"decay": 0.8})      # doctest: +SKIP
+    """
+    data, source = read(path)
+    data, source = flatten(data, source, Path(path).resolve().parent, (Path(path).resolve(),))
+    return validate(data, source, overrides)
+
+
+def loads(text: str | bytes, path: str = "<rules>", fmt: str = "yaml",
+          overrides: Mapping[str, float] | None = None) -> RuleSet:
+    """Like :func:`load`, from text; ``path`` names it in messages (and is where ``extends`` is relative to)."""
+    data, source = parse(text, path, fmt)
+    where = Path(path).resolve() if path != "<rules>" else Path.cwd() / path
+    data, source = flatten(data, source, where.parent, (where,))
+    return validate(data, source, overrides)
+
+
+def validate(data: Any, source: SourceMap, overrides: Mapping[str, float] | None = None) -> RuleSet:
+    """Validate parsed data into a RuleSet, turning pydantic's errors into located RuleErrors."""
+    if overrides:
+        data = _override(data, source, overrides)
+    try:
+        rules = RuleSet.model_validate(data, context={"source": source})
+    except ValidationError as exc:
+        errors = [_located(e, source) for e in exc.errors(include_url=False)]
+        errors.sort(key=lambda e: (e.path != source.path, e.path, e.line or 10**9, e.col))
+        raise RuleFileError(errors) from None
+    return rules
+
+
+def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> Any:
+    known = data.get("vars") if isinstance(data, dict) else None
+    known = known if isinstance(known, dict) else {}
+    errors = []
+    for name, value in overrides.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            have = ", ".join(known) or "none"
+            errors.append(source.error(f"cannot set '{name}': the file has no such var{hint}; its vars: {have}",
+                                       ("vars",)))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            shown = repr(value) if not isinstance(value, int) or value.bit_length() < 1024 else "a huge integer"
+            errors.append(source.error(f"cannot set '{name}' to {shown}: a var is a finite number", ("vars",)))
+    if errors:
+        raise RuleFileError(errors)
+    return {**data, "vars": {**known, **overrides}}
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
+
+
+_VOCABULARY = sorted(
+    {name for model in (RuleSet, Rule, Modifier, MatchFields, Optimizer, ModuleLayers, PatternLayers, Defaults)
+     for name in model.model_fields}
+    | {"any", "all", "not", "$schema"}
+)
+
+
+def _located(error: Any, source: SourceMap) -> RuleError:
+    loc = [part for part in error["loc"] if part not in MATCHER_TAGS and part not in OPTION_TAGS]
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if "loc" in ctx:
+        loc = list(ctx["loc"])
+    message = error["msg"]
+    if kind.startswith("value_error") and message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if kind == "extra_forbidden":
+        key = loc[-1] if loc else "?"
+        close = difflib.get_close_matches(str(key), _VOCABULARY, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return source.error(f"unknown key '{key}'{hint}", loc, key=True)
+    if kind == "missing":
+        return source.error(f"missing key '{loc[-1]}'", loc[:-1]) if loc else source.error("missing key")
+    if kind == "literal_error" and loc == ["version"]:
+        message = f"unsupported version {error.get('input')!r}; this lrrules reads version 1"
+    elif kind in ("model_type", "dict_type") and not loc:
+        message = "a rule file is a mapping with 'version', 'defaults' and 'rules'"
+    elif kind in ("names", "fallback", "remove"):
+        message = re.sub(r"^\w+\[\d+\]: ", "", message)
+    elif not kind.endswith(("formula", "regex")) and _is_scalar(error.get("input")):
+        message += f", got {_short(error['input'])}"
+    expr = ctx.get("expr", "")
+    offset = ctx.get("offset") if expr else None
+    return RuleError(message, source.locate(loc, key=ctx.get("at_key", False), offset=offset), loc, expr, offset)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_revision(spec: str, overrides: Mapping[str, float] | None = None) -> RuleSet:
+    """Load ``REV:path`` from git (``HEAD~1:rules.yaml``); the files it extends come from the same revision.
+
+    The revision is passed after ``--end-of-options`` and one that starts with ``-`` is refused, so
+    it can never reach git as an option.
+    """
+    from pathlib import PurePosixPath
+
+    rev, _, path = spec.partition(":")
+    if not rev or rev.startswith("-") or "\0" in spec:
+        raise RuleFileError([RuleError("not a git revision and path: write REV:path, such as HEAD~1:rules.yaml "
+                                       "(a revision cannot start with '-')", Location(spec.replace("\0", "\\0")))])
+    relative = path.startswith("./")  # git reads './x' relative to the current folder, 'x' to the top
+
+    def locate(folder: PurePath, name: str) -> PurePath:
+        if name.startswith("/"):
+            raise LookupError("an absolute path, which is not in the revision")
+        return PurePosixPath(posixpath.normpath(posixpath.join(str(folder), name)))
+
+    def reader(target: PurePath) -> tuple[Any, SourceMap]:
+        where = f"{rev}:{'./' if relative else ''}{target}"
+        return parse(_git_blob(where), where, "json" if str(target).endswith(".json") else "yaml")
+
+    first = PurePosixPath(posixpath.normpath(path))
+    data, source = reader(first)
+    data, source = flatten(data, source, first.parent, (first,), locate, reader)
+    return validate(data, source, overrides)
+
+
+def _git_blob(where: str) -> bytes:
+    """The bytes of ``REV:path`` (``git cat-file blob``: plumbing, so no textconv filter runs)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "cat-file", "blob", "--end-of-options", where], capture_output=True,
+                              timeout=30, check=False)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise RuleFileError([RuleError(f"cannot run git to read it: {exc}", Location(where))]) from None
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["git cat-file failed"]
+        raise RuleFileError([RuleError(f"not found in git: {reason[0]}", Location(where))])
+    return done.stdout
