@@ -545,6 +545,8 @@ class BlocksLayers(BaseModel):
 
 Layers = Annotated[Union[TensorLayers, ModuleLayers, TimmLayers, PatternLayers, BlocksLayers],
                    Field(discriminator="by")]
+#: The ``by`` values pydantic writes into the path of an error under ``layers``.
+LAYER_TAGS = frozenset({"tensor", "module", "timm", "patterns", "blocks"})
 
 
 class Phase(BaseModel):
@@ -564,6 +566,38 @@ class Phase(BaseModel):
         if self.freeze is None and self.unfreeze is None:
             raise PydanticCustomError("phase", "a phase needs 'freeze' or 'unfreeze' (or both)", {})
         return self
+
+
+#: A rule or modifier as the checks across entries see it: (kind, position, name, remove, fallback).
+EntrySummary = tuple[str, int, Any, bool, bool]
+
+
+def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every problem between the entries of one file, as ``(loc, message)``: a name used twice, a
+    ``remove`` with nothing inherited to remove, more than one fallback. Pure, so the loader can run
+    it on the raw document and report these beside the field errors.
+
+    >>> cross_entry_problems([("rules", 0, "a", False, False), ("modifiers", 0, "a", False, False)])
+    [(('modifiers', 0, 'name'), "the name 'a' is used twice (first in rules[0]); names must be unique")]
+    """
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    seen: dict[str, str] = {}
+    for kind, i, name, _, _ in entries:
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            problems.append(((kind, i, "name"),
+                             f"the name '{name}' is used twice (first in {seen[name]}); names must be unique"))
+        else:
+            seen[name] = f"{kind}[{i}]"
+    for kind, i, name, remove, _ in entries:
+        if remove:
+            problems.append(((kind, i, "remove"), f"nothing named '{name}' is inherited to remove"))
+    fallbacks = [i for kind, i, _, _, fallback in entries if kind == "rules" and fallback]
+    for i in fallbacks[1:]:
+        problems.append((("rules", i, "fallback"), f"a second fallback rule (the first is rules[{fallbacks[0]}]); "
+                                                   "keep one"))
+    return problems
 
 
 class RuleSet(BaseModel):
@@ -642,30 +676,13 @@ class RuleSet(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _unique_names(self) -> RuleSet:
-        seen: dict[str, str] = {}
-        for kind, entries in (("rules", self.rules), ("modifiers", self.modifiers)):
-            for i, entry in enumerate(entries):
-                if entry.name in seen:
-                    raise PydanticCustomError(
-                        "names",
-                        "{kind}[{i}]: the name '{name}' is used twice (first in {first}); names must be unique",
-                        {"kind": kind, "i": i, "name": entry.name, "first": seen[entry.name], "loc": [kind, i, "name"]},
-                    )
-                seen[entry.name] = f"{kind}[{i}]"
-        for kind, entries in (("rules", self.rules), ("modifiers", self.modifiers)):
-            for i, entry in enumerate(entries):
-                if entry.remove:
-                    raise PydanticCustomError(
-                        "remove", "{kind}[{i}]: nothing named '{name}' is inherited to remove",
-                        {"kind": kind, "i": i, "name": entry.name, "loc": [kind, i, "remove"]})
-        fallbacks = [i for i, r in enumerate(self.rules) if r.fallback]
-        if len(fallbacks) > 1:
-            raise PydanticCustomError(
-                "fallback",
-                "rules[{i}]: a second fallback rule (the first is rules[{first}]); keep one",
-                {"i": fallbacks[1], "first": fallbacks[0], "loc": ["rules", fallbacks[1], "fallback"]},
-            )
+    def _entries_agree(self) -> RuleSet:
+        entries = [(kind, i, e.name, e.remove, getattr(e, "fallback", False))
+                   for kind, group in (("rules", self.rules), ("modifiers", self.modifiers))
+                   for i, e in enumerate(group)]
+        for loc, message in cross_entry_problems(entries):
+            # One at a time here; lrrules.load reports every one of a file together, placed.
+            raise PydanticCustomError("entries", message, {"loc": list(loc)})  # type: ignore[arg-type]
         return self
 
     def __eq__(self, other: object) -> bool:

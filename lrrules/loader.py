@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import math
 import posixpath
-import re
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any
@@ -24,9 +23,11 @@ from pydantic import ValidationError
 from .errors import Location, RuleError, RuleFileError
 from .inherit import flatten
 from .language import (
+    LAYER_TAGS,
     MATCHER_TAGS,
     OPTION_TAGS,
     Defaults,
+    EntrySummary,
     MatchFields,
     Modifier,
     ModuleLayers,
@@ -34,6 +35,7 @@ from .language import (
     PatternLayers,
     Rule,
     RuleSet,
+    cross_entry_problems,
 )
 from .reader import SourceMap, parse, read
 
@@ -69,10 +71,25 @@ def validate(data: Any, source: SourceMap, overrides: Mapping[str, float] | None
     try:
         rules = RuleSet.model_validate(data, context={"source": source})
     except ValidationError as exc:
-        errors = [_located(e, source) for e in exc.errors(include_url=False)]
+        # Problems between entries are found on the raw document, so that they are all reported,
+        # beside the field errors that would stop pydantic before its check across entries.
+        errors = [_located(e, source) for e in exc.errors(include_url=False) if e["type"] != "entries"]
+        errors += [RuleError(message, source.locate(loc), loc) for loc, message in cross_entry_problems(_entries(data))]
         errors.sort(key=lambda e: (e.path != source.path, e.path, e.line or 10**9, e.col))
         raise RuleFileError(errors) from None
     return rules
+
+
+def _entries(data: Any) -> list[EntrySummary]:
+    """The rules and modifiers of a raw document as the checks across entries see them."""
+    found: list[EntrySummary] = []
+    for kind in ("rules", "modifiers"):
+        group = data.get(kind) if isinstance(data, dict) else None
+        for i, entry in enumerate(group if isinstance(group, list) else []):
+            if isinstance(entry, dict):
+                found.append((kind, i, entry.get("name"), entry.get("remove") is True,
+                              kind == "rules" and entry.get("fallback") is True))
+    return found
 
 
 def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> Any:
@@ -110,6 +127,8 @@ _VOCABULARY = sorted(
 
 def _located(error: Any, source: SourceMap) -> RuleError:
     loc = [part for part in error["loc"] if part not in MATCHER_TAGS and part not in OPTION_TAGS]
+    if len(loc) > 1 and loc[0] == "layers" and loc[1] in LAYER_TAGS:
+        del loc[1]  # the 'by' value pydantic puts in the path of a discriminated union
     ctx = error.get("ctx") or {}
     kind = error["type"]
     if "loc" in ctx:
@@ -128,8 +147,8 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         message = f"unsupported version {error.get('input')!r}; this lrrules reads version 1"
     elif kind in ("model_type", "dict_type") and not loc:
         message = "a rule file is a mapping with 'version', 'defaults' and 'rules'"
-    elif kind in ("names", "fallback", "remove"):
-        message = re.sub(r"^\w+\[\d+\]: ", "", message)
+    elif kind == "entries":
+        pass  # a message of our own, placed by its loc
     elif not kind.endswith(("formula", "regex")) and _is_scalar(error.get("input")):
         message += f", got {_short(error['input'])}"
     expr = ctx.get("expr", "")
