@@ -4,7 +4,8 @@ A pure function of the rule set's value, cached by that value: two equal rule se
 compiled form, and nothing is stored on the rule set, which stays plain data (copyable, picklable,
 comparable). Resolution only looks things up in what this builds: the claiming rules and modifiers
 with their matchers in name order (so nothing depends on their order in the file), an index of
-their literal prefixes, the fallback, and the phases' matchers. No torch, no model.
+their literal prefixes, the fallback, and the phases' and layer patterns' matchers. No torch, no
+model.
 
 >>> compiled = compile_rules(lrrules.load("rules.yaml"))       # doctest: +SKIP
 >>> [entry.name for entry in compiled.claiming]                 # doctest: +SKIP
@@ -51,6 +52,8 @@ class Compiled:
     modifier_index: Index
     #: Each phase's (freeze, unfreeze) matchers, ``None`` where the phase has none.
     phases: tuple[tuple[Matcher | None, Matcher | None], ...]
+    #: The matchers of ``layers: {by: patterns}``, in order; empty under any other layering.
+    layer_patterns: tuple[Matcher, ...] = ()
 
 
 def formula_names(spec: Rule | Modifier) -> frozenset[str]:
@@ -91,5 +94,6 @@ def _compile(rules: RuleSet) -> Compiled:
                      for i, r in enumerate(rules.rules) if r.fallback), None)
     phases = tuple(tuple(None if spec is None else compile_matcher(spec) for spec in (p.freeze, p.unfreeze))
                    for p in rules.phases)
+    layer_patterns = tuple(compile_matcher(m) for m in getattr(rules.layers, "patterns", None) or ())
     return Compiled(claiming, fallback, modifiers, Index([e.spec.match for e in claiming]),
-                    Index([e.spec.match for e in modifiers]), phases)  # type: ignore[arg-type]
+                    Index([e.spec.match for e in modifiers]), phases, layer_patterns)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import LayerError
 from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
-from .matching import compile_matcher
+from .matching import Matcher, compile_matcher
 from .params import ParamInfo, clean_name, unwrap
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ Layering = tuple[list[int | None], int]
 
 
 def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None = None,
-           ordered: bool = True) -> Layering:
+           ordered: bool = True, matchers: Sequence[Matcher] | None = None) -> Layering:
     """Each parameter's layer index under ``spec``, and the number of layers.
 
     ``ordered=False`` says the parameters are not in the model's order (a safetensors checkpoint
@@ -38,7 +38,7 @@ def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None
     if isinstance(spec, ModuleLayers):
         return by_module(params, spec.level)
     if isinstance(spec, PatternLayers):
-        return by_patterns(params, spec.patterns)
+        return by_patterns(params, spec.patterns, matchers)
     if isinstance(spec, TimmLayers):
         if model is None:
             raise LayerError("layers 'by: timm' needs the model itself, not only its parameter names (a "
@@ -66,8 +66,11 @@ def by_module(params: Sequence[ParamInfo], level: int) -> Layering:
     return layers, len(numbers)
 
 
-def by_patterns(params: Sequence[ParamInfo], patterns: Sequence[Any]) -> Layering:
-    matchers = [compile_matcher(m) for m in patterns]
+def by_patterns(params: Sequence[ParamInfo], patterns: Sequence[Any],
+                matchers: Sequence[Matcher] | None = None) -> Layering:
+    # ``matchers``: the patterns already compiled (lrrules.compile keeps them with the rule set's).
+    if matchers is None:
+        matchers = [compile_matcher(m) for m in patterns]
     layers: list[int | None] = []
     for p in params:
         layers.append(next((i for i, m in enumerate(matchers) if m.match(p) is not None), None))

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .compile import Entry, compile_rules, formula_names
+from .compile import Compiled, Entry, compile_rules, formula_names
 from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
 from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
@@ -64,8 +64,9 @@ def resolve_params(
             raise LayerError(unordered("a formula reading 'index'"))
         if not reads & {"layer", "depth", "num_layers"}:
             ordered = True  # nothing reads the layers: the default layering may count as it likes
-    layering = assign(rules.layers, params, model, ordered)
-    plan = _Resolver(rules, params, layering).plan(tuple(tensors))
+    compiled = compile_rules(rules)
+    layering = assign(rules.layers, params, model, ordered, compiled.layer_patterns or None)
+    plan = _Resolver(rules, compiled, params, layering).plan(tuple(tensors))
     cautions = _cautions(rules, params, layering[1])
     return dataclasses.replace(plan, cautions=cautions) if cautions else plan
 
@@ -102,11 +103,11 @@ class _Claimed(NamedTuple):
 
 
 class _Resolver:
-    def __init__(self, rules: RuleSet, params: Sequence[ParamInfo], layering: Layering) -> None:
+    def __init__(self, rules: RuleSet, compiled: Compiled, params: Sequence[ParamInfo], layering: Layering) -> None:
         self.rules = rules
         self.params = params
         self.layers, self.num_layers = layering
-        self.compiled = compile_rules(rules)
+        self.compiled = compiled
         self.base_lr = rules.defaults.lr
         self.base_wd = rules.defaults.weight_decay
         self.base_options = rules.defaults.options
