@@ -13,6 +13,7 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .apply import apply_freeze, param_groups
 from .errors import OptimizerError
 from .language import RuleSet
 from .loader import load
@@ -134,7 +135,7 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module) -> Built:
     factory, accepted = check_optimizer(ruleset)
     name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
     plan = ruleset.resolve(model)
-    groups = plan.param_groups()
+    groups = param_groups(plan)
     kwargs: dict[str, Any] = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}
     if accepted is None or "weight_decay" in accepted:
         kwargs["weight_decay"] = ruleset.defaults.weight_decay
@@ -144,7 +145,7 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module) -> Built:
     except (TypeError, ValueError) as exc:
         raise OptimizerError(f"{ruleset.path}: {name} refused the settings: {exc}") from None
     # Frozen only once the optimizer is made: a refused optimizer leaves the model as it was.
-    plan.apply_freeze()
+    apply_freeze(plan)
     attach(optimizer, plan)
     return Built(optimizer, plan)
 

@@ -3,8 +3,9 @@
 A plan says, for every parameter, which rule claimed it, which modifiers changed it, what it
 captured and what it ends up with; it groups the trainable parameters into the fewest optimizer
 groups; and it lists every problem: unmatched and conflicting parameters, unused rules, zero
-learning rates. Nothing mutates a plan; :meth:`Plan.param_groups` and :meth:`Plan.apply_freeze`
-are the only places that touch tensors.
+learning rates. Nothing mutates a plan. The methods that touch tensors (:meth:`Plan.param_groups`,
+:meth:`Plan.apply_freeze`, :meth:`Plan.apply_phase`) are kept for their callers and run the
+functions of :mod:`lrrules.apply`, the one module whose functions change models.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
-
-from .errors import PlanProblemsError, ResolveError
 
 Status = Literal["trainable", "frozen", "unmatched", "conflict"]
 
@@ -293,17 +292,9 @@ class Plan:
         >>> for epoch in range(start, epochs):                          # doctest: +SKIP
         ...     plan.apply_phase(epoch=epoch)
         """
-        frozen = self.frozen_at(epoch, step)
-        self._need_tensors()
-        for row in self.rows:
-            if row.status == "trainable":
-                tensor = self.tensors[row.info.index]
-                tensor.requires_grad_(row.info.name not in frozen)
-                if row.info.name in frozen:
-                    # A zero gradient still moves a tensor under momentum or weight decay, and
-                    # zero_grad(set_to_none=False) would keep one; None makes the optimizer skip it.
-                    tensor.grad = None
-        return frozen
+        from .apply import apply_phase
+
+        return apply_phase(self, epoch, step)
 
     @property
     def ok(self) -> bool:
@@ -339,47 +330,9 @@ class Plan:
 
         >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
         """
-        if not self.ok:
-            problems = self.problems()
-            raise PlanProblemsError(
-                f"{self.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems)
-            )
-        self._need_tensors()
-        self._check_tensors_current()
-        by_name = {row.info.name: self.tensors[row.info.index] for row in self.rows}
-        out = []
-        for group in self.groups:
-            lr = {"lr": self.base_lr, "lr_scale": group.lr_scale} if lr_scale else {"lr": group.lr}
-            out.append({
-                "params": [by_name[n] for n in group.params],
-                "param_names": list(group.params),
-                **lr,
-                "weight_decay": group.weight_decay,
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()},
-            })
-        return out
+        from .apply import param_groups
 
-    def _check_tensors_current(self) -> None:
-        # A parameter replaced in the model after resolution (model.fc = nn.Linear(...)) would be
-        # handed out as the old tensor, which no forward pass uses: training it changes nothing.
-        module = self.model() if self.model is not None else None
-        if module is None:
-            return
-        from .params import collect
-
-        _, now = collect(module)
-        current = {id(t) for t in now}
-        gone = [row.info.name for row in self.rows if id(self.tensors[row.info.index]) not in current]
-        added = len(current - {id(t) for t in self.tensors})
-        if gone or added:
-            what = (f"{len(gone)} parameter(s) were replaced or removed ({', '.join(gone[:5])})" if gone
-                    else f"{added} parameter(s) were added")
-            raise ResolveError(f"{self.source}: {what} in the model after the plan was resolved; resolve the "
-                               "rules against the model as it is now")
-
-    def _need_tensors(self) -> None:
-        if not self.tensors:
-            raise PlanProblemsError(f"{self.source}: this plan was resolved from names only; it holds no tensors")
+        return param_groups(self, lr_scale)
 
     @property
     def fingerprint(self) -> str:
@@ -398,15 +351,9 @@ class Plan:
         Raises :class:`PlanProblemsError` on a plan that holds no tensors (resolved from a checkpoint's
         names, or copied), as :meth:`apply_phase` does, rather than silently freezing nothing.
         """
-        self._need_tensors()
-        changed = 0
-        for row in self.rows:
-            if row.status == "frozen":
-                tensor = self.tensors[row.info.index]
-                if tensor.requires_grad:
-                    tensor.requires_grad_(False)
-                    changed += 1
-        return changed
+        from .apply import apply_freeze
+
+        return apply_freeze(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: ``groups``, ``params``, ``unmatched``, ``conflicts``, ``frozen``, ``unused_rules``."""

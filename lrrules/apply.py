@@ -1,0 +1,98 @@
+"""The functions that touch live tensors through a plan: the only code here that changes a model.
+
+A :class:`~lrrules.plan.Plan` is data; these read its rows and the tensors it was resolved with.
+:func:`param_groups` hands the tensors out in the plan's groups (checking that they are still the
+model's), :func:`apply_freeze` sets ``requires_grad=False`` where the rules freeze, and
+:func:`apply_phase` sets ``requires_grad`` as the training phases say at an epoch or step. Each
+refuses a plan that holds no tensors (resolved from a checkpoint's names, or copied) with
+:class:`~lrrules.errors.PlanProblemsError`. The :class:`~lrrules.plan.Plan` methods of the same
+names call these.
+
+>>> apply_freeze(plan)                                   # doctest: +SKIP
+>>> optimizer = torch.optim.AdamW(param_groups(plan))    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import PlanProblemsError, ResolveError
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+
+def param_groups(plan: Plan, lr_scale: bool = False) -> list[dict[str, Any]]:
+    """The optimizer param groups of ``plan``, its tensors in them (see :meth:`Plan.param_groups`)."""
+    if not plan.ok:
+        problems = plan.problems()
+        raise PlanProblemsError(
+            f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+        )
+    _need_tensors(plan)
+    _check_tensors_current(plan)
+    by_name = {row.info.name: plan.tensors[row.info.index] for row in plan.rows}
+    out = []
+    for group in plan.groups:
+        lr = {"lr": plan.base_lr, "lr_scale": group.lr_scale} if lr_scale else {"lr": group.lr}
+        out.append({
+            "params": [by_name[n] for n in group.params],
+            "param_names": list(group.params),
+            **lr,
+            "weight_decay": group.weight_decay,
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()},
+        })
+    return out
+
+
+def apply_freeze(plan: Plan) -> int:
+    """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed."""
+    _need_tensors(plan)
+    changed = 0
+    for row in plan.rows:
+        if row.status == "frozen":
+            tensor = plan.tensors[row.info.index]
+            if tensor.requires_grad:
+                tensor.requires_grad_(False)
+                changed += 1
+    return changed
+
+
+def apply_phase(plan: Plan, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
+    """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``);
+    returns the names frozen (see :meth:`Plan.apply_phase`)."""
+    frozen = plan.frozen_at(epoch, step)
+    _need_tensors(plan)
+    for row in plan.rows:
+        if row.status == "trainable":
+            tensor = plan.tensors[row.info.index]
+            tensor.requires_grad_(row.info.name not in frozen)
+            if row.info.name in frozen:
+                # A zero gradient still moves a tensor under momentum or weight decay, and
+                # zero_grad(set_to_none=False) would keep one; None makes the optimizer skip it.
+                tensor.grad = None
+    return frozen
+
+
+def _check_tensors_current(plan: Plan) -> None:
+    # A parameter replaced in the model after resolution (model.fc = nn.Linear(...)) would be
+    # handed out as the old tensor, which no forward pass uses: training it changes nothing.
+    module = plan.model() if plan.model is not None else None
+    if module is None:
+        return
+    from .params import collect
+
+    _, now = collect(module)
+    current = {id(t) for t in now}
+    gone = [row.info.name for row in plan.rows if id(plan.tensors[row.info.index]) not in current]
+    added = len(current - {id(t) for t in plan.tensors})
+    if gone or added:
+        what = (f"{len(gone)} parameter(s) were replaced or removed ({', '.join(gone[:5])})" if gone
+                else f"{added} parameter(s) were added")
+        raise ResolveError(f"{plan.source}: {what} in the model after the plan was resolved; resolve the "
+                           "rules against the model as it is now")
+
+
+def _need_tensors(plan: Plan) -> None:
+    if not plan.tensors:
+        raise PlanProblemsError(f"{plan.source}: this plan was resolved from names only; it holds no tensors")
