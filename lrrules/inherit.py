@@ -10,14 +10,19 @@ own file, so an error in a parent is reported at ``base.yaml:line:col``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import RuleFileError
-from .reader import Loc, SourceMap, read
+from .reader import Loc, SourceMap, Spot, read
 
 BY_NAME = ("rules", "modifiers")
+#: How many files deep a chain of ``extends`` may go, and how many files one load may read: a
+#: chain or a fan-out past these is a mistake (or an attack), never a team's layout.
+MAX_EXTENDS_DEPTH = 32
+MAX_EXTENDS_FILES = 256
 BY_KEY = ("defaults", "vars")
 
 #: Finds the parent that ``name`` names beside ``folder`` (raising ``LookupError`` with the reason
@@ -67,6 +72,13 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
         files = " -> ".join(str(p) for p in (*chain, target))
         if target in chain:
             raise RuleFileError([source.error(f"'extends' makes a cycle: {files}", loc)])
+        if len(chain) >= MAX_EXTENDS_DEPTH:
+            raise RuleFileError([source.error(
+                f"'extends' goes more than {MAX_EXTENDS_DEPTH} files deep from {chain[0]}; flatten the chain", loc)])
+        if target not in done and len(done) >= MAX_EXTENDS_FILES:
+            raise RuleFileError([source.error(
+                f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from {chain[0]}; extend fewer files",
+                loc)])
         if target not in done:
             parent_data, parent_map = reader(target)
             _check_parent(parent_data, parent_map, data, source)
@@ -120,25 +132,47 @@ def merge(base: dict[str, Any], base_map: SourceMap, over: dict[str, Any],
 
 def _by_name(key: str, base: list[Any], base_map: SourceMap, over: list[Any], over_map: SourceMap,
              out_map: SourceMap) -> list[Any]:
-    entries: list[tuple[Any, SourceMap, int]] = [(e, base_map, j) for j, e in enumerate(base)]
-
-    def find(name: Any) -> int | None:
-        return next((k for k, (e, _, _) in enumerate(entries) if isinstance(e, dict) and e.get("name") == name),
-                    None)
-
+    # Keyed by name (an unnamed entry by its own object): replacing keeps the inherited place, and
+    # looking a name up costs the same however many entries a long chain of parents has made.
+    # A name used twice in one file stays twice, so that validation reports it at both places.
+    entries: dict[Any, tuple[Any, SourceMap, int]] = {}
+    for j, entry in enumerate(base):
+        name = _name_key(entry)
+        entries[name if name not in entries else ("twice", id(entry))] = (entry, base_map, j)
+    seen: set[Any] = set()
     for j, entry in enumerate(over):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        at = find(name) if name is not None else None
         if isinstance(entry, dict) and entry.get("remove") is True and set(entry) - {"name", "remove"}:
             extra = ", ".join(sorted(str(k) for k in set(entry) - {"name", "remove"}))
             raise RuleFileError([over_map.error(
                 f"an entry with 'remove: true' only names what it removes; drop {extra}", (key, j, "remove"))])
-        if at is not None and entry.get("remove") is True:
-            del entries[at]
-        elif at is not None:
-            entries[at] = (entry, over_map, j)
+        name = _name_key(entry)
+        if name in seen:
+            name = ("twice", id(entry))
+        seen.add(name)
+        if name in entries and isinstance(entry, dict) and entry.get("remove") is True:
+            del entries[name]
         else:
-            entries.append((entry, over_map, j))
-    for k, (_, where, j) in enumerate(entries):
-        out_map.graft(where, (key, j), (key, k))
-    return [e for e, _, _ in entries]
+            entries[name] = (entry, over_map, j)
+    # Each map's positions are sorted by entry once: grafting entry by entry would walk the whole
+    # map for every entry, quadratic in a long chain of parents.
+    spots = {id(m): _spots_by_entry(m, key) for m in {id(base_map): base_map, id(over_map): over_map}.values()}
+    for k, (_, where, j) in enumerate(entries.values()):
+        for table, rest, spot in spots[id(where)].get(j, ()):
+            getattr(out_map, table)[(key, k, *rest)] = spot
+    return [e for e, _, _ in entries.values()]
+
+
+def _spots_by_entry(source: SourceMap, key: str) -> dict[int, list[tuple[str, Loc, Spot]]]:
+    """The positions under ``key[j]`` of ``source``, by ``j``, each keeping its own file."""
+    out: dict[int, list[tuple[str, Loc, Spot]]] = {}
+    for table in ("values", "keys"):
+        for loc, spot in getattr(source, table).items():
+            if len(loc) >= 2 and loc[0] == key and isinstance(loc[1], int):
+                kept = spot if spot.path else dataclasses.replace(spot, path=source.path)
+                out.setdefault(loc[1], []).append((table, loc[2:], kept))
+    return out
+
+
+def _name_key(entry: Any) -> Any:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return ("name", name) if isinstance(name, str) else ("entry", id(entry))

@@ -291,6 +291,80 @@ def test_each_extended_file_is_read_once_however_often_it_is_named(tmp_path: Pat
     assert len(reads) == len(set(reads)) == 7
 
 
+def test_a_chain_of_extends_deeper_than_the_limit_is_an_error_naming_where_it_started(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lrrules.inherit import MAX_EXTENDS_DEPTH
+
+    depth = MAX_EXTENDS_DEPTH * 40  # deep enough to exhaust the stack of a recursive reader
+    write(tmp_path, f"c{depth}.yaml", BASE)
+    for i in range(depth):
+        write(tmp_path, f"c{i}.yaml", f"version: 1\nextends: c{i + 1}.yaml\n")
+    assert main(["check", str(tmp_path / "c0.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"more than {MAX_EXTENDS_DEPTH} files deep from {tmp_path / 'c0.yaml'}" in err
+    assert "Traceback" not in err and "RecursionError" not in err
+    # the place is the extends line of the last file a chain may hold (c0 .. c31 for a limit of 32)
+    assert err.startswith(f"{tmp_path / f'c{MAX_EXTENDS_DEPTH - 1}.yaml'}:2:10:"), err
+
+
+def test_a_chain_as_deep_as_the_limit_still_loads(tmp_path: Path) -> None:
+    from lrrules.inherit import MAX_EXTENDS_DEPTH
+
+    last = MAX_EXTENDS_DEPTH - 1  # a chain of MAX_EXTENDS_DEPTH files, the one loaded included
+    write(tmp_path, f"c{last}.yaml", BASE)
+    for i in range(last):
+        write(tmp_path, f"c{i}.yaml", f"version: 1\nextends: c{i + 1}.yaml\n")
+    assert [r.name for r in load(tmp_path / "c0.yaml").rules] == ["a"]
+
+
+@pytest.mark.parametrize("shape", ["one-list", "tree"])
+def test_extends_reading_more_files_than_the_limit_is_an_error_not_a_hang(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], shape: str) -> None:
+    from lrrules.inherit import MAX_EXTENDS_FILES
+
+    count = MAX_EXTENDS_FILES * 8
+    for i in range(count):
+        write(tmp_path, f"p{i}.yaml", f"version: 1\nrules:\n  - {{name: r{i}, match: 'x{i}.*'}}\n")
+    if shape == "one-list":
+        write(tmp_path, "a.yaml", "version: 1\nextends: [" + ", ".join(f"p{i}.yaml" for i in range(count)) + "]\n"
+              "defaults: {lr: 1}\n")
+    else:  # forty files of fifty parents each
+        for k in range(40):
+            names = ", ".join(f"p{i}.yaml" for i in range(k * 50, k * 50 + 50))
+            write(tmp_path, f"mid{k}.yaml", f"version: 1\nextends: [{names}]\n")
+        write(tmp_path, "a.yaml", "version: 1\nextends: [" + ", ".join(f"mid{k}.yaml" for k in range(40)) + "]\n"
+              "defaults: {lr: 1}\n")
+    assert main(["check", str(tmp_path / "a.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"more than {MAX_EXTENDS_FILES} files in all from {tmp_path / 'a.yaml'}" in err and "Traceback" not in err
+
+
+def test_many_parents_merge_by_name_with_later_ones_winning(tmp_path: Path) -> None:
+    from lrrules.inherit import MAX_EXTENDS_FILES
+
+    count = MAX_EXTENDS_FILES - 1
+    for i in range(count):  # every parent redefines rule 'shared' and adds one of its own
+        write(tmp_path, f"p{i}.yaml", f"version: 1\nrules:\n  - {{name: shared, match: 'a.*', lr_mult: {i + 1}}}\n"
+              f"  - {{name: own{i}, match: 'b{i}.*'}}\n")
+    write(tmp_path, "a.yaml", "version: 1\nextends: [" + ", ".join(f"p{i}.yaml" for i in range(count)) + "]\n"
+          "defaults: {lr: 1}\n")
+    rules = load(tmp_path / "a.yaml")
+    by_name = {r.name: r for r in rules.rules}
+    assert len(rules.rules) == count + 1
+    assert by_name["shared"].lr_mult == count  # the last parent's
+    assert [r.name for r in rules.rules][:2] == ["shared", "own0"]  # the inherited place is kept
+
+
+def test_a_name_used_twice_in_a_child_is_still_reported_twice(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "b.yaml", BASE)
+    write(tmp_path, "r.yaml", "version: 1\nextends: b.yaml\nrules:\n  - {name: z, match: 'x.*'}\n"
+          "  - {name: z, match: 'y.*'}\n")
+    assert main(["check", str(tmp_path / "r.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "'z' is used twice" in err, err
+
+
 def git_repo(tmp_path: Path) -> object:
     import subprocess
 
