@@ -162,13 +162,15 @@ class LayerError(LrrulesError):
 class MatchError(LrrulesError):
     """A matcher that cannot decide: a regex past its time limit, a module glob without modules.
 
-    ``what`` is the part of the matcher at fault; the resolver adds the rule and its place.
+    ``what`` is the part of the matcher at fault; ``at`` its path below the matcher's owner where
+    that is known (``(2,)``: the third of ``layers.patterns``); the resolver adds the file and place.
     """
 
-    def __init__(self, message: str, what: str = "") -> None:
+    def __init__(self, message: str, what: str = "", at: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.what = what
+        self.at = at
 
 
 class ResumeError(LrrulesError):

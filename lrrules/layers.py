@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import LayerError
+from .errors import LayerError, MatchError
 from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
 from .matching import Matcher, compile_matcher
 from .params import ParamInfo, clean_name, unwrap
@@ -73,8 +73,18 @@ def by_patterns(params: Sequence[ParamInfo], patterns: Sequence[Any],
         matchers = [compile_matcher(m) for m in patterns]
     layers: list[int | None] = []
     for p in params:
-        layers.append(next((i for i, m in enumerate(matchers) if m.match(p) is not None), None))
+        layers.append(_first_match(matchers, p))
     return layers, len(matchers)
+
+
+def _first_match(matchers: Sequence[Matcher], param: ParamInfo) -> int | None:
+    for i, matcher in enumerate(matchers):
+        try:
+            if matcher.match(param) is not None:
+                return i
+        except MatchError as exc:
+            raise MatchError(exc.message, exc.what, (i,)) from None
+    return None
 
 
 def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module) -> Layering:

@@ -65,7 +65,11 @@ def resolve_params(
         if not reads & {"layer", "depth", "num_layers"}:
             ordered = True  # nothing reads the layers: the default layering may count as it likes
     compiled = compile_rules(rules)
-    layering = assign(rules.layers, params, model, ordered, compiled.layer_patterns or None)
+    try:
+        layering = assign(rules.layers, params, model, ordered, compiled.layer_patterns or None)
+    except MatchError as exc:  # a regex of layers.patterns past its time limit: say which one, where
+        loc = ("layers", "patterns", *exc.at)
+        raise RuleFileError([RuleError(exc.message, rules.locate(loc), loc)]) from None
     plan = _Resolver(rules, compiled, params, layering).plan(tuple(tensors))
     cautions = _cautions(rules, params, layering[1])
     return dataclasses.replace(plan, cautions=cautions) if cautions else plan

@@ -155,6 +155,18 @@ def test_every_regex_runs_under_the_time_limit_whatever_its_flags(monkeypatch: p
         resolve_params(rules, make_params(("a" * 60 + "!", (2,), "Linear")))
 
 
+def test_a_slow_regex_in_layer_patterns_is_stopped_and_located_at_its_pattern(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(matching, "REGEX_TIMEOUT", 0.05)
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\ndefaults: {lr: 0.1}\nunmatched: defaults\nlayers:\n  by: patterns\n"
+                    "  patterns:\n    - 'stem.*'\n    - {regex: '(?x)^(a|aa) +$'}\n")
+    with pytest.raises(RuleFileError, match="took longer than 0.05s") as caught:
+        resolve_params(load(path), make_params(("a" * 60 + "!", (2,), "Linear")))
+    error = caught.value.errors[0]
+    assert (error.path, error.line, error.loc) == (str(path), 8, ("layers", "patterns", 1))
+
+
 def test_many_slow_regexes_on_many_names_stop_at_the_total_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     # Each match stays under the per-match limit; together they would run for minutes.
     monkeypatch.setattr(matching, "REGEX_BUDGET", 0.3)
