@@ -432,16 +432,22 @@ def main() -> None:
     print("5. ported rule files (issue 14)", flush=True)
     from benchmarks import matching as ported_section  # imports this module: not at the top
     results["ported"] = ported_section.run(args.quick)
+    print("6. the model cache (issue 14)", flush=True)
+    from benchmarks import cache as cache_section
+    results["cache"] = cache_section.command_line_cache(args.quick)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "RESULTS.md").write_text(report(results) + ported_report(results))
     print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
 
 
 def ported_report(results: dict[str, Any]) -> str:
-    """Issue 14's section (benchmarks/matching.py), where the results hold it."""
+    """Issue 14's sections (benchmarks/matching.py, benchmarks/cache.py), where the results hold them."""
     from benchmarks import matching as ported_section
 
-    return "\n" + ported_section.report(results["ported"]) if "ported" in results else ""
+    from benchmarks import cache as cache_section
+
+    out = "\n" + ported_section.report(results["ported"]) if "ported" in results else ""
+    return out + ("\n" + cache_section.report(results["cache"]) if "cache" in results else "")
 
 
 NOTES = [
