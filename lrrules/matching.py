@@ -481,12 +481,15 @@ def regex_keys(pattern: str) -> frozenset[Key] | None:
     if found is None:
         return None
     parsed, sre = found
-    if len(parsed) == 1 and parsed[0][0] is sre.BRANCH:  # ^a|b: each side its own keys
-        sides = [_sequence_keys(_atoms(b, sre, True)) for b in parsed[0][1][1]]
-        if any(s is None for s in sides):
-            return None
-        return frozenset().union(*sides)  # type: ignore[arg-type]
-    return _sequence_keys(_atoms(parsed, sre, True))
+    try:
+        if len(parsed) == 1 and parsed[0][0] is sre.BRANCH:  # ^a|b: each side its own keys
+            sides = [_sequence_keys(_atoms(b, sre, True)) for b in parsed[0][1][1]]
+            if any(s is None for s in sides):
+                return None
+            return frozenset().union(*sides)  # type: ignore[arg-type]
+        return _sequence_keys(_atoms(parsed, sre, True))
+    except RecursionError:  # groups nested deeper than this walk goes: no keys, tried on every name
+        return None
 
 
 def _sequence_keys(atoms: list[Any]) -> frozenset[Key] | None:
@@ -553,14 +556,28 @@ class _Substrings:
 
     def __init__(self, literals: Sequence[str]) -> None:
         self.literals = set(literals)
-        self.within = {w: [p for p in (w[:n] for n in range(1, len(w) + 1)) if p in self.literals] for w in self.literals}
         trie: dict[str, Any] = {}
         for word in self.literals:
             node = trie
             for c in word:
                 node = node.setdefault(c, {})
             node[""] = {}
-        self.search = re.compile(f"(?=({self._emit(trie)}))", re.DOTALL).finditer
+        # Each literal's longest proper prefix among the literals: a match of the literal is one of those too.
+        self.parent: dict[str, str | None] = {}
+        for word in self.literals:
+            node, last = trie, None
+            for n, c in enumerate(word[:-1], 1):
+                node = node[c]
+                if "" in node:
+                    last = n
+            self.parent[word] = None if last is None else word[:last]
+        try:
+            self.search: Callable[[str], Iterator[re.Match[str]]] | None = re.compile(
+                f"(?=({self._emit(trie)}))", re.DOTALL).finditer
+        except (RecursionError, re.error, OverflowError, MemoryError):
+            # Literals nested thousands deep ("a", "aa", "aaa", ...) are more than the stdlib
+            # compiler nests: then each literal is looked for on its own, slower, the same answer.
+            self.search = None
 
     def _emit(self, node: dict[str, Any]) -> str:
         options = [re.escape(c) + self._emit(child) for c, child in sorted(node.items()) if c]
@@ -572,9 +589,16 @@ class _Substrings:
         return body
 
     def found(self, text: str) -> set[str]:
+        """The literals ``text`` contains."""
+        if self.search is None:
+            return {w for w in self.literals if w in text}
         out: set[str] = set()
+        parent = self.parent
         for m in self.search(text):
-            out.update(self.within[m.group(1)])
+            word: str | None = m.group(1)
+            while word is not None and word not in out:
+                out.add(word)
+                word = parent[word]
         return out
 
 

@@ -196,3 +196,23 @@ def test_a_star_inside_a_glob_class_is_no_wildcard() -> None:
 
     assert glob_keys("*[a*bc*d]*") is None
     assert compile_matcher(spec("*[a*bc*d]*")).match(param("x*")) is not None
+
+
+def test_literals_nested_too_deep_for_one_automaton_are_still_all_found() -> None:
+    from lrrules.matching import _Substrings
+
+    literals = ["x" + "a" * n for n in range(1, 1200)]  # each a prefix of the next: one nested group each
+    found = _Substrings(literals).found("zz" + "x" + "a" * 700 + "b")
+    assert found == {w for w in literals if w in "zz" + "x" + "a" * 700 + "b"}
+    assert len(found) == 700
+
+
+def test_hundreds_of_suffix_and_substring_rules_give_what_every_rule_on_every_name_gives() -> None:
+    # Many keys of every kind at once, on names of the shape models have: the index and the plain loop agree.
+    matchers = []
+    for i in range(60):
+        matchers += [{"regex": rf"^(?P<s>blocks)\.{i}\."}, {"regex": rf"\.{i}\.(q|k|v)_proj\.weight$"},
+                     f"*.{i}.mlp.*", {"regex": rf"layers\.{i}\.(?:attn|mlp)\."}]
+    names = [f"{root}.{i}.{part}" for root in ("blocks", "model.layers") for i in range(0, 70, 3)
+             for part in ("q_proj.weight", "k_proj.bias", "mlp.fc1.weight", "attn.proj.weight")]
+    check_index_equals_plain(matchers, names)
