@@ -120,10 +120,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     failed = False
     if args.model:
-        from .optim import check_optimizer
+        from .modelcache import check_optimizer_cached
         from .report import problems
 
-        check_optimizer(rules)
+        check_optimizer_cached(rules, use_cache=not args.no_cache)
         for spec in args.model:
             model = _model(args, spec)
             plan = _resolve(rules, model)

@@ -173,3 +173,36 @@ def _write(path: Path, key: str, model: Any) -> None:
     except OSError as exc:
         warnings.warn(f"lrrules: cannot write the model cache in {path.parent} ({exc}); "
                       "the model is built again next time (--no-cache skips the cache)", stacklevel=2)
+
+
+def check_optimizer_cached(rules: Any, use_cache: bool = True) -> None:
+    """:func:`lrrules.optim.check_optimizer` on ``rules``, skipped where the same rule set passed it
+    before under the same library versions and the same lrrules code (a pass is remembered, a failure
+    never is: its message is made again each time). Checking imports torch, which a cached model spares.
+
+    >>> check_optimizer_cached(lrrules.load("rules.yaml"))          # doctest: +SKIP
+    """
+    from .optim import check_optimizer
+
+    if not use_cache:
+        check_optimizer(rules)
+        return
+    here = Path(__file__).parent
+    key = json.dumps({"format": FORMAT, "rules": rules.model_dump_json(round_trip=True),
+                      "python": platform.python_version(),
+                      "libraries": {name: _version(name) for name in _LIBRARIES},
+                      "optim": hashlib.sha256((here / "optim.py").read_bytes()).hexdigest()}, sort_keys=True)
+    marker = cache_dir().parent / "optimizer-checks" / hashlib.sha256(key.encode()).hexdigest()
+    try:
+        if marker.read_text(encoding="utf-8") == key:
+            return
+    except (OSError, ValueError):
+        pass
+    check_optimizer(rules)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        partial = marker.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(key, encoding="utf-8")
+        os.replace(partial, marker)
+    except OSError as exc:
+        warnings.warn(f"lrrules: cannot write the cache in {marker.parent} ({exc})", stacklevel=2)

@@ -137,3 +137,33 @@ def test_the_command_line_answers_the_same_from_the_cache(tmp_path: Path, builds
         outputs.append(json.loads(capsys.readouterr().out))
     assert builds == ["test_vit", "test_vit"]  # the second run was a hit, --no-cache built again
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_a_passed_optimizer_check_is_remembered_and_a_failed_one_never(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrrules import optim
+    from lrrules.errors import OptimizerError
+    from lrrules.loader import loads
+    from lrrules.modelcache import check_optimizer_cached
+
+    checked: list[object] = []
+    real = optim.check_optimizer
+
+    def counting(rules: Any) -> Any:
+        checked.append(rules)
+        return real(rules)
+
+    monkeypatch.setattr(optim, "check_optimizer", counting)
+    good = loads("version: 1\ndefaults: {lr: 0.1, betas: [0.9, 0.99]}\n")
+    check_optimizer_cached(good)
+    check_optimizer_cached(good)
+    assert len(checked) == 1
+    check_optimizer_cached(good, use_cache=False)
+    assert len(checked) == 2
+    other = loads("version: 1\ndefaults: {lr: 0.1, betas: [0.9, 0.98]}\n")
+    check_optimizer_cached(other)
+    assert len(checked) == 3
+    bad = loads("version: 1\ndefaults: {lr: 0.1, betaz: [0.9, 0.99]}\n")
+    for _ in range(2):
+        with pytest.raises(OptimizerError, match="betaz"):
+            check_optimizer_cached(bad)
+    assert len(checked) == 5
