@@ -120,10 +120,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     failed = False
     if args.model:
-        from .optim import check_optimizer
+        from .modelcache import check_optimizer_cached
         from .report import problems
 
-        check_optimizer(rules)
+        check_optimizer_cached(rules, use_cache=not args.no_cache)
         for spec in args.model:
             model = _model(args, spec)
             plan = _resolve(rules, model)
@@ -172,7 +172,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from .loader import loads
     from .starter import starter
 
-    model = _model(args)
+    model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
     out = Path(args.output) if args.output else None
     schema = args.schema or _schema_near(out)
     text = starter(model.params, model.module, model.label, lr=args.lr, weight_decay=args.weight_decay,
@@ -262,11 +262,13 @@ def _when(plan: Plan, args: argparse.Namespace) -> Plan:
     return plan.at(epoch=args.epoch, step=args.step)
 
 
-def _model(args: argparse.Namespace, spec: str | None = None) -> Model:
-    from .sources import open_model, parse_model_args
+def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
+    from .modelcache import cached_open_model
+    from .sources import parse_model_args
 
     name = spec if spec is not None else args.model
-    return open_model(name, num_classes=args.num_classes, model_args=parse_model_args(args.model_arg))
+    return cached_open_model(name, args.num_classes, parse_model_args(args.model_arg),
+                             use_cache=cache and not args.no_cache, cache_factory=args.cache_factory)
 
 
 def _resolve(rules: RuleSet, model: Model) -> Plan:
@@ -338,6 +340,10 @@ def _model_options(parser: argparse.ArgumentParser, many: bool = False, required
     parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)")
+    parser.add_argument("--cache-factory", action="store_true",
+                        help="cache a package.module:factory model too (not by default: its code is not in the key)")
 
 
 def _set_option(parser: argparse.ArgumentParser) -> None:

@@ -94,6 +94,10 @@ def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module) -> Layering:
     classifier named in the model's ``pretrained_cfg`` last. Parameters outside the map go in the
     last layer, as timm does.
     """
+    cached = getattr(model, "timm_layer_map", None)  # a model-source cache entry keeps the map (modelcache.py)
+    if cached is not None:
+        count = model.timm_layer_count  # type: ignore[attr-defined]
+        return [cached.get(p.name, count - 1) for p in params], count
     from timm.models import group_parameters
     from timm.optim import auto_group_layers
 

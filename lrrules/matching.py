@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -340,30 +341,312 @@ def prefixes(spec: Any) -> frozenset[str] | None:
     return found
 
 
+# --- required literals: which text every name a matcher matches must hold --------------------------
+#
+# A matcher's "keys" are alternatives, each a place ("prefix", "suffix" or "contains") and a literal:
+# every name the matcher matches satisfies at least one of them. They are a necessary condition only,
+# found from the pattern's text; the matcher itself still decides. Anything not understood yields no
+# keys (the matcher is tried on every name), never a wrong key.
+
+Key = tuple[str, str]
+#: The most strings one run of literal alternatives may expand to (``(a|b)(c|d)`` is 4).
+MAX_EXPANSION = 64
+
+_UNKNOWN = None  # an atom of unknown text
+
+
+def glob_keys(pattern: str) -> frozenset[Key] | None:
+    """The keys of one glob: its literal start, its literal end, or a literal between two ``*``.
+
+    >>> sorted(glob_keys("*.q_proj.weight"))
+    [('suffix', '.q_proj.weight')]
+    """
+    special = "*?[]!"
+    head = min((i for i, c in enumerate(pattern) if c in "*?["), default=len(pattern))
+    if head == len(pattern):
+        return frozenset({("exact", pattern)}) if pattern else None
+    tail = len(pattern)
+    while tail > 0 and pattern[tail - 1] not in special:
+        tail -= 1
+    options: list[Key] = [("prefix", pattern[:head]), ("suffix", pattern[tail:])]
+    # A piece between two stars that holds no ? matches itself, somewhere in the name (only without
+    # classes: `[a*b]` holds a star that is not a wildcard).
+    if "[" not in pattern:
+        options += [("contains", piece) for piece in pattern.split("*")[1:-1] if "?" not in piece]
+    return _best([frozenset({o}) for o in options])
+
+
+def _best(options: list[frozenset[Key]]) -> frozenset[Key] | None:
+    """The most selective alternative set: the one whose shortest literal is longest, prefix or suffix
+    before contains (a look-up, not a search)."""
+    rank = {"exact": 3, "prefix": 2, "suffix": 2, "contains": 1}
+    scored = [(min(len(v) for _, v in o), min(rank[k] for k, _ in o), o) for o in options if o]
+    scored = [s for s in scored if s[0] > 0]
+    if not scored:
+        return None
+    return max(scored, key=lambda s: (s[0] >= 3, s[1], s[0]))[2]
+
+
+def _parse(pattern: str) -> Any:
+    """The pattern parsed by the standard library's parser, or ``None`` where the two engines might
+    read it differently: any flag, any syntax only ``regex`` knows (the stdlib refuses it), and any
+    literal brace or bracket (``regex`` reads ``{e<=1}`` as fuzzy matching and ``[[:alpha:]]`` as a
+    class, the stdlib as literal text)."""
+    try:
+        import re._parser as sre_parse  # type: ignore[import-not-found]
+        import re._constants as sre  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
+        import sre_constants as sre  # type: ignore[no-redef]
+        import sre_parse  # type: ignore[no-redef]
+    try:
+        with warnings.catch_warnings():  # "possible nested set": a refusal below, not news for the user
+            warnings.simplefilter("ignore")
+            parsed = sre_parse.parse(pattern, 0)
+    except Exception:  # noqa: BLE001  any refusal means: not understood, no keys
+        return None
+    if parsed.state.flags & ~sre.SRE_FLAG_UNICODE:
+        return None
+    stack = [parsed]
+    while stack:
+        items = stack.pop()
+        for op, arg in items:
+            if op is sre.LITERAL and chr(arg) in "{}[]":
+                return None
+            if op is sre.SUBPATTERN:
+                if arg[1] or arg[2]:  # (?i:...) and other scoped flags
+                    return None
+                stack.append(arg[3])
+            elif op is sre.BRANCH:
+                stack.extend(arg[1])
+            elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", None)):
+                stack.append(arg[2])
+            elif op in (sre.ASSERT, sre.ASSERT_NOT):
+                stack.append(arg[1])
+            elif op is getattr(sre, "ATOMIC_GROUP", None):
+                stack.append(arg)
+    return parsed, sre
+
+
+def _atoms(items: Any, sre: Any, top: bool) -> list[Any]:
+    """The pattern as a flat list of atoms: a frozenset of the strings it matches exactly, ``"^"`` and
+    ``"$"`` anchors (``"$"`` only at the very end), or ``None`` for anything else."""
+    out: list[Any] = []
+    for op, arg in items:
+        if op is sre.LITERAL:
+            out.append(frozenset({chr(arg)}))
+        elif op is sre.SUBPATTERN:
+            out.extend(_atoms(arg[3], sre, False))  # a group is concatenation: captures change nothing here
+        elif op is sre.BRANCH:
+            strings = _finite(arg[1], sre)
+            out.append(strings)
+        elif op is sre.IN and arg and all(o is sre.LITERAL for o, _ in arg):
+            out.append(frozenset(chr(v) for _, v in arg))
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[0] >= 1:
+            out.extend(_atoms(arg[2], sre, False))  # x{1,n} is x then unknown repeats
+            if arg[1] != 1:
+                out.append(_UNKNOWN)
+        elif op is sre.AT and arg in (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING):
+            out.append("^")
+        elif op is sre.AT and arg in (sre.AT_END, sre.AT_END_STRING) and top:
+            out.append("$" if arg is sre.AT_END else "$Z")
+        else:
+            out.append(_UNKNOWN)
+    return out
+
+
+def _finite(branches: list[Any], sre: Any) -> frozenset[str] | None:
+    """The strings an alternation matches, when each branch is a few literal runs."""
+    found: set[str] = set()
+    for branch in branches:
+        strings = {""}
+        for atom in _atoms(branch, sre, False):
+            if not isinstance(atom, frozenset):
+                return None
+            strings = {s + a for s in strings for a in atom}
+            if len(strings) > MAX_EXPANSION:
+                return None
+        found |= strings
+        if len(found) > MAX_EXPANSION:
+            return None
+    return frozenset(found)
+
+
+def regex_keys(pattern: str) -> frozenset[Key] | None:
+    """The keys of one regex (searched, so it may match anywhere unless anchored).
+
+    >>> sorted(regex_keys(r"\\.(q|k)_proj\\.weight$"))
+    [('suffix', '.k_proj.weight'), ('suffix', '.q_proj.weight')]
+    """
+    found = _parse(pattern)
+    if found is None:
+        return None
+    parsed, sre = found
+    try:
+        if len(parsed) == 1 and parsed[0][0] is sre.BRANCH:  # ^a|b: each side its own keys
+            sides = [_sequence_keys(_atoms(b, sre, True)) for b in parsed[0][1][1]]
+            if any(s is None for s in sides):
+                return None
+            return frozenset().union(*sides)  # type: ignore[arg-type]
+        return _sequence_keys(_atoms(parsed, sre, True))
+    except RecursionError:  # groups nested deeper than this walk goes: no keys, tried on every name
+        return None
+
+
+def _sequence_keys(atoms: list[Any]) -> frozenset[Key] | None:
+    options: list[frozenset[Key]] = []
+    run: set[str] | None = None
+    start = 0
+    for i, atom in enumerate([*atoms, _UNKNOWN]):
+        if isinstance(atom, frozenset) and (run is None or len(run) * len(atom) <= MAX_EXPANSION):
+            if run is None:
+                run, start = {""}, i
+            run = {s + a for s in run for a in atom}
+            continue
+        if run is not None:
+            anchored = start == 1 and atoms[0] == "^"
+            ends = i == len(atoms) - 1 and atoms[i] in ("$", "$Z")
+            if anchored and ends:
+                kind = "exact" if atoms[i] == "$Z" else "exact$"
+            else:
+                kind = "prefix" if anchored else ("suffix" if ends and atoms[i] == "$Z" else
+                                                  "suffix$" if ends else "contains")
+            options.append(frozenset((kind, s) for s in run))
+            run = None
+            if isinstance(atom, frozenset):  # the run grew too large: a new one starts here
+                run, start = set(atom), i
+    return _best([frozenset((k.rstrip("$"), v) for k, v in o) for o in options])
+
+
+def keys(spec: Any) -> frozenset[Key] | None:
+    """Alternatives, one of which every name the matcher matches satisfies; ``None`` when the
+    matcher can match names of any text (module, ndim, not, a regex not understood).
+
+    >>> sorted(keys(MatchFields.model_validate({"regex": "^blocks\\\\.", "ndim": 2})))
+    [('prefix', 'blocks.')]
+    """
+    if isinstance(spec, str):
+        return glob_keys(spec)
+    if isinstance(spec, list):
+        return _union([glob_keys(p) for p in spec])
+    if not isinstance(spec, MatchFields):
+        return None
+    # Every field must match (AND): any one field's keys are necessary; the most selective serves.
+    options = []
+    if spec.glob is not None:
+        options.append(_union([glob_keys(p) for p in spec.glob]))
+    if spec.regex is not None:
+        options.append(_union([regex_keys(p) for p in spec.regex]))
+    if spec.all_ is not None:
+        options.extend(keys(s) for s in spec.all_)
+    if spec.any_ is not None:
+        options.append(_union([keys(s) for s in spec.any_]))
+    return _best([o for o in options if o is not None])
+
+
+def _union(parts: list[frozenset[Key] | None]) -> frozenset[Key] | None:
+    if not parts or any(p is None for p in parts):
+        return None
+    return frozenset().union(*parts)  # type: ignore[arg-type]
+
+
+class _Substrings:
+    """Every literal of a set that a text contains, found in one pass: one stdlib regex shaped as a
+    trie of the literals inside a lookahead finds the longest literal starting at each position, and
+    the literals that are prefixes of it start there too. Literal text means the same to every engine."""
+
+    def __init__(self, literals: Sequence[str]) -> None:
+        self.literals = set(literals)
+        trie: dict[str, Any] = {}
+        for word in self.literals:
+            node = trie
+            for c in word:
+                node = node.setdefault(c, {})
+            node[""] = {}
+        # Each literal's longest proper prefix among the literals: a match of the literal is one of those too.
+        self.parent: dict[str, str | None] = {}
+        for word in self.literals:
+            node, last = trie, None
+            for n, c in enumerate(word[:-1], 1):
+                node = node[c]
+                if "" in node:
+                    last = n
+            self.parent[word] = None if last is None else word[:last]
+        try:
+            self.search: Callable[[str], Iterator[re.Match[str]]] | None = re.compile(
+                f"(?=({self._emit(trie)}))", re.DOTALL).finditer
+        except (RecursionError, re.error, OverflowError, MemoryError):
+            # Literals nested thousands deep ("a", "aa", "aaa", ...) are more than the stdlib
+            # compiler nests: then each literal is looked for on its own, slower, the same answer.
+            self.search = None
+
+    def _emit(self, node: dict[str, Any]) -> str:
+        options = [re.escape(c) + self._emit(child) for c, child in sorted(node.items()) if c]
+        if not options:
+            return ""
+        body = options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
+        if "" in node:  # a literal ends here: longer ones are tried first (greedy), then this one
+            return f"(?:{body})?"
+        return body
+
+    def found(self, text: str) -> set[str]:
+        """The literals ``text`` contains."""
+        if self.search is None:
+            return {w for w in self.literals if w in text}
+        out: set[str] = set()
+        parent = self.parent
+        for m in self.search(text):
+            word: str | None = m.group(1)
+            while word is not None and word not in out:
+                out.add(word)
+                word = parent[word]
+        return out
+
+
 class Index:
-    """Which of many matchers could match a name, by their literal prefixes.
+    """Which of many matchers could match a name, by the literal text each one requires.
 
     ``candidates(name)`` returns, in their given order, the positions of the matchers that are not
-    excluded by their prefix: every matcher without a prefix, and those whose prefix starts the name.
-    A rule file's hundreds of rules then cost a few dictionary look-ups per name, not a match each.
+    excluded by their keys: every matcher without keys, and those with a key the name satisfies
+    (starts with, ends with, equals or contains a literal). Prefixes, suffixes and whole names are
+    dictionary look-ups per distinct length; contained literals are found in one pass of one
+    automaton. A rule file's thousands of rules then cost a few look-ups per name, not a match each.
+    The matchers still decide: the index only leaves out those that cannot match.
     """
 
     def __init__(self, specs: Sequence[Any]) -> None:
+        self.size = len(specs)
         self.always: list[int] = []
-        self.by_prefix: dict[str, list[int]] = {}
+        tables: dict[str, dict[str, list[int]]] = {"prefix": {}, "suffix": {}, "exact": {}, "contains": {}}
         for position, spec in enumerate(specs):
-            found = prefixes(spec)
+            found = keys(spec)
             if found is None:
                 self.always.append(position)
-            else:
-                for prefix in found:
-                    self.by_prefix.setdefault(prefix, []).append(position)
+                continue
+            for kind, literal in sorted(found):
+                hits = tables[kind].setdefault(literal, [])
+                if not hits or hits[-1] != position:
+                    hits.append(position)
+        self.by_prefix, self.by_suffix = tables["prefix"], tables["suffix"]
+        self.by_name, self.by_substring = tables["exact"], tables["contains"]
         self.lengths = sorted({len(p) for p in self.by_prefix})
-        self._cache: dict[str, list[int]] = {}
+        self.suffix_lengths = sorted({len(p) for p in self.by_suffix})
+        self.substrings = _Substrings(list(self.by_substring)) if self.by_substring else None
 
     def candidates(self, name: str) -> list[int]:
+        """The positions of the matchers that may match ``name``, in order."""
         get = self.by_prefix.get
         hits = [hit for n in self.lengths if (hit := get(name[:n])) is not None]
+        if self.suffix_lengths:
+            get = self.by_suffix.get
+            hits += [hit for n in self.suffix_lengths if (hit := get(name[-n:])) is not None]
+            if name.endswith("\n"):  # `$` also matches before a final newline
+                hits += [hit for n in self.suffix_lengths if (hit := get(name[-n - 1 : -1])) is not None]
+        if self.by_name:
+            for text in (name, name[:-1]) if name.endswith("\n") else (name,):
+                if (hit := self.by_name.get(text)) is not None:
+                    hits.append(hit)
+        if self.substrings is not None:
+            hits += [self.by_substring[w] for w in self.substrings.found(name)]
         if not hits:
             return self.always
         if len(hits) == 1 and not self.always:

@@ -124,3 +124,9 @@ def hf_dir(tmp_path: Any) -> Any:
         return folder
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _model_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The command line caches model sources in the user's cache directory: never the real one in tests.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

@@ -112,3 +112,107 @@ def test_settings_are_not_shared_between_different_captures_of_one_name() -> Non
               ParamInfo("b3.2", (2,), "Linear", True, 2)]
     plan = resolve_params(rules, params)
     assert [a.lr for a in plan.params] == [2.0, 2.0, 6.0]
+
+
+# --- the literal index: it may only ever leave out matchers that cannot match ---------------------
+
+# Names with dots, digits, underscores, Unicode letters and digits, and a final newline now and then
+# (`$` matches before it).
+CHARS = st.sampled_from(list("abq_.0123") + ["é", "Ω", "²", "\n", "ß", "K"])
+RICH_NAMES = st.text(CHARS, min_size=0, max_size=12)
+PIECES = st.sampled_from([
+    "a", "b", "q", "_", "é", "Ω", "ß", r"\.", ".", r"\d", r"\d+", r"\w*", "(?P<i>a|b)", "(a|bq)", "(?:é|Ω)",
+    "[ab]", "[^a]", "[qé]", "a?", "b*", "(ab)+", "a{2}", "a{1,3}", r"\b", "(?=a)", "(?!b)", "|", "^", "$",
+    r"\Z", r"\A", "(?i)", "(?i:a)", "(?x) a", "(?s).", "K", r"(?:a){e<=1}", r"\n", "(?r)a", r"\p{L}", "[[:alpha:]]",
+])
+RICH_REGEXES = st.lists(PIECES, min_size=1, max_size=6).map("".join)
+RICH_GLOBS = st.lists(st.sampled_from(["a", "b", ".", "*", "?", "[ab]", "[!a]", "é", "Ω", "[a*b]", "q_", "["]),
+                      min_size=1, max_size=6).map("".join)
+
+
+RICH_MATCHERS = st.one_of(
+    RICH_GLOBS,
+    st.lists(RICH_GLOBS, min_size=1, max_size=3),
+    RICH_REGEXES.map(lambda r: {"regex": r}),
+    st.builds(lambda g, r: {"glob": g, "regex": r}, RICH_GLOBS, RICH_REGEXES),
+    st.builds(lambda a, b: {"any": [a, {"regex": b}]}, RICH_GLOBS, RICH_REGEXES),
+    st.builds(lambda a, b: {"all": [{"ndim": 2}, a, {"regex": b}]}, RICH_GLOBS, RICH_REGEXES),
+    st.just({"ndim": 2}),
+)
+
+
+def check_index_equals_plain(matchers: list[object], names: list[str]) -> None:
+    # The plain way: every matcher on every name. The index must give the same matches, captures included.
+    specs = []
+    for m in matchers:
+        try:
+            specs.append(spec(m))
+        except Exception:  # noqa: BLE001  a pattern the language refuses is no matcher
+            continue
+    compiled = [compile_matcher(s) for s in specs]
+    index = Index(specs)
+    for name in names:
+        plain = [(i, found) for i, m in enumerate(compiled) if (found := m.match(param(name))) is not None]
+        candidates = index.candidates(name)
+        assert candidates == sorted(set(candidates))
+        indexed = [(i, found) for i in candidates if (found := compiled[i].match(param(name))) is not None]
+        assert indexed == plain, (name, matchers)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(RICH_MATCHERS, min_size=1, max_size=10), st.lists(RICH_NAMES, min_size=1, max_size=12))
+def test_the_indexed_matcher_finds_exactly_what_trying_every_matcher_finds(matchers: list[object], names: list[str]) -> None:
+    check_index_equals_plain(matchers, names)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(RICH_MATCHERS, min_size=1, max_size=10), st.lists(RICH_NAMES, min_size=1, max_size=12))
+def test_the_indexed_matcher_equals_the_plain_one_on_many_more_cases(matchers: list[object], names: list[str]) -> None:
+    check_index_equals_plain(matchers, names)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"^(?P<b>blocks)\.", {("prefix", "blocks.")}),
+        (r"\.(q|k|v)_proj\.weight$", {("suffix", f".{c}_proj.weight") for c in "qkv"}),
+        (r"^stages\.3\.(?P<part>fc|norm)\.", {("prefix", "stages.3.fc."), ("prefix", "stages.3.norm.")}),
+        (r"attn\.(?:qkv|proj)", {("contains", "attn.qkv"), ("contains", "attn.proj")}),
+        (r"^head$", {("exact", "head")}),
+        (r"(?i)^head", None),  # case-folded: literal text would not be literal
+        (r"^(?:head){e<=1}", None),  # fuzzy matching in `regex`, literal braces to the stdlib
+        (r"\d+", None),
+    ],
+)
+def test_regex_keys_are_the_literal_text_every_match_holds(pattern: str, expected: set[tuple[str, str]] | None) -> None:
+    from lrrules.matching import regex_keys
+
+    assert regex_keys(pattern) == (None if expected is None else frozenset(expected))
+
+
+def test_a_star_inside_a_glob_class_is_no_wildcard() -> None:
+    from lrrules.matching import glob_keys
+
+    assert glob_keys("*[a*bc*d]*") is None
+    assert compile_matcher(spec("*[a*bc*d]*")).match(param("x*")) is not None
+
+
+def test_literals_nested_too_deep_for_one_automaton_are_still_all_found() -> None:
+    from lrrules.matching import _Substrings
+
+    literals = ["x" + "a" * n for n in range(1, 1200)]  # each a prefix of the next: one nested group each
+    found = _Substrings(literals).found("zz" + "x" + "a" * 700 + "b")
+    assert found == {w for w in literals if w in "zz" + "x" + "a" * 700 + "b"}
+    assert len(found) == 700
+
+
+def test_hundreds_of_suffix_and_substring_rules_give_what_every_rule_on_every_name_gives() -> None:
+    # Many keys of every kind at once, on names of the shape models have: the index and the plain loop agree.
+    matchers = []
+    for i in range(60):
+        matchers += [{"regex": rf"^(?P<s>blocks)\.{i}\."}, {"regex": rf"\.{i}\.(q|k|v)_proj\.weight$"},
+                     f"*.{i}.mlp.*", {"regex": rf"layers\.{i}\.(?:attn|mlp)\."}]
+    names = [f"{root}.{i}.{part}" for root in ("blocks", "model.layers") for i in range(0, 70, 3)
+             for part in ("q_proj.weight", "k_proj.bias", "mlp.fc1.weight", "attn.proj.weight")]
+    check_index_equals_plain(matchers, names)
