@@ -104,6 +104,8 @@ class Group:
     params: tuple[str, ...]
     numel: int
     rules: tuple[str, ...]
+    optimizer: str = "default"  # the named optimizer it goes to (issue 13)
+    lr_schedule: str | None = None  # the formula of step scaling its lr (see lrrules.schedules)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +117,8 @@ class Group:
             "params": list(self.params),
             "numel": self.numel,
             "rules": list(self.rules),
+            "optimizer": self.optimizer,
+            "lr_schedule": self.lr_schedule,
         }
 
 
@@ -124,16 +128,21 @@ class Conflict:
     differently, or tied names claimed by different rules. ``rules`` names every entry involved."""
 
     param: str
-    kind: Literal["rules", "modifiers", "tied"]
+    kind: Literal["rules", "modifiers", "tied", "optimizer"]
     rules: tuple[str, ...]
     setting: str | None = None
     names: tuple[str, ...] = ()  # for "tied": the name each of ``rules`` matched, pairwise
+    detail: str = ""  # for "optimizer": why the optimizer it is routed to cannot take it
 
     @property
     def message(self) -> str:
         names = " and ".join(f"'{r}'" for r in self.rules)
         if self.kind == "rules":
             return f"'{self.param}' is claimed by {len(self.rules)} rules: {names}; narrow their matches"
+        if self.kind == "optimizer":
+            by = f" by {names}" if self.rules else ""
+            return (f"'{self.param}' is routed{by} to optimizer '{self.setting}', {self.detail}; route it to "
+                    "another optimizer (`optimizer: NAME` on a rule or modifier that matches it)")
         if self.kind == "modifiers":
             return f"'{self.param}': modifiers {names} set {self.setting} to different values"
         claims = " and ".join(f"'{n}' by rule '{r}'" for n, r in zip(self.names, self.rules))
@@ -165,12 +174,14 @@ class Settled:
     weight_decay: float
     options: Mapping[str, Any]
     steps: tuple[Step, ...] = ()
+    optimizer: str = "default"
+    lr_schedule: str | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
         """What makes two parameters share an optimizer group."""
         return (self.lr, self.lr_scale, self.weight_decay,
-                tuple(sorted((k, hashable(v)) for k, v in self.options.items())))
+                tuple(sorted((k, hashable(v)) for k, v in self.options.items())), self.optimizer, self.lr_schedule)
 
 
 class Row(NamedTuple):
