@@ -260,6 +260,7 @@ class Plan:
     when: str = ""  # the epoch or step the plan is shown at (see at())
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     cautions: tuple[str, ...] = ()  # what the resolver saw that is likely a mistake (see warnings())
+    schedule_vars: Mapping[str, float] = field(default_factory=dict)  # the vars lr_schedule formulas read
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (pickle, deepcopy) is the plan's data only: the weak model reference cannot be

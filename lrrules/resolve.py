@@ -217,6 +217,7 @@ class _Resolver:
             num_layers=self.num_layers,
             phases=phases,
             tensors=tensors,
+            schedule_vars=dict(self.rules.vars) if any(g.lr_schedule for g in groups) else {},
         )
 
     def phase_effects(self, grouped: list[Row]) -> tuple[PhaseEffect, ...]:
