@@ -120,10 +120,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     failed = False
     if args.model:
-        from .optim import check_optimizer
+        from .optim import check_optimizers
         from .report import problems
 
-        check_optimizer(rules)
+        check_optimizers(rules)
         for spec in args.model:
             model = _model(args, spec)
             plan = _resolve(rules, model)

@@ -218,11 +218,22 @@ def _check_named(ruleset: RuleSet, name: str, factory: Any, accepted: set[str] |
                                  "; a key it reads per group goes in group_keys")
 
 
+def check_optimizers(ruleset: RuleSet) -> None:
+    """:func:`check_optimizer` for each optimizer the file names (the single one and each under
+    ``optimizers``), each seeing the options of the entries routed to it; raises :class:`OptimizerError`.
+
+    >>> check_optimizers(lrrules.load("examples/muon-adamw.yaml"))      # doctest: +SKIP
+    """
+    for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
+        factory, accepted = check_optimizer(_view(ruleset, name))
+        if name != DEFAULT_OPTIMIZER:
+            _check_named(ruleset, name, factory, accepted)
+
+
 def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str, Any]) -> Built:
     from .combined import CombinedOptimizer
 
     plan = ruleset.resolve(model)
-    groups = param_groups(plan)
     built: dict[str, Any] = {}
     for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
         spec = ruleset.optimizers.get(name)
@@ -232,7 +243,7 @@ def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str,
             factory, accepted = check_optimizer(_view(ruleset, name))
         if spec is not None:
             _check_named(ruleset, name, factory, accepted)
-        mine = [(g, d) for g, d in zip(plan.groups, groups) if g.optimizer == name]
+        mine = list(zip([g for g in plan.groups if g.optimizer == name], param_groups(plan, optimizer=name)))
         if not mine:
             continue
         keys = set(spec.group_keys) if spec else set()

@@ -330,7 +330,7 @@ class Plan:
         lines += [f"'{n}' resolves to lr = 0; use 'freeze: true' to take it out of training" for n in self.zero_lr]
         return lines
 
-    def param_groups(self, lr_scale: bool = False) -> list[dict[str, Any]]:
+    def param_groups(self, lr_scale: bool = False, optimizer: str | None = None) -> list[dict[str, Any]]:
         """The optimizer param groups: ``params``, ``param_names``, ``lr``, ``weight_decay`` and the
         other options of each group. Raises :class:`PlanProblemsError` listing every problem if any
         parameter is unmatched or in conflict.
@@ -340,11 +340,14 @@ class Plan:
         lr and ``lr_scale`` the group's multiplier, which timm's schedulers apply. Never mix the two:
         a group with both a final lr and an lr_scale is scaled twice by timm's schedulers.
 
+        A plan that routes parameters to several optimizers (``optimizers:``) gives the groups of one
+        at a time: ``param_groups(optimizer="muon")`` (``"default"``: the single ``optimizer:``).
+
         >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
         """
         from .apply import param_groups
 
-        return param_groups(self, lr_scale)
+        return param_groups(self, lr_scale, optimizer)
 
     @property
     def fingerprint(self) -> str:

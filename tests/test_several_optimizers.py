@@ -256,3 +256,24 @@ def test_a_closure_runs_once_per_step() -> None:
     before = copy.deepcopy(model.state_dict())
     assert optimizer.step(closure) is not None and len(calls) == 1
     assert all(not torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_plan_param_groups_come_one_optimizer_at_a_time() -> None:
+    plan = lrrules.loads(SPLIT).resolve(TinyNet())
+    with pytest.raises(PlanProblemsError, match="several optimizers.*default, sgd"):
+        plan.param_groups()
+    sgd = plan.param_groups(optimizer="sgd")
+    assert [g["param_names"] for g in sgd] == [list(g.params) for g in plan.groups if g.optimizer == "sgd"]
+    assert all(g["momentum"] == 0.9 for g in sgd)
+
+
+def test_cli_check_checks_each_optimizer_with_the_options_routed_to_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lrrules.cli import main
+
+    good = SPLIT.replace("optimizer: sgd}", "optimizer: sgd, options: {dampening: 0.1}}")
+    (tmp_path / "good.yaml").write_text(good)
+    assert main(["check", str(tmp_path / "good.yaml"), "--model", "tests.conftest:TinyNet"]) == 0
+    (tmp_path / "bad.yaml").write_text(good.replace("dampening", "dampning"))
+    assert main(["check", str(tmp_path / "bad.yaml"), "--model", "tests.conftest:TinyNet"]) == 2
+    assert "did you mean 'dampening'" in capsys.readouterr().err
