@@ -25,7 +25,7 @@ from .errors import ResumeError, UsageError
 class CombinedOptimizer(torch.optim.Optimizer):
     """One optimizer over several named ones; ``optimizers`` maps each name to its optimizer.
 
-    >>> combined = CombinedOptimizer({"muon": torch.optim.Muon(mats), "adamw": torch.optim.AdamW(rest)})  # doctest: +SKIP
+    >>> combined = CombinedOptimizer({"muon": Muon(mats), "adamw": AdamW(rest)})  # doctest: +SKIP
     >>> combined.step(); combined.zero_grad()                                                          # doctest: +SKIP
     """
 

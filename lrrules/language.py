@@ -314,7 +314,8 @@ def _option(value: Any) -> Any:
 
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
 #: An option in rules and defaults: an integer stays an integer (``ns_steps: 5`` is not ``5.0``).
-OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_number), Field(description=_FORMULA_HELP)])
+OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_number),
+                                Field(description=_FORMULA_HELP)])
 #: The keys of a rule or modifier that hold a number or a formula.
 SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 _RESERVED_OPTIONS = {"lr", "weight_decay", "params", "param_names", "lr_scale"}
@@ -390,7 +391,8 @@ class _Settings(BaseModel):
         if self.weight_decay is not None and self.weight_decay_mult is not None:
             raise PydanticCustomError("settings", "give either weight_decay or weight_decay_mult, not both", {})
         if self.freeze:
-            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule") if getattr(self, f) is not None]
+            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule")
+                     if getattr(self, f) is not None]
             if given:
                 raise PydanticCustomError(
                     "settings",
@@ -552,7 +554,8 @@ class NamedOptimizer(BaseModel):
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description=(
         "A torch.optim class name (Muon, AdamW, SGD, ...) or a timm optimizer name; a class the caller "
         "passes for this name (build(..., optimizers={NAME: cls})) replaces it."))]
-    lr: Annotated[Number, Field(gt=0, description="base_lr of what is routed here (defaults.lr if absent).")] | None = None
+    lr: Annotated[Number, Field(gt=0, description="base_lr of what is routed here (defaults.lr if absent).")] | None = (
+        None)
     weight_decay: Annotated[Number, Field(ge=0, description="base_weight_decay of what is routed here.")] | None = None
     group_keys: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list, description="Keys the optimizer reads per param group without taking them in its "

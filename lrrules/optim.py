@@ -213,8 +213,9 @@ def _check_named(ruleset: RuleSet, name: str, factory: Any, accepted: set[str] |
         if accepted is not None and key not in accepted and key not in spec.group_keys:
             close = difflib.get_close_matches(key, sorted(accepted), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
+            takes = ", ".join(sorted(accepted - {"lr", "weight_decay"}))
             raise OptimizerError(f"{ruleset.locate(('optimizers', name, key))}: option '{key}' is not an option "
-                                 f"of {kind}{hint}; {kind} takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}"
+                                 f"of {kind}{hint}; {kind} takes: {takes}"
                                  "; a key it reads per group goes in group_keys")
 
 

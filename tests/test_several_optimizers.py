@@ -63,6 +63,8 @@ def test_muon_and_adamw_from_one_file_equal_the_hand_written_split_step_for_step
     routed = {n for g in plan.groups if g.optimizer == "muon" for n in g.params}
     assert routed == {n for n, p in theirs.named_parameters() if is_hidden_matrix(n, p)}
     assert {type(o) for o in optimizer.optimizers.values()} == {torch.optim.Muon, torch.optim.AdamW}
+    muon = optimizer.optimizers["muon"].param_groups
+    assert all(type(g["ns_steps"]) is int and g["adjust_lr_fn"] == "match_rms_adamw" for g in muon)
     split = hand_written(theirs)
     for ids in batches(4):
         train(ours, [optimizer], [ids])
