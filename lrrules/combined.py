@@ -69,7 +69,8 @@ class CombinedOptimizer(torch.optim.Optimizer):
         """``{"optimizers": {name: state_dict}}``, through this optimizer's state-dict hooks (the layout record)."""
         for pre in self._optimizer_state_dict_pre_hooks.values():
             pre(self)
-        state: dict[str, Any] = {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()}}
+        state: dict[str, Any] = {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                                 "types": {n: type(o).__name__ for n, o in self.optimizers.items()}}
         for post in self._optimizer_state_dict_post_hooks.values():
             state = post(self, state) or state
         return state
@@ -85,6 +86,13 @@ class CombinedOptimizer(torch.optim.Optimizer):
             found = sorted(saved) if isinstance(saved, Mapping) else "none"
             raise ResumeError(f"this state dict holds optimizers {found}, this one {sorted(self.optimizers)}; "
                               "it was saved from another combination")
+        types = state.get("types") or {}
+        for name, optimizer in self.optimizers.items():
+            # Another optimizer's moments (SGD's momentum_buffer into AdamW) load without a word and
+            # fail, or mislead, at the next step.
+            if name in types and types[name] != type(optimizer).__name__:
+                raise ResumeError(f"optimizer '{name}' was {types[name]} when this state was saved and is "
+                                  f"{type(optimizer).__name__} now; its state cannot be carried over")
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(saved[name])
         for post in self._optimizer_load_state_dict_post_hooks.values():

@@ -279,3 +279,15 @@ def test_cli_check_checks_each_optimizer_with_the_options_routed_to_it(
     (tmp_path / "bad.yaml").write_text(good.replace("dampening", "dampning"))
     assert main(["check", str(tmp_path / "bad.yaml"), "--model", "tests.conftest:TinyNet"]) == 2
     assert "did you mean 'dampening'" in capsys.readouterr().err
+
+
+def test_a_state_saved_when_a_named_optimizer_had_another_type_is_refused() -> None:
+    model = TinyNet()
+    optimizer, _ = lrrules.build(lrrules.loads(SPLIT), model)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    retyped = SPLIT.replace("type: SGD, lr: 0.1, momentum: 0.9, nesterov: true", "type: Adam, lr: 0.1")
+    other, _ = lrrules.build(lrrules.loads(retyped), TinyNet())
+    with pytest.raises(ResumeError, match="'sgd' was SGD .* is Adam now"):
+        other.load_state_dict(state)
