@@ -10,6 +10,7 @@ from .loader import load, loads
 from .optim import Built, build, build_optimizer
 from .plan import Plan
 from .resume import load_optimizer_state
+from .schedules import rule_scheduler
 
 __version__ = "0.1.0"
 
@@ -27,4 +28,5 @@ __all__ = [
     "load_optimizer_state",
     "load",
     "loads",
+    "rule_scheduler",
 ]

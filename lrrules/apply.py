@@ -22,8 +22,15 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 
-def param_groups(plan: Plan, lr_scale: bool = False) -> list[dict[str, Any]]:
-    """The optimizer param groups of ``plan``, its tensors in them (see :meth:`Plan.param_groups`)."""
+def param_groups(plan: Plan, lr_scale: bool = False, optimizer: str | None = None) -> list[dict[str, Any]]:
+    """The optimizer param groups of ``plan``, its tensors in them (see :meth:`Plan.param_groups`);
+    with ``optimizer``, only those routed to that named optimizer."""
+    routes = list(dict.fromkeys(g.optimizer for g in plan.groups))
+    if optimizer is None and len(routes) > 1:
+        # One optimizer given every group would take the others' options as unknown keys, unread.
+        raise PlanProblemsError(f"{plan.source}: the rules route parameters to several optimizers "
+                                f"({', '.join(routes)}); use lrrules.build, or param_groups(optimizer=NAME) "
+                                "for each")
     if not plan.ok:
         problems = plan.problems()
         raise PlanProblemsError(
@@ -34,6 +41,8 @@ def param_groups(plan: Plan, lr_scale: bool = False) -> list[dict[str, Any]]:
     by_name = {row.info.name: plan.tensors[row.info.index] for row in plan.rows}
     out = []
     for group in plan.groups:
+        if optimizer is not None and group.optimizer != optimizer:
+            continue
         lr = {"lr": plan.base_lr, "lr_scale": group.lr_scale} if lr_scale else {"lr": group.lr}
         out.append({
             "params": [by_name[n] for n in group.params],

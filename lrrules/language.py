@@ -313,7 +313,9 @@ def _option(value: Any) -> Any:
 
 
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
-OptionValue = _option(Setting)
+#: An option in rules and defaults: an integer stays an integer (``ns_steps: 5`` is not ``5.0``).
+OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_number),
+                                Field(description=_FORMULA_HELP)])
 #: The keys of a rule or modifier that hold a number or a formula.
 SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 _RESERVED_OPTIONS = {"lr", "weight_decay", "params", "param_names", "lr_scale"}
@@ -338,6 +340,12 @@ class _Settings(BaseModel):
         None, description="Other optimizer options for these parameters (momentum, betas, eps, ...)."
     )
     freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
+    # issue 13 (several optimizers, per-rule schedules): routing and the schedule formula.
+    optimizer: OptimizerName | None = Field(
+        None, description="The name of an optimizer under the top-level `optimizers` that these parameters go to.")
+    lr_schedule: str | None = Field(
+        None, description="A formula of step, epoch, total_steps (and vars) scaling these parameters' lr over "
+        "time; lrrules.rule_scheduler turns it into a scheduler (see docs/language.md).")
     remove: bool = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
 
     @field_validator(*SETTING_FIELDS, mode="after")
@@ -346,6 +354,17 @@ class _Settings(BaseModel):
         if not isinstance(value, str):
             return value
         return _formula(value, _names(info))
+
+    @field_validator("lr_schedule", mode="after")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_formula(value, set(SCHEDULE_VARIABLES) | _VAR_NAMES.get())
+            except FormulaError as exc:
+                raise PydanticCustomError("formula", "{message}", {"message": exc.message, "expr": exc.expr,
+                                                                   "offset": exc.offset}) from None
+        return value
 
     @field_validator("options", mode="after")
     @classmethod
@@ -372,7 +391,8 @@ class _Settings(BaseModel):
         if self.weight_decay is not None and self.weight_decay_mult is not None:
             raise PydanticCustomError("settings", "give either weight_decay or weight_decay_mult, not both", {})
         if self.freeze:
-            given = [f for f in (*SETTING_FIELDS, "options") if getattr(self, f) is not None]
+            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule")
+                     if getattr(self, f) is not None]
             if given:
                 raise PydanticCustomError(
                     "settings",
@@ -468,7 +488,7 @@ class Defaults(BaseModel):
     weight_decay: Annotated[
         Number, Field(ge=0, description="The base weight decay (base_weight_decay).")
     ] = 0.0
-    __pydantic_extra__: dict[str, _option(Number)]  # type: ignore[valid-type]
+    __pydantic_extra__: dict[str, _option(Union[Count, Number])]  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _known_looking_options(self) -> Defaults:
@@ -501,6 +521,59 @@ class Optimizer(BaseModel):
             description="A torch.optim class name (AdamW, SGD, ...), or a timm optimizer name where torch has none.",
         ),
     ] = "AdamW"
+
+
+#: The variables an ``lr_schedule`` formula reads (besides the file's vars).
+SCHEDULE_VARIABLES = {
+    "step": "the optimizer steps taken so far, from 0",
+    "epoch": "step // steps_per_epoch (given to lrrules.rule_scheduler)",
+    "total_steps": "the run's length in steps (given to lrrules.rule_scheduler)",
+}
+OptimizerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+#: The name of the target of every parameter no rule or modifier routes: the single ``optimizer:``.
+DEFAULT_OPTIMIZER = "default"
+
+
+def _any_option(value: Any) -> Any:
+    # A value read by an optimizer keeps its type: ns_steps: 5 stays an int, a string stays a string.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
+    if isinstance(value, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise PydanticCustomError("option", "a list option holds numbers only", {})
+    if isinstance(value, dict):
+        raise PydanticCustomError("option", "an option is a number, a string, a boolean, null or a list of numbers", {})
+    return value
+
+
+class NamedOptimizer(BaseModel):
+    """One of several optimizers (``optimizers: {NAME: {type, lr, ...}}``): its values are the defaults
+    of the parameters routed to it (``optimizer: NAME`` on a rule or modifier)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description=(
+        "A torch.optim class name (Muon, AdamW, SGD, ...) or a timm optimizer name; a class the caller "
+        "passes for this name (build(..., optimizers={NAME: cls})) replaces it."))]
+    lr: Annotated[Number, Field(gt=0, description="base_lr of what is routed here (defaults.lr if absent).")] | None = (
+        None)
+    weight_decay: Annotated[Number, Field(ge=0, description="base_weight_decay of what is routed here.")] | None = None
+    group_keys: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list, description="Keys the optimizer reads per param group without taking them in its "
+        "constructor (timm Muon's use_fallback, LARS's lars_exclude): allowed in options, put in every group.")
+    __pydantic_extra__: dict[str, Annotated[Union[bool, int, float, str, list[Union[int, float]], None],
+                                            BeforeValidator(_any_option)]]  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _options_are_options(self) -> NamedOptimizer:
+        for key in self.model_extra or {}:
+            if key in _RESERVED_OPTIONS or key in ("optimizer", "optimizers"):
+                raise PydanticCustomError("option", "'{key}' is not an option here", {"key": key})
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The constructor options other than lr and weight_decay, types kept."""
+        return dict(self.model_extra or {})
 
 
 class TensorLayers(BaseModel):
@@ -620,7 +693,11 @@ class RuleSet(BaseModel):
         Field(default_factory=dict, description="Named numbers formulas can read; overridable (--set name=value).")
     )
     defaults: Defaults
-    optimizer: Optimizer | None = Field(None, description="The optimizer build_optimizer makes; AdamW if absent.")
+    optimizer: Optimizer | None = Field(None, description="The optimizer build_optimizer makes; AdamW if absent. "
+                                        "With `optimizers`, the one that takes what no rule routes elsewhere.")
+    optimizers: dict[OptimizerName, NamedOptimizer] = Field(
+        default_factory=dict, description="Named optimizers that rules and modifiers route parameters to "
+        "(`optimizer: NAME`); build returns one optimizer holding them all.")
     layers: Layers = Field(default_factory=lambda: ModuleLayers(by="module"), description="How layers are counted.")
     unmatched: Literal["error", "defaults"] = Field(
         "error", description="What a parameter no rule claims gets: an error, or the defaults."
@@ -683,6 +760,24 @@ class RuleSet(BaseModel):
         for loc, message in cross_entry_problems(entries):
             # One at a time here; lrrules.load reports every one of a file together, placed.
             raise PydanticCustomError("entries", message, {"loc": list(loc)})  # type: ignore[arg-type]
+        return self
+
+    @model_validator(mode="after")
+    def _routes_known(self) -> RuleSet:
+        if DEFAULT_OPTIMIZER in self.optimizers:
+            raise PydanticCustomError("optimizers", "'{name}' names the single `optimizer:`; choose another name",
+                                      {"name": DEFAULT_OPTIMIZER, "loc": ["optimizers", DEFAULT_OPTIMIZER],
+                                       "at_key": True})
+        known = set(self.optimizers) | {DEFAULT_OPTIMIZER}
+        for kind, group in (("rules", self.rules), ("modifiers", self.modifiers)):
+            for i, entry in enumerate(group):
+                if entry.optimizer is not None and entry.optimizer not in known:
+                    close = difflib.get_close_matches(entry.optimizer, sorted(known), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise PydanticCustomError(
+                        "optimizers", "'{name}' is no optimizer of this file{hint}; name one under `optimizers` "
+                        "or '{default}'", {"name": entry.optimizer, "hint": hint, "default": DEFAULT_OPTIMIZER,
+                                          "loc": [kind, i, "optimizer"]})
         return self
 
     def __eq__(self, other: object) -> bool:

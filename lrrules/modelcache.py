@@ -176,16 +176,16 @@ def _write(path: Path, key: str, model: Any) -> None:
 
 
 def check_optimizer_cached(rules: Any, use_cache: bool = True) -> None:
-    """:func:`lrrules.optim.check_optimizer` on ``rules``, skipped where the same rule set passed it
+    """:func:`lrrules.optim.check_optimizers` on ``rules`` (each optimizer it names), skipped where the same rule set passed it
     before under the same library versions and the same lrrules code (a pass is remembered, a failure
     never is: its message is made again each time). Checking imports torch, which a cached model spares.
 
     >>> check_optimizer_cached(lrrules.load("rules.yaml"))          # doctest: +SKIP
     """
-    from .optim import check_optimizer
+    from .optim import check_optimizers
 
     if not use_cache:
-        check_optimizer(rules)
+        check_optimizers(rules)
         return
     here = Path(__file__).parent
     key = json.dumps({"format": FORMAT, "rules": rules.model_dump_json(round_trip=True),
@@ -198,7 +198,7 @@ def check_optimizer_cached(rules: Any, use_cache: bool = True) -> None:
             return
     except (OSError, ValueError):
         pass
-    check_optimizer(rules)
+    check_optimizers(rules)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         partial = marker.with_suffix(f".{os.getpid()}.tmp")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .apply import apply_freeze, param_groups
-from .errors import OptimizerError
-from .language import RuleSet
+from .errors import OptimizerError, UsageError
+from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
 from .loader import load
 from .resume import attach
 
@@ -119,7 +120,8 @@ class Built(NamedTuple):
     plan: Plan
 
 
-def build(rules: str | Path | RuleSet, model: torch.nn.Module) -> Built:
+def build(rules: str | Path | RuleSet, model: torch.nn.Module,
+          optimizers: Mapping[str, Any] | None = None) -> Built:
     """The optimizer for ``model`` with the param groups ``rules`` give it, and the plan it came from.
 
     Resolves once: the plan returned is the one the optimizer's groups were made from, resolved
@@ -128,12 +130,34 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module) -> Built:
     state dict (see :func:`~lrrules.load_optimizer_state`), and raises
     :class:`~lrrules.errors.PlanProblemsError` if any parameter is unmatched or in conflict.
 
+    With ``optimizers:`` in the file, it builds each named optimizer over the groups routed to it
+    (and the single ``optimizer:``, named ``default``, over the rest) and returns them as one
+    :class:`~lrrules.combined.CombinedOptimizer`. ``optimizers`` maps a name of the file to a class
+    (or factory) to use for it instead of its ``type``: a rule file never names code to import.
+
     >>> optimizer, plan = lrrules.build("rules.yaml", model)           # doctest: +SKIP
     >>> scheduler = OneCycleLR(optimizer, max_lr=plan.group_lrs(), total_steps=1000)  # doctest: +SKIP
+    >>> optimizer, plan = lrrules.build("muon.yaml", model, optimizers={"muon": MyMuon})  # doctest: +SKIP
     """
     ruleset = rules if isinstance(rules, RuleSet) else load(rules)
+    given = dict(optimizers or {})
+    unknown = sorted(set(given) - set(ruleset.optimizers) - {DEFAULT_OPTIMIZER})
+    if unknown:
+        raise UsageError(f"optimizers={{{', '.join(map(repr, unknown))}: ...}} names no optimizer of {ruleset.path}; "
+                         f"it names {', '.join(map(repr, [DEFAULT_OPTIMIZER, *ruleset.optimizers]))}")
+    if ruleset.optimizers:
+        return _build_several(ruleset, model, given)
+    if DEFAULT_OPTIMIZER in given:
+        ruleset = ruleset.model_copy(update={"optimizer": None})
+        factory, accepted = given[DEFAULT_OPTIMIZER], _accepted(given[DEFAULT_OPTIMIZER])
+        return _build_one(ruleset, model, factory, accepted, getattr(factory, "__name__", "optimizer"))
     factory, accepted = check_optimizer(ruleset)
     name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
+    return _build_one(ruleset, model, factory, accepted, name)
+
+
+def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted: set[str] | None,
+               name: str) -> Built:
     plan = ruleset.resolve(model)
     groups = param_groups(plan)
     kwargs: dict[str, Any] = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}
@@ -150,9 +174,100 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module) -> Built:
     return Built(optimizer, plan)
 
 
-def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module,
+                    optimizers: Mapping[str, Any] | None = None) -> torch.optim.Optimizer:
     """:func:`build`'s optimizer alone (kept for compatibility; :func:`build` also gives the plan).
 
     >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
     """
-    return build(rules, model).optimizer
+    return build(rules, model, optimizers).optimizer
+
+
+# --- several optimizers (issue 13) ------------------------------------------------------------
+
+
+def _view(ruleset: RuleSet, name: str) -> RuleSet:
+    """The rule set as the optimizer ``name`` sees it, for :func:`check_optimizer`: its type, and
+    the options of the entries routed to it (the others' options blanked, positions kept for messages)."""
+    spec = ruleset.optimizers.get(name)
+    keys = set(spec.group_keys) if spec else set()
+
+    def seen(entry: Any) -> Any:
+        mine = entry.optimizer == name or (entry.optimizer is None and name == DEFAULT_OPTIMIZER)
+        options = {k: v for k, v in (entry.options or {}).items() if k not in keys} if mine else None
+        return entry.model_copy(update={"options": options or None})
+
+    update: dict[str, Any] = {"rules": [seen(r) for r in ruleset.rules],
+                              "modifiers": [seen(m) for m in ruleset.modifiers]}
+    if spec is not None:  # its own options are checked in place, under optimizers.NAME
+        update["optimizer"] = Optimizer.model_construct(type=spec.type)
+        update["defaults"] = Defaults.model_construct(lr=ruleset.defaults.lr,
+                                                      weight_decay=ruleset.defaults.weight_decay)
+    return ruleset.model_copy(update=update)
+
+
+def _check_named(ruleset: RuleSet, name: str, factory: Any, accepted: set[str] | None) -> None:
+    spec = ruleset.optimizers[name]
+    kind = getattr(factory, "__name__", spec.type)
+    for key in spec.options:
+        if accepted is not None and key not in accepted and key not in spec.group_keys:
+            close = difflib.get_close_matches(key, sorted(accepted), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            takes = ", ".join(sorted(accepted - {"lr", "weight_decay"}))
+            raise OptimizerError(f"{ruleset.locate(('optimizers', name, key))}: option '{key}' is not an option "
+                                 f"of {kind}{hint}; {kind} takes: {takes}"
+                                 "; a key it reads per group goes in group_keys")
+
+
+def check_optimizers(ruleset: RuleSet) -> None:
+    """:func:`check_optimizer` for each optimizer the file names (the single one and each under
+    ``optimizers``), each seeing the options of the entries routed to it; raises :class:`OptimizerError`.
+
+    >>> check_optimizers(lrrules.load("examples/muon-adamw.yaml"))      # doctest: +SKIP
+    """
+    for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
+        factory, accepted = check_optimizer(_view(ruleset, name))
+        if name != DEFAULT_OPTIMIZER:
+            _check_named(ruleset, name, factory, accepted)
+
+
+def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str, Any]) -> Built:
+    from .combined import CombinedOptimizer
+
+    plan = ruleset.resolve(model)
+    built: dict[str, Any] = {}
+    for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
+        spec = ruleset.optimizers.get(name)
+        if name in given:
+            factory, accepted = given[name], _accepted(given[name])
+        else:
+            factory, accepted = check_optimizer(_view(ruleset, name))
+        if spec is not None:
+            _check_named(ruleset, name, factory, accepted)
+        mine = list(zip([g for g in plan.groups if g.optimizer == name], param_groups(plan, optimizer=name)))
+        if not mine:
+            continue
+        keys = set(spec.group_keys) if spec else set()
+        kind = getattr(factory, "__name__", spec.type if spec else "optimizer")
+        for group, _ in mine:  # what modifiers routed here from rules that name no optimizer, too
+            extra = sorted(k for k in group.options if accepted is not None and k not in accepted and k not in keys)
+            if extra:
+                raise OptimizerError(f"{ruleset.path}: option(s) {', '.join(extra)} (from {', '.join(group.rules)}) "
+                                     f"are not options of {kind}, the optimizer '{name}' these parameters go to")
+        if spec is not None:
+            kwargs = {"lr": spec.lr if spec.lr is not None else ruleset.defaults.lr,
+                      **{k: v for k, v in spec.options.items() if k not in keys}}
+            decay = spec.weight_decay if spec.weight_decay is not None else ruleset.defaults.weight_decay
+        else:
+            kwargs, decay = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}, ruleset.defaults.weight_decay
+        if accepted is None or "weight_decay" in accepted:
+            kwargs["weight_decay"] = decay
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+        try:
+            built[name] = factory([d for _, d in mine], **kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise OptimizerError(f"{ruleset.path}: optimizer '{name}' ({kind}) refused the settings: {exc}") from None
+    optimizer = CombinedOptimizer(built)
+    apply_freeze(plan)
+    attach(optimizer, plan)
+    return Built(optimizer, plan)

@@ -104,6 +104,8 @@ class Group:
     params: tuple[str, ...]
     numel: int
     rules: tuple[str, ...]
+    optimizer: str = "default"  # the named optimizer it goes to (issue 13)
+    lr_schedule: str | None = None  # the formula of step scaling its lr (see lrrules.schedules)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +117,8 @@ class Group:
             "params": list(self.params),
             "numel": self.numel,
             "rules": list(self.rules),
+            "optimizer": self.optimizer,
+            "lr_schedule": self.lr_schedule,
         }
 
 
@@ -124,16 +128,21 @@ class Conflict:
     differently, or tied names claimed by different rules. ``rules`` names every entry involved."""
 
     param: str
-    kind: Literal["rules", "modifiers", "tied"]
+    kind: Literal["rules", "modifiers", "tied", "optimizer"]
     rules: tuple[str, ...]
     setting: str | None = None
     names: tuple[str, ...] = ()  # for "tied": the name each of ``rules`` matched, pairwise
+    detail: str = ""  # for "optimizer": why the optimizer it is routed to cannot take it
 
     @property
     def message(self) -> str:
         names = " and ".join(f"'{r}'" for r in self.rules)
         if self.kind == "rules":
             return f"'{self.param}' is claimed by {len(self.rules)} rules: {names}; narrow their matches"
+        if self.kind == "optimizer":
+            by = f" by {names}" if self.rules else ""
+            return (f"'{self.param}' is routed{by} to optimizer '{self.setting}', {self.detail}; route it to "
+                    "another optimizer (`optimizer: NAME` on a rule or modifier that matches it)")
         if self.kind == "modifiers":
             return f"'{self.param}': modifiers {names} set {self.setting} to different values"
         claims = " and ".join(f"'{n}' by rule '{r}'" for n, r in zip(self.names, self.rules))
@@ -165,12 +174,14 @@ class Settled:
     weight_decay: float
     options: Mapping[str, Any]
     steps: tuple[Step, ...] = ()
+    optimizer: str = "default"
+    lr_schedule: str | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
         """What makes two parameters share an optimizer group."""
         return (self.lr, self.lr_scale, self.weight_decay,
-                tuple(sorted((k, hashable(v)) for k, v in self.options.items())))
+                tuple(sorted((k, hashable(v)) for k, v in self.options.items())), self.optimizer, self.lr_schedule)
 
 
 class Row(NamedTuple):
@@ -249,6 +260,7 @@ class Plan:
     when: str = ""  # the epoch or step the plan is shown at (see at())
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     cautions: tuple[str, ...] = ()  # what the resolver saw that is likely a mistake (see warnings())
+    schedule_vars: Mapping[str, float] = field(default_factory=dict)  # the vars lr_schedule formulas read
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (pickle, deepcopy) is the plan's data only: the weak model reference cannot be
@@ -318,7 +330,7 @@ class Plan:
         lines += [f"'{n}' resolves to lr = 0; use 'freeze: true' to take it out of training" for n in self.zero_lr]
         return lines
 
-    def param_groups(self, lr_scale: bool = False) -> list[dict[str, Any]]:
+    def param_groups(self, lr_scale: bool = False, optimizer: str | None = None) -> list[dict[str, Any]]:
         """The optimizer param groups: ``params``, ``param_names``, ``lr``, ``weight_decay`` and the
         other options of each group. Raises :class:`PlanProblemsError` listing every problem if any
         parameter is unmatched or in conflict.
@@ -328,11 +340,14 @@ class Plan:
         lr and ``lr_scale`` the group's multiplier, which timm's schedulers apply. Never mix the two:
         a group with both a final lr and an lr_scale is scaled twice by timm's schedulers.
 
+        A plan that routes parameters to several optimizers (``optimizers:``) gives the groups of one
+        at a time: ``param_groups(optimizer="muon")`` (``"default"``: the single ``optimizer:``).
+
         >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
         """
         from .apply import param_groups
 
-        return param_groups(self, lr_scale)
+        return param_groups(self, lr_scale, optimizer)
 
     @property
     def fingerprint(self) -> str:

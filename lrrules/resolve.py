@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .compile import Compiled, Entry, compile_rules, formula_names
 from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
 from .formula import Formula
-from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
+from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign, unordered
 from .matching import Captures, Index, with_regex_budget
 from .params import ParamInfo, wrapped_prefix
+from .routes import refused_shape
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
 if TYPE_CHECKING:
@@ -165,6 +166,13 @@ class _Resolver:
                     frozen.append(Frozen(info.name, outcome.note))
                 continue
             claim, modifiers, captures, settled, matched_as = outcome
+            refusal = refused_shape(self.rules, settled.optimizer, info.shape)
+            if refusal:
+                specs = {e.name: e for e in (*self.rules.rules, *self.rules.modifiers)}
+                by = tuple(n for n in (claim, *modifiers) if n and specs[n].optimizer == settled.optimizer)
+                conflicts.append(Conflict(info.name, "optimizer", by, settled.optimizer, detail=refusal))
+                rows.append(Row(info, layer, "conflict", note=conflicts[-1].message))
+                continue
             group = group_by_settled.get(id(settled))
             if group is None:  # first parameter with these settings (or equal ones from other rules)
                 group = group_by_settled[id(settled)] = group_of.setdefault(settled.key, len(group_of))
@@ -177,6 +185,14 @@ class _Resolver:
                 unmatched.append(info.name)
         if self.compiled.fallback is not None and any(r.rule == self.compiled.fallback.name for r in rows):
             self.used.add(self.compiled.fallback.name)
+        if self.rules.optimizers:
+            # The groups of one optimizer are next to each other, in the order the optimizers are
+            # named: the combined optimizer's param_groups are the plan's groups, in its order.
+            order = {name: i for i, name in enumerate([DEFAULT_OPTIMIZER, *self.rules.optimizers])}
+            members.sort(key=lambda ps: order[rows[ps[0]].settled.optimizer])  # type: ignore[union-attr]
+            for index, positions in enumerate(members):
+                for p in positions:
+                    rows[p] = rows[p]._replace(group=index)
         groups = []
         for index, positions in enumerate(members):
             first = rows[positions[0]].settled
@@ -184,7 +200,8 @@ class _Resolver:
             by = dict.fromkeys(n for p in positions for n in (rows[p].rule or "(defaults)", *rows[p].modifiers))
             groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
                                 tuple(rows[p].info.name for p in positions),
-                                sum(rows[p].info.numel for p in positions), tuple(by)))
+                                sum(rows[p].info.numel for p in positions), tuple(by), first.optimizer,
+                                first.lr_schedule))
         phases = self.phase_effects([r for r in rows if r.status == "trainable"])
         # Rules first, then modifiers, each by name: the file's order never shows in a plan.
         names = sorted(r.name for r in self.rules.rules) + sorted(m.name for m in self.rules.modifiers)
@@ -204,6 +221,7 @@ class _Resolver:
             num_layers=self.num_layers,
             phases=phases,
             tensors=tensors,
+            schedule_vars=dict(self.rules.vars) if any(g.lr_schedule for g in groups) else {},
         )
 
     def phase_effects(self, grouped: list[Row]) -> tuple[PhaseEffect, ...]:
@@ -357,14 +375,37 @@ class _Resolver:
         steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result))
         return result
 
+    def chosen(self, info: ParamInfo, field: str, claim: tuple[Entry, Captures] | None,
+               modifiers: list[tuple[Entry, Captures]], default: Any) -> Any:
+        """``optimizer`` or ``lr_schedule``: a modifier's replaces the claiming rule's; two modifiers that
+        disagree are a conflict."""
+        given = {e.name: getattr(e.spec, field) for e, _ in modifiers if getattr(e.spec, field) is not None}
+        if len(set(given.values())) > 1:
+            return Conflict(info.name, "modifiers", tuple(given), field)
+        if given:
+            return next(iter(given.values()))
+        if claim is not None and getattr(claim[0].spec, field) is not None:
+            return getattr(claim[0].spec, field)
+        return default
+
     def settle_values(self, info: ParamInfo, claim: tuple[Entry, Captures] | None,
                       modifiers: list[tuple[Entry, Captures]]) -> Settled | Conflict:
         steps: list[Step] = []
-        scale, absolute, wd = 1.0, None, self.base_wd
-        options = dict(self.base_options)
+        route = self.chosen(info, "optimizer", claim, modifiers, DEFAULT_OPTIMIZER)
+        schedule = self.chosen(info, "lr_schedule", claim, modifiers, None)
+        for found in (route, schedule):
+            if isinstance(found, Conflict):
+                return found
+        named = self.rules.optimizers.get(route)
+        # A named optimizer's lr, weight_decay and options are the defaults of what is routed to it.
+        base_lr = named.lr if named is not None and named.lr is not None else self.base_lr
+        base_wd = named.weight_decay if named is not None and named.weight_decay is not None else self.base_wd
+        scale, absolute, wd = 1.0, None, base_wd
+        options = dict(named.options if named is not None else self.base_options)
+        bases = {"base_lr": base_lr, "base_weight_decay": base_wd}
         if claim is not None:
             entry, captures = claim
-            spec, env = entry.spec, self.env(info, captures)
+            spec, env = entry.spec, {**self.env(info, captures), **bases}
             if spec.lr is not None:
                 absolute = self.value(entry, ("lr",), spec.lr, info, env, steps)
             elif spec.lr_mult is not None:
@@ -372,15 +413,15 @@ class _Resolver:
             if spec.weight_decay is not None:
                 wd = self.value(entry, ("weight_decay",), spec.weight_decay, info, env, steps)
             elif spec.weight_decay_mult is not None:
-                wd = self.base_wd * self.value(entry, ("weight_decay_mult",), spec.weight_decay_mult, info, env,
-                                               steps)
+                wd = base_wd * self.value(entry, ("weight_decay_mult",), spec.weight_decay_mult, info, env,
+                                          steps)
             for key, raw in (spec.options or {}).items():
                 options[key] = self.value(entry, ("options", key), raw, info, env, steps)
 
         set_by: dict[str, dict[str, Any]] = {}
         lr_mult = wd_mult = 1.0
         for entry, found in modifiers:
-            spec, env = entry.spec, self.env(info, found)
+            spec, env = entry.spec, {**self.env(info, found), **bases}
             for field in SETTING_FIELDS:
                 raw = getattr(spec, field)
                 if raw is None:
@@ -411,7 +452,9 @@ class _Resolver:
             lr_scale = lr / self.base_lr
         else:
             lr_scale = scale * lr_mult
-            lr = self.base_lr * lr_scale
+            lr = base_lr * lr_scale
+            if base_lr != self.base_lr:  # lr_scale stays relative to defaults.lr, the plan's base_lr
+                lr_scale = lr / self.base_lr
         wd *= wd_mult
         # Each value is finite, but their product may not be (1e300 x 1e10): the final ones are checked.
         if not (math.isfinite(lr) and math.isfinite(lr_scale) and math.isfinite(wd)):
@@ -420,5 +463,5 @@ class _Resolver:
             raise self.fail(entry, (), f"the settings of {names} give parameter '{info.name}' lr {lr} (x{lr_scale} "
                             f"base) and weight decay {wd}; the final values must be finite: the multipliers "
                             "overflow")
-        return Settled(lr, lr_scale, wd, options, tuple(steps))
+        return Settled(lr, lr_scale, wd, options, tuple(steps), route, schedule)
 

@@ -1,0 +1,116 @@
+"""Per-rule schedules: each group's ``lr_schedule`` formula as a torch ``LambdaLR`` (one function per group).
+
+A rule or modifier's ``lr_schedule: "min(1, step / 500)"`` scales the lr of what it matches over
+time: warm a new head up while the backbone waits (``"1 if step >= 500 else 0"``), ramp a block in
+instead of unfreezing it abruptly. The formula reads ``step`` (the scheduler's step count, from 0),
+``epoch`` (``step // steps_per_epoch``), ``total_steps`` and the file's vars, through the same safe
+evaluator as every other formula. A group without one keeps factor 1.
+
+The user's global schedule composes by multiplication: pass it as ``base`` (a function of the step,
+one per group, or a ``LambdaLR`` such as Hugging Face's ``get_cosine_schedule_with_warmup``), and
+the lr of each group at step ``s`` is ``initial_lr * base(s) * rule(s)``.
+
+>>> scheduler = lrrules.rule_scheduler(optimizer, plan, total_steps=1000)      # doctest: +SKIP
+>>> for batch in data:                                                           # doctest: +SKIP
+...     loss(batch).backward(); optimizer.step(); scheduler.step()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+from .errors import FormulaError, LrrulesError, UsageError
+from .formula import Formula, compile_formula
+from .language import SCHEDULE_VARIABLES
+
+if TYPE_CHECKING:
+    import torch
+
+    from .plan import Plan
+
+Factor = Callable[[int], float]
+Base = Union[Factor, Sequence[Factor], Any, None]
+
+
+class ScheduleError(LrrulesError):
+    """An ``lr_schedule`` formula that gave no usable factor at some step."""
+
+
+def rule_lambdas(plan: Plan, total_steps: int | None = None, steps_per_epoch: int | None = None,
+                 base: Base = None) -> list[Factor]:
+    """One function of the step per group of ``plan``, in group order: the group's ``lr_schedule``
+    (1 where it has none) times ``base`` (the global schedule, see the module docstring).
+
+    >>> lambdas = rule_lambdas(plan, total_steps=1000)                  # doctest: +SKIP
+    >>> LambdaLR(optimizer, lambdas)                                      # doctest: +SKIP
+    """
+    bases = _bases(base, len(plan.groups))
+    out = []
+    for group, outer in zip(plan.groups, bases):
+        rule = _factor(plan, group.index, group.lr_schedule, total_steps, steps_per_epoch)
+        out.append(_times(outer, rule) if outer is not None else rule)
+    return out
+
+
+def rule_scheduler(optimizer: torch.optim.Optimizer, plan: Plan, total_steps: int | None = None,
+                   steps_per_epoch: int | None = None, base: Base = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` over ``optimizer`` (built from ``plan``) applying each group's ``lr_schedule``;
+    step it once per optimizer step. ``base`` is the global schedule it composes with.
+
+    >>> warmup = get_linear_schedule_with_warmup(optimizer, 100, 1000)   # doctest: +SKIP
+    >>> scheduler = rule_scheduler(optimizer, plan, 1000, base=warmup)   # doctest: +SKIP
+    """
+    from torch.optim.lr_scheduler import LambdaLR
+
+    if len(optimizer.param_groups) != len(plan.groups):
+        raise UsageError(f"the optimizer has {len(optimizer.param_groups)} param groups and the plan "
+                         f"{len(plan.groups)}: build the optimizer from this plan (lrrules.build)")
+    return LambdaLR(optimizer, rule_lambdas(plan, total_steps, steps_per_epoch, base))
+
+
+def _bases(base: Base, n: int) -> list[Factor | None]:
+    lambdas = getattr(base, "lr_lambdas", None)  # a LambdaLR: its functions, one per group
+    if lambdas is not None:
+        base = list(lambdas)
+    if base is None:
+        return [None] * n
+    if callable(base):
+        return [base] * n
+    found = list(base)
+    if len(found) != n or not all(callable(f) for f in found):
+        raise UsageError(f"base gives {len(found)} functions for {n} groups; give one function of the step, "
+                         "one per group, or a LambdaLR")
+    return found
+
+
+def _times(outer: Factor, rule: Factor) -> Factor:
+    return lambda step: outer(step) * rule(step)
+
+
+def _factor(plan: Plan, index: int, text: str | None, total_steps: int | None,
+            steps_per_epoch: int | None) -> Factor:
+    if text is None:
+        return lambda step: 1.0
+    formula: Formula = compile_formula(text, set(SCHEDULE_VARIABLES) | set(plan.schedule_vars))
+    where = f"{plan.source}: group {index}: lr_schedule '{text}'"
+    if "total_steps" in formula.names and total_steps is None:
+        raise UsageError(f"{where} reads total_steps; pass total_steps= to rule_scheduler")
+    if "epoch" in formula.names and not steps_per_epoch:
+        raise UsageError(f"{where} reads epoch; pass steps_per_epoch= to rule_scheduler")
+    env: dict[str, Any] = {**plan.schedule_vars, "total_steps": total_steps}
+
+    def factor(step: int) -> float:
+        env["step"] = step
+        env["epoch"] = step // steps_per_epoch if steps_per_epoch else None
+        try:
+            value = float(formula.evaluate(env))
+        except FormulaError as exc:
+            raise ScheduleError(f"{where}: {exc.message} at step {step}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ScheduleError(f"{where} gives {value} at step {step}; a factor must be a finite number >= 0")
+        return value
+
+    factor(0)  # a formula that fails at once fails here, not inside the first scheduler step
+    return factor
