@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 
 from .errors import FormulaError, Location
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
+from .params import MAX_DIMS
 from .reader import SourceMap
 
 if TYPE_CHECKING:
@@ -57,11 +58,15 @@ VARIABLES = {
     "num_tensors": "how many parameter tensors the model has",
     "ndim": "the parameter's number of dimensions",
     "numel": "the parameter's number of elements",
+    "fan_in": "inputs per output: dim1 x the kernel size for 2-D and more (Linear: in_features), 1 for 1-D",
+    "fan_out": "outputs per input: dim0 x the kernel size for 2-D and more (Linear: out_features), dim0 for 1-D",
+    **{f"dim{k}": f"the parameter's shape[{k}] (an error on a tensor with fewer dimensions)" for k in range(MAX_DIMS)},
 }
 
 _FORMULA_HELP = (
     "A number, or a formula string over the variables "
-    + ", ".join(VARIABLES)
+    + ", ".join(v for v in VARIABLES if not v.startswith("dim") or v == "dim0")
+    + " ... dim" + str(MAX_DIMS - 1)
     + " and the rule's named regex groups, with + - * / // % **, comparisons, `x if c else y`, "
     "min max abs round floor ceil sqrt exp log cos sin, pi and e."
 )

@@ -56,6 +56,43 @@ class ParamInfo(NamedTuple):
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
+    @property
+    def fan_in(self) -> int:
+        """Inputs per output, as ``torch.nn.init`` counts them; see :func:`fans`."""
+        return fans(self.shape)[0]
+
+    @property
+    def fan_out(self) -> int:
+        """Outputs per input, as ``torch.nn.init`` counts them; see :func:`fans`."""
+        return fans(self.shape)[1]
+
+
+#: Shapes have dimensions ``dim0`` .. ``dim{MAX_DIMS - 1}`` as formula variables.
+MAX_DIMS = 8
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a tensor of ``shape``.
+
+    2-D and more: torch's ``nn.init._calculate_fan_in_and_fan_out``: ``fan_in = dim1 * receptive``,
+    ``fan_out = dim0 * receptive`` with ``receptive`` the product of the dimensions after the second
+    (a Linear ``(out, in)`` gives ``(in, out)``; a Conv2d ``(out, in/groups, kh, kw)`` gives
+    ``(in/groups*kh*kw, out*kh*kw)``; an Embedding ``(num, dim)`` gives ``(dim, num)``, torch's
+    convention). 1-D (a bias, a norm's scale): a weight with one constant input, ``(1, dim0)``.
+    0-D: ``(1, 1)``.
+
+    >>> fans((64, 3, 7, 7))
+    (147, 3136)
+    >>> fans((10,))
+    (1, 10)
+    """
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return 1, shape[0]
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP, DataParallel, DeepSpeed and ``torch.compile`` wrappers (any nesting)."""

@@ -25,13 +25,20 @@ from .formula import Formula
 from .language import SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign, unordered
 from .matching import Captures, Index, with_regex_budget
-from .params import ParamInfo, wrapped_prefix
+from .params import MAX_DIMS, ParamInfo, wrapped_prefix
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
 if TYPE_CHECKING:
     import torch
 
 MODEL_FROZEN = "requires_grad=False in the model"
+DIM_NAMES = tuple(f"dim{k}" for k in range(MAX_DIMS))
+#: The formula variables that depend on a parameter's shape, for the settings cache key.
+SHAPE_VARIABLES = {
+    "fan_in": lambda info: info.fan_in,
+    "fan_out": lambda info: info.fan_out,
+    **{n: (lambda info, k=k: info.shape[k] if k < len(info.shape) else None) for k, n in enumerate(DIM_NAMES)},
+}
 
 
 def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
@@ -302,6 +309,8 @@ class _Resolver:
             return info.ndim
         if name == "numel":
             return info.numel
+        if name in SHAPE_VARIABLES:
+            return SHAPE_VARIABLES[name](info)
         return name  # the others are the same for every parameter, or captures (already in the key)
 
     def env(self, info: ParamInfo, captures: Captures) -> dict[str, Any]:
@@ -313,7 +322,10 @@ class _Resolver:
             "num_tensors": len(self.params),
             "ndim": info.ndim,
             "numel": info.numel,
+            "fan_in": info.fan_in,
+            "fan_out": info.fan_out,
         }
+        env.update(zip(DIM_NAMES, info.shape))
         layer = self.layers[info.index]
         if layer is not None:
             env["layer"] = layer
@@ -330,7 +342,10 @@ class _Resolver:
         missing = value.names - env.keys()
         if missing:
             name = sorted(missing)[0]
-            if name in ("layer", "depth"):
+            if name in DIM_NAMES:
+                why = (f"parameter '{info.name}' has shape {list(info.shape)}, so no {name}; add "
+                       f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
+            elif name in ("layer", "depth"):
                 why = f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
             else:
                 why = f"regex group '{name}' captured nothing for parameter '{info.name}'"
