@@ -433,6 +433,9 @@ class Rule(_Settings):
 
     match: Matcher | None = Field(None, description="Which parameters this rule claims.")
     fallback: bool = Field(False, description="Claims only the parameters no other rule claims.")
+    overrides: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Names of rules this rule takes precedence over where both match "
+        "(transitively); any other overlap stays a conflict. Never depends on the order in the file.")
 
     @model_validator(mode="after")
     def _match_or_fallback(self) -> Rule:
@@ -605,6 +608,63 @@ def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[st
     return problems
 
 
+def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every problem of the rules' ``overrides``, as ``(loc, message)``: a name that is no claiming
+    rule (a modifier, the fallback, itself, a typo) and a cycle, shown as its chain. Pure.
+
+    >>> a = Rule(name="a", match="x.*", overrides=["b"]); b = Rule(name="b", match="*", overrides=["a"])
+    >>> precedence_problems([a, b])[0][1]
+    'a cycle of overrides: a -> b -> a; precedence must go one way'
+    """
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    claiming = {r.name: i for i, r in enumerate(rules) if not r.fallback and not r.remove}
+    for i, rule in enumerate(rules):
+        if rule.fallback and rule.overrides:
+            problems.append((("rules", i, "overrides"), "the fallback claims only what no rule claims, so it "
+                             "overrides nothing; remove 'overrides'"))
+            continue
+        for j, name in enumerate(rule.overrides):
+            loc: tuple[str | int, ...] = ("rules", i, "overrides", j)
+            if name == rule.name:
+                problems.append((loc, f"rule '{name}' cannot override itself"))
+            elif name in modifiers:
+                problems.append((loc, f"'{name}' is a modifier; modifiers never claim, so there is nothing to "
+                                 "override (name claiming rules)"))
+            elif name not in claiming:
+                fallback = any(r.fallback and r.name == name for r in rules)
+                close = difflib.get_close_matches(name, list(claiming), n=1)
+                why = ("is the fallback, which yields to every rule already" if fallback else
+                       "names no rule" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                problems.append((loc, f"overrides: '{name}' {why}"))
+    # A cycle: depth-first over the edges between claiming rules, reported once at its first rule.
+    edges = {r.name: [n for n in r.overrides if n in claiming and n != r.name] for r in rules if r.name in claiming}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(edges, key=claiming.__getitem__):
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path = [start]
+        if state.get(start):
+            continue
+        state[start] = 1
+        while stack:
+            node, k = stack[-1]
+            if k < len(edges[node]):
+                stack[-1] = (node, k + 1)
+                nxt = edges[node][k]
+                if state.get(nxt) == 1:
+                    chain = path[path.index(nxt):] + [nxt]
+                    problems.append((("rules", claiming[chain[0]], "overrides"),
+                                     f"a cycle of overrides: {' -> '.join(chain)}; precedence must go one way"))
+                elif not state.get(nxt):
+                    state[nxt] = 1
+                    stack.append((nxt, 0))
+                    path.append(nxt)
+            else:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+    return problems
+
+
 class RuleSet(BaseModel):
     """A whole rule file. Build one with :func:`load` or ``RuleSet.model_validate(data)``."""
 
@@ -688,6 +748,8 @@ class RuleSet(BaseModel):
         for loc, message in cross_entry_problems(entries):
             # One at a time here; lrrules.load reports every one of a file together, placed.
             raise PydanticCustomError("entries", message, {"loc": list(loc)})  # type: ignore[arg-type]
+        for loc, message in precedence_problems(self.rules, [m.name for m in self.modifiers]):
+            raise PydanticCustomError("precedence", message, {"loc": list(loc)})  # type: ignore[arg-type]
         return self
 
     def __eq__(self, other: object) -> bool:

@@ -109,6 +109,42 @@ class _Claimed(NamedTuple):
     matched_as: str = ""  # the name the claiming rule matched (one of a tied tensor's names)
 
 
+class Candidate(NamedTuple):
+    """A claiming rule that matched a parameter under one of its names."""
+
+    name: str  # the name matched (a tied tensor has several)
+    entry: Entry
+    captures: Captures
+
+
+def choose_claim(candidates: Sequence[Candidate], beats: Mapping[str, frozenset[str]]) -> Candidate | Conflict | None:
+    """The claim step for one parameter: its candidates under all its names in, the claiming one out.
+
+    A candidate whose rule another candidate's rule ``overrides`` (``beats``, transitive) drops out.
+    One rule left claims (through the first name it matched); none matched gives ``None``; two or more
+    left are a conflict: ``rules`` when one name has several, else ``tied`` (two rules, two names).
+    Pure, and independent of the order of the rules in the file.
+
+    >>> choose_claim([], {}) is None
+    True
+    """
+    if not candidates:
+        return None
+    present = {c.entry.name for c in candidates}
+    beaten = frozenset().union(*(beats.get(n, frozenset()) for n in present))
+    left = [c for c in candidates if c.entry.name not in beaten]
+    if len({c.entry.name for c in left}) == 1:
+        return left[0]
+    by_name: dict[str, list[str]] = {}
+    for c in left:
+        by_name.setdefault(c.name, []).append(c.entry.name)
+    for rules in by_name.values():
+        if len(rules) > 1:
+            return Conflict("", "rules", tuple(rules))
+    # Two rules claiming two of a tied tensor's names: reported with each name and its rule.
+    return Conflict("", "tied", tuple(r[0] for r in by_name.values()), names=tuple(by_name))
+
+
 class _Resolver:
     def __init__(self, rules: RuleSet, compiled: Compiled, params: Sequence[ParamInfo], layering: Layering) -> None:
         self.rules = rules
@@ -230,36 +266,25 @@ class _Resolver:
     def settle(self, info: ParamInfo) -> Row | Conflict | _Claimed:
         compiled = self.compiled
         layer = self.layers[info.index]
+        # A tied tensor is matched under each of its names; the claim step sees every candidate.
+        views = [info._replace(name=n) for n in info.names] if info.aliases else [info]
+        candidates = [Candidate(view.name, entry, found) for view in views
+                      for entry, found in self.matching(compiled.claiming, compiled.claim_index, view)]
         if info.aliases:
-            views = [info._replace(name=n) for n in info.names]
-            per_name = [self.matching(compiled.claiming, compiled.claim_index, v) for v in views]
             mods_by_name: dict[str, tuple[Entry, Captures]] = {}
             for view in views:
                 for entry, found in self.matching(compiled.modifiers, compiled.modifier_index, view):
                     mods_by_name.setdefault(entry.name, (entry, found))
             modifiers = sorted(mods_by_name.values(), key=lambda m: m[0].order)
-            if not info.requires_grad:
-                return Row(info, layer, "frozen", note=MODEL_FROZEN)
-            for claims in per_name:
-                if len(claims) > 1:
-                    return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
-            # A tied tensor is claimed through any of its names; the fallback claims it only when no
-            # name is claimed, so `lm_head.*` claims GPT-2's embedding through its alias. Two rules
-            # claiming two of its names is a real conflict, reported with each name and its rule.
-            named = [(view.name, claims[0]) for view, claims in zip(views, per_name) if claims]
-            if len({c[0].name for _, c in named}) > 1:
-                return Conflict(info.name, "tied", tuple(c[0].name for _, c in named), names=tuple(n for n, _ in named))
-            claim = named[0][1] if named else None
-            matched_as = named[0][0] if named else ""
         else:
-            claims = self.matching(compiled.claiming, compiled.claim_index, info)
             modifiers = self.matching(compiled.modifiers, compiled.modifier_index, info)
-            if not info.requires_grad:
-                return Row(info, layer, "frozen", note=MODEL_FROZEN)
-            if len(claims) > 1:
-                return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
-            claim = claims[0] if claims else None
-            matched_as = info.name if claim else ""
+        if not info.requires_grad:
+            return Row(info, layer, "frozen", note=MODEL_FROZEN)
+        chosen = choose_claim(candidates, compiled.beats)
+        if isinstance(chosen, Conflict):
+            return dataclasses.replace(chosen, param=info.name)
+        claim = (chosen.entry, chosen.captures) if chosen else None
+        matched_as = chosen.name if chosen else ""
         if claim is None and compiled.fallback is not None:
             claim = (compiled.fallback, {})
         if claim is None and self.rules.unmatched == "error":

@@ -106,3 +106,158 @@ rules:
         rules.resolve(nn.Linear(2, 3))
     message = str(info.value)
     assert "bias" in message and "no dim1" in message and "ndim" in message
+
+
+# --- overrides: precedence without order -------------------------------------------------------
+
+import random  # noqa: E402
+
+import yaml  # noqa: E402
+
+from lrrules.params import ParamInfo  # noqa: E402
+from lrrules.resolve import resolve_params  # noqa: E402
+
+DEPTHS = [2, 2, 6, 2]  # Swin-T in Mask2Former
+
+
+def _mask2former_custom_keys() -> dict[str, dict[str, float]]:
+    """mmdet's configs/mask2former/mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py."""
+    norm = {"lr_mult": 0.1, "decay_mult": 0.0}
+    embed = {"lr_mult": 1.0, "decay_mult": 0.0}
+    keys = {"backbone": {"lr_mult": 0.1, "decay_mult": 1.0}, "backbone.patch_embed.norm": norm,
+            "backbone.norm": norm, "absolute_pos_embed": norm, "relative_position_bias_table": norm,
+            "query_embed": embed, "query_feat": embed, "level_embed": embed}
+    keys.update({f"backbone.stages.{s}.blocks.{b}.norm": norm for s, n in enumerate(DEPTHS) for b in range(n)})
+    keys.update({f"backbone.stages.{s}.downsample.norm": norm for s in range(len(DEPTHS) - 1)})
+    return keys
+
+
+def _mask2former_names() -> list[tuple[str, tuple[int, ...]]]:
+    names = [("backbone.patch_embed.projection.weight", (96, 3, 4, 4)), ("backbone.patch_embed.norm.weight", (96,)),
+             ("backbone.absolute_pos_embed", (1, 96, 56, 56))]
+    for s, n in enumerate(DEPTHS):
+        for b in range(n):
+            p = f"backbone.stages.{s}.blocks.{b}"
+            names += [(f"{p}.norm1.weight", (96,)), (f"{p}.norm1.bias", (96,)),
+                      (f"{p}.attn.w_msa.relative_position_bias_table", (169, 3)),
+                      (f"{p}.attn.w_msa.qkv.weight", (288, 96)), (f"{p}.norm2.weight", (96,)),
+                      (f"{p}.ffn.layers.0.0.weight", (384, 96))]
+        if s < len(DEPTHS) - 1:
+            names += [(f"backbone.stages.{s}.downsample.norm.weight", (384,)),
+                      (f"backbone.stages.{s}.downsample.reduction.weight", (192, 384))]
+        names.append((f"backbone.norm{s}.weight", (96,)))
+    names += [("panoptic_head.query_embed.weight", (100, 256)), ("panoptic_head.query_feat.weight", (100, 256)),
+              ("panoptic_head.level_embed.weight", (3, 256)), ("panoptic_head.pixel_decoder.conv.weight", (256, 256)),
+              ("panoptic_head.cls_embed.bias", (134,))]
+    return names
+
+
+def _mmengine_reference(keys: dict[str, dict[str, float]], name: str, lr: float, wd: float) -> tuple[float, float]:
+    """MMEngine's DefaultOptimWrapperConstructor.add_params for custom_keys, written out by hand: keys
+    sorted by name, then by length, longest first; the first key that is a substring of the name wins."""
+    for key in sorted(sorted(keys), key=len, reverse=True):
+        if key in name:
+            return lr * keys[key].get("lr_mult", 1.0), wd * keys[key].get("decay_mult", 1.0)
+    return lr, wd
+
+
+def _port(keys: dict[str, dict[str, float]]) -> list[dict]:
+    """The port a user writes: one rule per key; a key overrides the keys it is more specific than
+    where both can match one name (the shorter key is inside it, or, in MMEngine's order, shorter)."""
+    order = sorted(sorted(keys), key=len, reverse=True)
+    rules = []
+    for key in keys:
+        beats = [k for k in order[order.index(key) + 1:]]
+        rule = {"name": key, "match": f"*{key}*", "lr_mult": keys[key]["lr_mult"],
+                "weight_decay_mult": keys[key]["decay_mult"]}
+        if beats:
+            rule["overrides"] = beats
+        rules.append(rule)
+    return rules + [{"name": "rest", "fallback": True}]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mmengine_custom_keys_port_equals_mmengine(seed: int) -> None:
+    keys = _mask2former_custom_keys()
+    rules = _port(keys)
+    random.Random(seed).shuffle(rules)  # file order never matters
+    ruleset = lrrules.loads(yaml.safe_dump({"version": 1, "defaults": {"lr": 1e-4, "weight_decay": 0.05},
+                                            "rules": rules}))
+    params = [ParamInfo(n, s, "Module", True, i) for i, (n, s) in enumerate(_mask2former_names())]
+    plan = resolve_params(ruleset, params)
+    assert not plan.conflicts and not plan.unmatched
+    for row in plan.rows:
+        want_lr, want_wd = _mmengine_reference(keys, row.info.name, 1e-4, 0.05)
+        assert (row.settled.lr, row.settled.weight_decay) == pytest.approx((want_lr, want_wd)), row.info.name
+
+
+def _resolve(rules: list[dict], names: list[str]) -> lrrules.Plan:
+    ruleset = lrrules.loads(yaml.safe_dump({"version": 1, "defaults": {"lr": 1.0}, "rules": rules}))
+    return resolve_params(ruleset, [ParamInfo(n, (2,), "Linear", True, i) for i, n in enumerate(names)])
+
+
+def test_overlap_without_precedence_stays_a_conflict() -> None:
+    rules = [{"name": "a", "match": "x.*", "lr": 2}, {"name": "b", "match": "*.w", "lr": 3},
+             {"name": "c", "match": "x.w", "lr": 4, "overrides": ["a"]}]
+    plan = _resolve(rules, ["x.w", "x.v", "y.w"])
+    by = {r.info.name: r for r in plan.rows}
+    # c beats a, but nothing ranks b against c on x.w: a conflict naming both.
+    assert [set(c.rules) for c in plan.conflicts] == [{"b", "c"}]
+    assert by["x.v"].settled.lr == 2 and by["y.w"].settled.lr == 3
+
+
+def test_precedence_is_transitive_and_order_free() -> None:
+    rules = [{"name": "a", "match": "*", "lr": 1, "overrides": []}, {"name": "b", "match": "x.*", "lr": 2,
+             "overrides": ["a"]}, {"name": "c", "match": "x.w*", "lr": 3, "overrides": ["b"]}]
+    for seed in range(6):
+        random.Random(seed).shuffle(rules)
+        by = {r.info.name: r.settled.lr for r in _resolve(rules, ["x.w", "x.v", "y"]).rows}
+        assert by == {"x.w": 3, "x.v": 2, "y": 1}
+
+
+@pytest.mark.parametrize("overrides, expect", [
+    ({"a": ["b"], "b": ["a"]}, "a cycle of overrides: a -> b -> a"),
+    ({"a": ["b"], "b": ["c"], "c": ["a"]}, "a cycle of overrides: a -> b -> c -> a"),
+    ({"a": ["a"]}, "cannot override itself"),
+    ({"a": ["bb"]}, "names no rule (did you mean 'b'?)"),
+    ({"a": ["m"]}, "'m' is a modifier"),
+    ({"a": ["rest"]}, "is the fallback"),
+])
+def test_bad_overrides_are_refused_with_a_place(overrides: dict, expect: str) -> None:
+    rules = [{"name": n, "match": f"{n}.*", **({"overrides": overrides[n]} if n in overrides else {})}
+             for n in ("a", "b", "c")] + [{"name": "rest", "fallback": True}]
+    text = yaml.safe_dump({"version": 1, "defaults": {"lr": 1.0}, "rules": rules,
+                           "modifiers": [{"name": "m", "match": "*", "lr_mult": 2}]}, sort_keys=False)
+    with pytest.raises(lrrules.RuleFileError) as info:
+        lrrules.loads(text, path="p.yaml")
+    error = info.value.errors[0]
+    assert expect in error.message
+    assert error.line is not None and str(error).startswith("p.yaml:")
+
+
+def test_tied_tensor_precedence_across_its_names() -> None:
+    ruleset = lrrules.loads("""
+version: 1
+defaults: {lr: 1.0}
+rules:
+  - {name: embed, match: "wte.*", lr: 2}
+  - {name: head, match: "lm_head.*", lr: 3, overrides: [embed]}
+""")
+    info = ParamInfo("wte.weight", (10, 4), "Embedding", True, 0, aliases=("lm_head.weight",))
+    plan = resolve_params(ruleset, [info])
+    assert not plan.conflicts and plan.rows[0].rule == "head" and plan.rows[0].settled.lr == 3
+    assert plan.rows[0].matched_as == "lm_head.weight"
+
+
+def test_the_documented_mask2former_port_equals_mmengine() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "language.md").read_text()
+    block = doc.split("A port of MMEngine's Mask2Former", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    params = [ParamInfo(n, s, "Module", True, i) for i, (n, s) in enumerate(_mask2former_names())]
+    plan = resolve_params(lrrules.loads(block), params)
+    assert not plan.conflicts
+    keys = _mask2former_custom_keys()
+    for row in plan.rows:
+        want = _mmengine_reference(keys, row.info.name, 1e-4, 0.05)
+        assert (row.settled.lr, row.settled.weight_decay) == pytest.approx(want), row.info.name
