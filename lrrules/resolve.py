@@ -109,6 +109,22 @@ class _Claimed(NamedTuple):
     matched_as: str = ""  # the name the claiming rule matched (one of a tied tensor's names)
 
 
+def group_name(made_by: tuple[str, ...], taken: set[str]) -> str:
+    """A readable group name not in ``taken`` (which it joins): the names of the entries that made the
+    group, joined by ``+``; ``#2``, ``#3`` ... when that is taken (one rule, two lrs by formula).
+
+    >>> taken = set(); group_name(("head", "no-decay"), taken), group_name(("head", "no-decay"), taken)
+    ('head+no-decay', 'head+no-decay#2')
+    """
+    base = "+".join(n.strip("()") for n in made_by) or "group"
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}#{k}"
+    taken.add(name)
+    return name
+
+
 class Candidate(NamedTuple):
     """A claiming rule that matched a parameter under one of its names."""
 
@@ -217,13 +233,15 @@ class _Resolver:
         if self.compiled.fallback is not None and any(r.rule == self.compiled.fallback.name for r in rows):
             self.used.add(self.compiled.fallback.name)
         groups = []
+        seen_names: set[str] = set()
         for index, positions in enumerate(members):
             first = rows[positions[0]].settled
             assert first is not None
             by = dict.fromkeys(n for p in positions for n in (rows[p].rule or "(defaults)", *rows[p].modifiers))
             groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
                                 tuple(rows[p].info.name for p in positions),
-                                sum(rows[p].info.numel for p in positions), tuple(by)))
+                                sum(rows[p].info.numel for p in positions), tuple(by),
+                                group_name(tuple(by), seen_names)))
         phases = self.phase_effects([r for r in rows if r.status == "trainable"])
         # Rules first, then modifiers, each by name: the file's order never shows in a plan.
         names = sorted(r.name for r in self.rules.rules) + sorted(m.name for m in self.rules.modifiers)

@@ -261,3 +261,29 @@ def test_the_documented_mask2former_port_equals_mmengine() -> None:
     for row in plan.rows:
         want = _mmengine_reference(keys, row.info.name, 1e-4, 0.05)
         assert (row.settled.lr, row.settled.weight_decay) == pytest.approx(want), row.info.name
+
+
+# --- group names -------------------------------------------------------------------------------
+
+
+def test_every_group_has_a_unique_readable_name_in_its_param_group() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 16), nn.Linear(16, 2))
+    rules = lrrules.loads("""
+version: 1
+defaults: {lr: 0.1, weight_decay: 0.05}
+rules:
+  - {name: matrices, match: {ndim: 2}, lr_mult: "fan_in / 4"}
+  - {name: rest, fallback: true}
+modifiers:
+  - {name: no-decay, match: {ndim: 1}, weight_decay: 0}
+""")
+    plan = rules.resolve(model)
+    names = [g.name for g in plan.groups]
+    assert len(set(names)) == len(names) == len(plan.groups)
+    # Three matrix lrs (fan_in 4, 8, 16): one rule, three groups, told apart by a suffix.
+    assert sorted(n for n in names if n.startswith("matrices")) == ["matrices", "matrices#2", "matrices#3"]
+    assert "rest+no-decay" in names
+    optimizer = torch.optim.AdamW(plan.param_groups())
+    assert [g["name"] for g in optimizer.param_groups] == names
+    optimizer.step()  # torch keeps the extra key and steps as usual
