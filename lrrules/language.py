@@ -467,14 +467,38 @@ class Modifier(_Settings):
 _MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
 
 
+#: The values of the rule set's ``vars`` while it validates, so that `defaults` may be formulas over them.
+_VAR_VALUES: ContextVar[dict[str, float]] = ContextVar("lrrules_var_values", default={})
+
+
+def _over_vars(value: Any) -> Any:
+    """A formula in `defaults` (``lr: "lr"``, ``lr: "3 * base"``) reads only ``vars``; evaluated now."""
+    if not isinstance(value, str):
+        return value
+    names = _VAR_NAMES.get()
+    if not names:
+        return value  # no vars, so no formula: text here is a wrong type, said so by Number
+    try:
+        formula = compile_formula(value, names)
+        return formula.evaluate(_VAR_VALUES.get())
+    except FormulaError as exc:
+        raise PydanticCustomError("formula", "{message}; a formula in defaults reads only vars",
+                                  {"message": exc.message, "expr": exc.expr, "offset": exc.offset}) from None
+
+
+#: A number of `defaults`, or a formula over `vars` (so ``--set lr=3e-4`` sweeps the base lr).
+VarsNumber = Annotated[Number, BeforeValidator(_over_vars, json_schema_input_type=Union[float, str])]
+
+
 class Defaults(BaseModel):
     """What every parameter starts from; any other key is an optimizer option (betas, eps, momentum, ...)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    lr: Annotated[Number, Field(gt=0, description="The base learning rate (base_lr).")]
+    lr: Annotated[VarsNumber, Field(gt=0, description="The base learning rate (base_lr); a number or a formula "
+                                    "over vars.")]
     weight_decay: Annotated[
-        Number, Field(ge=0, description="The base weight decay (base_weight_decay).")
+        VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a number or a formula over vars.")
     ] = 0.0
     __pydantic_extra__: dict[str, _option(Number)]  # type: ignore[valid-type]
 
@@ -708,10 +732,13 @@ class RuleSet(BaseModel):
     def _vars_visible_to_formulas(cls, data: Any, handler: Any) -> Any:
         names = data.get("vars") if isinstance(data, dict) else None
         token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
+        values = _VAR_VALUES.set({k: v for k, v in (names or {}).items() if isinstance(k, str) and not
+                                  isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)})
         growth = _REGEX_GROWTH.set([0])
         try:
             return handler(data)
         finally:
+            _VAR_VALUES.reset(values)
             _VAR_NAMES.reset(token)
             _REGEX_GROWTH.reset(growth)
 

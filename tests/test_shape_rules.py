@@ -287,3 +287,52 @@ modifiers:
     optimizer = torch.optim.AdamW(plan.param_groups())
     assert [g["name"] for g in optimizer.param_groups] == names
     optimizer.step()  # torch keeps the extra key and steps as usual
+
+
+# --- vars in defaults --------------------------------------------------------------------------
+
+VARS_FILE = """
+version: 1
+vars: {lr: 0.001, wd: 0.05}
+defaults: {lr: lr, weight_decay: "wd * 2"}
+rules:
+  - {name: head, match: "2.*", lr_mult: 10}
+  - {name: rest, fallback: true}
+"""
+
+
+@pytest.mark.parametrize("lr", [3e-4, 1e-2, 5])
+def test_set_lr_sweeps_the_base_lr(lr: float, tmp_path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(VARS_FILE)
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    plan = lrrules.load(path, overrides={"lr": lr}).resolve(model)
+    got = _lrs(plan)
+    assert got["0.weight"] == pytest.approx(lr) and got["2.weight"] == pytest.approx(10 * lr)
+    assert plan.groups[0].weight_decay == pytest.approx(0.1)
+
+
+def test_set_lr_on_the_command_line(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.yaml"
+    path.write_text(VARS_FILE)
+    out = subprocess.run([sys.executable, "-m", "lrrules", "resolve", str(path), "--model", "resnet18",
+                          "--set", "lr=3e-4", "--format", "json"], capture_output=True, text=True)
+    groups = json.loads(out.stdout)["groups"]
+    assert sorted(g["lr"] for g in groups) == pytest.approx([3e-4])  # resnet18 has no '2.*'
+
+
+@pytest.mark.parametrize("text, expect", [
+    ('defaults: {lr: "lrr"}', "unknown name 'lrr' (did you mean 'lr'?)"),
+    ('defaults: {lr: "base_lr * 2"}', "a formula in defaults reads only vars"),
+    ('defaults: {lr: "lr - 1"}', "greater than 0"),
+    ('defaults: {lr: 0.1, weight_decay: "lr ** "}', "syntax error"),
+])
+def test_bad_default_formulas_are_placed(text: str, expect: str) -> None:
+    with pytest.raises(lrrules.RuleFileError) as info:
+        lrrules.loads(f"version: 1\nvars: {{lr: 0.1}}\n{text}\nrules: [{{name: a, match: '*'}}]", path="x.yaml")
+    error = info.value.errors[0]
+    assert expect in error.message and error.line == 3
