@@ -220,15 +220,25 @@ class MatchFields(BaseModel):
     )
     module: Globs | None = Field(None, description="Glob(s) over the class name of the module owning the parameter.")
     ndim: Ndims | None = Field(None, description="The parameter's number of dimensions, or a list of them.")
+    where: str | None = Field(
+        None, description="A condition (a formula) over the shape variables (ndim, numel, fan_in, fan_out, "
+        "dim0 ...) and the plain attributes of the owning module (groups, in_channels, ...): "
+        "'groups == in_channels' picks depthwise convolutions. Tested after the other fields.")
     any_: list[Matcher] | None = Field(None, alias="any", min_length=1, description="Matches if any matcher does.")
     all_: list[Matcher] | None = Field(None, alias="all", min_length=1, description="Matches if all matchers do.")
     not_: Matcher | None = Field(None, alias="not", description="Matches where the matcher does not.")
+
+    @field_validator("where", mode="after")
+    @classmethod
+    def _compile_where(cls, value: str | None) -> Formula | None:
+        # Module attributes are known only with the model, so any name is accepted here.
+        return None if value is None else _formula(value, None, condition=True)
 
     @model_validator(mode="after")
     def _not_empty(self) -> MatchFields:
         if not self.model_fields_set:
             raise PydanticCustomError(
-                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, any, all or not", {}
+                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, where, any, all or not", {}
             )
         return self
 
@@ -253,7 +263,7 @@ Matcher = Annotated[
         _matcher_kind,
         custom_error_type="matcher",
         custom_error_message="a matcher is a glob string, a list of globs, or a mapping of "
-        "glob, regex, module, ndim, any, all, not",
+        "glob, regex, module, ndim, where, any, all, not",
     ),
 ]
 MATCHER_TAGS = frozenset({"<glob>", "<globs>", "<fields>"})
@@ -407,11 +417,12 @@ def _names(info: ValidationInfo) -> set[str] | None:
     return set(VARIABLES) | _VAR_NAMES.get() | matcher_groups(info.data["match"])
 
 
-def _formula(text: str, names: set[str] | None, key: str | None = None) -> Formula:
+def _formula(text: str, names: set[str] | None, key: str | None = None, condition: bool = False) -> Formula:
     try:
         formula = compile_formula(text, names)
         # A formula that reads no variable has one value: checked now, so `check` needs no model.
-        if formula.constant is not None and not (math.isfinite(formula.constant) and formula.constant >= 0):
+        if (not condition and formula.constant is not None
+                and not (math.isfinite(formula.constant) and formula.constant >= 0)):
             raise FormulaError(f"gives {formula.constant}; the value must be a finite number >= 0", text, 0)
         return formula
     except FormulaError as exc:

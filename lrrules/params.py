@@ -43,6 +43,9 @@ class ParamInfo(NamedTuple):
     index: int  # type: ignore[assignment]  # a field, where tuple has a method
     aliases: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()  # the class names of the owning module's base classes, nearest first
+    #: The owning module's plain attributes (numbers, strings, bools: ``groups``, ``in_channels``), as
+    #: ``(name, value)`` pairs, for ``where:`` conditions; empty where only names are known (a checkpoint).
+    attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -130,6 +133,17 @@ def _bases(kind: type) -> tuple[str, ...]:
     return tuple(names)
 
 
+def plain_attributes(module: Any) -> tuple[tuple[str, int | float | str | bool], ...]:
+    """The public attributes of ``module`` that are plain numbers, strings or bools, by name.
+
+    >>> dict(plain_attributes(torch.nn.Conv2d(4, 4, 3, groups=4)))["groups"]    # doctest: +SKIP
+    4
+    """
+    found = [(k, v) for k, v in vars(module).items()
+             if not k.startswith("_") and type(v) in (int, float, str, bool)]
+    return tuple(sorted(found))
+
+
 def clean_name(name: str) -> str:
     """``layer1._orig_mod.0._checkpoint_wrapped_module.conv.weight`` -> ``layer1.0.conv.weight``."""
     if "_" not in name:
@@ -149,7 +163,8 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     position: dict[int, int] = {}
     extra: dict[int, list[str]] = {}  # other names of tensors met more than once
     bases: dict[type, tuple[str, ...]] = {}
-    for name, owner, tensor in _named_parameters(unwrap(model)):
+    attrs: dict[int, tuple[tuple[str, Any], ...]] = {}
+    for name, owner, tensor, module in _named_parameters(unwrap(model)):
         key = id(tensor)
         seen = position.get(key)
         if seen is not None:
@@ -159,7 +174,8 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
             continue
         position[key] = len(infos)
         infos.append(ParamInfo(name, tuple(tensor.shape), owner.__name__, tensor.requires_grad, len(infos),
-                               bases=bases.setdefault(owner, _bases(owner))))
+                               bases=bases.setdefault(owner, _bases(owner)),
+                               attrs=attrs.setdefault(id(module), plain_attributes(module))))
         tensors.append(tensor)
     for i, others in extra.items():
         if others:
@@ -167,7 +183,7 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     return infos, tensors
 
 
-def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any]]:
+def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any, Any]]:
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
     for module_name, module in model.named_modules(remove_duplicate=False):
         if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
@@ -182,4 +198,4 @@ def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any]]
         prefix = clean_name(module_name) + "." if module_name else ""
         for local, tensor in module._parameters.items():
             if tensor is not None:
-                yield prefix + local, owner, tensor
+                yield prefix + local, owner, tensor, module

@@ -336,3 +336,90 @@ def test_bad_default_formulas_are_placed(text: str, expect: str) -> None:
         lrrules.loads(f"version: 1\nvars: {{lr: 0.1}}\n{text}\nrules: [{{name: a, match: '*'}}]", path="x.yaml")
     error = info.value.errors[0]
     assert expect in error.message and error.line == 3
+
+
+# --- where: conditions over shapes and module attributes ---------------------------------------
+
+DWCONV = """
+version: 1
+defaults: {lr: 0.1, weight_decay: 0.05}
+rules:
+  - {name: all, match: "*"}
+modifiers:
+  - {name: dwconv, match: {module: Conv2d, where: "groups == in_channels and ndim == 4"}, weight_decay_mult: 0.3}
+"""
+
+
+def _dwconv_reference(model: nn.Module) -> set[str]:
+    """MMEngine's dwconv_decay_mult test, by hand: Conv2d weights where in_channels == groups."""
+    return {f"{name}.{local}" if name else local for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.in_channels == m.groups
+            for local, p in m.named_parameters(recurse=False) if p.ndim == 4}
+
+
+@pytest.mark.slow  # imports timm and builds four models
+@pytest.mark.parametrize("arch", ["mobilenetv3_small_050", "convnext_atto", "efficientnet_b0", "resnet18"])
+def test_where_picks_depthwise_convs_like_mmengine(arch: str) -> None:
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(arch, pretrained=False)
+    plan = lrrules.loads(DWCONV).resolve(model)
+    picked = {r.info.name for r in plan.rows if r.settled.weight_decay == pytest.approx(0.05 * 0.3)}
+    assert picked == _dwconv_reference(model)
+    assert bool(picked) == (arch != "resnet18")
+
+
+@pytest.mark.parametrize("family", list(_models()))
+def test_where_over_shape_variables(family: str) -> None:
+    model = _models()[family]
+    rules = lrrules.loads("""
+version: 1
+defaults: {lr: 1.0}
+rules:
+  - {name: wide, match: {where: "fan_out > fan_in"}, lr: 2}
+  - {name: rest, match: {where: "fan_out <= fan_in"}, lr: 3}
+""")
+    got = _lrs(rules.resolve(model))
+    for name, p in model.named_parameters():
+        fan_in, fan_out = _torch_fans(p)
+        assert got[name] == (2 if fan_out > fan_in else 3), name
+
+
+def test_where_on_a_module_without_the_attribute_says_what_to_do() -> None:
+    rules = lrrules.loads("""
+version: 1
+defaults: {lr: 1.0}
+rules:
+  - {name: dw, match: {where: "groups == in_channels"}}
+  - {name: rest, fallback: true}
+""", path="r.yaml")
+    with pytest.raises(lrrules.RuleFileError) as info:
+        rules.resolve(nn.Sequential(nn.Conv2d(2, 2, 1, groups=2), nn.Linear(2, 2)))
+    error = info.value.errors[0]
+    assert "has no groups" in error.message and "module:" in error.message and error.line == 5
+
+
+def test_where_on_a_checkpoint_reads_only_shapes() -> None:
+    rules = lrrules.loads("""
+version: 1
+defaults: {lr: 1.0}
+rules:
+  - {name: dw, match: {where: "groups == in_channels"}}
+  - {name: rest, fallback: true}
+""")
+    with pytest.raises(lrrules.RuleFileError) as info:
+        resolve_params(rules, [ParamInfo("a.weight", (2, 1, 3, 3), None, True, 0)])
+    assert "checkpoint" in info.value.errors[0].message
+    shape_only = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules: [{name: a, match: {where: 'dim1 == 1'}}, "
+                               "{name: b, fallback: true}]")
+    plan = resolve_params(shape_only, [ParamInfo("a.weight", (2, 1, 3, 3), None, True, 0)])
+    assert plan.rows[0].rule == "a"
+
+
+def test_where_is_checked_when_the_file_loads() -> None:
+    with pytest.raises(lrrules.RuleFileError) as info:
+        lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules: [{name: a, match: {where: 'groups ==' }}]")
+    assert "syntax error" in info.value.errors[0].message
+    with pytest.raises(lrrules.RuleFileError):
+        lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules: [{name: a, match: {where: '__import__(1)'}}]")
