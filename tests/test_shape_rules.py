@@ -346,15 +346,16 @@ defaults: {lr: 0.1, weight_decay: 0.05}
 rules:
   - {name: all, match: "*"}
 modifiers:
-  - {name: dwconv, match: {module: Conv2d, where: "groups == in_channels and ndim == 4"}, weight_decay_mult: 0.3}
+  - {name: dwconv, match: {module: Conv2d, where: "groups == in_channels"}, weight_decay_mult: 0.3}
 """
 
 
 def _dwconv_reference(model: nn.Module) -> set[str]:
-    """MMEngine's dwconv_decay_mult test, by hand: Conv2d weights where in_channels == groups."""
+    """MMEngine's dwconv_decay_mult test, by hand: the parameters of Conv2d where in_channels == groups
+    (its bias too, when no bias_decay_mult is given)."""
     return {f"{name}.{local}" if name else local for name, m in model.named_modules()
             if isinstance(m, nn.Conv2d) and m.in_channels == m.groups
-            for local, p in m.named_parameters(recurse=False) if p.ndim == 4}
+            for local, p in m.named_parameters(recurse=False)}
 
 
 @pytest.mark.slow  # imports timm and builds four models
@@ -368,6 +369,17 @@ def test_where_picks_depthwise_convs_like_mmengine(arch: str) -> None:
     picked = {r.info.name for r in plan.rows if r.settled.weight_decay == pytest.approx(0.05 * 0.3)}
     assert picked == _dwconv_reference(model)
     assert bool(picked) == (arch != "resnet18")
+    if arch == "convnext_atto" and pytest.importorskip("mmengine"):  # its depthwise convs have biases
+        from mmengine.optim import DefaultOptimWrapperConstructor
+
+        constructor = DefaultOptimWrapperConstructor(dict(optimizer=dict(type="AdamW", lr=0.1, weight_decay=0.05)),
+                                                     paramwise_cfg=dict(dwconv_decay_mult=0.3))
+        with torch.device("cpu"):
+            real = timm.create_model(arch, pretrained=False)
+        names = {id(p): n for n, p in real.named_parameters()}
+        theirs = {names[id(p)] for g in constructor(real).optimizer.param_groups for p in g["params"]
+                  if g["weight_decay"] == pytest.approx(0.05 * 0.3)}
+        assert theirs == picked
 
 
 @pytest.mark.parametrize("family", list(_models()))
@@ -423,3 +435,43 @@ def test_where_is_checked_when_the_file_loads() -> None:
     assert "syntax error" in info.value.errors[0].message
     with pytest.raises(lrrules.RuleFileError):
         lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules: [{name: a, match: {where: '__import__(1)'}}]")
+
+
+def _module_tree(names: list[tuple[str, tuple[int, ...]]]) -> nn.Module:
+    """A model holding exactly these parameter names and shapes."""
+    root = nn.Module()
+    for name, shape in names:
+        *path, leaf = name.split(".")
+        node = root
+        for part in path:
+            if not hasattr(node, part):
+                node.add_module(part, nn.Module())
+            node = getattr(node, part)
+        node.register_parameter(leaf, nn.Parameter(torch.zeros(shape)))
+    return root
+
+
+@pytest.mark.slow  # imports mmengine
+def test_mmengine_custom_keys_port_equals_mmengine_itself() -> None:
+    pytest.importorskip("mmengine")
+    from mmengine.optim import DefaultOptimWrapperConstructor
+
+    model = _module_tree(_mask2former_names())
+    keys = _mask2former_custom_keys()
+    constructor = DefaultOptimWrapperConstructor(dict(optimizer=dict(type="AdamW", lr=1e-4, weight_decay=0.05)),
+                                                 paramwise_cfg=dict(custom_keys=keys))
+    names = {id(p): n for n, p in model.named_parameters()}
+    want = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in constructor(model).optimizer.param_groups
+            for p in g["params"]}
+    rules = _port(keys)
+    random.Random(0).shuffle(rules)
+    ruleset = lrrules.loads(yaml.safe_dump({"version": 1, "defaults": {"lr": 1e-4, "weight_decay": 0.05},
+                                            "rules": rules}))
+    got = _settings_of(ruleset.resolve(model))
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name] == pytest.approx(want[name]), name
+
+
+def _settings_of(plan: lrrules.Plan) -> dict[str, tuple[float, float]]:
+    return {r.info.name: (r.settled.lr, r.settled.weight_decay) for r in plan.rows}
