@@ -475,3 +475,46 @@ def test_mmengine_custom_keys_port_equals_mmengine_itself() -> None:
 
 def _settings_of(plan: lrrules.Plan) -> dict[str, tuple[float, float]]:
     return {r.info.name: (r.settled.lr, r.settled.weight_decay) for r in plan.rows}
+
+
+@pytest.mark.slow  # a short Lightning run
+def test_lightning_learning_rate_monitor_logs_each_group_by_its_name(tmp_path) -> None:
+    pytest.importorskip("lightning")
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import CSVLogger
+
+    rules = lrrules.loads("""
+version: 1
+defaults: {lr: 0.1, weight_decay: 0.05}
+rules:
+  - {name: matrices, match: {ndim: 2}, lr_mult: "fan_in / 4"}
+  - {name: rest, fallback: true}
+modifiers:
+  - {name: no-decay, match: {ndim: 1}, weight_decay: 0}
+""")
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 1))
+
+        def training_step(self, batch: torch.Tensor, _: int) -> torch.Tensor:
+            return self.net(batch).pow(2).mean()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.AdamW(rules.resolve(self).param_groups())
+
+    data = torch.utils.data.DataLoader(torch.randn(8, 4), batch_size=4)
+    trainer = L.Trainer(max_steps=2, logger=CSVLogger(tmp_path), callbacks=[LearningRateMonitor()],
+                        log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, accelerator="cpu")
+    module = Module()
+    trainer.fit(module, data)
+    plan = rules.resolve(module)
+    with open(next(tmp_path.rglob("metrics.csv"))) as f:
+        logged = {k: v for row in csv.DictReader(f) for k, v in row.items() if k.startswith("lr-") and v}
+    assert {k: float(v) for k, v in logged.items()} == pytest.approx(
+        {f"lr-AdamW/{g.name}": g.lr for g in plan.groups})
