@@ -47,6 +47,7 @@ def param_groups(plan: Plan, lr_scale: bool = False, optimizer: str | None = Non
         out.append({
             "params": [by_name[n] for n in group.params],
             "param_names": list(group.params),
+            "name": group.name,
             **lr,
             "weight_decay": group.weight_decay,
             **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()},

@@ -169,6 +169,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     import os
 
+    import json
+
     from .loader import loads
     from .starter import starter
 
@@ -235,6 +237,12 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
     from .loader import load, load_revision
 
     overrides = _overrides(sets)
+    if spec.startswith("lrrules:"):  # a shipped preset, read as a file that only extends it
+        import json
+
+        from .loader import loads
+
+        return loads(f"version: 1\nextends: {json.dumps(spec)}\n", path=spec, overrides=overrides)
     if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
         return load_revision(spec, overrides)
     return load(spec, overrides)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from .language import Modifier, Rule, RuleSet
 from .matching import Index, Matcher, compile_matcher
@@ -54,6 +55,8 @@ class Compiled:
     phases: tuple[tuple[Matcher | None, Matcher | None], ...]
     #: The matchers of ``layers: {by: patterns}``, in order; empty under any other layering.
     layer_patterns: tuple[Matcher, ...] = ()
+    #: For each claiming rule, every rule it takes precedence over (``overrides``, transitively).
+    beats: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def formula_names(spec: Rule | Modifier) -> frozenset[str]:
@@ -96,4 +99,29 @@ def _compile(rules: RuleSet) -> Compiled:
                    for p in rules.phases)
     layer_patterns = tuple(compile_matcher(m) for m in getattr(rules.layers, "patterns", None) or ())
     return Compiled(claiming, fallback, modifiers, Index([e.spec.match for e in claiming]),
-                    Index([e.spec.match for e in modifiers]), phases, layer_patterns)  # type: ignore[arg-type]
+                    Index([e.spec.match for e in modifiers]), phases, layer_patterns,  # type: ignore[arg-type]
+                    precedence({r.name: r.overrides for r in rules.rules if not r.fallback}))
+
+
+def precedence(overrides: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:
+    """The transitive closure of ``overrides`` (validated: acyclic, names of claiming rules).
+
+    >>> sorted(precedence({"a": ["b"], "b": ["c"], "c": []})["a"])
+    ['b', 'c']
+    """
+    out: dict[str, frozenset[str]] = {}
+    for start in overrides:
+        stack = [start]  # iterative depth-first: a long chain of overrides must not hit the recursion limit
+        while stack:
+            name = stack[-1]
+            if name in out:
+                stack.pop()
+                continue
+            direct = [n for n in overrides.get(name, ()) if n in overrides]
+            todo = [n for n in direct if n not in out]
+            if todo:
+                stack.extend(todo)
+                continue
+            out[name] = frozenset(direct).union(*(out[n] for n in direct))
+            stack.pop()
+    return {k: v for k, v in out.items() if v}

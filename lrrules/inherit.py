@@ -42,6 +42,28 @@ def on_disk(folder: PurePath, name: str) -> PurePath:
     raise LookupError("which is not a file")
 
 
+#: ``extends: lrrules:NAME`` names a preset shipped in ``lrrules/presets/NAME.yaml``.
+PRESET = "lrrules:"
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def presets() -> list[str]:
+    """The names of the shipped presets (``no-decay``, ``llrd``, ...)."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset(name: str) -> Path:
+    """The file of preset ``lrrules:NAME``; ``LookupError`` naming the presets when there is none.
+
+    >>> preset("lrrules:no-decay").name
+    'no-decay.yaml'
+    """
+    stem = name[len(PRESET):]
+    if stem not in presets():
+        raise LookupError(f"which is no preset; the presets: {', '.join(PRESET + p for p in presets())}")
+    return PRESETS_DIR / f"{stem}.yaml"
+
+
 def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePath, ...],
             locate: Locator = on_disk, reader: Reader | None = None,
             done: dict[PurePath, tuple[Any, SourceMap]] | None = None) -> tuple[Any, SourceMap]:
@@ -66,7 +88,7 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
         if "\0" in name or not name.strip():
             raise RuleFileError([source.error("'extends' needs a file name, without NUL characters", loc)])
         try:
-            target = locate(folder, name)
+            target = preset(name) if name.startswith(PRESET) else locate(folder, name)
         except LookupError as exc:
             raise RuleFileError([source.error(f"'extends' names '{name}', {exc.args[0]}", loc)]) from None
         files = " -> ".join(str(p) for p in (*chain, target))
@@ -80,7 +102,7 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
                 f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from {chain[0]}; extend fewer files",
                 loc)])
         if target not in done:
-            parent_data, parent_map = reader(target)
+            parent_data, parent_map = (read if name.startswith(PRESET) else reader)(target)
             _check_parent(parent_data, parent_map, data, source)
             done[target] = flatten(parent_data, parent_map, target.parent, (*chain, target), locate, reader, done)
         parent = done[target]

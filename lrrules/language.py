@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 
 from .errors import FormulaError, Location
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
+from .params import MAX_DIMS
 from .reader import SourceMap
 
 if TYPE_CHECKING:
@@ -57,11 +58,15 @@ VARIABLES = {
     "num_tensors": "how many parameter tensors the model has",
     "ndim": "the parameter's number of dimensions",
     "numel": "the parameter's number of elements",
+    "fan_in": "inputs per output: dim1 x the kernel size for 2-D and more (Linear: in_features), 1 for 1-D",
+    "fan_out": "outputs per input: dim0 x the kernel size for 2-D and more (Linear: out_features), dim0 for 1-D",
+    **{f"dim{k}": f"the parameter's shape[{k}] (an error on a tensor with fewer dimensions)" for k in range(MAX_DIMS)},
 }
 
 _FORMULA_HELP = (
     "A number, or a formula string over the variables "
-    + ", ".join(VARIABLES)
+    + ", ".join(v for v in VARIABLES if not v.startswith("dim") or v == "dim0")
+    + " ... dim" + str(MAX_DIMS - 1)
     + " and the rule's named regex groups, with + - * / // % **, comparisons, `x if c else y`, "
     "min max abs round floor ceil sqrt exp log cos sin, pi and e."
 )
@@ -215,15 +220,25 @@ class MatchFields(BaseModel):
     )
     module: Globs | None = Field(None, description="Glob(s) over the class name of the module owning the parameter.")
     ndim: Ndims | None = Field(None, description="The parameter's number of dimensions, or a list of them.")
+    where: str | None = Field(
+        None, description="A condition (a formula) over the shape variables (ndim, numel, fan_in, fan_out, "
+        "dim0 ...) and the plain attributes of the owning module (groups, in_channels, ...): "
+        "'groups == in_channels' picks depthwise convolutions. Tested after the other fields.")
     any_: list[Matcher] | None = Field(None, alias="any", min_length=1, description="Matches if any matcher does.")
     all_: list[Matcher] | None = Field(None, alias="all", min_length=1, description="Matches if all matchers do.")
     not_: Matcher | None = Field(None, alias="not", description="Matches where the matcher does not.")
+
+    @field_validator("where", mode="after")
+    @classmethod
+    def _compile_where(cls, value: str | None) -> Formula | None:
+        # Module attributes are known only with the model, so any name is accepted here.
+        return None if value is None else _formula(value, None, condition=True)
 
     @model_validator(mode="after")
     def _not_empty(self) -> MatchFields:
         if not self.model_fields_set:
             raise PydanticCustomError(
-                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, any, all or not", {}
+                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, where, any, all or not", {}
             )
         return self
 
@@ -248,7 +263,7 @@ Matcher = Annotated[
         _matcher_kind,
         custom_error_type="matcher",
         custom_error_message="a matcher is a glob string, a list of globs, or a mapping of "
-        "glob, regex, module, ndim, any, all, not",
+        "glob, regex, module, ndim, where, any, all, not",
     ),
 ]
 MATCHER_TAGS = frozenset({"<glob>", "<globs>", "<fields>"})
@@ -422,11 +437,12 @@ def _names(info: ValidationInfo) -> set[str] | None:
     return set(VARIABLES) | _VAR_NAMES.get() | matcher_groups(info.data["match"])
 
 
-def _formula(text: str, names: set[str] | None, key: str | None = None) -> Formula:
+def _formula(text: str, names: set[str] | None, key: str | None = None, condition: bool = False) -> Formula:
     try:
         formula = compile_formula(text, names)
         # A formula that reads no variable has one value: checked now, so `check` needs no model.
-        if formula.constant is not None and not (math.isfinite(formula.constant) and formula.constant >= 0):
+        if (not condition and formula.constant is not None
+                and not (math.isfinite(formula.constant) and formula.constant >= 0)):
             raise FormulaError(f"gives {formula.constant}; the value must be a finite number >= 0", text, 0)
         return formula
     except FormulaError as exc:
@@ -448,6 +464,9 @@ class Rule(_Settings):
 
     match: Matcher | None = Field(None, description="Which parameters this rule claims.")
     fallback: bool = Field(False, description="Claims only the parameters no other rule claims.")
+    overrides: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Names of rules this rule takes precedence over where both match "
+        "(transitively); any other overlap stays a conflict. Never depends on the order in the file.")
 
     @model_validator(mode="after")
     def _match_or_fallback(self) -> Rule:
@@ -479,14 +498,38 @@ class Modifier(_Settings):
 _MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
 
 
+#: The values of the rule set's ``vars`` while it validates, so that `defaults` may be formulas over them.
+_VAR_VALUES: ContextVar[dict[str, float]] = ContextVar("lrrules_var_values", default={})
+
+
+def _over_vars(value: Any) -> Any:
+    """A formula in `defaults` (``lr: "lr"``, ``lr: "3 * base"``) reads only ``vars``; evaluated now."""
+    if not isinstance(value, str):
+        return value
+    names = _VAR_NAMES.get()
+    if not names:
+        return value  # no vars, so no formula: text here is a wrong type, said so by Number
+    try:
+        formula = compile_formula(value, names)
+        return formula.evaluate(_VAR_VALUES.get())
+    except FormulaError as exc:
+        raise PydanticCustomError("formula", "{message}; a formula in defaults reads only vars",
+                                  {"message": exc.message, "expr": exc.expr, "offset": exc.offset}) from None
+
+
+#: A number of `defaults`, or a formula over `vars` (so ``--set lr=3e-4`` sweeps the base lr).
+VarsNumber = Annotated[Number, BeforeValidator(_over_vars, json_schema_input_type=Union[float, str])]
+
+
 class Defaults(BaseModel):
     """What every parameter starts from; any other key is an optimizer option (betas, eps, momentum, ...)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    lr: Annotated[Number, Field(gt=0, description="The base learning rate (base_lr).")]
+    lr: Annotated[VarsNumber, Field(gt=0, description="The base learning rate (base_lr); a number or a formula "
+                                    "over vars.")]
     weight_decay: Annotated[
-        Number, Field(ge=0, description="The base weight decay (base_weight_decay).")
+        VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a number or a formula over vars.")
     ] = 0.0
     __pydantic_extra__: dict[str, _option(Union[Count, Number])]  # type: ignore[valid-type]
 
@@ -673,6 +716,63 @@ def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[st
     return problems
 
 
+def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every problem of the rules' ``overrides``, as ``(loc, message)``: a name that is no claiming
+    rule (a modifier, the fallback, itself, a typo) and a cycle, shown as its chain. Pure.
+
+    >>> a = Rule(name="a", match="x.*", overrides=["b"]); b = Rule(name="b", match="*", overrides=["a"])
+    >>> precedence_problems([a, b])[0][1]
+    'a cycle of overrides: a -> b -> a; precedence must go one way'
+    """
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    claiming = {r.name: i for i, r in enumerate(rules) if not r.fallback and not r.remove}
+    for i, rule in enumerate(rules):
+        if rule.fallback and rule.overrides:
+            problems.append((("rules", i, "overrides"), "the fallback claims only what no rule claims, so it "
+                             "overrides nothing; remove 'overrides'"))
+            continue
+        for j, name in enumerate(rule.overrides):
+            loc: tuple[str | int, ...] = ("rules", i, "overrides", j)
+            if name == rule.name:
+                problems.append((loc, f"rule '{name}' cannot override itself"))
+            elif name in modifiers:
+                problems.append((loc, f"'{name}' is a modifier; modifiers never claim, so there is nothing to "
+                                 "override (name claiming rules)"))
+            elif name not in claiming:
+                fallback = any(r.fallback and r.name == name for r in rules)
+                close = difflib.get_close_matches(name, list(claiming), n=1)
+                why = ("is the fallback, which yields to every rule already" if fallback else
+                       "names no rule" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                problems.append((loc, f"overrides: '{name}' {why}"))
+    # A cycle: depth-first over the edges between claiming rules, reported once at its first rule.
+    edges = {r.name: [n for n in r.overrides if n in claiming and n != r.name] for r in rules if r.name in claiming}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(edges, key=claiming.__getitem__):
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path = [start]
+        if state.get(start):
+            continue
+        state[start] = 1
+        while stack:
+            node, k = stack[-1]
+            if k < len(edges[node]):
+                stack[-1] = (node, k + 1)
+                nxt = edges[node][k]
+                if state.get(nxt) == 1:
+                    chain = path[path.index(nxt):] + [nxt]
+                    problems.append((("rules", claiming[chain[0]], "overrides"),
+                                     f"a cycle of overrides: {' -> '.join(chain)}; precedence must go one way"))
+                elif not state.get(nxt):
+                    state[nxt] = 1
+                    stack.append((nxt, 0))
+                    path.append(nxt)
+            else:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+    return problems
+
+
 class RuleSet(BaseModel):
     """A whole rule file. Build one with :func:`load` or ``RuleSet.model_validate(data)``."""
 
@@ -720,10 +820,13 @@ class RuleSet(BaseModel):
     def _vars_visible_to_formulas(cls, data: Any, handler: Any) -> Any:
         names = data.get("vars") if isinstance(data, dict) else None
         token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
+        values = _VAR_VALUES.set({k: v for k, v in (names or {}).items() if isinstance(k, str) and not
+                                  isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)})
         growth = _REGEX_GROWTH.set([0])
         try:
             return handler(data)
         finally:
+            _VAR_VALUES.reset(values)
             _VAR_NAMES.reset(token)
             _REGEX_GROWTH.reset(growth)
 
@@ -760,6 +863,8 @@ class RuleSet(BaseModel):
         for loc, message in cross_entry_problems(entries):
             # One at a time here; lrrules.load reports every one of a file together, placed.
             raise PydanticCustomError("entries", message, {"loc": list(loc)})  # type: ignore[arg-type]
+        for loc, message in precedence_problems(self.rules, [m.name for m in self.modifiers]):
+            raise PydanticCustomError("precedence", message, {"loc": list(loc)})  # type: ignore[arg-type]
         return self
 
     @model_validator(mode="after")

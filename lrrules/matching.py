@@ -19,7 +19,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from .errors import MatchError
+from .errors import FormulaError, MatchError
+from .formula import Formula
 from .language import MatchFields, compile_regex
 from .params import ParamInfo
 
@@ -195,6 +196,34 @@ class Ndim:
 
 
 @dataclass(frozen=True)
+class Where:
+    """A ``where:`` condition over the shape variables and the owning module's plain attributes."""
+
+    condition: Formula
+
+    def match(self, param: ParamInfo) -> Captures | None:
+        env: dict[str, Any] = dict(param.attrs)
+        env.update(ndim=param.ndim, numel=param.numel, fan_in=param.fan_in, fan_out=param.fan_out)
+        env.update((f"dim{k}", n) for k, n in enumerate(param.shape))
+        missing = sorted(self.condition.names - env.keys())
+        if missing:
+            if param.module is None:
+                raise MatchError(f"'where: {self.condition.text}' reads {missing[0]}, and parameter '{param.name}' "
+                                 "has no module attributes (a checkpoint holds only names and shapes); use only "
+                                 "ndim, numel, fan_in, fan_out, dim0 ... here", self.condition.text)
+            have = ", ".join(k for k, _ in param.attrs) or "none"
+            raise MatchError(f"'where: {self.condition.text}': parameter '{param.name}' ({param.module}, shape "
+                             f"{list(param.shape)}) has no {missing[0]}; its module's attributes: {have}. Add "
+                             "'module: ...' beside 'where' so that only modules that have it are tested",
+                             self.condition.text)
+        try:
+            return {} if self.condition.evaluate(env) else None
+        except FormulaError as exc:
+            raise MatchError(f"'where: {self.condition.text}' {exc.message} for parameter '{param.name}'",
+                             self.condition.text) from None
+
+
+@dataclass(frozen=True)
 class All:
     parts: tuple[Matcher, ...]
 
@@ -256,6 +285,8 @@ def compile_matcher(spec: Any) -> Matcher:
         parts.extend(compile_matcher(s) for s in spec.all_)
     if spec.any_ is not None:
         parts.append(AnyOf(tuple(compile_matcher(s) for s in spec.any_)))
+    if spec.where is not None:  # last: `module: Conv2d` first spares a Linear the question of its groups
+        parts.append(Where(spec.where))
     return parts[0] if len(parts) == 1 else All(tuple(parts))
 
 

@@ -43,6 +43,9 @@ class ParamInfo(NamedTuple):
     index: int  # type: ignore[assignment]  # a field, where tuple has a method
     aliases: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()  # the class names of the owning module's base classes, nearest first
+    #: The owning module's plain attributes (numbers, strings, bools: ``groups``, ``in_channels``), as
+    #: ``(name, value)`` pairs, for ``where:`` conditions; empty where only names are known (a checkpoint).
+    attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -55,6 +58,43 @@ class ParamInfo(NamedTuple):
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs per output, as ``torch.nn.init`` counts them; see :func:`fans`."""
+        return fans(self.shape)[0]
+
+    @property
+    def fan_out(self) -> int:
+        """Outputs per input, as ``torch.nn.init`` counts them; see :func:`fans`."""
+        return fans(self.shape)[1]
+
+
+#: Shapes have dimensions ``dim0`` .. ``dim{MAX_DIMS - 1}`` as formula variables.
+MAX_DIMS = 8
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a tensor of ``shape``.
+
+    2-D and more: torch's ``nn.init._calculate_fan_in_and_fan_out``: ``fan_in = dim1 * receptive``,
+    ``fan_out = dim0 * receptive`` with ``receptive`` the product of the dimensions after the second
+    (a Linear ``(out, in)`` gives ``(in, out)``; a Conv2d ``(out, in/groups, kh, kw)`` gives
+    ``(in/groups*kh*kw, out*kh*kw)``; an Embedding ``(num, dim)`` gives ``(dim, num)``, torch's
+    convention). 1-D (a bias, a norm's scale): a weight with one constant input, ``(1, dim0)``.
+    0-D: ``(1, 1)``.
+
+    >>> fans((64, 3, 7, 7))
+    (147, 3136)
+    >>> fans((10,))
+    (1, 10)
+    """
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return 1, shape[0]
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -93,6 +133,17 @@ def _bases(kind: type) -> tuple[str, ...]:
     return tuple(names)
 
 
+def plain_attributes(module: Any) -> tuple[tuple[str, int | float | str | bool], ...]:
+    """The public attributes of ``module`` that are plain numbers, strings or bools, by name.
+
+    >>> dict(plain_attributes(torch.nn.Conv2d(4, 4, 3, groups=4)))["groups"]    # doctest: +SKIP
+    4
+    """
+    found = [(k, v) for k, v in vars(module).items()
+             if not k.startswith("_") and type(v) in (int, float, str, bool)]
+    return tuple(sorted(found))
+
+
 def clean_name(name: str) -> str:
     """``layer1._orig_mod.0._checkpoint_wrapped_module.conv.weight`` -> ``layer1.0.conv.weight``."""
     if "_" not in name:
@@ -112,7 +163,8 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     position: dict[int, int] = {}
     extra: dict[int, list[str]] = {}  # other names of tensors met more than once
     bases: dict[type, tuple[str, ...]] = {}
-    for name, owner, tensor in _named_parameters(unwrap(model)):
+    attrs: dict[int, tuple[tuple[str, Any], ...]] = {}
+    for name, owner, tensor, module in _named_parameters(unwrap(model)):
         key = id(tensor)
         seen = position.get(key)
         if seen is not None:
@@ -122,7 +174,8 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
             continue
         position[key] = len(infos)
         infos.append(ParamInfo(name, tuple(tensor.shape), owner.__name__, tensor.requires_grad, len(infos),
-                               bases=bases.setdefault(owner, _bases(owner))))
+                               bases=bases.setdefault(owner, _bases(owner)),
+                               attrs=attrs.setdefault(id(module), plain_attributes(module))))
         tensors.append(tensor)
     for i, others in extra.items():
         if others:
@@ -130,7 +183,7 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     return infos, tensors
 
 
-def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any]]:
+def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any, Any]]:
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
     for module_name, module in model.named_modules(remove_duplicate=False):
         if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
@@ -145,4 +198,4 @@ def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any]]
         prefix = clean_name(module_name) + "." if module_name else ""
         for local, tensor in module._parameters.items():
             if tensor is not None:
-                yield prefix + local, owner, tensor
+                yield prefix + local, owner, tensor, module

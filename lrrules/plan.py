@@ -104,12 +104,16 @@ class Group:
     params: tuple[str, ...]
     numel: int
     rules: tuple[str, ...]
-    optimizer: str = "default"  # the named optimizer it goes to (issue 13)
+    #: Unique and readable: the names of the rules and modifiers that made it (``head+no-decay``),
+    #: ``#2``, ``#3`` ... after repeats. The param group's ``name`` key (Lightning's LearningRateMonitor).
+    name: str = ""
+    optimizer: str = "default"  # the named optimizer it goes to
     lr_schedule: str | None = None  # the formula of step scaling its lr (see lrrules.schedules)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
+            "name": self.name,
             "lr": self.lr,
             "lr_scale": self.lr_scale,
             "weight_decay": self.weight_decay,

@@ -25,7 +25,7 @@ from .formula import Formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, Modifier, Rule, RuleSet
 from .layers import Layering, assign, unordered
 from .matching import Captures, Index, with_regex_budget
-from .params import ParamInfo, wrapped_prefix
+from .params import MAX_DIMS, ParamInfo, wrapped_prefix
 from .routes import refused_shape
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
@@ -33,6 +33,13 @@ if TYPE_CHECKING:
     import torch
 
 MODEL_FROZEN = "requires_grad=False in the model"
+DIM_NAMES = tuple(f"dim{k}" for k in range(MAX_DIMS))
+#: The formula variables that depend on a parameter's shape, for the settings cache key.
+SHAPE_VARIABLES = {
+    "fan_in": lambda info: info.fan_in,
+    "fan_out": lambda info: info.fan_out,
+    **{n: (lambda info, k=k: info.shape[k] if k < len(info.shape) else None) for k, n in enumerate(DIM_NAMES)},
+}
 
 
 def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
@@ -105,6 +112,58 @@ class _Claimed(NamedTuple):
     captures: Captures
     settled: Settled
     matched_as: str = ""  # the name the claiming rule matched (one of a tied tensor's names)
+
+
+def group_name(made_by: tuple[str, ...], taken: set[str]) -> str:
+    """A readable group name not in ``taken`` (which it joins): the names of the entries that made the
+    group, joined by ``+``; ``#2``, ``#3`` ... when that is taken (one rule, two lrs by formula).
+
+    >>> taken = set(); group_name(("head", "no-decay"), taken), group_name(("head", "no-decay"), taken)
+    ('head+no-decay', 'head+no-decay#2')
+    """
+    base = "+".join(n.strip("()") for n in made_by) or "group"
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}#{k}"
+    taken.add(name)
+    return name
+
+
+class Candidate(NamedTuple):
+    """A claiming rule that matched a parameter under one of its names."""
+
+    name: str  # the name matched (a tied tensor has several)
+    entry: Entry
+    captures: Captures
+
+
+def choose_claim(candidates: Sequence[Candidate], beats: Mapping[str, frozenset[str]]) -> Candidate | Conflict | None:
+    """The claim step for one parameter: its candidates under all its names in, the claiming one out.
+
+    A candidate whose rule another candidate's rule ``overrides`` (``beats``, transitive) drops out.
+    One rule left claims (through the first name it matched); none matched gives ``None``; two or more
+    left are a conflict: ``rules`` when one name has several, else ``tied`` (two rules, two names).
+    Pure, and independent of the order of the rules in the file.
+
+    >>> choose_claim([], {}) is None
+    True
+    """
+    if not candidates:
+        return None
+    present = {c.entry.name for c in candidates}
+    beaten = frozenset().union(*(beats.get(n, frozenset()) for n in present))
+    left = [c for c in candidates if c.entry.name not in beaten]
+    if len({c.entry.name for c in left}) == 1:
+        return left[0]
+    by_name: dict[str, list[str]] = {}
+    for c in left:
+        by_name.setdefault(c.name, []).append(c.entry.name)
+    for rules in by_name.values():
+        if len(rules) > 1:
+            return Conflict("", "rules", tuple(rules))
+    # Two rules claiming two of a tied tensor's names: reported with each name and its rule.
+    return Conflict("", "tied", tuple(r[0] for r in by_name.values()), names=tuple(by_name))
 
 
 class _Resolver:
@@ -194,14 +253,15 @@ class _Resolver:
                 for p in positions:
                     rows[p] = rows[p]._replace(group=index)
         groups = []
+        seen_names: set[str] = set()
         for index, positions in enumerate(members):
             first = rows[positions[0]].settled
             assert first is not None
             by = dict.fromkeys(n for p in positions for n in (rows[p].rule or "(defaults)", *rows[p].modifiers))
             groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
                                 tuple(rows[p].info.name for p in positions),
-                                sum(rows[p].info.numel for p in positions), tuple(by), first.optimizer,
-                                first.lr_schedule))
+                                sum(rows[p].info.numel for p in positions), tuple(by),
+                                group_name(tuple(by), seen_names), first.optimizer, first.lr_schedule))
         phases = self.phase_effects([r for r in rows if r.status == "trainable"])
         # Rules first, then modifiers, each by name: the file's order never shows in a plan.
         names = sorted(r.name for r in self.rules.rules) + sorted(m.name for m in self.rules.modifiers)
@@ -245,36 +305,25 @@ class _Resolver:
     def settle(self, info: ParamInfo) -> Row | Conflict | _Claimed:
         compiled = self.compiled
         layer = self.layers[info.index]
+        # A tied tensor is matched under each of its names; the claim step sees every candidate.
+        views = [info._replace(name=n) for n in info.names] if info.aliases else [info]
+        candidates = [Candidate(view.name, entry, found) for view in views
+                      for entry, found in self.matching(compiled.claiming, compiled.claim_index, view)]
         if info.aliases:
-            views = [info._replace(name=n) for n in info.names]
-            per_name = [self.matching(compiled.claiming, compiled.claim_index, v) for v in views]
             mods_by_name: dict[str, tuple[Entry, Captures]] = {}
             for view in views:
                 for entry, found in self.matching(compiled.modifiers, compiled.modifier_index, view):
                     mods_by_name.setdefault(entry.name, (entry, found))
             modifiers = sorted(mods_by_name.values(), key=lambda m: m[0].order)
-            if not info.requires_grad:
-                return Row(info, layer, "frozen", note=MODEL_FROZEN)
-            for claims in per_name:
-                if len(claims) > 1:
-                    return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
-            # A tied tensor is claimed through any of its names; the fallback claims it only when no
-            # name is claimed, so `lm_head.*` claims GPT-2's embedding through its alias. Two rules
-            # claiming two of its names is a real conflict, reported with each name and its rule.
-            named = [(view.name, claims[0]) for view, claims in zip(views, per_name) if claims]
-            if len({c[0].name for _, c in named}) > 1:
-                return Conflict(info.name, "tied", tuple(c[0].name for _, c in named), names=tuple(n for n, _ in named))
-            claim = named[0][1] if named else None
-            matched_as = named[0][0] if named else ""
         else:
-            claims = self.matching(compiled.claiming, compiled.claim_index, info)
             modifiers = self.matching(compiled.modifiers, compiled.modifier_index, info)
-            if not info.requires_grad:
-                return Row(info, layer, "frozen", note=MODEL_FROZEN)
-            if len(claims) > 1:
-                return Conflict(info.name, "rules", tuple(e.name for e, _ in claims))
-            claim = claims[0] if claims else None
-            matched_as = info.name if claim else ""
+        if not info.requires_grad:
+            return Row(info, layer, "frozen", note=MODEL_FROZEN)
+        chosen = choose_claim(candidates, compiled.beats)
+        if isinstance(chosen, Conflict):
+            return dataclasses.replace(chosen, param=info.name)
+        claim = (chosen.entry, chosen.captures) if chosen else None
+        matched_as = chosen.name if chosen else ""
         if claim is None and compiled.fallback is not None:
             claim = (compiled.fallback, {})
         if claim is None and self.rules.unmatched == "error":
@@ -324,6 +373,8 @@ class _Resolver:
             return info.ndim
         if name == "numel":
             return info.numel
+        if name in SHAPE_VARIABLES:
+            return SHAPE_VARIABLES[name](info)
         return name  # the others are the same for every parameter, or captures (already in the key)
 
     def env(self, info: ParamInfo, captures: Captures) -> dict[str, Any]:
@@ -335,7 +386,10 @@ class _Resolver:
             "num_tensors": len(self.params),
             "ndim": info.ndim,
             "numel": info.numel,
+            "fan_in": info.fan_in,
+            "fan_out": info.fan_out,
         }
+        env.update(zip(DIM_NAMES, info.shape))
         layer = self.layers[info.index]
         if layer is not None:
             env["layer"] = layer
@@ -352,7 +406,10 @@ class _Resolver:
         missing = value.names - env.keys()
         if missing:
             name = sorted(missing)[0]
-            if name in ("layer", "depth"):
+            if name in DIM_NAMES:
+                why = (f"parameter '{info.name}' has shape {list(info.shape)}, so no {name}; add "
+                       f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
+            elif name in ("layer", "depth"):
                 why = f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
             else:
                 why = f"regex group '{name}' captured nothing for parameter '{info.name}'"

@@ -167,3 +167,17 @@ def test_a_passed_optimizer_check_is_remembered_and_a_failed_one_never(monkeypat
         with pytest.raises(OptimizerError, match="betaz"):
             check_optimizer_cached(bad)
     assert len(checked) == 5
+
+
+def test_where_conditions_on_module_attributes_answer_the_same_from_the_cache(
+        tmp_path: Path, builds: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "dw.yaml"
+    rules.write_text("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.05}\nunmatched: defaults\nmodifiers:\n"
+                     "  - {name: dw, match: {module: 'Conv2d', where: 'groups == in_channels and groups > 1'}, weight_decay: 0}\n")
+    outputs = []
+    for _ in range(2):
+        assert main(["resolve", str(rules), "--model", "mobilenetv3_small_050", "--params", "--format", "json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert builds == ["mobilenetv3_small_050"]  # the second answer came from the cache
+    first, second = ([p["name"] for p in out["params"] if "dw" in p["modifiers"]] for out in outputs)
+    assert first and first == second
