@@ -117,24 +117,74 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rules = _rules(args.rules, args.set)
-    failed = False
+    from .report import Finding, findings_github, findings_json
+
+    findings: list[Finding] = []
+    models: dict[str, Model] = {}  # each model built once, however many files are checked against it
+    for spec in args.rules:
+        findings += _check_one(spec, args, models)
+    if args.format == "github":
+        _print(findings_github(findings))
+    elif args.format == "json":
+        _print(findings_json(findings))
+    else:
+        for f in findings:  # the file's errors on stderr (as a compiler's), the models' problems on stdout
+            if f.exit_code == EXIT_INVALID:
+                _complain(f.text())
+        shown: set[tuple[str, str]] = set()
+        for f in findings:
+            if f.exit_code == EXIT_PROBLEMS:
+                if (f.path, f.model) not in shown:
+                    shown.add((f.path, f.model))
+                    _print(f"{f.path} on {f.model}:")
+                _print("\n".join(f"  {line}" for line in f.message.splitlines()))
+    return max((f.exit_code for f in findings), default=EXIT_OK)
+
+
+def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) -> list[Any]:
+    """What ``check`` finds in one rule file: its errors (each with its place), or the problems of
+    the plan on each ``--model``. Errors of the command line and the model stop the run as usual."""
+    from .errors import OptimizerError, ResolveError
+    from .report import Finding, problems
+
+    try:
+        rules = _rules(spec, args.set)
+    except RuleFileError as exc:
+        return [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID) for e in exc.errors]
+    except UsageError as exc:  # a file that cannot be read: a missing path, a directory
+        return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
+    found: list[Finding] = []
     if args.model:
         from .optim import check_optimizer
-        from .report import problems
 
-        check_optimizer(rules)
-        for spec in args.model:
-            model = _model(args, spec)
-            plan = _resolve(rules, model)
-            lines = problems(plan)
-            if args.strict:
-                lines += [f"strict: {w}" for w in plan.warnings()]
+        try:
+            check_optimizer(rules)
+        except OptimizerError as exc:
+            return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
+        for model_spec in args.model:
+            model = models[model_spec] = models.get(model_spec) or _model(args, model_spec)
+            try:
+                plan = _resolve(rules, model)
+            except RuleFileError as exc:
+                found += [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID, model.label)
+                          for e in exc.errors]
+                continue
+            except ResolveError as exc:
+                found.append(Finding(spec, 0, 0, str(exc), EXIT_INVALID, model.label))
+                continue
+            lines = problems(plan) + ([f"strict: {w}" for w in plan.warnings()] if args.strict else [])
             if lines:
-                failed = True
-                _print(f"{args.rules} on {model.label}:")
-                _print("\n".join(f"  {line}" for line in lines))
-    return EXIT_PROBLEMS if failed else EXIT_OK
+                found.append(Finding(spec, 0, 0, "\n".join(lines), EXIT_PROBLEMS, model.label))
+    return found
+
+
+def _located_message(error: RuleFileError | Any) -> str:
+    from .errors import caret, dotted
+
+    # Escaped as RuleError.__str__ does: a key may hold a newline or an escape sequence, and only
+    # the caret's own lines may break the message.
+    field = printable(dotted(error.loc))
+    return (f"{field}: " if field else "") + printable(error.message) + caret(error.expr, error.offset)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -187,9 +237,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if out is None:
         _print(text.rstrip("\n"))
         return EXIT_OK
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-    out.write_text(text)
+    _writable(out, args.force)
+    _write(out, text)
     _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
               f"--model {model.label}")
     return EXIT_OK
@@ -212,7 +261,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     text = json_schema_text()
     if args.output:
-        Path(args.output).write_text(text)
+        out = Path(args.output)
+        _writable(out, force=True)
+        _write(out, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -223,6 +274,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     rules = _rules(args.rules, args.set)
     model = _model(args)
+    _writable(Path(args.output), force=True)
     written = plot(_resolve(rules, model), args.output, title=f"{args.rules} on {model.label}")
     _complain(f"wrote {written}")
     return EXIT_OK
@@ -235,6 +287,13 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
     from .loader import load, load_revision
 
     overrides = _overrides(sets)
+    if spec == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
+        from .loader import loads
+        from .reader import MAX_BYTES
+
+        stream = getattr(sys.stdin, "buffer", None)
+        raw = stream.read(MAX_BYTES + 1) if stream is not None else sys.stdin.read(MAX_BYTES + 1)
+        return loads(raw, "<stdin>", overrides=overrides)
     if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
         return load_revision(spec, overrides)
     return load(spec, overrides)
@@ -285,9 +344,42 @@ def _layers(text: str) -> Any:
         return TensorLayers(by="tensor")
     if kind == "timm" and not level:
         return TimmLayers(by="timm")
-    if kind == "module" and (not level or level.isdigit() and int(level) >= 1):
+    # A level is a module depth: a few digits. Thousands of them would reach Python's int-conversion
+    # limit (ValueError), so the length is checked before the conversion.
+    if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6
+                             and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
     raise UsageError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
+
+
+def _writable(out: Path, force: bool) -> None:
+    """Refuse an output path that is not a regular file or absent: writing to a FIFO would block
+    until a reader came, and to a device or directory is never what ``-o`` means."""
+    import stat
+
+    try:
+        mode = out.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write here: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "not a regular file"
+        raise UsageError(f"{out} is {kind}; -o takes a regular file path (absent, or with --force an existing file)")
+    if not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+
+
+def _write(out: Path, text: str) -> None:
+    # The OSError of a full disk or a missing directory carries no file name when it comes from
+    # write() or close(); name the file here so the message says which one.
+    try:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
 
 
 def _schema_near(out: Path | None) -> str:
@@ -388,10 +480,12 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
                  "Check RULES: alone (schema, regexes, formulas), and against each --model (unmatched and "
                  "conflicting parameters, the optimizer and its options). Prints nothing when clean.",
-                 "lrrules check rules.yaml --model resnet18 --model resnet50 --strict")
-    p.add_argument("rules", metavar="RULES", help="the rule file")
+                 "lrrules check rules.yaml more.yaml --model resnet18 --model resnet50 --strict --format github")
+    p.add_argument("rules", metavar="RULES", nargs="+", help="the rule files ('-' reads one from stdin)")
     _model_options(p, many=True, required=False)
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
+    p.add_argument("--format", choices=("text", "github", "json"), default="text",
+                   help="text (default), github (GitHub Actions annotations) or json (a list of findings)")
     _set_option(p)
 
     p = _command(commands, "explain", cmd_explain, "why a parameter gets its settings",

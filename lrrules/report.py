@@ -13,6 +13,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -157,6 +158,65 @@ def problems(plan: Plan) -> list[str]:
         lines.append(f"conflicts (error): {len(plan.conflicts)}")
         lines += [f"  {m}" for m in _cut([c.message for c in plan.conflicts])]
     return [printable(line) for line in lines]
+
+
+# --- check findings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``lrrules check`` found: in a rule file (``line``/``col`` 1-based, 0 when the
+    finding is about the whole file) or in its plan on ``model``. ``exit_code`` is 2 for an invalid
+    file, 1 for a plan with problems."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    exit_code: int
+    model: str = ""
+
+    def text(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
+        on = f" (on {self.model})" if self.model else ""
+        return printable(f"{where}: {self.message}{on}", lines=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.path, "line": self.line or None, "col": self.col or None,
+                "severity": "error" if self.exit_code == 2 else "problem", "model": self.model or None,
+                "message": self.message}
+
+
+def findings_json(findings: Sequence[Finding]) -> str:
+    """The findings as a JSON list of objects (file, line, col, severity, model, message)."""
+    return to_json([f.to_dict() for f in findings])
+
+
+def findings_github(findings: Sequence[Finding]) -> str:
+    """The findings as GitHub Actions workflow commands, ``::error file=F,line=L,col=C::message``,
+    which the Actions runner shows as annotations on the file (and the pull request's diff).
+
+    >>> findings_github([Finding("r.yaml", 3, 5, "unknown key 'lr_mul'", 2)])
+    "::error file=r.yaml,line=3,col=5,title=lrrules::unknown key 'lr_mul'"
+    """
+    lines = []
+    for f in findings:
+        props = [f"file={_gh_property(f.path)}"]
+        if f.line:
+            props += [f"line={f.line}", f"col={f.col or 1}"]
+        title = f"lrrules on {f.model}" if f.model else "lrrules"
+        props.append(f"title={_gh_property(title)}")
+        lines.append(f"::error {','.join(props)}::{_gh_data(f.message)}")
+    return "\n".join(lines)
+
+
+def _gh_data(text: str) -> str:
+    # The escapes of the Actions toolkit (toolkit/packages/core/src/command.ts, escapeData).
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 # --- parameters --------------------------------------------------------------------------------

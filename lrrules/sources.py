@@ -184,6 +184,12 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
     import torch
 
     module_name, _, attr = spec.partition(":")
+    top = module_name.partition(".")[0]
+    # A factory is code the user chose to run; the standard library holds none, only callables
+    # (os:system, subprocess:run) that would turn --model-arg into a shell command.
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        raise ModelError(f"{spec}: '{top}' is part of Python's standard library, not a model factory; "
+                         f"name a function of your own that returns a torch.nn.Module (my_models:build)")
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)

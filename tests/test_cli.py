@@ -362,3 +362,142 @@ def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[st
 ])
 def test_each_error_maps_to_its_exit_code_in_one_place(error: LrrulesError, code: int) -> None:
     assert exit_code(error) == code
+
+
+# --- red-team leftovers: usage errors, never a traceback or a hang ---------------------------------
+
+
+@pytest.mark.parametrize("level", ["9" * 5000, "1" + "0" * 4300, "٣", "0", "-1", "1.5", "x"])
+def test_layers_level_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[str], level: str) -> None:
+    code, _, err = run(capsys, "params", "--model", "resnet18", "--layers", f"module:{level}")
+    assert code == 2 and "--layers takes" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["init", "--model", "resnet18", "--force"], ["schema"]])
+def test_output_to_a_fifo_is_refused_without_blocking(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      argv: list[str]) -> None:
+    import os
+
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    code, _, err = run(capsys, *argv, "-o", str(fifo))  # would block forever if it opened the pipe
+    assert code == 2 and str(fifo) in err and "named pipe" in err
+
+
+@pytest.mark.parametrize("argv", [["init", "--model", "resnet18", "--force"], ["schema"]])
+def test_output_to_a_directory_or_device_names_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv, "-o", str(tmp_path))
+    assert code == 2 and f"{tmp_path} is a directory" in err
+    if Path("/dev/full").exists():
+        code, _, err = run(capsys, *argv, "-o", "/dev/full")
+        assert code == 2 and "/dev/full" in err
+
+
+def test_a_failed_write_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import errno
+
+    out = tmp_path / "rules.yaml"
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, *a: object, **k: object) -> None:
+            self.inner = real_open(*a, **k)  # type: ignore[call-overload]
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.close()
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fake_open(file: object, *a: object, **k: object) -> object:
+        return Full(file, *a, **k) if str(file) == str(out) else real_open(file, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    code, _, err = run(capsys, "init", "--model", "resnet18", "-o", str(out))
+    assert code == 2 and str(out) in err and "No space left on device" in err
+
+
+@pytest.mark.parametrize("spec", ["os:system", "subprocess:run", "builtins:print", "os.path:join", "sys:exit",
+                                  "shutil:rmtree", "importlib:import_module", "posix:system"])
+def test_standard_library_is_refused_as_a_factory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  spec: str) -> None:
+    marker = tmp_path / "ran"
+    code, _, err = run(capsys, "params", "--model", spec, "--model-arg", f"command=touch {marker}")
+    assert code == 2 and "standard library" in err and not marker.exists()
+
+
+# --- check: several files, annotations for CI, standard input -------------------------------------
+
+
+def _gh(line: str) -> tuple[dict[str, str], str]:
+    """A GitHub Actions workflow command parsed back, unescaping as the runner does."""
+    def unescape(text: str) -> str:
+        return text.replace("%0A", "\n").replace("%0D", "\r").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
+
+    assert line.startswith("::error ")
+    head, _, message = line[len("::error "):].partition("::")
+    props = dict(p.split("=", 1) for p in head.split(","))
+    return {k: unescape(v) for k, v in props.items()}, unescape(message)
+
+
+BAD_LINES = ["version: 1", "defaults: {lr: 0.1}", "rules:", "  - {name: a, match: '*'}", "  - {name: b, lr_mul: 2, match: x}"]
+
+
+def test_check_reports_every_file_as_github_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "dir,with%odd:name" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text("\n".join(BAD_LINES) + "\n")
+    missing = tmp_path / "missing.yaml"
+    code, out, err = run(capsys, "check", str(bad), EXAMPLE, str(missing), "--format", "github")
+    assert code == 2 and not err
+    found = [_gh(line) for line in out.splitlines()]
+    assert [p["file"] for p, _ in found] == [str(bad), str(missing)]  # the clean file has none
+    props, message = found[0]
+    # By hand: 'lr_mul' is on line 5, at the column where the key starts.
+    assert (props["line"], props["col"]) == ("5", str(BAD_LINES[4].index("lr_mul") + 1))
+    assert "lr_mul" in message and "lr_mult" in message
+    assert "line" not in found[1][0] and "no such file" in found[1][1]
+
+
+def test_check_json_lists_file_errors_and_model_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path, "\n".join(BAD_LINES) + "\n", "bad.yaml")
+    partial = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: 'layer*'}\n", "partial.yaml")
+    code, out, _ = run(capsys, "check", bad, partial, EXAMPLE, "--model", "resnet18", "--format", "json")
+    assert code == 2  # the worst of the files: one is invalid
+    found = json.loads(out)
+    assert {(f["file"], f["severity"]) for f in found} == {(bad, "error"), (partial, "problem")}
+    problem = next(f for f in found if f["severity"] == "problem")
+    assert problem["model"] == "resnet18" and "conv1.weight" in problem["message"] and problem["line"] is None
+    code, out, _ = run(capsys, "check", partial, EXAMPLE, "--model", "resnet18", "--format", "json")
+    assert code == 1 and len(json.loads(out)) == 1
+    assert run(capsys, "check", EXAMPLE, EXAMPLE, "--format", "json") == (0, "[]\n", "")
+
+
+def test_check_text_reports_each_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path, "\n".join(BAD_LINES) + "\n", "bad.yaml")
+    partial = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: 'layer*'}\n", "partial.yaml")
+    code, out, err = run(capsys, "check", bad, partial, "--model", "resnet18")
+    assert code == 2 and f"{bad}:5:" in err and f"{partial} on resnet18:" in out
+
+
+@pytest.mark.parametrize("command", [["check", "-"], ["resolve", "-", "--model", "resnet18", "--format", "json"],
+                                     ["show", "-"]])
+def test_dash_reads_the_rule_file_from_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                             command: list[str]) -> None:
+    import io
+
+    text = Path(EXAMPLE).read_text()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    from_stdin = run(capsys, *command)
+    from_file = run(capsys, *[EXAMPLE if a == "-" else a for a in command])
+    assert from_stdin == (from_file[0], from_file[1].replace(f'"source": "{EXAMPLE}"', '"source": "<stdin>"'),
+                          from_file[2])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(BAD_LINES).encode())))
+    code, _, err = run(capsys, *command)
+    assert code == 2 and "<stdin>:5:" in err
