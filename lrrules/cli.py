@@ -225,6 +225,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     model = _model(args)
     out = Path(args.output) if args.output else None
     schema = args.schema or _schema_near(out)
+    beside = None
+    if out is not None and not args.schema and not (out.parent / schema).is_file():
+        # No schema file where the reference points: write it beside the rule file, so the editor
+        # comment resolves wherever the file is written.
+        beside, schema = out.parent / "lrrules.schema.json", "lrrules.schema.json"
     text = starter(model.params, model.module, model.label, lr=args.lr, weight_decay=args.weight_decay,
                    layer_decay=args.layer_decay, head_mult=args.head_mult,
                    no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
@@ -239,8 +244,15 @@ def cmd_init(args: argparse.Namespace) -> int:
         return EXIT_OK
     _writable(out, args.force)
     _write(out, text)
+    if beside is not None and not beside.exists():
+        from .language import json_schema_text
+
+        _write(beside, json_schema_text())
+        _complain(f"wrote {beside}, the JSON Schema the file's first line points to")
     _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
               f"--model {model.label}")
+    _complain("editors that use the YAML language server (VS Code's YAML extension, yamlls in Neovim, "
+              "JetBrains IDEs) read its `# yaml-language-server: $schema=` line: completion and checks as you type")
     return EXIT_OK
 
 
@@ -318,6 +330,10 @@ def _overrides(sets: Sequence[str]) -> dict[str, float]:
 def _when(plan: Plan, args: argparse.Namespace) -> Plan:
     if getattr(args, "epoch", None) is None and getattr(args, "step", None) is None:
         return plan
+    if not plan.phases:  # nothing would change: say so rather than print the plan as if it had
+        option = "--epoch" if args.epoch is not None else "--step"
+        raise UsageError(f"{plan.source or 'the rule file'} has no phases; {option} shows the plan at a point "
+                         "of a file's training `phases:`, so leave it out here")
     return plan.at(epoch=args.epoch, step=args.step)
 
 
@@ -393,6 +409,14 @@ def _schema_near(out: Path | None) -> str:
 
 
 def _unicode() -> bool:
+    """Whether the bars may use block characters: the output encoding takes them and the locale is a
+    UTF-8 one. Python runs LC_ALL=C as UTF-8 itself (PEP 538), but the terminal behind it may not."""
+    import os
+
+    locale_name = next((os.environ[k] for k in ("LC_ALL", "LC_CTYPE", "LANG") if os.environ.get(k)), "")
+    if locale_name and not locale_name.lower().replace("-", "").endswith(("utf8", "utf8@euro")) \
+            and "utf8" not in locale_name.lower().replace("-", ""):
+        return False
     try:
         "█▏".encode(sys.stdout.encoding or "ascii")
     except (UnicodeEncodeError, LookupError):

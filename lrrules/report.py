@@ -11,6 +11,7 @@ import csv
 import fnmatch
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -95,8 +96,8 @@ def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[s
 def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
     """One row per group, or per parameter, for CSV."""
     if per_param:
-        keys = ("name", "shape", "module", "layer", "status", "group", "rule", "modifiers", "lr", "lr_scale",
-                "weight_decay", "options")
+        keys = ("name", "shape", "module", "layer", "status", "trains", "group", "rule", "modifiers", "lr",
+                "lr_scale", "weight_decay", "options")
         return [{k: d[k] for k in keys} for d in (a.to_dict() for a in plan.params)]
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
 
@@ -107,19 +108,26 @@ def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bo
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
     top = max((g.lr for g in plan.groups), default=0.0)
+    bottom = _log_bottom([g.lr for g in plan.groups])
     if per_param:
-        header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "", "weight_decay", "options"]
+        header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "(log)" if bottom else "",
+                  "weight_decay", "options"]
         rows = [
             [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else ""), "x".join(map(str, a.shape)) or "scalar",
              _opt(a.layer), _opt(a.group), _claimed(a), ", ".join(a.modifiers) or "-",
-             _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode),
+             _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode, bottom),
              _num(a.weight_decay) if a.weight_decay is not None else "-", _options(plan, a.options)]
             for a in plan.params
         ]
+        if plan.phase_frozen:  # frozen by a phase at plan.when: the same fact as JSON's and CSV's `trains`
+            header.insert(6, "trains")
+            for a, row in zip(plan.params, rows):
+                row.insert(6, "yes" if a.trains else "no (phase)")
     else:
-        header = ["group", "lr", "", "lr_scale", "weight_decay", "options", "tensors", "elements", "rules"]
+        header = ["group", "lr", "(log)" if bottom else "", "lr_scale", "weight_decay", "options", "tensors",
+                  "elements", "rules"]
         rows = [
-            [str(g.index), _num(g.lr), _bar(g.lr, top, unicode), _num(g.lr_scale), _num(g.weight_decay),
+            [str(g.index), _num(g.lr), _bar(g.lr, top, unicode, bottom), _num(g.lr_scale), _num(g.weight_decay),
              _options(plan, g.options), str(len(g.params)), f"{g.numel:,}", ", ".join(g.rules)]
             for g in plan.groups
         ]
@@ -132,6 +140,9 @@ def summary(plan: Plan) -> list[str]:
     """The totals, then frozen parameters, problems and warnings, a line each (names indented)."""
     lines = [f"{len(plan.groups)} groups, {sum(len(g.params) for g in plan.groups)} trainable tensors, "
              f"{sum(g.numel for g in plan.groups):,} trainable elements"]
+    if plan.phase_frozen:  # the grouped tensors count above; say how many of them train now
+        grouped = sum(len(g.params) for g in plan.groups)
+        lines[0] += f" ({grouped - len(plan.phase_frozen)} of the tensors training at {plan.when})"
     if plan.frozen:
         numel = sum(a.numel for a in plan.params if a.status == "frozen")
         lines.append(f"frozen: {len(plan.frozen)} tensors, {numel:,} elements")
@@ -141,7 +152,8 @@ def summary(plan: Plan) -> list[str]:
         lines += [f"  {reason}: {_names(names)}" for reason, names in reasons.items()]
     if plan.phase_frozen:
         lines.append(f"frozen by phases at {plan.when}: {len(plan.phase_frozen)} tensors (they keep their groups)")
-        lines.append(f"  {_names(sorted(plan.phase_frozen))}")
+        frozen_now = set(plan.phase_frozen)
+        lines.append(f"  {_names([a.name for a in plan.params if a.name in frozen_now])}")  # the model's order
     lines += problems(plan)
     lines += [f"warning: {w}" for w in plan.warnings()]
     return [printable(line) for line in lines]  # names come from the model and the file: no escapes
@@ -321,12 +333,30 @@ def _claimed(a: Assignment) -> str:
     return a.rule + (f" (as {a.matched_as})" if a.matched_as and a.matched_as != a.name else "")
 
 
-def _bar(value: float | None, top: float, unicode: bool) -> str:
+#: Bars go on a log scale when the largest lr is this many times the smallest (layer-wise decay).
+LOG_SPAN = 100.0
+
+
+def _log_bottom(lrs: Sequence[float]) -> float | None:
+    """The smallest positive lr when the lrs span orders of magnitude (a log scale), else ``None``."""
+    positive = [lr for lr in lrs if lr > 0]
+    if not positive or max(positive) < LOG_SPAN * min(positive):
+        return None
+    return min(positive)
+
+
+def _bar(value: float | None, top: float, unicode: bool, bottom: float | None = None) -> str:
+    """A bar ``value / top`` of BAR_WIDTH characters; on a log scale from ``bottom`` (one eighth, so
+    the smallest lr still shows) to ``top`` (full) when ``bottom`` is given."""
     if value is None or top <= 0:
         return ""
-    eighths = round(value / top * BAR_WIDTH * 8)
-    if not unicode:
-        return "#" * (eighths // 8)
+    if bottom is not None and value > 0:
+        span = math.log(top) - math.log(bottom)
+        eighths = 1 + round((math.log(value) - math.log(bottom)) / span * (BAR_WIDTH * 8 - 1))
+    else:
+        eighths = round(value / top * BAR_WIDTH * 8)
+    if not unicode:  # whole characters only: rounded, and at least one for any lr above zero
+        return "#" * (max(1, round(eighths / 8)) if value > 0 else 0)
     return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8]).rstrip() or "▏"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -501,3 +502,111 @@ def test_dash_reads_the_rule_file_from_stdin(capsys: pytest.CaptureFixture[str],
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(BAD_LINES).encode())))
     code, _, err = run(capsys, *command)
     assert code == 2 and "<stdin>:5:" in err
+
+
+# --- phases in every format ------------------------------------------------------------------------
+
+
+UNFREEZING = "examples/resnet18-gradual-unfreezing.yaml"
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2, 3])
+def test_phase_frozen_rows_agree_in_table_csv_and_json(capsys: pytest.CaptureFixture[str], epoch: int) -> None:
+    import csv
+    import io
+
+    import timm
+
+    names = [n for n, _ in timm.create_model("resnet18", pretrained=False).named_parameters()]
+    # By hand from the file's phases: epoch 0 trains the head, each later epoch one stage more.
+    training = ["fc."] + ["layer4.", "layer3."][:epoch] + ([""] if epoch >= 3 else [])
+    expected = {n: any(n.startswith(p) for p in training) for n in names}
+    base = ("resolve", UNFREEZING, "--model", "resnet18", "--params", "--epoch", str(epoch))
+    _, out, _ = run(capsys, *base, "--format", "json")
+    assert {a["name"]: a["trains"] for a in json.loads(out)["params"]} == expected
+    _, out, _ = run(capsys, *base, "--format", "csv")
+    assert {r["name"]: r["trains"] == "True" for r in csv.DictReader(io.StringIO(out))} == expected
+    _, out, _ = run(capsys, *base)
+    lines = out.splitlines()
+    frozen = [n for n in names if not expected[n]]
+    if frozen:
+        column = lines[2].index("trains")
+        rows = {line.split()[0]: line[column:].split()[0] == "yes" for line in lines[3:3 + len(names)]}
+        assert rows == expected
+        assert f"frozen by phases at epoch {epoch}: {len(frozen)} tensors" in out
+        listed = next(line for line in lines if line.startswith("  ") and frozen[0] in line).strip()
+        assert listed.split(", ")[:20] == frozen[:20]  # the model's order
+        assert f"({len(names) - len(frozen)} of the tensors training at epoch {epoch})" in out
+    else:
+        assert "trains" not in lines[2] and "frozen by phases" not in out
+
+
+@pytest.mark.parametrize("option", ["--epoch", "--step"])
+@pytest.mark.parametrize("command", ["resolve", "explain"])
+def test_epoch_on_a_file_without_phases_says_so(capsys: pytest.CaptureFixture[str], option: str, command: str) -> None:
+    extra = ["fc.*"] if command == "explain" else []
+    code, out, err = run(capsys, command, EXAMPLE, *extra, "--model", "resnet18", option, "1")
+    assert code == 2 and not out and "has no phases" in err and option in err
+
+
+@pytest.mark.parametrize("where", ["here", "sub", "sub/deeper", "repo"])
+def test_init_writes_a_schema_reference_that_resolves(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    root = Path.cwd()
+    if where != "repo":  # a project without lrrules' schemas/ folder
+        monkeypatch.chdir(tmp_path)
+    out = tmp_path / ("rules.yaml" if where in ("here", "repo") else f"{where}/rules.yaml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    code, _, err = run(capsys, "init", "--model", "resnet18", "-o", str(out))
+    assert code == 0 and "yaml-language-server" in err
+    first = out.read_text().splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=")
+    target = out.parent / first.split("$schema=", 1)[1]
+    assert target.is_file(), target
+    assert target.read_text() == (root / "schemas/lrrules.schema.json").read_text()
+
+
+# --- bars: a log scale for decays over orders of magnitude, ASCII outside UTF-8 --------------------
+
+STEEP = ("version: 1\ndefaults: {lr: 0.001}\nrules:\n  - {name: stem, match: ['conv1.*', 'bn1.*'], lr_mult: 0.00001}\n"
+         "  - {name: stages, match: {regex: '^layer(?P<stage>\\d)\\.'}, lr_mult: '0.1 ** (4 - stage)'}\n"
+         "  - {name: head, match: 'fc.*', lr_mult: 10}\n")
+
+
+def _eighths(bar: str) -> int:
+    return 8 * bar.count("█") + max((" ▏▎▍▌▋▊▉".index(c) for c in bar if c in "▏▎▍▌▋▊▉"), default=0)
+
+
+def test_bars_use_a_log_scale_when_lrs_span_orders_of_magnitude(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    rules = write(tmp_path, STEEP)
+    _, out, _ = run(capsys, "resolve", rules, "--model", "resnet18", "--format", "json")
+    lrs = [g["lr"] for g in json.loads(out)["groups"]]
+    _, out, _ = run(capsys, "resolve", rules, "--model", "resnet18")
+    lines = out.splitlines()
+    assert "(log)" in lines[2]
+    start = lines[2].index("(log)")
+    bars = [_eighths(line[start:start + 13]) for line in lines[3:3 + len(lrs)]]
+    order = sorted(range(len(lrs)), key=lambda i: lrs[i])
+    # lrs 1e-8 (stem), 1e-6 ... 1e-3 (stages), 1e-2 (head): the smallest visible, the largest full (12
+    # characters of 8 eighths), and each step as long as the decades it spans, within rounding.
+    assert [bars[i] for i in order] == sorted(bars) and bars[order[0]] >= 1 and bars[order[-1]] == 96
+    decades = math.log10(lrs[order[-1]] / lrs[order[0]])
+    for a, b in zip(order, order[1:]):
+        assert abs(bars[b] - bars[a] - 95 * math.log10(lrs[b] / lrs[a]) / decades) <= 1
+    _, out, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18")  # 80x from least to most: linear
+    assert "(log)" not in out
+
+
+@pytest.mark.parametrize("locale_name", ["C", "POSIX", "en_US.ISO-8859-1"])
+def test_bars_are_ascii_outside_a_utf8_locale(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch, locale_name: str) -> None:
+    monkeypatch.setenv("LC_ALL", locale_name)
+    for argv in (["resolve", write(tmp_path, STEEP), "--model", "resnet18"], ["resolve", EXAMPLE, "--model", "resnet18",
+                                                                              "--params"]):
+        _, out, _ = run(capsys, *argv)
+        assert out.isascii() and "#" in out
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+    _, out, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18")
+    assert "█" in out
