@@ -97,7 +97,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     model = _model(args)
     plan = _when(_resolve(rules, model), args)
     _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
-                  lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode())))
+                  lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args))))
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
@@ -112,7 +112,7 @@ def cmd_params(args: argparse.Namespace) -> int:
         layers, count = assign(_layers(args.layers or "module"), model.params, model.module, model.ordered)
     rows = param_rows(model.params, layers)
     data = {"model": model.label, "num_layers": count, "params": rows}
-    _print(render(args.format, lambda: data, lambda: rows, lambda: param_table(rows, count)))
+    _print(render(args.format, lambda: data, lambda: rows, lambda: param_table(rows, count, _width(args))))
     return EXIT_OK
 
 
@@ -205,15 +205,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .plan import diff_plans
-    from .report import diff_table, render
+    from .plan import Change, diff_plans
+    from .report import diff_summary, diff_table, render
 
     old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
     model = _model(args)
-    changes = diff_plans(_when(_resolve(old_rules, model), args), _when(_resolve(new_rules, model), args))
-    rows = [c.to_dict() for c in changes]
-    _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new)))
+    old_plan, new_plan = _when(_resolve(old_rules, model), args), _when(_resolve(new_rules, model), args)
+    # The optimizer's own settings first: a new type or default changes every group, not one parameter.
+    whole = [Change("(optimizer)", "type", _optimizer_type(old_rules), _optimizer_type(new_rules)),
+             Change("(defaults)", "lr", old_plan.base_lr, new_plan.base_lr),
+             Change("(defaults)", "weight_decay", old_plan.base_weight_decay, new_plan.base_weight_decay)]
+    for key in dict.fromkeys([*old_plan.base_options, *new_plan.base_options]):
+        whole.append(Change("(defaults)", key, old_plan.base_options.get(key), new_plan.base_options.get(key)))
+    changes = [c for c in whole if c.old != c.new] + diff_plans(old_plan, new_plan)
+    if args.summary:
+        rows = diff_summary(changes, old_plan, new_plan)
+        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, rows, _width(args))))
+    else:
+        rows = [c.to_dict() for c in changes]
+        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, None, _width(args))))
     return EXIT_PROBLEMS if changes else EXIT_OK
+
+
+def _optimizer_type(rules: RuleSet) -> str:
+    return rules.optimizer.type if rules.optimizer is not None else "AdamW"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -408,6 +423,16 @@ def _schema_near(out: Path | None) -> str:
     return Path(os.path.relpath(here.resolve(), base)).as_posix()
 
 
+def _width(args: argparse.Namespace) -> int | None:
+    """The terminal's width for tables, or ``None`` (no limit) with --wide or when the output is not
+    a terminal: a pipe or a file gets every character, for the tools that read it."""
+    import shutil
+
+    if getattr(args, "wide", False) or not sys.stdout.isatty():
+        return None
+    return max(40, shutil.get_terminal_size().columns)
+
+
 def _unicode() -> bool:
     """Whether the bars may use block characters: the output encoding takes them and the locale is a
     UTF-8 one. Python runs LC_ALL=C as UTF-8 itself (PEP 538), but the terminal behind it may not."""
@@ -435,11 +460,22 @@ def _print(text: str) -> None:
 # --- the parser --------------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps the description to the terminal, as argparse does the options; keeps the epilog's
+    example on its own lines, as written, so it can be copied."""
+
+    def add_text(self, text: str | None) -> None:
+        if text is not None and text.startswith("example:\n"):
+            self._add_item(lambda t: t + "\n", [text])
+        else:
+            super().add_text(text)
+
+
 def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], summary: str,
              description: str, example: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name, help=summary, description=description, epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.set_defaults(run=run)
     return parser
@@ -448,7 +484,8 @@ def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int],
 def _model_options(parser: argparse.ArgumentParser, many: bool = False, required: bool = True) -> None:
     parser.add_argument(
         "--model", required=required, metavar="M", action="append" if many else "store",
-        help="a timm name (resnet18), torchvision:NAME, hf:PATH (a local config), package.module:factory, "
+        help="a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, "
+        "config only), package.module:factory, "
         "or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth)" + (" (repeatable)" if many else ""),
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
@@ -468,6 +505,8 @@ def _phase_options(parser: argparse.ArgumentParser) -> None:
 
 def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
+    parser.add_argument("--wide", action="store_true",
+                        help="tables at full width in a terminal too (they are cut to fit it otherwise)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -504,7 +543,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
                  "Check RULES: alone (schema, regexes, formulas), and against each --model (unmatched and "
                  "conflicting parameters, the optimizer and its options). Prints nothing when clean.",
-                 "lrrules check rules.yaml more.yaml --model resnet18 --model resnet50 --strict --format github")
+                 "lrrules check rules.yaml --model resnet18 --model resnet50 --format github")
     p.add_argument("rules", metavar="RULES", nargs="+", help="the rule files ('-' reads one from stdin)")
     _model_options(p, many=True, required=False)
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
@@ -531,6 +570,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
     _model_options(p)
     _format_option(p)
+    p.add_argument("--summary", action="store_true",
+                   help="one row per rule and setting (with the count and first names) instead of per parameter")
     _set_option(p)
     _phase_options(p)
 

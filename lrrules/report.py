@@ -102,8 +102,10 @@ def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
 
 
-def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True) -> str:
-    """The groups (or each parameter) as an aligned table with an lr bar, then every problem."""
+def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True,
+               width: int | None = None) -> str:
+    """The groups (or each parameter) as an aligned table with an lr bar, then every problem; within
+    ``width`` columns where given (the widest cells shortened, the name lists wrapped)."""
     lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
@@ -131,8 +133,8 @@ def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bo
              _options(plan, g.options), str(len(g.params)), f"{g.numel:,}", ", ".join(g.rules)]
             for g in plan.groups
         ]
-    lines += _align([header, *rows])
-    lines += summary(plan)
+    lines += _align([header, *rows], width, unicode)
+    lines += _wrapped(summary(plan), width)
     return "\n".join(lines)
 
 
@@ -243,7 +245,7 @@ def param_rows(params: Sequence[ParamInfo], layers: Sequence[int | None]) -> lis
     ]
 
 
-def param_table(rows: Sequence[dict[str, Any]], num_layers: int) -> str:
+def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | None = None) -> str:
     header = ["name", "shape", "numel", "module", "trains", "layer"]
     body = [
         [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""),
@@ -252,7 +254,7 @@ def param_table(rows: Sequence[dict[str, Any]], num_layers: int) -> str:
         for r in rows
     ]
     total = sum(r["numel"] for r in rows)
-    return "\n".join(_align([header, *body]) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
+    return "\n".join(_align([header, *body], width) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
 # --- explain -----------------------------------------------------------------------------------
@@ -314,13 +316,57 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
 # --- diff --------------------------------------------------------------------------------------
 
 
-def diff_table(changes: Sequence[Change], old: str, new: str) -> str:
+def diff_table(changes: Sequence[Change], old: str, new: str,
+               summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None) -> str:
+    """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
+    one row per rule and setting."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
-    rows = [["param", "setting", old, new]]
-    rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
-    count = len({c.param for c in changes})
-    return "\n".join(_align(rows) + [f"{count} parameters differ"])
+    count = len({c.param for c in changes if not c.param.startswith("(")})
+    if summary_rows is not None:
+        rows = [["rule", "setting", old, new, "tensors", "for example"]]
+        rows += [[r["rule"], r["setting"], _values(r["old"]), _values(r["new"]), str(r["count"] or "-"),
+                  _first(r["params"])] for r in summary_rows]
+    else:
+        rows = [["param", "setting", old, new]]
+        rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
+    return "\n".join(_align(rows, width) + [f"{count} parameters differ"])
+
+
+def diff_summary(changes: Sequence[Change], old_plan: Plan, new_plan: Plan) -> list[dict[str, Any]]:
+    """The changes grouped by the rule that claims the parameter (in the new plan, else the old) and
+    by setting: one row each with the distinct old and new values, the count and the parameters (in
+    the model's order). The optimizer's own changes are rows of their own, ``(optimizer)`` and
+    ``(defaults)``, with no parameters."""
+    rule = {a.name: a.rule or a.status for a in old_plan.params}
+    rule.update({a.name: a.rule or a.status for a in new_plan.params})
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in changes:
+        whole = c.param.startswith("(")
+        owner = c.param if whole else rule.get(c.param, "-")
+        row = grouped.setdefault((owner, c.setting), {"rule": owner, "setting": c.setting, "old": [], "new": [],
+                                                      "count": 0, "params": []})
+        for side, value in (("old", c.old), ("new", c.new)):
+            if value not in row[side]:
+                row[side].append(value)
+        if not whole:
+            row["count"] += 1
+            row["params"].append(c.param)
+    return list(grouped.values())
+
+
+def _values(values: Sequence[Any]) -> str:
+    """One value as it is; several as their range and count (numbers) or a list."""
+    if len(values) == 1:
+        return _value(values[0])
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) == len(values):
+        return f"{_num(min(numbers))}..{_num(max(numbers))} ({len(values)} values)"
+    return ", ".join(_value(v) for v in values)
+
+
+def _first(names: Sequence[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
 
 
 # --- small pieces ------------------------------------------------------------------------------
@@ -372,6 +418,20 @@ def _cut(items: Sequence[Any]) -> list[Any]:
     return shown
 
 
+def _wrapped(lines: Sequence[str], width: int | None) -> list[str]:
+    """Long lines (the lists of names) wrapped at ``width``, continuation lines indented under them."""
+    if not width:
+        return list(lines)
+    import textwrap
+
+    out = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False, drop_whitespace=True) or [line]
+    return out
+
+
 def _names(names: Sequence[str]) -> str:
     text = ", ".join(names[:SHOWN])
     return text + (f", ... and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
@@ -395,7 +455,19 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _align(rows: Iterable[list[str]]) -> list[str]:
+def _align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = True) -> list[str]:
+    """Rows as left-aligned columns two spaces apart. Within ``width``, the widest column is
+    shortened first (never below its header or 10 characters), its cut cells ending in an ellipsis."""
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    if width:
+        # The lr bar (headed "" or "(log)") keeps its width: a cut bar would misstate the lr.
+        floors = [w if rows[0][i] in ("", "(log)") else max(10, len(rows[0][i])) for i, w in enumerate(widths)]
+        while (over := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
+            i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
+            if widths[i] <= floors[i]:
+                break  # as narrow as it goes: the terminal wraps the rest
+            widths[i] = max(floors[i], widths[i] - over)
+        mark = "…" if unicode else "~"
+        rows = [[c if len(c) <= w else c[:w - 1] + mark for c, w in zip(row, widths)] for row in rows]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -610,3 +610,82 @@ def test_bars_are_ascii_outside_a_utf8_locale(tmp_path: Path, capsys: pytest.Cap
     monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
     _, out, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18")
     assert "█" in out
+
+
+# --- diff: the optimizer's own settings, and a summary by rule --------------------------------------
+
+
+def test_diff_reports_optimizer_type_and_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = "version: 1\ndefaults: {lr: 0.1%s}\n%srules:\n  - {name: all, match: '*'}\n"
+    old = write(tmp_path, base % ("", "optimizer: {type: AdamW}\n"), "old.yaml")
+    new = write(tmp_path, base % (", eps: 1.0e-6", "optimizer: {type: Adam}\n"), "new.yaml")
+    code, out, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--format", "json")
+    assert code == 1
+    found = {(c["param"], c["setting"]): (c["old"], c["new"]) for c in json.loads(out)}
+    assert found == {("(optimizer)", "type"): ("AdamW", "Adam"), ("(defaults)", "eps"): (None, 1e-6)} | {
+        (n, "options.eps"): (None, 1e-6) for n, _ in _resnet18_names()}
+    code, out, _ = run(capsys, "diff", old, old.replace("old", "old"), "--model", "resnet18")
+    assert code == 0
+
+
+def _resnet18_names() -> list[tuple[str, object]]:
+    import timm
+
+    return list(timm.create_model("resnet18", pretrained=False).named_parameters())
+
+
+@pytest.mark.parametrize("pair", [("resnet18-discriminative.yaml", "resnet18-layerwise-per-module.yaml"),
+                                  ("resnet18-discriminative.yaml", "resnet18-gradual-unfreezing.yaml"),
+                                  ("resnet18-frozen-backbone.yaml", "resnet18-layerwise-per-tensor.yaml")])
+def test_diff_summary_groups_the_per_parameter_diff_by_rule(capsys: pytest.CaptureFixture[str],
+                                                            pair: tuple[str, str]) -> None:
+    old, new = (f"examples/{name}" for name in pair)
+    _, out, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--format", "json")
+    per_param = json.loads(out)
+    _, out, _ = run(capsys, "resolve", new, "--model", "resnet18", "--format", "json")
+    rule_of = {a["name"]: a["rule"] or a["status"] for a in json.loads(out)["params"]}
+    expected: dict[tuple[str, str], list[str]] = {}
+    for c in per_param:  # a hand-written grouping of the per-parameter diff
+        if not c["param"].startswith("("):
+            expected.setdefault((rule_of[c["param"]], c["setting"]), []).append(c["param"])
+    code, out, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--summary", "--format", "json")
+    rows = json.loads(out)
+    assert code == 1
+    assert {(r["rule"], r["setting"]): r["params"] for r in rows if r["count"]} == expected
+    assert all(r["count"] == len(r["params"]) for r in rows)
+    _, table, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--summary")
+    assert len(table.splitlines()) == len(rows) + 2  # a header, a row per rule and setting, the total
+
+
+# --- tables within a width -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [80, 100, 132])
+@pytest.mark.parametrize("rules", [EXAMPLE, UNFREEZING, "examples/vit-timm-layer-decay.yaml"])
+def test_tables_fit_a_width_and_shorten_cells_visibly(width: int, rules: str) -> None:
+    from lrrules import load
+    from lrrules.report import plan_table
+    from lrrules.sources import open_model
+
+    model = "vit_tiny_patch16_224" if "vit" in rules else "resnet18"
+    plan = load(rules).resolve(open_model(model).module)
+    if rules == UNFREEZING:
+        plan = plan.at(epoch=1)
+    for per_param in (False, True):
+        full = plan_table(plan, "t", per_param).splitlines()
+        fitted = plan_table(plan, "t", per_param, width=width).splitlines()
+        header = next(i for i, line in enumerate(full) if line.startswith(("group", "name")))
+        rows = [line.split("  ")[0] for line in full[header:header + len(plan.params if per_param else plan.groups) + 1]]
+        fitted_rows = [line.split("  ")[0] for line in fitted[header:header + len(rows)]]
+        for cell, cut in zip(rows, fitted_rows):  # the first column: whole, or its start and an ellipsis
+            assert cut == cell or cut.endswith("…") and cell.startswith(cut[:-1])
+        # Only text columns are shortened, never below their header or 10 characters, and numbers and
+        # bars never: where those alone are wider than the width (80 columns) the table stays wider.
+        widest, fitted_widest = max(map(len, full[header:])), max(map(len, fitted[header:]))
+        assert fitted_widest <= widest and (fitted_widest < widest or widest <= width)
+        if width >= 132:
+            assert fitted_widest <= width
+        # The wrapped summary holds the same words (names), in the same order, each line within width.
+        summary_start = header + len(rows)
+        assert " ".join(fitted[summary_start:]).split() == " ".join(full[summary_start:]).split()
+        assert all(len(line) <= width for line in fitted[summary_start:] if " " in line.strip())

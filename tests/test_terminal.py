@@ -49,3 +49,23 @@ def test_resolve_in_a_terminal_and_piped(locale_name: str) -> None:
         assert piped.stdout.isascii() and "#" in piped.stdout
     else:
         assert "█" in piped.stdout
+
+
+@pytest.mark.slow  # fresh interpreters that import torch
+def test_tables_fit_an_80_column_terminal_and_wide_or_piped_keep_everything() -> None:
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONPATH": str(ROOT)}
+    env.pop("COLUMNS", None)
+    argv = [*ARGV, "--params"]
+    code, shown = _in_pty(argv, env)
+    lines = shown.replace("\r\n", "\n").splitlines()
+    piped = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+    # The long text columns (names) are shortened to fit; the numbers keep their width.
+    assert code == 0 and "…" in shown and max(map(len, lines)) < max(map(len, piped.splitlines()))
+    assert "\x1b[" not in shown  # no colour or cursor codes: NO_COLOR holds by construction
+    _, wide = _in_pty([*argv, "--wide"], env)
+    assert wide.replace("\r\n", "\n") == piped and max(map(len, piped.splitlines())) > 80
+    # Help is wrapped to the terminal; only the example stays on one line, to be copied.
+    _, help_text = _in_pty([sys.executable, "-m", "lrrules", "check", "--help"], env)
+    lines = help_text.replace("\r\n", "\n").splitlines()
+    example = lines.index("example:")
+    assert all(len(line) <= 80 for i, line in enumerate(lines) if i != example + 1)
