@@ -36,7 +36,10 @@ EXIT_PIPE = 128 + 13
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (``sys.argv[1:]`` by default); returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if "_ARGCOMPLETE" in __import__("os").environ:  # the shell asks for completions (lrrules completion)
+        _complete(parser)
+    args = parser.parse_args(argv)
     try:
         return int(args.run(args))
     except LrrulesError as exc:
@@ -302,9 +305,40 @@ def cmd_plot(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     model = _model(args)
     _writable(Path(args.output), force=True)
-    written = plot(_resolve(rules, model), args.output, title=f"{args.rules} on {model.label}")
+    plan = _when(_resolve(rules, model), args)
+    title = f"{args.rules} on {model.label}" + (f" at {plan.when}" if plan.phase_frozen or plan.when else "")
+    written = plot(plan, args.output, title=title)
     _complain(f"wrote {written}")
     return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    try:
+        import argcomplete
+    except ImportError:
+        raise UsageError("shell completion needs argcomplete: pip install 'lrrules[completion]'") from None
+    _print(argcomplete.shellcode(["lrrules"], shell=args.shell).rstrip("\n"))
+    return EXIT_OK
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request through argcomplete (it prints and exits); without
+    argcomplete installed, nothing to answer."""
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
+def _model_names(prefix: str, **_: Any) -> list[str]:
+    """--model completions: the timm names starting with ``prefix``, and the other sources' prefixes."""
+    sources = [s for s in ("torchvision:", "hf:") if s.startswith(prefix)]
+    if ":" in prefix or "/" in prefix or "." in prefix:
+        return sources
+    import timm
+
+    return sources + list(timm.list_models(prefix + "*"))
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -488,6 +522,7 @@ def _model_options(parser: argparse.ArgumentParser, many: bool = False, required
         "config only), package.module:factory, "
         "or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth)" + (" (repeatable)" if many else ""),
     )
+    parser._option_string_actions["--model"].completer = _model_names  # type: ignore[attr-defined]
     parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
@@ -602,6 +637,13 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
     _set_option(p)
+    _phase_options(p)
+
+    p = _command(commands, "completion", cmd_completion, "print the shell completion script",
+                 "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
+                 "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
+                 'eval "$(lrrules completion bash)"   # in ~/.bashrc')
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
     p = _command(commands, "show", cmd_show, "print a rule file flattened: extends resolved, vars set",
                  "Print RULES as lrrules reads it: the files it extends merged in, --set applied, "

@@ -689,3 +689,49 @@ def test_tables_fit_a_width_and_shorten_cells_visibly(width: int, rules: str) ->
         summary_start = header + len(rows)
         assert " ".join(fitted[summary_start:]).split() == " ".join(full[summary_start:]).split()
         assert all(len(line) <= width for line in fitted[summary_start:] if " " in line.strip())
+
+
+# --- plot: axes that say something ------------------------------------------------------------------
+
+
+def test_plot_labels_layers_or_names_and_constant_panels() -> None:
+    pytest.importorskip("matplotlib")
+    from lrrules import load
+    from lrrules.plot import figure
+    from lrrules.sources import open_model
+
+    model = open_model("resnet18").module
+    plan = load(EXAMPLE).resolve(model)
+    lr_axis, wd_axis = figure(plan).axes
+    # By hand: the example's layers are conv1/bn1, then layer1..layer4, then fc: 7 layers, labelled 0..6.
+    labels = [t.get_text() for t in wd_axis.get_xticklabels()]
+    assert labels == [str(i) for i in range(7)] and "layer" in wd_axis.get_xlabel()
+    firsts = {}
+    for a in plan.params:
+        firsts.setdefault(a.layer, a.index)
+    assert list(wd_axis.get_xticks()) == [firsts[i] for i in range(7)]
+
+    from lrrules import loads
+
+    flat = loads("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.01}\nrules:\n"
+                                     "  - {name: all, match: '*'}\n").resolve(model)
+    lr_axis, wd_axis = figure(flat).axes
+    assert list(lr_axis.get_yticks()) == [0.1] and list(wd_axis.get_yticks()) == [0.01]  # constant panels
+
+
+def test_plot_at_an_epoch_draws_the_phase_frozen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from lrrules import load
+    from lrrules.plot import figure
+    from lrrules.sources import open_model
+
+    plan = load(UNFREEZING).resolve(open_model("resnet18").module)
+    for epoch in (0, 1, 3):
+        at = plan.at(epoch=epoch)
+        lr_axis, _ = figure(at).axes
+        grey = [line for line in lr_axis.get_lines() if line.get_color() == "0.85"]
+        assert len(grey) == sum(1 for a in at.params if a.status == "frozen" or not a.trains)
+    code, _, err = run(capsys, "plot", UNFREEZING, "--model", "resnet18", "--epoch", "1", "-o", str(tmp_path / "p.png"))
+    assert code == 0 and (tmp_path / "p.png").stat().st_size > 0
+    code, _, err = run(capsys, "plot", EXAMPLE, "--model", "resnet18", "--epoch", "1", "-o", str(tmp_path / "q.png"))
+    assert code == 2 and "has no phases" in err
