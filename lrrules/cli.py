@@ -36,7 +36,10 @@ EXIT_PIPE = 128 + 13
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (``sys.argv[1:]`` by default); returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if "_ARGCOMPLETE" in __import__("os").environ:  # the shell asks for completions (lrrules completion)
+        _complete(parser)
+    args = parser.parse_args(argv)
     try:
         return int(args.run(args))
     except LrrulesError as exc:
@@ -97,7 +100,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     model = _model(args)
     plan = _when(_resolve(rules, model), args)
     _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
-                  lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode())))
+                  lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args))))
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
@@ -112,29 +115,79 @@ def cmd_params(args: argparse.Namespace) -> int:
         layers, count = assign(_layers(args.layers or "module"), model.params, model.module, model.ordered)
     rows = param_rows(model.params, layers)
     data = {"model": model.label, "num_layers": count, "params": rows}
-    _print(render(args.format, lambda: data, lambda: rows, lambda: param_table(rows, count)))
+    _print(render(args.format, lambda: data, lambda: rows, lambda: param_table(rows, count, _width(args))))
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rules = _rules(args.rules, args.set)
-    failed = False
+    from .report import Finding, findings_github, findings_json
+
+    findings: list[Finding] = []
+    models: dict[str, Model] = {}  # each model built once, however many files are checked against it
+    for spec in args.rules:
+        findings += _check_one(spec, args, models)
+    if args.format == "github":
+        _print(findings_github(findings))
+    elif args.format == "json":
+        _print(findings_json(findings))
+    else:
+        for f in findings:  # the file's errors on stderr (as a compiler's), the models' problems on stdout
+            if f.exit_code == EXIT_INVALID:
+                _complain(f.text())
+        shown: set[tuple[str, str]] = set()
+        for f in findings:
+            if f.exit_code == EXIT_PROBLEMS:
+                if (f.path, f.model) not in shown:
+                    shown.add((f.path, f.model))
+                    _print(f"{f.path} on {f.model}:")
+                _print("\n".join(f"  {line}" for line in f.message.splitlines()))
+    return max((f.exit_code for f in findings), default=EXIT_OK)
+
+
+def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) -> list[Any]:
+    """What ``check`` finds in one rule file: its errors (each with its place), or the problems of
+    the plan on each ``--model``. Errors of the command line and the model stop the run as usual."""
+    from .errors import OptimizerError, ResolveError
+    from .report import Finding, problems
+
+    try:
+        rules = _rules(spec, args.set)
+    except RuleFileError as exc:
+        return [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID) for e in exc.errors]
+    except UsageError as exc:  # a file that cannot be read: a missing path, a directory
+        return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
+    found: list[Finding] = []
     if args.model:
         from .modelcache import check_optimizer_cached
-        from .report import problems
 
-        check_optimizer_cached(rules, use_cache=not args.no_cache)
-        for spec in args.model:
-            model = _model(args, spec)
-            plan = _resolve(rules, model)
-            lines = problems(plan)
-            if args.strict:
-                lines += [f"strict: {w}" for w in plan.warnings()]
+        try:
+            check_optimizer_cached(rules, use_cache=not args.no_cache)
+        except OptimizerError as exc:
+            return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
+        for model_spec in args.model:
+            model = models[model_spec] = models.get(model_spec) or _model(args, model_spec)
+            try:
+                plan = _resolve(rules, model)
+            except RuleFileError as exc:
+                found += [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID, model.label)
+                          for e in exc.errors]
+                continue
+            except ResolveError as exc:
+                found.append(Finding(spec, 0, 0, str(exc), EXIT_INVALID, model.label))
+                continue
+            lines = problems(plan) + ([f"strict: {w}" for w in plan.warnings()] if args.strict else [])
             if lines:
-                failed = True
-                _print(f"{args.rules} on {model.label}:")
-                _print("\n".join(f"  {line}" for line in lines))
-    return EXIT_PROBLEMS if failed else EXIT_OK
+                found.append(Finding(spec, 0, 0, "\n".join(lines), EXIT_PROBLEMS, model.label))
+    return found
+
+
+def _located_message(error: RuleFileError | Any) -> str:
+    from .errors import caret, dotted
+
+    # Escaped as RuleError.__str__ does: a key may hold a newline or an escape sequence, and only
+    # the caret's own lines may break the message.
+    field = printable(dotted(error.loc))
+    return (f"{field}: " if field else "") + printable(error.message) + caret(error.expr, error.offset)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -155,15 +208,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .plan import diff_plans
-    from .report import diff_table, render
+    from .plan import Change, diff_plans
+    from .report import diff_summary, diff_table, render
 
     old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
     model = _model(args)
-    changes = diff_plans(_when(_resolve(old_rules, model), args), _when(_resolve(new_rules, model), args))
-    rows = [c.to_dict() for c in changes]
-    _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new)))
+    old_plan, new_plan = _when(_resolve(old_rules, model), args), _when(_resolve(new_rules, model), args)
+    # The optimizer's own settings first: a new type or default changes every group, not one parameter.
+    whole = [Change("(optimizer)", "type", _optimizer_type(old_rules), _optimizer_type(new_rules)),
+             Change("(defaults)", "lr", old_plan.base_lr, new_plan.base_lr),
+             Change("(defaults)", "weight_decay", old_plan.base_weight_decay, new_plan.base_weight_decay)]
+    for key in dict.fromkeys([*old_plan.base_options, *new_plan.base_options]):
+        whole.append(Change("(defaults)", key, old_plan.base_options.get(key), new_plan.base_options.get(key)))
+    changes = [c for c in whole if c.old != c.new] + diff_plans(old_plan, new_plan)
+    if args.summary:
+        rows = diff_summary(changes, old_plan, new_plan)
+        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, rows, _width(args))))
+    else:
+        rows = [c.to_dict() for c in changes]
+        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, None, _width(args))))
     return EXIT_PROBLEMS if changes else EXIT_OK
+
+
+def _optimizer_type(rules: RuleSet) -> str:
+    return rules.optimizer.type if rules.optimizer is not None else "AdamW"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -177,6 +245,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
     out = Path(args.output) if args.output else None
     schema = args.schema or _schema_near(out)
+    beside = None
+    if out is not None and not args.schema and not (out.parent / schema).is_file():
+        # No schema file where the reference points: write it beside the rule file, so the editor
+        # comment resolves wherever the file is written.
+        beside, schema = out.parent / "lrrules.schema.json", "lrrules.schema.json"
     text = starter(model.params, model.module, model.label, lr=args.lr, weight_decay=args.weight_decay,
                    layer_decay=args.layer_decay, head_mult=args.head_mult,
                    no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
@@ -189,11 +262,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     if out is None:
         _print(text.rstrip("\n"))
         return EXIT_OK
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-    out.write_text(text)
+    _writable(out, args.force)
+    _write(out, text)
+    if beside is not None and not beside.exists():
+        from .language import json_schema_text
+
+        _write(beside, json_schema_text())
+        _complain(f"wrote {beside}, the JSON Schema the file's first line points to")
     _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
               f"--model {model.label}")
+    _complain("editors that use the YAML language server (VS Code's YAML extension, yamlls in Neovim, "
+              "JetBrains IDEs) read its `# yaml-language-server: $schema=` line: completion and checks as you type")
     return EXIT_OK
 
 
@@ -214,7 +293,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     text = json_schema_text()
     if args.output:
-        Path(args.output).write_text(text)
+        out = Path(args.output)
+        _writable(out, force=True)
+        _write(out, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -225,9 +306,41 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     rules = _rules(args.rules, args.set)
     model = _model(args)
-    written = plot(_resolve(rules, model), args.output, title=f"{args.rules} on {model.label}")
+    _writable(Path(args.output), force=True)
+    plan = _when(_resolve(rules, model), args)
+    title = f"{args.rules} on {model.label}" + (f" at {plan.when}" if plan.phase_frozen or plan.when else "")
+    written = plot(plan, args.output, title=title)
     _complain(f"wrote {written}")
     return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    try:
+        import argcomplete
+    except ImportError:
+        raise UsageError("shell completion needs argcomplete: pip install 'lrrules[completion]'") from None
+    _print(argcomplete.shellcode(["lrrules"], shell=args.shell).rstrip("\n"))
+    return EXIT_OK
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request through argcomplete (it prints and exits); without
+    argcomplete installed, nothing to answer."""
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
+def _model_names(prefix: str, **_: Any) -> list[str]:
+    """--model completions: the timm names starting with ``prefix``, and the other sources' prefixes."""
+    sources = [s for s in ("torchvision:", "hf:") if s.startswith(prefix)]
+    if ":" in prefix or "/" in prefix or "." in prefix:
+        return sources
+    import timm
+
+    return sources + list(timm.list_models(prefix + "*"))
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -243,6 +356,13 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
         from .loader import loads
 
         return loads(f"version: 1\nextends: {json.dumps(spec)}\n", path=spec, overrides=overrides)
+    if spec == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
+        from .loader import loads
+        from .reader import MAX_BYTES
+
+        stream = getattr(sys.stdin, "buffer", None)
+        raw = stream.read(MAX_BYTES + 1) if stream is not None else sys.stdin.read(MAX_BYTES + 1)
+        return loads(raw, "<stdin>", overrides=overrides)
     if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
         return load_revision(spec, overrides)
     return load(spec, overrides)
@@ -267,6 +387,10 @@ def _overrides(sets: Sequence[str]) -> dict[str, float]:
 def _when(plan: Plan, args: argparse.Namespace) -> Plan:
     if getattr(args, "epoch", None) is None and getattr(args, "step", None) is None:
         return plan
+    if not plan.phases:  # nothing would change: say so rather than print the plan as if it had
+        option = "--epoch" if args.epoch is not None else "--step"
+        raise UsageError(f"{plan.source or 'the rule file'} has no phases; {option} shows the plan at a point "
+                         "of a file's training `phases:`, so leave it out here")
     return plan.at(epoch=args.epoch, step=args.step)
 
 
@@ -295,9 +419,42 @@ def _layers(text: str) -> Any:
         return TensorLayers(by="tensor")
     if kind == "timm" and not level:
         return TimmLayers(by="timm")
-    if kind == "module" and (not level or level.isdigit() and int(level) >= 1):
+    # A level is a module depth: a few digits. Thousands of them would reach Python's int-conversion
+    # limit (ValueError), so the length is checked before the conversion.
+    if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6
+                             and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
     raise UsageError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
+
+
+def _writable(out: Path, force: bool) -> None:
+    """Refuse an output path that is not a regular file or absent: writing to a FIFO would block
+    until a reader came, and to a device or directory is never what ``-o`` means."""
+    import stat
+
+    try:
+        mode = out.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write here: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "not a regular file"
+        raise UsageError(f"{out} is {kind}; -o takes a regular file path (absent, or with --force an existing file)")
+    if not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+
+
+def _write(out: Path, text: str) -> None:
+    # The OSError of a full disk or a missing directory carries no file name when it comes from
+    # write() or close(); name the file here so the message says which one.
+    try:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
 
 
 def _schema_near(out: Path | None) -> str:
@@ -310,7 +467,25 @@ def _schema_near(out: Path | None) -> str:
     return Path(os.path.relpath(here.resolve(), base)).as_posix()
 
 
+def _width(args: argparse.Namespace) -> int | None:
+    """The terminal's width for tables, or ``None`` (no limit) with --wide or when the output is not
+    a terminal: a pipe or a file gets every character, for the tools that read it."""
+    import shutil
+
+    if getattr(args, "wide", False) or not sys.stdout.isatty():
+        return None
+    return max(40, shutil.get_terminal_size().columns)
+
+
 def _unicode() -> bool:
+    """Whether the bars may use block characters: the output encoding takes them and the locale is a
+    UTF-8 one. Python runs LC_ALL=C as UTF-8 itself (PEP 538), but the terminal behind it may not."""
+    import os
+
+    locale_name = next((os.environ[k] for k in ("LC_ALL", "LC_CTYPE", "LANG") if os.environ.get(k)), "")
+    if locale_name and not locale_name.lower().replace("-", "").endswith(("utf8", "utf8@euro")) \
+            and "utf8" not in locale_name.lower().replace("-", ""):
+        return False
     try:
         "█▏".encode(sys.stdout.encoding or "ascii")
     except (UnicodeEncodeError, LookupError):
@@ -329,11 +504,22 @@ def _print(text: str) -> None:
 # --- the parser --------------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps the description to the terminal, as argparse does the options; keeps the epilog's
+    example on its own lines, as written, so it can be copied."""
+
+    def add_text(self, text: str | None) -> None:
+        if text is not None and text.startswith("example:\n"):
+            self._add_item(lambda t: t + "\n", [text])
+        else:
+            super().add_text(text)
+
+
 def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], summary: str,
              description: str, example: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name, help=summary, description=description, epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.set_defaults(run=run)
     return parser
@@ -342,9 +528,11 @@ def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int],
 def _model_options(parser: argparse.ArgumentParser, many: bool = False, required: bool = True) -> None:
     parser.add_argument(
         "--model", required=required, metavar="M", action="append" if many else "store",
-        help="a timm name (resnet18), torchvision:NAME, hf:PATH (a local config), package.module:factory, "
+        help="a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, "
+        "config only), package.module:factory, "
         "or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth)" + (" (repeatable)" if many else ""),
     )
+    parser._option_string_actions["--model"].completer = _model_names  # type: ignore[attr-defined]
     parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
@@ -366,6 +554,8 @@ def _phase_options(parser: argparse.ArgumentParser) -> None:
 
 def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
+    parser.add_argument("--wide", action="store_true",
+                        help="tables at full width in a terminal too (they are cut to fit it otherwise)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -402,10 +592,12 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
                  "Check RULES: alone (schema, regexes, formulas), and against each --model (unmatched and "
                  "conflicting parameters, the optimizer and its options). Prints nothing when clean.",
-                 "lrrules check rules.yaml --model resnet18 --model resnet50 --strict")
-    p.add_argument("rules", metavar="RULES", help="the rule file")
+                 "lrrules check rules.yaml --model resnet18 --model resnet50 --format github")
+    p.add_argument("rules", metavar="RULES", nargs="+", help="the rule files ('-' reads one from stdin)")
     _model_options(p, many=True, required=False)
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
+    p.add_argument("--format", choices=("text", "github", "json"), default="text",
+                   help="text (default), github (GitHub Actions annotations) or json (a list of findings)")
     _set_option(p)
 
     p = _command(commands, "explain", cmd_explain, "why a parameter gets its settings",
@@ -427,6 +619,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
     _model_options(p)
     _format_option(p)
+    p.add_argument("--summary", action="store_true",
+                   help="one row per rule and setting (with the count and first names) instead of per parameter")
     _set_option(p)
     _phase_options(p)
 
@@ -457,6 +651,13 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
     _set_option(p)
+    _phase_options(p)
+
+    p = _command(commands, "completion", cmd_completion, "print the shell completion script",
+                 "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
+                 "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
+                 'eval "$(lrrules completion bash)"   # in ~/.bashrc')
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
     p = _command(commands, "show", cmd_show, "print a rule file flattened: extends resolved, vars set",
                  "Print RULES as lrrules reads it: the files it extends merged in, --set applied, "

@@ -250,6 +250,8 @@ def _name(c: _Compiler, node: ast.Name, depth: int) -> Code:
 def _binop(c: _Compiler, node: ast.BinOp, depth: int) -> Code:
     entry = _BINARY.get(type(node.op))
     if entry is None:
+        if isinstance(node.op, ast.BitXor):  # a newcomer's power, as in a spreadsheet or LaTeX
+            raise c.fail(node, "'^' is not a power here (in Python it is bitwise xor); write '**': 0.9 ** depth")
         raise c.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
     symbol, fn = entry
     left = c.compile(node.left, depth)

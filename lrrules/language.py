@@ -194,7 +194,11 @@ def _plain_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number", {})
     if isinstance(value, str):
-        raise PydanticCustomError("number", "Input should be a valid number, not text", {})
+        try:  # a quoted number ('0.5'): say how to write it
+            hint = f"; write {float(value)!r} without quotes" if math.isfinite(float(value)) else ""
+        except ValueError:
+            hint = ""
+        raise PydanticCustomError("number", "Input should be a valid number, not text" + hint, {})
     return value
 
 

@@ -118,6 +118,15 @@ def read(path: str | Path) -> tuple[Any, SourceMap]:
     return parse(raw, name, fmt)
 
 
+def _newcomer_hint(message: str) -> str:
+    """What to write instead, for the YAML mistakes a newcomer to rule files makes first."""
+    if "alias" in message:  # match: *.bias -- a leading '*' starts a YAML alias
+        return "; a value starting with '*' must be quoted: match: '*.bias'"
+    if "unknown escape" in message:  # "^layer(\d)" -- double quotes read backslash escapes
+        return "; in double quotes YAML reads backslashes as escapes: write the regex in single quotes ('^layer(\\d)')"
+    return ""
+
+
 def parse(raw: bytes | str, path: str = "<rules>", fmt: str = "yaml") -> tuple[Any, SourceMap]:
     """Parse YAML (``fmt="yaml"``) or JSON text into data and a :class:`SourceMap`."""
     if isinstance(raw, str):
@@ -220,7 +229,7 @@ class _Yaml:
             message = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
                 message = f"{exc.context}, {exc.problem}"
-            raise self.fail(f"invalid YAML: {message}", mark) from None
+            raise self.fail(f"invalid YAML: {message}{_newcomer_hint(message)}", mark) from None
         except yaml.YAMLError as exc:
             raise self.fail(f"invalid YAML: {exc}", None) from None
         if node is None:

@@ -11,8 +11,10 @@ import csv
 import fnmatch
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -94,36 +96,45 @@ def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[s
 def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
     """One row per group, or per parameter, for CSV."""
     if per_param:
-        keys = ("name", "shape", "module", "layer", "status", "group", "rule", "modifiers", "lr", "lr_scale",
-                "weight_decay", "options")
+        keys = ("name", "shape", "module", "layer", "status", "trains", "group", "rule", "modifiers", "lr",
+                "lr_scale", "weight_decay", "options")
         return [{k: d[k] for k in keys} for d in (a.to_dict() for a in plan.params)]
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
 
 
-def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True) -> str:
-    """The groups (or each parameter) as an aligned table with an lr bar, then every problem."""
+def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True,
+               width: int | None = None) -> str:
+    """The groups (or each parameter) as an aligned table with an lr bar, then every problem; within
+    ``width`` columns where given (the widest cells shortened, the name lists wrapped)."""
     lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
     top = max((g.lr for g in plan.groups), default=0.0)
+    bottom = _log_bottom([g.lr for g in plan.groups])
     if per_param:
-        header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "", "weight_decay", "options"]
+        header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "(log)" if bottom else "",
+                  "weight_decay", "options"]
         rows = [
             [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else ""), "x".join(map(str, a.shape)) or "scalar",
              _opt(a.layer), _opt(a.group), _claimed(a), ", ".join(a.modifiers) or "-",
-             _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode),
+             _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode, bottom),
              _num(a.weight_decay) if a.weight_decay is not None else "-", _options(plan, a.options)]
             for a in plan.params
         ]
+        if plan.phase_frozen:  # frozen by a phase at plan.when: the same fact as JSON's and CSV's `trains`
+            header.insert(6, "trains")
+            for a, row in zip(plan.params, rows):
+                row.insert(6, "yes" if a.trains else "no (phase)")
     else:
-        header = ["group", "lr", "", "lr_scale", "weight_decay", "options", "tensors", "elements", "rules"]
+        header = ["group", "lr", "(log)" if bottom else "", "lr_scale", "weight_decay", "options", "tensors",
+                  "elements", "rules"]
         rows = [
-            [str(g.index), _num(g.lr), _bar(g.lr, top, unicode), _num(g.lr_scale), _num(g.weight_decay),
+            [str(g.index), _num(g.lr), _bar(g.lr, top, unicode, bottom), _num(g.lr_scale), _num(g.weight_decay),
              _options(plan, g.options), str(len(g.params)), f"{g.numel:,}", ", ".join(g.rules)]
             for g in plan.groups
         ]
-    lines += _align([header, *rows])
-    lines += summary(plan)
+    lines += _align([header, *rows], width, unicode)
+    lines += _wrapped(summary(plan), width)
     return "\n".join(lines)
 
 
@@ -131,6 +142,9 @@ def summary(plan: Plan) -> list[str]:
     """The totals, then frozen parameters, problems and warnings, a line each (names indented)."""
     lines = [f"{len(plan.groups)} groups, {sum(len(g.params) for g in plan.groups)} trainable tensors, "
              f"{sum(g.numel for g in plan.groups):,} trainable elements"]
+    if plan.phase_frozen:  # the grouped tensors count above; say how many of them train now
+        grouped = sum(len(g.params) for g in plan.groups)
+        lines[0] += f" ({grouped - len(plan.phase_frozen)} of the tensors training at {plan.when})"
     if plan.frozen:
         numel = sum(a.numel for a in plan.params if a.status == "frozen")
         lines.append(f"frozen: {len(plan.frozen)} tensors, {numel:,} elements")
@@ -140,7 +154,8 @@ def summary(plan: Plan) -> list[str]:
         lines += [f"  {reason}: {_names(names)}" for reason, names in reasons.items()]
     if plan.phase_frozen:
         lines.append(f"frozen by phases at {plan.when}: {len(plan.phase_frozen)} tensors (they keep their groups)")
-        lines.append(f"  {_names(sorted(plan.phase_frozen))}")
+        frozen_now = set(plan.phase_frozen)
+        lines.append(f"  {_names([a.name for a in plan.params if a.name in frozen_now])}")  # the model's order
     lines += problems(plan)
     lines += [f"warning: {w}" for w in plan.warnings()]
     return [printable(line) for line in lines]  # names come from the model and the file: no escapes
@@ -159,6 +174,65 @@ def problems(plan: Plan) -> list[str]:
     return [printable(line) for line in lines]
 
 
+# --- check findings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``lrrules check`` found: in a rule file (``line``/``col`` 1-based, 0 when the
+    finding is about the whole file) or in its plan on ``model``. ``exit_code`` is 2 for an invalid
+    file, 1 for a plan with problems."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    exit_code: int
+    model: str = ""
+
+    def text(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
+        on = f" (on {self.model})" if self.model else ""
+        return printable(f"{where}: {self.message}{on}", lines=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.path, "line": self.line or None, "col": self.col or None,
+                "severity": "error" if self.exit_code == 2 else "problem", "model": self.model or None,
+                "message": self.message}
+
+
+def findings_json(findings: Sequence[Finding]) -> str:
+    """The findings as a JSON list of objects (file, line, col, severity, model, message)."""
+    return to_json([f.to_dict() for f in findings])
+
+
+def findings_github(findings: Sequence[Finding]) -> str:
+    """The findings as GitHub Actions workflow commands, ``::error file=F,line=L,col=C::message``,
+    which the Actions runner shows as annotations on the file (and the pull request's diff).
+
+    >>> findings_github([Finding("r.yaml", 3, 5, "unknown key 'lr_mul'", 2)])
+    "::error file=r.yaml,line=3,col=5,title=lrrules::unknown key 'lr_mul'"
+    """
+    lines = []
+    for f in findings:
+        props = [f"file={_gh_property(f.path)}"]
+        if f.line:
+            props += [f"line={f.line}", f"col={f.col or 1}"]
+        title = f"lrrules on {f.model}" if f.model else "lrrules"
+        props.append(f"title={_gh_property(title)}")
+        lines.append(f"::error {','.join(props)}::{_gh_data(f.message)}")
+    return "\n".join(lines)
+
+
+def _gh_data(text: str) -> str:
+    # The escapes of the Actions toolkit (toolkit/packages/core/src/command.ts, escapeData).
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
 # --- parameters --------------------------------------------------------------------------------
 
 
@@ -171,7 +245,7 @@ def param_rows(params: Sequence[ParamInfo], layers: Sequence[int | None]) -> lis
     ]
 
 
-def param_table(rows: Sequence[dict[str, Any]], num_layers: int) -> str:
+def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | None = None) -> str:
     header = ["name", "shape", "numel", "module", "trains", "layer"]
     body = [
         [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""),
@@ -180,7 +254,7 @@ def param_table(rows: Sequence[dict[str, Any]], num_layers: int) -> str:
         for r in rows
     ]
     total = sum(r["numel"] for r in rows)
-    return "\n".join(_align([header, *body]) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
+    return "\n".join(_align([header, *body], width) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
 # --- explain -----------------------------------------------------------------------------------
@@ -242,13 +316,57 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
 # --- diff --------------------------------------------------------------------------------------
 
 
-def diff_table(changes: Sequence[Change], old: str, new: str) -> str:
+def diff_table(changes: Sequence[Change], old: str, new: str,
+               summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None) -> str:
+    """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
+    one row per rule and setting."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
-    rows = [["param", "setting", old, new]]
-    rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
-    count = len({c.param for c in changes})
-    return "\n".join(_align(rows) + [f"{count} parameters differ"])
+    count = len({c.param for c in changes if not c.param.startswith("(")})
+    if summary_rows is not None:
+        rows = [["rule", "setting", old, new, "tensors", "for example"]]
+        rows += [[r["rule"], r["setting"], _values(r["old"]), _values(r["new"]), str(r["count"] or "-"),
+                  _first(r["params"])] for r in summary_rows]
+    else:
+        rows = [["param", "setting", old, new]]
+        rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
+    return "\n".join(_align(rows, width) + [f"{count} parameters differ"])
+
+
+def diff_summary(changes: Sequence[Change], old_plan: Plan, new_plan: Plan) -> list[dict[str, Any]]:
+    """The changes grouped by the rule that claims the parameter (in the new plan, else the old) and
+    by setting: one row each with the distinct old and new values, the count and the parameters (in
+    the model's order). The optimizer's own changes are rows of their own, ``(optimizer)`` and
+    ``(defaults)``, with no parameters."""
+    rule = {a.name: a.rule or a.status for a in old_plan.params}
+    rule.update({a.name: a.rule or a.status for a in new_plan.params})
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in changes:
+        whole = c.param.startswith("(")
+        owner = c.param if whole else rule.get(c.param, "-")
+        row = grouped.setdefault((owner, c.setting), {"rule": owner, "setting": c.setting, "old": [], "new": [],
+                                                      "count": 0, "params": []})
+        for side, value in (("old", c.old), ("new", c.new)):
+            if value not in row[side]:
+                row[side].append(value)
+        if not whole:
+            row["count"] += 1
+            row["params"].append(c.param)
+    return list(grouped.values())
+
+
+def _values(values: Sequence[Any]) -> str:
+    """One value as it is; several as their range and count (numbers) or a list."""
+    if len(values) == 1:
+        return _value(values[0])
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) == len(values):
+        return f"{_num(min(numbers))}..{_num(max(numbers))} ({len(values)} values)"
+    return ", ".join(_value(v) for v in values)
+
+
+def _first(names: Sequence[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
 
 
 # --- small pieces ------------------------------------------------------------------------------
@@ -261,12 +379,30 @@ def _claimed(a: Assignment) -> str:
     return a.rule + (f" (as {a.matched_as})" if a.matched_as and a.matched_as != a.name else "")
 
 
-def _bar(value: float | None, top: float, unicode: bool) -> str:
+#: Bars go on a log scale when the largest lr is this many times the smallest (layer-wise decay).
+LOG_SPAN = 100.0
+
+
+def _log_bottom(lrs: Sequence[float]) -> float | None:
+    """The smallest positive lr when the lrs span orders of magnitude (a log scale), else ``None``."""
+    positive = [lr for lr in lrs if lr > 0]
+    if not positive or max(positive) < LOG_SPAN * min(positive):
+        return None
+    return min(positive)
+
+
+def _bar(value: float | None, top: float, unicode: bool, bottom: float | None = None) -> str:
+    """A bar ``value / top`` of BAR_WIDTH characters; on a log scale from ``bottom`` (one eighth, so
+    the smallest lr still shows) to ``top`` (full) when ``bottom`` is given."""
     if value is None or top <= 0:
         return ""
-    eighths = round(value / top * BAR_WIDTH * 8)
-    if not unicode:
-        return "#" * (eighths // 8)
+    if bottom is not None and value > 0:
+        span = math.log(top) - math.log(bottom)
+        eighths = 1 + round((math.log(value) - math.log(bottom)) / span * (BAR_WIDTH * 8 - 1))
+    else:
+        eighths = round(value / top * BAR_WIDTH * 8)
+    if not unicode:  # whole characters only: rounded, and at least one for any lr above zero
+        return "#" * (max(1, round(eighths / 8)) if value > 0 else 0)
     return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8]).rstrip() or "▏"
 
 
@@ -280,6 +416,20 @@ def _cut(items: Sequence[Any]) -> list[Any]:
     if len(items) > SHOWN:
         shown.append(f"... and {len(items) - SHOWN} more (see --format json)")
     return shown
+
+
+def _wrapped(lines: Sequence[str], width: int | None) -> list[str]:
+    """Long lines (the lists of names) wrapped at ``width``, continuation lines indented under them."""
+    if not width:
+        return list(lines)
+    import textwrap
+
+    out = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False, drop_whitespace=True) or [line]
+    return out
 
 
 def _names(names: Sequence[str]) -> str:
@@ -305,7 +455,19 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _align(rows: Iterable[list[str]]) -> list[str]:
+def _align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = True) -> list[str]:
+    """Rows as left-aligned columns two spaces apart. Within ``width``, the widest column is
+    shortened first (never below its header or 10 characters), its cut cells ending in an ellipsis."""
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    if width:
+        # The lr bar (headed "" or "(log)") keeps its width: a cut bar would misstate the lr.
+        floors = [w if rows[0][i] in ("", "(log)") else max(10, len(rows[0][i])) for i, w in enumerate(widths)]
+        while (over := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
+            i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
+            if widths[i] <= floors[i]:
+                break  # as narrow as it goes: the terminal wraps the rest
+            widths[i] = max(floors[i], widths[i] - over)
+        mark = "…" if unicode else "~"
+        rows = [[c if len(c) <= w else c[:w - 1] + mark for c, w in zip(row, widths)] for row in rows]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

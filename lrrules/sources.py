@@ -18,6 +18,7 @@ statistics, integer tensors) are not parameters and are left out.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import sys
@@ -146,12 +147,16 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
         raise ModelError("hf: models need transformers: pip install 'lrrules[hf]'") from None
     where = Path(path)
     folder = where.parent if where.name.endswith(".json") else where
-    if not (folder / "config.json").is_file():
-        raise ModelError(f"hf:{path}: no config.json there; give a local folder with config.json, or the file")
-    try:
-        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, **args)
-    except Exception as exc:
-        raise ModelError(f"hf:{path}: cannot read the config: {exc}") from None
+    if (folder / "config.json").is_file():
+        try:
+            config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, **args)
+        except Exception as exc:
+            raise ModelError(f"hf:{path}: cannot read the config: {exc}") from None
+    elif _HUB_ID.fullmatch(path) and not where.exists():
+        config = _hub_config(transformers, path, args)
+    else:
+        raise ModelError(f"hf:{path}: no config.json there; give a local folder with config.json, the file, "
+                         "or a Hugging Face hub model id (org/name)")
     named = getattr(config, "architectures", None)
     if named is not None and not (isinstance(named, list) and all(isinstance(a, str) for a in named)):
         raise ModelError(f"{folder / 'config.json'}: 'architectures' must be a list of class names, "
@@ -178,12 +183,42 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
         raise ModelError(f"hf:{path}: transformers could not build the model: {exc}") from None
 
 
+#: A Hugging Face hub model id: ``name`` or ``org/name`` (letters, digits, ``-``, ``_``, ``.``).
+_HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
+
+
+def _hub_config(transformers: Any, model_id: str, args: dict[str, Any]) -> Any:
+    """The configuration of a hub model, only: config.json from the local cache, else from the hub
+    (transformers downloads that one file; the weights are never asked for). Never remote code."""
+    try:
+        return transformers.AutoConfig.from_pretrained(model_id, local_files_only=True, trust_remote_code=False,
+                                                       **args)
+    except Exception:
+        pass  # not cached: ask the hub below, for config.json alone
+    try:
+        return transformers.AutoConfig.from_pretrained(model_id, trust_remote_code=False, **args)
+    except Exception as exc:
+        offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+                      for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+        reason = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}: {_clip(str(exc).splitlines()[0] if str(exc) else '')}"
+        raise ModelError(
+            f"hf:{model_id}: its config is not in the Hugging Face cache and the hub could not give it "
+            f"({reason}); with network, run once to cache config.json (only the config is fetched, never "
+            "weights), or give a local folder holding config.json") from None
+
+
 def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
     import importlib
 
     import torch
 
     module_name, _, attr = spec.partition(":")
+    top = module_name.partition(".")[0]
+    # A factory is code the user chose to run; the standard library holds none, only callables
+    # (os:system, subprocess:run) that would turn --model-arg into a shell command.
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        raise ModelError(f"{spec}: '{top}' is part of Python's standard library, not a model factory; "
+                         f"name a function of your own that returns a torch.nn.Module (my_models:build)")
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -362,3 +363,375 @@ def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[st
 ])
 def test_each_error_maps_to_its_exit_code_in_one_place(error: LrrulesError, code: int) -> None:
     assert exit_code(error) == code
+
+
+# --- red-team leftovers: usage errors, never a traceback or a hang ---------------------------------
+
+
+@pytest.mark.parametrize("level", ["9" * 5000, "1" + "0" * 4300, "٣", "0", "-1", "1.5", "x"])
+def test_layers_level_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[str], level: str) -> None:
+    code, _, err = run(capsys, "params", "--model", "resnet18", "--layers", f"module:{level}")
+    assert code == 2 and "--layers takes" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["init", "--model", "resnet18", "--force"], ["schema"]])
+def test_output_to_a_fifo_is_refused_without_blocking(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      argv: list[str]) -> None:
+    import os
+
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    code, _, err = run(capsys, *argv, "-o", str(fifo))  # would block forever if it opened the pipe
+    assert code == 2 and str(fifo) in err and "named pipe" in err
+
+
+@pytest.mark.parametrize("argv", [["init", "--model", "resnet18", "--force"], ["schema"]])
+def test_output_to_a_directory_or_device_names_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv, "-o", str(tmp_path))
+    assert code == 2 and f"{tmp_path} is a directory" in err
+    if Path("/dev/full").exists():
+        code, _, err = run(capsys, *argv, "-o", "/dev/full")
+        assert code == 2 and "/dev/full" in err
+
+
+def test_a_failed_write_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import errno
+
+    out = tmp_path / "rules.yaml"
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, *a: object, **k: object) -> None:
+            self.inner = real_open(*a, **k)  # type: ignore[call-overload]
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.close()
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fake_open(file: object, *a: object, **k: object) -> object:
+        return Full(file, *a, **k) if str(file) == str(out) else real_open(file, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    code, _, err = run(capsys, "init", "--model", "resnet18", "-o", str(out))
+    assert code == 2 and str(out) in err and "No space left on device" in err
+
+
+@pytest.mark.parametrize("spec", ["os:system", "subprocess:run", "builtins:print", "os.path:join", "sys:exit",
+                                  "shutil:rmtree", "importlib:import_module", "posix:system"])
+def test_standard_library_is_refused_as_a_factory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  spec: str) -> None:
+    marker = tmp_path / "ran"
+    code, _, err = run(capsys, "params", "--model", spec, "--model-arg", f"command=touch {marker}")
+    assert code == 2 and "standard library" in err and not marker.exists()
+
+
+# --- check: several files, annotations for CI, standard input -------------------------------------
+
+
+def _gh(line: str) -> tuple[dict[str, str], str]:
+    """A GitHub Actions workflow command parsed back, unescaping as the runner does."""
+    def unescape(text: str) -> str:
+        return text.replace("%0A", "\n").replace("%0D", "\r").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
+
+    assert line.startswith("::error ")
+    head, _, message = line[len("::error "):].partition("::")
+    props = dict(p.split("=", 1) for p in head.split(","))
+    return {k: unescape(v) for k, v in props.items()}, unescape(message)
+
+
+BAD_LINES = ["version: 1", "defaults: {lr: 0.1}", "rules:", "  - {name: a, match: '*'}", "  - {name: b, lr_mul: 2, match: x}"]
+
+
+def test_check_reports_every_file_as_github_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "dir,with%odd:name" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text("\n".join(BAD_LINES) + "\n")
+    missing = tmp_path / "missing.yaml"
+    code, out, err = run(capsys, "check", str(bad), EXAMPLE, str(missing), "--format", "github")
+    assert code == 2 and not err
+    found = [_gh(line) for line in out.splitlines()]
+    assert [p["file"] for p, _ in found] == [str(bad), str(missing)]  # the clean file has none
+    props, message = found[0]
+    # By hand: 'lr_mul' is on line 5, at the column where the key starts.
+    assert (props["line"], props["col"]) == ("5", str(BAD_LINES[4].index("lr_mul") + 1))
+    assert "lr_mul" in message and "lr_mult" in message
+    assert "line" not in found[1][0] and "no such file" in found[1][1]
+
+
+def test_check_json_lists_file_errors_and_model_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path, "\n".join(BAD_LINES) + "\n", "bad.yaml")
+    partial = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: 'layer*'}\n", "partial.yaml")
+    code, out, _ = run(capsys, "check", bad, partial, EXAMPLE, "--model", "resnet18", "--format", "json")
+    assert code == 2  # the worst of the files: one is invalid
+    found = json.loads(out)
+    assert {(f["file"], f["severity"]) for f in found} == {(bad, "error"), (partial, "problem")}
+    problem = next(f for f in found if f["severity"] == "problem")
+    assert problem["model"] == "resnet18" and "conv1.weight" in problem["message"] and problem["line"] is None
+    code, out, _ = run(capsys, "check", partial, EXAMPLE, "--model", "resnet18", "--format", "json")
+    assert code == 1 and len(json.loads(out)) == 1
+    assert run(capsys, "check", EXAMPLE, EXAMPLE, "--format", "json") == (0, "[]\n", "")
+
+
+def test_check_text_reports_each_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path, "\n".join(BAD_LINES) + "\n", "bad.yaml")
+    partial = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: 'layer*'}\n", "partial.yaml")
+    code, out, err = run(capsys, "check", bad, partial, "--model", "resnet18")
+    assert code == 2 and f"{bad}:5:" in err and f"{partial} on resnet18:" in out
+
+
+@pytest.mark.parametrize("command", [["check", "-"], ["resolve", "-", "--model", "resnet18", "--format", "json"],
+                                     ["show", "-"]])
+def test_dash_reads_the_rule_file_from_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                             command: list[str]) -> None:
+    import io
+
+    text = Path(EXAMPLE).read_text()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    from_stdin = run(capsys, *command)
+    from_file = run(capsys, *[EXAMPLE if a == "-" else a for a in command])
+    assert from_stdin == (from_file[0], from_file[1].replace(f'"source": "{EXAMPLE}"', '"source": "<stdin>"'),
+                          from_file[2])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(BAD_LINES).encode())))
+    code, _, err = run(capsys, *command)
+    assert code == 2 and "<stdin>:5:" in err
+
+
+# --- phases in every format ------------------------------------------------------------------------
+
+
+UNFREEZING = "examples/resnet18-gradual-unfreezing.yaml"
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2, 3])
+def test_phase_frozen_rows_agree_in_table_csv_and_json(capsys: pytest.CaptureFixture[str], epoch: int) -> None:
+    import csv
+    import io
+
+    import timm
+
+    names = [n for n, _ in timm.create_model("resnet18", pretrained=False).named_parameters()]
+    # By hand from the file's phases: epoch 0 trains the head, each later epoch one stage more.
+    training = ["fc."] + ["layer4.", "layer3."][:epoch] + ([""] if epoch >= 3 else [])
+    expected = {n: any(n.startswith(p) for p in training) for n in names}
+    base = ("resolve", UNFREEZING, "--model", "resnet18", "--params", "--epoch", str(epoch))
+    _, out, _ = run(capsys, *base, "--format", "json")
+    assert {a["name"]: a["trains"] for a in json.loads(out)["params"]} == expected
+    _, out, _ = run(capsys, *base, "--format", "csv")
+    assert {r["name"]: r["trains"] == "True" for r in csv.DictReader(io.StringIO(out))} == expected
+    _, out, _ = run(capsys, *base)
+    lines = out.splitlines()
+    frozen = [n for n in names if not expected[n]]
+    if frozen:
+        column = lines[2].index("trains")
+        rows = {line.split()[0]: line[column:].split()[0] == "yes" for line in lines[3:3 + len(names)]}
+        assert rows == expected
+        assert f"frozen by phases at epoch {epoch}: {len(frozen)} tensors" in out
+        listed = next(line for line in lines if line.startswith("  ") and frozen[0] in line).strip()
+        assert listed.split(", ")[:20] == frozen[:20]  # the model's order
+        assert f"({len(names) - len(frozen)} of the tensors training at epoch {epoch})" in out
+    else:
+        assert "trains" not in lines[2] and "frozen by phases" not in out
+
+
+@pytest.mark.parametrize("option", ["--epoch", "--step"])
+@pytest.mark.parametrize("command", ["resolve", "explain"])
+def test_epoch_on_a_file_without_phases_says_so(capsys: pytest.CaptureFixture[str], option: str, command: str) -> None:
+    extra = ["fc.*"] if command == "explain" else []
+    code, out, err = run(capsys, command, EXAMPLE, *extra, "--model", "resnet18", option, "1")
+    assert code == 2 and not out and "has no phases" in err and option in err
+
+
+@pytest.mark.parametrize("where", ["here", "sub", "sub/deeper", "repo"])
+def test_init_writes_a_schema_reference_that_resolves(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    root = Path.cwd()
+    if where != "repo":  # a project without lrrules' schemas/ folder
+        monkeypatch.chdir(tmp_path)
+    out = tmp_path / ("rules.yaml" if where in ("here", "repo") else f"{where}/rules.yaml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    code, _, err = run(capsys, "init", "--model", "resnet18", "-o", str(out))
+    assert code == 0 and "yaml-language-server" in err
+    first = out.read_text().splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=")
+    target = out.parent / first.split("$schema=", 1)[1]
+    assert target.is_file(), target
+    assert target.read_text() == (root / "schemas/lrrules.schema.json").read_text()
+
+
+# --- bars: a log scale for decays over orders of magnitude, ASCII outside UTF-8 --------------------
+
+STEEP = ("version: 1\ndefaults: {lr: 0.001}\nrules:\n  - {name: stem, match: ['conv1.*', 'bn1.*'], lr_mult: 0.00001}\n"
+         "  - {name: stages, match: {regex: '^layer(?P<stage>\\d)\\.'}, lr_mult: '0.1 ** (4 - stage)'}\n"
+         "  - {name: head, match: 'fc.*', lr_mult: 10}\n")
+
+
+def _eighths(bar: str) -> int:
+    return 8 * bar.count("█") + max((" ▏▎▍▌▋▊▉".index(c) for c in bar if c in "▏▎▍▌▋▊▉"), default=0)
+
+
+def test_bars_use_a_log_scale_when_lrs_span_orders_of_magnitude(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    rules = write(tmp_path, STEEP)
+    _, out, _ = run(capsys, "resolve", rules, "--model", "resnet18", "--format", "json")
+    lrs = [g["lr"] for g in json.loads(out)["groups"]]
+    _, out, _ = run(capsys, "resolve", rules, "--model", "resnet18")
+    lines = out.splitlines()
+    assert "(log)" in lines[2]
+    start = lines[2].index("(log)")
+    bars = [_eighths(line[start:start + 13]) for line in lines[3:3 + len(lrs)]]
+    order = sorted(range(len(lrs)), key=lambda i: lrs[i])
+    # lrs 1e-8 (stem), 1e-6 ... 1e-3 (stages), 1e-2 (head): the smallest visible, the largest full (12
+    # characters of 8 eighths), and each step as long as the decades it spans, within rounding.
+    assert [bars[i] for i in order] == sorted(bars) and bars[order[0]] >= 1 and bars[order[-1]] == 96
+    decades = math.log10(lrs[order[-1]] / lrs[order[0]])
+    for a, b in zip(order, order[1:]):
+        assert abs(bars[b] - bars[a] - 95 * math.log10(lrs[b] / lrs[a]) / decades) <= 1
+    _, out, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18")  # 80x from least to most: linear
+    assert "(log)" not in out
+
+
+@pytest.mark.parametrize("locale_name", ["C", "POSIX", "en_US.ISO-8859-1"])
+def test_bars_are_ascii_outside_a_utf8_locale(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch, locale_name: str) -> None:
+    monkeypatch.setenv("LC_ALL", locale_name)
+    for argv in (["resolve", write(tmp_path, STEEP), "--model", "resnet18"], ["resolve", EXAMPLE, "--model", "resnet18",
+                                                                              "--params"]):
+        _, out, _ = run(capsys, *argv)
+        assert out.isascii() and "#" in out
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+    _, out, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18")
+    assert "█" in out
+
+
+# --- diff: the optimizer's own settings, and a summary by rule --------------------------------------
+
+
+def test_diff_reports_optimizer_type_and_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = "version: 1\ndefaults: {lr: 0.1%s}\n%srules:\n  - {name: all, match: '*'}\n"
+    old = write(tmp_path, base % ("", "optimizer: {type: AdamW}\n"), "old.yaml")
+    new = write(tmp_path, base % (", eps: 1.0e-6", "optimizer: {type: Adam}\n"), "new.yaml")
+    code, out, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--format", "json")
+    assert code == 1
+    found = {(c["param"], c["setting"]): (c["old"], c["new"]) for c in json.loads(out)}
+    assert found == {("(optimizer)", "type"): ("AdamW", "Adam"), ("(defaults)", "eps"): (None, 1e-6)} | {
+        (n, "options.eps"): (None, 1e-6) for n, _ in _resnet18_names()}
+    code, out, _ = run(capsys, "diff", old, old.replace("old", "old"), "--model", "resnet18")
+    assert code == 0
+
+
+def _resnet18_names() -> list[tuple[str, object]]:
+    import timm
+
+    return list(timm.create_model("resnet18", pretrained=False).named_parameters())
+
+
+@pytest.mark.parametrize("pair", [("resnet18-discriminative.yaml", "resnet18-layerwise-per-module.yaml"),
+                                  ("resnet18-discriminative.yaml", "resnet18-gradual-unfreezing.yaml"),
+                                  ("resnet18-frozen-backbone.yaml", "resnet18-layerwise-per-tensor.yaml")])
+def test_diff_summary_groups_the_per_parameter_diff_by_rule(capsys: pytest.CaptureFixture[str],
+                                                            pair: tuple[str, str]) -> None:
+    old, new = (f"examples/{name}" for name in pair)
+    _, out, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--format", "json")
+    per_param = json.loads(out)
+    _, out, _ = run(capsys, "resolve", new, "--model", "resnet18", "--format", "json")
+    rule_of = {a["name"]: a["rule"] or a["status"] for a in json.loads(out)["params"]}
+    expected: dict[tuple[str, str], list[str]] = {}
+    for c in per_param:  # a hand-written grouping of the per-parameter diff
+        if not c["param"].startswith("("):
+            expected.setdefault((rule_of[c["param"]], c["setting"]), []).append(c["param"])
+    code, out, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--summary", "--format", "json")
+    rows = json.loads(out)
+    assert code == 1
+    assert {(r["rule"], r["setting"]): r["params"] for r in rows if r["count"]} == expected
+    assert all(r["count"] == len(r["params"]) for r in rows)
+    _, table, _ = run(capsys, "diff", old, new, "--model", "resnet18", "--summary")
+    assert len(table.splitlines()) == len(rows) + 2  # a header, a row per rule and setting, the total
+
+
+# --- tables within a width -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [80, 100, 132])
+@pytest.mark.parametrize("rules", [EXAMPLE, UNFREEZING, "examples/vit-timm-layer-decay.yaml"])
+def test_tables_fit_a_width_and_shorten_cells_visibly(width: int, rules: str) -> None:
+    from lrrules import load
+    from lrrules.report import plan_table
+    from lrrules.sources import open_model
+
+    model = "vit_tiny_patch16_224" if "vit" in rules else "resnet18"
+    plan = load(rules).resolve(open_model(model).module)
+    if rules == UNFREEZING:
+        plan = plan.at(epoch=1)
+    for per_param in (False, True):
+        full = plan_table(plan, "t", per_param).splitlines()
+        fitted = plan_table(plan, "t", per_param, width=width).splitlines()
+        header = next(i for i, line in enumerate(full) if line.startswith(("group", "name")))
+        rows = [line.split("  ")[0] for line in full[header:header + len(plan.params if per_param else plan.groups) + 1]]
+        fitted_rows = [line.split("  ")[0] for line in fitted[header:header + len(rows)]]
+        for cell, cut in zip(rows, fitted_rows):  # the first column: whole, or its start and an ellipsis
+            assert cut == cell or cut.endswith("…") and cell.startswith(cut[:-1])
+        # Only text columns are shortened, never below their header or 10 characters, and numbers and
+        # bars never: where those alone are wider than the width (80 columns) the table stays wider.
+        widest, fitted_widest = max(map(len, full[header:])), max(map(len, fitted[header:]))
+        assert fitted_widest <= widest and (fitted_widest < widest or widest <= width)
+        if width >= 132:
+            assert fitted_widest <= width
+        # The wrapped summary holds the same words (names), in the same order, each line within width.
+        summary_start = header + len(rows)
+        assert " ".join(fitted[summary_start:]).split() == " ".join(full[summary_start:]).split()
+        assert all(len(line) <= width for line in fitted[summary_start:] if " " in line.strip())
+
+
+# --- plot: axes that say something ------------------------------------------------------------------
+
+
+def test_plot_labels_layers_or_names_and_constant_panels() -> None:
+    pytest.importorskip("matplotlib")
+    from lrrules import load
+    from lrrules.plot import figure
+    from lrrules.sources import open_model
+
+    model = open_model("resnet18").module
+    plan = load(EXAMPLE).resolve(model)
+    lr_axis, wd_axis = figure(plan).axes
+    # By hand: the example's layers are conv1/bn1, then layer1..layer4, then fc: 7 layers, labelled 0..6.
+    labels = [t.get_text() for t in wd_axis.get_xticklabels()]
+    assert labels == [str(i) for i in range(7)] and "layer" in wd_axis.get_xlabel()
+    firsts = {}
+    for a in plan.params:
+        firsts.setdefault(a.layer, a.index)
+    assert list(wd_axis.get_xticks()) == [firsts[i] for i in range(7)]
+
+    from lrrules import loads
+
+    flat = loads("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.01}\nrules:\n"
+                                     "  - {name: all, match: '*'}\n").resolve(model)
+    lr_axis, wd_axis = figure(flat).axes
+    assert list(lr_axis.get_yticks()) == [0.1] and list(wd_axis.get_yticks()) == [0.01]  # constant panels
+
+
+def test_plot_at_an_epoch_draws_the_phase_frozen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from lrrules import load
+    from lrrules.plot import figure
+    from lrrules.sources import open_model
+
+    plan = load(UNFREEZING).resolve(open_model("resnet18").module)
+    for epoch in (0, 1, 3):
+        at = plan.at(epoch=epoch)
+        lr_axis, _ = figure(at).axes
+        grey = [line for line in lr_axis.get_lines() if line.get_color() == "0.85"]
+        assert len(grey) == sum(1 for a in at.params if a.status == "frozen" or not a.trains)
+    code, _, err = run(capsys, "plot", UNFREEZING, "--model", "resnet18", "--epoch", "1", "-o", str(tmp_path / "p.png"))
+    assert code == 0 and (tmp_path / "p.png").stat().st_size > 0
+    code, _, err = run(capsys, "plot", EXAMPLE, "--model", "resnet18", "--epoch", "1", "-o", str(tmp_path / "q.png"))
+    assert code == 2 and "has no phases" in err
