@@ -107,8 +107,11 @@ def test_muon_split_sends_only_hidden_matrices_to_muon() -> None:
         fan_out, fan_in = (p.shape[0], p.shape[1]) if p.ndim == 2 else (0, 1)
         want = 0.02 * math.sqrt(max(1, fan_out / fan_in)) if to_muon else 3e-4
         assert rows[name].settled.lr == pytest.approx(want), name
-    muon_params = [p for g in plan.param_groups() if g["name"].startswith("muon") for p in g["params"]]
-    assert muon_params and all(p.ndim == 2 for p in muon_params)  # what torch.optim.Muon accepts
+    muon_params = [p for g in plan.param_groups(optimizer="muon") for p in g["params"]]
+    expected = [p for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith(("embed", "lm_head"))]
+    assert {id(p) for p in muon_params} == {id(p) for p in expected}  # all torch.optim.Muon accepts
+    optimizer, _ = lrrules.build(_use("muon", lr=0.02, adamw_lr=3e-4), model)  # one optimizer, both inside
+    assert {type(o).__name__ for o in optimizer.optimizers.values()} == {"Muon", "AdamW"}
 
 
 def test_lora_plus_equals_peft() -> None:
