@@ -120,10 +120,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     failed = False
     if args.model:
-        from .optim import check_optimizer
         from .report import problems
+        from .signatures import check as check_signature
 
-        check_optimizer(rules)
+        notes = check_signature(rules)  # from lrrules' table of optimizers: no torch import
+        if notes is None:  # an optimizer the table does not know: torch itself decides
+            from .optim import check_optimizer
+
+            check_optimizer(rules)
+        for note in notes or []:
+            _complain(f"lrrules: note: {note}")
         for spec in args.model:
             model = _model(args, spec)
             plan = _resolve(rules, model)
@@ -387,7 +393,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
                  "Check RULES: alone (schema, regexes, formulas), and against each --model (unmatched and "
-                 "conflicting parameters, the optimizer and its options). Prints nothing when clean.",
+                 "conflicting parameters, the optimizer and its options). Prints nothing when clean. Against a "
+                 "checkpoint (.safetensors, .safetensors.index.json) torch is never imported: the optimizer's "
+                 "options are checked from lrrules' own table of torch's and timm's optimizers.",
                  "lrrules check rules.yaml --model resnet18 --model resnet50 --strict")
     p.add_argument("rules", metavar="RULES", help="the rule file")
     _model_options(p, many=True, required=False)
