@@ -239,7 +239,8 @@ def _regenerate() -> str:  # pragma: no cover - run by hand when torch or timm c
     for var, table, kind in (("TORCH", torch_table, "None"), ("TIMM", timm_table, "str | None")):
         lines.append(f"{var}: dict[str, dict[str, Any] | {kind}] = {{")
         for k in sorted(table):
-            line = f"    {k!r}: {table[k]!r},".replace("Ellipsis", "...")
+            entry = dict(sorted(table[k].items())) if isinstance(table[k], dict) else table[k]
+            line = f"    {k!r}: {entry!r},".replace("Ellipsis", "...")
             lines.append(textwrap.fill(line, 116, subsequent_indent="        ", break_long_words=False,
                                        break_on_hyphens=False))
         lines.append("}")
