@@ -339,7 +339,8 @@ def _model_options(parser: argparse.ArgumentParser, many: bool = False, required
     parser.add_argument(
         "--model", required=required, metavar="M", action="append" if many else "store",
         help="a timm name (resnet18), torchvision:NAME, hf:PATH (a local config), package.module:factory, "
-        "or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth)" + (" (repeatable)" if many else ""),
+        "or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; safetensors are read without importing "
+        "torch)" + (" (repeatable)" if many else ""),
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
