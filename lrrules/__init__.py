@@ -7,6 +7,7 @@
 from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
 from .language import RuleSet
 from .loader import load, loads
+from .names import resolve_names
 from .optim import Built, build, build_optimizer
 from .plan import Plan
 from .resume import load_optimizer_state
@@ -28,5 +29,6 @@ __all__ = [
     "load_optimizer_state",
     "load",
     "loads",
+    "resolve_names",
     "rule_scheduler",
 ]

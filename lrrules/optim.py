@@ -19,6 +19,7 @@ from .errors import OptimizerError, UsageError
 from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
 from .loader import load
 from .resume import attach
+from .signatures import check_options, options_of, type_location
 
 if TYPE_CHECKING:
     import torch
@@ -61,56 +62,19 @@ def _accepted(factory: Any) -> set[str] | None:
     return set(signature.parameters) - {"self", "params"}
 
 
-def _option_names(rules: RuleSet) -> dict[str, str]:
-    where = {key: "defaults" for key in rules.defaults.options}
-    for kind, entries in (("rules", rules.rules), ("modifiers", rules.modifiers)):
-        for entry in entries:
-            for key in entry.options or {}:
-                where.setdefault(key, f"{kind} '{entry.name}'")
-    return where
-
-
 def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
     """The optimizer the file names and the options it accepts (``None``: any); raises
     :class:`OptimizerError` for a name that is no optimizer or an option it does not take."""
     name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
-    factory = optimizer_class(name)
+    try:
+        factory = optimizer_class(name)
+    except OptimizerError as exc:  # placed at the file's `type` value
+        raise OptimizerError(f"{type_location(ruleset)}: {exc}") from None
     accepted = _accepted(factory)
     if accepted is not None:
-        for key, where in _option_names(ruleset).items():
-            if key not in accepted:
-                close = difflib.get_close_matches(key, sorted(accepted), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise OptimizerError(
-                    f"{ruleset.path}: option '{key}' (in {where}) is not an option of {name}{hint}; "
-                    f"{name} takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}"
-                )
-        _check_option_shapes(ruleset, factory, name)
+        check_options(ruleset, name, options_of(factory) or {},
+                      torch_rules=getattr(factory, "__module__", "").startswith("torch.optim"))
     return factory, accepted
-
-
-def _option_values(rules: RuleSet) -> list[tuple[tuple[str | int, ...], str, Any]]:
-    found: list[tuple[tuple[str | int, ...], str, Any]] = [
-        (("defaults", key), key, value) for key, value in rules.defaults.options.items()]
-    for kind, entries in (("rules", rules.rules), ("modifiers", rules.modifiers)):
-        for i, entry in enumerate(entries):
-            found += [((kind, i, "options", key), key, value) for key, value in (entry.options or {}).items()]
-    return found
-
-
-def _check_option_shapes(ruleset: RuleSet, factory: Any, name: str) -> None:
-    """An option whose default is a tuple (``betas=(0.9, 0.999)``) takes a list of as many numbers;
-    one whose default is a number takes no list: torch would fail later, or unpack the wrong values."""
-    parameters = inspect.signature(factory).parameters
-    for loc, key, value in _option_values(ruleset):
-        default = parameters[key].default if key in parameters else inspect.Parameter.empty
-        if isinstance(default, tuple) and all(isinstance(d, (int, float)) for d in default):
-            if not isinstance(value, list) or len(value) != len(default):
-                got = f"a list of {len(value)}" if isinstance(value, list) else repr(value)
-                raise OptimizerError(f"{ruleset.locate(loc)}: option '{key}' of {name} takes a list of "
-                                     f"{len(default)} numbers (such as {list(default)}), got {got}")
-        elif isinstance(value, list) and isinstance(default, (int, float)) and not isinstance(default, bool):
-            raise OptimizerError(f"{ruleset.locate(loc)}: option '{key}' of {name} takes one number, not a list")
 
 
 class Built(NamedTuple):

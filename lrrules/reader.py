@@ -205,26 +205,50 @@ def _clip(text: str) -> str:
     return text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
 
 
+#: Whether rule files are read with libyaml's C parser (pyyaml ships it where libyaml was found at
+#: install time); the pure-Python parser is the fallback, and tests/test_reader_c.py checks they agree.
+C_LOADER: bool = bool(getattr(yaml, "__with_libyaml__", False))
+
+#: Characters YAML allows in a stream (its "printable" set); anything else is refused with its place.
+_NOT_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_CONTROL_NAMES = {0: "NUL", 0x1B: "ESC", 0x7F: "DEL", 0x08: "backspace", 0x0C: "form feed"}
+
+
+class _Resolver(yaml.resolver.Resolver):
+    """The plain-scalar schema of :class:`_SafeLoader`, for tags resolved while composing from events."""
+
+    yaml_implicit_resolvers = _SafeLoader.yaml_implicit_resolvers
+
+
 class _Yaml:
-    def __init__(self, text: str, path: str) -> None:
+    def __init__(self, text: str, path: str, c: bool | None = None) -> None:
         self.text = text
         self.map = SourceMap(path)
         self.nodes = 0
         self.open: set[int] = set()  # the collections being read, to refuse an alias to one of them
+        self.c = C_LOADER if c is None else c
 
     def fail(self, message: str, mark: Any) -> RuleFileError:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         return _fail(self.map.path, message, line, col)
 
     def document(self) -> tuple[Any, SourceMap]:
+        bad = _NOT_PRINTABLE.search(self.text)
+        if bad is not None:
+            # Found here, for both parsers alike: PyYAML's reader would give only a character offset.
+            code = ord(bad.group())
+            name = f" ({_CONTROL_NAMES[code]})" if code in _CONTROL_NAMES else ""
+            line = self.text.count("\n", 0, bad.start()) + 1
+            col = bad.start() - (self.text.rfind("\n", 0, bad.start()) + 1) + 1
+            raise _fail(self.map.path, f"invalid YAML: the character #x{code:04x}{name} is not allowed in YAML "
+                        "text; remove it (write it as an escape, such as \\x1b, inside double quotes)", line, col)
         try:
-            self._check_events()
-            loader = _SafeLoader(self.text)
-            try:
-                node = loader.get_single_node()
-            finally:
-                loader.dispose()
+            node = self.compose()
         except yaml.MarkedYAMLError as exc:
+            if self.c and "nesting depth" in str(exc.problem):
+                # libyaml stops at its own depth (1000), scanning ahead of the events that reach
+                # ours: the pure-Python parser finds the place where the 65th level opens.
+                return _Yaml(self.text, self.map.path, c=False).document()
             mark = exc.problem_mark or exc.context_mark
             message = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
@@ -236,22 +260,74 @@ class _Yaml:
             raise _fail(self.map.path, "holds no document; a rule file needs at least 'version: 1'", 1, 1)
         return self.value(node, ()), self.map
 
-    def _check_events(self) -> None:
-        # One pass over the event stream bounds depth and counts documents before the recursive
-        # composer sees the text, so a deeply nested file cannot exhaust the stack.
-        depth = documents = 0
-        for event in yaml.parse(self.text, Loader=_SafeLoader):
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise self.fail(f"nests deeper than {MAX_DEPTH} levels", event.start_mark)
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-            elif isinstance(event, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    raise self.fail("holds several YAML documents ('---'); keep one rule file per file",
-                                    event.start_mark)
+    def compose(self) -> yaml.Node | None:
+        """The document's node tree, composed from the parser's events in one pass, without recursion,
+        as PyYAML's composer would compose it; depth and document count are bounded on the way."""
+        loader = (yaml.CBaseLoader if self.c else yaml.BaseLoader)(self.text)
+        resolver = _Resolver()
+        anchors: dict[str, yaml.Node] = {}
+        stack: list[tuple[yaml.Node, list[Any]]] = []
+        root: yaml.Node | None = None
+        documents = 0
+        try:
+            while loader.check_event():
+                event = loader.get_event()
+                kind = type(event)
+                if kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
+                    if kind is yaml.AliasEvent:
+                        if event.anchor not in anchors:
+                            raise yaml.composer.ComposerError(None, None, f"found undefined alias {event.anchor!r}",
+                                                              event.start_mark)
+                        node = anchors[event.anchor]
+                    else:
+                        tag = event.tag
+                        if tag is None or tag == "!":
+                            tag = resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+                        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                        self._anchor(anchors, event, node)
+                    if stack:
+                        stack[-1][1].append(node)
+                    else:
+                        root = node
+                elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                    if len(stack) >= MAX_DEPTH:
+                        raise self.fail(f"nests deeper than {MAX_DEPTH} levels", event.start_mark)
+                    mapping = kind is yaml.MappingStartEvent
+                    node_class = yaml.MappingNode if mapping else yaml.SequenceNode
+                    tag = event.tag
+                    if tag is None or tag == "!":
+                        tag = resolver.resolve(node_class, None, event.implicit)
+                    node = node_class(tag, [], event.start_mark, None, flow_style=event.flow_style)
+                    self._anchor(anchors, event, node)
+                    if stack:
+                        stack[-1][1].append(node)
+                    else:
+                        root = node
+                    stack.append((node, []))
+                elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                    node, items = stack.pop()
+                    node.end_mark = event.end_mark
+                    if kind is yaml.MappingEndEvent:
+                        node.value.extend(zip(items[::2], items[1::2]))
+                    else:
+                        node.value.extend(items)
+                elif kind is yaml.DocumentStartEvent:
+                    documents += 1
+                    if documents > 1:
+                        raise self.fail("holds several YAML documents ('---'); keep one rule file per file",
+                                        event.start_mark)
+        finally:
+            loader.dispose()
+        return root
+
+    @staticmethod
+    def _anchor(anchors: dict[str, yaml.Node], event: Any, node: yaml.Node) -> None:
+        if event.anchor is not None:
+            if event.anchor in anchors:  # as PyYAML's composer refuses it
+                raise yaml.composer.ComposerError(f"found duplicate anchor {event.anchor!r}; first occurrence",
+                                                  anchors[event.anchor].start_mark, "second occurrence",
+                                                  event.start_mark)
+            anchors[event.anchor] = node
 
     def value(self, node: yaml.Node, loc: Loc) -> Any:
         self.nodes += 1

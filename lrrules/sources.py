@@ -274,7 +274,17 @@ def _is_param(name: str, integer: bool) -> bool:
     return not integer and not name.endswith(_BUFFER_SUFFIXES)
 
 
+#: The bits per element of every dtype a safetensors header may name.
+_DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
+               "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
+               "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+_MAX_ELEMENTS = 2**63
+
+
 def _safetensors_header(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
+    """The (name, shape, is a parameter) of each tensor of a safetensors file, from its header alone,
+    each entry checked as safetensors itself checks it: a known dtype, a sane shape, and data offsets
+    inside the file that hold exactly shape x dtype bytes. Raises :class:`ModelError` naming the tensor."""
     with open(path, "rb") as fh:
         head = fh.read(8)
         if len(head) != 8:
@@ -283,26 +293,52 @@ def _safetensors_header(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
         if size > _MAX_HEADER:
             raise ModelError(f"{path}: not a safetensors file (header of {size} bytes)")
         raw = fh.read(size)
+        data_size = fh.seek(0, 2) - 8 - size
     if len(raw) != size:
         raise ModelError(f"{path}: not a safetensors file (its header of {size} bytes runs past the end of the file)")
     try:
         header = json.loads(raw)
     except (ValueError, RecursionError):
         raise ModelError(f"{path}: not a safetensors file (its header is not JSON, or nests too deeply)") from None
+    del raw
     if not isinstance(header, dict):
         raise ModelError(f"{path}: not a safetensors file")
+    header.pop("__metadata__", None)
     entries = []
+    bits_of = _DTYPE_BITS.get
     for name, info in header.items():
-        if name == "__metadata__":
-            continue
         try:
             shape = tuple(info["shape"])
-            dtype = str(info["dtype"])
+            dtype = info["dtype"]
         except (TypeError, KeyError, ValueError):
-            raise ModelError(f"{path}: entry '{name}' of the header has no dtype and shape") from None
+            raise ModelError(f"{path}: entry '{_clip(name)}' of the header has no dtype and shape") from None
         if not all(type(d) is int and d >= 0 for d in shape):  # int(2.5) and int(True) would pass
-            raise ModelError(f"{path}: entry '{name}' of the header has shape {_clip(repr(info['shape']))}; "
+            raise ModelError(f"{path}: entry '{_clip(name)}' of the header has shape {_clip(repr(info['shape']))}; "
                              "a shape is a list of whole numbers >= 0")
+        bits = bits_of(dtype) if type(dtype) is str else None
+        if bits is None:
+            raise ModelError(f"{path}: tensor '{_clip(name)}' has dtype {_clip(repr(dtype))}, which is no "
+                             f"safetensors dtype (known: {', '.join(_DTYPE_BITS)})")
+        offsets = info.get("data_offsets")
+        if not (type(offsets) is list and len(offsets) == 2):
+            raise ModelError(f"{path}: tensor '{_clip(name)}' has data_offsets {_clip(repr(offsets))}; "
+                             "they are two whole numbers, begin <= end")
+        begin, end = offsets
+        count = 1
+        for d in shape:
+            count *= d
+        if count > _MAX_ELEMENTS:
+            raise ModelError(f"{path}: tensor '{_clip(name)}' has shape {_clip(repr(list(shape)))}, more than 2**63 "
+                             "elements; the header is damaged")
+        if not (type(begin) is int and type(end) is int and 0 <= begin <= end):
+            raise ModelError(f"{path}: tensor '{_clip(name)}' has data_offsets {_clip(repr(offsets))}; "
+                             "they are two whole numbers, begin <= end")
+        if end > data_size:
+            raise ModelError(f"{path}: tensor '{_clip(name)}' has data_offsets [{begin}, {end}], past the end of the "
+                             f"file's {data_size} data bytes; the file is truncated or damaged")
+        if end - begin != (count * bits + 7) // 8:
+            raise ModelError(f"{path}: tensor '{_clip(name)}' has {end - begin} bytes of data, but shape "
+                             f"{list(shape)} of {dtype} needs {(count * bits + 7) // 8}; the header is damaged")
         entries.append((name, shape, _is_param(name, dtype in _INTEGER_DTYPES)))
     return entries
 

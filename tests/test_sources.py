@@ -104,11 +104,13 @@ def test_safetensors_checkpoint_gives_parameters_not_buffers(
 
 
 def test_safetensors_header_alone_is_read(tmp_path: Path) -> None:
-    # A header that promises 4 GB of data after it: only the header may be read.
+    # A header followed by 4 GB of data (a sparse file, no disk spent): only the header may be read.
     header = json.dumps({"w": {"dtype": "F32", "shape": [1024, 1024, 1024], "data_offsets": [0, 4 << 30]},
-                         "step": {"dtype": "I64", "shape": [], "data_offsets": [0, 8]}}).encode()
+                         "step": {"dtype": "I64", "shape": [], "data_offsets": [4 << 30, (4 << 30) + 8]}}).encode()
     path = tmp_path / "huge.safetensors"
-    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with open(path, "wb") as fh:
+        fh.write(len(header).to_bytes(8, "little") + header)
+        fh.truncate(8 + len(header) + (4 << 30) + 8)
     assert [(p.name, p.shape) for p in open_model(str(path)).params] == [("w", (1024, 1024, 1024))]
 
 

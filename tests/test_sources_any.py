@@ -39,7 +39,7 @@ def safetensors(path: Path, tensors: dict[str, tuple[list[int], str]]) -> str:
     offset = 0
     for name in sorted(tensors):  # as safetensors writes them: sorted by name, not the model's order
         shape, dtype = tensors[name]
-        size = 4
+        size = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1}[dtype]
         for d in shape:
             size *= d
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}

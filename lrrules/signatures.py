@@ -1,0 +1,251 @@
+"""Checking a rule file's optimizer and its options without importing torch or timm.
+
+The options each optimizer takes, and their defaults, come from :mod:`lrrules.optimizer_table`; the
+values torch refuses when it constructs an optimizer (a negative ``eps``, ``betas`` outside
+``[0, 1)``, SGD's ``nesterov`` without momentum) are checked here by the same rules torch applies,
+so ``lrrules check RULES --model model.safetensors`` finds them with no torch import. A name the
+table does not know (an optimizer newer than the table) is not guessed at: :func:`check` returns
+``None`` and the caller asks torch itself (:func:`lrrules.optim.check_optimizer`).
+
+>>> rules = lrrules.loads("version: 1\\ndefaults: {lr: 0.1, momentum: -1}\\noptimizer: {type: SGD}")  # doctest: +SKIP
+>>> check(rules)                                                                            # doctest: +SKIP
+Traceback (most recent call last):
+OptimizerError: <rules>:2:27: option 'momentum' of SGD must be >= 0, got -1 (torch refuses it)
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import numbers
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .errors import Location, OptimizerError
+from .optimizer_table import TIMM, TORCH
+
+if TYPE_CHECKING:
+    from .language import RuleSet
+
+Loc = tuple[str | int, ...]
+
+
+class Known(NamedTuple):
+    """An optimizer the table knows: its label in messages, its options (``None``: any keyword),
+    whether its options are known at all, and whether it is one of torch's (whose value checks apply)."""
+
+    label: str
+    options: Mapping[str, Any] | None
+    available: bool
+    torch: bool
+
+
+def known(name: str) -> Known | None:
+    """What the table knows of ``name`` (a torch.optim class name, else a timm optimizer name), or ``None``.
+
+    >>> known("AdamW").options["betas"]
+    (0.9, 0.999)
+    """
+    if name in TORCH:
+        return Known(name, TORCH[name], True, True)
+    entry = TIMM.get(name.lower())
+    if name.lower() in TIMM:
+        if isinstance(entry, str):
+            return Known(name, None, False, False)
+        return Known(name, entry, True, False)
+    return None
+
+
+def options_of(factory: Any) -> dict[str, Any] | None:
+    """The options a constructor takes, with their defaults (the table's format); ``None`` for ``**kwargs``."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return None
+    out: dict[str, Any] = {}
+    for name, p in signature.parameters.items():
+        if name in ("self", "params") or p.kind is p.VAR_POSITIONAL:
+            continue
+        out[name] = "<required>" if p.default is p.empty else _plain(p.default)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple) and all(_number(v) for v in value):
+        return value
+    return ...
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def type_location(ruleset: RuleSet) -> Location:
+    """Where the file names its optimizer (its ``optimizer.type`` value)."""
+    return _locate(ruleset, ("optimizer", "type")) if ruleset.optimizer else Location(ruleset.path)
+
+
+def _locate(ruleset: RuleSet, loc: Loc, key: bool = False) -> Location:
+    source = ruleset._source
+    return source.locate(loc, key=key) if source is not None else Location(ruleset.path)
+
+
+def unknown_name(ruleset: RuleSet, name: str, also: list[str] | None = None) -> OptimizerError:
+    """The error for a ``type`` that names no optimizer, placed at the ``type`` value."""
+    names = list(TORCH) + list(TIMM) + list(also or [])
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return OptimizerError(
+        f"{type_location(ruleset)}: optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name "
+        "such as AdamW or SGD, or a timm optimizer name"
+    )
+
+
+def check(ruleset: RuleSet) -> list[str] | None:
+    """Check the rule file's optimizer and options from the table, without torch: the notes to show
+    (what could not be checked), or ``None`` where the table does not know the name (ask torch).
+
+    Raises :class:`OptimizerError` with the file:line:col of the option key or value at fault.
+    """
+    name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
+    found = known(name)
+    if found is None:
+        return None
+    if not found.available:
+        return [f"{type_location(ruleset)}: the options of timm's '{name}' are not checked: it needs a package or "
+                "CUDA to be known; `lrrules.build` checks them where it runs"]
+    if found.options is not None:
+        check_options(ruleset, name, found.options, torch_rules=found.torch)
+    return []
+
+
+def option_values(ruleset: RuleSet) -> list[tuple[Loc, str, Any]]:
+    """Every option the file sets, with its place: ``(("defaults", "eps"), "eps", 1e-8)``, ..."""
+    found: list[tuple[Loc, str, Any]] = [(("defaults", key), key, value)
+                                         for key, value in ruleset.defaults.options.items()]
+    for kind, entries in (("rules", ruleset.rules), ("modifiers", ruleset.modifiers)):
+        for i, entry in enumerate(entries):
+            found += [((kind, i, "options", key), key, value) for key, value in (entry.options or {}).items()]
+    return found
+
+
+def _where(loc: Loc, ruleset: RuleSet) -> str:
+    if loc[0] == "defaults":
+        return "defaults"
+    entries = ruleset.rules if loc[0] == "rules" else ruleset.modifiers
+    return f"{loc[0]} '{entries[int(loc[1])].name}'"
+
+
+def check_options(ruleset: RuleSet, name: str, options: Mapping[str, Any], torch_rules: bool = True) -> None:
+    """Check every option the file sets against ``options`` (name -> default): its name, its shape
+    (a list where the default is a tuple of numbers, one number where it is a number) and, for torch's
+    optimizers, the values torch refuses at construction. Raises :class:`OptimizerError`."""
+    values = option_values(ruleset)
+    for loc, key, _ in values:
+        if key not in options:
+            close = difflib.get_close_matches(key, sorted(options), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            takes = ", ".join(sorted(set(options) - {"lr", "weight_decay"}))
+            raise OptimizerError(f"{_locate(ruleset, loc, key=True)}: option '{key}' (in {_where(loc, ruleset)}) "
+                                 f"is not an option of {name}{hint}; {name} takes: {takes}")
+    for loc, key, value in values:
+        default = options[key]
+        if isinstance(default, tuple) and all(_number(d) for d in default):
+            if not isinstance(value, list) or len(value) != len(default):
+                got = f"a list of {len(value)}" if isinstance(value, list) else repr(value)
+                raise OptimizerError(f"{_locate(ruleset, loc)}: option '{key}' of {name} takes a list of "
+                                     f"{len(default)} numbers (such as {list(default)}), got {got}")
+        elif isinstance(value, list) and _number(default):
+            raise OptimizerError(f"{_locate(ruleset, loc)}: option '{key}' of {name} takes one number, not a list")
+    if torch_rules:
+        _check_values(ruleset, name, options, values)
+
+
+#: Options torch's optimizers refuse below 0 when they are constructed.
+_NOT_NEGATIVE = ("eps", "momentum", "weight_decay", "lr_decay", "initial_accumulator_value")
+#: Options whose allowed range depends on the optimizer: (optimizer, option) -> (low, high, high included).
+#: Where torch does not check an option it takes (tests/test_signatures.py compares with torch).
+_UNCHECKED = {("Muon", "eps")}
+_RANGES = {("Adadelta", "rho"): (0.0, 1.0, True), ("RMSprop", "alpha"): (0.0, float("inf"), True)}
+
+
+def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], values: list[tuple[Loc, str, Any]]) -> None:
+    def refuse(loc: Loc, message: str) -> OptimizerError:
+        return OptimizerError(f"{_locate(ruleset, loc)}: option {message} (torch refuses it when it builds {name})")
+
+    for loc, key, value in values:
+        if key in _NOT_NEGATIVE and (name, key) not in _UNCHECKED and _number(value) and value < 0:
+            raise refuse(loc, f"'{key}' of {name} must be >= 0, got {value}")
+        if (name, key) in _RANGES and _number(value):
+            low, high, closed = _RANGES[(name, key)]
+            if not (low <= value and (value <= high if closed else value < high)):
+                raise refuse(loc, f"'{key}' of {name} must be in [{low}, {high}], got {value}")
+        if key == "betas" and isinstance(value, list):
+            for i, beta in enumerate(value):
+                if _number(beta) and not 0.0 <= beta < 1.0:
+                    raise refuse(loc + (i,), f"'betas' of {name}: each must be in [0, 1), got {beta}")
+    if "nesterov" in options and "dampening" in options and "momentum" in options:
+        _check_nesterov(ruleset, name, options, refuse)
+
+
+def _check_nesterov(ruleset: RuleSet, name: str, options: Mapping[str, Any], refuse: Any) -> None:
+    """SGD refuses ``nesterov: true`` unless momentum > 0 and dampening = 0, for the settings it is
+    built with (the defaults) and, as it would apply them, for each group that sets its own."""
+    base = {k: options[k] for k in ("nesterov", "momentum", "dampening")}
+    base.update({k: v for k, v in ruleset.defaults.options.items() if k in base})
+    places: list[tuple[Loc, dict[str, Any]]] = [(("defaults",), base)]
+    for kind, entries in (("rules", ruleset.rules), ("modifiers", ruleset.modifiers)):
+        for i, entry in enumerate(entries):
+            own = {k: v for k, v in (entry.options or {}).items() if k in base}
+            if own:
+                places.append(((kind, i, "options"), {**base, **own}))
+    for loc, settings in places:
+        if settings["nesterov"] is True and _number(settings["momentum"]) and _number(settings["dampening"]):
+            if settings["momentum"] <= 0 or settings["dampening"] != 0:
+                own = _entry_options(ruleset, loc)
+                at = next((loc + (k,) for k in ("nesterov", "momentum", "dampening") if k in own), loc)
+                raise refuse(at, f"'nesterov' of {name} needs momentum > 0 and dampening = 0, got momentum "
+                                 f"{settings['momentum']} and dampening {settings['dampening']}")
+
+
+def _entry_options(ruleset: RuleSet, loc: Loc) -> Mapping[str, Any]:
+    if loc[0] == "defaults":
+        return ruleset.defaults.options
+    entries = ruleset.rules if loc[0] == "rules" else ruleset.modifiers
+    return entries[int(loc[1])].options or {}
+
+
+def _regenerate() -> str:  # pragma: no cover - run by hand when torch or timm change
+    import textwrap
+
+    import timm
+    import torch
+    import torch.optim
+    from timm.optim import get_optimizer_class, list_optimizers
+
+    torch_table = {n: options_of(v) for n, v in sorted(vars(torch.optim).items())
+                   if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
+    timm_table: dict[str, Any] = {}
+    for n in list_optimizers():
+        try:
+            timm_table[n] = options_of(get_optimizer_class(n))
+        except Exception:  # noqa: BLE001  (timm raises plain errors for what needs CUDA or a package)
+            timm_table[n] = "unavailable"
+    lines = [f'GENERATED_WITH = {{"torch": "{torch.__version__.split("+")[0]}", "timm": "{timm.__version__}"}}']
+    for var, table, kind in (("TORCH", torch_table, "None"), ("TIMM", timm_table, "str | None")):
+        lines.append(f"{var}: dict[str, dict[str, Any] | {kind}] = {{")
+        for k in sorted(table):
+            entry = dict(sorted(table[k].items())) if isinstance(table[k], dict) else table[k]
+            line = f"    {k!r}: {entry!r},".replace("Ellipsis", "...")
+            lines.append(textwrap.fill(line, 116, subsequent_indent="        ", break_long_words=False,
+                                       break_on_hyphens=False))
+        lines.append("}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(_regenerate())
