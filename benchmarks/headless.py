@@ -14,7 +14,6 @@ import gc
 import json
 import sys
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -22,15 +21,9 @@ from typing import Any
 
 import yaml
 
+from benchmarks.__main__ import best
 
-def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+
 
 
 def big_header(folder: Path, count: int) -> tuple[Path, bytes]:
@@ -79,8 +72,8 @@ def headless(quick: bool, run_measured: Callable[..., tuple[float, int]]) -> lis
     folder = Path(tempfile.mkdtemp(prefix="lrrules-headless-"))
     count = 100_000 if quick else 1_000_000
     path, raw = big_header(folder, count)
-    ours = _best(lambda: _safetensors_header(path), 2)
-    anchor = _best(lambda: json.loads(raw), 2)
+    ours = best(lambda: _safetensors_header(path), 2)
+    anchor = best(lambda: json.loads(raw), 2)
     rows.append({"what": f"names and shapes of a {count:,}-tensor safetensors header",
                  "anchor": "json.loads of the header", "seconds": ours, "anchor_seconds": anchor,
                  "ratio": ours / anchor, "target": 3.0})
@@ -91,8 +84,8 @@ def headless(quick: bool, run_measured: Callable[..., tuple[float, int]]) -> lis
                  "anchor": f"the list of names ({names / 2**20:.0f} MiB)", "ratio": peak / names, "target": 2.0})
 
     text = big_rules(1_000 if quick else 10_000)
-    ours = _best(lambda: loads(text, "big.yaml"), 3)
-    anchor = _best(lambda: yaml.compose(text, Loader=yaml.CSafeLoader), 3)
+    ours = best(lambda: loads(text, "big.yaml"), 3)
+    anchor = best(lambda: yaml.compose(text, Loader=yaml.CSafeLoader), 3)
     rows.append({"what": f"loading a {text.count('- name'):,}-rule file", "anchor": "yaml.compose, C loader",
                  "seconds": ours, "anchor_seconds": anchor, "ratio": ours / anchor, "target": 3.0})
 

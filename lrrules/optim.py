@@ -9,7 +9,6 @@ without a word and the typo would never take effect.
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -53,13 +52,8 @@ def optimizer_class(name: str) -> Any:
 
 
 def _accepted(factory: Any) -> set[str] | None:
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        return None
-    return set(signature.parameters) - {"self", "params"}
+    options = options_of(factory)  # the signature read once, as the table of optimizers reads it
+    return None if options is None else set(options)
 
 
 def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
