@@ -195,16 +195,36 @@ def _hub_config(transformers: Any, model_id: str, args: dict[str, Any]) -> Any:
                                                        **args)
     except Exception:
         pass  # not cached: ask the hub below, for config.json alone
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    # Without a network the hub client retries with back-off for half a minute, printing each try:
+    # one quick connection says so at once.
+    unreachable = "HF_HUB_OFFLINE is set" if offline else _hub_unreachable()
     try:
+        if unreachable:
+            raise ConnectionError(unreachable)
         return transformers.AutoConfig.from_pretrained(model_id, trust_remote_code=False, **args)
     except Exception as exc:
-        offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-                      for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-        reason = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}: {_clip(str(exc).splitlines()[0] if str(exc) else '')}"
+        reason = unreachable or f"{type(exc).__name__}: {_clip(str(exc).splitlines()[0] if str(exc) else '')}"
         raise ModelError(
             f"hf:{model_id}: its config is not in the Hugging Face cache and the hub could not give it "
             f"({reason}); with network, run once to cache config.json (only the config is fetched, never "
             "weights), or give a local folder holding config.json") from None
+
+
+def _hub_unreachable(timeout: float = 5.0) -> str:
+    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached, or ``""`` when it accepts a connection."""
+    import socket
+    import urllib.parse
+
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    try:
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+        with socket.create_connection((host, port), timeout=timeout):
+            return ""
+    except (OSError, ValueError) as exc:
+        return f"no network: {host} cannot be reached ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})"
 
 
 def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:

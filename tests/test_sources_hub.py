@@ -51,3 +51,32 @@ def test_hub_id_from_the_cache_and_offline_without_it(tmp_path: Path) -> None:
     result = _lrrules(tmp_path, "params", "--model", "hf:someorg/not-cached")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "not in the Hugging Face cache" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
+
+
+def test_an_unreachable_hub_is_said_at_once_without_the_clients_retries(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import transformers
+
+    from lrrules.errors import ModelError
+    from lrrules.sources import _hub_config
+
+    with socket.socket() as closed:  # a loopback port that nothing listens on: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    asked: list[str] = []
+    real = transformers.AutoConfig.from_pretrained
+
+    def recording(name: str, **kwargs: object) -> object:
+        asked.append("cache" if kwargs.get("local_files_only") else "network")
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", recording)
+    with pytest.raises(ModelError, match=r"no network: 127\.0\.0\.1 cannot be reached"):
+        _hub_config(transformers, "someorg/not-cached", {})
+    assert asked == ["cache"]  # the hub client, which retries with back-off, was never asked
