@@ -312,16 +312,15 @@ def test_set_lr_sweeps_the_base_lr(lr: float, tmp_path) -> None:
     assert plan.groups[0].weight_decay == pytest.approx(0.1)
 
 
-def test_set_lr_on_the_command_line(tmp_path) -> None:
+def test_set_lr_on_the_command_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
-    import subprocess
-    import sys
+
+    from lrrules.cli import main
 
     path = tmp_path / "r.yaml"
     path.write_text(VARS_FILE)
-    out = subprocess.run([sys.executable, "-m", "lrrules", "resolve", str(path), "--model", "resnet18",
-                          "--set", "lr=3e-4", "--format", "json"], capture_output=True, text=True)
-    groups = json.loads(out.stdout)["groups"]
+    assert main(["resolve", str(path), "--model", "resnet18", "--set", "lr=3e-4", "--format", "json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
     assert sorted(g["lr"] for g in groups) == pytest.approx([3e-4])  # resnet18 has no '2.*'
 
 
