@@ -62,12 +62,7 @@ def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
 
     def check_layout(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
         # Trainers (Hugging Face, Lightning) call optimizer.load_state_dict themselves: the check runs there.
-        saved = state_dict.get(RECORD_KEY) or _from_param_names(state_dict)
-        _check_record(saved)
-        problems = _layout_problems(saved["groups"], record["groups"])
-        if problems:
-            raise ResumeError("the optimizer state was saved under another group layout and would put state on "
-                              "the wrong parameters:\n  " + "\n  ".join(problems))
+        _saved_layout(state_dict, record["groups"])
         return {k: v for k, v in state_dict.items() if k != RECORD_KEY}
 
     optimizer.register_load_state_dict_pre_hook(check_layout)
@@ -116,14 +111,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
                           "build it with lrrules.build_optimizer or plan.param_groups()")
     if not isinstance(state_dict, Mapping):
         raise ResumeError(f"an optimizer state dict is a mapping, not a {type(state_dict).__name__}")
-    saved = state_dict.get(RECORD_KEY)
-    if saved is None:
-        saved = _from_param_names(state_dict)
-    _check_record(saved)
-    problems = _layout_problems(saved["groups"], groups)
-    if problems:
-        raise ResumeError("the optimizer state was saved under another group layout and would put state on "
-                          "the wrong parameters:\n  " + "\n  ".join(problems))
+    saved = _saved_layout(state_dict, groups)
     try:  # the record goes along: an optimizer built by lrrules checks it again in its pre-hook
         optimizer.load_state_dict(dict(state_dict))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -137,6 +125,20 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
             if old.get("options", {}).get(key) != new["options"].get(key):
                 changed.append(SettingChange(index, key, old.get("options", {}).get(key), new["options"].get(key)))
     return ResumeReport(_hash(groups), tuple(changed))
+
+
+def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The layout record ``state_dict`` was saved with (or one read from its ``param_names``), checked
+    well-formed; raises :class:`ResumeError` naming each parameter that moved from ``groups``."""
+    saved = state_dict.get(RECORD_KEY)
+    if saved is None:  # an empty or damaged record is checked as one, never taken for none
+        saved = _from_param_names(state_dict)
+    _check_record(saved)
+    problems = _layout_problems(saved["groups"], groups)
+    if problems:
+        raise ResumeError("the optimizer state was saved under another group layout and would put state on "
+                          "the wrong parameters:\n  " + "\n  ".join(problems))
+    return saved  # type: ignore[no-any-return]
 
 
 def _from_param_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
