@@ -23,10 +23,10 @@ class UsageError(LrrulesError):
     an optional extra that is not installed."""
 
 
-class FormulaError(LrrulesError):
-    """A formula that cannot be parsed, uses what the language does not allow, or cannot be evaluated.
-
-    ``offset`` is the 0-based position in ``expr`` the error points at (``None`` for the whole text).
+class ExpressionError(LrrulesError):
+    """A problem inside one text of the rule file's small languages (a formula, a regex), found
+    before the file and place are known: ``expr`` is the text, ``offset`` the 0-based position in
+    it the error points at (``None`` for the whole text). Raised as one of the subclasses below.
     """
 
     def __init__(self, message: str, expr: str = "", offset: int | None = None) -> None:
@@ -37,6 +37,15 @@ class FormulaError(LrrulesError):
 
     def __str__(self) -> str:
         return printable(self.message) + caret(self.expr, self.offset)
+
+
+class FormulaError(ExpressionError):
+    """A formula that cannot be parsed, uses what the language does not allow, or cannot be evaluated."""
+
+
+class RegexError(ExpressionError):
+    """A regex that does not compile, or that would unroll into more than the limits allow
+    (:mod:`lrrules.regexes`)."""
 
 
 def printable(text: str, lines: bool = False) -> str:
@@ -81,6 +90,32 @@ class Location:
         if self.line:
             return f"{printable(self.path)}:{self.line}:{self.col}"
         return printable(self.path)
+
+
+@dataclass(frozen=True)
+class Spot:
+    """Where a problem found while validating points, more precisely than the value being validated.
+
+    A validator knows the value it checks, not where that value stands in the file; the loader
+    places it. ``below`` is the path from that value on (the key ``momentum`` of the options being
+    checked, the entry a check across a whole file faults); ``key`` points at the key rather than at
+    its value (a misspelt key); ``expr`` and ``offset`` are the formula or regex text the problem is
+    in and the 0-based position in it the caret goes under (``None``: the whole text). Validators
+    attach one to their error as ``SPOT_KEY`` of pydantic's error context, and the loader reads it
+    in one place.
+
+    >>> Spot(below=("learning_rate",), key=True)
+    Spot(below=('learning_rate',), key=True, expr='', offset=None)
+    """
+
+    below: tuple[str | int, ...] = ()
+    key: bool = False
+    expr: str = ""
+    offset: int | None = None
+
+
+#: The one key of pydantic's error context that carries a :class:`Spot`.
+SPOT_KEY = "spot"
 
 
 class RuleError(LrrulesError):

@@ -15,14 +15,11 @@ torch or a model.
 from __future__ import annotations
 
 import difflib
-import functools
 import math
-import re
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import regex
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -37,10 +34,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import FormulaError, Location
+from .errors import FormulaError, Location, RegexError
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .params import MAX_DIMS
 from .reader import SourceMap
+from .regexes import check_regex, compile_regex, growth_budget
 
 if TYPE_CHECKING:
     import torch
@@ -76,87 +74,12 @@ _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 # --- matchers ----------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def compile_regex(pattern: str) -> regex.Pattern[str]:
-    """The compiled form of a rule file's regex (the ``regex`` package, which supports time limits)."""
-    return regex.compile(pattern)
-
-
-#: The most a regex may expand to when its counted repeats are written out: ``((a{1000}){1000}){1000}``
-#: is a short text that the compiler unrolls into more memory than the machine has.
-MAX_REGEX_SIZE = 100_000
-#: The most all the regexes of one rule set may grow by together when their counted repeats are
-#: written out (each 100,000 units costs the compiler about 14 MB): many regexes just under the
-#: limit above would otherwise add up to gigabytes.
-MAX_REGEX_GROWTH = 200_000
-#: How much the regexes of the rule set being validated have grown so far (a one-item list).
-_REGEX_GROWTH: ContextVar[list[int] | None] = ContextVar("lrrules_regex_growth", default=None)
-_COUNT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
-
-
-def regex_size(pattern: str) -> int:
-    """How many units ``pattern`` holds with every counted repeat (``{m,n}``) written out: an estimate
-    from above, taken before compiling. ``a{3}(bc){2}`` -> 7."""
-    stack = [0]  # the size of each open group so far
-    last = 0  # the size of the item a quantifier after it repeats
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i, last = i + 2, 1
-        elif c == "[":
-            j = i + 2 if pattern[i + 1 : i + 2] == "]" else i + 1
-            while j < n and pattern[j] != "]":
-                j += 2 if pattern[j] == "\\" else 1
-            i, last = j + 1, 1
-        elif c == "(":
-            stack.append(0)
-            i, last = i + 1, 0
-            if pattern[i : i + 1] == "?":  # (?:, (?P<name>, (?=, (?i) ...: syntax, not text to match
-                while i < n and pattern[i] not in ":>=!)":
-                    i += 1
-                i += pattern[i : i + 1] != ")"
-            continue
-        elif c == ")" and len(stack) > 1:
-            last = stack.pop()
-            i += 1
-        elif c == "{" and (found := _COUNT.match(pattern, i)) and any(found.groups()):
-            bounds = [b for b in found.groups() if b]
-            times = max(int(b) if len(b) <= 9 else 10**9 for b in bounds)
-            stack[-1] += last * max(times - 1, 0)
-            last *= times
-            i = found.end()
-            if stack[-1] > MAX_REGEX_SIZE:
-                break
-            continue
-        else:
-            i, last = i + 1, 1
-        stack[-1] += last
-    return sum(stack)
-
-
 def _check_regex(pattern: str) -> str:
-    size = regex_size(pattern)
-    if size > MAX_REGEX_SIZE:
-        raise PydanticCustomError(
-            "regex", "the regex expands to more than {limit} units when its counted repeats are written out; "
-            "use smaller counts or a shorter regex",
-            {"limit": MAX_REGEX_SIZE, "expr": pattern, "offset": None})
-    growth = _REGEX_GROWTH.get()
-    if growth is not None:
-        growth[0] += max(size - len(pattern), 0)
-        if growth[0] > MAX_REGEX_GROWTH:
-            raise PydanticCustomError(
-                "regex", "the file's regexes together expand by more than {limit} units when their counted "
-                "repeats are written out; use smaller counts", {"limit": MAX_REGEX_GROWTH, "expr": pattern,
-                                                                "offset": None})
     try:
-        compiled = compile_regex(pattern)
-    except regex.error as exc:
-        message = str(exc).split(" at position")[0]
-        raise PydanticCustomError(
-            "regex", "invalid regex: {reason}", {"reason": message, "expr": pattern, "offset": exc.pos}
-        ) from None
+        compiled = check_regex(pattern)
+    except RegexError as exc:
+        raise PydanticCustomError("regex", "{message}", {"message": exc.message, "expr": exc.expr,
+                                                         "offset": exc.offset}) from None
     for group in compiled.groupindex:
         # A capture and a var or constant of one name: one of them would silently win.
         taken = ("a formula variable" if group in VARIABLES else "a var of this file" if group in _VAR_NAMES.get()
@@ -826,13 +749,12 @@ class RuleSet(BaseModel):
         token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
         values = _VAR_VALUES.set({k: v for k, v in (names or {}).items() if isinstance(k, str) and not
                                   isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)})
-        growth = _REGEX_GROWTH.set([0])
         try:
-            return handler(data)
+            with growth_budget():
+                return handler(data)
         finally:
             _VAR_VALUES.reset(values)
             _VAR_NAMES.reset(token)
-            _REGEX_GROWTH.reset(growth)
 
     @model_validator(mode="after")
     def _keep_source(self, info: ValidationInfo) -> RuleSet:

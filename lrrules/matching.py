@@ -21,8 +21,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from .errors import FormulaError, MatchError
 from .formula import Formula
-from .language import MatchFields, compile_regex
+from .language import MatchFields
 from .params import ParamInfo
+from .regexes import compile_regex
 
 #: Seconds one regex may spend on one name before the match is stopped as catastrophic.
 REGEX_TIMEOUT = 0.25

@@ -181,7 +181,7 @@ def test_many_slow_regexes_on_many_names_stop_at_the_total_budget(monkeypatch: p
 def test_each_regex_is_compiled_once_per_rule_set_even_beyond_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     import regex
 
-    from lrrules import language
+    from lrrules import regexes
 
     count = 0
     real = regex.compile
@@ -191,8 +191,8 @@ def test_each_regex_is_compiled_once_per_rule_set_even_beyond_the_cache(monkeypa
         count += 1
         return real(pattern, *args, **kw)
 
-    language.compile_regex.cache_clear()
-    monkeypatch.setattr(language.regex, "compile", counting)
+    regexes.compile_regex.cache_clear()
+    monkeypatch.setattr(regexes.regex, "compile", counting)
     n = 5000
     rules = loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "unmatched": "defaults",
                               "rules": [{"name": f"r{i}", "match": {"regex": f"^w{i}x$"}} for i in range(n)]}),

@@ -56,3 +56,87 @@ def test_model_validate_still_refuses_a_name_used_twice() -> None:
     with pytest.raises(ValidationError, match="used twice"):
         lrrules.RuleSet.model_validate({"version": 1, "defaults": {"lr": 1},
                                         "rules": [{"name": "a", "match": "x"}, {"name": "a", "match": "y"}]})
+
+
+# --- where each kind of validator error points -------------------------------------------------
+# Each case marks the spot it expects with a '@' in the text: the line and column come from the
+# text itself (the '@' removed), not from the loader. ``expr`` is the formula or regex shown, and the
+# last item where the caret points in it: the text it points at, an offset, or None for no caret.
+
+HEAD = "version: 1\ndefaults: {lr: 0.1}\n"
+POSITIONS = [
+    ("regex invalid", HEAD + "rules:\n  - {name: a, match: {regex: @'a(b'}}\n",
+     ("rules", 0, "match", "regex", 0), "invalid regex: missing )", "a(b", 3),
+    ("regex too big", HEAD + "rules:\n  - {name: a, match: {regex: @'(a{1000}){1000}'}}\n",
+     ("rules", 0, "match", "regex", 0), "expands to more than 100000 units", "(a{1000}){1000}", None),
+    ("regexes grow too much together", HEAD + "rules:\n" + "".join(
+        f"  - {{name: r{i}, match: {{regex: {'@' if i == 2 else ''}'(?:a{i}b){{30000}}'}}}}\n"
+        for i in range(3)),
+     ("rules", 2, "match", "regex", 0), "together expand by more than 200000 units", "(?:a2b){30000}", None),
+    ("regex group name taken", HEAD + "layers:\n  by: patterns\n  patterns:\n    - {regex: @'x(?P<depth>\\d)'}\n",
+     ("layers", "patterns", 0, "regex", 0), "regex group 'depth' has the name of a formula variable",
+     r"x(?P<depth>\d)", "depth"),
+    ("regex group named as a var", "version: 1\nvars: {k: 1}\ndefaults: {lr: 0.1}\nrules:\n"
+     "  - name: a\n    match:\n      any:\n        - {regex: @'(?P<k>\\d)'}\n",
+     ("rules", 0, "match", "any", 0, "regex", 0), "has the name of a var of this file", r"(?P<k>\d)", "k"),
+    ("formula in a rule", HEAD + "rules:\n  - name: a\n    match: '*'\n    lr_mult: @'2 ** dpeth'\n",
+     ("rules", 0, "lr_mult"), "unknown name 'dpeth' (did you mean 'depth'?)", "2 ** dpeth", "dpeth"),
+    ("formula in a modifier", HEAD + "rules: [{name: a, match: '*'}]\nmodifiers:\n  - name: m\n    match: 'x'\n"
+     "    weight_decay: @'1 + foo'\n", ("modifiers", 0, "weight_decay"), "unknown name 'foo'", "1 + foo", "foo"),
+    ("formula reads a capture of another rule", HEAD + "rules:\n  - name: a\n    match: {regex: 'b(?P<i>\\d)'}\n"
+     "  - name: c\n    match: 'c'\n    lr: @'base_lr * i'\n", ("rules", 1, "lr"), "unknown name 'i'",
+     "base_lr * i", "i"),
+    ("where condition", HEAD + "rules:\n  - {name: a, match: {where: @'max(ndim, foo.bar) > 1'}}\n",
+     ("rules", 0, "match", "where"), "attribute access is not allowed", "max(ndim, foo.bar) > 1", "foo.bar"),
+    ("lr_schedule", HEAD + "rules:\n  - name: a\n    match: '*'\n    lr_schedule: @'stp / total_steps'\n",
+     ("rules", 0, "lr_schedule"), "unknown name 'stp' (did you mean 'step'?)", "stp / total_steps", "stp"),
+    ("formula that is negative", HEAD + "rules:\n  - {name: a, match: '*', lr_mult: @'1 - 2'}\n",
+     ("rules", 0, "lr_mult"), "the value must be a finite number >= 0", "1 - 2", 0),
+    ("formula in defaults", "version: 1\nvars: {base: 0.1}\ndefaults: {lr: @'bse * 2'}\n",
+     ("defaults", "lr"), "unknown name 'bse' (did you mean 'base'?); known names: base; a formula in defaults "
+     "reads only vars", "bse * 2", "bse"),
+    ("option formula in a rule", HEAD + "rules:\n  - name: a\n    match: '*'\n    options: @{momentum: '0.9 ** dpeth'}\n",
+     ("rules", 0, "options"), "options.momentum: unknown name 'dpeth'", "0.9 ** dpeth", "dpeth"),
+    ("var shadows a variable", "version: 1\nvars: {x: 1, @depth: 2}\ndefaults: {lr: 0.1}\n",
+     ("vars", "depth"), "the var 'depth' has the name of a formula variable", "", None),
+    ("defaults key hint", "version: 1\ndefaults:\n  lr: 0.1\n  @learning_rate: 0.2\n",
+     ("defaults", "learning_rate"), "unknown key 'learning_rate' (did you mean 'lr'?)", "", None),
+    ("defaults key close to weight_decay", "version: 1\ndefaults: {lr: 0.1, @weight_decy: 0.2}\n",
+     ("defaults", "weight_decy"), "unknown key 'weight_decy' (did you mean 'weight_decay'?)", "", None),
+    ("reserved option", HEAD + "rules:\n  - {name: a, match: '*', options: @{params: 1}}\n",
+     ("rules", 0, "options"), "'params' is not an option here", "", None),
+    ("optimizer named default", HEAD + "optimizers:\n  @default: {type: SGD}\n",
+     ("optimizers", "default"), "'default' names the single `optimizer:`", "", None),
+    ("route to an unknown optimizer", HEAD + "optimizers: {muon: {type: SGD}}\nrules:\n"
+     "  - {name: a, match: '*', optimizer: @mun}\n", ("rules", 0, "optimizer"),
+     "'mun' is no optimizer of this file (did you mean 'muon'?)", "", None),
+    ("overrides names no rule", HEAD + "rules:\n  - {name: a, match: '*', overrides: [@b]}\n",
+     ("rules", 0, "overrides", 0), "overrides: 'b' names no rule", "", None),
+    ("name used twice", HEAD + "rules:\n  - {name: a, match: '*'}\nmodifiers:\n  - {name: @a, match: '*'}\n",
+     ("modifiers", 0, "name"), "the name 'a' is used twice (first in rules[0])", "", None),
+]
+
+
+def _spot(text: str) -> tuple[str, int, int]:
+    """The text without its '@' marker, and the 1-based line and column of the marker."""
+    before = text[: text.index("@")]
+    return text.replace("@", "", 1), before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+@pytest.mark.parametrize(("text", "loc", "message", "expr", "at"), [case[1:] for case in POSITIONS],
+                         ids=[case[0] for case in POSITIONS])
+def test_each_kind_of_validator_error_points_at_its_key_or_value_and_into_its_text(
+        text: str, loc: tuple[str | int, ...], message: str, expr: str, at: str | int | None) -> None:
+    quoted = text[text.index("@") + 1] == "'"
+    text, line, col = _spot(text)
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.loads(text, "r.yaml")
+    (error,) = caught.value.errors
+    offset = expr.index(at) if isinstance(at, str) else at
+    # Inside a quoted one-line text the column is that of the character the caret points at.
+    shift = offset + 1 if quoted and offset is not None else 0
+    assert (error.path, error.line, error.col, error.loc) == ("r.yaml", line, col + shift, loc)
+    assert message in error.message
+    assert (error.expr, error.offset) == (expr, offset)
+    if offset is not None:
+        assert str(error).endswith("\n    " + expr + "\n    " + " " * offset + "^")
