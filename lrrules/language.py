@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import FormulaError, Location, RegexError
+from .errors import SPOT_KEY, ExpressionError, FormulaError, Location, RegexError, Spot
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .params import MAX_DIMS
 from .reader import SourceMap
@@ -71,6 +71,17 @@ _FORMULA_HELP = (
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _refuse(kind: str, template: str, spot: Spot, **params: Any) -> PydanticCustomError:
+    """pydantic's error of type ``kind``, its message ``template`` filled from ``params``, with the
+    :class:`~lrrules.errors.Spot` the loader places it by."""
+    return PydanticCustomError(kind, template, {**params, SPOT_KEY: spot})
+
+
+def _in_text(kind: str, exc: ExpressionError, template: str = "{message}", **params: Any) -> PydanticCustomError:
+    """pydantic's error for a problem inside a formula or regex, with the text and the spot in it."""
+    return _refuse(kind, template, Spot(expr=exc.expr, offset=exc.offset), message=exc.message, **params)
+
+
 # --- matchers ----------------------------------------------------------------------------------
 
 
@@ -78,19 +89,15 @@ def _check_regex(pattern: str) -> str:
     try:
         compiled = check_regex(pattern)
     except RegexError as exc:
-        raise PydanticCustomError("regex", "{message}", {"message": exc.message, "expr": exc.expr,
-                                                         "offset": exc.offset}) from None
+        raise _in_text("regex", exc) from None
     for group in compiled.groupindex:
         # A capture and a var or constant of one name: one of them would silently win.
         taken = ("a formula variable" if group in VARIABLES else "a var of this file" if group in _VAR_NAMES.get()
                  else "a formula constant" if group in CONSTANTS else "a formula function" if group in FUNCTIONS
                  else None)
         if taken:
-            raise PydanticCustomError(
-                "regex",
-                "regex group '{group}' has the name of {taken}; rename the group",
-                {"group": group, "taken": taken, "expr": pattern, "offset": pattern.find(f"<{group}>") + 1},
-            )
+            raise _refuse("regex", "regex group '{group}' has the name of {taken}; rename the group",
+                          Spot(expr=pattern, offset=pattern.find(f"<{group}>") + 1), group=group, taken=taken)
     return pattern
 
 
@@ -304,8 +311,7 @@ class _Settings(BaseModel):
             try:
                 compile_formula(value, set(SCHEDULE_VARIABLES) | _VAR_NAMES.get())
             except FormulaError as exc:
-                raise PydanticCustomError("formula", "{message}", {"message": exc.message, "expr": exc.expr,
-                                                                   "offset": exc.offset}) from None
+                raise _in_text("formula", exc) from None
         return value
 
     @field_validator("options", mode="after")
@@ -373,10 +379,8 @@ def _formula(text: str, names: set[str] | None, key: str | None = None, conditio
             raise FormulaError(f"gives {formula.constant}; the value must be a finite number >= 0", text, 0)
         return formula
     except FormulaError as exc:
-        message = f"options.{key}: {exc.message}" if key else exc.message
-        raise PydanticCustomError(
-            "formula", "{message}", {"message": message, "expr": exc.expr, "offset": exc.offset}
-        ) from None
+        raise (_in_text("formula", exc, "options.{key}: {message}", key=key) if key else
+               _in_text("formula", exc)) from None
 
 
 def _check_option_name(key: str) -> None:
@@ -440,8 +444,7 @@ def _over_vars(value: Any) -> Any:
         formula = compile_formula(value, names)
         return formula.evaluate(_VAR_VALUES.get())
     except FormulaError as exc:
-        raise PydanticCustomError("formula", "{message}; a formula in defaults reads only vars",
-                                  {"message": exc.message, "expr": exc.expr, "offset": exc.offset}) from None
+        raise _in_text("formula", exc, "{message}; a formula in defaults reads only vars") from None
 
 
 #: A number of `defaults`, or a formula over `vars` (so ``--set lr=3e-4`` sweeps the base lr).
@@ -467,10 +470,8 @@ class Defaults(BaseModel):
             close = difflib.get_close_matches(key, ["lr", "weight_decay"], n=1, cutoff=0.75)
             hint = _MISSPELT.get(key) or (close[0] if close else None)
             if hint:
-                raise PydanticCustomError(
-                    "option", "unknown key '{key}' (did you mean '{hint}'?)",
-                    {"key": key, "hint": hint, "loc": ["defaults", key], "at_key": True},
-                )
+                raise _refuse("option", "unknown key '{key}' (did you mean '{hint}'?)", Spot((key,), key=True),
+                              key=key, hint=hint)
         return self
 
     @property
@@ -768,8 +769,8 @@ class RuleSet(BaseModel):
     def _vars_do_not_shadow(cls, value: dict[str, float]) -> dict[str, float]:
         for name in value:
             if name in VARIABLES or name in FUNCTIONS or name in CONSTANTS:
-                raise PydanticCustomError("vars", "the var '{name}' has the name of a formula variable, function or "
-                                          "constant; rename it", {"name": name, "loc": ["vars", name], "at_key": True})
+                raise _refuse("vars", "the var '{name}' has the name of a formula variable, function or constant; "
+                              "rename it", Spot((name,), key=True), name=name)
         return value
 
     @field_validator("extends", mode="after")
@@ -788,27 +789,25 @@ class RuleSet(BaseModel):
                    for i, e in enumerate(group)]
         for loc, message in cross_entry_problems(entries):
             # One at a time here; lrrules.load reports every one of a file together, placed.
-            raise PydanticCustomError("entries", message, {"loc": list(loc)})  # type: ignore[arg-type]
+            raise _refuse("entries", "{message}", Spot(loc), message=message)
         for loc, message in precedence_problems(self.rules, [m.name for m in self.modifiers]):
-            raise PydanticCustomError("precedence", message, {"loc": list(loc)})  # type: ignore[arg-type]
+            raise _refuse("precedence", "{message}", Spot(loc), message=message)
         return self
 
     @model_validator(mode="after")
     def _routes_known(self) -> RuleSet:
         if DEFAULT_OPTIMIZER in self.optimizers:
-            raise PydanticCustomError("optimizers", "'{name}' names the single `optimizer:`; choose another name",
-                                      {"name": DEFAULT_OPTIMIZER, "loc": ["optimizers", DEFAULT_OPTIMIZER],
-                                       "at_key": True})
+            raise _refuse("optimizers", "'{name}' names the single `optimizer:`; choose another name",
+                          Spot(("optimizers", DEFAULT_OPTIMIZER), key=True), name=DEFAULT_OPTIMIZER)
         known = set(self.optimizers) | {DEFAULT_OPTIMIZER}
         for kind, group in (("rules", self.rules), ("modifiers", self.modifiers)):
             for i, entry in enumerate(group):
                 if entry.optimizer is not None and entry.optimizer not in known:
                     close = difflib.get_close_matches(entry.optimizer, sorted(known), n=1)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    raise PydanticCustomError(
-                        "optimizers", "'{name}' is no optimizer of this file{hint}; name one under `optimizers` "
-                        "or '{default}'", {"name": entry.optimizer, "hint": hint, "default": DEFAULT_OPTIMIZER,
-                                          "loc": [kind, i, "optimizer"]})
+                    raise _refuse("optimizers", "'{name}' is no optimizer of this file{hint}; name one under "
+                                  "`optimizers` or '{default}'", Spot((kind, i, "optimizer")),
+                                  name=entry.optimizer, hint=hint, default=DEFAULT_OPTIMIZER)
         return self
 
     def __eq__(self, other: object) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import Location, RuleError, RuleFileError
+from .errors import SPOT_KEY, Location, RuleError, RuleFileError, Spot
 from .inherit import flatten
 from .language import (
     LAYER_TAGS,
@@ -129,10 +129,11 @@ def _located(error: Any, source: SourceMap) -> RuleError:
     loc = [part for part in error["loc"] if part not in MATCHER_TAGS and part not in OPTION_TAGS]
     if len(loc) > 1 and loc[0] == "layers" and loc[1] in LAYER_TAGS:
         del loc[1]  # the 'by' value pydantic puts in the path of a discriminated union
-    ctx = error.get("ctx") or {}
+    # Where a validator pointed more precisely than pydantic's path: read here, and only here.
+    spot = (error.get("ctx") or {}).get(SPOT_KEY)
+    spot = spot if isinstance(spot, Spot) else Spot()
+    loc += spot.below
     kind = error["type"]
-    if "loc" in ctx:
-        loc = list(ctx["loc"])
     message = error["msg"]
     if kind.startswith("value_error") and message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -151,9 +152,8 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         pass  # a message of our own, placed by its loc
     elif not kind.endswith(("formula", "regex")) and _is_scalar(error.get("input")):
         message += f", got {_short(error['input'])}"
-    expr = ctx.get("expr", "")
-    offset = ctx.get("offset") if expr else None
-    return RuleError(message, source.locate(loc, key=ctx.get("at_key", False), offset=offset), loc, expr, offset)
+    offset = spot.offset if spot.expr else None
+    return RuleError(message, source.locate(loc, key=spot.key, offset=offset), loc, spot.expr, offset)
 
 
 def _is_scalar(value: Any) -> bool:
