@@ -77,9 +77,11 @@ def _refuse(kind: str, template: str, spot: Spot, **params: Any) -> PydanticCust
     return PydanticCustomError(kind, template, {**params, SPOT_KEY: spot})
 
 
-def _in_text(kind: str, exc: ExpressionError, template: str = "{message}", **params: Any) -> PydanticCustomError:
-    """pydantic's error for a problem inside a formula or regex, with the text and the spot in it."""
-    return _refuse(kind, template, Spot(expr=exc.expr, offset=exc.offset), message=exc.message, **params)
+def _in_text(kind: str, exc: ExpressionError, template: str = "{message}", below: tuple[str | int, ...] = (),
+             **params: Any) -> PydanticCustomError:
+    """pydantic's error for a problem inside a formula or regex, with the text and the spot in it
+    (``below``: the text's key inside the value checked, such as an option's name)."""
+    return _refuse(kind, template, Spot(below, expr=exc.expr, offset=exc.offset), message=exc.message, **params)
 
 
 # --- matchers ----------------------------------------------------------------------------------
@@ -379,15 +381,13 @@ def _formula(text: str, names: set[str] | None, key: str | None = None, conditio
             raise FormulaError(f"gives {formula.constant}; the value must be a finite number >= 0", text, 0)
         return formula
     except FormulaError as exc:
-        raise (_in_text("formula", exc, "options.{key}: {message}", key=key) if key else
-               _in_text("formula", exc)) from None
+        raise _in_text("formula", exc, below=(key,) if key else ()) from None
 
 
 def _check_option_name(key: str) -> None:
     if key in _RESERVED_OPTIONS:
-        raise PydanticCustomError(
-            "option", "'{key}' is not an option here; set it with its own key or leave it to lrrules", {"key": key}
-        )
+        raise _refuse("option", "'{key}' is not an option here; set it with its own key or leave it to lrrules",
+                      Spot((key,), key=True), key=key)
 
 
 class Rule(_Settings):
@@ -538,7 +538,7 @@ class NamedOptimizer(BaseModel):
     def _options_are_options(self) -> NamedOptimizer:
         for key in self.model_extra or {}:
             if key in _RESERVED_OPTIONS or key in ("optimizer", "optimizers"):
-                raise PydanticCustomError("option", "'{key}' is not an option here", {"key": key})
+                raise _refuse("option", "'{key}' is not an option here", Spot((key,), key=True), key=key)
         return self
 
     @property
