@@ -93,7 +93,7 @@ class Location:
 
 
 @dataclass(frozen=True)
-class Spot:
+class Pointer:
     """Where a problem found while validating points, more precisely than the value being validated.
 
     A validator knows the value it checks, not where that value stands in the file; the loader
@@ -101,11 +101,11 @@ class Spot:
     checked, the entry a check across a whole file faults); ``key`` points at the key rather than at
     its value (a misspelt key); ``expr`` and ``offset`` are the formula or regex text the problem is
     in and the 0-based position in it the caret goes under (``None``: the whole text). Validators
-    attach one to their error as ``SPOT_KEY`` of pydantic's error context, and the loader reads it
+    attach one to their error as ``POINTER_KEY`` of pydantic's error context, and the loader reads it
     in one place.
 
-    >>> Spot(below=("learning_rate",), key=True)
-    Spot(below=('learning_rate',), key=True, expr='', offset=None)
+    >>> Pointer(below=("learning_rate",), key=True)
+    Pointer(below=('learning_rate',), key=True, expr='', offset=None)
     """
 
     below: tuple[str | int, ...] = ()
@@ -114,8 +114,8 @@ class Spot:
     offset: int | None = None
 
 
-#: The one key of pydantic's error context that carries a :class:`Spot`.
-SPOT_KEY = "spot"
+#: The one key of pydantic's error context that carries a :class:`Pointer`.
+POINTER_KEY = "pointer"
 
 
 class RuleError(LrrulesError):

@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import SPOT_KEY, ExpressionError, FormulaError, Location, RegexError, Spot
+from .errors import POINTER_KEY, ExpressionError, FormulaError, Location, Pointer, RegexError
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .params import MAX_DIMS
 from .reader import SourceMap
@@ -71,17 +71,17 @@ _FORMULA_HELP = (
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def _refuse(kind: str, template: str, spot: Spot, **params: Any) -> PydanticCustomError:
+def _refuse(kind: str, template: str, spot: Pointer, **params: Any) -> PydanticCustomError:
     """pydantic's error of type ``kind``, its message ``template`` filled from ``params``, with the
-    :class:`~lrrules.errors.Spot` the loader places it by."""
-    return PydanticCustomError(kind, template, {**params, SPOT_KEY: spot})
+    :class:`~lrrules.errors.Pointer` the loader places it by."""
+    return PydanticCustomError(kind, template, {**params, POINTER_KEY: spot})
 
 
 def _in_text(kind: str, exc: ExpressionError, template: str = "{message}", below: tuple[str | int, ...] = (),
              **params: Any) -> PydanticCustomError:
     """pydantic's error for a problem inside a formula or regex, with the text and the spot in it
     (``below``: the text's key inside the value checked, such as an option's name)."""
-    return _refuse(kind, template, Spot(below, expr=exc.expr, offset=exc.offset), message=exc.message, **params)
+    return _refuse(kind, template, Pointer(below, expr=exc.expr, offset=exc.offset), message=exc.message, **params)
 
 
 # --- matchers ----------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def _check_regex(pattern: str) -> str:
                  else None)
         if taken:
             raise _refuse("regex", "regex group '{group}' has the name of {taken}; rename the group",
-                          Spot(expr=pattern, offset=pattern.find(f"<{group}>") + 1), group=group, taken=taken)
+                          Pointer(expr=pattern, offset=pattern.find(f"<{group}>") + 1), group=group, taken=taken)
     return pattern
 
 
@@ -387,7 +387,7 @@ def _formula(text: str, names: set[str] | None, key: str | None = None, conditio
 def _check_option_name(key: str) -> None:
     if key in _RESERVED_OPTIONS:
         raise _refuse("option", "'{key}' is not an option here; set it with its own key or leave it to lrrules",
-                      Spot((key,), key=True), key=key)
+                      Pointer((key,), key=True), key=key)
 
 
 class Rule(_Settings):
@@ -470,7 +470,7 @@ class Defaults(BaseModel):
             close = difflib.get_close_matches(key, ["lr", "weight_decay"], n=1, cutoff=0.75)
             hint = _MISSPELT.get(key) or (close[0] if close else None)
             if hint:
-                raise _refuse("option", "unknown key '{key}' (did you mean '{hint}'?)", Spot((key,), key=True),
+                raise _refuse("option", "unknown key '{key}' (did you mean '{hint}'?)", Pointer((key,), key=True),
                               key=key, hint=hint)
         return self
 
@@ -538,7 +538,7 @@ class NamedOptimizer(BaseModel):
     def _options_are_options(self) -> NamedOptimizer:
         for key in self.model_extra or {}:
             if key in _RESERVED_OPTIONS or key in ("optimizer", "optimizers"):
-                raise _refuse("option", "'{key}' is not an option here", Spot((key,), key=True), key=key)
+                raise _refuse("option", "'{key}' is not an option here", Pointer((key,), key=True), key=key)
         return self
 
     @property
@@ -770,7 +770,7 @@ class RuleSet(BaseModel):
         for name in value:
             if name in VARIABLES or name in FUNCTIONS or name in CONSTANTS:
                 raise _refuse("vars", "the var '{name}' has the name of a formula variable, function or constant; "
-                              "rename it", Spot((name,), key=True), name=name)
+                              "rename it", Pointer((name,), key=True), name=name)
         return value
 
     @field_validator("extends", mode="after")
@@ -789,16 +789,16 @@ class RuleSet(BaseModel):
                    for i, e in enumerate(group)]
         for loc, message in cross_entry_problems(entries):
             # One at a time here; lrrules.load reports every one of a file together, placed.
-            raise _refuse("entries", "{message}", Spot(loc), message=message)
+            raise _refuse("entries", "{message}", Pointer(loc), message=message)
         for loc, message in precedence_problems(self.rules, [m.name for m in self.modifiers]):
-            raise _refuse("precedence", "{message}", Spot(loc), message=message)
+            raise _refuse("precedence", "{message}", Pointer(loc), message=message)
         return self
 
     @model_validator(mode="after")
     def _routes_known(self) -> RuleSet:
         if DEFAULT_OPTIMIZER in self.optimizers:
             raise _refuse("optimizers", "'{name}' names the single `optimizer:`; choose another name",
-                          Spot(("optimizers", DEFAULT_OPTIMIZER), key=True), name=DEFAULT_OPTIMIZER)
+                          Pointer(("optimizers", DEFAULT_OPTIMIZER), key=True), name=DEFAULT_OPTIMIZER)
         known = set(self.optimizers) | {DEFAULT_OPTIMIZER}
         for kind, group in (("rules", self.rules), ("modifiers", self.modifiers)):
             for i, entry in enumerate(group):
@@ -806,7 +806,7 @@ class RuleSet(BaseModel):
                     close = difflib.get_close_matches(entry.optimizer, sorted(known), n=1)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
                     raise _refuse("optimizers", "'{name}' is no optimizer of this file{hint}; name one under "
-                                  "`optimizers` or '{default}'", Spot((kind, i, "optimizer")),
+                                  "`optimizers` or '{default}'", Pointer((kind, i, "optimizer")),
                                   name=entry.optimizer, hint=hint, default=DEFAULT_OPTIMIZER)
         return self
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import SPOT_KEY, Location, RuleError, RuleFileError, Spot
+from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError
 from .inherit import flatten
 from .language import (
     LAYER_TAGS,
@@ -130,9 +130,9 @@ def _located(error: Any, source: SourceMap) -> RuleError:
     if len(loc) > 1 and loc[0] == "layers" and loc[1] in LAYER_TAGS:
         del loc[1]  # the 'by' value pydantic puts in the path of a discriminated union
     # Where a validator pointed more precisely than pydantic's path: read here, and only here.
-    spot = (error.get("ctx") or {}).get(SPOT_KEY)
-    spot = spot if isinstance(spot, Spot) else Spot()
-    loc += spot.below
+    pointer = (error.get("ctx") or {}).get(POINTER_KEY)
+    pointer = pointer if isinstance(pointer, Pointer) else Pointer()
+    loc += pointer.below
     kind = error["type"]
     message = error["msg"]
     if kind.startswith("value_error") and message.startswith("Value error, "):
@@ -152,8 +152,8 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         pass  # a message of our own, placed by its loc
     elif not kind.endswith(("formula", "regex")) and _is_scalar(error.get("input")):
         message += f", got {_short(error['input'])}"
-    offset = spot.offset if spot.expr else None
-    return RuleError(message, source.locate(loc, key=spot.key, offset=offset), loc, spot.expr, offset)
+    offset = pointer.offset if pointer.expr else None
+    return RuleError(message, source.locate(loc, key=pointer.key, offset=offset), loc, pointer.expr, offset)
 
 
 def _is_scalar(value: Any) -> bool:
