@@ -10,13 +10,12 @@ own file, so an error in a parent is reported at ``base.yaml:line:col``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import RuleFileError
-from .reader import Loc, SourceMap, Spot, read
+from .reader import Loc, SourceMap, read
 
 BY_NAME = ("rules", "modifiers")
 #: How many files deep a chain of ``extends`` may go, and how many files one load may read: a
@@ -140,9 +139,10 @@ def merge(base: dict[str, Any], base_map: SourceMap, over: dict[str, Any],
         elif key in BY_KEY and isinstance(base.get(key), dict) and isinstance(over.get(key), dict):
             out[key] = {}
             for sub in [*base[key], *(k for k in over[key] if k not in base[key])]:
-                which, which_map = (over, over_map) if sub in over[key] else (base, base_map)
-                out[key][sub] = which[key][sub]
-                out_map.graft(which_map, (key, sub), (key, sub))
+                out[key][sub] = (over if sub in over[key] else base)[key][sub]
+            inherited = {sub: sub for sub in base[key] if sub not in over[key]}
+            out_map.graft(base_map, (key,), (key,), inherited)
+            out_map.graft(over_map, (key,), (key,), {sub: sub for sub in over[key]})
             if (key,) in over_map.values:  # both files set the mapping; its own place is the file's
                 out_map.values[(key,)] = over_map.values[(key,)]
         else:
@@ -175,24 +175,13 @@ def _by_name(key: str, base: list[Any], base_map: SourceMap, over: list[Any], ov
             del entries[name]
         else:
             entries[name] = (entry, over_map, j)
-    # Each map's positions are sorted by entry once: grafting entry by entry would walk the whole
-    # map for every entry, quadratic in a long chain of parents.
-    spots = {id(m): _spots_by_entry(m, key) for m in {id(base_map): base_map, id(over_map): over_map}.values()}
+    # Entry j of a map becomes entry k of the result: one graft per map, however many entries.
+    moved: dict[int, tuple[SourceMap, dict[str | int, str | int]]] = {}
     for k, (_, where, j) in enumerate(entries.values()):
-        for table, rest, spot in spots[id(where)].get(j, ()):
-            getattr(out_map, table)[(key, k, *rest)] = spot
+        moved.setdefault(id(where), (where, {}))[1][j] = k
+    for where, heads in moved.values():
+        out_map.graft(where, (key,), (key,), heads)
     return [e for e, _, _ in entries.values()]
-
-
-def _spots_by_entry(source: SourceMap, key: str) -> dict[int, list[tuple[str, Loc, Spot]]]:
-    """The positions under ``key[j]`` of ``source``, by ``j``, each keeping its own file."""
-    out: dict[int, list[tuple[str, Loc, Spot]]] = {}
-    for table in ("values", "keys"):
-        for loc, spot in getattr(source, table).items():
-            if len(loc) >= 2 and loc[0] == key and isinstance(loc[1], int):
-                kept = spot if spot.path else dataclasses.replace(spot, path=source.path)
-                out.setdefault(loc[1], []).append((table, loc[2:], kept))
-    return out
 
 
 def _name_key(entry: Any) -> Any:

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -76,13 +76,29 @@ class SourceMap:
             col += len(spot.quote) + offset
         return Location(spot.path or self.path, spot.line, col)
 
-    def graft(self, other: SourceMap, src: Loc, dst: Loc) -> None:
-        """Copy ``other``'s positions under ``src`` to this map under ``dst``, keeping their file."""
+    def graft(self, other: SourceMap, src: Loc, dst: Loc, heads: Mapping[str | int, str | int] | None = None) -> None:
+        """Copy ``other``'s positions under ``src`` to this map under ``dst``, keeping their file.
+
+        With ``heads``, only the parts of ``src`` whose first key is in it move, each under its new
+        key (``{3: 0}``: what was ``src[3]`` becomes ``dst[0]``), in one pass over ``other`` however
+        many parts move: merging a long list or mapping part by part would be quadratic.
+
+        >>> base = parse("rules: [{name: a}, {name: b}]", "base.yaml")[1]
+        >>> out = SourceMap("child.yaml"); out.graft(base, ("rules",), ("rules",), {1: 0})
+        >>> str(out.locate(("rules", 0, "name")))
+        'base.yaml:1:27'
+        """
         n = len(src)
         for mine, theirs in ((self.values, other.values), (self.keys, other.keys)):
             for loc, spot in theirs.items():
-                if loc[:n] == src:
-                    mine[dst + loc[n:]] = spot if spot.path else replace(spot, path=other.path)
+                if loc[:n] != src:
+                    continue
+                rest = loc[n:]
+                if heads is not None:
+                    if not rest or rest[0] not in heads:
+                        continue
+                    rest = (heads[rest[0]], *rest[1:])
+                mine[dst + rest] = spot if spot.path else replace(spot, path=other.path)
 
     def error(self, message: str, loc: Sequence[str | int] = (), **kw: Any) -> RuleError:
         key = kw.pop("key", False)

@@ -147,3 +147,25 @@ def test_each_kind_of_validator_error_points_at_its_key_or_value_and_into_its_te
     assert (error.expr, error.offset) == (expr, offset)
     if offset is not None:
         assert str(error).endswith("\n    " + expr + "\n    " + " " * offset + "^")
+
+
+def test_after_extends_every_entry_and_key_is_placed_in_its_own_file(tmp_path: Path) -> None:
+    # The parent's entries after a removal shift down; each error must still point at its own file.
+    base = ("version: 1\ndefaults: {lr: 0.1, learning_rate: 1}\nvars: {k: 1, m: 2}\nrules:\n"
+            "  - {name: a, match: 'a', lr: -1}\n  - {name: b, match: 'b'}\n  - {name: c, match: 'c', lr: -2}\n"
+            "  - {name: e, match: 'e', lr: -3}\n")
+    child = ("version: 1\nextends: base.yaml\nvars: {numel: 3}\nrules:\n  - {name: b, remove: true}\n"
+             "  - {name: c, match: 'c', lr: -4}\n  - {name: d, match: 'd', lr: -5}\n")
+    (tmp_path / "base.yaml").write_text(base)
+    (tmp_path / "child.yaml").write_text(child)
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.load(tmp_path / "child.yaml")
+
+    def at(text: str, name: str, part: str) -> tuple[str, int, int]:
+        i = text.index(part)
+        return str((tmp_path / name).resolve()), text[:i].count("\n") + 1, i - text.rfind("\n", 0, i)
+
+    found = {(e.path, e.line, e.col) for e in caught.value.errors}
+    assert found == {at(base, "base.yaml", "learning_rate"),
+                     at(child, "child.yaml", "numel"), at(base, "base.yaml", "-1"), at(base, "base.yaml", "-3"),
+                     at(child, "child.yaml", "-4"), at(child, "child.yaml", "-5")}
