@@ -7,6 +7,7 @@ import glob
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,29 @@ def test_each_sample_output_is_what_its_command_prints(doc: str, command: str, s
     main(_argv(command))
     out, _ = capsys.readouterr()
     assert out.rstrip("\n") == shown.rstrip("\n"), f"{doc}: the sample of `{command}` is out of date"
+
+
+def _finetune_module() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune", ROOT / "examples" / "finetune" / "finetune.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_quotes_the_finetune_results_the_example_wrote() -> None:
+    # The figures are re-derived from the example's own output file, never measured here: the table
+    # is what its report() makes of results.json, the run time is the `seconds` it recorded.
+    import json
+
+    finetune: Any = _finetune_module()
+    results = json.loads((ROOT / "examples" / "finetune" / "results" / "results.json").read_text())
+    written = finetune.report(results)
+    assert (ROOT / "examples" / "finetune" / "results" / "RESULTS.md").read_text() == written
+    rows = [line for line in written.splitlines() if line.startswith("|")]
+    readme = (ROOT / "README.md").read_text()
+    assert "\n".join(rows) in readme, "README.md's fine-tuning table is not the one results.json gives"
+    took = re.search(r"tracked results took\s+(\d+) s", readme)
+    assert took and int(took.group(1)) == round(results["seconds"]), "README.md's run time is not results.json's"
