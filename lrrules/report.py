@@ -103,9 +103,10 @@ def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
 
 
 def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True,
-               width: int | None = None) -> str:
-    """The groups (or each parameter) as an aligned table with an lr bar, then every problem; within
-    ``width`` columns where given (the widest cells shortened, the name lists wrapped)."""
+               width: int | None = None, hints: Sequence[str] = ()) -> str:
+    """The groups (or each parameter) as an aligned table with an lr bar, then every problem and the
+    ``hints`` on them (:func:`lrrules.lint.conflict_hints`); within ``width`` columns where given
+    (the widest cells shortened, the name lists wrapped)."""
     lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
@@ -135,6 +136,7 @@ def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bo
         ]
     lines += _align([header, *rows], width, unicode)
     lines += _wrapped(summary(plan), width)
+    lines += [printable(hint, lines=True) for hint in hints]  # its YAML as written: never wrapped
     return "\n".join(lines)
 
 
@@ -174,6 +176,21 @@ def problems(plan: Plan) -> list[str]:
     return [printable(line) for line in lines]
 
 
+def nothing_trains(plan: Plan) -> list[str]:
+    """A problem line when the model has parameters and the plan trains none of them (every one
+    frozen, none unmatched or in conflict): the optimizer would get an empty list. Empty otherwise."""
+    if not plan.params or plan.unmatched or plan.conflicts or any(g.lr > 0 for g in plan.groups):
+        return []
+    if plan.groups:
+        zero = sum(len(g.params) for g in plan.groups)
+        return [printable(f"nothing trains: every group has lr 0 ({zero} tensors) and the other "
+                          f"{len(plan.params) - zero} are frozen; give the parameters that should train an lr above 0")]
+    reasons = list(dict.fromkeys(f.reason for f in plan.frozen))
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return [printable(f"nothing trains: all {len(plan.params)} tensors are frozen{why}; give the parameters that "
+                      "should train a rule without 'freeze'")]
+
+
 # --- check findings ----------------------------------------------------------------------------
 
 
@@ -189,16 +206,22 @@ class Finding:
     message: str
     exit_code: int
     model: str = ""
+    warning: bool = False  # likely a mistake, not certainly one: exit 0, or 1 under --strict
+
+    @property
+    def severity(self) -> str:
+        """``error`` (an invalid file, exit 2), ``problem`` (exit 1) or ``warning``."""
+        return "warning" if self.warning else "error" if self.exit_code == 2 else "problem"
 
     def text(self) -> str:
         where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
         on = f" (on {self.model})" if self.model else ""
-        return printable(f"{where}: {self.message}{on}", lines=True)
+        kind = "warning: " if self.warning else ""
+        return printable(f"{where}: {kind}{self.message}{on}", lines=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.path, "line": self.line or None, "col": self.col or None,
-                "severity": "error" if self.exit_code == 2 else "problem", "model": self.model or None,
-                "message": self.message}
+                "severity": self.severity, "model": self.model or None, "message": self.message}
 
 
 def findings_json(findings: Sequence[Finding]) -> str:
@@ -220,7 +243,8 @@ def findings_github(findings: Sequence[Finding]) -> str:
             props += [f"line={f.line}", f"col={f.col or 1}"]
         title = f"lrrules on {f.model}" if f.model else "lrrules"
         props.append(f"title={_gh_property(title)}")
-        lines.append(f"::error {','.join(props)}::{_gh_data(f.message)}")
+        command = "warning" if f.warning and not f.exit_code else "error"
+        lines.append(f"::{command} {','.join(props)}::{_gh_data(f.message)}")
     return "\n".join(lines)
 
 
