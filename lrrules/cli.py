@@ -574,7 +574,9 @@ def _phase_options(parser: argparse.ArgumentParser) -> None:
 def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
     parser.add_argument("--wide", action="store_true",
-                        help="tables at full width in a terminal too (they are cut to fit it otherwise)")
+                        help="tables at full width in a terminal too (fitted to it otherwise: short headers, a "
+                        "narrower bar, secondary columns left out, long names cut); output to a pipe or a file "
+                        "is always at full width, so there --wide changes nothing")
 
 
 def _parser() -> argparse.ArgumentParser:

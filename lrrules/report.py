@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -94,47 +94,130 @@ def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[s
 
 
 def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
-    """One row per group, or per parameter, for CSV."""
+    """One row per group, or per parameter, for CSV. Each row names the optimizer its group goes
+    to (``default``: the single ``optimizer:``), as the JSON's groups do."""
     if per_param:
         keys = ("name", "shape", "module", "layer", "status", "trains", "group", "rule", "modifiers", "lr",
                 "lr_scale", "weight_decay", "options")
-        return [{k: d[k] for k in keys} for d in (a.to_dict() for a in plan.params)]
+        route = {g.index: g.optimizer for g in plan.groups}
+        return [{**{k: d[k] for k in keys}, "optimizer": route.get(d["group"])}
+                for d in (a.to_dict() for a in plan.params)]
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
+
+
+#: The narrowest the lr bar is redrawn to fit a terminal.
+MIN_BAR_WIDTH = 4
+
+
+@dataclass
+class _Column:
+    """A table column and how it may give way in a narrow terminal: a ``text`` column is shortened
+    (its cut cells ending in an ellipsis), a ``number`` column never is, the ``bar`` is redrawn
+    narrower; ``short`` is its header's short name; ``drop`` its rank among the columns left out
+    when nothing else fits (0: never; -1: only when it says nothing, ``-`` in every row)."""
+
+    header: str
+    cells: list[str]
+    kind: Literal["text", "number", "bar"] = "number"
+    short: str = ""
+    drop: int = 0
+    redraw: Callable[[int], list[str]] | None = None
+
+    @property
+    def floor(self) -> int:
+        """How narrow shortening its cells can make it."""
+        width = max([len(self.header), *map(len, self.cells)])
+        return min(width, max(10, len(self.header))) if self.kind == "text" else width
+
+
+def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
+    """The columns as aligned lines within ``width``, giving way in this order (docs/cli.md, "In a
+    terminal"): headers take their short names, columns with ``-`` in every row go, the bar is
+    redrawn narrower (down to MIN_BAR_WIDTH), the ``drop`` 1 columns go, text columns are
+    shortened, then the columns of higher ``drop`` ranks go one rank at a time; the room left at
+    the end goes back to the bar. A number is never cut; what still does not fit is wrapped by the
+    terminal."""
+
+    def over(cols: list[_Column], floors: bool = False) -> int:
+        used = sum(c.floor if floors else max([len(c.header), *map(len, c.cells)]) for c in cols)
+        return used + 2 * (len(cols) - 1) - (width or 0)
+
+    if width:
+        if over(columns) > 0:
+            for c in columns:
+                c.header = c.short or c.header
+        if over(columns) > 0:
+            columns = [c for c in columns if not (c.drop < 0 and all(x == "-" for x in c.cells))]
+        bar = next((c for c in columns if c.kind == "bar" and c.redraw is not None), None)
+        if bar is not None and over(columns) > 0:
+            bar.cells = bar.redraw(MIN_BAR_WIDTH)  # type: ignore[misc]
+        for rank in sorted({c.drop for c in columns if c.drop > 0}):
+            if over(columns, floors=rank > 1) <= 0:
+                break
+            columns = [c for c in columns if c.drop != rank]
+        if bar is not None and over(columns) < 0 and len(bar.cells) and max(map(len, bar.cells)) < BAR_WIDTH:
+            # The room the later steps left goes back to the bar.
+            chars = min(BAR_WIDTH, max(map(len, bar.cells)) - over(columns))
+            bar.cells = bar.redraw(chars)  # type: ignore[misc]
+    rows = [[c.header for c in columns], *([c.cells[i] for c in columns] for i in range(len(columns[0].cells)))]
+    return _align(rows, width, unicode, fixed={i for i, c in enumerate(columns) if c.kind != "text"})
 
 
 def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True,
                width: int | None = None, hints: Sequence[str] = ()) -> str:
     """The groups (or each parameter) as an aligned table with an lr bar, then every problem and the
-    ``hints`` on them (:func:`lrrules.lint.conflict_hints`); within ``width`` columns where given
-    (the widest cells shortened, the name lists wrapped)."""
+    ``hints`` on them (:func:`lrrules.lint.conflict_hints`). Within ``width`` columns where given,
+    the table gives way as :func:`_fit` says and the name lists wrap. A file with several optimizers
+    gets an ``optimizer`` column: the one each group goes to."""
     lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
     top = max((g.lr for g in plan.groups), default=0.0)
     bottom = _log_bottom([g.lr for g in plan.groups])
+    routes = any(g.optimizer != "default" for g in plan.groups)
+    route = {g.index: g.optimizer for g in plan.groups}
+
+    def bar(lrs: Sequence[float | None]) -> _Column:
+        return _Column("(log)" if bottom else "", [_bar(lr, top, unicode, bottom) for lr in lrs], "bar",
+                       redraw=lambda chars: [_bar(lr, top, unicode, bottom, chars) for lr in lrs])
+
     if per_param:
-        header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "(log)" if bottom else "",
-                  "weight_decay", "options"]
-        rows = [
-            [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else ""), "x".join(map(str, a.shape)) or "scalar",
-             _opt(a.layer), _opt(a.group), _claimed(a), ", ".join(a.modifiers) or "-",
-             _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode, bottom),
-             _num(a.weight_decay) if a.weight_decay is not None else "-", _options(plan, a.options)]
-            for a in plan.params
+        params = plan.params
+        columns = [
+            _Column("name", [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else "") for a in params], "text"),
+            _Column("shape", ["x".join(map(str, a.shape)) or "scalar" for a in params], drop=1),
+            _Column("layer", [_opt(a.layer) for a in params], drop=2),
+            _Column("group", [_opt(a.group) for a in params]),
+            _Column("rule", [_claimed(a) for a in params], "text"),
+            _Column("modifiers", [", ".join(a.modifiers) or "-" for a in params], "text", short="mods", drop=-1),
+            _Column("lr", [_num(a.lr) if a.lr is not None else a.status for a in params]),
+            bar([a.lr for a in params]),
+            _Column("weight_decay", [_num(a.weight_decay) if a.weight_decay is not None else "-" for a in params],
+                    short="wd"),
+            _Column("options", [_options(plan, a.options) for a in params], "text", drop=-1),
         ]
         if plan.phase_frozen:  # frozen by a phase at plan.when: the same fact as JSON's and CSV's `trains`
-            header.insert(6, "trains")
-            for a, row in zip(plan.params, rows):
-                row.insert(6, "yes" if a.trains else "no (phase)")
+            columns.insert(6, _Column("trains", ["yes" if a.trains else "no (phase)" for a in params]))
+        if routes:
+            columns.insert(columns.index(next(c for c in columns if c.header == "lr")),
+                           _Column("optimizer", [route.get(a.group, "-") if a.group is not None else "-"
+                                                 for a in params], "text", short="optim"))
     else:
-        header = ["group", "lr", "(log)" if bottom else "", "lr_scale", "weight_decay", "options", "tensors",
-                  "elements", "rules"]
-        rows = [
-            [str(g.index), _num(g.lr), _bar(g.lr, top, unicode, bottom), _num(g.lr_scale), _num(g.weight_decay),
-             _options(plan, g.options), str(len(g.params)), f"{g.numel:,}", ", ".join(g.rules)]
-            for g in plan.groups
+        groups = plan.groups
+        columns = [
+            _Column("group", [str(g.index) for g in groups]),
+            _Column("lr", [_num(g.lr) for g in groups]),
+            bar([g.lr for g in groups]),
+            _Column("lr_scale", [_num(g.lr_scale) for g in groups], short="scale", drop=1),
+            _Column("weight_decay", [_num(g.weight_decay) for g in groups], short="wd"),
+            _Column("options", [_options(plan, g.options) for g in groups], "text", drop=-1),
+            _Column("tensors", [str(len(g.params)) for g in groups], short="n"),
+            _Column("elements", [f"{g.numel:,}" for g in groups], drop=2),
+            _Column("rules", [", ".join(g.rules) for g in groups], "text"),
         ]
-    lines += _align([header, *rows], width, unicode)
+        if routes:
+            columns.insert(1, _Column("optimizer", [g.optimizer for g in groups], "text", short="optim"))
+    lines += _fit(columns, width, unicode)
     lines += _wrapped(summary(plan), width)
     lines += [printable(hint, lines=True) for hint in hints]  # its YAML as written: never wrapped
     return "\n".join(lines)
@@ -278,7 +361,8 @@ def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | No
         for r in rows
     ]
     total = sum(r["numel"] for r in rows)
-    return "\n".join(_align([header, *body], width) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
+    lines = _align([header, *body], width, fixed={1, 2, 4, 5})  # names and classes shorten; numbers never
+    return "\n".join(lines + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
 # --- explain -----------------------------------------------------------------------------------
@@ -415,16 +499,16 @@ def _log_bottom(lrs: Sequence[float]) -> float | None:
     return min(positive)
 
 
-def _bar(value: float | None, top: float, unicode: bool, bottom: float | None = None) -> str:
-    """A bar ``value / top`` of BAR_WIDTH characters; on a log scale from ``bottom`` (one eighth, so
+def _bar(value: float | None, top: float, unicode: bool, bottom: float | None = None, chars: int = BAR_WIDTH) -> str:
+    """A bar ``value / top`` of ``chars`` characters; on a log scale from ``bottom`` (one eighth, so
     the smallest lr still shows) to ``top`` (full) when ``bottom`` is given."""
     if value is None or top <= 0:
         return ""
     if bottom is not None and value > 0:
         span = math.log(top) - math.log(bottom)
-        eighths = 1 + round((math.log(value) - math.log(bottom)) / span * (BAR_WIDTH * 8 - 1))
+        eighths = 1 + round((math.log(value) - math.log(bottom)) / span * (chars * 8 - 1))
     else:
-        eighths = round(value / top * BAR_WIDTH * 8)
+        eighths = round(value / top * chars * 8)
     if not unicode:  # whole characters only: rounded, and at least one for any lr above zero
         return "#" * (max(1, round(eighths / 8)) if value > 0 else 0)
     return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8]).rstrip() or "▏"
@@ -479,14 +563,17 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = True) -> list[str]:
+def _align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = True,
+           fixed: set[int] | None = None) -> list[str]:
     """Rows as left-aligned columns two spaces apart. Within ``width``, the widest column is
-    shortened first (never below its header or 10 characters), its cut cells ending in an ellipsis."""
+    shortened first (never below its header or 10 characters), its cut cells ending in an ellipsis;
+    the ``fixed`` columns (numbers, the bar) are never cut: a cut number or bar would misstate it."""
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     if width:
-        # The lr bar (headed "" or "(log)") keeps its width: a cut bar would misstate the lr.
-        floors = [w if rows[0][i] in ("", "(log)") else max(10, len(rows[0][i])) for i, w in enumerate(widths)]
+        if fixed is None:  # the lr bar (headed "" or "(log)") by default
+            fixed = {i for i, header in enumerate(rows[0]) if header in ("", "(log)")}
+        floors = [w if i in fixed else max(10, len(rows[0][i])) for i, w in enumerate(widths)]
         while (over := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
             i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
             if widths[i] <= floors[i]:
