@@ -33,6 +33,10 @@ DECAY_SETTINGS = ("weight_decay", "weight_decay_mult")
 _ANY_REGEX = {"", "^", "$", ".*", ".+", ".*?", ".+?", "^.*", "^.+", ".*$", ".+$", "^.*$", "^.+$", "^.*?$",
               "(.*)", "^(.*)$", "(?s).*", "(?s)^.*$"}
 
+#: How many steps comparing globs may take in one file, all pairs together: a fraction of a second
+#: (a usual file needs a few thousand).
+OVERLAP_BUDGET = 200_000
+
 MODIFIER_HINT = "a rule that only turns weight decay off is usually meant as a modifier: move it under `modifiers:`"
 
 
@@ -198,6 +202,17 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
     two conflict. Matchers other than plain globs are left to the model's check."""
     found = []
     claiming = [r for r in rules.rules if not r.remove and not r.fallback and r.match is not None]
+    budget = [OVERLAP_BUDGET]
+
+    def shared(a: str, b: str) -> str | None:
+        # Each pair costs at most len(a) * len(b) steps; past the budget (a hostile file of huge
+        # globs), pairs go unread: no warning, never a hang.
+        cost = (len(a) + 1) * (len(b) + 1)
+        if cost > budget[0]:
+            return None
+        budget[0] -= cost
+        return shared_name(a, b)
+
     for i, rule in enumerate(rules.rules):
         if not decay_only(rule) or rule.match is None:
             continue
@@ -206,7 +221,7 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
             if other is rule or other.name in rule.overrides or rule.name in other.overrides:
                 continue
             theirs = _plain_globs(other.match)
-            witness = next((w for a in mine for b in theirs if (w := shared_name(a, b)) is not None), None)
+            witness = next((w for a in mine for b in theirs if (w := shared(a, b)) is not None), None)
             if witness is not None:
                 found.append(Lint(("rules", i, "match"),
                                   f"'{rule.name}' sets only weight decay and claims names that rule '{other.name}' "

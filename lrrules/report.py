@@ -241,7 +241,7 @@ def summary(plan: Plan) -> list[str]:
         lines.append(f"frozen by phases at {plan.when}: {len(plan.phase_frozen)} tensors (they keep their groups)")
         frozen_now = set(plan.phase_frozen)
         lines.append(f"  {_names([a.name for a in plan.params if a.name in frozen_now])}")  # the model's order
-    lines += problems(plan)
+    lines += problems(plan) + nothing_trains(plan)
     lines += [f"warning: {w}" for w in plan.warnings()]
     return [printable(line) for line in lines]  # names come from the model and the file: no escapes
 

@@ -125,6 +125,8 @@ def test_with_a_model_a_plan_that_trains_nothing_is_a_problem(model: str, tmp_pa
     path.write_text(HEAD + FREEZE_ALL["fallback freezes"][0])
     code, out, _ = _check(capsys, path, "--model", model)
     assert code == 1 and f"nothing trains: all {count} tensors are frozen (frozen by 'rest')" in out
+    main(["resolve", str(path), "--model", model])  # the table says it under the totals
+    assert f"nothing trains: all {count} tensors are frozen" in capsys.readouterr().out
     path.write_text(HEAD + FREEZE_ALL["fallback lr 0"][0])
     code, out, _ = _check(capsys, path, "--model", model)
     assert code == 1 and f"nothing trains: every group has lr 0 ({count} tensors)" in out
@@ -226,3 +228,18 @@ def test_a_decay_only_rule_over_names_no_other_rule_claims_is_left_alone(
     path.write_text(text)
     assert _check(capsys, path, "--strict") == (0, "", "")
     assert _check(capsys, path, "--model", "resnet18") == (0, "", "")
+
+
+def test_huge_globs_in_a_hostile_file_are_left_unread_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 x 200 globs of 400 characters: 6 x 10^9 steps to compare them all; the budget reads a few.
+    from lrrules import lint as module
+
+    globs = [("a*" * 200) + str(i) for i in range(200)]
+    text = HEAD + yaml.safe_dump({"rules": [{"name": "wide", "match": globs, "lr_mult": 0.5},
+                                            {"name": "nd", "match": globs[::-1], "weight_decay": 0}]})
+    rules = lrrules.loads(text, "r.yaml")
+    compared: list[int] = []
+    real = module.shared_name
+    monkeypatch.setattr(module, "shared_name", lambda a, b: compared.append((len(a) + 1) * (len(b) + 1)) or real(a, b))
+    assert all(f.severity == "warning" for f in lint(rules))
+    assert 0 < sum(compared) <= module.OVERLAP_BUDGET
