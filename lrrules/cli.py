@@ -210,6 +210,7 @@ def _located_message(error: RuleFileError | Any) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .lint import modifier_hints
     from .report import explain_text, explained, render
 
     rules = _rules(args.rules, args.set)
@@ -222,7 +223,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     def data() -> list[dict[str, Any]]:
         return [a.to_dict() for a in chosen]
 
-    _print(render(args.format, data, data, lambda: explain_text(plan, chosen)))
+    _print(render(args.format, data, data, lambda: explain_text(plan, chosen, modifier_hints(rules))))
     return EXIT_OK
 
 

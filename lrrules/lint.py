@@ -192,8 +192,13 @@ def conflict_hints(rules: RuleSet, conflicts: Iterable[Conflict]) -> list[str]:
     """For each rule that sets only weight decay and is one of the rules in a conflict, the hint to
     make it a modifier, with the YAML; each rule once, in file order."""
     involved = {name for c in conflicts if c.kind == "rules" for name in c.rules}
-    return [f"hint: '{r.name}' sets only weight decay; {MODIFIER_HINT}, like this:\n{as_modifier(r)}"
-            for r in rules.rules if r.name in involved and decay_only(r)]
+    return [hint for name, hint in modifier_hints(rules).items() if name in involved]
+
+
+def modifier_hints(rules: RuleSet) -> dict[str, str]:
+    """The hint to make it a modifier, by the name of each rule that sets only weight decay."""
+    return {r.name: f"hint: '{r.name}' sets only weight decay; {MODIFIER_HINT}, like this:\n{as_modifier(r)}"
+            for r in rules.rules if decay_only(r)}
 
 
 def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:

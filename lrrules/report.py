@@ -13,7 +13,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -374,9 +374,10 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
     return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
 
 
-def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
+def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, str] | None = None) -> str:
     """For each of the ``chosen`` parameters (see :func:`explained`): what matched, what it captured,
-    each formula with its variables, and the final settings."""
+    each formula with its variables, and the final settings; under a conflict, the ``hints`` of
+    the rules in it (by rule name: :func:`lrrules.lint.modifier_hints`)."""
     conflicts = {c.param: c for c in plan.conflicts}
     blocks = []
     for a in chosen:
@@ -388,6 +389,9 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
             lines.append(f"  layer {a.layer} of {plan.num_layers} (depth {plan.num_layers - 1 - a.layer})")
         if a.status == "conflict":
             lines.append(f"  CONFLICT: {conflicts[a.name].message}")
+            if conflicts[a.name].kind == "rules":
+                lines += [f"  {line}" for r in conflicts[a.name].rules if r in (hints or {})
+                          for line in (hints or {})[r].splitlines()]
         elif a.status == "unmatched":
             lines.append("  UNMATCHED: claimed by no rule")
         elif a.status == "frozen":

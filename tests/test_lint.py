@@ -199,9 +199,12 @@ def test_a_decay_only_rule_in_a_conflict_gets_the_modifier_hint_and_the_hint_wor
     fixed = tmp_path / "fixed.yaml"
     fixed.write_text(_as_modifier(text, "\n".join(line[2:] for line in hint.splitlines())))
     assert _check(capsys, fixed, "--model", model) == (0, "", "")
-    # The table of `resolve` says it too, under the conflicts.
+    # The table of `resolve` says it too, under the conflicts, and `explain` under the conflict.
     main(["resolve", str(path), "--model", model])
     assert "move it under `modifiers:`" in capsys.readouterr().out
+    main(["explain", str(path), "--model", model, "*.bias"])
+    explained = capsys.readouterr().out
+    assert "CONFLICT" in explained and "move it under `modifiers:`" in explained
 
 
 @pytest.mark.parametrize("model", ["resnet18", "vit_tiny_patch16_224"])
@@ -243,3 +246,18 @@ def test_huge_globs_in_a_hostile_file_are_left_unread_not_a_hang(monkeypatch: py
     monkeypatch.setattr(module, "shared_name", lambda a, b: compared.append((len(a) + 1) * (len(b) + 1)) or real(a, b))
     assert all(f.severity == "warning" for f in lint(rules))
     assert 0 < sum(compared) <= module.OVERLAP_BUDGET
+
+
+def test_json_findings_carry_the_severity_and_the_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    frozen, newcomer = tmp_path / "frozen.yaml", tmp_path / "newcomer.yaml"
+    frozen.write_text(HEAD + FREEZE_ALL["star freezes"][0])
+    newcomer.write_text(HEAD + NEWCOMER["resnet18"])
+    code, out, err = _check(capsys, frozen, str(newcomer), "--format", "json")
+    found = json.loads(out)
+    assert code == 1 and not err
+    line, col = _line_col(HEAD + FREEZE_ALL["star freezes"][0], "    freeze: ")
+    assert [(f["file"], f["severity"], f["line"], f["col"], f["model"]) for f in found] == [
+        (str(frozen), "problem", line, col, None),
+        (str(newcomer), "warning", (HEAD + NEWCOMER["resnet18"]).splitlines().index("  - name: no-decay") + 2, 12, None)]
