@@ -66,17 +66,19 @@ def lint(rules: RuleSet) -> list[Lint]:
 
 def frozen_everywhere(rules: RuleSet) -> Lint | None:
     """The finding when the claiming rules leave nothing to train on any model: every rule freezes
-    (or sets a constant lr of 0), and one of them claims every name (a fallback, ``'*'``, ``.*``),
-    or the unclaimed get ``unmatched: defaults`` with a base lr of 0. ``None`` otherwise."""
+    (or sets a constant lr of 0), and one of them claims every name (a fallback, ``'*'``, ``.*``).
+    ``None`` otherwise (the base lr is above 0, so names no rule claims would train or be unmatched)."""
     claiming = [(i, r) for i, r in enumerate(rules.rules) if not r.remove]
     if not claiming or any(_lr_set_by_modifier(m) for m in rules.modifiers):
         return None
-    if not all(r.freeze or _zero_lr(r, rules.defaults.lr) == 0 for _, r in claiming):
+    # With `optimizers:`, a rule or modifier may route to an optimizer of its own lr: the base is unknown.
+    base = None if rules.optimizers else rules.defaults.lr
+    if not all(r.freeze or _zero_lr(r, base) == 0 for _, r in claiming):
         return None
     covering = [(i, r) for i, r in claiming if r.fallback or (r.match is not None and matches_every_name(r.match))]
-    if not covering and not (rules.unmatched == "defaults" and rules.defaults.lr == 0):
+    if not covering:
         return None  # names no rule claims would be unmatched (an error the model's check reports) or train
-    i, rule = covering[0] if covering else claiming[0]
+    i, rule = covering[0]
     what = "the fallback" if rule.fallback else f"'{rule.name}' matches every name and"
     key = "freeze" if rule.freeze else ("lr" if rule.lr is not None else "lr_mult")
     how = "freezes" if rule.freeze else "sets lr 0"
@@ -104,13 +106,13 @@ def phases_freeze_everything(rules: RuleSet) -> Lint | None:
     return None
 
 
-def _zero_lr(rule: Rule, base_lr: float) -> float | None:
-    """The rule's lr where the file alone fixes it, else ``None``."""
+def _zero_lr(rule: Rule, base_lr: float | None) -> float | None:
+    """The rule's lr where the file alone fixes it, else ``None`` (``base_lr`` ``None``: unknown)."""
     if rule.lr is not None:
         return _constant(rule.lr)
     if rule.lr_mult is not None:
         mult = _constant(rule.lr_mult)
-        return None if mult is None else mult * base_lr
+        return 0.0 if mult == 0 else None if mult is None or base_lr is None else mult * base_lr
     return base_lr
 
 

@@ -90,6 +90,8 @@ TRAINS_SOMEWHERE = {
     "unmatched get the defaults": "unmatched: defaults\nrules:\n  - {name: stem, match: 'conv1.*', freeze: true}\n",
     "a modifier sets an lr": "rules:\n  - {name: rest, fallback: true, lr: 0}\n"
                              "modifiers:\n  - {name: head, match: 'fc.*', lr: 0.01}\n",
+    "routed to an optimizer of its own lr": "optimizers:\n  muon: {type: Muon, lr: 0.02}\n"
+                                            "rules:\n  - {name: m, match: '*', optimizer: muon}\n",
     "phase unfreezes later": "rules:\n  - {name: rest, fallback: true}\n"
                              "phases:\n  - {from_epoch: 0, freeze: '*'}\n  - {from_epoch: 2, unfreeze: 'fc.*'}\n",
     "phase starts later": "rules:\n  - {name: rest, fallback: true}\nphases:\n  - {from_epoch: 1, freeze: '*'}\n",
