@@ -431,18 +431,31 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
 def diff_table(changes: Sequence[Change], old: str, new: str,
                summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None) -> str:
     """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
-    one row per rule and setting."""
+    one row per rule and setting. Within ``width``, the two files' columns are headed ``old`` and
+    ``new`` (named above the table), values are never cut, and the examples go last."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
     count = len({c.param for c in changes if not c.param.startswith("(")})
     if summary_rows is not None:
-        rows = [["rule", "setting", old, new, "tensors", "for example"]]
-        rows += [[r["rule"], r["setting"], _values(r["old"]), _values(r["new"]), str(r["count"] or "-"),
-                  _first(r["params"])] for r in summary_rows]
+        columns = [
+            _Column("rule", [r["rule"] for r in summary_rows], "text"),
+            _Column("setting", [r["setting"] for r in summary_rows]),
+            _Column(old, [_values(r["old"]) for r in summary_rows], short="old"),
+            _Column(new, [_values(r["new"]) for r in summary_rows], short="new"),
+            _Column("tensors", [str(r["count"] or "-") for r in summary_rows], short="n"),
+            _Column("for example", [_first(r["params"]) for r in summary_rows], "text", drop=2),
+        ]
     else:
-        rows = [["param", "setting", old, new]]
-        rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
-    return "\n".join(_align(rows, width) + [f"{count} parameters differ"])
+        columns = [
+            _Column("param", [c.param for c in changes], "text"),
+            _Column("setting", [c.setting for c in changes]),
+            _Column(old, [_value(c.old) for c in changes], short="old"),
+            _Column(new, [_value(c.new) for c in changes], short="new"),
+        ]
+    lines = _fit(columns, width, unicode=True)
+    if columns[2].header != old:  # shortened to fit: say which file is which
+        lines = [printable(f"old: {old}"), printable(f"new: {new}"), *lines]
+    return "\n".join(lines + [f"{count} parameters differ"])
 
 
 def diff_summary(changes: Sequence[Change], old_plan: Plan, new_plan: Plan) -> list[dict[str, Any]]:

@@ -123,3 +123,26 @@ def test_a_file_with_one_optimizer_shows_no_optimizer_column(plans: dict[tuple[s
     plan = plans["examples/resnet18-discriminative.yaml", "resnet18"]
     assert "optimizer" not in plan_table(plan).splitlines()[1]
     assert json.loads(json.dumps(plan.to_dict()))["groups"][0]["optimizer"] == "default"
+
+
+@pytest.mark.parametrize("summary", [False, True])
+def test_the_diff_table_fits_80_columns_naming_the_files_above_it(summary: bool) -> None:
+    from lrrules.plan import diff_plans
+    from lrrules.report import diff_summary, diff_table
+
+    model = open_model("resnet18").module
+    old, new = "examples/resnet18-discriminative.yaml", "examples/resnet18-frozen-backbone.yaml"
+    old_plan, new_plan = lrrules.load(old).resolve(model), lrrules.load(new).resolve(model)
+    changes = diff_plans(old_plan, new_plan)
+    rows = diff_summary(changes, old_plan, new_plan) if summary else None
+    lines = diff_table(changes, old, new, rows, width=80).splitlines()
+    assert lines[:2] == [f"old: {old}", f"new: {new}"] and all(len(line) <= 80 for line in lines)
+    body = lines[3:-1]
+    values = [(r["old"], r["new"]) for r in rows] if rows else [(c.old, c.new) for c in changes]
+    for line, (before, after) in zip(body, values):
+        for value in (before, after):  # each value whole: the first of a summary's range, or the value
+            shown = value[0] if isinstance(value, list) else value
+            text = "-" if shown is None else f"{shown:.4g}" if isinstance(shown, float) else str(shown)
+            assert text in line
+    wide = diff_table(changes, old, new, rows).splitlines()
+    assert old in wide[0] and new in wide[0]  # a pipe gets the files' names as headers, as before
