@@ -612,7 +612,9 @@ def _parser() -> argparse.ArgumentParser:
     _format_option(p)
 
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
-                 "Check RULES: alone (schema, regexes, formulas), and against each --model (unmatched and "
+                 "Check RULES: alone (schema, regexes, formulas; without --model also a file that trains "
+                 "nothing on any model, and, as a warning, a rule that only turns weight decay off where a "
+                 "modifier was meant), and against each --model (unmatched and "
                  "conflicting parameters, the optimizer and its options). Prints nothing when clean. Against a "
                  "checkpoint (.safetensors, .safetensors.index.json) torch is never imported: the optimizer's "
                  "options are checked from lrrules' own table of torch's and timm's optimizers.",
