@@ -94,13 +94,15 @@ def run() -> None:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
+    from .lint import conflict_hints
     from .report import plan_rows, plan_table, render
 
     rules = _rules(args.rules, args.set)
     model = _model(args)
     plan = _when(_resolve(rules, model), args)
     _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
-                  lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args))))
+                  lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args),
+                                     conflict_hints(rules, plan.conflicts))))
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
@@ -131,12 +133,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif args.format == "json":
         _print(findings_json(findings))
     else:
-        for f in findings:  # the file's errors on stderr (as a compiler's), the models' problems on stdout
-            if f.exit_code == EXIT_INVALID:
+        for f in findings:  # what is found in the file, at its place, on stderr (as a compiler's)
+            if f.exit_code == EXIT_INVALID or not f.model:
                 _complain(f.text())
-        shown: set[tuple[str, str]] = set()
+        shown: set[tuple[str, str]] = set()  # the models' problems on stdout
         for f in findings:
-            if f.exit_code == EXIT_PROBLEMS:
+            if f.exit_code == EXIT_PROBLEMS and f.model:
                 if (f.path, f.model) not in shown:
                     shown.add((f.path, f.model))
                     _print(f"{f.path} on {f.model}:")
@@ -148,7 +150,8 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
     """What ``check`` finds in one rule file: its errors (each with its place), or the problems of
     the plan on each ``--model``. Errors of the command line and the model stop the run as usual."""
     from .errors import OptimizerError, ResolveError
-    from .report import Finding, problems
+    from .lint import conflict_hints
+    from .report import Finding, nothing_trains, problems
 
     try:
         rules = _rules(spec, args.set)
@@ -157,6 +160,14 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
     except UsageError as exc:  # a file that cannot be read: a missing path, a directory
         return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
     found: list[Finding] = []
+    if not args.model:  # what the file alone decides for every model: nothing trains, a decay-only rule
+        from .lint import lint
+
+        for item in lint(rules):
+            where = rules.locate(item.loc)
+            code = EXIT_PROBLEMS if item.severity == "problem" or args.strict else EXIT_OK
+            found.append(Finding(where.path, where.line, where.col, item.message, code,
+                                 warning=item.severity == "warning"))
     if args.model:
         from .modelcache import check_optimizer_cached
         from .signatures import check as check_signature
@@ -182,7 +193,8 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
             except ResolveError as exc:
                 found.append(Finding(spec, 0, 0, str(exc), EXIT_INVALID, model.label))
                 continue
-            lines = problems(plan) + ([f"strict: {w}" for w in plan.warnings()] if args.strict else [])
+            lines = problems(plan) + conflict_hints(rules, plan.conflicts) + nothing_trains(plan)
+            lines += [f"strict: {w}" for w in plan.warnings()] if args.strict else []
             if lines:
                 found.append(Finding(spec, 0, 0, "\n".join(lines), EXIT_PROBLEMS, model.label))
     return found
@@ -198,6 +210,7 @@ def _located_message(error: RuleFileError | Any) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .lint import modifier_hints
     from .report import explain_text, explained, render
 
     rules = _rules(args.rules, args.set)
@@ -210,7 +223,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     def data() -> list[dict[str, Any]]:
         return [a.to_dict() for a in chosen]
 
-    _print(render(args.format, data, data, lambda: explain_text(plan, chosen)))
+    _print(render(args.format, data, data, lambda: explain_text(plan, chosen, modifier_hints(rules))))
     return EXIT_OK
 
 
@@ -562,7 +575,9 @@ def _phase_options(parser: argparse.ArgumentParser) -> None:
 def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
     parser.add_argument("--wide", action="store_true",
-                        help="tables at full width in a terminal too (they are cut to fit it otherwise)")
+                        help="tables at full width in a terminal too (fitted to it otherwise: short headers, a "
+                        "narrower bar, secondary columns left out, long names cut); output to a pipe or a file "
+                        "is always at full width, so there --wide changes nothing")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -597,7 +612,9 @@ def _parser() -> argparse.ArgumentParser:
     _format_option(p)
 
     p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
-                 "Check RULES: alone (schema, regexes, formulas), and against each --model (unmatched and "
+                 "Check RULES: alone (schema, regexes, formulas; without --model also a file that trains "
+                 "nothing on any model, and, as a warning, a rule that only turns weight decay off where a "
+                 "modifier was meant), and against each --model (unmatched and "
                  "conflicting parameters, the optimizer and its options). Prints nothing when clean. Against a "
                  "checkpoint (.safetensors, .safetensors.index.json) torch is never imported: the optimizer's "
                  "options are checked from lrrules' own table of torch's and timm's optimizers.",

@@ -13,9 +13,9 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -94,47 +94,132 @@ def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[s
 
 
 def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
-    """One row per group, or per parameter, for CSV."""
+    """One row per group, or per parameter, for CSV. Each row names the optimizer its group goes
+    to (``default``: the single ``optimizer:``), as the JSON's groups do."""
     if per_param:
         keys = ("name", "shape", "module", "layer", "status", "trains", "group", "rule", "modifiers", "lr",
                 "lr_scale", "weight_decay", "options")
-        return [{k: d[k] for k in keys} for d in (a.to_dict() for a in plan.params)]
+        route = {g.index: g.optimizer for g in plan.groups}
+        return [{**{k: d[k] for k in keys}, "optimizer": route.get(d["group"])}
+                for d in (a.to_dict() for a in plan.params)]
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
 
 
+#: The narrowest the lr bar is redrawn to fit a terminal.
+MIN_BAR_WIDTH = 4
+
+
+@dataclass
+class _Column:
+    """A table column and how it may give way in a narrow terminal: a ``text`` column is shortened
+    (its cut cells ending in an ellipsis), a ``number`` column never is, the ``bar`` is redrawn
+    narrower; ``short`` is its header's short name; ``drop`` its rank among the columns left out
+    when nothing else fits (0: never; -1: only when it says nothing, ``-`` in every row)."""
+
+    header: str
+    cells: list[str]
+    kind: Literal["text", "number", "bar"] = "number"
+    short: str = ""
+    drop: int = 0
+    redraw: Callable[[int], list[str]] | None = None
+
+    @property
+    def floor(self) -> int:
+        """How narrow shortening its cells can make it."""
+        width = max([len(self.header), *map(len, self.cells)])
+        return min(width, max(10, len(self.header))) if self.kind == "text" else width
+
+
+def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
+    """The columns as aligned lines within ``width``, giving way in this order (docs/cli.md, "In a
+    terminal"): headers take their short names, columns with ``-`` in every row go, the bar is
+    redrawn narrower (down to MIN_BAR_WIDTH), the ``drop`` 1 columns go, text columns are
+    shortened, then the columns of higher ``drop`` ranks go one rank at a time; the room left at
+    the end goes back to the bar. A number is never cut; what still does not fit is wrapped by the
+    terminal."""
+
+    def over(cols: list[_Column], floors: bool = False) -> int:
+        used = sum(c.floor if floors else max([len(c.header), *map(len, c.cells)]) for c in cols)
+        return used + 2 * (len(cols) - 1) - (width or 0)
+
+    if width:
+        if over(columns) > 0:
+            for c in columns:
+                c.header = c.short or c.header
+        if over(columns) > 0:
+            columns = [c for c in columns if not (c.drop < 0 and all(x == "-" for x in c.cells))]
+        bar = next((c for c in columns if c.kind == "bar" and c.redraw is not None), None)
+        if bar is not None and over(columns) > 0:
+            bar.cells = bar.redraw(MIN_BAR_WIDTH)  # type: ignore[misc]
+        for rank in sorted({c.drop for c in columns if c.drop > 0}):
+            if over(columns, floors=rank > 1) <= 0:
+                break
+            columns = [c for c in columns if c.drop != rank]
+        if bar is not None and over(columns) < 0 and len(bar.cells) and max(map(len, bar.cells)) < BAR_WIDTH:
+            # The room the later steps left goes back to the bar.
+            chars = min(BAR_WIDTH, max(map(len, bar.cells)) - over(columns))
+            bar.cells = bar.redraw(chars)  # type: ignore[misc]
+    rows = [[c.header for c in columns], *([c.cells[i] for c in columns] for i in range(len(columns[0].cells)))]
+    return _align(rows, width, unicode, fixed={i for i, c in enumerate(columns) if c.kind != "text"})
+
+
 def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True,
-               width: int | None = None) -> str:
-    """The groups (or each parameter) as an aligned table with an lr bar, then every problem; within
-    ``width`` columns where given (the widest cells shortened, the name lists wrapped)."""
+               width: int | None = None, hints: Sequence[str] = ()) -> str:
+    """The groups (or each parameter) as an aligned table with an lr bar, then every problem and the
+    ``hints`` on them (:func:`lrrules.lint.conflict_hints`). Within ``width`` columns where given,
+    the table gives way as :func:`_fit` says and the name lists wrap. A file with several optimizers
+    gets an ``optimizer`` column: the one each group goes to."""
     lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
     top = max((g.lr for g in plan.groups), default=0.0)
     bottom = _log_bottom([g.lr for g in plan.groups])
+    routes = any(g.optimizer != "default" for g in plan.groups)
+    route = {g.index: g.optimizer for g in plan.groups}
+
+    def bar(lrs: Sequence[float | None]) -> _Column:
+        return _Column("(log)" if bottom else "", [_bar(lr, top, unicode, bottom) for lr in lrs], "bar",
+                       redraw=lambda chars: [_bar(lr, top, unicode, bottom, chars) for lr in lrs])
+
     if per_param:
-        header = ["name", "shape", "layer", "group", "rule", "modifiers", "lr", "(log)" if bottom else "",
-                  "weight_decay", "options"]
-        rows = [
-            [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else ""), "x".join(map(str, a.shape)) or "scalar",
-             _opt(a.layer), _opt(a.group), _claimed(a), ", ".join(a.modifiers) or "-",
-             _num(a.lr) if a.lr is not None else a.status, _bar(a.lr, top, unicode, bottom),
-             _num(a.weight_decay) if a.weight_decay is not None else "-", _options(plan, a.options)]
-            for a in plan.params
+        params = plan.params
+        columns = [
+            _Column("name", [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else "") for a in params], "text"),
+            _Column("shape", ["x".join(map(str, a.shape)) or "scalar" for a in params], drop=1),
+            _Column("layer", [_opt(a.layer) for a in params], drop=2),
+            _Column("group", [_opt(a.group) for a in params]),
+            _Column("rule", [_claimed(a) for a in params], "text"),
+            _Column("modifiers", [", ".join(a.modifiers) or "-" for a in params], "text", short="mods", drop=-1),
+            _Column("lr", [_num(a.lr) if a.lr is not None else a.status for a in params]),
+            bar([a.lr for a in params]),
+            _Column("weight_decay", [_num(a.weight_decay) if a.weight_decay is not None else "-" for a in params],
+                    short="wd"),
+            _Column("options", [_options(plan, a.options) for a in params], "text", drop=-1),
         ]
         if plan.phase_frozen:  # frozen by a phase at plan.when: the same fact as JSON's and CSV's `trains`
-            header.insert(6, "trains")
-            for a, row in zip(plan.params, rows):
-                row.insert(6, "yes" if a.trains else "no (phase)")
+            columns.insert(6, _Column("trains", ["yes" if a.trains else "no (phase)" for a in params]))
+        if routes:
+            columns.insert(columns.index(next(c for c in columns if c.header == "lr")),
+                           _Column("optimizer", [route.get(a.group, "-") if a.group is not None else "-"
+                                                 for a in params], "text", short="optim"))
     else:
-        header = ["group", "lr", "(log)" if bottom else "", "lr_scale", "weight_decay", "options", "tensors",
-                  "elements", "rules"]
-        rows = [
-            [str(g.index), _num(g.lr), _bar(g.lr, top, unicode, bottom), _num(g.lr_scale), _num(g.weight_decay),
-             _options(plan, g.options), str(len(g.params)), f"{g.numel:,}", ", ".join(g.rules)]
-            for g in plan.groups
+        groups = plan.groups
+        columns = [
+            _Column("group", [str(g.index) for g in groups]),
+            _Column("lr", [_num(g.lr) for g in groups]),
+            bar([g.lr for g in groups]),
+            _Column("lr_scale", [_num(g.lr_scale) for g in groups], short="scale", drop=1),
+            _Column("weight_decay", [_num(g.weight_decay) for g in groups], short="wd"),
+            _Column("options", [_options(plan, g.options) for g in groups], "text", drop=-1),
+            _Column("tensors", [str(len(g.params)) for g in groups], short="n"),
+            _Column("elements", [f"{g.numel:,}" for g in groups], drop=2),
+            _Column("rules", [", ".join(g.rules) for g in groups], "text"),
         ]
-    lines += _align([header, *rows], width, unicode)
+        if routes:
+            columns.insert(1, _Column("optimizer", [g.optimizer for g in groups], "text", short="optim"))
+    lines += _fit(columns, width, unicode)
     lines += _wrapped(summary(plan), width)
+    lines += [printable(hint, lines=True) for hint in hints]  # its YAML as written: never wrapped
     return "\n".join(lines)
 
 
@@ -156,7 +241,7 @@ def summary(plan: Plan) -> list[str]:
         lines.append(f"frozen by phases at {plan.when}: {len(plan.phase_frozen)} tensors (they keep their groups)")
         frozen_now = set(plan.phase_frozen)
         lines.append(f"  {_names([a.name for a in plan.params if a.name in frozen_now])}")  # the model's order
-    lines += problems(plan)
+    lines += problems(plan) + nothing_trains(plan)
     lines += [f"warning: {w}" for w in plan.warnings()]
     return [printable(line) for line in lines]  # names come from the model and the file: no escapes
 
@@ -174,6 +259,21 @@ def problems(plan: Plan) -> list[str]:
     return [printable(line) for line in lines]
 
 
+def nothing_trains(plan: Plan) -> list[str]:
+    """A problem line when the model has parameters and the plan trains none of them (every one
+    frozen, none unmatched or in conflict): the optimizer would get an empty list. Empty otherwise."""
+    if not plan.params or plan.unmatched or plan.conflicts or any(g.lr > 0 for g in plan.groups):
+        return []
+    if plan.groups:
+        zero = sum(len(g.params) for g in plan.groups)
+        return [printable(f"nothing trains: every group has lr 0 ({zero} tensors) and the other "
+                          f"{len(plan.params) - zero} are frozen; give the parameters that should train an lr above 0")]
+    reasons = list(dict.fromkeys(f.reason for f in plan.frozen))
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return [printable(f"nothing trains: all {len(plan.params)} tensors are frozen{why}; give the parameters that "
+                      "should train a rule without 'freeze'")]
+
+
 # --- check findings ----------------------------------------------------------------------------
 
 
@@ -189,16 +289,22 @@ class Finding:
     message: str
     exit_code: int
     model: str = ""
+    warning: bool = False  # likely a mistake, not certainly one: exit 0, or 1 under --strict
+
+    @property
+    def severity(self) -> str:
+        """``error`` (an invalid file, exit 2), ``problem`` (exit 1) or ``warning``."""
+        return "warning" if self.warning else "error" if self.exit_code == 2 else "problem"
 
     def text(self) -> str:
         where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
         on = f" (on {self.model})" if self.model else ""
-        return printable(f"{where}: {self.message}{on}", lines=True)
+        kind = "warning: " if self.warning else ""
+        return printable(f"{where}: {kind}{self.message}{on}", lines=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.path, "line": self.line or None, "col": self.col or None,
-                "severity": "error" if self.exit_code == 2 else "problem", "model": self.model or None,
-                "message": self.message}
+                "severity": self.severity, "model": self.model or None, "message": self.message}
 
 
 def findings_json(findings: Sequence[Finding]) -> str:
@@ -220,7 +326,8 @@ def findings_github(findings: Sequence[Finding]) -> str:
             props += [f"line={f.line}", f"col={f.col or 1}"]
         title = f"lrrules on {f.model}" if f.model else "lrrules"
         props.append(f"title={_gh_property(title)}")
-        lines.append(f"::error {','.join(props)}::{_gh_data(f.message)}")
+        command = "warning" if f.warning and not f.exit_code else "error"
+        lines.append(f"::{command} {','.join(props)}::{_gh_data(f.message)}")
     return "\n".join(lines)
 
 
@@ -254,7 +361,8 @@ def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | No
         for r in rows
     ]
     total = sum(r["numel"] for r in rows)
-    return "\n".join(_align([header, *body], width) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
+    lines = _align([header, *body], width, fixed={1, 2, 4, 5})  # names and classes shorten; numbers never
+    return "\n".join(lines + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
 # --- explain -----------------------------------------------------------------------------------
@@ -266,9 +374,10 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
     return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
 
 
-def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
+def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, str] | None = None) -> str:
     """For each of the ``chosen`` parameters (see :func:`explained`): what matched, what it captured,
-    each formula with its variables, and the final settings."""
+    each formula with its variables, and the final settings; under a conflict, the ``hints`` of
+    the rules in it (by rule name: :func:`lrrules.lint.modifier_hints`)."""
     conflicts = {c.param: c for c in plan.conflicts}
     blocks = []
     for a in chosen:
@@ -280,6 +389,9 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
             lines.append(f"  layer {a.layer} of {plan.num_layers} (depth {plan.num_layers - 1 - a.layer})")
         if a.status == "conflict":
             lines.append(f"  CONFLICT: {conflicts[a.name].message}")
+            if conflicts[a.name].kind == "rules":
+                lines += [f"  {line}" for r in conflicts[a.name].rules if r in (hints or {})
+                          for line in (hints or {})[r].splitlines()]
         elif a.status == "unmatched":
             lines.append("  UNMATCHED: claimed by no rule")
         elif a.status == "frozen":
@@ -319,18 +431,31 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment]) -> str:
 def diff_table(changes: Sequence[Change], old: str, new: str,
                summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None) -> str:
     """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
-    one row per rule and setting."""
+    one row per rule and setting. Within ``width``, the two files' columns are headed ``old`` and
+    ``new`` (named above the table), values are never cut, and the examples go last."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
     count = len({c.param for c in changes if not c.param.startswith("(")})
     if summary_rows is not None:
-        rows = [["rule", "setting", old, new, "tensors", "for example"]]
-        rows += [[r["rule"], r["setting"], _values(r["old"]), _values(r["new"]), str(r["count"] or "-"),
-                  _first(r["params"])] for r in summary_rows]
+        columns = [
+            _Column("rule", [r["rule"] for r in summary_rows], "text"),
+            _Column("setting", [r["setting"] for r in summary_rows]),
+            _Column(old, [_values(r["old"]) for r in summary_rows], short="old"),
+            _Column(new, [_values(r["new"]) for r in summary_rows], short="new"),
+            _Column("tensors", [str(r["count"] or "-") for r in summary_rows], short="n"),
+            _Column("for example", [_first(r["params"]) for r in summary_rows], "text", drop=2),
+        ]
     else:
-        rows = [["param", "setting", old, new]]
-        rows += [[c.param, c.setting, _value(c.old), _value(c.new)] for c in changes]
-    return "\n".join(_align(rows, width) + [f"{count} parameters differ"])
+        columns = [
+            _Column("param", [c.param for c in changes], "text"),
+            _Column("setting", [c.setting for c in changes]),
+            _Column(old, [_value(c.old) for c in changes], short="old"),
+            _Column(new, [_value(c.new) for c in changes], short="new"),
+        ]
+    lines = _fit(columns, width, unicode=True)
+    if columns[2].header != old:  # shortened to fit: say which file is which
+        lines = [printable(f"old: {old}"), printable(f"new: {new}"), *lines]
+    return "\n".join(lines + [f"{count} parameters differ"])
 
 
 def diff_summary(changes: Sequence[Change], old_plan: Plan, new_plan: Plan) -> list[dict[str, Any]]:
@@ -391,16 +516,16 @@ def _log_bottom(lrs: Sequence[float]) -> float | None:
     return min(positive)
 
 
-def _bar(value: float | None, top: float, unicode: bool, bottom: float | None = None) -> str:
-    """A bar ``value / top`` of BAR_WIDTH characters; on a log scale from ``bottom`` (one eighth, so
+def _bar(value: float | None, top: float, unicode: bool, bottom: float | None = None, chars: int = BAR_WIDTH) -> str:
+    """A bar ``value / top`` of ``chars`` characters; on a log scale from ``bottom`` (one eighth, so
     the smallest lr still shows) to ``top`` (full) when ``bottom`` is given."""
     if value is None or top <= 0:
         return ""
     if bottom is not None and value > 0:
         span = math.log(top) - math.log(bottom)
-        eighths = 1 + round((math.log(value) - math.log(bottom)) / span * (BAR_WIDTH * 8 - 1))
+        eighths = 1 + round((math.log(value) - math.log(bottom)) / span * (chars * 8 - 1))
     else:
-        eighths = round(value / top * BAR_WIDTH * 8)
+        eighths = round(value / top * chars * 8)
     if not unicode:  # whole characters only: rounded, and at least one for any lr above zero
         return "#" * (max(1, round(eighths / 8)) if value > 0 else 0)
     return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8]).rstrip() or "▏"
@@ -455,14 +580,17 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = True) -> list[str]:
+def _align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = True,
+           fixed: set[int] | None = None) -> list[str]:
     """Rows as left-aligned columns two spaces apart. Within ``width``, the widest column is
-    shortened first (never below its header or 10 characters), its cut cells ending in an ellipsis."""
+    shortened first (never below its header or 10 characters), its cut cells ending in an ellipsis;
+    the ``fixed`` columns (numbers, the bar) are never cut: a cut number or bar would misstate it."""
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     if width:
-        # The lr bar (headed "" or "(log)") keeps its width: a cut bar would misstate the lr.
-        floors = [w if rows[0][i] in ("", "(log)") else max(10, len(rows[0][i])) for i, w in enumerate(widths)]
+        if fixed is None:  # the lr bar (headed "" or "(log)") by default
+            fixed = {i for i, header in enumerate(rows[0]) if header in ("", "(log)")}
+        floors = [w if i in fixed else max(10, len(rows[0][i])) for i, w in enumerate(widths)]
         while (over := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
             i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
             if widths[i] <= floors[i]:

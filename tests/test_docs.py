@@ -1,5 +1,7 @@
-"""The README and docs/ stay true: every lrrules command in a shell block runs as shown, and every
-sample output marked `<!-- output of: COMMAND -->` is what COMMAND prints."""
+"""The README and docs/ stay true: every lrrules command in a shell block runs as shown, every
+sample output marked `<!-- output of: COMMAND -->` (or `stderr of:`) is what COMMAND prints, every
+text block of README.md and docs/cli.md is such a sample, and the fine-tuning figures are the ones
+the example wrote."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import glob
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,11 +30,18 @@ def _commands() -> list[tuple[str, str]]:
     return found
 
 
-def _outputs() -> list[tuple[str, str, str]]:
+#: A sample's marker: `<!-- output of: COMMAND -->` (what it prints on stdout) or `<!-- stderr of:
+#: COMMAND -->` (on stderr), right above a ```text block. A ```yaml or ```json block under `<!-- file:
+#: NAME -->` is a file the doc's samples may name: they run in a folder holding those files.
+MARKER = re.compile(r"<!-- (output|stderr) of: (.*?) -->\n```text\n(.*?)```", re.S)
+FILE = re.compile(r"<!-- file: (\S+) -->\n```(?:yaml|json)\n(.*?)```", re.S)
+
+
+def _outputs() -> list[tuple[str, str, str, str]]:
     found = []
     for doc in DOCS:
-        for command, shown in re.findall(r"<!-- output of: (.*?) -->\n```text\n(.*?)```", doc.read_text(), re.S):
-            found.append((doc.name, command, shown))
+        for stream, command, shown in MARKER.findall(doc.read_text()):
+            found.append((doc.name, stream, command, shown))
     return found
 
 
@@ -49,7 +59,17 @@ OUTPUTS = _outputs()
 
 
 def test_the_docs_show_commands_and_outputs() -> None:
-    assert len(COMMANDS) >= 8 and len(OUTPUTS) >= 2
+    assert len(COMMANDS) >= 8 and len(OUTPUTS) >= 5
+
+
+@pytest.mark.parametrize("doc", ["README.md", "cli.md"])
+def test_every_text_block_is_a_sample_whose_command_is_named(doc: str) -> None:
+    # A ```text block is output; each says which command prints it, so the test below compares it.
+    text = next(d for d in DOCS if d.name == doc).read_text()
+    for match in re.finditer(r"```text\n", text):
+        before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        assert re.fullmatch(r"<!-- ((output|stderr) of: .*|not an output: .*) -->", before), \
+            f"{doc}: the text block at offset {match.start()} names no command (<!-- output of: ... -->)"
 
 
 @pytest.mark.parametrize(("doc", "line"), COMMANDS, ids=[f"{d}:{line[:60]}" for d, line in COMMANDS])
@@ -63,12 +83,45 @@ def test_each_command_shown_runs(doc: str, line: str, monkeypatch: pytest.Monkey
     assert code in expected, f"{doc}: `{line}` exited {code}: {err}"
 
 
-@pytest.mark.parametrize(("doc", "command", "shown"), OUTPUTS, ids=[f"{d}:{c[:60]}" for d, c, _ in OUTPUTS])
-def test_each_sample_output_is_what_its_command_prints(doc: str, command: str, shown: str,
-                                                      monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("doc", "stream", "command", "shown"), OUTPUTS,
+                         ids=[f"{d}:{c[:60]}" for d, _, c, _ in OUTPUTS])
+def test_each_sample_output_is_what_its_command_prints(doc: str, stream: str, command: str, shown: str,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(ROOT)
+    files = dict(FILE.findall(next(d for d in DOCS if d.name == doc).read_text()))
+    argv = _argv(command)
+    named = {word: files[word] for word in argv if word in files}
+    for name, body in named.items():  # the doc's files, written where the command runs
+        (tmp_path / name).write_text(body)
+    monkeypatch.chdir(tmp_path if named else ROOT)
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
-    main(_argv(command))
-    out, _ = capsys.readouterr()
-    assert out.rstrip("\n") == shown.rstrip("\n"), f"{doc}: the sample of `{command}` is out of date"
+    main(argv)
+    out, err = capsys.readouterr()
+    printed = out if stream == "output" else err
+    assert printed.rstrip("\n") == shown.rstrip("\n"), f"{doc}: the sample of `{command}` is out of date"
+
+
+def _finetune_module() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune", ROOT / "examples" / "finetune" / "finetune.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_quotes_the_finetune_results_the_example_wrote() -> None:
+    # The figures are re-derived from the example's own output file, never measured here: the table
+    # is what its report() makes of results.json, the run time is the `seconds` it recorded.
+    import json
+
+    finetune: Any = _finetune_module()
+    results = json.loads((ROOT / "examples" / "finetune" / "results" / "results.json").read_text())
+    written = finetune.report(results)
+    assert (ROOT / "examples" / "finetune" / "results" / "RESULTS.md").read_text() == written
+    rows = [line for line in written.splitlines() if line.startswith("|")]
+    readme = (ROOT / "README.md").read_text()
+    assert "\n".join(rows) in readme, "README.md's fine-tuning table is not the one results.json gives"
+    took = re.search(r"tracked results took\s+(\d+) s", readme)
+    assert took and int(took.group(1)) == round(results["seconds"]), "README.md's run time is not results.json's"

@@ -78,6 +78,30 @@ def test_finetune_example_runs_with_a_small_budget(tmp_path: Path) -> None:
     assert (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_finetune_example_with_default_arguments_changes_no_tracked_file() -> None:
+    # Run as a user runs it (its default output, a subprocess): the tracked results stay as they are.
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    root = EXAMPLES.parent.parent
+
+    def status() -> str:
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "examples"],
+                              cwd=root, capture_output=True, text=True, check=True).stdout
+
+    before = status()
+    done = subprocess.run([sys.executable, str(EXAMPLES.parent / "finetune" / "finetune.py"), "--smoke"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    wrote = Path(done.stdout.splitlines()[-1].split()[1].rstrip(","))
+    assert wrote.is_file() and root not in wrote.parents
+    assert status() == before
+    refused = subprocess.run([sys.executable, str(EXAMPLES.parent / "finetune" / "finetune.py"), "--smoke",
+                              "--write-results"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--write-results" in refused.stderr and status() == before
+
+
 @pytest.mark.parametrize("rules", sorted((EXAMPLES.parent / "finetune" / "rules").glob("*.yaml")), ids=lambda p: p.name)
 def test_finetune_rule_files_check_clean_against_the_model(rules: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,11 +59,17 @@ def test_tables_fit_an_80_column_terminal_and_wide_or_piped_keep_everything() ->
     code, shown = _in_pty(argv, env)
     lines = shown.replace("\r\n", "\n").splitlines()
     piped = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
-    # The long text columns (names) are shortened to fit; the numbers keep their width.
-    assert code == 0 and "…" in shown and max(map(len, lines)) < max(map(len, piped.splitlines()))
+    # Fitted: every line within 80 columns, and each lr and weight decay whole in its row.
+    assert code == 0 and max(map(len, lines)) <= 80 < max(map(len, piped.splitlines()))
     assert "\x1b[" not in shown  # no colour or cursor codes: NO_COLOR holds by construction
+    rows = next(i for i, line in enumerate(piped.splitlines()) if " groups, " in line)  # down to the totals
+    for row, full in zip(lines[3:rows], piped.splitlines()[3:rows]):
+        assert full.split()[6] in row.split()  # the lr (or `frozen`), whole
     _, wide = _in_pty([*argv, "--wide"], env)
     assert wide.replace("\r\n", "\n") == piped and max(map(len, piped.splitlines())) > 80
+    # The group table too, without --params.
+    _, groups = _in_pty(ARGV, env)
+    assert max(map(len, groups.replace("\r\n", "\n").splitlines())) <= 80
     # Help is wrapped to the terminal; only the example stays on one line, to be copied.
     _, help_text = _in_pty([sys.executable, "-m", "lrrules", "check", "--help"], env)
     lines = help_text.replace("\r\n", "\n").splitlines()

@@ -1,15 +1,18 @@
 """Fine-tuning with little data, five ways, on a real (small) task: does discriminative fine-tuning
 keep what pre-training learned?
 
-    python examples/finetune/finetune.py              # 5 seeds, 40 epochs: a minute or two on 2 cores
-    python examples/finetune/finetune.py --smoke      # a few epochs, one seed: the CI check
+    python examples/finetune/finetune.py                  # 5 seeds, 40 epochs, into a new temporary folder
+    python examples/finetune/finetune.py --write-results  # the same, rewriting the tracked results/
+    python examples/finetune/finetune.py --smoke          # a few epochs, one seed: the CI check
 
 A small CNN is pre-trained on the digits 0-4 of scikit-learn's bundled 8x8 digits (shipped with the
 package: nothing is downloaded), then fine-tuned on the digits 5-9 with only 10 images per class,
 with a new head, under each rule file in rules/: one lr for everything, a frozen backbone, the
-discriminative rates with two decays (one file, its `decay` var set two ways), and gradual unfreezing. It writes results/RESULTS.md,
-results/results.json and results/accuracy.png: target test accuracy per epoch per strategy,
-mean and spread over the seeds, whichever strategy wins.
+discriminative rates with two decays (one file, its `decay` var set two ways), and gradual unfreezing. It writes RESULTS.md,
+results.json and accuracy.png: target test accuracy per epoch per strategy, mean and spread over the
+seeds, whichever strategy wins, and the run's wall time (`seconds` in results.json). They go to a new
+temporary folder (its path is printed) unless --out names one; only --write-results replaces the
+tracked results/ that the README quotes, so running the example never changes the repository.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,8 @@ from torch import nn
 import lrrules
 
 HERE = Path(__file__).parent
+#: The tracked results the README quotes: written only with --write-results.
+RESULTS = HERE / "results"
 # name: (rule file, vars set on it) -- the two discriminative rows are one file, swept with `vars`
 STRATEGIES: dict[str, tuple[str, dict[str, float]]] = {
     "single lr": ("single-lr.yaml", {}),
@@ -119,6 +126,7 @@ def finetune(rules: lrrules.RuleSet, weights: dict[str, torch.Tensor], data: dic
 
 def run(seeds: int, epochs: int, pretrain_epochs: int, shots: int, out: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
+    started = time.perf_counter()
     curves: dict[str, list[list[float]]] = {name: [] for name in STRATEGIES}
     source_accuracy = []
     for seed in range(seeds):
@@ -137,7 +145,8 @@ def run(seeds: int, epochs: int, pretrain_epochs: int, shots: int, out: Path) ->
         summary[name] = {"final_mean": statistics.mean(final), "final_sd": statistics.pstdev(final),
                          "best_mean": statistics.mean(best)}
     results = {"seeds": seeds, "epochs": epochs, "pretrain_epochs": pretrain_epochs, "shots_per_class": shots,
-               "source_accuracy": statistics.mean(source_accuracy), "summary": summary, "curves": curves}
+               "source_accuracy": statistics.mean(source_accuracy), "summary": summary, "curves": curves,
+               "seconds": round(time.perf_counter() - started, 1)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "RESULTS.md").write_text(report(results))
@@ -149,7 +158,8 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         "# Fine-tuning with little data: five strategies",
         "",
-        f"Made by `python examples/finetune/finetune.py`: a small CNN pre-trained on the digits 0-4 "
+        f"Made by `python examples/finetune/finetune.py --write-results` in {results['seconds']:.0f} s: a small CNN "
+        "pre-trained on the digits 0-4 "
         f"({results['pretrain_epochs']} epochs, source accuracy {results['source_accuracy']:.1%}), fine-tuned "
         f"with a new head on the digits 5-9 from {results['shots_per_class']} images per class for "
         f"{results['epochs']} epochs, {results['seeds']} seeds. Target test accuracy:",
@@ -195,13 +205,20 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--shots", type=int, default=10, help="target training images per class")
     parser.add_argument("--smoke", action="store_true", help="one seed, a few epochs: checks the script")
-    parser.add_argument("--out", default=str(HERE / "results"))
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="DIR", help="write the results here (default: a new temporary folder)")
+    where.add_argument("--write-results", action="store_true",
+                       help=f"write the results to {RESULTS}, the tracked files the README quotes")
     args = parser.parse_args()
+    if args.smoke and args.write_results:  # the tracked results are the full run's, which the README quotes
+        parser.error("--smoke writes a few epochs' results; leave out --write-results (or --smoke)")
     if args.smoke:
         args.seeds, args.epochs, args.pretrain_epochs = 1, 3, 2
-    results = run(args.seeds, args.epochs, args.pretrain_epochs, args.shots, Path(args.out))
+    out = RESULTS if args.write_results else Path(args.out or tempfile.mkdtemp(prefix="lrrules-finetune-"))
+    results = run(args.seeds, args.epochs, args.pretrain_epochs, args.shots, out)
     for name, s in results["summary"].items():
         print(f"{name:>40}: final {s['final_mean']:.1%} ± {s['final_sd']:.1%}")
+    print(f"wrote {out / 'RESULTS.md'}, results.json and accuracy.png ({results['seconds']} s)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,289 @@
+"""What a rule file says about every model, decided from the file alone: ``lrrules check RULES``
+without ``--model`` reports these, each at the place in the file responsible.
+
+- a file that freezes every parameter whatever the model (a freezing fallback, a frozen ``'*'``
+  with no rule that trains, a phase freezing ``'*'`` from the start with nothing unfrozen after);
+- a rule that only turns weight decay off (``- {match: '*.bias', weight_decay: 0}``) beside a rule
+  whose glob claims some of the same names: the newcomer's "no decay for biases" written as a rule,
+  where a modifier was meant.
+
+Both are conservative: only matchers whose meaning needs no names are read (a glob made of ``*``,
+a regex ``.*``, a fallback, plain globs compared with each other); anything that depends on a
+module, a shape or a formula's value is left to the check against a model. Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from .language import Rule, RuleSet
+    from .plan import Conflict
+
+#: The settings that change only weight decay: a rule holding nothing else gives its parameters
+#: the base lr, which is rarely what its author wanted from a rule that also claims them.
+DECAY_SETTINGS = ("weight_decay", "weight_decay_mult")
+#: Whole regexes that a search finds in any parameter name (names are never empty).
+_ANY_REGEX = {"", "^", "$", ".*", ".+", ".*?", ".+?", "^.*", "^.+", ".*$", ".+$", "^.*$", "^.+$", "^.*?$",
+              "(.*)", "^(.*)$", "(?s).*", "(?s)^.*$"}
+
+#: How many steps comparing globs may take in one file, all pairs together: a fraction of a second
+#: (a usual file needs a few thousand).
+OVERLAP_BUDGET = 200_000
+
+MODIFIER_HINT = "a rule that only turns weight decay off is usually meant as a modifier: move it under `modifiers:`"
+
+
+@dataclass(frozen=True)
+class Lint:
+    """One finding about a rule file: where (``loc`` in the document), what, and how sure: a
+    ``problem`` holds on every model, a ``warning`` on any model with names the message shows."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    severity: Literal["problem", "warning"]
+
+
+def lint(rules: RuleSet) -> list[Lint]:
+    """Everything :mod:`lrrules.lint` finds in ``rules`` without a model, in file order.
+
+    >>> rules = lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\nrules:\\n  - {name: all, fallback: true, freeze: true}\\n")
+    >>> [f.loc for f in lint(rules)]                                    # doctest: +SKIP
+    [('rules', 0, 'freeze')]
+    """
+    found = [f for f in (frozen_everywhere(rules), phases_freeze_everything(rules)) if f is not None]
+    return found + decay_rule_overlaps(rules)
+
+
+# --- nothing trains ----------------------------------------------------------------------------
+
+
+def frozen_everywhere(rules: RuleSet) -> Lint | None:
+    """The finding when the claiming rules leave nothing to train on any model: every rule freezes
+    (or sets a constant lr of 0), and one of them claims every name (a fallback, ``'*'``, ``.*``).
+    ``None`` otherwise (the base lr is above 0, so names no rule claims would train or be unmatched)."""
+    claiming = [(i, r) for i, r in enumerate(rules.rules) if not r.remove]
+    if not claiming or any(_lr_set_by_modifier(m) for m in rules.modifiers):
+        return None
+    # With `optimizers:`, a rule or modifier may route to an optimizer of its own lr: the base is unknown.
+    base = None if rules.optimizers else rules.defaults.lr
+    if not all(r.freeze or _zero_lr(r, base) == 0 for _, r in claiming):
+        return None
+    covering = [(i, r) for i, r in claiming if r.fallback or (r.match is not None and matches_every_name(r.match))]
+    if not covering:
+        return None  # names no rule claims would be unmatched (an error the model's check reports) or train
+    i, rule = covering[0]
+    what = "the fallback" if rule.fallback else f"'{rule.name}' matches every name and"
+    key = "freeze" if rule.freeze else ("lr" if rule.lr is not None else "lr_mult")
+    how = "freezes" if rule.freeze else "sets lr 0"
+    others = ("; every other rule freezes or sets lr 0 too" if len(claiming) > 1 else "")
+    return Lint(("rules", i, key),
+                f"nothing trains on any model: {what} {how}{others}, so the optimizer would get no parameter "
+                "to train; give the parameters that should train a rule without 'freeze' (for example "
+                "`- {name: head, match: 'fc.*', lr_mult: 10}`), and keep the freezing rule for the rest",
+                "problem")
+
+
+def phases_freeze_everything(rules: RuleSet) -> Lint | None:
+    """The finding when a phase starting at epoch or step 0 freezes every name (``'*'``) and no
+    phase ever unfreezes anything: the model trains at no point. ``None`` otherwise."""
+    if any(p.unfreeze is not None for p in rules.phases):
+        return None
+    for i, phase in enumerate(rules.phases):
+        start = phase.from_epoch if phase.from_epoch is not None else phase.from_step
+        if start == 0 and phase.freeze is not None and matches_every_name(phase.freeze):
+            unit = "epoch" if phase.from_epoch is not None else "step"
+            return Lint(("phases", i, "freeze"),
+                        f"nothing trains at any point: this phase freezes every parameter from {unit} 0 and no phase "
+                        "unfreezes any; start it later, narrow its 'freeze', or add a phase with 'unfreeze' "
+                        f"(for example `- {{from_{unit}: 2, unfreeze: 'fc.*'}}`)", "problem")
+    return None
+
+
+def _zero_lr(rule: Rule, base_lr: float | None) -> float | None:
+    """The rule's lr where the file alone fixes it, else ``None`` (``base_lr`` ``None``: unknown)."""
+    if rule.lr is not None:
+        return _constant(rule.lr)
+    if rule.lr_mult is not None:
+        mult = _constant(rule.lr_mult)
+        return 0.0 if mult == 0 else None if mult is None or base_lr is None else mult * base_lr
+    return base_lr
+
+
+def _lr_set_by_modifier(modifier: Any) -> bool:
+    # A modifier's `lr` replaces the rule's: a modifier giving a nonzero (or unknown) lr trains.
+    return not modifier.remove and modifier.lr is not None and _constant(modifier.lr) != 0
+
+
+def _constant(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    return getattr(value, "constant", None)
+
+
+def matches_every_name(matcher: Any) -> bool:
+    """Whether ``matcher`` matches every parameter name of every model, as far as the file alone
+    says: a glob of only ``*``, a regex that finds ``.*``, ``any`` with such a member, ``all`` (and
+    a mapping's fields) made only of such. Modules, shapes and conditions depend on the model."""
+    if isinstance(matcher, str):
+        return matcher != "" and set(matcher) == {"*"}
+    if isinstance(matcher, list):
+        return any(matches_every_name(m) for m in matcher)
+    fields = {k: v for k, v in matcher.model_dump(by_alias=True, exclude_none=True).items()}
+    if not fields or set(fields) - {"glob", "regex", "any", "all"}:
+        return False
+    glob_ok = "glob" not in fields or any(matches_every_name(g) for g in matcher.glob)
+    regex_ok = "regex" not in fields or all(r in _ANY_REGEX for r in matcher.regex)
+    any_ok = "any" not in fields or any(matches_every_name(m) for m in matcher.any_)
+    all_ok = "all" not in fields or all(matches_every_name(m) for m in matcher.all_)
+    return glob_ok and regex_ok and any_ok and all_ok
+
+
+# --- weight decay off, written as a rule -------------------------------------------------------
+
+
+def decay_only(entry: Any) -> bool:
+    """Whether a rule sets nothing but weight decay (``weight_decay`` or ``weight_decay_mult``)."""
+    if getattr(entry, "remove", False) or getattr(entry, "fallback", False) or entry.freeze:
+        return False
+    if not any(getattr(entry, k) is not None for k in DECAY_SETTINGS):
+        return False
+    others = ("lr", "lr_mult", "options", "optimizer", "lr_schedule")
+    return all(getattr(entry, k) is None for k in others)
+
+
+def as_modifier(rule: Rule) -> str:
+    """The YAML that moves ``rule`` under ``modifiers:``, the entry written as the file holds it.
+
+    >>> print(as_modifier(Rule(name="no-decay", match="*.bias", weight_decay=0)))   # doctest: +SKIP
+    modifiers:
+      - name: no-decay
+        match: '*.bias'
+        weight_decay: 0
+    """
+    entry = rule.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    entry = _whole({k: v for k, v in entry.items() if k not in ("overrides",)})
+    # One key a line, indented as docs/language.md writes entries; a matcher's mapping on one line.
+    lines = [f"{k}: {_flow(v)}" for k, v in entry.items()]
+    return "modifiers:\n  - " + "\n    ".join(lines)
+
+
+def _flow(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text[:-3].rstrip() if text.endswith("\n...") else text  # a lone scalar's end-of-document mark
+
+
+def _whole(value: Any) -> Any:
+    # The file's `0` reads back as 0.0; written as the author wrote it.
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def conflict_hints(rules: RuleSet, conflicts: Iterable[Conflict]) -> list[str]:
+    """For each rule that sets only weight decay and is one of the rules in a conflict, the hint to
+    make it a modifier, with the YAML; each rule once, in file order."""
+    involved = {name for c in conflicts if c.kind == "rules" for name in c.rules}
+    return [hint for name, hint in modifier_hints(rules).items() if name in involved]
+
+
+def modifier_hints(rules: RuleSet) -> dict[str, str]:
+    """The hint to make it a modifier, by the name of each rule that sets only weight decay."""
+    return {r.name: f"hint: '{r.name}' sets only weight decay; {MODIFIER_HINT}, like this:\n{as_modifier(r)}"
+            for r in rules.rules if decay_only(r)}
+
+
+def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
+    """A warning at each rule that sets only weight decay and whose globs share a name with the
+    globs of another claiming rule (neither overriding the other): on a model with such a name the
+    two conflict. Matchers other than plain globs are left to the model's check."""
+    found = []
+    claiming = [r for r in rules.rules if not r.remove and not r.fallback and r.match is not None]
+    budget = [OVERLAP_BUDGET]
+
+    def shared(a: str, b: str) -> str | None:
+        # Each pair costs at most len(a) * len(b) steps; past the budget (a hostile file of huge
+        # globs), pairs go unread: no warning, never a hang.
+        cost = (len(a) + 1) * (len(b) + 1)
+        if cost > budget[0]:
+            return None
+        budget[0] -= cost
+        return shared_name(a, b)
+
+    for i, rule in enumerate(rules.rules):
+        if not decay_only(rule) or rule.match is None:
+            continue
+        mine = _plain_globs(rule.match)
+        for other in claiming:
+            if other is rule or other.name in rule.overrides or rule.name in other.overrides:
+                continue
+            theirs = _plain_globs(other.match)
+            witness = next((w for a in mine for b in theirs if (w := shared(a, b)) is not None), None)
+            if witness is not None:
+                found.append(Lint(("rules", i, "match"),
+                                  f"'{rule.name}' sets only weight decay and claims names that rule '{other.name}' "
+                                  f"claims too (such as '{witness}'), a conflict on any model that has them; "
+                                  f"{MODIFIER_HINT}, like this:\n{as_modifier(rule)}", "warning"))
+                break
+    return found
+
+
+def _plain_globs(matcher: Any) -> Sequence[str]:
+    if isinstance(matcher, str):
+        return [matcher] if "[" not in matcher else []
+    if isinstance(matcher, list):
+        return [] if any("[" in g for g in matcher) else matcher
+    return []
+
+
+def shared_name(a: str, b: str) -> str | None:
+    """The shortest name both globs match (``*`` any text, dots included; ``?`` one character), or
+    ``None`` when no name matches both. A breadth-first walk over pairs of positions in the two
+    globs, so ``'layer*'`` and ``'*.bias'`` give ``'layer.bias'``.
+
+    >>> shared_name("layer*", "*.bias"), shared_name("*.weight", "*.bias")
+    ('layer.bias', None)
+    """
+    start, end = (0, 0), (len(a), len(b))
+    seen: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
+    queue = deque([start])
+
+    def step(state: tuple[int, int], nxt: tuple[int, int], char: str) -> None:
+        if nxt not in seen:
+            seen[nxt] = (state, char)
+            queue.append(nxt) if char else queue.appendleft(nxt)
+
+    while queue:
+        state = queue.popleft()
+        if state == end:
+            out = []
+            while seen[state] is not None:
+                state, char = seen[state]  # type: ignore[misc]
+                out.append(char)
+            return "".join(reversed(out))
+        i, j = state
+        if i < len(a) and a[i] == "*":
+            step(state, (i + 1, j), "")
+        if j < len(b) and b[j] == "*":
+            step(state, (i, j + 1), "")
+        if i < len(a) and j < len(b):
+            x, y = a[i], b[j]
+            wild_x, wild_y = x in "*?", y in "*?"
+            if wild_x and wild_y:
+                char = "x"
+            elif wild_x or wild_y or x == y:
+                char = y if wild_x else x
+            else:
+                continue
+            step(state, (i if x == "*" else i + 1, j if y == "*" else j + 1), char)
+    return None
