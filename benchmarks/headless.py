@@ -66,18 +66,18 @@ def _names_size(names: list[str]) -> int:
 
 def headless(quick: bool, run_measured: Callable[..., tuple[float, int]]) -> list[dict[str, Any]]:
     from lrrules.loader import loads
-    from lrrules.sources import _safetensors_header
+    from lrrules.checkpoints import read_safetensors
 
     rows: list[dict[str, Any]] = []
     folder = Path(tempfile.mkdtemp(prefix="lrrules-headless-"))
     count = 100_000 if quick else 1_000_000
     path, raw = big_header(folder, count)
-    ours = best(lambda: _safetensors_header(path), 2)
+    ours = best(lambda: read_safetensors(path), 2)
     anchor = best(lambda: json.loads(raw), 2)
     rows.append({"what": f"names and shapes of a {count:,}-tensor safetensors header",
                  "anchor": "json.loads of the header", "seconds": ours, "anchor_seconds": anchor,
                  "ratio": ours / anchor, "target": 3.0})
-    peak, entries = _peak(lambda: _safetensors_header(path))
+    peak, entries = _peak(lambda: read_safetensors(path))
     names = _names_size([e[0] for e in entries])
     del entries
     rows.append({"what": f"peak memory reading that header ({peak / 2**20:.0f} MiB)",

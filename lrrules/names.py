@@ -92,7 +92,7 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
 def _shape(name: str, value: Any) -> tuple[tuple[int, ...], bool]:
     """A value's shape, and whether it is a parameter (a tensor of integers, or a BatchNorm
     statistic, is a buffer)."""
-    from .sources import _is_param
+    from .checkpoints import is_param
 
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor (torch, numpy), read without importing
         dtype = value.dtype
@@ -101,7 +101,7 @@ def _shape(name: str, value: Any) -> tuple[tuple[int, ...], bool]:
             floating = getattr(dtype, "kind", "f") in "fc"
         complex_ = getattr(dtype, "is_complex", False)
         shape = tuple(int(d) for d in value.shape)
-        return shape, _is_param(name, not (floating or complex_))
+        return shape, is_param(name, not (floating or complex_))
     if isinstance(value, (list, tuple)) and all(type(d) is int and d >= 0 for d in value):
-        return tuple(value), _is_param(name, False)
+        return tuple(value), is_param(name, False)
     raise ModelError(f"'{name}': {value!r:.60} is not a shape; give a list of whole numbers >= 0, or a tensor")
