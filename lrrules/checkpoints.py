@@ -15,6 +15,7 @@ import json
 import re
 import struct
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -359,7 +360,19 @@ def _checked(path: Path, name: str, info: Any, data_size: int) -> Entry:
     return name, _DTYPES[dtype][0], shape, begin, end
 
 
+#: Shards read at once: reading a header is mostly waiting for the disk (or the network file system)
+#: and the parse holds the interpreter lock only between reads.
+MAX_READERS = 8
+
+
 def read_index(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
+    """The (name, shape, is a parameter) of each tensor a sharded checkpoint's index names, in the
+    index's order, each shard's header read in one pass, several shards at once. An error names the
+    shard (the first of them in the index's order, as one shard after another would).
+
+    >>> read_index(Path("model.safetensors.index.json"))[0]                 # doctest: +SKIP
+    ('model.embed_tokens.weight', (128256, 8192), True)
+    """
     try:
         weight_map = json.loads(path.read_text())["weight_map"]
     except (ValueError, KeyError, TypeError, RecursionError, OSError):
@@ -367,17 +380,23 @@ def read_index(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
     if not isinstance(weight_map, dict) or not all(isinstance(s, str) and s for s in weight_map.values()):
         raise ModelError(f"{path}: 'weight_map' must map each tensor name to the file name of its shard")
     shards = list(dict.fromkeys(weight_map.values()))
-    found: dict[str, tuple[tuple[int, ...], bool]] = {}
-    for shard in shards:
+
+    def read(shard: str) -> list[tuple[str, tuple[int, ...], bool]]:
         shard_path = path.parent / shard
         if not shard_path.is_file():
             raise ModelError(f"{path}: shard '{shard}' is missing")
-        for name, shape, is_param in read_safetensors(shard_path):
-            found[name] = (shape, is_param)
+        return list(read_safetensors(shard_path))
+
+    found: dict[str, tuple[str, tuple[int, ...], bool]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_READERS, len(shards)))) as pool:
+        for entries in pool.map(read, shards):  # in the index's order: the first bad shard's error
+            for entry in entries:
+                found[entry[0]] = entry
+            del entries
     missing = [n for n in weight_map if n not in found]
     if missing:
         raise ModelError(f"{path}: '{missing[0]}' is in the index but in no shard")
-    return [(name, *found[name]) for name in weight_map]
+    return [found[name] for name in weight_map]
 
 
 def read_state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
@@ -392,8 +411,10 @@ def read_state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
     if not isinstance(loaded, dict):
         raise ModelError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
     entries = []
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape, shared
     for name, tensor in loaded.items():
         if isinstance(tensor, torch.Tensor):
             integer = not (tensor.is_floating_point() or tensor.is_complex())
-            entries.append((str(name), tuple(tensor.shape), is_param(str(name), integer)))
+            shape = tuple(tensor.shape)
+            entries.append((str(name), shapes.setdefault(shape, shape), is_param(str(name), integer)))
     return entries

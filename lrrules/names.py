@@ -65,6 +65,7 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
     pairs = source.items() if isinstance(source, Mapping) else source
     params: list[ParamInfo] = []
     seen: set[str] = set()
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape, shared
     try:
         items = iter(pairs)
     except TypeError:
@@ -82,7 +83,7 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
         seen.add(name)
         shape, is_param = _shape(name, value)
         if is_param:
-            params.append(ParamInfo(name, shape, None, True, len(params)))
+            params.append(ParamInfo(name, shapes.setdefault(shape, shape), None, True, len(params)))
     if not params:
         raise ModelError("the source holds no parameters (only buffers or nothing), so there is nothing to "
                          "resolve rules against")

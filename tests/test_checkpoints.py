@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import random
 import re
 import struct
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from lrrules.checkpoints import CHUNK, safetensors_entries, safetensors_entries_json
+from lrrules.checkpoints import CHUNK, read_index, safetensors_entries, safetensors_entries_json
 from lrrules.cli import main
 from lrrules.errors import ModelError
 from lrrules.sources import open_model
@@ -272,3 +273,50 @@ def test_each_damaged_header_gets_the_json_readers_error_however_it_is_spaced(
     streamed = _outcome(safetensors_entries, path, chunk=16)
     assert streamed == _outcome(safetensors_entries_json, path)
     assert streamed[1] is not None and re.search(message, streamed[1])
+
+
+# --- sharded checkpoints: shards read at once, the index's order and errors kept ------------------
+
+
+def _sharded(folder: Path, rng: random.Random, shards: int) -> tuple[Path, list[tuple[str, tuple[int, ...], bool]]]:
+    """A sharded checkpoint of random tensors, and what its index names, in the index's order."""
+    tensors = {f"layers.{i}.{rng.choice(['w', 'b', 'running_mean'])}": (rng.choice(["F32", "BF16", "I64"]),
+               [rng.randint(1, 4) for _ in range(rng.randint(0, 3))]) for i in range(rng.randint(shards, 40))}
+    names = list(tensors)
+    placed = {name: f"model-{rng.randrange(shards):05d}.safetensors" for name in names}
+    for shard in set(placed.values()):
+        header, offset = {}, 0
+        for name in sorted(n for n in names if placed[n] == shard):
+            dtype, shape = tensors[name]
+            size = {"F32": 4, "BF16": 2, "I64": 8}[dtype] * math.prod(shape)
+            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+            offset += size
+        _write(folder / shard, header, offset)
+    rng.shuffle(names)  # the index's order is the model's, not the shards'
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": {n: placed[n] for n in names}}))
+    expected = [(n, tuple(tensors[n][1]), tensors[n][0] != "I64" and not n.endswith("running_mean")) for n in names]
+    return index, expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_sharded_checkpoint_gives_each_tensor_in_the_index_order(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    index, expected = _sharded(tmp_path, rng, rng.choice([1, 2, 5, 12]))
+    assert read_index(index) == expected
+    assert [(p.name, p.shape) for p in open_model(str(index)).params] == [(n, s) for n, s, param in expected if param]
+
+
+@pytest.mark.parametrize("bad", [[0], [3], [1, 4], [4, 1], [0, 5]])
+def test_of_several_bad_shards_the_first_in_the_index_is_named(tmp_path: Path, bad: list[int]) -> None:
+    # Read at once, the shards may fail in any order; the error is the one reading them in turn gives.
+    shards = [f"s{i}.safetensors" for i in range(6)]
+    for i, shard in enumerate(shards):
+        if i == bad[0] or i not in bad:
+            _write(tmp_path / shard, {f"t{i}": _entry(offsets=[0, 48] if i == bad[0] else [0, 24])}, 24)
+    index = tmp_path / "m.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {f"t{i}": shard for i, shard in enumerate(shards)}}))
+    first = shards[min(bad)]
+    message = f"{first}: tensor 't{min(bad)}'" if min(bad) == bad[0] else f"shard '{first}' is missing"
+    with pytest.raises(ModelError, match=re.escape(message)):
+        read_index(index)
