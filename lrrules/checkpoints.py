@@ -200,7 +200,7 @@ def _stream(path: Path, fh: BinaryIO, size: int, data_size: int, chunk: int) -> 
             continue
         # Not an entry as safetensors writes it, or cut by the end of the buffer: json reads it.
         try:
-            name, info, pos, closed = _json_entry(buf, pos, bool(left))
+            name, info, pos, closed = _json_entry(buf, pos)
         except _Short:
             if not left:
                 raise _not_json(path) from None
@@ -256,10 +256,10 @@ _decode_value = json.JSONDecoder().raw_decode
 _decode_string = json.decoder.scanstring
 
 
-def _json_entry(buf: str, pos: int, more: bool) -> tuple[str, Any, int, bool]:
+def _json_entry(buf: str, pos: int) -> tuple[str, Any, int, bool]:
     """The name and value of the entry at ``pos`` as :mod:`json` reads them, where the entry ends, and
-    whether the object closes after it. Raises :class:`_Short` where ``buf`` holds no whole entry (with
-    ``more`` false: where it is not JSON)."""
+    whether the object closes after it. Raises :class:`_Short` where ``buf`` holds no whole entry
+    followed by "," or "}" (more of the header is needed, or it is not JSON)."""
     try:
         pos = _SPACE.match(buf, pos).end()
         if buf[pos:pos + 1] != '"':
@@ -270,11 +270,9 @@ def _json_entry(buf: str, pos: int, more: bool) -> tuple[str, Any, int, bool]:
             raise _Short
         pos = _SPACE.match(buf, pos + 1).end()
         info, pos = _decode_value(buf, pos)
-        if more and pos == len(buf):  # a number may go on in the next bytes
-            raise _Short
         pos = _SPACE.match(buf, pos).end()
         after = buf[pos:pos + 1]
-        if after not in (",", "}"):
+        if after not in (",", "}"):  # also where a value (a number) is cut by the end of the buffer
             raise _Short
     except (ValueError, RecursionError):
         raise _Short from None
