@@ -35,7 +35,7 @@ FORMAT = 2  # 2: the owning modules' plain attributes (for where: conditions)
 _LIBRARIES = ("lrrules", "torch", "timm", "torchvision", "transformers")
 #: lrrules' own modules whose code decides what a source yields (a development install changes
 #: them without changing the version).
-_OWN_MODULES = ("sources.py", "params.py", "layers.py", "modelcache.py")
+_OWN_MODULES = ("sources.py", "checkpoints.py", "params.py", "layers.py", "modelcache.py")
 
 
 class CachedModule:

@@ -65,6 +65,7 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
     pairs = source.items() if isinstance(source, Mapping) else source
     params: list[ParamInfo] = []
     seen: set[str] = set()
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape, shared
     try:
         items = iter(pairs)
     except TypeError:
@@ -82,7 +83,7 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
         seen.add(name)
         shape, is_param = _shape(name, value)
         if is_param:
-            params.append(ParamInfo(name, shape, None, True, len(params)))
+            params.append(ParamInfo(name, shapes.setdefault(shape, shape), None, True, len(params)))
     if not params:
         raise ModelError("the source holds no parameters (only buffers or nothing), so there is nothing to "
                          "resolve rules against")
@@ -92,7 +93,7 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
 def _shape(name: str, value: Any) -> tuple[tuple[int, ...], bool]:
     """A value's shape, and whether it is a parameter (a tensor of integers, or a BatchNorm
     statistic, is a buffer)."""
-    from .sources import _is_param
+    from .checkpoints import is_param
 
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor (torch, numpy), read without importing
         dtype = value.dtype
@@ -101,7 +102,7 @@ def _shape(name: str, value: Any) -> tuple[tuple[int, ...], bool]:
             floating = getattr(dtype, "kind", "f") in "fc"
         complex_ = getattr(dtype, "is_complex", False)
         shape = tuple(int(d) for d in value.shape)
-        return shape, _is_param(name, not (floating or complex_))
+        return shape, is_param(name, not (floating or complex_))
     if isinstance(value, (list, tuple)) and all(type(d) is int and d >= 0 for d in value):
-        return tuple(value), _is_param(name, False)
+        return tuple(value), is_param(name, False)
     raise ModelError(f"'{name}': {value!r:.60} is not a shape; give a list of whole numbers >= 0, or a tensor")

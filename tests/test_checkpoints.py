@@ -3,17 +3,24 @@ accepted with its names and shapes, every damaged header is refused (exit 2, the
 
 from __future__ import annotations
 
+import gc
 import json
+import math
 import random
 import re
 import struct
+import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
+from lrrules.checkpoints import CHUNK, read_index, safetensors_entries, safetensors_entries_json
 from lrrules.cli import main
 from lrrules.errors import ModelError
 from lrrules.sources import open_model
@@ -89,3 +96,228 @@ def test_a_damaged_shard_is_refused_through_its_index(tmp_path: Path) -> None:
     index.write_text(json.dumps({"weight_map": {"w": "a.safetensors"}}))
     with pytest.raises(ModelError, match="a.safetensors: tensor 'w' has data_offsets \\[0, 48\\], past the end"):
         open_model(str(index))
+
+
+# --- the streaming reader against json.loads of the whole header -------------------------------
+
+_BITS = {"F32": 32, "F16": 16, "BF16": 16, "I64": 64, "U8": 8, "BOOL": 8, "F4": 4, "F6_E2M3": 6, "C64": 64}
+_NAMES = st.from_regex(r"[a-z0-9_.]{1,16}", fullmatch=True) | st.text(st.characters(codec="utf-8", blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["w", "blocks.0.attn.qkv.weight", 'q"uote', "back\\slash", "tab\there", "é.weight", "__metadata__", ""])
+_SPACES = st.text(st.sampled_from(" \t\n\r"), max_size=2)
+_DAMAGE = [None] * 30 + ["dtype", "offsets", "float", "negative", "shape", "keys", "extra", "order", "bool"]
+
+
+def _dump(value: Any, space: Any, ascii_: bool) -> str:
+    """``value`` as JSON with whitespace ``space()`` between every two tokens."""
+    if isinstance(value, dict):
+        items = [f"{space()}{json.dumps(k, ensure_ascii=ascii_)}{space()}:{space()}{_dump(v, space, ascii_)}{space()}"
+                 for k, v in value.items()]
+        return "{" + ",".join(items) + space() + "}" if items else "{" + space() + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(f"{space()}{_dump(v, space, ascii_)}{space()}" for v in value) + "]"
+    return json.dumps(value, ensure_ascii=ascii_)
+
+
+@st.composite
+def _headers(draw: st.DrawFn) -> tuple[str, int, list[tuple[str, str, tuple[int, ...], int, int]] | None]:
+    """A header's text, the data size, and the entries a correct reader gives (None: it is damaged)."""
+    names = draw(st.lists(_NAMES.filter(lambda n: n != "__metadata__"), min_size=0, max_size=8, unique=True))
+    header: dict[str, Any] = {}
+    expected: list[tuple[str, str, tuple[int, ...], int, int]] | None = []
+    offset = 0
+    meta_at = draw(st.integers(-1, len(names)))
+    for i, name in enumerate(names):
+        if i == meta_at:
+            header["__metadata__"] = draw(st.dictionaries(_NAMES, _NAMES, max_size=2))
+        dtype = draw(st.sampled_from(sorted(_BITS)))
+        shape = draw(st.lists(st.integers(0, 5), max_size=3))
+        count = 1
+        for d in shape:
+            count *= d
+        end = offset + (count * _BITS[dtype] + 7) // 8
+        entry: dict[str, Any] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}
+        damage = draw(st.sampled_from(_DAMAGE))
+        if damage == "order":  # another key order: still a good entry
+            entry = dict(reversed(list(entry.items())))
+        elif damage == "extra":  # a key safetensors does not write: still a good entry, read by json
+            entry["note"] = draw(_NAMES)
+        elif damage is not None:  # each of these is refused
+            expected = None
+            if damage == "keys":
+                entry = {"dtype": dtype}
+            elif damage == "dtype":
+                entry["dtype"] = "F31"
+            elif damage in ("shape", "bool"):
+                entry["shape"] = [*shape, 2.5] if damage == "shape" else [True]
+            else:
+                entry["data_offsets"] = {"offsets": [offset, end + 1], "float": [offset, end + 0.0],
+                                         "negative": [-1, end]}[damage]
+        header[name] = entry
+        if expected is not None:
+            expected.append((name, dtype, tuple(shape), offset, end))
+        offset = end
+    if meta_at == len(names):
+        header["__metadata__"] = {"format": "pt"}
+    spaces = iter(draw(st.lists(_SPACES, min_size=400, max_size=400)) if draw(st.booleans()) else ["" for _ in range(400)])
+    text = _dump(header, lambda: next(spaces, ""), draw(st.booleans()))
+    data = max(0, offset + draw(st.sampled_from([0, 0, 3, -1, -5])))  # more data than named, or truncated
+    return text, data, expected if data >= offset else None
+
+
+def _file(folder: Path, text: str | bytes, data: int) -> Path:
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    path = folder / "m.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(data))
+    return path
+
+
+def _outcome(read: Any, path: Path, **kw: Any) -> tuple[list[Any] | None, str | None]:
+    try:
+        return list(read(path, **kw)), None
+    except ModelError as exc:
+        return None, str(exc)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_headers(), st.sampled_from([1, 2, 5, 64, CHUNK]))
+def test_the_streaming_reader_gives_what_json_loads_gives(
+    tmp_path: Path, case: tuple[str, int, list[Any] | None], chunk: int
+) -> None:
+    text, data, expected = case
+    path = _file(tmp_path, text, data)
+    streamed = _outcome(safetensors_entries, path, chunk=chunk)
+    assert streamed == _outcome(safetensors_entries_json, path)
+    if expected is not None:  # written with good entries: exactly those, in the header's order
+        assert streamed == (expected, None)
+    else:
+        assert streamed[1] is not None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_headers(), st.integers(0, 10**6), st.integers(0, 3), st.sampled_from(list('{}[]",:0-1e. \\u\x01x\xe9')),
+       st.sampled_from([1, 3, 64, CHUNK]))
+def test_a_mangled_header_is_refused_with_the_same_error_as_json_loads_gives(
+    tmp_path: Path, case: tuple[str, int, list[Any] | None], where: int, cut: int, insert: str, chunk: int
+) -> None:
+    text, data, _ = case
+    at = where % (len(text) + 1)
+    mangled = text[:at] + insert + text[at + cut:]
+    path = _file(tmp_path, mangled, data)
+    assert _outcome(safetensors_entries, path, chunk=chunk) == _outcome(safetensors_entries_json, path)
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"   ", b"[]", b"{", b"}", b'{"w"', b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b'{"a":{"dtype":"F32"} }',
+    b'{"w":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}   \n', b'{"w":{"dtype":"F32","shape":[],"data_offsets":[0,4]}} x',
+    b'{"w\xff":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}', b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}',
+    b'{"__metadata__":12345,"w":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}', b'{"w":12345}', b'{"w":1,}', b"{}" + b" " * 5000, b" " * 5000 + b"{}",
+    b'{"w":{"dtype":"F32","shape":[],"data_offsets":[0,' + b"1" * 5000 + b"]}}", b'{"__metadata__":' + b"[" * 100000 + b"]" * 100000 + b"}",
+])
+def test_headers_at_the_edges_of_json_read_as_json_loads_reads_them(tmp_path: Path, raw: bytes) -> None:
+    path = _file(tmp_path, raw, 4)
+    for chunk in (1, 4, CHUNK):
+        assert _outcome(safetensors_entries, path, chunk=chunk) == _outcome(safetensors_entries_json, path)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["as-safetensors-writes", "with-spaces"])
+@pytest.mark.parametrize("between", [0, 1, 50])
+def test_a_name_given_twice_is_refused_by_both_readers(tmp_path: Path, fast: bool, between: int) -> None:
+    entries = [("w", [0, 4])] + [(f"x{i}", [4 * i + 4, 4 * i + 8]) for i in range(between)]
+    entries.append(("w", [4 * between + 4, 4 * between + 8]))
+    sep = "," if fast else ", "
+    text = "{" + sep.join(f'"{n}": {{"dtype": "F32", "shape": [], "data_offsets": [{b}, {e}]}}'.replace(
+        ": ", ":" if fast else ": ") for n, (b, e) in entries) + "}"
+    path = _file(tmp_path, text, 4 * len(entries))
+    for read in (safetensors_entries, safetensors_entries_json):
+        with pytest.raises(ModelError, match="tensor 'w' is named twice in the header"):
+            list(read(path))
+
+
+def test_tensors_of_one_shape_share_one_shape_tuple_and_one_dtype_string(tmp_path: Path) -> None:
+    header = {f"b{i}.{part}": {"dtype": "BF16", "shape": [8, 8] if part == "w" else [8],
+                               "data_offsets": [0, 128 if part == "w" else 16]} for i in range(50) for part in "wb"}
+    path = _file(tmp_path, json.dumps(header, separators=(",", ":")), 128)
+    entries = list(safetensors_entries(path))
+    assert len({id(shape) for _, _, shape, _, _ in entries}) == 2
+    assert len({id(dtype) for _, dtype, _, _, _ in entries}) == 1
+    params = open_model(str(path)).params
+    assert len({id(p.shape) for p in params}) == 2
+
+
+def test_the_streaming_reader_never_holds_the_header_whole(tmp_path: Path) -> None:
+    header = {f"blocks.{i}.mlp.fc{i % 2}.weight": {"dtype": "F16", "shape": [64, 64], "data_offsets": [0, 8192]}
+              for i in range(5_000)}
+    path = _file(tmp_path, json.dumps(header, separators=(",", ":")), 8192)
+
+    def peak(read: Any, **kw: Any) -> int:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            for _ in read(path, **kw):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    # What stays is the names (kept to find one given twice); json.loads holds the header as dicts.
+    names = [name for name, *_ in safetensors_entries_json(path)]
+    names_size = sys.getsizeof(names) + sum(sys.getsizeof(n) for n in names)
+    assert peak(safetensors_entries, chunk=4096) < 1.5 * names_size < 3 * names_size < peak(safetensors_entries_json)
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": "), (" ,\n", "\t:\r ")], ids=["compact", "spaced", "odd"])
+@pytest.mark.parametrize(("header", "data", "message"), _DAMAGED)
+def test_each_damaged_header_gets_the_json_readers_error_however_it_is_spaced(
+    tmp_path: Path, header: dict[str, Any], data: int, message: str, separators: tuple[str, str]
+) -> None:
+    path = _file(tmp_path, json.dumps({"a": _entry(offsets=[0, 24]), **header}, separators=separators), data)
+    streamed = _outcome(safetensors_entries, path, chunk=16)
+    assert streamed == _outcome(safetensors_entries_json, path)
+    assert streamed[1] is not None and re.search(message, streamed[1])
+
+
+# --- sharded checkpoints: shards read at once, the index's order and errors kept ------------------
+
+
+def _sharded(folder: Path, rng: random.Random, shards: int) -> tuple[Path, list[tuple[str, tuple[int, ...], bool]]]:
+    """A sharded checkpoint of random tensors, and what its index names, in the index's order."""
+    tensors = {f"layers.{i}.{rng.choice(['w', 'b', 'running_mean'])}": (rng.choice(["F32", "BF16", "I64"]),
+               [rng.randint(1, 4) for _ in range(rng.randint(0, 3))]) for i in range(rng.randint(shards, 40))}
+    names = list(tensors)
+    placed = {name: f"model-{rng.randrange(shards):05d}.safetensors" for name in names}
+    for shard in set(placed.values()):
+        header, offset = {}, 0
+        for name in sorted(n for n in names if placed[n] == shard):
+            dtype, shape = tensors[name]
+            size = {"F32": 4, "BF16": 2, "I64": 8}[dtype] * math.prod(shape)
+            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+            offset += size
+        _write(folder / shard, header, offset)
+    rng.shuffle(names)  # the index's order is the model's, not the shards'
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": {n: placed[n] for n in names}}))
+    expected = [(n, tuple(tensors[n][1]), tensors[n][0] != "I64" and not n.endswith("running_mean")) for n in names]
+    return index, expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_sharded_checkpoint_gives_each_tensor_in_the_index_order(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    index, expected = _sharded(tmp_path, rng, rng.choice([1, 2, 5, 12]))
+    assert read_index(index) == expected
+    assert [(p.name, p.shape) for p in open_model(str(index)).params] == [(n, s) for n, s, param in expected if param]
+
+
+@pytest.mark.parametrize("bad", [[0], [3], [1, 4], [4, 1], [0, 5]])
+def test_of_several_bad_shards_the_first_in_the_index_is_named(tmp_path: Path, bad: list[int]) -> None:
+    # Read at once, the shards may fail in any order; the error is the one reading them in turn gives.
+    shards = [f"s{i}.safetensors" for i in range(6)]
+    for i, shard in enumerate(shards):
+        if i == bad[0] or i not in bad:
+            _write(tmp_path / shard, {f"t{i}": _entry(offsets=[0, 48] if i == bad[0] else [0, 24])}, 24)
+    index = tmp_path / "m.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {f"t{i}": shard for i, shard in enumerate(shards)}}))
+    first = shards[min(bad)]
+    message = f"{first}: tensor 't{min(bad)}'" if min(bad) == bad[0] else f"shard '{first}' is missing"
+    with pytest.raises(ModelError, match=re.escape(message)):
+        read_index(index)
