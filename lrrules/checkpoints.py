@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
 from .errors import ModelError
@@ -378,6 +378,12 @@ def read_index(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
     if not isinstance(weight_map, dict) or not all(isinstance(s, str) and s for s in weight_map.values()):
         raise ModelError(f"{path}: 'weight_map' must map each tensor name to the file name of its shard")
     shards = list(dict.fromkeys(weight_map.values()))
+    for shard in shards:
+        # An index names files in its own folder; one reaching elsewhere is a damaged or hostile index.
+        parts = re.split(r"[/\\]", shard)
+        if PurePosixPath(shard).is_absolute() or PureWindowsPath(shard).is_absolute() or ".." in parts:
+            raise ModelError(f"{path}: shard '{_clip(shard)}' reaches outside the index's folder; an index names "
+                             "its shards by their paths under that folder")
 
     def read(shard: str) -> list[tuple[str, tuple[int, ...], bool]]:
         shard_path = path.parent / shard
@@ -387,8 +393,14 @@ def read_index(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
 
     found: dict[str, tuple[str, tuple[int, ...], bool]] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(MAX_READERS, len(shards)))) as pool:
-        for entries in pool.map(read, shards):  # in the index's order: the first bad shard's error
+        for shard, entries in zip(shards, pool.map(read, shards)):  # in the index's order: the first bad shard's error
             for entry in entries:
+                listed = weight_map.get(entry[0])
+                if listed != shard:
+                    # Never drop a tensor the index does not account for: the index and shards disagree.
+                    where = "does not list it" if listed is None else f"puts it in '{_clip(listed)}'"
+                    raise ModelError(f"{path}: shard '{_clip(shard)}' holds '{_clip(entry[0])}', but the index "
+                                     f"{where}; the index and its shards disagree: regenerate the index")
                 found[entry[0]] = entry
             del entries
     missing = [n for n in weight_map if n not in found]

@@ -321,3 +321,38 @@ def test_of_several_bad_shards_the_first_in_the_index_is_named(tmp_path: Path, b
     message = f"{first}: tensor 't{min(bad)}'" if min(bad) == bad[0] else f"shard '{first}' is missing"
     with pytest.raises(ModelError, match=re.escape(message)):
         read_index(index)
+
+
+@pytest.mark.parametrize("where", ["unlisted", "elsewhere"])
+def test_a_tensor_the_index_does_not_place_in_its_shard_is_an_error_not_dropped(tmp_path: Path, where: str) -> None:
+    # The index and its shards disagree: taking either one's word would silently drop or move a tensor.
+    _write(tmp_path / "a.safetensors", {"t0": _entry(offsets=[0, 24]), "extra": _entry(offsets=[24, 48])}, 48)
+    _write(tmp_path / "b.safetensors", {"t1": _entry(offsets=[0, 24])}, 24)
+    weight_map = {"t0": "a.safetensors", "t1": "b.safetensors"}
+    if where == "elsewhere":
+        weight_map["extra"] = "b.safetensors"
+    index = tmp_path / "m.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    told = "does not list it" if where == "unlisted" else "puts it in 'b.safetensors'"
+    with pytest.raises(ModelError, match=re.escape(f"shard 'a.safetensors' holds 'extra', but the index {told}")):
+        read_index(index)
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd", "sub/../../x.safetensors",
+                                   "..\\x.safetensors", "C:\\x.safetensors"])
+def test_an_index_naming_a_file_outside_its_folder_is_refused_before_reading_it(tmp_path: Path, shard: str) -> None:
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    _write(tmp_path / "outside.safetensors", {"t0": _entry(offsets=[0, 24])}, 24)
+    index = folder / "m.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"t0": shard}}))
+    with pytest.raises(ModelError, match="reaches outside the index's folder"):
+        read_index(index)
+
+
+def test_shards_in_a_subfolder_of_the_index_are_read(tmp_path: Path) -> None:
+    (tmp_path / "shards").mkdir()
+    _write(tmp_path / "shards" / "a.safetensors", {"t0": _entry(shape=[2, 3], offsets=[0, 24])}, 24)
+    index = tmp_path / "m.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"t0": "shards/a.safetensors"}}))
+    assert read_index(index) == [("t0", (2, 3), True)]
