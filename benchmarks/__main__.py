@@ -10,7 +10,6 @@ runs, taken in this one process, next to its floor or its anchor, so the ratios 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import math
@@ -30,20 +29,10 @@ from torch import nn
 import lrrules
 
 from . import headless
+from .timing import best
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
-
-
-def best(fn: Callable[[], Any], repeat: int = 3) -> float:
-    """The fastest of ``repeat`` runs, in seconds."""
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 # --- 1. resolution scaling -----------------------------------------------------------------------

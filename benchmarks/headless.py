@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.__main__ import best
+from .timing import best
 
 
 
