@@ -184,9 +184,10 @@ def check_optimizer_cached(rules: Any, use_cache: bool = True) -> None:
 
     >>> check_optimizer_cached(lrrules.load("rules.yaml"))          # doctest: +SKIP
     """
-    from .optim import check_optimizers
-
+    # Imported only where a check runs: a remembered pass must not pay for the optimizer code.
     if not use_cache:
+        from .optim import check_optimizers
+
         check_optimizers(rules)
         return
     here = Path(__file__).parent
@@ -200,6 +201,8 @@ def check_optimizer_cached(rules: Any, use_cache: bool = True) -> None:
             return
     except (OSError, ValueError):
         pass
+    from .optim import check_optimizers
+
     check_optimizers(rules)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
