@@ -58,10 +58,19 @@ def is_factory(spec: str) -> bool:
 
 
 def _version(name: str) -> str | None:
+    """``importlib.metadata.version(name)``, read from the ``Version:`` header line: the stdlib parses
+    the whole metadata file as an email first, a third of a cached command's time for five libraries."""
     try:
-        return metadata.version(name)
+        dist = metadata.distribution(name)
     except metadata.PackageNotFoundError:
         return None
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line:  # the headers end at the first blank line
+            break
+        if line.startswith("Version:"):
+            return line[len("Version:"):].strip()
+    return dist.version  # a metadata file of another shape: the stdlib's reading
 
 
 def _files(spec: str) -> list[list[Any]]:

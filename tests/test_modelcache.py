@@ -213,3 +213,14 @@ def test_a_second_check_resolve_and_explain_import_neither_torch_nor_timm(rules:
     again = json.loads(done.stdout)
     assert {name: code for name, (code, _) in again.items()} == dict(zip(["check", "resolve", "explain"], first))
     assert {name: imported for name, (_, imported) in again.items()} == {"check": [], "resolve": [], "explain": []}
+
+
+@pytest.mark.parametrize("name", ["torch", "timm", "pydantic", "PyYAML", "regex", "lrrules", "no-such-package-x"])
+def test_the_versions_in_the_key_are_what_importlib_metadata_reads(name: str) -> None:
+    from importlib import metadata
+
+    try:
+        expected: str | None = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        expected = None
+    assert modelcache._version(name) == expected
