@@ -511,11 +511,13 @@ def _quick_atoms(pattern: str) -> list[Any] | None:
     """:func:`_atoms` of the common patterns, read in one pass without the stdlib's parser (which
     costs most of a large rule file's compile), or ``None`` for anything else, which then takes
     the parser's way. The same atoms as that way (tests/test_matching.py compares the two): literal
-    characters and escaped punctuation, ``.``, groups ``(...)``, ``(?:...)``, ``(?P<name>...)``,
-    alternations of plain literals inside a group, ``* + ?`` (lazy too) after an item, ``^`` first
-    and ``$`` last. Top-level alternations, classes, braces, other escapes and ``(?`` forms,
-    possessive repeats and anything malformed are left to the parser."""
-    # Items: (kind, atoms). kind "lit" for one literal character, "rep" after a repeat, "item" else.
+    characters and escaped punctuation, ``.``, ``\\d \\w \\s`` and their opposites, ``\\b \\B``,
+    groups ``(...)``, ``(?:...)``, ``(?P<name>...)``, alternations of plain literals inside a group,
+    ``* + ?`` (lazy too) after an item, ``^`` first and ``$`` last. Top-level alternations, classes,
+    braces, other escapes and ``(?`` forms, possessive repeats and anything malformed are left to
+    the parser."""
+    # Items: (kind, atoms). "lit": literal text; "rep": a repeated item; "anchor": a word boundary
+    # (no repeat may follow it); "item": anything else.
     items: list[tuple[str, list[Any]]] = []
     stack: list[tuple[list[tuple[str, list[Any]]], list[Any] | None]] = []
     branches: list[Any] | None = None  # the alternatives before the last `|` of the open group
@@ -540,15 +542,20 @@ def _quick_atoms(pattern: str) -> list[Any] | None:
             i = stop
         elif c == "\\":
             e = pattern[i + 1 : i + 2]
-            if not e or not e.isascii() or e.isalnum() or e in _REFUSED:
+            if e and e in "dwsDWS":  # a class of characters: unknown text
+                items.append(("item", [_UNKNOWN]))
+            elif e and e in "bB":  # a word boundary: no text, and nothing a repeat may follow
+                items.append(("anchor", [_UNKNOWN]))
+            elif not e or not e.isascii() or e.isalnum() or e in _REFUSED:
                 return None
-            items.append(("lit", [frozenset(e)]))
+            else:
+                items.append(("lit", [frozenset(e)]))
             i += 2
         elif c == ".":
             items.append(("item", [_UNKNOWN]))
             i += 1
         elif c in "*+?":
-            if not items or items[-1][0] == "rep":
+            if not items or items[-1][0] in ("rep", "anchor"):
                 return None  # nothing to repeat, or a repeat of a repeat: the parser's errors
             kind, atoms = items.pop()
             items.append(("rep", [*atoms, _UNKNOWN] if c == "+" else [_UNKNOWN]))

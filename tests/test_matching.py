@@ -176,7 +176,8 @@ def test_the_indexed_matcher_equals_the_plain_one_on_many_more_cases(matchers: l
 QUICK_PIECES = st.sampled_from([
     "a", "b", "é", "_", " ", "#", "-", r"\.", r"\-", r"\\", r"\$", r"\^", r"\{", r"\d", r"\Z", r"\A", ".", "(",
     ")", "(?:", "(?P<g>", "(?P<h>", "(?P<1>", "(?P=g)", "(?=", "(?i)", "|", "*", "+", "?", "*?", "+?", "??", "abc",
-    "*+", "^", "$", "[a]", "{2}", "}", "]", "ab", "(a|b)", "(ab|ac)", "(a|)", "(?:fc|norm)",
+    "*+", "^", "$", "[a]", "{2}", "}", "]", "ab", "(a|b)", "(ab|ac)", "(a|)", "(?:fc|norm)", r"\d+", r"\w",
+    r"\s*", r"\b", r"\B", r"\W", "(?P<i>\\d+)",
 ])
 QUICK_REGEXES = st.lists(QUICK_PIECES, min_size=0, max_size=8).map("".join)
 
@@ -202,7 +203,7 @@ def test_the_one_pass_reader_reads_the_patterns_of_ported_rule_files() -> None:
     from lrrules.matching import _quick_atoms
 
     for pattern in [r"^(?P<s>stages)\.3\.blocks\.7\.", r"stages\.3\.blocks\.7\.(?P<part>fc|norm)\.(weight|bias)$",
-                    r"\.3\.blocks\.7\.(?:fc|norm)\.", r"^model\.layers\.(?P<i>.+)\.", r"\.bias$"]:
+                    r"\.3\.blocks\.7\.(?:fc|norm)\.", r"^model\.layers\.(?P<i>\d+)\.", r"\.bias$"]:
         assert _quick_atoms(pattern) is not None, pattern
 
 
