@@ -10,7 +10,6 @@ runs, taken in this one process, next to its floor or its anchor, so the ratios 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import math
@@ -30,20 +29,10 @@ from torch import nn
 import lrrules
 
 from . import headless
+from .timing import best
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
-
-
-def best(fn: Callable[[], Any], repeat: int = 3) -> float:
-    """The fastest of ``repeat`` runs, in seconds."""
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 # --- 1. resolution scaling -----------------------------------------------------------------------
@@ -443,19 +432,24 @@ def main() -> None:
     print("6. the model cache (issue 14)", flush=True)
     from benchmarks import cache as cache_section
     results["cache"] = cache_section.command_line_cache(args.quick)
+    print("7. building the optimizer against timm (issue 14)", flush=True)
+    from benchmarks import optimizers as optimizers_section
+    results["build"] = optimizers_section.build_against_timm(repeat=3 if args.quick else 7)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "RESULTS.md").write_text(report(results) + ported_report(results))
     print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
 
 
 def ported_report(results: dict[str, Any]) -> str:
-    """Issue 14's sections (benchmarks/matching.py, benchmarks/cache.py), where the results hold them."""
+    """Issue 14's sections (benchmarks/matching.py, cache.py, optimizers.py), where the results hold them."""
     from benchmarks import matching as ported_section
 
     from benchmarks import cache as cache_section
+    from benchmarks import optimizers as optimizers_section
 
     out = "\n" + ported_section.report(results["ported"]) if "ported" in results else ""
-    return out + ("\n" + cache_section.report(results["cache"]) if "cache" in results else "")
+    out += "\n" + cache_section.report(results["cache"]) if "cache" in results else ""
+    return out + ("\n" + optimizers_section.report(results["build"]) if "build" in results else "")
 
 
 NOTES = [

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from .timing import best
+
 
 def big_header(folder: Path, count: int) -> tuple[Path, bytes]:
     """A safetensors file of ``count`` small F16 tensors (sparse: the data takes no disk)."""
@@ -83,8 +85,6 @@ def _names_size(names: list[str]) -> int:
 
 
 def headless(quick: bool, run_measured: Callable[..., tuple[float, int]]) -> list[dict[str, Any]]:
-    from benchmarks.__main__ import best  # here: benchmarks.__main__ imports this module
-
     from lrrules.loader import loads
     from lrrules.checkpoints import safetensors_entries
 

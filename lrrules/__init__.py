@@ -4,16 +4,44 @@
 >>> optimizer, plan = lrrules.build("rules.yaml", model)     # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
 from .language import RuleSet
 from .loader import load, loads
-from .names import resolve_names
-from .optim import Built, build, build_optimizer
-from .plan import Plan
-from .resume import load_optimizer_state
-from .schedules import rule_scheduler
+
+if TYPE_CHECKING:
+    from .names import resolve_names
+    from .optim import Built, build, build_optimizer
+    from .plan import Plan
+    from .resume import load_optimizer_state
+    from .schedules import rule_scheduler
 
 __version__ = "0.1.0"
+
+# Imported when first used: a command answered from the model cache (lrrules resolve, a second
+# time) needs none of the optimizer code, and `import lrrules` stays as cheap as loading a file.
+_LAZY = {
+    "Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
+    "load_optimizer_state": "resume", "resolve_names": "names", "rule_scheduler": "schedules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lrrules' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Built",

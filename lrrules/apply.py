@@ -24,7 +24,17 @@ if TYPE_CHECKING:
 
 def param_groups(plan: Plan, lr_scale: bool = False, optimizer: str | None = None) -> list[dict[str, Any]]:
     """The optimizer param groups of ``plan``, its tensors in them (see :meth:`Plan.param_groups`);
-    with ``optimizer``, only those routed to that named optimizer."""
+    with ``optimizer``, only those routed to that named optimizer.
+
+    >>> torch.optim.AdamW(param_groups(plan))        # doctest: +SKIP
+    """
+    return groups_of(plan, lr_scale, optimizer, fresh=False)
+
+
+def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
+              fresh: bool = False) -> list[dict[str, Any]]:
+    """:func:`param_groups`; ``fresh=True`` (``build``, which resolved ``plan`` from the model a moment
+    ago) skips re-walking the model to check that its tensors are still the plan's."""
     routes = list(dict.fromkeys(g.optimizer for g in plan.groups))
     if optimizer is None and len(routes) > 1:
         # One optimizer given every group would take the others' options as unknown keys, unread.
@@ -37,7 +47,8 @@ def param_groups(plan: Plan, lr_scale: bool = False, optimizer: str | None = Non
             f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems)
         )
     _need_tensors(plan)
-    _check_tensors_current(plan)
+    if not fresh:
+        _check_tensors_current(plan)
     by_name = {row.info.name: plan.tensors[row.info.index] for row in plan.rows}
     out = []
     for group in plan.groups:
@@ -90,10 +101,11 @@ def _check_tensors_current(plan: Plan) -> None:
     module = plan.model() if plan.model is not None else None
     if module is None:
         return
-    from .params import collect
+    from .params import unwrap
 
-    _, now = collect(module)
-    current = {id(t) for t in now}
+    # Only the tensors' identities matter here: the model's own walk, not collect's (which also reads
+    # every owning module's attributes, and costs as much as the rest of build_optimizer together).
+    current = {id(t) for t in unwrap(module).parameters()}
     gone = [row.info.name for row in plan.rows if id(plan.tensors[row.info.index]) not in current]
     added = len(current - {id(t) for t in plan.tensors})
     if gone or added:

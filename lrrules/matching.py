@@ -503,12 +503,140 @@ def _finite(branches: list[Any], sre: Any) -> frozenset[str] | None:
     return frozenset(found)
 
 
+_SPECIAL = frozenset("\\.^$*+?{}[]()|")
+_REFUSED = frozenset("{}[]")  # what _parse refuses as literal text
+_PLAIN = re.compile(r"[^\\.^$*+?{}\[\]()|]+")
+
+
+def _quick_atoms(pattern: str) -> list[Any] | None:
+    """:func:`_atoms` of the common patterns, read in one pass without the stdlib's parser (which
+    costs most of a large rule file's compile), or ``None`` for anything else, which then takes
+    the parser's way. The same atoms as that way (tests/test_matching.py compares the two): literal
+    characters and escaped punctuation, ``.``, ``\\d \\w \\s`` and their opposites, ``\\b \\B``,
+    groups ``(...)``, ``(?:...)``, ``(?P<name>...)``, alternations of plain literals inside a group,
+    ``* + ?`` (lazy too) after an item, ``^`` first and ``$`` last. Top-level alternations, classes,
+    braces, other escapes and ``(?`` forms, possessive repeats and anything malformed are left to
+    the parser."""
+    # Items: (kind, atoms). "lit": literal text; "rep": a repeated item; "anchor": a word boundary
+    # (no repeat may follow it); "item": anything else.
+    items: list[tuple[str, list[Any]]] = []
+    stack: list[tuple[list[tuple[str, list[Any]]], list[Any] | None]] = []
+    branches: list[Any] | None = None  # the alternatives before the last `|` of the open group
+    names: set[str] = set()
+    head: list[Any] = ["^"] if pattern.startswith("^") else []
+    i, end = len(head), len(pattern)
+    tail: list[Any] = []
+    if end > i and pattern.endswith("$") and not pattern.endswith("\\$"):
+        end -= 1
+        tail = ["$"]
+    while i < end:
+        c = pattern[i]
+        if c not in _SPECIAL:
+            # A run of plain characters is one atom (the same keys as one atom per character, in
+            # far fewer steps), but for its last character when a repeat follows: that one is its own item.
+            stop = _PLAIN.match(pattern, i, end).end()  # type: ignore[union-attr]
+            text = pattern[i:stop]
+            if stop < end and pattern[stop] in "*+?" and len(text) > 1:
+                items.append(("lit", [frozenset({text[:-1]})]))
+                text = text[-1]
+            items.append(("lit", [frozenset({text})]))
+            i = stop
+        elif c == "\\":
+            e = pattern[i + 1 : i + 2]
+            if e and e in "dwsDWS":  # a class of characters: unknown text
+                items.append(("item", [_UNKNOWN]))
+            elif e and e in "bB":  # a word boundary: no text, and nothing a repeat may follow
+                items.append(("anchor", [_UNKNOWN]))
+            elif not e or not e.isascii() or e.isalnum() or e in _REFUSED:
+                return None
+            else:
+                items.append(("lit", [frozenset(e)]))
+            i += 2
+        elif c == ".":
+            items.append(("item", [_UNKNOWN]))
+            i += 1
+        elif c in "*+?":
+            if not items or items[-1][0] in ("rep", "anchor"):
+                return None  # nothing to repeat, or a repeat of a repeat: the parser's errors
+            kind, atoms = items.pop()
+            items.append(("rep", [*atoms, _UNKNOWN] if c == "+" else [_UNKNOWN]))
+            i += 1
+            if pattern[i : i + 1] == "?" and i < end:  # lazy: the same text
+                i += 1
+            elif pattern[i : i + 1] == "+" and i < end:  # possessive: the parser reads it otherwise
+                return None
+        elif c == "(":
+            if pattern.startswith("(?:", i):
+                i += 3
+            elif pattern.startswith("(?P<", i):
+                close = pattern.find(">", i + 4)
+                name = pattern[i + 4 : close] if close > 0 else ""
+                if not name.isidentifier() or name in names:
+                    return None
+                names.add(name)
+                i = close + 1
+            elif pattern.startswith("(?", i):
+                return None
+            else:
+                i += 1
+            stack.append((items, branches))
+            items, branches = [], None
+        elif c == "|" and stack:
+            branches = [*(branches or []), items]
+            items = []
+            i += 1
+        elif c == ")" and stack:
+            if branches is None:
+                atoms = [a for _, item in items for a in item]
+            else:
+                alternatives = []
+                for alternative in [*branches, items]:
+                    if any(kind != "lit" for kind, _ in alternative):
+                        return None
+                    alternatives.append("".join(next(iter(item[0])) for _, item in alternative))
+                atoms = _alternation_atoms(alternatives)
+            items, branches = stack.pop()
+            items.append(("item", atoms))
+            i += 1
+        else:  # ^ or $ inside, a top-level |, an unmatched ), a class or a brace
+            return None
+    if stack:
+        return None
+    return [*head, *(a for _, item in items for a in item), *tail]
+
+
+def _alternation_atoms(alternatives: list[str]) -> list[Any]:
+    """The atoms of a group of literal alternatives as the stdlib's parser shapes it: the characters
+    every alternative starts with one by one, then the rests as one character set when each is one
+    character, else as one branch (:func:`_finite`: unknown past ``MAX_EXPANSION`` strings)."""
+    atoms: list[Any] = []
+    k = 0
+    while all(len(a) > k for a in alternatives) and len({a[k] for a in alternatives}) == 1:
+        atoms.append(frozenset(alternatives[0][k]))
+        k += 1
+    rests = {a[k:] for a in alternatives}
+    if all(len(a) == k + 1 for a in alternatives):
+        atoms.append(frozenset(rests))
+    else:
+        atoms.append(frozenset(rests) if len(rests) <= MAX_EXPANSION else _UNKNOWN)
+    return atoms
+
+
+@functools.lru_cache(maxsize=4096)
 def regex_keys(pattern: str) -> frozenset[Key] | None:
     """The keys of one regex (searched, so it may match anywhere unless anchored).
 
     >>> sorted(regex_keys(r"\\.(q|k)_proj\\.weight$"))
     [('suffix', '.k_proj.weight'), ('suffix', '.q_proj.weight')]
     """
+    quick = _quick_atoms(pattern)
+    if quick is not None:
+        return _sequence_keys(quick)
+    return _parsed_keys(pattern)
+
+
+def _parsed_keys(pattern: str) -> frozenset[Key] | None:
+    """:func:`regex_keys` through the stdlib's parser: any pattern."""
     found = _parse(pattern)
     if found is None:
         return None

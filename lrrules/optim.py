@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .apply import apply_freeze, param_groups
+from .apply import apply_freeze, groups_of
 from .errors import OptimizerError, UsageError
 from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
 from .loader import load
@@ -117,7 +117,7 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
 def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted: set[str] | None,
                name: str) -> Built:
     plan = ruleset.resolve(model)
-    groups = param_groups(plan)
+    groups = groups_of(plan, fresh=True)
     kwargs: dict[str, Any] = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}
     if accepted is None or "weight_decay" in accepted:
         kwargs["weight_decay"] = ruleset.defaults.weight_decay
@@ -202,7 +202,7 @@ def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str,
             factory, accepted = check_optimizer(_view(ruleset, name))
         if spec is not None:
             _check_named(ruleset, name, factory, accepted)
-        mine = list(zip([g for g in plan.groups if g.optimizer == name], param_groups(plan, optimizer=name)))
+        mine = list(zip([g for g in plan.groups if g.optimizer == name], groups_of(plan, optimizer=name, fresh=True)))
         if not mine:
             continue
         keys = set(spec.group_keys) if spec else set()

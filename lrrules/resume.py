@@ -31,7 +31,7 @@ SHOWN = 10
 
 def layout(plan: Plan) -> list[dict[str, Any]]:
     """Each group's parameter names and shapes, in order, with its settings: what the state dict records."""
-    shapes = {a.name: list(a.shape) for a in plan.params}
+    shapes = {r.info.name: list(r.info.shape) for r in plan.rows}  # the rows, not plan.params: no settings needed
     return [
         {"params": list(g.params), "shapes": [shapes[n] for n in g.params], "lr": g.lr,
          "weight_decay": g.weight_decay, "options": {k: list(v) if isinstance(v, tuple) else v
@@ -52,7 +52,8 @@ def _hash(groups: list[dict[str, Any]]) -> str:
 
 def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
     """Make ``optimizer.state_dict()`` carry the plan's layout under ``"lrrules"``."""
-    record = {"fingerprint": fingerprint(plan), "groups": layout(plan)}
+    groups = layout(plan)
+    record = {"fingerprint": _hash(groups), "groups": groups}
 
     def add_record(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict[RECORD_KEY] = record

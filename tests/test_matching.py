@@ -172,6 +172,41 @@ def test_the_indexed_matcher_equals_the_plain_one_on_many_more_cases(matchers: l
     check_index_equals_plain(matchers, names)
 
 
+# What the one-pass reader of common regexes reads: its pieces and the parser's, mixed, malformed too.
+QUICK_PIECES = st.sampled_from([
+    "a", "b", "é", "_", " ", "#", "-", r"\.", r"\-", r"\\", r"\$", r"\^", r"\{", r"\d", r"\Z", r"\A", ".", "(",
+    ")", "(?:", "(?P<g>", "(?P<h>", "(?P<1>", "(?P=g)", "(?=", "(?i)", "|", "*", "+", "?", "*?", "+?", "??", "abc",
+    "*+", "^", "$", "[a]", "{2}", "}", "]", "ab", "(a|b)", "(ab|ac)", "(a|)", "(?:fc|norm)", r"\d+", r"\w",
+    r"\s*", r"\b", r"\B", r"\W", "(?P<i>\\d+)",
+])
+QUICK_REGEXES = st.lists(QUICK_PIECES, min_size=0, max_size=8).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(QUICK_REGEXES)
+def test_the_one_pass_reader_gives_the_keys_the_parser_gives(pattern: str) -> None:
+    from lrrules.matching import _parsed_keys, _quick_atoms, _sequence_keys
+
+    quick = _quick_atoms(pattern)
+    if quick is not None:  # None: the pattern is left to the parser, whose keys regex_keys returns
+        assert _sequence_keys(quick) == _parsed_keys(pattern)
+
+
+@pytest.mark.slow
+@settings(max_examples=8000, deadline=None)
+@given(st.lists(QUICK_PIECES, min_size=0, max_size=14).map("".join))
+def test_the_one_pass_reader_gives_the_parsers_keys_on_many_more_cases(pattern: str) -> None:
+    test_the_one_pass_reader_gives_the_keys_the_parser_gives.hypothesis.inner_test(pattern)  # type: ignore[attr-defined]
+
+
+def test_the_one_pass_reader_reads_the_patterns_of_ported_rule_files() -> None:
+    from lrrules.matching import _quick_atoms
+
+    for pattern in [r"^(?P<s>stages)\.3\.blocks\.7\.", r"stages\.3\.blocks\.7\.(?P<part>fc|norm)\.(weight|bias)$",
+                    r"\.3\.blocks\.7\.(?:fc|norm)\.", r"^model\.layers\.(?P<i>\d+)\.", r"\.bias$"]:
+        assert _quick_atoms(pattern) is not None, pattern
+
+
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [

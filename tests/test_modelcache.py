@@ -4,8 +4,11 @@ checkpoint's size and time, library versions) or a damaged entry means a rebuild
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -181,3 +184,43 @@ def test_where_conditions_on_module_attributes_answer_the_same_from_the_cache(
     assert builds == ["mobilenetv3_small_050"]  # the second answer came from the cache
     first, second = ([p["name"] for p in out["params"] if "dw" in p["modifiers"]] for out in outputs)
     assert first and first == second
+
+
+# Each command on the cached path, in one fresh interpreter, with what it imported after each.
+_CACHED_RUN = """
+import contextlib, io, json, sys
+from lrrules.cli import main
+heavy = ("torch", "timm", "torchvision", "transformers")
+found = {}
+for argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    found[argv[0]] = [code, [m for m in heavy if m in sys.modules]]
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("rules", ["examples/resnet18-discriminative.yaml", "examples/muon-adamw.yaml"])
+def test_a_second_check_resolve_and_explain_import_neither_torch_nor_timm(rules: str) -> None:
+    # muon-adamw names several optimizers: its check asks torch the first time and remembers the pass.
+    model = ["--model", "resnet18", "--num-classes", "2"]
+    commands = [["check", rules, *model], ["resolve", rules, *model], ["explain", rules, "fc.*", *model]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        first = [main(argv) for argv in commands]  # fills the cache, here where torch is imported anyway
+    done = subprocess.run([sys.executable, "-c", _CACHED_RUN, json.dumps(commands)], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    again = json.loads(done.stdout)
+    assert {name: code for name, (code, _) in again.items()} == dict(zip(["check", "resolve", "explain"], first))
+    assert {name: imported for name, (_, imported) in again.items()} == {"check": [], "resolve": [], "explain": []}
+
+
+@pytest.mark.parametrize("name", ["torch", "timm", "pydantic", "PyYAML", "regex", "lrrules", "no-such-package-x"])
+def test_the_versions_in_the_key_are_what_importlib_metadata_reads(name: str) -> None:
+    from importlib import metadata
+
+    try:
+        expected: str | None = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        expected = None
+    assert modelcache._version(name) == expected

@@ -1,0 +1,42 @@
+"""The public surface: every name of ``lrrules.__all__`` is there, the object its module defines, though
+the optimizer code is imported only when first used."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import lrrules
+
+HOMES = {"Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
+         "load_optimizer_state": "resume", "resolve_names": "names", "rule_scheduler": "schedules",
+         "RuleSet": "language", "load": "loader", "loads": "loader", "LrrulesError": "errors",
+         "PlanProblemsError": "errors", "ResumeError": "errors", "RuleError": "errors", "RuleFileError": "errors"}
+
+
+def test_every_public_name_is_the_object_its_module_defines() -> None:
+    assert sorted(lrrules.__all__) == sorted(HOMES)
+    for name, module in HOMES.items():
+        assert getattr(lrrules, name) is getattr(importlib.import_module(f"lrrules.{module}"), name), name
+    assert set(lrrules.__all__) <= set(dir(lrrules))
+
+
+def test_star_import_gives_every_public_name_and_an_unknown_name_is_an_attribute_error() -> None:
+    space: dict[str, object] = {}
+    exec("from lrrules import *", space)
+    assert set(HOMES) <= set(space)
+    with pytest.raises(AttributeError, match="bulid"):
+        lrrules.bulid  # noqa: B018
+
+
+def test_importing_lrrules_and_loading_a_file_leave_the_optimizer_code_unimported() -> None:
+    code = ("import sys, lrrules\nlrrules.loads('version: 1\\ndefaults: {lr: 0.1}\\n')\n"
+            "print(sorted(m for m in ('lrrules.optim', 'lrrules.resume', 'lrrules.optimizer_table', 'torch') "
+            "if m in sys.modules))\n"
+            "lrrules.build\nprint('lrrules.optim' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
