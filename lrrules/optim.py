@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from .apply import apply_freeze, groups_of
 from .errors import OptimizerError, UsageError
@@ -118,6 +118,8 @@ def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted:
                name: str) -> Built:
     plan = ruleset.resolve(model)
     groups = groups_of(plan, fresh=True)
+    if not groups:
+        _nothing_trains(ruleset, plan, name)
     kwargs: dict[str, Any] = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}
     if accepted is None or "weight_decay" in accepted:
         kwargs["weight_decay"] = ruleset.defaults.weight_decay
@@ -189,6 +191,14 @@ def check_optimizers(ruleset: RuleSet) -> None:
             _check_named(ruleset, name, factory, accepted)
 
 
+def _nothing_trains(ruleset: RuleSet, plan: Plan, who: str) -> NoReturn:
+    # Torch's own word for this is "optimizer got an empty parameter list", which names no rule.
+    from .report import nothing_trains
+
+    why = (nothing_trains(plan) or [f"nothing trains: the model has {len(plan.params)} parameters and no rule trains any"])[0]
+    raise OptimizerError(f"{ruleset.path}: {why} ({who} would get no parameter to train)")
+
+
 def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str, Any]) -> Built:
     from .combined import CombinedOptimizer
 
@@ -225,6 +235,8 @@ def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str,
             built[name] = factory([d for _, d in mine], **kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise OptimizerError(f"{ruleset.path}: optimizer '{name}' ({kind}) refused the settings: {exc}") from None
+    if not built:
+        _nothing_trains(ruleset, plan, "each optimizer of the file")
     optimizer = CombinedOptimizer(built)
     apply_freeze(plan)
     attach(optimizer, plan)

@@ -111,3 +111,15 @@ def test_build_optimizer_gives_the_same_optimizer_as_build(tmp_path: Path, tiny:
     optimizer = lrrules.build_optimizer(rules_file(tmp_path), tiny)
     assert [g["param_names"] for g in optimizer.param_groups] == [
         list(g.params) for g in lrrules.build(rules_file(tmp_path), TinyNet()).plan.groups]
+
+
+@pytest.mark.parametrize("several", [False, True])
+@pytest.mark.parametrize("freezing", ["{name: all, fallback: true, freeze: true}", "{name: all, match: '*', freeze: true}"])
+def test_a_file_that_freezes_everything_is_refused_naming_why_and_leaves_the_model_as_it_was(
+        tiny: TinyNet, several: bool, freezing: str) -> None:
+    # Torch alone says "optimizer got an empty parameter list", which names neither the file nor the rule.
+    routed = "optimizers:\n  fast: {type: SGD, lr: 0.5}\n" if several else ""
+    rules = lrrules.loads(f"version: 1\ndefaults: {{lr: 0.1}}\n{routed}rules:\n  - {freezing}\n")
+    with pytest.raises(OptimizerError, match=r"nothing trains: all \d+ tensors are frozen \(frozen by 'all'\)"):
+        lrrules.build(rules, tiny)
+    assert all(p.requires_grad for p in tiny.parameters())
