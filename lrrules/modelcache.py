@@ -111,6 +111,12 @@ def _entry_path(key: str) -> Path:
     return cache_dir() / (hashlib.sha256(key.encode()).hexdigest() + ".json")
 
 
+def reads_as_fast(spec: str) -> bool:
+    """Whether ``spec`` is a safetensors checkpoint (a file or a sharded index): its header is read
+    as fast as an entry would be, in a fraction of the memory, so it is not cached."""
+    return spec.lower().endswith((".safetensors", ".safetensors.index.json"))
+
+
 def cached_open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None,
                       use_cache: bool = True, cache_factory: bool = False) -> Any:
     """:func:`lrrules.sources.open_model`, answered from the cache where an entry for the same key exists.
@@ -122,7 +128,7 @@ def cached_open_model(spec: str, num_classes: int | None = None, model_args: Map
     from .sources import Model, open_model
 
     args = dict(model_args or {})
-    if not use_cache or (is_factory(spec) and not cache_factory):
+    if not use_cache or (is_factory(spec) and not cache_factory) or reads_as_fast(spec):
         return open_model(spec, num_classes, args)
     key = cache_key(spec, num_classes, args)
     path = _entry_path(key)

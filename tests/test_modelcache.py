@@ -39,14 +39,15 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
-    save_file({n: torch.zeros(s) for n, s in shapes.items()}, str(path))
+    # A torch state dict: the checkpoint kind the cache keeps (a safetensors header is its own cache).
+    torch.save({n: torch.zeros(s) for n, s in shapes.items()}, str(path))
     return path
 
 
 def test_the_cache_lives_in_xdg_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == tmp_path / "lrrules" / "models"
-    cached_open_model(str(checkpoint(tmp_path / "m.safetensors", {"a.weight": (2, 3)})))
+    cached_open_model(str(checkpoint(tmp_path / "m.pt", {"a.weight": (2, 3)})))
     assert len(list(cache_dir().glob("*.json"))) == 1
 
 
@@ -70,7 +71,7 @@ def test_other_arguments_are_another_entry(builds: list[str]) -> None:
 
 
 def test_a_changed_checkpoint_is_read_again(tmp_path: Path, builds: list[str]) -> None:
-    path = checkpoint(tmp_path / "m.safetensors", {"a.weight": (2, 3)})
+    path = checkpoint(tmp_path / "m.pt", {"a.weight": (2, 3)})
     cached_open_model(str(path))
     checkpoint(path, {"a.weight": (2, 3), "b.weight": (4,)})
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
@@ -97,7 +98,7 @@ def test_another_library_version_is_another_entry(builds: list[str], monkeypatch
     lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "ordered"}),
 ], ids=["garbage", "empty", "other-key", "bad-shape", "no-params", "missing-field"])
 def test_a_damaged_entry_is_rebuilt_never_trusted(tmp_path: Path, builds: list[str], damage: Any) -> None:
-    path = checkpoint(tmp_path / "m.safetensors", {"a.weight": (2, 3), "b.bias": (3,)})
+    path = checkpoint(tmp_path / "m.pt", {"a.weight": (2, 3), "b.bias": (3,)})
     first = cached_open_model(str(path))
     (entry,) = cache_dir().glob("*.json")
     entry.write_text(damage(entry.read_text()))
@@ -107,7 +108,7 @@ def test_a_damaged_entry_is_rebuilt_never_trusted(tmp_path: Path, builds: list[s
 
 
 def test_no_cache_neither_reads_nor_writes(tmp_path: Path, builds: list[str]) -> None:
-    path = checkpoint(tmp_path / "m.safetensors", {"a.weight": (2, 3)})
+    path = checkpoint(tmp_path / "m.pt", {"a.weight": (2, 3)})
     cached_open_model(str(path), use_cache=False)
     assert not cache_dir().exists()
     cached_open_model(str(path))
@@ -224,3 +225,17 @@ def test_the_versions_in_the_key_are_what_importlib_metadata_reads(name: str) ->
     except metadata.PackageNotFoundError:
         expected = None
     assert modelcache._version(name) == expected
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_a_safetensors_checkpoint_is_read_each_time_never_cached(tmp_path: Path, builds: list[str], sharded: bool) -> None:
+    # Its header is as fast to read as an entry, and an entry of a million tensors costs memory.
+    path = tmp_path / "m.safetensors"
+    save_file({"a.weight": torch.zeros(2, 3)}, str(path))
+    if sharded:
+        path = tmp_path / "m.safetensors.index.json"
+        path.write_text(json.dumps({"weight_map": {"a.weight": "m.safetensors"}}))
+    first = cached_open_model(str(path))
+    again = cached_open_model(str(path))
+    assert builds == [str(path)] * 2 and again.params == first.params
+    assert not cache_dir().exists() or not list(cache_dir().glob("*.json"))
