@@ -35,13 +35,14 @@ from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
 from .layers import assign, unordered
 from .matching import Captures, Index, with_regex_budget
 from .params import MAX_DIMS, ParamInfo, wrapped_prefix
-from .routes import refused_shape
+from .routes import NDIM_LIMITS, optimizer_type, refused_shape
 from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
 
 if TYPE_CHECKING:
     import torch
 
 MODEL_FROZEN = "requires_grad=False in the model"
+NO_CAPTURES: Captures = {}  # shared by every row that captured nothing; never changed
 DIM_NAMES = tuple(f"dim{k}" for k in range(MAX_DIMS))
 #: The formula variables that depend on a parameter's shape, for the settings cache key.
 SHAPE_VARIABLES = {
@@ -145,6 +146,8 @@ class Memo:
     #: the groups, numbered in order of first appearance: settings' key -> number, and by identity
     group_of: dict[tuple[Any, ...], int] = dataclasses.field(default_factory=dict)
     group_by_settled: dict[int, int] = dataclasses.field(default_factory=dict)  # settled objects live in `settled`
+    #: each optimizer route's shape limits (``routes.NDIM_LIMITS``; ``None``: any shape)
+    limits: dict[str, frozenset[int] | None] = dataclasses.field(default_factory=dict)
 
 
 def resolve_rows(ctx: Context, params: Sequence[ParamInfo]) -> tuple[list[Row], list[Conflict], set[str]]:
@@ -170,17 +173,18 @@ def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Ro
     """One parameter's row (or its conflict, named after it): matched, claimed, settled, numbered by
     group; the names of the entries that matched it go into ``used``."""
     layer = ctx.layers[info.index]
-    candidates, modifiers = match_param(ctx, info)
-    used.update(c.entry.name for c in candidates)
-    used.update(e.name for e, _ in modifiers)
+    candidates, modifiers = match_param(ctx, info, used)
     if not info.requires_grad:
         return Row(info, layer, "frozen", note=MODEL_FROZEN)
-    chosen = claim(ctx, info, candidates)
-    if isinstance(chosen, Conflict):
-        return chosen
-    if isinstance(chosen, str):
-        return Row(info, layer, "unmatched", note=chosen)
-    entry, captures, matched_as = chosen if chosen is not None else (None, {}, "")
+    if len(candidates) == 1:  # most parameters: one rule matched, nothing to choose
+        matched_as, entry, captures = candidates[0]
+    else:
+        chosen = claim(ctx, info, candidates)
+        if isinstance(chosen, Conflict):
+            return chosen
+        if isinstance(chosen, str):
+            return Row(info, layer, "unmatched", note=chosen)
+        entry, captures, matched_as = chosen if chosen is not None else (None, {}, "")
     rule = entry.name if entry is not None else None
     outcome = settle(ctx, memo, info, layer, (entry, captures) if entry is not None else None, modifiers)
     if isinstance(outcome, Conflict):
@@ -188,13 +192,23 @@ def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Ro
     if isinstance(outcome, str):
         return Row(info, layer, "frozen", rule, note=outcome)
     names, all_captures, settled = outcome
-    refusal = refused_shape(ctx.rules, settled.optimizer, info.shape)
-    if refusal:
+    allowed = memo.limits.get(settled.optimizer, ())  # the numbers of dimensions its optimizer takes
+    if allowed == ():
+        allowed = memo.limits[settled.optimizer] = NDIM_LIMITS.get(optimizer_type(ctx.rules, settled.optimizer))
+    if allowed is not None and len(info.shape) not in allowed:
         specs = {e.name: e for e in (*ctx.rules.rules, *ctx.rules.modifiers)}
         by = tuple(n for n in (rule, *names) if n and specs[n].optimizer == settled.optimizer)
-        return Conflict(info.name, "optimizer", by, settled.optimizer, detail=refusal)
+        return Conflict(info.name, "optimizer", by, settled.optimizer,
+                        detail=refused_shape(ctx.rules, settled.optimizer, info.shape))
     number = memo.group_by_settled.get(id(settled))
     if number is None:  # first parameter with these settings (or equal ones from other entries)
+        number = memo.group_by_settled[id(settled)] = memo.group_of.setdefault(settled.key, len(memo.group_of))
+    if number is None:
+        refusal = refused_shape(ctx.rules, settled.optimizer, info.shape)
+        if refusal:
+            specs = {e.name: e for e in (*ctx.rules.rules, *ctx.rules.modifiers)}
+            by = tuple(n for n in (rule, *names) if n and specs[n].optimizer == settled.optimizer)
+            return Conflict(info.name, "optimizer", by, settled.optimizer, detail=refusal)
         number = memo.group_by_settled[id(settled)] = memo.group_of.setdefault(settled.key, len(memo.group_of))
     return Row(info, layer, "trainable", rule, names, all_captures, settled, number,
                "" if rule else "claimed by no rule; given the defaults", matched_as)
@@ -313,8 +327,10 @@ def fail(rules: RuleSet, loc: tuple[str | int, ...], message: str, formula: Form
     return RuleFileError([RuleError(message, rules.locate(loc, offset), loc, expr, offset)])
 
 
-def matching(rules: RuleSet, entries: Sequence[Entry], index: Index, param: ParamInfo) -> list[tuple[Entry, Captures]]:
-    """The entries of ``entries`` that match ``param`` (under its ``name``), with what they captured."""
+def matching(rules: RuleSet, entries: Sequence[Entry], index: Index, param: ParamInfo,
+             used: set[str]) -> list[tuple[Entry, Captures]]:
+    """The entries of ``entries`` that match ``param`` (under its ``name``), with what they captured;
+    their names go into ``used``."""
     found = []
     for position in index.candidates(param.name):
         entry = entries[position]
@@ -324,11 +340,14 @@ def matching(rules: RuleSet, entries: Sequence[Entry], index: Index, param: Para
             raise fail(rules, (entry.kind, entry.i, "match"), exc.message) from None
         if captures is not None:
             found.append((entry, captures))
+            used.add(entry.name)
     return found
 
 
-def match_param(ctx: Context, info: ParamInfo) -> tuple[list[Candidate], list[tuple[Entry, Captures]]]:
-    """The claiming rules and the modifiers that match ``info`` under any of its names.
+def match_param(ctx: Context, info: ParamInfo, used: set[str]
+                ) -> tuple[list[Candidate], list[tuple[Entry, Captures]]]:
+    """The claiming rules and the modifiers that match ``info`` under any of its names (their names
+    go into ``used``).
 
     The one place tied weights are matched: each claiming rule is a candidate under every name it
     matches (the claim step sees them all), a modifier counts once, with the captures of the first
@@ -337,14 +356,14 @@ def match_param(ctx: Context, info: ParamInfo) -> tuple[list[Candidate], list[tu
     compiled, rules = ctx.compiled, ctx.rules
     if not info.aliases:
         candidates = [Candidate(info.name, entry, found)
-                      for entry, found in matching(rules, compiled.claiming, compiled.claim_index, info)]
-        return candidates, matching(rules, compiled.modifiers, compiled.modifier_index, info)
+                      for entry, found in matching(rules, compiled.claiming, compiled.claim_index, info, used)]
+        return candidates, matching(rules, compiled.modifiers, compiled.modifier_index, info, used)
     views = [info._replace(name=n) for n in info.names]
     candidates = [Candidate(view.name, entry, found) for view in views
-                  for entry, found in matching(rules, compiled.claiming, compiled.claim_index, view)]
+                  for entry, found in matching(rules, compiled.claiming, compiled.claim_index, view, used)]
     mods_by_name: dict[str, tuple[Entry, Captures]] = {}
     for view in views:
-        for entry, found in matching(rules, compiled.modifiers, compiled.modifier_index, view):
+        for entry, found in matching(rules, compiled.modifiers, compiled.modifier_index, view, used):
             mods_by_name.setdefault(entry.name, (entry, found))
     return candidates, sorted(mods_by_name.values(), key=lambda m: m[0].order)
 
@@ -408,19 +427,25 @@ def settle(ctx: Context, memo: Memo, info: ParamInfo, layer: int | None, claimed
     formulas read: ``memo`` keeps them by exactly that, so each distinct input is settled once.
     """
     entries = [claimed, *modifiers] if claimed else modifiers
-    which = tuple([e.key for e, _ in entries])
+    which = (claimed[0].order if claimed else None, *[e.order for e, _ in modifiers])
     combo = memo.combos.get(which)
     if combo is None:
         combo = memo.combos[which] = combination(claimed, modifiers)
     reads, modifier_names, frozen_note = combo
     if frozen_note:
         return frozen_note
-    captures: Captures = {}
-    for _, found in entries:
-        if found:
-            captures.update(found)
-    key = (which, tuple([tuple(c.items()) for _, c in entries]) if captures else (),
-           tuple([variable(n, info, layer, ctx.num_layers) for n in reads]) if reads else ())
+    caught = [found for _, found in entries if found]
+    if not caught:
+        captures, by_entry = NO_CAPTURES, ()
+    else:
+        if len(caught) == 1:
+            captures = caught[0]  # a matcher's own result, never changed
+        else:
+            captures = {}
+            for found in caught:
+                captures.update(found)
+        by_entry = tuple([tuple(found.items()) for _, found in entries])
+    key = (which, by_entry, tuple([variable(n, info, layer, ctx.num_layers) for n in reads]) if reads else ())
     settled = memo.settled.get(key)
     if settled is None:
         settled = memo.settled[key] = settle_values(ctx, memo.formulas, info, claimed, modifiers)
