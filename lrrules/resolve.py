@@ -36,7 +36,7 @@ from .layers import assign, unordered
 from .matching import Captures, Index, with_regex_budget
 from .params import MAX_DIMS, ParamInfo, wrapped_prefix
 from .routes import NDIM_LIMITS, optimizer_type, refused_shape
-from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
+from .plan import Conflict, Frozen, Group, Outcome, PhaseEffect, Plan, Rows, Settled, Step, hashable
 
 if TYPE_CHECKING:
     import torch
@@ -94,9 +94,10 @@ def resolve_params(
         loc = ("layers", "patterns", *exc.at)
         raise RuleFileError([RuleError(exc.message, rules.locate(loc), loc)]) from None
     ctx = Context(rules, compiled, layers, num_layers, len(params))
-    rows, conflicts, used = resolve_rows(ctx, params)
-    rows, groups = group(rows, rules)
-    return make_plan(ctx, rows, groups, conflicts, used, tuple(tensors), _cautions(rules, params, num_layers))
+    outcomes, conflicts, used = resolve_rows(ctx, params)
+    outcomes, groups = group(params, outcomes, rules)
+    cautions = _cautions(rules, params, num_layers)
+    return make_plan(ctx, params, outcomes, groups, conflicts, used, tuple(tensors), cautions)
 
 
 #: Fewer layers than this make `decay ** depth` one or two rates: layer decay that does nothing.
@@ -148,34 +149,37 @@ class Memo:
     group_by_settled: dict[int, int] = dataclasses.field(default_factory=dict)  # settled objects live in `settled`
     #: each optimizer route's shape limits (``routes.NDIM_LIMITS``; ``None``: any shape)
     limits: dict[str, frozenset[int] | None] = dataclasses.field(default_factory=dict)
+    #: the outcomes met so far, shared by the parameters that resolve alike (see :func:`resolve_one`)
+    outcomes: dict[Any, Outcome] = dataclasses.field(default_factory=dict)
 
 
-def resolve_rows(ctx: Context, params: Sequence[ParamInfo]) -> tuple[list[Row], list[Conflict], set[str]]:
-    """Every parameter's :class:`Row`, its trainable ones numbered by group in order of first
-    appearance (see :func:`group`); the conflicts; the names of the rules and modifiers that matched."""
+def resolve_rows(ctx: Context, params: Sequence[ParamInfo]) -> tuple[list[Outcome], list[Conflict], set[str]]:
+    """Every parameter's :class:`Outcome` (shared by parameters that resolve alike), the trainable
+    ones numbered by group in order of first appearance (see :func:`group`); the conflicts; the
+    names of the rules and modifiers that matched."""
     memo = Memo()
     used: set[str] = set()
-    rows: list[Row] = []
+    outcomes: list[Outcome] = []
     conflicts: list[Conflict] = []
     for info in params:
         outcome = resolve_one(ctx, memo, info, used)
         if isinstance(outcome, Conflict):
             conflicts.append(outcome)
-            outcome = Row(info, ctx.layers[info.index], "conflict", note=outcome.message)
-        rows.append(outcome)
+            outcome = Outcome("conflict", note=outcome.message)
+        outcomes.append(outcome)
     fallback = ctx.compiled.fallback
-    if fallback is not None and any(r.rule == fallback.name for r in rows):
+    if fallback is not None and any(o.rule == fallback.name for o in memo.outcomes.values()):
         used.add(fallback.name)
-    return rows, conflicts, used
+    return outcomes, conflicts, used
 
 
-def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Row | Conflict:
-    """One parameter's row (or its conflict, named after it): matched, claimed, settled, numbered by
-    group; the names of the entries that matched it go into ``used``."""
+def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Outcome | Conflict:
+    """One parameter's outcome (or its conflict, named after it): matched, claimed, settled, numbered
+    by group; the names of the entries that matched it go into ``used``."""
     layer = ctx.layers[info.index]
     candidates, modifiers = match_param(ctx, info, used)
     if not info.requires_grad:
-        return Row(info, layer, "frozen", note=MODEL_FROZEN)
+        return shared(memo, Outcome("frozen", note=MODEL_FROZEN))
     if len(candidates) == 1:  # most parameters: one rule matched, nothing to choose
         matched_as, entry, captures = candidates[0]
     else:
@@ -183,15 +187,15 @@ def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Ro
         if isinstance(chosen, Conflict):
             return chosen
         if isinstance(chosen, str):
-            return Row(info, layer, "unmatched", note=chosen)
+            return shared(memo, Outcome("unmatched", note=chosen))
         entry, captures, matched_as = chosen if chosen is not None else (None, {}, "")
     rule = entry.name if entry is not None else None
-    outcome = settle(ctx, memo, info, layer, (entry, captures) if entry is not None else None, modifiers)
-    if isinstance(outcome, Conflict):
-        return dataclasses.replace(outcome, param=info.name)
-    if isinstance(outcome, str):
-        return Row(info, layer, "frozen", rule, note=outcome)
-    names, all_captures, settled = outcome
+    settling = settle(ctx, memo, info, layer, (entry, captures) if entry is not None else None, modifiers)
+    if isinstance(settling, Conflict):
+        return dataclasses.replace(settling, param=info.name)
+    if isinstance(settling, str):
+        return shared(memo, Outcome("frozen", rule, note=settling))
+    names, all_captures, settled, key = settling
     allowed = memo.limits.get(settled.optimizer, ())  # the numbers of dimensions its optimizer takes
     if allowed == ():
         allowed = memo.limits[settled.optimizer] = NDIM_LIMITS.get(optimizer_type(ctx.rules, settled.optimizer))
@@ -200,49 +204,63 @@ def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Ro
         by = tuple(n for n in (rule, *names) if n and specs[n].optimizer == settled.optimizer)
         return Conflict(info.name, "optimizer", by, settled.optimizer,
                         detail=refused_shape(ctx.rules, settled.optimizer, info.shape))
+    # The settle key fixes the rule, the modifiers, the captures and the settings; with the name
+    # matched (None: the parameter's own, so that parameters share it), it fixes the whole outcome.
+    if matched_as == info.name:
+        matched_as = None
+    known = memo.outcomes.get((key, matched_as))
+    if known is not None:
+        return known
     number = memo.group_by_settled.get(id(settled))
     if number is None:  # first parameter with these settings (or equal ones from other entries)
         number = memo.group_by_settled[id(settled)] = memo.group_of.setdefault(settled.key, len(memo.group_of))
-    if number is None:
-        refusal = refused_shape(ctx.rules, settled.optimizer, info.shape)
-        if refusal:
-            specs = {e.name: e for e in (*ctx.rules.rules, *ctx.rules.modifiers)}
-            by = tuple(n for n in (rule, *names) if n and specs[n].optimizer == settled.optimizer)
-            return Conflict(info.name, "optimizer", by, settled.optimizer, detail=refusal)
-        number = memo.group_by_settled[id(settled)] = memo.group_of.setdefault(settled.key, len(memo.group_of))
-    return Row(info, layer, "trainable", rule, names, all_captures, settled, number,
-               "" if rule else "claimed by no rule; given the defaults", matched_as)
+    outcome = memo.outcomes[(key, matched_as)] = Outcome(
+        "trainable", rule, names, all_captures, settled, number,
+        "" if rule else "claimed by no rule; given the defaults", matched_as)
+    return outcome
 
 
-def group(rows: list[Row], rules: RuleSet) -> tuple[list[Row], tuple[Group, ...]]:
-    """The optimizer groups of the trainable rows (numbered by :func:`resolve_one` in order of first
-    appearance). With ``optimizers:``, the groups of one optimizer are next to each other, in the
-    order the optimizers are named, and the rows renumbered to match: the combined optimizer's
-    param_groups are the plan's groups, in its order."""
+def shared(memo: Memo, outcome: Outcome) -> Outcome:
+    """``outcome``, or an equal one met before (for outcomes with no captures and no settings)."""
+    return memo.outcomes.setdefault((outcome.status, outcome.rule, outcome.note), outcome)
+
+
+def group(infos: Sequence[ParamInfo], outcomes: list[Outcome], rules: RuleSet
+          ) -> tuple[list[Outcome], tuple[Group, ...]]:
+    """The optimizer groups of the trainable parameters (numbered by :func:`resolve_one` in order of
+    first appearance). With ``optimizers:``, the groups of one optimizer are next to each other, in
+    the order the optimizers are named, and the outcomes renumbered to match: the combined
+    optimizer's param_groups are the plan's groups, in its order."""
     members: list[list[int]] = []
-    for position, row in enumerate(rows):
-        if row.group is not None:
-            if row.group == len(members):
+    for position, outcome in enumerate(outcomes):
+        number = outcome.group
+        if number is not None:
+            if number == len(members):
                 members.append([])
-            members[row.group].append(position)
+            members[number].append(position)
     if rules.optimizers:
         order = {name: i for i, name in enumerate([DEFAULT_OPTIMIZER, *rules.optimizers])}
-        members.sort(key=lambda ps: order[rows[ps[0]].settled.optimizer])  # type: ignore[union-attr]
-        rows = list(rows)
+        members.sort(key=lambda ps: order[outcomes[ps[0]].settled.optimizer])  # type: ignore[union-attr]
+        renumbered: dict[int, Outcome] = {}
+        outcomes = list(outcomes)
         for index, positions in enumerate(members):
             for p in positions:
-                rows[p] = rows[p]._replace(group=index)
+                old = outcomes[p]
+                new = renumbered.get(id(old))
+                if new is None:
+                    new = renumbered[id(old)] = old._replace(group=index)
+                outcomes[p] = new
     groups = []
     seen_names: set[str] = set()
     for index, positions in enumerate(members):
-        first = rows[positions[0]].settled
+        first = outcomes[positions[0]].settled
         assert first is not None
-        by = dict.fromkeys(n for p in positions for n in (rows[p].rule or "(defaults)", *rows[p].modifiers))
+        by = dict.fromkeys(n for p in positions for n in (outcomes[p].rule or "(defaults)", *outcomes[p].modifiers))
         groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
-                            tuple(rows[p].info.name for p in positions),
-                            sum(rows[p].info.numel for p in positions), tuple(by),
+                            tuple([infos[p].name for p in positions]),
+                            sum([infos[p].numel for p in positions]), tuple(by),
                             group_name(tuple(by), seen_names), first.optimizer, first.lr_schedule))
-    return rows, tuple(groups)
+    return outcomes, tuple(groups)
 
 
 def group_name(made_by: tuple[str, ...], taken: set[str]) -> str:
@@ -261,9 +279,10 @@ def group_name(made_by: tuple[str, ...], taken: set[str]) -> str:
     return name
 
 
-def phase_effects(rules: RuleSet, compiled: Compiled, rows: Sequence[Row]) -> tuple[PhaseEffect, ...]:
-    """What each training phase freezes and unfreezes among the grouped (trainable) rows."""
-    grouped = [r for r in rows if r.status == "trainable"]
+def phase_effects(rules: RuleSet, compiled: Compiled, infos: Sequence[ParamInfo],
+                  outcomes: Sequence[Outcome]) -> tuple[PhaseEffect, ...]:
+    """What each training phase freezes and unfreezes among the grouped (trainable) parameters."""
+    grouped = [info for info, o in zip(infos, outcomes) if o.status == "trainable"] if rules.phases else []
     effects = []
     for k, phase in enumerate(rules.phases):
         found: dict[str, tuple[str, ...]] = {}
@@ -274,16 +293,16 @@ def phase_effects(rules: RuleSet, compiled: Compiled, rows: Sequence[Row]) -> tu
             matcher = compiled.phases[k][field == "unfreeze"]
             assert matcher is not None  # compiled wherever the spec is given
             try:
-                found[field] = tuple(r.info.name for r in grouped if matcher.match(r.info) is not None)
+                found[field] = tuple(info.name for info in grouped if matcher.match(info) is not None)
             except MatchError as exc:
                 raise fail(rules, ("phases", k, field), exc.message) from None
         effects.append(PhaseEffect(k, phase.from_epoch, phase.from_step, found["freeze"], found["unfreeze"]))
     return tuple(effects)
 
 
-def make_plan(ctx: Context, rows: list[Row], groups: tuple[Group, ...], conflicts: list[Conflict], used: set[str],
-              tensors: tuple[Any, ...], cautions: tuple[str, ...]) -> Plan:
-    """The :class:`Plan` of the rows and groups: the lists of problems read off the rows."""
+def make_plan(ctx: Context, infos: Sequence[ParamInfo], outcomes: Sequence[Outcome], groups: tuple[Group, ...],
+              conflicts: list[Conflict], used: set[str], tensors: tuple[Any, ...], cautions: tuple[str, ...]) -> Plan:
+    """The :class:`Plan` of the outcomes and groups: the lists of problems read off the outcomes."""
     rules = ctx.rules
     # Rules first, then modifiers, each by name: the file's order never shows in a plan.
     names = sorted(r.name for r in rules.rules) + sorted(m.name for m in rules.modifiers)
@@ -292,17 +311,17 @@ def make_plan(ctx: Context, rows: list[Row], groups: tuple[Group, ...], conflict
         base_lr=rules.defaults.lr,
         base_weight_decay=rules.defaults.weight_decay,
         unmatched_mode=rules.unmatched,
-        rows=tuple(rows),
+        rows=Rows(infos, ctx.layers, outcomes),
         groups=groups,
-        unmatched=tuple(r.info.name for r in rows if r.status == "unmatched"
-                        or (r.status == "trainable" and r.rule is None)),
+        unmatched=tuple([info.name for info, o in zip(infos, outcomes) if o.status == "unmatched"
+                         or (o.status == "trainable" and o.rule is None)]),
         conflicts=tuple(conflicts),
-        frozen=tuple(Frozen(r.info.name, r.note) for r in rows if r.status == "frozen"),
+        frozen=tuple([Frozen(info.name, o.note) for info, o in zip(infos, outcomes) if o.status == "frozen"]),
         unused_rules=tuple(n for n in names if n not in used),
         zero_lr=tuple(n for g in groups if g.lr == 0.0 for n in g.params),
         base_options=rules.defaults.options,
         num_layers=ctx.num_layers,
-        phases=phase_effects(rules, ctx.compiled, rows),
+        phases=phase_effects(rules, ctx.compiled, infos, outcomes),
         tensors=tensors,
         schedule_vars=dict(rules.vars) if any(g.lr_schedule for g in groups) else {},
         cautions=cautions,
@@ -419,9 +438,10 @@ Matched = tuple[Entry, Captures]
 
 
 def settle(ctx: Context, memo: Memo, info: ParamInfo, layer: int | None, claimed: Matched | None,
-           modifiers: list[Matched]) -> tuple[tuple[str, ...], Captures, Settled] | Conflict | str:
-    """One parameter's settings from its claim and modifiers: the modifiers' names, every capture and
-    the :class:`Settled` values; a :class:`Conflict`; or the note of a freeze.
+           modifiers: list[Matched]) -> tuple[tuple[str, ...], Captures, Settled, Any] | Conflict | str:
+    """One parameter's settings from its claim and modifiers: the modifiers' names, every capture,
+    the :class:`Settled` values and the key they are kept under; a :class:`Conflict`; or the note of
+    a freeze.
 
     The settings depend only on which entries matched, their captures and the variables their
     formulas read: ``memo`` keeps them by exactly that, so each distinct input is settled once.
@@ -451,7 +471,7 @@ def settle(ctx: Context, memo: Memo, info: ParamInfo, layer: int | None, claimed
         settled = memo.settled[key] = settle_values(ctx, memo.formulas, info, claimed, modifiers)
     if isinstance(settled, Conflict):
         return settled
-    return modifier_names, captures, settled
+    return modifier_names, captures, settled, key
 
 
 def combination(claimed: Matched | None, modifiers: list[Matched]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
