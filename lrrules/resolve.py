@@ -25,7 +25,7 @@ import dataclasses
 import math
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .compile import Compiled, Entry, compile_rules, formula_names
@@ -506,9 +506,27 @@ def variable(name: str, info: ParamInfo, layer: int | None, num_layers: int) -> 
     return name
 
 
-def environment(ctx: Context, info: ParamInfo, captures: Captures) -> dict[str, Any]:
+def environment(ctx: Context, info: ParamInfo, captures: Captures,
+                names: Iterable[str] | None = None) -> dict[str, Any]:
     """Every variable a formula may read for ``info``: the parameter's, the layering's, the file's
-    ``vars`` and the captures (later ones win)."""
+    ``vars`` and the captures (later ones win); with ``names``, only those of them (the names a
+    formula reads) that have a value here.
+
+    >>> environment(ctx, ParamInfo("w", (3, 4), None, True, 0), {}, ["dim1", "dim2"])   # doctest: +SKIP
+    {'dim1': 4}
+    """
+    if names is not None:
+        env = {}
+        for name in names:
+            if name in captures:
+                env[name] = captures[name]
+            elif name in ctx.rules.vars:
+                env[name] = ctx.rules.vars[name]
+            else:
+                found = _parameter_variable(ctx, info, name)
+                if found is not _NONE:
+                    env[name] = found
+        return env
     env: dict[str, Any] = {
         "base_lr": ctx.rules.defaults.lr,
         "base_weight_decay": ctx.rules.defaults.weight_decay,
@@ -528,6 +546,36 @@ def environment(ctx: Context, info: ParamInfo, captures: Captures) -> dict[str, 
     env.update(ctx.rules.vars)
     env.update(captures)
     return env
+
+
+_NONE = object()  # a variable with no value for a parameter (dim2 of a matrix, the layer of none)
+
+
+def _parameter_variable(ctx: Context, info: ParamInfo, name: str) -> Any:
+    """What :func:`environment` gives ``name`` before ``vars`` and captures, or ``_NONE``."""
+    if name in ("layer", "depth"):
+        layer = ctx.layers[info.index]
+        if layer is None:
+            return _NONE
+        return layer if name == "layer" else ctx.num_layers - 1 - layer
+    if name in DIM_NAMES:
+        k = int(name[3:])
+        return info.shape[k] if k < len(info.shape) else _NONE
+    getter = _PARAMETER_VARIABLES.get(name)
+    return _NONE if getter is None else getter(ctx, info)
+
+
+_PARAMETER_VARIABLES = {
+    "base_lr": lambda ctx, info: ctx.rules.defaults.lr,
+    "base_weight_decay": lambda ctx, info: ctx.rules.defaults.weight_decay,
+    "num_layers": lambda ctx, info: ctx.num_layers,
+    "index": lambda ctx, info: info.index,
+    "num_tensors": lambda ctx, info: ctx.num_tensors,
+    "ndim": lambda ctx, info: info.ndim,
+    "numel": lambda ctx, info: info.numel,
+    "fan_in": lambda ctx, info: info.fan_in,
+    "fan_out": lambda ctx, info: info.fan_out,
+}
 
 
 def evaluate(rules: RuleSet, cache: dict[tuple[str, tuple[Any, ...]], float], entry: Entry,
@@ -596,7 +644,12 @@ def settle_values(ctx: Context, cache: dict[tuple[str, tuple[Any, ...]], float],
     steps: list[Step] = []
 
     def value(entry: Entry, captures: Captures, where: tuple[str, ...], raw: Any) -> Any:
-        result, step = evaluate(rules, cache, entry, where, raw, info, {**environment(ctx, info, captures), **bases})
+        # Only what the formula reads: the route's base lr and weight decay over everything else.
+        env = {}
+        if isinstance(raw, Formula):
+            env = environment(ctx, info, captures, raw.names)
+            env.update((k, bases[k]) for k in raw.names & bases.keys())
+        result, step = evaluate(rules, cache, entry, where, raw, info, env)
         steps.append(step)
         return result
 
