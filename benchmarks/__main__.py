@@ -29,8 +29,6 @@ from torch import nn
 
 import lrrules
 
-from . import headless
-
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 
@@ -371,6 +369,8 @@ def report(results: dict[str, Any]) -> str:
         "",
     ]
     if "headless" in results:
+        from . import headless  # it imports this module: not at the top (python -m benchmarks.matching)
+
         out += headless.report(results["headless"])
     out += results["notes"]
     return "\n".join(out) + "\n"
@@ -383,8 +383,8 @@ def scaling_notes(rows: list[dict[str, Any]]) -> list[str]:
     notes = ["Targets:", ""]
     if 10_000 in sizes and 100 in counts:
         r = by[(10_000, 100)]
-        verdict = "met" if r["ratio_to_floor"] <= 5 else "missed"
-        notes.append(f"- 10k tensors, 100 rules, within 5× the floor: **{verdict}** ({r['ratio_to_floor']:.1f}×).")
+        verdict = "met" if r["ratio_to_floor"] <= 3 else "missed"
+        notes.append(f"- 10k tensors, 100 rules, within 3× the floor: **{verdict}** ({r['ratio_to_floor']:.1f}×).")
     per = [f"{s:,}: {by[(s, counts[len(counts) // 2])]['us_per_tensor']:.1f} µs" for s in sizes]
     notes.append(f"- linear in tensors: time per tensor at {counts[len(counts) // 2]} rules by size: {', '.join(per)}.")
     if 100 in counts and 1000 in counts:
@@ -435,6 +435,8 @@ def main() -> None:
     print("4. command line", flush=True)
     results["cli"] = command_line(args.quick)
     print("5. without torch: giant checkpoints and rule files", flush=True)
+    from . import headless
+
     results["headless"] = headless.headless(args.quick, run_measured)
     results["notes"] = NOTES
     print("5. ported rule files (issue 14)", flush=True)
@@ -469,14 +471,16 @@ NOTES = [
     "not switch a process-wide setting; pausing it saved about a tenth on a 10k-tensor model). "
     "Profiled with cProfile before and after; the first version took 45 µs per tensor.",
     "- What is left per tensor is Python work that every tensor needs: reading its name, shape and owner "
-    "from the module tree (about 2.5× the floor on its own, since the floor only walks the tree), "
+    "from the module tree (about 2× the floor on its own, since the floor only walks the tree), "
     "matching the matchers with no prefix (ndim, module class, unanchored regexes) on every name, and "
-    "recording the outcome. Where the 5× target is missed, this is the remainder.",
+    "recording the outcome (parameters that resolve alike share one outcome record). Where the 3× target "
+    "is missed, this is the remainder.",
     "- The tutorial loop is quadratic: its cost grows with the square of the tensors, so the gap widens "
     "with the model.",
-    "- timm's `param_groups_layer_decay` is about twice as fast as lrrules on the same model, since it "
-    "does one fixed thing; lrrules' extra time (a few ms on a ViT-Base) is matching a general rule file "
-    "and recording every parameter's outcome for the report.",
+    "- timm's `param_groups_layer_decay` is faster than lrrules on the same model, since it does one fixed "
+    "thing: lrrules takes the layers from timm's own layer map (about half of timm's time) and collects the "
+    "parameters, together about 0.8× timm's time before anything is matched; the rest (a few ms on a "
+    "ViT-Base) is matching a general rule file and recording every parameter's outcome for the report.",
     "- Optimizer steps on the CPU: torch's foreach AdamW over one group of every tensor was *slower* "
     "than over lrrules' groups or one group per tensor here. Each foreach operation sweeps its whole list "
     "before the next starts, so one group of all 22M parameters streams them through memory once per "
