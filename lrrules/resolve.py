@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .compile import Compiled, Entry, compile_rules, formula_names
+from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
 from .formula import Formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
@@ -81,13 +81,15 @@ def resolve_params(
     >>> plan = resolve_params(rules, [ParamInfo("fc.weight", (10, 4), None, True, 0)])   # doctest: +SKIP
     """
     params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
+    compiled = compile_rules(rules)
+    # The variables the formulas read, from the compiled entries (each worked out once per rule set).
+    entries = [*compiled.claiming, *compiled.modifiers, *([compiled.fallback] if compiled.fallback else [])]
+    reads = frozenset().union(*(e.formulas for e in entries))
     if not ordered:
-        reads = {n for entry in (*rules.rules, *rules.modifiers) for n in formula_names(entry)}
         if "index" in reads:
             raise LayerError(unordered("a formula reading 'index'"))
         if not reads & {"layer", "depth", "num_layers"}:
             ordered = True  # nothing reads the layers: the default layering may count as it likes
-    compiled = compile_rules(rules)
     try:
         layers, num_layers = assign(rules.layers, params, model, ordered, compiled.layer_patterns or None)
     except MatchError as exc:  # a regex of layers.patterns past its time limit: say which one, where
@@ -96,7 +98,7 @@ def resolve_params(
     ctx = Context(rules, compiled, layers, num_layers, len(params))
     outcomes, conflicts, used = resolve_rows(ctx, params)
     outcomes, groups = group(params, outcomes, rules)
-    cautions = _cautions(rules, params, num_layers)
+    cautions = _cautions(rules, params, num_layers, reads)
     return make_plan(ctx, params, outcomes, groups, conflicts, used, tuple(tensors), cautions)
 
 
@@ -104,14 +106,14 @@ def resolve_params(
 MIN_LAYERS = 3
 
 
-def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> tuple[str, ...]:
-    """Warnings about the model and the layering, as timm warns when its layer decay has one layer."""
+def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int, reads: frozenset[str]) -> tuple[str, ...]:
+    """Warnings about the model and the layering, as timm warns when its layer decay has one layer
+    (``reads``: the variables the formulas read)."""
     out = []
     prefix = wrapped_prefix(params)
     if prefix is not None:
         out.append(f"every parameter name starts with '{prefix}': the model looks wrapped in something lrrules "
                    "does not unwrap; pass the inner model (model.module) so that anchored rules match")
-    reads = {n for entry in (*rules.rules, *rules.modifiers) for n in formula_names(entry)}
     used = sorted(reads & {"layer", "depth", "num_layers"})
     if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS:
         strategy = rules.layers.by
