@@ -110,6 +110,30 @@ def scaling(sizes: list[int], rule_counts: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def resolve_memory(count: int) -> dict[str, Any]:
+    """The peak memory (tracemalloc) of ``lrrules.resolve_names`` on ``count`` (name, shape) pairs,
+    beside the memory of the list of pairs itself: what resolving a huge checkpoint's names costs."""
+    import tracemalloc
+
+    rules = lrrules.loads("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.05}\nrules:\n"
+                          "  - {name: blocks, match: 'blocks.*', lr_mult: '0.5 ** ndim'}\n"
+                          "  - {name: rest, fallback: true}\n"
+                          "modifiers:\n  - {name: no-decay, match: {ndim: 1}, weight_decay: 0}\n")
+    gc.collect()
+    tracemalloc.start()
+    pairs = [(f"blocks.{i // 4}.{('fc.weight', 'fc.bias', 'norm.weight', 'norm.bias')[i % 4]}",
+              (4, 4) if i % 4 == 0 else (4,)) for i in range(count)]
+    listed = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    plan = lrrules.resolve_names(rules, pairs)
+    peak = tracemalloc.get_traced_memory()[1] - listed
+    tracemalloc.stop()
+    assert plan.ok
+    print(f"  resolve_names on {count:,} names: peak {peak / 2**20:.0f} MiB, the name list {listed / 2**20:.0f} MiB "
+          f"({peak / listed:.2f}x)", flush=True)
+    return {"tensors": count, "list_mib": listed / 2**20, "peak_mib": peak / 2**20, "ratio": peak / listed}
+
+
 # --- 2. against the anchors ---------------------------------------------------------------------
 
 
@@ -333,6 +357,11 @@ def report(results: dict[str, Any]) -> str:
         "",
     ]
     out += results["scaling_notes"] + [""]
+    if "resolve_memory" in results:
+        r = results["resolve_memory"]
+        out += [f"Memory: `lrrules.resolve_names` on {r['tensors']:,} (name, shape) pairs peaks at "
+                f"{r['peak_mib']:.0f} MiB (tracemalloc), {r['ratio']:.2f}× the {r['list_mib']:.0f} MiB of the list "
+                "itself (target: within 2×).", ""]
     out += [
         "## 2. Against the anchors",
         "",
@@ -424,6 +453,7 @@ def main() -> None:
     print("1. resolution scaling", flush=True)
     results["scaling"] = scaling(sizes, counts)
     results["scaling_notes"] = scaling_notes(results["scaling"])
+    results["resolve_memory"] = resolve_memory(100_000 if args.quick else 1_000_000)
     print("2. anchors", flush=True)
     timm_models = {"vit_base_patch16_224": meta("vit_base_patch16_224"), "convnext_base": meta("convnext_base"),
                    "synthetic 10k": lambda: synthetic(10_000)}
