@@ -29,6 +29,8 @@ from torch import nn
 
 import lrrules
 
+from . import headless
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 
@@ -398,8 +400,6 @@ def report(results: dict[str, Any]) -> str:
         "",
     ]
     if "headless" in results:
-        from . import headless  # it imports this module: not at the top (python -m benchmarks.matching)
-
         out += headless.report(results["headless"])
     out += results["notes"]
     return "\n".join(out) + "\n"
@@ -465,8 +465,6 @@ def main() -> None:
     print("4. command line", flush=True)
     results["cli"] = command_line(args.quick)
     print("5. without torch: giant checkpoints and rule files", flush=True)
-    from . import headless
-
     results["headless"] = headless.headless(args.quick, run_measured)
     results["notes"] = NOTES
     print("5. ported rule files (issue 14)", flush=True)

@@ -90,9 +90,9 @@ def _check_tensors_current(plan: Plan) -> None:
     module = plan.model() if plan.model is not None else None
     if module is None:
         return
-    from .params import tensors_of
+    from .params import collect
 
-    now = tensors_of(module)
+    _, now = collect(module)
     current = {id(t) for t in now}
     gone = [row.info.name for row in plan.rows if id(plan.tensors[row.info.index]) not in current]
     added = len(current - {id(t) for t in plan.tensors})

@@ -215,20 +215,6 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     return infos, tensors
 
 
-def tensors_of(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The tensors :func:`collect` gives, in its order, without describing them: what a check that a
-    model still holds a plan's tensors needs.
-
-    >>> tensors_of(torch.nn.Linear(2, 3))[0].shape          # doctest: +SKIP
-    torch.Size([3, 2])
-    """
-    try:
-        walk = list(_walk(unwrap(model)))
-    except _CustomWalk:
-        walk = list(_named_modules(unwrap(model)))
-    return list(dict.fromkeys(t for _, module in walk for t in module._parameters.values() if t is not None))
-
-
 class _CustomWalk(Exception):
     """A module overrides ``named_modules``: :func:`_walk` cannot stand in for it."""
 

@@ -209,10 +209,3 @@ def test_collect_describes_every_tensor_as_torchs_own_walk_does(family: str) -> 
     assert [i.index for i in infos] == list(range(len(infos)))
     assert [id(t) for t in tensors] == [id(t) for t in dict.fromkeys(model.parameters())]
 
-
-@pytest.mark.parametrize("family", ["tied", "shared-lstm-transformer", "walks-itself", "resnet18"])
-def test_tensors_of_gives_collects_tensors_in_its_order(family: str) -> None:
-    from lrrules.params import tensors_of
-
-    model = FAMILIES[family]()
-    assert [id(t) for t in tensors_of(model)] == [id(t) for t in collect(model)[1]]
