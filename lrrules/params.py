@@ -140,8 +140,23 @@ def plain_attributes(module: Any) -> tuple[tuple[str, int | float | str | bool],
     4
     """
     found = [(k, v) for k, v in vars(module).items()
-             if not k.startswith("_") and type(v) in (int, float, str, bool)]
+             if not k.startswith("_") and type(v) in _PLAIN]
     return tuple(sorted(found))
+
+
+_PLAIN = frozenset({int, float, str, bool})
+
+
+def _attributes(module: Any, public: dict[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, Any], ...]:
+    """:func:`plain_attributes`, with the public attribute names of each layout of instance
+    attributes worked out once (``public``: the layout seen, as its names in order -> the public
+    ones, sorted); the modules of one class almost always share one layout."""
+    state = vars(module)
+    layout = tuple(state)
+    names = public.get(layout)
+    if names is None:
+        names = public[layout] = tuple(sorted(k for k in layout if not k.startswith("_")))
+    return tuple([(k, v) for k in names if type(v := state[k]) in _PLAIN])
 
 
 def clean_name(name: str) -> str:
@@ -162,40 +177,92 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
     tensors: list[Any] = []
     position: dict[int, int] = {}
     extra: dict[int, list[str]] = {}  # other names of tensors met more than once
-    bases: dict[type, tuple[str, ...]] = {}
-    attrs: dict[int, tuple[tuple[str, Any], ...]] = {}
-    for name, owner, tensor, module in _named_parameters(unwrap(model)):
-        key = id(tensor)
-        seen = position.get(key)
-        if seen is not None:
-            others = extra.setdefault(seen, [])
-            if name != infos[seen].name and name not in others:
-                others.append(name)
-            continue
-        position[key] = len(infos)
-        infos.append(ParamInfo(name, tuple(tensor.shape), owner.__name__, tensor.requires_grad, len(infos),
-                               bases=bases.setdefault(owner, _bases(owner)),
-                               attrs=attrs.setdefault(id(module), plain_attributes(module))))
-        tensors.append(tensor)
+    kinds: dict[type, tuple[str, tuple[str, ...]]] = {}  # class -> its name and its bases' names
+    shared: dict[Any, Any] = {}  # equal attribute tuples kept once: a large model has few distinct ones
+    layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+    new = tuple.__new__
+    try:
+        walk = list(_walk(unwrap(model)))
+    except _CustomWalk:  # a module names its children itself: its own named_modules() walks them
+        walk = list(_named_modules(unwrap(model)))
+    for prefix, module in walk:
+        attrs = kind = None
+        for local, tensor in module._parameters.items():
+            if tensor is None:
+                continue
+            seen = position.get(id(tensor))
+            if seen is not None:
+                others = extra.setdefault(seen, [])
+                name = prefix + local
+                if name != infos[seen].name and name not in others:
+                    others.append(name)
+                continue
+            if kind is None:  # once per module, and only for one that holds new tensors
+                owner = type(module)
+                kind = kinds.get(owner)
+                if kind is None:
+                    kind = kinds[owner] = (owner.__name__, _bases(owner))
+                attrs = _attributes(module, layouts)
+                attrs = shared.setdefault(attrs, attrs)
+            position[id(tensor)] = len(infos)
+            # tuple.__new__ is ParamInfo(...) without the named tuple's Python-level __new__ (a third of the cost)
+            infos.append(new(ParamInfo, (prefix + local, tuple(tensor.shape), kind[0], tensor.requires_grad,
+                                         len(infos), (), kind[1], attrs)))
+            tensors.append(tensor)
     for i, others in extra.items():
         if others:
             infos[i] = infos[i]._replace(aliases=tuple(others))
     return infos, tensors
 
 
-def _named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, type, Any, Any]]:
+class _CustomWalk(Exception):
+    """A module overrides ``named_modules``: :func:`_walk` cannot stand in for it."""
+
+
+def _walk(model: torch.nn.Module) -> Iterator[tuple[str, Any]]:
+    """``(name prefix, module)`` for every module holding parameters, as
+    ``model.named_modules(remove_duplicate=False)`` orders them, with the name parts wrappers insert
+    left out. One loop with a stack: torch's walk is a generator per level, each item passed up
+    through every level above it."""
+    from torch.nn import Module
+
+    stock = Module.named_modules
+    wrapper_kinds: dict[type, bool] = {}
+    stack: list[tuple[str, Any, bool]] = [("", model, True)]
+    while stack:
+        prefix, module, root = stack.pop()
+        kind = type(module)
+        if kind.named_modules is not stock:
+            raise _CustomWalk
+        if module._parameters:
+            yield prefix, module
+        children = module._modules
+        if not children:
+            continue
+        wrapper = wrapper_kinds.get(kind)
+        if wrapper is None:
+            wrapper = wrapper_kinds[kind] = bool({k.__name__ for k in kind.__mro__} & _ROOT_WRAPPERS)
+        wrapper = wrapper and not root  # the model itself is unwrapped already; its `module.` stays
+        for name, child in reversed(children.items()):
+            if child is None:
+                continue
+            if name in WRAPPER_PARTS or (wrapper and name == "module"):
+                stack.append((prefix, child, False))
+            else:
+                stack.append((f"{prefix}{name}.", child, False))
+
+
+def _named_modules(model: torch.nn.Module) -> Iterator[tuple[str, Any]]:
+    """What :func:`_walk` gives, through ``named_modules``: for models whose modules walk themselves."""
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
     for module_name, module in model.named_modules(remove_duplicate=False):
         if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
             wrappers.add(module_name)
         if not module._parameters:
             continue
-        owner = type(module)
         if wrappers and module_name:
             parts = module_name.split(".")
             module_name = ".".join(p for i, p in enumerate(parts)
                                    if not (p == "module" and ".".join(parts[:i]) in wrappers))
-        prefix = clean_name(module_name) + "." if module_name else ""
-        for local, tensor in module._parameters.items():
-            if tensor is not None:
-                yield prefix + local, owner, tensor, module
+        module_name = clean_name(module_name)
+        yield module_name + "." if module_name else "", module

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -188,12 +188,10 @@ class Settled:
                 tuple(sorted((k, hashable(v)) for k, v in self.options.items())), self.optimizer, self.lr_schedule)
 
 
-class Row(NamedTuple):
-    """One parameter's outcome as the resolver records it; :attr:`Plan.params` makes an
-    :class:`Assignment` of it when asked, so resolving a large model builds no object it need not."""
+class Outcome(NamedTuple):
+    """What a parameter's :class:`Row` says besides the parameter and its layer. Parameters that
+    resolve alike share one: a plan holds one per distinct outcome, not one per tensor."""
 
-    info: Any  # ParamInfo
-    layer: int | None
     status: Status
     rule: str | None = None
     modifiers: tuple[str, ...] = ()
@@ -201,16 +199,94 @@ class Row(NamedTuple):
     settled: Settled | None = None
     group: int | None = None
     note: str = ""
-    matched_as: str = ""  # the name the rule matched, when the tensor has several
+    #: the name the claiming rule matched: ``None`` for the parameter's own name (so that outcomes are
+    #: shared), another of its names (tied weights), or ``""`` where no rule claimed it
+    matched_as: str | None = ""
+
+
+class Row(NamedTuple):
+    """One parameter's outcome as the resolver records it: the parameter (``info``, a ``ParamInfo``),
+    its layer, and its shared :class:`Outcome`, whose fields read as the row's own (``row.rule``,
+    ``row.settled``). :attr:`Plan.params` makes an :class:`Assignment` of it when asked, so resolving
+    a large model builds no object it need not."""
+
+    info: Any  # ParamInfo
+    layer: int | None
+    outcome: Outcome
+
+    status = property(lambda self: self[2].status)
+    rule = property(lambda self: self[2].rule)
+    modifiers = property(lambda self: self[2].modifiers)
+    captures = property(lambda self: self[2].captures)
+    settled = property(lambda self: self[2].settled)
+    group = property(lambda self: self[2].group)
+    note = property(lambda self: self[2].note)
+
+    @property
+    def matched_as(self) -> str:
+        """The name the claiming rule matched (one of a tied tensor's names); ``""`` where none claimed it."""
+        name = self[2].matched_as
+        return self[0].name if name is None else name
 
     def assignment(self, trains: bool = True) -> Assignment:
-        info, s = self.info, self.settled
+        info, o = self.info, self.outcome
+        s = o.settled
         return Assignment(
-            info.name, info.shape, info.module, info.index, self.layer, self.status, self.rule, self.modifiers,
-            dict(self.captures), s.lr if s else None, s.lr_scale if s else None, s.weight_decay if s else None,
-            dict(s.options) if s else {}, self.group, info.aliases, self.note, s.steps if s else (),
-            trains and self.status == "trainable", self.matched_as or None,
+            info.name, info.shape, info.module, info.index, self.layer, o.status, o.rule, o.modifiers,
+            dict(o.captures), s.lr if s else None, s.lr_scale if s else None, s.weight_decay if s else None,
+            dict(s.options) if s else {}, o.group, info.aliases, o.note, s.steps if s else (),
+            trains and o.status == "trainable", self.matched_as or None,
         )
+
+
+class Rows(Sequence[Row]):
+    """Every parameter's :class:`Row`, in registration order, kept as three columns: the parameters,
+    their layers, and their outcomes (shared among parameters that resolve alike). A row is made when
+    it is read, so a million-tensor plan holds three lists of references, not a million row objects.
+
+    >>> rows = Rows((info,), (None,), (Outcome("frozen"),)); rows[0].status      # doctest: +SKIP
+    'frozen'
+    """
+
+    __slots__ = ("infos", "layers", "outcomes")
+
+    def __init__(self, infos: Sequence[Any], layers: Sequence[int | None], outcomes: Sequence[Outcome]) -> None:
+        if not len(infos) == len(layers) == len(outcomes):
+            raise ValueError("one layer and one outcome per parameter")
+        self.infos = tuple(infos)
+        self.layers = tuple(layers)
+        self.outcomes = tuple(outcomes)
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(map(_row, self.infos[index], self.layers[index], self.outcomes[index]))
+        return _row(self.infos[index], self.layers[index], self.outcomes[index])
+
+    def __iter__(self) -> Iterator[Row]:
+        return map(_row, self.infos, self.layers, self.outcomes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Rows):
+            return (self.infos, self.layers, self.outcomes) == (other.infos, other.layers, other.outcomes)
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Rows({len(self)} rows)"
+
+    def __getstate__(self) -> tuple[tuple[Any, ...], ...]:
+        return self.infos, self.layers, self.outcomes
+
+    def __setstate__(self, state: tuple[tuple[Any, ...], ...]) -> None:
+        self.infos, self.layers, self.outcomes = state
+
+
+def _row(info: Any, layer: int | None, outcome: Outcome, _new: Any = tuple.__new__) -> Row:
+    return _new(Row, (info, layer, outcome))  # Row(...) without the named tuple's Python-level __new__
 
 
 @dataclass(frozen=True)
@@ -249,7 +325,7 @@ class Plan:
     base_lr: float
     base_weight_decay: float
     unmatched_mode: Literal["error", "defaults"]
-    rows: tuple[Row, ...] = field(repr=False)
+    rows: Rows = field(repr=False)  # a sequence of Row
     groups: tuple[Group, ...]
     unmatched: tuple[str, ...]
     conflicts: tuple[Conflict, ...]

@@ -1,13 +1,22 @@
 """Resolution: a compiled rule set and a model's parameters in, a :class:`~lrrules.plan.Plan` out.
 
-For each parameter (under each of its names, for tied weights): which claiming rules match, which
-modifiers match; then its settings; then its group, one per distinct final setting, in order of
-first appearance. Nothing here depends on the order of the rules or modifiers in the file.
+Small pure functions over plain records, one per step, run by :func:`resolve_params`:
 
-It is one pass over the parameters that mostly looks things up. Matchers are compiled once per rule
-set and indexed by their literal prefixes, so a name is matched only against the rules that could
-match it; the settings of a parameter are computed once per distinct combination of claiming rule,
-modifiers, captures and the variables their formulas read, and then reused.
+- :func:`match_param`: which claiming rules (as :class:`Candidate`) and modifiers match a parameter
+  under any of its names (tied weights have several);
+- :func:`claim`: the claim step, one rule (or the fallback) out of the candidates, or a conflict;
+  :func:`choose_claim` is its pure core;
+- :func:`settle`: one parameter's claim and modifiers to its settings (:func:`settle_values`, with
+  :func:`variable`, :func:`environment` and :func:`evaluate` for the formulas);
+- :func:`group`: the rows into optimizer groups, one per distinct final setting;
+- :func:`phase_effects`: what each training phase freezes and unfreezes.
+
+Nothing here depends on the order of the rules or modifiers in the file, and nothing touches a
+model or an optimizer. It is one pass over the parameters that mostly looks things up: matchers are
+compiled once per rule set and indexed by their literal text, so a name is matched only against the
+rules that could match it; the settings of a parameter are computed once per distinct combination
+of claiming rule, modifiers, captures and the variables their formulas read (a :class:`Memo`), and
+then reused.
 """
 
 from __future__ import annotations
@@ -16,23 +25,24 @@ import dataclasses
 import math
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .compile import Compiled, Entry, compile_rules, formula_names
+from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
 from .formula import Formula
-from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, Modifier, Rule, RuleSet
-from .layers import Layering, assign, unordered
+from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
+from .layers import assign, unordered
 from .matching import Captures, Index, with_regex_budget
 from .params import MAX_DIMS, ParamInfo, wrapped_prefix
-from .routes import refused_shape
-from .plan import Conflict, Frozen, Group, PhaseEffect, Plan, Row, Settled, Step, hashable
+from .routes import NDIM_LIMITS, optimizer_type, refused_shape
+from .plan import Conflict, Frozen, Group, Outcome, PhaseEffect, Plan, Rows, Settled, Step, hashable
 
 if TYPE_CHECKING:
     import torch
 
 MODEL_FROZEN = "requires_grad=False in the model"
+NO_CAPTURES: Captures = {}  # shared by every row that captured nothing; never changed
 DIM_NAMES = tuple(f"dim{k}" for k in range(MAX_DIMS))
 #: The formula variables that depend on a parameter's shape, for the settings cache key.
 SHAPE_VARIABLES = {
@@ -43,7 +53,10 @@ SHAPE_VARIABLES = {
 
 
 def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
-    """Resolve ``rules`` against ``model`` (bare, compiled or DDP-wrapped: names are unwrapped)."""
+    """Resolve ``rules`` against ``model`` (bare, compiled or DDP-wrapped: names are unwrapped).
+
+    >>> plan = resolve(lrrules.load("rules.yaml"), model)      # doctest: +SKIP
+    """
     from .params import collect
 
     params, tensors = collect(model)
@@ -64,37 +77,43 @@ def resolve_params(
     ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``.
     A parameter's ``index`` is its position in ``params``; ``ordered=False`` (a safetensors
     checkpoint) refuses what depends on that order instead of computing it from the wrong one.
+
+    >>> plan = resolve_params(rules, [ParamInfo("fc.weight", (10, 4), None, True, 0)])   # doctest: +SKIP
     """
     params = [p if p.index == i else p._replace(index=i) for i, p in enumerate(params)]
+    compiled = compile_rules(rules)
+    # The variables the formulas read, from the compiled entries (each worked out once per rule set).
+    entries = [*compiled.claiming, *compiled.modifiers, *([compiled.fallback] if compiled.fallback else [])]
+    reads = frozenset().union(*(e.formulas for e in entries))
     if not ordered:
-        reads = {n for entry in (*rules.rules, *rules.modifiers) for n in formula_names(entry)}
         if "index" in reads:
             raise LayerError(unordered("a formula reading 'index'"))
         if not reads & {"layer", "depth", "num_layers"}:
             ordered = True  # nothing reads the layers: the default layering may count as it likes
-    compiled = compile_rules(rules)
     try:
-        layering = assign(rules.layers, params, model, ordered, compiled.layer_patterns or None)
+        layers, num_layers = assign(rules.layers, params, model, ordered, compiled.layer_patterns or None)
     except MatchError as exc:  # a regex of layers.patterns past its time limit: say which one, where
         loc = ("layers", "patterns", *exc.at)
         raise RuleFileError([RuleError(exc.message, rules.locate(loc), loc)]) from None
-    plan = _Resolver(rules, compiled, params, layering).plan(tuple(tensors))
-    cautions = _cautions(rules, params, layering[1])
-    return dataclasses.replace(plan, cautions=cautions) if cautions else plan
+    ctx = Context(rules, compiled, layers, num_layers, len(params))
+    outcomes, conflicts, used = resolve_rows(ctx, params)
+    outcomes, groups = group(params, outcomes, rules)
+    cautions = _cautions(rules, params, num_layers, reads)
+    return make_plan(ctx, params, outcomes, groups, conflicts, used, tuple(tensors), cautions)
 
 
 #: Fewer layers than this make `decay ** depth` one or two rates: layer decay that does nothing.
 MIN_LAYERS = 3
 
 
-def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> tuple[str, ...]:
-    """Warnings about the model and the layering, as timm warns when its layer decay has one layer."""
+def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int, reads: frozenset[str]) -> tuple[str, ...]:
+    """Warnings about the model and the layering, as timm warns when its layer decay has one layer
+    (``reads``: the variables the formulas read)."""
     out = []
     prefix = wrapped_prefix(params)
     if prefix is not None:
         out.append(f"every parameter name starts with '{prefix}': the model looks wrapped in something lrrules "
                    "does not unwrap; pass the inner model (model.module) so that anchored rules match")
-    reads = {n for entry in (*rules.rules, *rules.modifiers) for n in formula_names(entry)}
     used = sorted(reads & {"layer", "depth", "num_layers"})
     if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS:
         strategy = rules.layers.by
@@ -106,12 +125,144 @@ def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int) -> t
     return tuple(out)
 
 
-class _Claimed(NamedTuple):
-    rule: str | None
-    modifiers: tuple[str, ...]
-    captures: Captures
-    settled: Settled
-    matched_as: str = ""  # the name the claiming rule matched (one of a tied tensor's names)
+class Context(NamedTuple):
+    """What settling any parameter of one resolution reads, the same for all of them (read only)."""
+
+    rules: RuleSet
+    compiled: Compiled
+    layers: Sequence[int | None]  # each parameter's layer, by its index
+    num_layers: int
+    num_tensors: int
+
+
+@dataclasses.dataclass
+class Memo:
+    """The caches of one resolution: settings per distinct input, formula values per distinct input."""
+
+    #: (which entries, their captures, the values of the variables they read) -> settings
+    settled: dict[Any, Settled | Conflict] = dataclasses.field(default_factory=dict)
+    #: which entries -> what depends only on them (see :func:`combination`)
+    combos: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...], str]] = dataclasses.field(
+        default_factory=dict)
+    #: (formula text, the values of the names it reads) -> its value
+    formulas: dict[tuple[str, tuple[Any, ...]], float] = dataclasses.field(default_factory=dict)
+    #: the groups, numbered in order of first appearance: settings' key -> number, and by identity
+    group_of: dict[tuple[Any, ...], int] = dataclasses.field(default_factory=dict)
+    group_by_settled: dict[int, int] = dataclasses.field(default_factory=dict)  # settled objects live in `settled`
+    #: each optimizer route's shape limits (``routes.NDIM_LIMITS``; ``None``: any shape)
+    limits: dict[str, frozenset[int] | None] = dataclasses.field(default_factory=dict)
+    #: the outcomes met so far, shared by the parameters that resolve alike (see :func:`resolve_one`)
+    outcomes: dict[Any, Outcome] = dataclasses.field(default_factory=dict)
+
+
+def resolve_rows(ctx: Context, params: Sequence[ParamInfo]) -> tuple[list[Outcome], list[Conflict], set[str]]:
+    """Every parameter's :class:`Outcome` (shared by parameters that resolve alike), the trainable
+    ones numbered by group in order of first appearance (see :func:`group`); the conflicts; the
+    names of the rules and modifiers that matched."""
+    memo = Memo()
+    used: set[str] = set()
+    outcomes: list[Outcome] = []
+    conflicts: list[Conflict] = []
+    for info in params:
+        outcome = resolve_one(ctx, memo, info, used)
+        if isinstance(outcome, Conflict):
+            conflicts.append(outcome)
+            outcome = Outcome("conflict", note=outcome.message)
+        outcomes.append(outcome)
+    fallback = ctx.compiled.fallback
+    if fallback is not None and any(o.rule == fallback.name for o in memo.outcomes.values()):
+        used.add(fallback.name)
+    return outcomes, conflicts, used
+
+
+def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Outcome | Conflict:
+    """One parameter's outcome (or its conflict, named after it): matched, claimed, settled, numbered
+    by group; the names of the entries that matched it go into ``used``."""
+    layer = ctx.layers[info.index]
+    candidates, modifiers = match_param(ctx, info, used)
+    if not info.requires_grad:
+        return shared(memo, Outcome("frozen", note=MODEL_FROZEN))
+    if len(candidates) == 1:  # most parameters: one rule matched, nothing to choose
+        matched_as, entry, captures = candidates[0]
+    else:
+        chosen = claim(ctx, info, candidates)
+        if isinstance(chosen, Conflict):
+            return chosen
+        if isinstance(chosen, str):
+            return shared(memo, Outcome("unmatched", note=chosen))
+        entry, captures, matched_as = chosen if chosen is not None else (None, {}, "")
+    rule = entry.name if entry is not None else None
+    settling = settle(ctx, memo, info, layer, (entry, captures) if entry is not None else None, modifiers)
+    if isinstance(settling, Conflict):
+        return dataclasses.replace(settling, param=info.name)
+    if isinstance(settling, str):
+        return shared(memo, Outcome("frozen", rule, note=settling))
+    names, all_captures, settled, key = settling
+    allowed = memo.limits.get(settled.optimizer, ())  # the numbers of dimensions its optimizer takes
+    if allowed == ():
+        allowed = memo.limits[settled.optimizer] = NDIM_LIMITS.get(optimizer_type(ctx.rules, settled.optimizer))
+    if allowed is not None and len(info.shape) not in allowed:
+        specs = {e.name: e for e in (*ctx.rules.rules, *ctx.rules.modifiers)}
+        by = tuple(n for n in (rule, *names) if n and specs[n].optimizer == settled.optimizer)
+        return Conflict(info.name, "optimizer", by, settled.optimizer,
+                        detail=refused_shape(ctx.rules, settled.optimizer, info.shape))
+    # The settle key fixes the rule, the modifiers, the captures and the settings; with the name
+    # matched (None: the parameter's own, so that parameters share it), it fixes the whole outcome.
+    if matched_as == info.name:
+        matched_as = None
+    known = memo.outcomes.get((key, matched_as))
+    if known is not None:
+        return known
+    number = memo.group_by_settled.get(id(settled))
+    if number is None:  # first parameter with these settings (or equal ones from other entries)
+        number = memo.group_by_settled[id(settled)] = memo.group_of.setdefault(settled.key, len(memo.group_of))
+    outcome = memo.outcomes[(key, matched_as)] = Outcome(
+        "trainable", rule, names, all_captures, settled, number,
+        "" if rule else "claimed by no rule; given the defaults", matched_as)
+    return outcome
+
+
+def shared(memo: Memo, outcome: Outcome) -> Outcome:
+    """``outcome``, or an equal one met before (for outcomes with no captures and no settings)."""
+    return memo.outcomes.setdefault((outcome.status, outcome.rule, outcome.note), outcome)
+
+
+def group(infos: Sequence[ParamInfo], outcomes: list[Outcome], rules: RuleSet
+          ) -> tuple[list[Outcome], tuple[Group, ...]]:
+    """The optimizer groups of the trainable parameters (numbered by :func:`resolve_one` in order of
+    first appearance). With ``optimizers:``, the groups of one optimizer are next to each other, in
+    the order the optimizers are named, and the outcomes renumbered to match: the combined
+    optimizer's param_groups are the plan's groups, in its order."""
+    members: list[list[int]] = []
+    for position, outcome in enumerate(outcomes):
+        number = outcome.group
+        if number is not None:
+            if number == len(members):
+                members.append([])
+            members[number].append(position)
+    if rules.optimizers:
+        order = {name: i for i, name in enumerate([DEFAULT_OPTIMIZER, *rules.optimizers])}
+        members.sort(key=lambda ps: order[outcomes[ps[0]].settled.optimizer])  # type: ignore[union-attr]
+        renumbered: dict[int, Outcome] = {}
+        outcomes = list(outcomes)
+        for index, positions in enumerate(members):
+            for p in positions:
+                old = outcomes[p]
+                new = renumbered.get(id(old))
+                if new is None:
+                    new = renumbered[id(old)] = old._replace(group=index)
+                outcomes[p] = new
+    groups = []
+    seen_names: set[str] = set()
+    for index, positions in enumerate(members):
+        first = outcomes[positions[0]].settled
+        assert first is not None
+        by = dict.fromkeys(n for p in positions for n in (outcomes[p].rule or "(defaults)", *outcomes[p].modifiers))
+        groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
+                            tuple([infos[p].name for p in positions]),
+                            sum([infos[p].numel for p in positions]), tuple(by),
+                            group_name(tuple(by), seen_names), first.optimizer, first.lr_schedule))
+    return outcomes, tuple(groups)
 
 
 def group_name(made_by: tuple[str, ...], taken: set[str]) -> str:
@@ -130,12 +281,129 @@ def group_name(made_by: tuple[str, ...], taken: set[str]) -> str:
     return name
 
 
+def phase_effects(rules: RuleSet, compiled: Compiled, infos: Sequence[ParamInfo],
+                  outcomes: Sequence[Outcome]) -> tuple[PhaseEffect, ...]:
+    """What each training phase freezes and unfreezes among the grouped (trainable) parameters."""
+    grouped = [info for info, o in zip(infos, outcomes) if o.status == "trainable"] if rules.phases else []
+    effects = []
+    for k, phase in enumerate(rules.phases):
+        found: dict[str, tuple[str, ...]] = {}
+        for field in ("freeze", "unfreeze"):
+            if getattr(phase, field) is None:
+                found[field] = ()
+                continue
+            matcher = compiled.phases[k][field == "unfreeze"]
+            assert matcher is not None  # compiled wherever the spec is given
+            try:
+                found[field] = tuple(info.name for info in grouped if matcher.match(info) is not None)
+            except MatchError as exc:
+                raise fail(rules, ("phases", k, field), exc.message) from None
+        effects.append(PhaseEffect(k, phase.from_epoch, phase.from_step, found["freeze"], found["unfreeze"]))
+    return tuple(effects)
+
+
+def make_plan(ctx: Context, infos: Sequence[ParamInfo], outcomes: Sequence[Outcome], groups: tuple[Group, ...],
+              conflicts: list[Conflict], used: set[str], tensors: tuple[Any, ...], cautions: tuple[str, ...]) -> Plan:
+    """The :class:`Plan` of the outcomes and groups: the lists of problems read off the outcomes."""
+    rules = ctx.rules
+    # Rules first, then modifiers, each by name: the file's order never shows in a plan.
+    names = sorted(r.name for r in rules.rules) + sorted(m.name for m in rules.modifiers)
+    return Plan(
+        source=rules.path,
+        base_lr=rules.defaults.lr,
+        base_weight_decay=rules.defaults.weight_decay,
+        unmatched_mode=rules.unmatched,
+        rows=Rows(infos, ctx.layers, outcomes),
+        groups=groups,
+        unmatched=tuple([info.name for info, o in zip(infos, outcomes) if o.status == "unmatched"
+                         or (o.status == "trainable" and o.rule is None)]),
+        conflicts=tuple(conflicts),
+        frozen=tuple([Frozen(info.name, o.note) for info, o in zip(infos, outcomes) if o.status == "frozen"]),
+        unused_rules=tuple(n for n in names if n not in used),
+        zero_lr=tuple(n for g in groups if g.lr == 0.0 for n in g.params),
+        base_options=rules.defaults.options,
+        num_layers=ctx.num_layers,
+        phases=phase_effects(rules, ctx.compiled, infos, outcomes),
+        tensors=tensors,
+        schedule_vars=dict(rules.vars) if any(g.lr_schedule for g in groups) else {},
+        cautions=cautions,
+    )
+
+
+# --- match and claim -----------------------------------------------------------------------------
+
+
 class Candidate(NamedTuple):
     """A claiming rule that matched a parameter under one of its names."""
 
     name: str  # the name matched (a tied tensor has several)
     entry: Entry
     captures: Captures
+
+
+def fail(rules: RuleSet, loc: tuple[str | int, ...], message: str, formula: Formula | None = None,
+         offset: int | None = None) -> RuleFileError:
+    """The error for ``message`` at ``loc`` in the rule file, with the formula and caret where given."""
+    expr = formula.text if formula is not None else ""
+    return RuleFileError([RuleError(message, rules.locate(loc, offset), loc, expr, offset)])
+
+
+def matching(rules: RuleSet, entries: Sequence[Entry], index: Index, param: ParamInfo,
+             used: set[str]) -> list[tuple[Entry, Captures]]:
+    """The entries of ``entries`` that match ``param`` (under its ``name``), with what they captured;
+    their names go into ``used``."""
+    found = []
+    for position in index.candidates(param.name):
+        entry = entries[position]
+        try:
+            captures = entry.matcher.match(param)  # type: ignore[union-attr]
+        except MatchError as exc:
+            raise fail(rules, (entry.kind, entry.i, "match"), exc.message) from None
+        if captures is not None:
+            found.append((entry, captures))
+            used.add(entry.name)
+    return found
+
+
+def match_param(ctx: Context, info: ParamInfo, used: set[str]
+                ) -> tuple[list[Candidate], list[tuple[Entry, Captures]]]:
+    """The claiming rules and the modifiers that match ``info`` under any of its names (their names
+    go into ``used``).
+
+    The one place tied weights are matched: each claiming rule is a candidate under every name it
+    matches (the claim step sees them all), a modifier counts once, with the captures of the first
+    name it matched, in name order.
+    """
+    compiled, rules = ctx.compiled, ctx.rules
+    if not info.aliases:
+        candidates = [Candidate(info.name, entry, found)
+                      for entry, found in matching(rules, compiled.claiming, compiled.claim_index, info, used)]
+        return candidates, matching(rules, compiled.modifiers, compiled.modifier_index, info, used)
+    views = [info._replace(name=n) for n in info.names]
+    candidates = [Candidate(view.name, entry, found) for view in views
+                  for entry, found in matching(rules, compiled.claiming, compiled.claim_index, view, used)]
+    mods_by_name: dict[str, tuple[Entry, Captures]] = {}
+    for view in views:
+        for entry, found in matching(rules, compiled.modifiers, compiled.modifier_index, view, used):
+            mods_by_name.setdefault(entry.name, (entry, found))
+    return candidates, sorted(mods_by_name.values(), key=lambda m: m[0].order)
+
+
+def claim(ctx: Context, info: ParamInfo, candidates: Sequence[Candidate]
+          ) -> tuple[Entry, Captures, str] | Conflict | str | None:
+    """The claim step: the claiming entry, its captures and the name it matched; the fallback when no
+    rule matched; a :class:`Conflict` (named after ``info``); the note of an unmatched parameter
+    (``unmatched: error``, no fallback); or ``None`` (given the defaults)."""
+    chosen = choose_claim(candidates, ctx.compiled.beats)
+    if isinstance(chosen, Conflict):
+        return dataclasses.replace(chosen, param=info.name)
+    if chosen is not None:
+        return chosen.entry, chosen.captures, chosen.name
+    if ctx.compiled.fallback is not None:
+        return ctx.compiled.fallback, {}, ""
+    if ctx.rules.unmatched == "error":
+        return "claimed by no rule"
+    return None
 
 
 def choose_claim(candidates: Sequence[Candidate], beats: Mapping[str, frozenset[str]]) -> Candidate | Conflict | None:
@@ -166,359 +434,302 @@ def choose_claim(candidates: Sequence[Candidate], beats: Mapping[str, frozenset[
     return Conflict("", "tied", tuple(r[0] for r in by_name.values()), names=tuple(by_name))
 
 
-class _Resolver:
-    def __init__(self, rules: RuleSet, compiled: Compiled, params: Sequence[ParamInfo], layering: Layering) -> None:
-        self.rules = rules
-        self.params = params
-        self.layers, self.num_layers = layering
-        self.compiled = compiled
-        self.base_lr = rules.defaults.lr
-        self.base_wd = rules.defaults.weight_decay
-        self.base_options = rules.defaults.options
-        self.used: set[str] = set()
-        self.formula_cache: dict[tuple[str, tuple[Any, ...]], float] = {}
-        self.settled: dict[Any, Settled | Conflict] = {}
-        self.combos: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...], str]] = {}
+# --- settle ----------------------------------------------------------------------------------------
 
-    def fail(self, entry: Entry, where: tuple[str, ...], message: str, formula: Formula | None = None,
-             offset: int | None = None) -> RuleFileError:
-        return self.fail_at((entry.kind, entry.i, *where), message, formula, offset)
+Matched = tuple[Entry, Captures]
 
-    def fail_at(self, loc: tuple[str | int, ...], message: str, formula: Formula | None = None,
-                offset: int | None = None) -> RuleFileError:
-        expr = formula.text if formula is not None else ""
-        return RuleFileError([RuleError(message, self.rules.locate(loc, offset), loc, expr, offset)])
 
-    def matching(self, entries: list[Entry], index: Index, param: ParamInfo) -> list[tuple[Entry, Captures]]:
-        found = []
-        for position in index.candidates(param.name):
-            entry = entries[position]
-            try:
-                captures = entry.matcher.match(param)  # type: ignore[union-attr]
-            except MatchError as exc:
-                raise self.fail(entry, ("match",), exc.message) from None
-            if captures is not None:
-                found.append((entry, captures))
-                self.used.add(entry.name)
-        return found
+def settle(ctx: Context, memo: Memo, info: ParamInfo, layer: int | None, claimed: Matched | None,
+           modifiers: list[Matched]) -> tuple[tuple[str, ...], Captures, Settled, Any] | Conflict | str:
+    """One parameter's settings from its claim and modifiers: the modifiers' names, every capture,
+    the :class:`Settled` values and the key they are kept under; a :class:`Conflict`; or the note of
+    a freeze.
 
-    def plan(self, tensors: tuple[Any, ...]) -> Plan:
-        rows: list[Row] = []
-        unmatched: list[str] = []
-        conflicts: list[Conflict] = []
-        frozen: list[Frozen] = []
-        group_of: dict[Any, int] = {}
-        group_by_settled: dict[int, int] = {}  # settled objects live in self.settled all along
-        members: list[list[int]] = []
-        for info in self.params:
-            layer = self.layers[info.index]
-            outcome = self.settle(info)
-            if isinstance(outcome, Conflict):
-                conflicts.append(dataclasses.replace(outcome, param=info.name))
-                rows.append(Row(info, layer, "conflict", note=conflicts[-1].message))
-                continue
-            if isinstance(outcome, Row):
-                rows.append(outcome)
-                if outcome.status == "unmatched":
-                    unmatched.append(info.name)
-                elif outcome.status == "frozen":
-                    frozen.append(Frozen(info.name, outcome.note))
-                continue
-            claim, modifiers, captures, settled, matched_as = outcome
-            refusal = refused_shape(self.rules, settled.optimizer, info.shape)
-            if refusal:
-                specs = {e.name: e for e in (*self.rules.rules, *self.rules.modifiers)}
-                by = tuple(n for n in (claim, *modifiers) if n and specs[n].optimizer == settled.optimizer)
-                conflicts.append(Conflict(info.name, "optimizer", by, settled.optimizer, detail=refusal))
-                rows.append(Row(info, layer, "conflict", note=conflicts[-1].message))
-                continue
-            group = group_by_settled.get(id(settled))
-            if group is None:  # first parameter with these settings (or equal ones from other rules)
-                group = group_by_settled[id(settled)] = group_of.setdefault(settled.key, len(group_of))
-            if group == len(members):
-                members.append([])
-            members[group].append(len(rows))
-            rows.append(Row(info, layer, "trainable", claim, modifiers, captures, settled, group,
-                            "" if claim else "claimed by no rule; given the defaults", matched_as))
-            if claim is None:
-                unmatched.append(info.name)
-        if self.compiled.fallback is not None and any(r.rule == self.compiled.fallback.name for r in rows):
-            self.used.add(self.compiled.fallback.name)
-        if self.rules.optimizers:
-            # The groups of one optimizer are next to each other, in the order the optimizers are
-            # named: the combined optimizer's param_groups are the plan's groups, in its order.
-            order = {name: i for i, name in enumerate([DEFAULT_OPTIMIZER, *self.rules.optimizers])}
-            members.sort(key=lambda ps: order[rows[ps[0]].settled.optimizer])  # type: ignore[union-attr]
-            for index, positions in enumerate(members):
-                for p in positions:
-                    rows[p] = rows[p]._replace(group=index)
-        groups = []
-        seen_names: set[str] = set()
-        for index, positions in enumerate(members):
-            first = rows[positions[0]].settled
-            assert first is not None
-            by = dict.fromkeys(n for p in positions for n in (rows[p].rule or "(defaults)", *rows[p].modifiers))
-            groups.append(Group(index, first.lr, first.lr_scale, first.weight_decay, first.options,
-                                tuple(rows[p].info.name for p in positions),
-                                sum(rows[p].info.numel for p in positions), tuple(by),
-                                group_name(tuple(by), seen_names), first.optimizer, first.lr_schedule))
-        phases = self.phase_effects([r for r in rows if r.status == "trainable"])
-        # Rules first, then modifiers, each by name: the file's order never shows in a plan.
-        names = sorted(r.name for r in self.rules.rules) + sorted(m.name for m in self.rules.modifiers)
-        return Plan(
-            source=self.rules.path,
-            base_lr=self.base_lr,
-            base_weight_decay=self.base_wd,
-            unmatched_mode=self.rules.unmatched,
-            rows=tuple(rows),
-            groups=tuple(groups),
-            unmatched=tuple(unmatched),
-            conflicts=tuple(conflicts),
-            frozen=tuple(frozen),
-            unused_rules=tuple(n for n in names if n not in self.used),
-            zero_lr=tuple(rows[p].info.name for g in groups if g.lr == 0.0 for p in members[g.index]),
-            base_options=self.base_options,
-            num_layers=self.num_layers,
-            phases=phases,
-            tensors=tensors,
-            schedule_vars=dict(self.rules.vars) if any(g.lr_schedule for g in groups) else {},
-        )
-
-    def phase_effects(self, grouped: list[Row]) -> tuple[PhaseEffect, ...]:
-        effects = []
-        for k, phase in enumerate(self.rules.phases):
-            found: dict[str, tuple[str, ...]] = {}
-            for field in ("freeze", "unfreeze"):
-                spec = getattr(phase, field)
-                if spec is None:
-                    found[field] = ()
-                    continue
-                matcher = self.compiled.phases[k][field == "unfreeze"]
-                assert matcher is not None  # compiled wherever the spec is given
-                try:
-                    found[field] = tuple(r.info.name for r in grouped if matcher.match(r.info) is not None)
-                except MatchError as exc:
-                    raise self.fail_at(("phases", k, field), exc.message) from None
-            effects.append(PhaseEffect(k, phase.from_epoch, phase.from_step, found["freeze"], found["unfreeze"]))
-        return tuple(effects)
-
-    def settle(self, info: ParamInfo) -> Row | Conflict | _Claimed:
-        compiled = self.compiled
-        layer = self.layers[info.index]
-        # A tied tensor is matched under each of its names; the claim step sees every candidate.
-        views = [info._replace(name=n) for n in info.names] if info.aliases else [info]
-        candidates = [Candidate(view.name, entry, found) for view in views
-                      for entry, found in self.matching(compiled.claiming, compiled.claim_index, view)]
-        if info.aliases:
-            mods_by_name: dict[str, tuple[Entry, Captures]] = {}
-            for view in views:
-                for entry, found in self.matching(compiled.modifiers, compiled.modifier_index, view):
-                    mods_by_name.setdefault(entry.name, (entry, found))
-            modifiers = sorted(mods_by_name.values(), key=lambda m: m[0].order)
+    The settings depend only on which entries matched, their captures and the variables their
+    formulas read: ``memo`` keeps them by exactly that, so each distinct input is settled once.
+    """
+    entries = [claimed, *modifiers] if claimed else modifiers
+    which = (claimed[0].order if claimed else None, *[e.order for e, _ in modifiers])
+    combo = memo.combos.get(which)
+    if combo is None:
+        combo = memo.combos[which] = combination(claimed, modifiers)
+    reads, modifier_names, frozen_note = combo
+    if frozen_note:
+        return frozen_note
+    caught = [found for _, found in entries if found]
+    if not caught:
+        captures, by_entry = NO_CAPTURES, ()
+    else:
+        if len(caught) == 1:
+            captures = caught[0]  # a matcher's own result, never changed
         else:
-            modifiers = self.matching(compiled.modifiers, compiled.modifier_index, info)
-        if not info.requires_grad:
-            return Row(info, layer, "frozen", note=MODEL_FROZEN)
-        chosen = choose_claim(candidates, compiled.beats)
-        if isinstance(chosen, Conflict):
-            return dataclasses.replace(chosen, param=info.name)
-        claim = (chosen.entry, chosen.captures) if chosen else None
-        matched_as = chosen.name if chosen else ""
-        if claim is None and compiled.fallback is not None:
-            claim = (compiled.fallback, {})
-        if claim is None and self.rules.unmatched == "error":
-            return Row(info, layer, "unmatched", note="claimed by no rule")
-        entries = [claim, *modifiers] if claim else modifiers
-        # What depends only on which entries matched is worked out once per combination of them.
-        which = tuple([e.key for e, _ in entries])
-        combo = self.combos.get(which)
-        if combo is None:
-            combo = self.combos[which] = self.combination(claim, modifiers)
-        reads, modifier_names, frozen_note = combo
-        if frozen_note:
-            return Row(info, layer, "frozen", claim[0].name if claim else None, note=frozen_note)
-        captures: Captures = {}
-        for _, found in entries:
-            if found:
+            captures = {}
+            for found in caught:
                 captures.update(found)
-        # The settings depend only on the entries, their captures and the variables their formulas read.
-        key = (which, tuple([tuple(c.items()) for _, c in entries]) if captures else (),
-               tuple([self.variable(n, info, layer) for n in reads]) if reads else ())
-        settled = self.settled.get(key)
-        if settled is None:
-            settled = self.settle_values(info, claim, modifiers)
-            self.settled[key] = settled
-        if isinstance(settled, Conflict):
-            return settled  # plan() names it after this parameter
-        return _Claimed(claim[0].name if claim else None, modifier_names, captures, settled, matched_as)
+        by_entry = tuple([tuple(found.items()) for _, found in entries])
+    key = (which, by_entry, tuple([variable(n, info, layer, ctx.num_layers) for n in reads]) if reads else ())
+    settled = memo.settled.get(key)
+    if settled is None:
+        settled = memo.settled[key] = settle_values(ctx, memo.formulas, info, claimed, modifiers)
+    if isinstance(settled, Conflict):
+        return settled
+    return modifier_names, captures, settled, key
 
-    def combination(self, claim: tuple[Entry, Captures] | None,
-                    modifiers: list[tuple[Entry, Captures]]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-        """For one combination of matching entries: the variables their formulas read, the modifiers'
-        names, and the note of a freeze (empty when none of them freezes)."""
-        entries = [claim, *modifiers] if claim else modifiers
-        reads = tuple(sorted(frozenset().union(*(e.formulas for e, _ in entries))))
-        freezers = [e.name for e, _ in entries if e.freeze]
-        note = "frozen by " + ", ".join(f"'{n}'" for n in freezers) if freezers else ""
-        return reads, tuple(e.name for e, _ in modifiers), note
 
-    def variable(self, name: str, info: ParamInfo, layer: int | None) -> Any:
-        if name == "layer":
-            return layer
-        if name == "depth":
-            return None if layer is None else self.num_layers - 1 - layer
-        if name == "index":
-            return info.index
-        if name == "ndim":
-            return info.ndim
-        if name == "numel":
-            return info.numel
-        if name in SHAPE_VARIABLES:
-            return SHAPE_VARIABLES[name](info)
-        return name  # the others are the same for every parameter, or captures (already in the key)
+def combination(claimed: Matched | None, modifiers: list[Matched]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """For one combination of matching entries: the variables their formulas read, the modifiers'
+    names, and the note of a freeze (empty when none of them freezes)."""
+    entries = [claimed, *modifiers] if claimed else modifiers
+    reads = tuple(sorted(frozenset().union(*(e.formulas for e, _ in entries))))
+    freezers = [e.name for e, _ in entries if e.freeze]
+    note = "frozen by " + ", ".join(f"'{n}'" for n in freezers) if freezers else ""
+    return reads, tuple(e.name for e, _ in modifiers), note
 
-    def env(self, info: ParamInfo, captures: Captures) -> dict[str, Any]:
-        env: dict[str, Any] = {
-            "base_lr": self.base_lr,
-            "base_weight_decay": self.base_wd,
-            "num_layers": self.num_layers,
-            "index": info.index,
-            "num_tensors": len(self.params),
-            "ndim": info.ndim,
-            "numel": info.numel,
-            "fan_in": info.fan_in,
-            "fan_out": info.fan_out,
-        }
-        env.update(zip(DIM_NAMES, info.shape))
-        layer = self.layers[info.index]
-        if layer is not None:
-            env["layer"] = layer
-            env["depth"] = self.num_layers - 1 - layer
-        env.update(self.rules.vars)
-        env.update(captures)
-        return env
 
-    def value(self, entry: Entry, where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any],
-              steps: list[Step]) -> Any:
-        if not isinstance(value, Formula):
-            steps.append(Step(entry.name, ".".join(where), None, {}, value))
-            return value
-        missing = value.names - env.keys()
-        if missing:
-            name = sorted(missing)[0]
-            if name in DIM_NAMES:
-                why = (f"parameter '{info.name}' has shape {list(info.shape)}, so no {name}; add "
-                       f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
-            elif name in ("layer", "depth"):
-                why = f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
+def variable(name: str, info: ParamInfo, layer: int | None, num_layers: int) -> Any:
+    """The value of formula variable ``name`` for ``info`` where it depends on the parameter; the name
+    itself for the others (the same for every parameter, or captures, keyed apart).
+
+    >>> variable("ndim", ParamInfo("w", (3, 4), None, True, 0), None, 1)
+    2
+    """
+    if name == "layer":
+        return layer
+    if name == "depth":
+        return None if layer is None else num_layers - 1 - layer
+    if name == "index":
+        return info.index
+    if name == "ndim":
+        return info.ndim
+    if name == "numel":
+        return info.numel
+    if name in SHAPE_VARIABLES:
+        return SHAPE_VARIABLES[name](info)
+    return name
+
+
+def environment(ctx: Context, info: ParamInfo, captures: Captures,
+                names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Every variable a formula may read for ``info``: the parameter's, the layering's, the file's
+    ``vars`` and the captures (later ones win); with ``names``, only those of them (the names a
+    formula reads) that have a value here.
+
+    >>> environment(ctx, ParamInfo("w", (3, 4), None, True, 0), {}, ["dim1", "dim2"])   # doctest: +SKIP
+    {'dim1': 4}
+    """
+    if names is not None:
+        env = {}
+        for name in names:
+            if name in captures:
+                env[name] = captures[name]
+            elif name in ctx.rules.vars:
+                env[name] = ctx.rules.vars[name]
             else:
-                why = f"regex group '{name}' captured nothing for parameter '{info.name}'"
-            spot = re.search(rf"\b{name}\b", value.text)
-            raise self.fail(entry, where, why, value, spot.start() if spot else None)
-        names = sorted(value.names)
-        key = (value.text, tuple(env[n] for n in names))
-        result = self.formula_cache.get(key)
-        if result is None:
-            shown = ", ".join(f"{n}={env[n]!r}" for n in names)
-            try:
-                result = value.evaluate(env)
-            except FormulaError as exc:
-                raise self.fail(entry, where, f"{exc.message} for parameter '{info.name}' ({shown})",
-                                value, exc.offset) from None
-            if not math.isfinite(result) or result < 0:
-                raise self.fail(entry, where, f"gives {result} for parameter '{info.name}' ({shown}); "
-                                "the value must be a finite number >= 0", value, 0)
-            self.formula_cache[key] = result
-        steps.append(Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result))
+                found = _parameter_variable(ctx, info, name)
+                if found is not _NONE:
+                    env[name] = found
+        return env
+    env: dict[str, Any] = {
+        "base_lr": ctx.rules.defaults.lr,
+        "base_weight_decay": ctx.rules.defaults.weight_decay,
+        "num_layers": ctx.num_layers,
+        "index": info.index,
+        "num_tensors": ctx.num_tensors,
+        "ndim": info.ndim,
+        "numel": info.numel,
+        "fan_in": info.fan_in,
+        "fan_out": info.fan_out,
+    }
+    env.update(zip(DIM_NAMES, info.shape))
+    layer = ctx.layers[info.index]
+    if layer is not None:
+        env["layer"] = layer
+        env["depth"] = ctx.num_layers - 1 - layer
+    env.update(ctx.rules.vars)
+    env.update(captures)
+    return env
+
+
+_NONE = object()  # a variable with no value for a parameter (dim2 of a matrix, the layer of none)
+
+
+def _parameter_variable(ctx: Context, info: ParamInfo, name: str) -> Any:
+    """What :func:`environment` gives ``name`` before ``vars`` and captures, or ``_NONE``."""
+    if name in ("layer", "depth"):
+        layer = ctx.layers[info.index]
+        if layer is None:
+            return _NONE
+        return layer if name == "layer" else ctx.num_layers - 1 - layer
+    if name in DIM_NAMES:
+        k = int(name[3:])
+        return info.shape[k] if k < len(info.shape) else _NONE
+    getter = _PARAMETER_VARIABLES.get(name)
+    return _NONE if getter is None else getter(ctx, info)
+
+
+_PARAMETER_VARIABLES = {
+    "base_lr": lambda ctx, info: ctx.rules.defaults.lr,
+    "base_weight_decay": lambda ctx, info: ctx.rules.defaults.weight_decay,
+    "num_layers": lambda ctx, info: ctx.num_layers,
+    "index": lambda ctx, info: info.index,
+    "num_tensors": lambda ctx, info: ctx.num_tensors,
+    "ndim": lambda ctx, info: info.ndim,
+    "numel": lambda ctx, info: info.numel,
+    "fan_in": lambda ctx, info: info.fan_in,
+    "fan_out": lambda ctx, info: info.fan_out,
+}
+
+
+def evaluate(rules: RuleSet, cache: dict[tuple[str, tuple[Any, ...]], float], entry: Entry,
+             where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any]) -> tuple[Any, Step]:
+    """The value of setting ``where`` of ``entry`` for ``info`` (a plain number as it is, a formula
+    evaluated in ``env``, through ``cache``) and the :class:`Step` that records it."""
+    if not isinstance(value, Formula):
+        return value, Step(entry.name, ".".join(where), None, {}, value)
+    loc = (entry.kind, entry.i, *where)
+    missing = value.names - env.keys()
+    if missing:
+        name = sorted(missing)[0]
+        if name in DIM_NAMES:
+            why = (f"parameter '{info.name}' has shape {list(info.shape)}, so no {name}; add "
+                   f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
+        elif name in ("layer", "depth"):
+            why = f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
+        else:
+            why = f"regex group '{name}' captured nothing for parameter '{info.name}'"
+        spot = re.search(rf"\b{name}\b", value.text)
+        raise fail(rules, loc, why, value, spot.start() if spot else None)
+    names = sorted(value.names)
+    key = (value.text, tuple(env[n] for n in names))
+    result = cache.get(key)
+    if result is None:
+        shown = ", ".join(f"{n}={env[n]!r}" for n in names)
+        try:
+            result = value.evaluate(env)
+        except FormulaError as exc:
+            raise fail(rules, loc, f"{exc.message} for parameter '{info.name}' ({shown})", value, exc.offset) from None
+        if not math.isfinite(result) or result < 0:
+            raise fail(rules, loc, f"gives {result} for parameter '{info.name}' ({shown}); "
+                       "the value must be a finite number >= 0", value, 0)
+        cache[key] = result
+    return result, Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result)
+
+
+def chosen(info: ParamInfo, field: str, claimed: Matched | None, modifiers: list[Matched], default: Any) -> Any:
+    """``optimizer`` or ``lr_schedule``: a modifier's replaces the claiming rule's; two modifiers that
+    disagree are a conflict."""
+    given = {e.name: getattr(e.spec, field) for e, _ in modifiers if getattr(e.spec, field) is not None}
+    if len(set(given.values())) > 1:
+        return Conflict(info.name, "modifiers", tuple(given), field)
+    if given:
+        return next(iter(given.values()))
+    if claimed is not None and getattr(claimed[0].spec, field) is not None:
+        return getattr(claimed[0].spec, field)
+    return default
+
+
+def settle_values(ctx: Context, cache: dict[tuple[str, tuple[Any, ...]], float], info: ParamInfo,
+                  claimed: Matched | None, modifiers: list[Matched]) -> Settled | Conflict:
+    """The settings of ``info`` from its claiming entry and modifiers (no cache of its own but the
+    formula values': :func:`settle` calls it once per distinct input)."""
+    rules = ctx.rules
+    route = chosen(info, "optimizer", claimed, modifiers, DEFAULT_OPTIMIZER)
+    schedule = chosen(info, "lr_schedule", claimed, modifiers, None)
+    for found in (route, schedule):
+        if isinstance(found, Conflict):
+            return found
+    named = rules.optimizers.get(route)
+    # A named optimizer's lr, weight_decay and options are the defaults of what is routed to it.
+    base_lr = named.lr if named is not None and named.lr is not None else rules.defaults.lr
+    base_wd = named.weight_decay if named is not None and named.weight_decay is not None else rules.defaults.weight_decay
+    bases = {"base_lr": base_lr, "base_weight_decay": base_wd}
+    steps: list[Step] = []
+
+    def value(entry: Entry, captures: Captures, where: tuple[str, ...], raw: Any) -> Any:
+        # Only what the formula reads: the route's base lr and weight decay over everything else.
+        env = {}
+        if isinstance(raw, Formula):
+            env = environment(ctx, info, captures, raw.names)
+            env.update((k, bases[k]) for k in raw.names & bases.keys())
+        result, step = evaluate(rules, cache, entry, where, raw, info, env)
+        steps.append(step)
         return result
 
-    def chosen(self, info: ParamInfo, field: str, claim: tuple[Entry, Captures] | None,
-               modifiers: list[tuple[Entry, Captures]], default: Any) -> Any:
-        """``optimizer`` or ``lr_schedule``: a modifier's replaces the claiming rule's; two modifiers that
-        disagree are a conflict."""
-        given = {e.name: getattr(e.spec, field) for e, _ in modifiers if getattr(e.spec, field) is not None}
-        if len(set(given.values())) > 1:
-            return Conflict(info.name, "modifiers", tuple(given), field)
-        if given:
-            return next(iter(given.values()))
-        if claim is not None and getattr(claim[0].spec, field) is not None:
-            return getattr(claim[0].spec, field)
-        return default
+    options = dict(named.options if named is not None else rules.defaults.options)
+    scale, absolute, wd = _claimed_values(claimed, base_wd, options, value)
+    modified = _modifier_values(info, modifiers, value)
+    if isinstance(modified, Conflict):
+        return modified
+    lr_mult, wd_mult, set_values = modified
+    absolute = set_values.pop("lr", absolute)
+    wd = set_values.pop("weight_decay", wd)
+    options.update((k.removeprefix("options."), v) for k, v in set_values.items())
+    if absolute is not None:
+        lr = absolute * lr_mult
+        lr_scale = lr / rules.defaults.lr
+    else:
+        lr_scale = scale * lr_mult
+        lr = base_lr * lr_scale
+        if base_lr != rules.defaults.lr:  # lr_scale stays relative to defaults.lr, the plan's base_lr
+            lr_scale = lr / rules.defaults.lr
+    wd *= wd_mult
+    # Each value is finite, but their product may not be (1e300 x 1e10): the final ones are checked.
+    if not (math.isfinite(lr) and math.isfinite(lr_scale) and math.isfinite(wd)):
+        entry = claimed[0] if claimed is not None else modifiers[0][0]
+        names = ", ".join(dict.fromkeys(e.name for e, _ in ([claimed] if claimed else []) + modifiers))
+        raise fail(rules, (entry.kind, entry.i), f"the settings of {names} give parameter '{info.name}' lr {lr} "
+                   f"(x{lr_scale} base) and weight decay {wd}; the final values must be finite: the multipliers "
+                   "overflow")
+    return Settled(lr, lr_scale, wd, options, tuple(steps), route, schedule)
 
-    def settle_values(self, info: ParamInfo, claim: tuple[Entry, Captures] | None,
-                      modifiers: list[tuple[Entry, Captures]]) -> Settled | Conflict:
-        steps: list[Step] = []
-        route = self.chosen(info, "optimizer", claim, modifiers, DEFAULT_OPTIMIZER)
-        schedule = self.chosen(info, "lr_schedule", claim, modifiers, None)
-        for found in (route, schedule):
-            if isinstance(found, Conflict):
-                return found
-        named = self.rules.optimizers.get(route)
-        # A named optimizer's lr, weight_decay and options are the defaults of what is routed to it.
-        base_lr = named.lr if named is not None and named.lr is not None else self.base_lr
-        base_wd = named.weight_decay if named is not None and named.weight_decay is not None else self.base_wd
-        scale, absolute, wd = 1.0, None, base_wd
-        options = dict(named.options if named is not None else self.base_options)
-        bases = {"base_lr": base_lr, "base_weight_decay": base_wd}
-        if claim is not None:
-            entry, captures = claim
-            spec, env = entry.spec, {**self.env(info, captures), **bases}
-            if spec.lr is not None:
-                absolute = self.value(entry, ("lr",), spec.lr, info, env, steps)
-            elif spec.lr_mult is not None:
-                scale = self.value(entry, ("lr_mult",), spec.lr_mult, info, env, steps)
-            if spec.weight_decay is not None:
-                wd = self.value(entry, ("weight_decay",), spec.weight_decay, info, env, steps)
-            elif spec.weight_decay_mult is not None:
-                wd = base_wd * self.value(entry, ("weight_decay_mult",), spec.weight_decay_mult, info, env,
-                                          steps)
-            for key, raw in (spec.options or {}).items():
-                options[key] = self.value(entry, ("options", key), raw, info, env, steps)
 
-        set_by: dict[str, dict[str, Any]] = {}
-        lr_mult = wd_mult = 1.0
-        for entry, found in modifiers:
-            spec, env = entry.spec, {**self.env(info, found), **bases}
-            for field in SETTING_FIELDS:
-                raw = getattr(spec, field)
-                if raw is None:
-                    continue
-                value = self.value(entry, (field,), raw, info, env, steps)
-                if field == "lr_mult":
-                    lr_mult *= value
-                elif field == "weight_decay_mult":
-                    wd_mult *= value
-                else:
-                    set_by.setdefault(field, {})[entry.name] = value
-            for key, raw in (spec.options or {}).items():
-                set_by.setdefault(f"options.{key}", {})[entry.name] = self.value(
-                    entry, ("options", key), raw, info, env, steps)
-        for setting, values in set_by.items():
-            if len({hashable(v) for v in values.values()}) > 1:
-                return Conflict(info.name, "modifiers", tuple(values), setting)
-            value = next(iter(values.values()))
-            if setting == "lr":
-                absolute = value
-            elif setting == "weight_decay":
-                wd = value
+def _claimed_values(claimed: Matched | None, base_wd: float, options: dict[str, Any],
+                    value: Any) -> tuple[float, float | None, float]:
+    """The claiming entry's lr multiplier, absolute lr (or ``None``) and weight decay; its options go
+    into ``options``."""
+    scale, absolute, wd = 1.0, None, base_wd
+    if claimed is None:
+        return scale, absolute, wd
+    entry, captures = claimed
+    spec = entry.spec
+    if spec.lr is not None:
+        absolute = value(entry, captures, ("lr",), spec.lr)
+    elif spec.lr_mult is not None:
+        scale = value(entry, captures, ("lr_mult",), spec.lr_mult)
+    if spec.weight_decay is not None:
+        wd = value(entry, captures, ("weight_decay",), spec.weight_decay)
+    elif spec.weight_decay_mult is not None:
+        wd = base_wd * value(entry, captures, ("weight_decay_mult",), spec.weight_decay_mult)
+    for key, raw in (spec.options or {}).items():
+        options[key] = value(entry, captures, ("options", key), raw)
+    return scale, absolute, wd
+
+
+def _modifier_values(info: ParamInfo, modifiers: list[Matched], value: Any
+                     ) -> tuple[float, float, dict[str, Any]] | Conflict:
+    """The modifiers' product of lr multipliers, of weight decay multipliers, and the values they set
+    (``lr``, ``weight_decay``, ``options.KEY``); two modifiers setting one of them differently are a
+    conflict."""
+    set_by: dict[str, dict[str, Any]] = {}
+    lr_mult = wd_mult = 1.0
+    for entry, found in modifiers:
+        spec = entry.spec
+        for field in SETTING_FIELDS:
+            raw = getattr(spec, field)
+            if raw is None:
+                continue
+            result = value(entry, found, (field,), raw)
+            if field == "lr_mult":
+                lr_mult *= result
+            elif field == "weight_decay_mult":
+                wd_mult *= result
             else:
-                options[setting.removeprefix("options.")] = value
-
-        if absolute is not None:
-            lr = absolute * lr_mult
-            lr_scale = lr / self.base_lr
-        else:
-            lr_scale = scale * lr_mult
-            lr = base_lr * lr_scale
-            if base_lr != self.base_lr:  # lr_scale stays relative to defaults.lr, the plan's base_lr
-                lr_scale = lr / self.base_lr
-        wd *= wd_mult
-        # Each value is finite, but their product may not be (1e300 x 1e10): the final ones are checked.
-        if not (math.isfinite(lr) and math.isfinite(lr_scale) and math.isfinite(wd)):
-            entry = claim[0] if claim is not None else modifiers[0][0]
-            names = ", ".join(dict.fromkeys(e.name for e, _ in ([claim] if claim else []) + modifiers))
-            raise self.fail(entry, (), f"the settings of {names} give parameter '{info.name}' lr {lr} (x{lr_scale} "
-                            f"base) and weight decay {wd}; the final values must be finite: the multipliers "
-                            "overflow")
-        return Settled(lr, lr_scale, wd, options, tuple(steps), route, schedule)
-
+                set_by.setdefault(field, {})[entry.name] = result
+        for key, raw in (spec.options or {}).items():
+            set_by.setdefault(f"options.{key}", {})[entry.name] = value(entry, found, ("options", key), raw)
+    out = {}
+    for setting, values in set_by.items():
+        if len({hashable(v) for v in values.values()}) > 1:
+            return Conflict(info.name, "modifiers", tuple(values), setting)
+        out[setting] = next(iter(values.values()))
+    return lr_mult, wd_mult, out

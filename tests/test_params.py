@@ -142,3 +142,70 @@ def test_build_makes_timm_models_on_the_meta_device() -> None:
 def test_build_suggests_close_names_for_an_unknown_model() -> None:
     with pytest.raises(ModelError, match="did you mean 'resnet18'"):
         build("resnet181")
+
+
+# --- collect against named_parameters ----------------------------------------------------------------
+
+
+def described(model: nn.Module) -> list[tuple[object, ...]]:
+    """What collect should say of a bare model, from torch's own walk: each tensor once under its first
+    name, its other names, its shape, its owner's class, bases and plain attributes, requires_grad."""
+    from lrrules.params import _bases, plain_attributes
+
+    first: dict[int, list[str]] = {}
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        names = first.setdefault(id(tensor), [])
+        if name not in names:
+            names.append(name)
+    tensors = {id(t): t for _, t in model.named_parameters(remove_duplicate=False)}
+    out = []
+    for key, names in first.items():
+        owner = model.get_submodule(names[0].rpartition(".")[0])
+        out.append((names[0], tuple(names[1:]), tuple(tensors[key].shape), type(owner).__name__,
+                    _bases(type(owner)), plain_attributes(owner), tensors[key].requires_grad))
+    return out
+
+
+def _timm(name: str) -> nn.Module:
+    import timm
+
+    with torch.device("meta"):
+        return timm.create_model(name, pretrained=False, num_classes=3)
+
+
+class WalksItself(nn.Sequential):
+    """A module that names its children itself: collect falls back to torch's walk for the model."""
+
+    def named_modules(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        yield from super().named_modules(*args, **kwargs)
+
+
+def _shared_and_frozen() -> nn.Module:
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.Sequential(nn.Conv1d(3, 3, 1, groups=3), shared), nn.LSTM(3, 4, 2),
+                          nn.TransformerEncoderLayer(4, 2, 8))
+    model[2].weight_hh_l1.requires_grad_(False)
+    return model
+
+
+FAMILIES = {
+    "tiny": lambda: __import__("tests.conftest", fromlist=["TinyNet"]).TinyNet(),
+    "tied": lambda: __import__("tests.conftest", fromlist=["TiedLM"]).TiedLM(),
+    "shared-lstm-transformer": _shared_and_frozen,
+    "walks-itself": lambda: WalksItself(nn.Linear(2, 2), WalksItself(nn.LayerNorm(2), nn.Linear(2, 1))),
+    "resnet18": lambda: _timm("resnet18"),
+    "vit_tiny": lambda: _timm("vit_tiny_patch16_224"),
+    "convnext_atto": lambda: _timm("convnext_atto"),
+    "efficientnet_b0": lambda: _timm("efficientnet_b0"),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_collect_describes_every_tensor_as_torchs_own_walk_does(family: str) -> None:
+    model = FAMILIES[family]()
+    infos, tensors = collect(model)
+    got = [(i.name, i.aliases, i.shape, i.module, i.bases, i.attrs, i.requires_grad) for i in infos]
+    assert got == described(model)
+    assert [i.index for i in infos] == list(range(len(infos)))
+    assert [id(t) for t in tensors] == [id(t) for t in dict.fromkeys(model.parameters())]
+

@@ -148,3 +148,157 @@ def test_plan_is_immutable_and_its_report_is_json(tiny: TinyNet) -> None:
 def test_resolving_twice_gives_equal_plans(tiny: TinyNet) -> None:
     rules = lrrules.load("examples/resnet18-discriminative.yaml")
     assert rules.resolve(tiny).to_dict() == rules.resolve(tiny).to_dict()
+
+
+# --- the resolver against a straightforward one ------------------------------------------------------
+#
+# The resolver indexes its matchers and settles each distinct input once. This reference does neither:
+# every rule is tried on every name, every parameter's formulas are evaluated on their own, and the
+# groups are made by a plain loop, so a shortcut that changes any parameter's outcome shows here.
+
+TIED_PREFIXES = ["embed", "head", "blocks.0.attn", "blocks.1.attn", "blocks.2.norm", "norm"]
+FORMULAS = ["0.5 ** depth", "1 + layer", "0.1 * ndim", "1 / (1 + index)", "dim0 / 3", "fan_in / (1 + fan_out)",
+            "num_tensors / 10", "0.9 ** (num_layers - layer)"]
+
+
+@st.composite
+def tied_models(draw: Any) -> list[ParamInfo]:
+    prefixes = draw(st.lists(st.sampled_from(TIED_PREFIXES), min_size=1, max_size=6, unique=True))
+    infos: list[ParamInfo] = []
+    for prefix in prefixes:
+        for leaf in draw(st.lists(st.sampled_from(["weight", "bias"]), min_size=1, max_size=2, unique=True)):
+            shape = (3,) if leaf == "bias" else tuple(draw(st.lists(st.integers(1, 4), min_size=2, max_size=3)))
+            module = "LayerNorm" if "norm" in prefix else "Linear"
+            infos.append(ParamInfo(f"{prefix}.{leaf}", shape, module, draw(st.integers(0, 7)) > 0, len(infos)))
+    if len(infos) > 1 and draw(st.booleans()):  # a tensor under two names: the second's name becomes an alias
+        first, second = draw(st.lists(st.integers(0, len(infos) - 1), min_size=2, max_size=2, unique=True))
+        infos[first] = infos[first]._replace(aliases=(infos[second].name,))
+        infos = [p._replace(index=i) for i, p in enumerate(p for k, p in enumerate(infos) if k != second)]
+    return infos
+
+
+@st.composite
+def formula_files(draw: Any) -> dict[str, Any]:
+    values = st.fixed_dictionaries({}, optional={"lr_mult": st.sampled_from([0.5, 2, *FORMULAS]),
+                                                 "weight_decay": st.sampled_from([0, 0.1, *FORMULAS])})
+    mod_values = st.one_of(st.fixed_dictionaries({}, optional={"lr_mult": st.sampled_from([0.5, *FORMULAS]),
+                                                               "weight_decay_mult": st.sampled_from([0.5, *FORMULAS])}),
+                           st.fixed_dictionaries({"lr": st.sampled_from([0.01, 0.02])}))
+    rules = []
+    for i in range(draw(st.integers(0, 4))):
+        rule: dict[str, Any] = {"name": f"r{i}", "match": draw(MATCHERS)}
+        rule.update({"freeze": True} if draw(st.integers(0, 6)) == 0 else draw(values))
+        rules.append(rule)
+    if draw(st.booleans()):
+        rules.append({"name": "rest", "fallback": True, **draw(values)})
+    modifiers = []
+    for i in range(draw(st.integers(0, 3))):
+        modifier = {"name": f"m{i}", "match": draw(MATCHERS), **draw(mod_values)}
+        if draw(st.integers(0, 8)) == 0:
+            modifier = {"name": f"m{i}", "match": modifier["match"], "freeze": True}
+        modifiers.append(modifier)
+    for entry in rules + modifiers:
+        if entry.get("match") == {"regex": r"^blocks\.(?P<i>\d)\."} and "freeze" not in entry and draw(st.booleans()):
+            entry.pop("lr", None)
+            entry["lr_mult"] = "0.5 ** i + 1 / (1 + i)"
+    return {"version": 1, "defaults": {"lr": 0.1, "weight_decay": 0.05},
+            "layers": draw(st.sampled_from([{"by": "tensor"}, {"by": "module", "level": 1},
+                                            {"by": "module", "level": 2}])),
+            "unmatched": draw(st.sampled_from(["error", "defaults"])), "rules": rules, "modifiers": modifiers}
+
+
+def straightforward(rules: RuleSet, params: list[ParamInfo]) -> dict[str, tuple[Any, ...]]:
+    """Each parameter's outcome, worked out on its own: (status,) or ("trainable", rule, modifiers,
+    captures, lr, lr_scale, weight_decay)."""
+    from lrrules.formula import Formula
+    from lrrules.layers import assign
+    from lrrules.matching import compile_matcher
+
+    layers, num_layers = assign(rules.layers, params)
+    claiming = [(r, compile_matcher(r.match)) for r in rules.rules if not r.fallback]
+    fallback = next((r for r in rules.rules if r.fallback), None)
+    modifiers = sorted(((m, compile_matcher(m.match)) for m in rules.modifiers), key=lambda x: x[0].name)
+    out: dict[str, tuple[Any, ...]] = {}
+    for p in params:
+        if not p.requires_grad:
+            out[p.name] = ("frozen",)
+            continue
+        views = [p._replace(name=n) for n in p.names]
+        claims: dict[str, Any] = {}
+        mods: dict[str, Any] = {}
+        for view in views:
+            for r, matcher in claiming:
+                if (caps := matcher.match(view)) is not None:
+                    claims.setdefault(r.name, (r, caps))
+            for m, matcher in modifiers:
+                if (caps := matcher.match(view)) is not None:
+                    mods.setdefault(m.name, (m, caps))
+        mods = dict(sorted(mods.items()))  # modifiers apply in name order, whichever name they matched
+        if len(claims) > 1:
+            out[p.name] = ("conflict",)
+            continue
+        claim = next(iter(claims.values()), None) or ((fallback, {}) if fallback else None)
+        if claim is None and rules.unmatched == "error":
+            out[p.name] = ("unmatched",)
+            continue
+        chosen = [claim, *mods.values()] if claim else list(mods.values())
+        if any(e.freeze for e, _ in chosen):
+            out[p.name] = ("frozen",)
+            continue
+        env: dict[str, Any] = {"base_lr": 0.1, "base_weight_decay": 0.05, "num_layers": num_layers, "index": p.index,
+                               "num_tensors": len(params), "ndim": p.ndim, "numel": p.numel, "fan_in": p.fan_in,
+                               "fan_out": p.fan_out, **{f"dim{k}": d for k, d in enumerate(p.shape)}}
+        if layers[p.index] is not None:
+            env.update(layer=layers[p.index], depth=num_layers - 1 - layers[p.index])
+
+        def value(raw: Any, caps: dict[str, Any]) -> Any:
+            return raw.evaluate({**env, **caps}) if isinstance(raw, Formula) else raw
+
+        scale, absolute, wd = 1.0, None, 0.05
+        if claim is not None:
+            spec, caps = claim
+            scale = value(spec.lr_mult, caps) if spec.lr_mult is not None else 1.0
+            wd = value(spec.weight_decay, caps) if spec.weight_decay is not None else 0.05
+        lr_mult = wd_mult = 1.0
+        set_lr: set[Any] = set()
+        for spec, caps in mods.values():
+            lr_mult *= value(spec.lr_mult, caps) if spec.lr_mult is not None else 1.0
+            wd_mult *= value(spec.weight_decay_mult, caps) if spec.weight_decay_mult is not None else 1.0
+            if spec.lr is not None:
+                set_lr.add(value(spec.lr, caps))
+        if len(set_lr) > 1:
+            out[p.name] = ("conflict",)
+            continue
+        absolute = next(iter(set_lr), None)
+        # As the language defines them: the final lr, and lr_scale its ratio to defaults.lr.
+        lr_scale = absolute * lr_mult / 0.1 if absolute is not None else scale * lr_mult
+        lr = absolute * lr_mult if absolute is not None else 0.1 * lr_scale
+        captures = {k: v for _, caps in chosen for k, v in caps.items()}
+        out[p.name] = ("trainable", claim[0].name if claim else None, tuple(mods), captures, lr, lr_scale,
+                       wd * wd_mult)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(tied_models(), formula_files())
+def test_the_resolver_gives_what_a_straightforward_loop_gives(params: list[ParamInfo], data: dict[str, Any]) -> None:
+    rules = RuleSet.model_validate(data)
+    try:
+        expected = straightforward(rules, params)
+    except lrrules.LrrulesError:  # a formula that cannot be evaluated for some parameter (no dim2 ...)
+        with pytest.raises(lrrules.LrrulesError):
+            resolve_params(rules, params)
+        return
+    plan = resolve_params(rules, params)
+    for row in plan.rows:
+        want = expected[row.info.name]
+        assert row.status == want[0], row.info.name
+        if row.status == "trainable":
+            assert (row.rule, row.modifiers, dict(row.captures)) == want[1:4], row.info.name
+            assert (row.settled.lr, row.settled.lr_scale, row.settled.weight_decay) == want[4:], row.info.name
+    # One group per distinct setting, in order of first appearance, each its parameters in model order.
+    groups: dict[tuple[float, ...], list[str]] = {}
+    for name, want in expected.items():
+        if want[0] == "trainable":
+            groups.setdefault(want[4:], []).append(name)
+    assert [list(g.params) for g in plan.groups] == list(groups.values())
