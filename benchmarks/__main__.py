@@ -10,6 +10,7 @@ runs, taken in this one process, next to its floor or its anchor, so the ratios 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import math

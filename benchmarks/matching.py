@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from torch import nn
-
 import lrrules
 from lrrules import matching
 from lrrules.compile import _cache as compile_cache

@@ -257,8 +257,6 @@ def _optimizer_type(rules: RuleSet) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     import os
 
-    import json
-
     from .loader import loads
     from .starter import starter
 
