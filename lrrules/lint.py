@@ -208,12 +208,17 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
     globs of another claiming rule (neither overriding the other): on a model with such a name the
     two conflict. Matchers other than plain globs are left to the model's check."""
     found = []
-    claiming = [r for r in rules.rules if not r.remove and not r.fallback and r.match is not None]
+    claiming = [(r, _plain_globs(r.match)) for r in rules.rules
+                if not r.remove and not r.fallback and r.match is not None]
     budget = [OVERLAP_BUDGET]
 
     def shared(a: str, b: str) -> str | None:
-        # Each pair costs at most len(a) * len(b) steps; past the budget (a hostile file of huge
-        # globs), pairs go unread: no warning, never a hang.
+        # Looking at a pair costs a step, walking it at most len(a) * len(b) more; past the budget
+        # (a hostile file of huge globs, or of thousands of rules), pairs go unread: no warning,
+        # never a hang. Globs whose literal starts or ends disagree share no name: no walk.
+        budget[0] -= 1
+        if not _literal_ends_agree(a, b):
+            return None
         cost = (len(a) + 1) * (len(b) + 1)
         if cost > budget[0]:
             return None
@@ -224,10 +229,12 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
         if not decay_only(rule) or rule.match is None:
             continue
         mine = _plain_globs(rule.match)
-        for other in claiming:
+        for other, theirs in claiming:
+            if budget[0] <= 0:
+                return found
+            budget[0] -= 1
             if other is rule or other.name in rule.overrides or rule.name in other.overrides:
                 continue
-            theirs = _plain_globs(other.match)
             witness = next((w for a in mine for b in theirs if (w := shared(a, b)) is not None), None)
             if witness is not None:
                 found.append(Lint(("rules", i, "match"),
@@ -236,6 +243,24 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
                                   f"{MODIFIER_HINT}, like this:\n{as_modifier(rule)}", "warning"))
                 break
     return found
+
+
+def _literal_ends_agree(a: str, b: str) -> bool:
+    # The text before the first wildcard and after the last: every name either glob matches
+    # starts and ends with them, so one of each pair must start (end) the other.
+    head_a, head_b = _glob_prefix(a), _glob_prefix(b)
+    tail_a, tail_b = _glob_suffix(a), _glob_suffix(b)
+    return (head_a.startswith(head_b) or head_b.startswith(head_a)) and (
+        tail_a.endswith(tail_b) or tail_b.endswith(tail_a))
+
+
+def _glob_prefix(pattern: str) -> str:
+    return pattern[:min((i for i, c in enumerate(pattern) if c in "*?["), default=len(pattern))]
+
+
+def _glob_suffix(pattern: str) -> str:
+    cut = max((i for i, c in enumerate(pattern) if c in "*?["), default=-1)
+    return pattern[cut + 1:]
 
 
 def _plain_globs(matcher: Any) -> Sequence[str]:
