@@ -280,20 +280,26 @@ def shared_name(a: str, b: str) -> str | None:
     ('layer.bias', None)
     """
     start, end = (0, 0), (len(a), len(b))
-    seen: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
-    queue = deque([start])
+    # A 0-1 breadth-first walk: skipping a '*' costs no character, so a state is settled when it
+    # leaves the queue at its least length, not when first seen.
+    length = {start: 0}
+    came: dict[tuple[int, int], tuple[tuple[int, int], str]] = {}
+    queue = deque([(0, start)])
 
     def step(state: tuple[int, int], nxt: tuple[int, int], char: str) -> None:
-        if nxt not in seen:
-            seen[nxt] = (state, char)
-            queue.append(nxt) if char else queue.appendleft(nxt)
+        size = length[state] + (1 if char else 0)
+        if size < length.get(nxt, size + 1):
+            length[nxt], came[nxt] = size, (state, char)
+            queue.append((size, nxt)) if char else queue.appendleft((size, nxt))
 
     while queue:
-        state = queue.popleft()
+        size, state = queue.popleft()
+        if size > length[state]:
+            continue  # reached more cheaply since it was queued
         if state == end:
             out = []
-            while seen[state] is not None:
-                state, char = seen[state]  # type: ignore[misc]
+            while state in came:
+                state, char = came[state]
                 out.append(char)
             return "".join(reversed(out))
         i, j = state

@@ -163,6 +163,18 @@ def test_shared_name_is_a_name_both_globs_match_or_none_when_none_is(a: str, b: 
                 assert not (fnmatch.fnmatchcase(word, a) and fnmatch.fnmatchcase(word, b)), word
 
 
+@pytest.mark.parametrize(("a", "b", "shortest"), [
+    ("a**", "*a", "a"), ("*.", ".**", "."), ("*a*", "a**\\", "a\\"), ("\\.**", "*..", "\\.."), ("a**?", "*a.?", "a.a"),
+])
+def test_shared_name_is_the_shortest_name_both_globs_match(a: str, b: str, shortest: str) -> None:
+    # The warning quotes it as an example: 'a' for 'a**' and '*a', not 'aa'.
+    import fnmatch
+
+    name = shared_name(a, b)
+    assert name is not None and len(name) == len(shortest)
+    assert fnmatch.fnmatchcase(name, a) and fnmatch.fnmatchcase(name, b)
+
+
 #: Newcomer files per model: each gives its blocks their lr by rules and writes "no decay for biases
 #: and norms" as one more rule, which conflicts with them.
 NEWCOMER = {
