@@ -205,9 +205,14 @@ def modifier_hints(rules: RuleSet) -> dict[str, str]:
 
 def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
     """A warning at each rule that sets only weight decay and whose globs share a name with the
-    globs of another claiming rule (neither overriding the other): on a model with such a name the
-    two conflict. Matchers other than plain globs are left to the model's check."""
+    globs of another claiming rule (neither overriding the other, directly or through others): on
+    a model with such a name the two conflict. Matchers other than plain globs are left to the
+    model's check."""
+    from .compile import precedence
+
     found = []
+    # Precedence is transitive: a rule outranking one that outranks another outranks that one too.
+    ranks = precedence({r.name: r.overrides for r in rules.rules if not r.fallback})
     claiming = [(r, _plain_globs(r.match)) for r in rules.rules
                 if not r.remove and not r.fallback and r.match is not None]
     budget = [OVERLAP_BUDGET]
@@ -233,7 +238,7 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
             if budget[0] <= 0:
                 return found
             budget[0] -= 1
-            if other is rule or other.name in rule.overrides or rule.name in other.overrides:
+            if other is rule or other.name in ranks.get(rule.name, ()) or rule.name in ranks.get(other.name, ()):
                 continue
             witness = next((w for a in mine for b in theirs if (w := shared(a, b)) is not None), None)
             if witness is not None:

@@ -293,3 +293,22 @@ def test_json_findings_carry_the_severity_and_the_place(tmp_path: Path, capsys: 
     assert [(f["file"], f["severity"], f["line"], f["col"], f["model"]) for f in found] == [
         (str(frozen), "problem", line, col, None),
         (str(newcomer), "warning", (HEAD + NEWCOMER["resnet18"]).splitlines().index("  - name: no-decay") + 2, 12, None)]
+
+
+def test_a_decay_only_rule_that_outranks_the_other_through_a_chain_of_overrides_is_no_conflict(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Precedence is transitive (docs/language.md): 'no-decay' outranks 'blocks', which outranks
+    # 'all', so 'no-decay' outranks 'all' and no name is claimed twice; --strict must pass.
+    text = HEAD + ("rules:\n  - {name: all, match: '*', lr_mult: 1}\n"
+                   "  - {name: blocks, match: 'layer*', lr_mult: 0.5, overrides: [all]}\n"
+                   "  - {name: no-decay, match: '*.bias', weight_decay: 0, overrides: [blocks]}\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    assert _check(capsys, path, "--model", "resnet18") == (0, "", "")
+    assert _check(capsys, path, "--strict") == (0, "", "")
+    # The other way round: 'all' outranks 'no-decay' through 'blocks'.
+    reverse = HEAD + ("rules:\n  - {name: no-decay, match: '*.bias', weight_decay: 0}\n"
+                      "  - {name: blocks, match: 'layer*', lr_mult: 0.5, overrides: [no-decay]}\n"
+                      "  - {name: all, match: '*', lr_mult: 1, overrides: [blocks]}\n")
+    path.write_text(reverse)
+    assert _check(capsys, path, "--strict") == (0, "", "")
