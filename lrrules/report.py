@@ -430,10 +430,12 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
 
 
 def diff_table(changes: Sequence[Change], old: str, new: str,
-               summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None) -> str:
+               summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None,
+               unicode: bool = True) -> str:
     """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
     one row per rule and setting. Within ``width``, the two files' columns are headed ``old`` and
-    ``new`` (named above the table), values are never cut, and the examples go last."""
+    ``new`` (named above the table), values are never cut, and the examples go last; a cut text
+    ends in ``…``, or ``~`` where ``unicode`` is false."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
     count = len({c.param for c in changes if not c.param.startswith("(")})
@@ -453,7 +455,7 @@ def diff_table(changes: Sequence[Change], old: str, new: str,
             _Column(old, [_value(c.old) for c in changes], short="old"),
             _Column(new, [_value(c.new) for c in changes], short="new"),
         ]
-    lines = _fit(columns, width, unicode=True)
+    lines = _fit(columns, width, unicode)
     if columns[2].header != old:  # shortened to fit: say which file is which
         lines = [printable(f"old: {old}"), printable(f"new: {new}"), *lines]
     return "\n".join(lines + [f"{count} parameters differ"])
