@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import lrrules
+
 from lrrules.cli import exit_code, main
 from lrrules.errors import (
     LrrulesError,
@@ -783,3 +785,18 @@ def test_a_narrow_diff_on_an_output_without_the_ellipsis_marks_cuts_with_a_tilde
     text = _written(out)
     # 40 columns less setting (7), old and new (3 each) and three gaps of 2: 21 for the name.
     assert "a_rather_long_parame~  lr" in text and "0.1" in text and "0.2" in text
+
+
+@pytest.mark.parametrize("head", ["emoji😀", "𝐡𝐞𝐚𝐝", "a\u2028b"])
+def test_init_writes_a_rule_file_that_loads_for_a_head_named_beyond_the_basic_plane(
+        head: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The head's glob was quoted as JSON, whose \ud83d\ude00 escapes YAML refuses: init failed with
+    # "invalid YAML" on its own output.
+    import yaml
+
+    ckpt = _names_checkpoint(tmp_path / "m.safetensors", ["body.weight", f"{head}.weight", f"{head}.bias"])
+    assert main(["init", "--model", str(ckpt)]) == 0
+    text = capsys.readouterr().out
+    rules = lrrules.loads(text, "init.yaml")
+    assert [r.match for r in rules.rules if r.name == "head"] == [f"{head}.*"]
+    assert yaml.safe_load(text)["rules"][0]["match"] == f"{head}.*"
