@@ -243,10 +243,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     changes = [c for c in whole if c.old != c.new] + diff_plans(old_plan, new_plan)
     if args.summary:
         rows = diff_summary(changes, old_plan, new_plan)
-        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, rows, _width(args))))
+        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, rows, _width(args), _unicode())))
     else:
         rows = [c.to_dict() for c in changes]
-        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, None, _width(args))))
+        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, None, _width(args), _unicode())))
     return EXIT_PROBLEMS if changes else EXIT_OK
 
 
@@ -516,7 +516,15 @@ def _print(text: str) -> None:
     # no control character from a name, key or file name reaches the terminal. JSON and YAML
     # escape their own, so this changes nothing there.
     if text:
-        print(printable(text, lines=True))
+        text = printable(text, lines=True)
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        try:
+            text.encode(encoding)
+        except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: a name as \u65e5, not a traceback
+            text = text.encode(encoding, "backslashreplace").decode(encoding)
+        except LookupError:
+            pass
+        print(text)
 
 
 # --- the parser --------------------------------------------------------------------------------

@@ -205,15 +205,25 @@ def modifier_hints(rules: RuleSet) -> dict[str, str]:
 
 def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
     """A warning at each rule that sets only weight decay and whose globs share a name with the
-    globs of another claiming rule (neither overriding the other): on a model with such a name the
-    two conflict. Matchers other than plain globs are left to the model's check."""
+    globs of another claiming rule (neither overriding the other, directly or through others): on
+    a model with such a name the two conflict. Matchers other than plain globs are left to the
+    model's check."""
+    from .compile import precedence
+
     found = []
-    claiming = [r for r in rules.rules if not r.remove and not r.fallback and r.match is not None]
+    # Precedence is transitive: a rule outranking one that outranks another outranks that one too.
+    ranks = precedence({r.name: r.overrides for r in rules.rules if not r.fallback})
+    claiming = [(r, _plain_globs(r.match)) for r in rules.rules
+                if not r.remove and not r.fallback and r.match is not None]
     budget = [OVERLAP_BUDGET]
 
     def shared(a: str, b: str) -> str | None:
-        # Each pair costs at most len(a) * len(b) steps; past the budget (a hostile file of huge
-        # globs), pairs go unread: no warning, never a hang.
+        # Looking at a pair costs a step, walking it at most len(a) * len(b) more; past the budget
+        # (a hostile file of huge globs, or of thousands of rules), pairs go unread: no warning,
+        # never a hang. Globs whose literal starts or ends disagree share no name: no walk.
+        budget[0] -= 1
+        if not _literal_ends_agree(a, b):
+            return None
         cost = (len(a) + 1) * (len(b) + 1)
         if cost > budget[0]:
             return None
@@ -224,10 +234,12 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
         if not decay_only(rule) or rule.match is None:
             continue
         mine = _plain_globs(rule.match)
-        for other in claiming:
-            if other is rule or other.name in rule.overrides or rule.name in other.overrides:
+        for other, theirs in claiming:
+            if budget[0] <= 0:
+                return found
+            budget[0] -= 1
+            if other is rule or other.name in ranks.get(rule.name, ()) or rule.name in ranks.get(other.name, ()):
                 continue
-            theirs = _plain_globs(other.match)
             witness = next((w for a in mine for b in theirs if (w := shared(a, b)) is not None), None)
             if witness is not None:
                 found.append(Lint(("rules", i, "match"),
@@ -236,6 +248,24 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
                                   f"{MODIFIER_HINT}, like this:\n{as_modifier(rule)}", "warning"))
                 break
     return found
+
+
+def _literal_ends_agree(a: str, b: str) -> bool:
+    # The text before the first wildcard and after the last: every name either glob matches
+    # starts and ends with them, so one of each pair must start (end) the other.
+    head_a, head_b = _glob_prefix(a), _glob_prefix(b)
+    tail_a, tail_b = _glob_suffix(a), _glob_suffix(b)
+    return (head_a.startswith(head_b) or head_b.startswith(head_a)) and (
+        tail_a.endswith(tail_b) or tail_b.endswith(tail_a))
+
+
+def _glob_prefix(pattern: str) -> str:
+    return pattern[:min((i for i, c in enumerate(pattern) if c in "*?["), default=len(pattern))]
+
+
+def _glob_suffix(pattern: str) -> str:
+    cut = max((i for i, c in enumerate(pattern) if c in "*?["), default=-1)
+    return pattern[cut + 1:]
 
 
 def _plain_globs(matcher: Any) -> Sequence[str]:
@@ -255,20 +285,26 @@ def shared_name(a: str, b: str) -> str | None:
     ('layer.bias', None)
     """
     start, end = (0, 0), (len(a), len(b))
-    seen: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
-    queue = deque([start])
+    # A 0-1 breadth-first walk: skipping a '*' costs no character, so a state is settled when it
+    # leaves the queue at its least length, not when first seen.
+    length = {start: 0}
+    came: dict[tuple[int, int], tuple[tuple[int, int], str]] = {}
+    queue = deque([(0, start)])
 
     def step(state: tuple[int, int], nxt: tuple[int, int], char: str) -> None:
-        if nxt not in seen:
-            seen[nxt] = (state, char)
-            queue.append(nxt) if char else queue.appendleft(nxt)
+        size = length[state] + (1 if char else 0)
+        if size < length.get(nxt, size + 1):
+            length[nxt], came[nxt] = size, (state, char)
+            queue.append((size, nxt)) if char else queue.appendleft((size, nxt))
 
     while queue:
-        state = queue.popleft()
+        size, state = queue.popleft()
+        if size > length[state]:
+            continue  # reached more cheaply since it was queued
         if state == end:
             out = []
-            while seen[state] is not None:
-                state, char = seen[state]  # type: ignore[misc]
+            while state in came:
+                state, char = came[state]
                 out.append(char)
             return "".join(reversed(out))
         i, j = state

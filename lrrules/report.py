@@ -13,6 +13,7 @@ import io
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -126,8 +127,8 @@ class _Column:
     @property
     def floor(self) -> int:
         """How narrow shortening its cells can make it."""
-        width = max([len(self.header), *map(len, self.cells)])
-        return min(width, max(10, len(self.header))) if self.kind == "text" else width
+        width = max([_cells(self.header), *map(_cells, self.cells)])
+        return min(width, max(10, _cells(self.header))) if self.kind == "text" else width
 
 
 def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
@@ -139,7 +140,7 @@ def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
     terminal."""
 
     def over(cols: list[_Column], floors: bool = False) -> int:
-        used = sum(c.floor if floors else max([len(c.header), *map(len, c.cells)]) for c in cols)
+        used = sum(c.floor if floors else max([_cells(c.header), *map(_cells, c.cells)]) for c in cols)
         return used + 2 * (len(cols) - 1) - (width or 0)
 
     if width:
@@ -429,10 +430,12 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
 
 
 def diff_table(changes: Sequence[Change], old: str, new: str,
-               summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None) -> str:
+               summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None,
+               unicode: bool = True) -> str:
     """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
     one row per rule and setting. Within ``width``, the two files' columns are headed ``old`` and
-    ``new`` (named above the table), values are never cut, and the examples go last."""
+    ``new`` (named above the table), values are never cut, and the examples go last; a cut text
+    ends in ``…``, or ``~`` where ``unicode`` is false."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
     count = len({c.param for c in changes if not c.param.startswith("(")})
@@ -452,7 +455,7 @@ def diff_table(changes: Sequence[Change], old: str, new: str,
             _Column(old, [_value(c.old) for c in changes], short="old"),
             _Column(new, [_value(c.new) for c in changes], short="new"),
         ]
-    lines = _fit(columns, width, unicode=True)
+    lines = _fit(columns, width, unicode)
     if columns[2].header != old:  # shortened to fit: say which file is which
         lines = [printable(f"old: {old}"), printable(f"new: {new}"), *lines]
     return "\n".join(lines + [f"{count} parameters differ"])
@@ -586,16 +589,34 @@ def _align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = 
     shortened first (never below its header or 10 characters), its cut cells ending in an ellipsis;
     the ``fixed`` columns (numbers, the bar) are never cut: a cut number or bar would misstate it."""
     rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    widths = [max(_cells(r[i]) for r in rows) for i in range(len(rows[0]))]
     if width:
         if fixed is None:  # the lr bar (headed "" or "(log)") by default
             fixed = {i for i, header in enumerate(rows[0]) if header in ("", "(log)")}
-        floors = [w if i in fixed else max(10, len(rows[0][i])) for i, w in enumerate(widths)]
+        floors = [w if i in fixed else max(10, _cells(rows[0][i])) for i, w in enumerate(widths)]
         while (over := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
             i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
             if widths[i] <= floors[i]:
                 break  # as narrow as it goes: the terminal wraps the rest
             widths[i] = max(floors[i], widths[i] - over)
         mark = "…" if unicode else "~"
-        rows = [[c if len(c) <= w else c[:w - 1] + mark for c, w in zip(row, widths)] for row in rows]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        rows = [[c if _cells(c) <= w else _clip(c, w - 1) + mark for c, w in zip(row, widths)] for row in rows]
+    return ["  ".join(cell + " " * (w - _cells(cell)) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def _cells(text: str) -> int:
+    """The columns a terminal gives ``text``: two for a wide (East Asian) character, none for a
+    combining mark, one for any other (``len`` counts ``日`` as one and ``e`` + accent as two)."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _clip(text: str, width: int) -> str:
+    """The longest start of ``text`` within ``width`` columns (a wide character is never split)."""
+    used = 0
+    for i, char in enumerate(text):
+        used += _cells(char)
+        if used > width:
+            return text[:i]
+    return text

@@ -143,4 +143,8 @@ def _number(value: Any) -> str:
 
 
 def _quote(text: str) -> str:
-    return json.dumps(text)
+    # JSON's double quotes, read the same by YAML, except a character beyond U+FFFF: JSON escapes
+    # it as a surrogate pair, which YAML refuses; YAML's own escape is \UXXXXXXXX.
+    if text.isascii() or max(map(ord, text)) <= 0xFFFF:
+        return json.dumps(text)
+    return '"' + "".join(f"\\U{ord(c):08x}" if ord(c) > 0xFFFF else json.dumps(c)[1:-1] for c in text) + '"'

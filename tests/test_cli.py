@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import lrrules
+
 from lrrules.cli import exit_code, main
 from lrrules.errors import (
     LrrulesError,
@@ -735,3 +737,66 @@ def test_plot_at_an_epoch_draws_the_phase_frozen(tmp_path: Path, capsys: pytest.
     assert code == 0 and (tmp_path / "p.png").stat().st_size > 0
     code, _, err = run(capsys, "plot", EXAMPLE, "--model", "resnet18", "--epoch", "1", "-o", str(tmp_path / "q.png"))
     assert code == 2 and "has no phases" in err
+
+
+def _names_checkpoint(path: Path, names: list[str]) -> Path:
+    import struct
+
+    header, offset = {}, 0
+    for name in names:
+        header[name] = {"dtype": "F32", "shape": [4, 4], "data_offsets": [offset, offset + 64]}
+        offset += 64
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    return path
+
+
+def _ascii_stdout(monkeypatch: pytest.MonkeyPatch) -> io.TextIOWrapper:
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")  # PYTHONIOENCODING=ascii, a latin-1 terminal ...
+    monkeypatch.setattr(sys, "stdout", out)
+    return out
+
+
+def _written(out: io.TextIOWrapper) -> str:
+    out.flush()
+    return out.buffer.getvalue().decode("ascii")  # type: ignore[attr-defined]
+
+
+def test_an_output_that_cannot_encode_a_name_gets_it_escaped_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt = _names_checkpoint(tmp_path / "m.safetensors", ["日本.weight", "fc.bias"])
+    out = _ascii_stdout(monkeypatch)
+    assert main(["params", "--model", str(ckpt)]) == 0
+    text = _written(out)
+    assert "\\u65e5\\u672c.weight" in text and "fc.bias" in text
+
+
+def test_a_narrow_diff_on_an_output_without_the_ellipsis_marks_cuts_with_a_tilde(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lrrules.cli as cli
+
+    ckpt = _names_checkpoint(tmp_path / "m.safetensors", ["a_rather_long_parameter_name.weight"])
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*', lr_mult: 1}\n")
+    new.write_text("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*', lr_mult: 2}\n")
+    monkeypatch.setattr(cli, "_width", lambda args: 40)  # a 40-column terminal
+    out = _ascii_stdout(monkeypatch)
+    assert main(["diff", str(old), str(new), "--model", str(ckpt)]) == 1
+    text = _written(out)
+    # 40 columns less setting (7), old and new (3 each) and three gaps of 2: 21 for the name.
+    assert "a_rather_long_parame~  lr" in text and "0.1" in text and "0.2" in text
+
+
+@pytest.mark.parametrize("head", ["emoji😀", "𝐡𝐞𝐚𝐝", "a\u2028b"])
+def test_init_writes_a_rule_file_that_loads_for_a_head_named_beyond_the_basic_plane(
+        head: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The head's glob was quoted as JSON, whose \ud83d\ude00 escapes YAML refuses: init failed with
+    # "invalid YAML" on its own output.
+    import yaml
+
+    ckpt = _names_checkpoint(tmp_path / "m.safetensors", ["body.weight", f"{head}.weight", f"{head}.bias"])
+    assert main(["init", "--model", str(ckpt)]) == 0
+    text = capsys.readouterr().out
+    rules = lrrules.loads(text, "init.yaml")
+    assert [r.match for r in rules.rules if r.name == "head"] == [f"{head}.*"]
+    assert yaml.safe_load(text)["rules"][0]["match"] == f"{head}.*"

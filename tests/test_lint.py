@@ -163,6 +163,18 @@ def test_shared_name_is_a_name_both_globs_match_or_none_when_none_is(a: str, b: 
                 assert not (fnmatch.fnmatchcase(word, a) and fnmatch.fnmatchcase(word, b)), word
 
 
+@pytest.mark.parametrize(("a", "b", "shortest"), [
+    ("a**", "*a", "a"), ("*.", ".**", "."), ("*a*", "a**\\", "a\\"), ("\\.**", "*..", "\\.."), ("a**?", "*a.?", "a.a"),
+])
+def test_shared_name_is_the_shortest_name_both_globs_match(a: str, b: str, shortest: str) -> None:
+    # The warning quotes it as an example: 'a' for 'a**' and '*a', not 'aa'.
+    import fnmatch
+
+    name = shared_name(a, b)
+    assert name is not None and len(name) == len(shortest)
+    assert fnmatch.fnmatchcase(name, a) and fnmatch.fnmatchcase(name, b)
+
+
 #: Newcomer files per model: each gives its blocks their lr by rules and writes "no decay for biases
 #: and norms" as one more rule, which conflicts with them.
 NEWCOMER = {
@@ -250,6 +262,24 @@ def test_huge_globs_in_a_hostile_file_are_left_unread_not_a_hang(monkeypatch: py
     assert 0 < sum(compared) <= module.OVERLAP_BUDGET
 
 
+def test_thousands_of_small_rules_are_compared_within_the_budget_not_pair_by_pair() -> None:
+    # 3000 decay-only rules beside 3000 others: 18 million pairs of rules, each cheap, took 10 s to
+    # walk; every pair looked at counts against the budget, so lint stays well under a second.
+    import time
+
+    entries = []
+    for i in range(3000):
+        entries += [{"name": f"d{i}", "match": f"x{i}.*.bias", "weight_decay": 0},
+                    {"name": f"r{i}", "match": f"y{i}.*", "lr_mult": 2}]
+    entries.append({"name": "all-biases", "match": "*.bias", "lr_mult": 0.5})
+    rules = lrrules.loads(HEAD + yaml.safe_dump({"rules": entries}), "r.yaml")
+    started = time.perf_counter()
+    found = lint(rules)
+    assert time.perf_counter() - started < 2.0
+    # The first decay-only rule is still compared with every other rule: it shares x0.a.bias with 'all-biases'.
+    assert found and found[0].loc == ("rules", 0, "match") and "'all-biases'" in found[0].message
+
+
 def test_json_findings_carry_the_severity_and_the_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
@@ -263,3 +293,22 @@ def test_json_findings_carry_the_severity_and_the_place(tmp_path: Path, capsys: 
     assert [(f["file"], f["severity"], f["line"], f["col"], f["model"]) for f in found] == [
         (str(frozen), "problem", line, col, None),
         (str(newcomer), "warning", (HEAD + NEWCOMER["resnet18"]).splitlines().index("  - name: no-decay") + 2, 12, None)]
+
+
+def test_a_decay_only_rule_that_outranks_the_other_through_a_chain_of_overrides_is_no_conflict(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Precedence is transitive (docs/language.md): 'no-decay' outranks 'blocks', which outranks
+    # 'all', so 'no-decay' outranks 'all' and no name is claimed twice; --strict must pass.
+    text = HEAD + ("rules:\n  - {name: all, match: '*', lr_mult: 1}\n"
+                   "  - {name: blocks, match: 'layer*', lr_mult: 0.5, overrides: [all]}\n"
+                   "  - {name: no-decay, match: '*.bias', weight_decay: 0, overrides: [blocks]}\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    assert _check(capsys, path, "--model", "resnet18") == (0, "", "")
+    assert _check(capsys, path, "--strict") == (0, "", "")
+    # The other way round: 'all' outranks 'no-decay' through 'blocks'.
+    reverse = HEAD + ("rules:\n  - {name: no-decay, match: '*.bias', weight_decay: 0}\n"
+                      "  - {name: blocks, match: 'layer*', lr_mult: 0.5, overrides: [no-decay]}\n"
+                      "  - {name: all, match: '*', lr_mult: 1, overrides: [blocks]}\n")
+    path.write_text(reverse)
+    assert _check(capsys, path, "--strict") == (0, "", "")

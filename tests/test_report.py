@@ -146,3 +146,23 @@ def test_the_diff_table_fits_80_columns_naming_the_files_above_it(summary: bool)
             assert text in line
     wide = diff_table(changes, old, new, rows).splitlines()
     assert old in wide[0] and new in wide[0]  # a pipe gets the files' names as headers, as before
+
+
+def test_tables_align_and_fit_wide_and_combining_characters_by_the_columns_a_terminal_gives_them() -> None:
+    # A terminal gives 日 two columns, a combining accent none: padding by characters shifted every
+    # later column of such a row, and a table fitted to 80 characters ran past 80 columns.
+    from lrrules.params import ParamInfo
+    from lrrules.report import param_rows, param_table
+
+    def columns(text: str) -> int:  # the cells a terminal uses for the characters of these names
+        return sum(2 if "\u3000" <= c <= "\u9fff" or c == "😀" else 0 if c == "\u0301" else 1 for c in text)
+
+    names = ["fc.weight", "日本語の名前.weight", "e\u0301.bias", "emoji😀.bias", "層" * 60 + ".weight"]
+    params = [ParamInfo(n, (4, 4), None, True, i) for i, n in enumerate(names)]
+    for width in (None, 80, 40):
+        lines = param_table(param_rows(params, [None] * len(params)), 0, width).splitlines()[:-1]
+        # The shape column starts at one column in every line: the name column's width plus two.
+        starts = {columns(line[:line.index("4x4" if i else "shape")]) for i, line in enumerate(lines)}
+        assert len(starts) == 1, lines
+        if width == 80:  # at 40 the numbers alone need more: the terminal wraps, nothing is cut
+            assert all(columns(line) <= width for line in lines), lines
