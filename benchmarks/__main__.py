@@ -296,9 +296,11 @@ def command_line(quick: bool) -> list[dict[str, Any]]:
     cases = [
         ("python -c pass (floor)", [sys.executable, "-c", "pass"], None),
         ("python -c 'import timm' (floor)", [sys.executable, "-c", "import timm"], None),
-        ("lrrules resolve, resnet18", [exe, "resolve", rules, "--model", "resnet18"], "python -c 'import timm' (floor)"),
-        ("lrrules resolve, vit_giant_patch14_224", [exe, "resolve", vit_rules, "--model", "vit_giant_patch14_224"],
+        # --no-cache: the model built each time (section 6 shows the cached second command).
+        ("lrrules resolve, resnet18", [exe, "resolve", rules, "--model", "resnet18", "--no-cache"],
          "python -c 'import timm' (floor)"),
+        ("lrrules resolve, vit_giant_patch14_224", [exe, "resolve", vit_rules, "--model", "vit_giant_patch14_224",
+                                                    "--no-cache"], "python -c 'import timm' (floor)"),
         ("lrrules resolve, 70B-style sharded safetensors (headers)", [exe, "resolve", str(llama), "--model",
                                                                        str(index)], "python -c pass (floor)"),
         ("lrrules check RULES (no model)", [exe, "check", rules], "python -c pass (floor)"),
@@ -399,17 +401,22 @@ def scaling_notes(rows: list[dict[str, Any]]) -> list[str]:
     by = {(10 ** round(math.log10(r["tensors"])), r["rules"]): r for r in rows}  # 9,984 tensors: the 10k model
     sizes = sorted({k[0] for k in by})
     counts = sorted({k[1] for k in by})
-    notes = ["Targets:", ""]
-    if 10_000 in sizes and 100 in counts:
-        r = by[(10_000, 100)]
-        verdict = "met" if r["ratio_to_floor"] <= 3 else "missed"
-        notes.append(f"- 10k tensors, 100 rules, within 3× the floor: **{verdict}** ({r['ratio_to_floor']:.1f}×).")
+    notes = ["Targets (issue 14):", ""]
+    worst = max(rows, key=lambda r: r["ratio_to_floor"])
+    verdict = "met" if worst["ratio_to_floor"] <= 3 else "missed"
+    notes.append(f"- every size and rule count within 3× the floor: **{verdict}** (worst {worst['ratio_to_floor']:.1f}×, "
+                 f"{worst['tensors']:,} tensors and {worst['rules']:,} rules; best "
+                 f"{min(r['ratio_to_floor'] for r in rows):.1f}×).")
     per = [f"{s:,}: {by[(s, counts[len(counts) // 2])]['us_per_tensor']:.1f} µs" for s in sizes]
     notes.append(f"- linear in tensors: time per tensor at {counts[len(counts) // 2]} rules by size: {', '.join(per)}.")
     if 100 in counts and 1000 in counts:
-        worst = max(by[(s, 1000)]["resolve_ms"] / by[(s, 100)]["resolve_ms"] for s in sizes)
-        verdict = "met" if worst <= 2 else "missed"
-        notes.append(f"- 100 → 1,000 rules costs at most 2×: **{verdict}** (worst {worst:.2f}×).")
+        growth = {s: by[(s, 1000)]["resolve_ms"] / by[(s, 100)]["resolve_ms"] for s in sizes}
+        verdict = "met" if max(growth.values()) <= 1.5 else "missed"
+        shown = ", ".join(f"{s:,} tensors {g:.2f}×" for s, g in growth.items())
+        notes.append(f"- 100 → 1,000 rules costs at most 1.5×: **{verdict}** ({shown}). On the small model 1,000 "
+                     "rules give every block a rule of its own, so each block's settings are worked out anew "
+                     "(formulas evaluated, steps recorded for `explain`) where 100 rules share them: the extra "
+                     "cost is settling, not matching (the index keeps matching flat, section 5).")
     return notes
 
 

@@ -181,8 +181,19 @@ The header is read a megabyte at a time, one entry at a time (`lrrules/checkpoin
 is the names and one tuple per distinct shape. The records `open_model` makes are named tuples of eight
 fields and an index per tensor (`lrrules/params.py`); the rest of the resolve rows is the plan's
 per-parameter rows (a safetensors source is never written to the model cache). The shards are read
-eight at once: on this machine (2 cores, the files in the page cache) that gains little, since parsing a header holds the interpreter lock between reads; it pays where the reads
-wait for a disk or a network file system.""".splitlines()
+eight at once: on this machine (2 cores, the files in the page cache) that gains little, since
+parsing a header holds the interpreter lock between reads; it pays where the reads wait for a disk
+or a network file system.
+
+Why `lrrules resolve` on the 1M-tensor file misses 2x the name list (issue 14's target): reading the
+header meets it (1.4x), and resolving a list of a million (name, shape) pairs in the library peaks at
+1.7x that list of pairs (`resolve_names`, section 1), but the command keeps more at once: a `ParamInfo` record per tensor
+(a named tuple of eight fields, about 3.4x the names with them), the plan's rows over those records (one
+shared outcome per distinct setting, a layer and a record per tensor), and the report's text, measured
+as resident memory, which also holds what Python freed but did not give back. Meeting 2x end to end
+needs a resolution that streams the header into groups without a record per tensor; the plan promises
+every parameter's row (for `explain`, `diff`, the reports and resume's layout), so that would be a
+second, names-only plan kind, left for later.""".splitlines()
 
 
 if __name__ == "__main__":  # python -m benchmarks.headless [--quick]: this section alone, printed

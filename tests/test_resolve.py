@@ -302,3 +302,16 @@ def test_the_resolver_gives_what_a_straightforward_loop_gives(params: list[Param
         if want[0] == "trainable":
             groups.setdefault(want[4:], []).append(name)
     assert [list(g.params) for g in plan.groups] == list(groups.values())
+
+
+def test_group_names_stay_unique_and_numbered_when_a_rule_name_looks_like_a_numbered_one() -> None:
+    from lrrules.resolve import group_name
+
+    taken: set[str] = set()
+    last: dict[str, int] = {}
+    names = [group_name(("r",), taken, last), group_name(("r#3",), taken, last),
+             group_name(("r",), taken, last), group_name(("r",), taken, last), group_name(("r",), taken, last)]
+    # Written out by hand: 'r#3' is the name of a rule, so the third group of 'r' skips it.
+    assert names == ["r", "r#3", "r#2", "r#4", "r#5"]
+    plain: set[str] = set()
+    assert [group_name(n, plain) for n in [("r",), ("r#3",), ("r",), ("r",), ("r",)]] == names
