@@ -44,12 +44,6 @@ if TYPE_CHECKING:
 MODEL_FROZEN = "requires_grad=False in the model"
 NO_CAPTURES: Captures = {}  # shared by every row that captured nothing; never changed
 DIM_NAMES = tuple(f"dim{k}" for k in range(MAX_DIMS))
-#: The formula variables that depend on a parameter's shape, for the settings cache key.
-SHAPE_VARIABLES = {
-    "fan_in": lambda info: info.fan_in,
-    "fan_out": lambda info: info.fan_out,
-    **{n: (lambda info, k=k: info.shape[k] if k < len(info.shape) else None) for k, n in enumerate(DIM_NAMES)},
-}
 
 
 def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
@@ -178,7 +172,6 @@ def resolve_rows(ctx: Context, params: Sequence[ParamInfo]) -> tuple[list[Outcom
 def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Outcome | Conflict:
     """One parameter's outcome (or its conflict, named after it): matched, claimed, settled, numbered
     by group; the names of the entries that matched it go into ``used``."""
-    layer = ctx.layers[info.index]
     candidates, modifiers = match_param(ctx, info, used)
     if not info.requires_grad:
         return shared(memo, Outcome("frozen", note=MODEL_FROZEN))
@@ -192,7 +185,7 @@ def resolve_one(ctx: Context, memo: Memo, info: ParamInfo, used: set[str]) -> Ou
             return shared(memo, Outcome("unmatched", note=chosen))
         entry, captures, matched_as = chosen if chosen is not None else (None, {}, "")
     rule = entry.name if entry is not None else None
-    settling = settle(ctx, memo, info, layer, (entry, captures) if entry is not None else None, modifiers)
+    settling = settle(ctx, memo, info, (entry, captures) if entry is not None else None, modifiers)
     if isinstance(settling, Conflict):
         return dataclasses.replace(settling, param=info.name)
     if isinstance(settling, str):
@@ -445,7 +438,7 @@ def choose_claim(candidates: Sequence[Candidate], beats: Mapping[str, frozenset[
 Matched = tuple[Entry, Captures]
 
 
-def settle(ctx: Context, memo: Memo, info: ParamInfo, layer: int | None, claimed: Matched | None,
+def settle(ctx: Context, memo: Memo, info: ParamInfo, claimed: Matched | None,
            modifiers: list[Matched]) -> tuple[tuple[str, ...], Captures, Settled, Any] | Conflict | str:
     """One parameter's settings from its claim and modifiers: the modifiers' names, every capture,
     the :class:`Settled` values and the key they are kept under; a :class:`Conflict`; or the note of
@@ -473,7 +466,7 @@ def settle(ctx: Context, memo: Memo, info: ParamInfo, layer: int | None, claimed
             for found in caught:
                 captures.update(found)
         by_entry = tuple([tuple(found.items()) for _, found in entries])
-    key = (which, by_entry, tuple([variable(n, info, layer, ctx.num_layers) for n in reads]) if reads else ())
+    key = (which, by_entry, tuple([variable(ctx, info, n) for n in reads]) if reads else ())
     settled = memo.settled.get(key)
     if settled is None:
         settled = memo.settled[key] = settle_values(ctx, memo.formulas, info, claimed, modifiers)
@@ -492,75 +485,37 @@ def combination(claimed: Matched | None, modifiers: list[Matched]) -> tuple[tupl
     return reads, tuple(e.name for e, _ in modifiers), note
 
 
-def variable(name: str, info: ParamInfo, layer: int | None, num_layers: int) -> Any:
-    """The value of formula variable ``name`` for ``info`` where it depends on the parameter; the name
-    itself for the others (the same for every parameter, or captures, keyed apart).
-
-    >>> variable("ndim", ParamInfo("w", (3, 4), None, True, 0), None, 1)
-    2
-    """
-    if name == "layer":
-        return layer
-    if name == "depth":
-        return None if layer is None else num_layers - 1 - layer
-    if name == "index":
-        return info.index
-    if name == "ndim":
-        return info.ndim
-    if name == "numel":
-        return info.numel
-    if name in SHAPE_VARIABLES:
-        return SHAPE_VARIABLES[name](info)
-    return name
-
-
-def environment(ctx: Context, info: ParamInfo, captures: Captures,
-                names: Iterable[str] | None = None) -> dict[str, Any]:
-    """Every variable a formula may read for ``info``: the parameter's, the layering's, the file's
-    ``vars`` and the captures (later ones win); with ``names``, only those of them (the names a
-    formula reads) that have a value here.
+def environment(ctx: Context, info: ParamInfo, captures: Captures, names: Iterable[str]) -> dict[str, Any]:
+    """The variables ``names`` (the names a formula reads) that have a value for ``info``: the
+    captures first, then the file's ``vars``, then the parameter's and the layering's (:func:`variable`).
 
     >>> environment(ctx, ParamInfo("w", (3, 4), None, True, 0), {}, ["dim1", "dim2"])   # doctest: +SKIP
     {'dim1': 4}
     """
-    if names is not None:
-        env = {}
-        for name in names:
-            if name in captures:
-                env[name] = captures[name]
-            elif name in ctx.rules.vars:
-                env[name] = ctx.rules.vars[name]
-            else:
-                found = _parameter_variable(ctx, info, name)
-                if found is not _NONE:
-                    env[name] = found
-        return env
-    env: dict[str, Any] = {
-        "base_lr": ctx.rules.defaults.lr,
-        "base_weight_decay": ctx.rules.defaults.weight_decay,
-        "num_layers": ctx.num_layers,
-        "index": info.index,
-        "num_tensors": ctx.num_tensors,
-        "ndim": info.ndim,
-        "numel": info.numel,
-        "fan_in": info.fan_in,
-        "fan_out": info.fan_out,
-    }
-    env.update(zip(DIM_NAMES, info.shape))
-    layer = ctx.layers[info.index]
-    if layer is not None:
-        env["layer"] = layer
-        env["depth"] = ctx.num_layers - 1 - layer
-    env.update(ctx.rules.vars)
-    env.update(captures)
+    env = {}
+    for name in names:
+        if name in captures:
+            env[name] = captures[name]
+        elif name in ctx.rules.vars:
+            env[name] = ctx.rules.vars[name]
+        else:
+            found = variable(ctx, info, name)
+            if found is not _NONE:
+                env[name] = found
     return env
 
 
 _NONE = object()  # a variable with no value for a parameter (dim2 of a matrix, the layer of none)
 
 
-def _parameter_variable(ctx: Context, info: ParamInfo, name: str) -> Any:
-    """What :func:`environment` gives ``name`` before ``vars`` and captures, or ``_NONE``."""
+def variable(ctx: Context, info: ParamInfo, name: str) -> Any:
+    """The value of the parameter's or the layering's variable ``name`` for ``info``, or ``_NONE``
+    (no such variable, or no value for this parameter). Read by :func:`environment`, and by
+    :func:`settle`'s key, where the names no parameter changes are the same for every one.
+
+    >>> variable(ctx, ParamInfo("w", (3, 4), None, True, 0), "ndim")   # doctest: +SKIP
+    2
+    """
     if name in ("layer", "depth"):
         layer = ctx.layers[info.index]
         if layer is None:
