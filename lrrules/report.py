@@ -125,10 +125,14 @@ class _Column:
     redraw: Callable[[int], list[str]] | None = None
 
     @property
+    def width(self) -> int:
+        """The terminal columns its widest cell (or header) takes."""
+        return max([_cells(self.header), *map(_cells, self.cells)])
+
+    @property
     def floor(self) -> int:
         """How narrow shortening its cells can make it."""
-        width = max([_cells(self.header), *map(_cells, self.cells)])
-        return min(width, max(10, _cells(self.header))) if self.kind == "text" else width
+        return min(self.width, max(10, _cells(self.header))) if self.kind == "text" else self.width
 
 
 def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
@@ -140,7 +144,7 @@ def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
     terminal."""
 
     def over(cols: list[_Column], floors: bool = False) -> int:
-        used = sum(c.floor if floors else max([_cells(c.header), *map(_cells, c.cells)]) for c in cols)
+        used = sum(c.floor if floors else c.width for c in cols)
         return used + 2 * (len(cols) - 1) - (width or 0)
 
     if width:
