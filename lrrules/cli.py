@@ -99,7 +99,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
     rules = _rules(args.rules, args.set)
     model = _model(args)
-    plan = _when(_resolve(rules, model), args)
+    plan = _when(_resolve(rules, model, args), args)
     _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
                   lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args),
                                      conflict_hints(rules, plan.conflicts))))
@@ -185,7 +185,7 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
         for model_spec in args.model:
             model = models[model_spec] = models.get(model_spec) or _model(args, model_spec)
             try:
-                plan = _resolve(rules, model)
+                plan = _resolve(rules, model, args)
             except RuleFileError as exc:
                 found += [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID, model.label)
                           for e in exc.errors]
@@ -215,7 +215,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     rules = _rules(args.rules, args.set)
     model = _model(args)
-    plan = _when(_resolve(rules, model), args)
+    plan = _when(_resolve(rules, model, args), args)
     chosen = explained(plan, args.pattern)
     if not chosen:
         raise UsageError(f"no parameter of {model.label} matches '{args.pattern}'; "
@@ -233,7 +233,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
     model = _model(args)
-    old_plan, new_plan = _when(_resolve(old_rules, model), args), _when(_resolve(new_rules, model), args)
+    old_plan, new_plan = _when(_resolve(old_rules, model, args), args), _when(_resolve(new_rules, model, args), args)
     # The optimizer's own settings first: a new type or default changes every group, not one parameter.
     whole = [Change("(optimizer)", "type", _optimizer_type(old_rules), _optimizer_type(new_rules)),
              Change("(defaults)", "lr", old_plan.base_lr, new_plan.base_lr),
@@ -325,7 +325,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     rules = _rules(args.rules, args.set)
     model = _model(args)
     _writable(Path(args.output), force=True)
-    plan = _when(_resolve(rules, model), args)
+    plan = _when(_resolve(rules, model, args), args)
     title = f"{args.rules} on {model.label}" + (f" at {plan.when}" if plan.phase_frozen or plan.when else "")
     written = plot(plan, args.output, title=title)
     _complain(f"wrote {written}")
@@ -421,10 +421,12 @@ def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True
                              use_cache=cache and not args.no_cache, cache_factory=args.cache_factory)
 
 
-def _resolve(rules: RuleSet, model: Model) -> Plan:
-    from .resolve import resolve_params
+def _resolve(rules: RuleSet, model: Model, args: argparse.Namespace | None = None) -> Plan:
+    from .resolve import base_shapes, resolve_params
 
-    return resolve_params(rules, model.params, model.tensors, model.module, model.ordered)
+    spec = getattr(args, "base_model", None)
+    base = None if spec is None else base_shapes(_model(args, spec).params)  # muP's base shapes
+    return resolve_params(rules, model.params, model.tensors, model.module, model.ordered, base)
 
 
 def _layers(text: str) -> Any:
@@ -559,6 +561,8 @@ def _model_options(parser: argparse.ArgumentParser, many: bool = False, required
         "safetensors are read without importing torch)" + (" (repeatable)" if many else ""),
     )
     parser._option_string_actions["--model"].completer = _model_names  # type: ignore[attr-defined]
+    parser.add_argument("--base-model", metavar="M", help="the same architecture at the base width, any --model "
+                        "form (a checkpoint too): the base shapes muP's formula variables read (lrrules:mup)")
     parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")

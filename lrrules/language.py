@@ -59,6 +59,10 @@ VARIABLES = {
     "fan_in": "inputs per output: dim1 x the kernel size for 2-D and more (Linear: in_features), 1 for 1-D",
     "fan_out": "outputs per input: dim0 x the kernel size for 2-D and more (Linear: out_features), dim0 for 1-D",
     **{f"dim{k}": f"the parameter's shape[{k}] (an error on a tensor with fewer dimensions)" for k in range(MAX_DIMS)},
+    # muP (mup's InfShape), read off the tensor's base shape: the same architecture at the base width.
+    "ninf": "muP: how many of the parameter's dimensions differ from its base shape (its width dimensions)",
+    "width_mult": "muP: size / base size of the last width dimension (a matrix's fan-in), 1 if none; "
+                  "undefined for more than two",
 }
 
 _FORMULA_HELP = (

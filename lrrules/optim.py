@@ -17,6 +17,7 @@ from .apply import apply_freeze, groups_of
 from .errors import OptimizerError, UsageError
 from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
 from .loader import load
+from .resolve import resolve
 from .resume import attach
 from .signatures import check_options, options_of, type_location
 
@@ -79,7 +80,7 @@ class Built(NamedTuple):
 
 
 def build(rules: str | Path | RuleSet, model: torch.nn.Module,
-          optimizers: Mapping[str, Any] | None = None) -> Built:
+          optimizers: Mapping[str, Any] | None = None, base: Any = None) -> Built:
     """The optimizer for ``model`` with the param groups ``rules`` give it, and the plan it came from.
 
     Resolves once: the plan returned is the one the optimizer's groups were made from, resolved
@@ -92,6 +93,7 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
     (and the single ``optimizer:``, named ``default``, over the rest) and returns them as one
     :class:`~lrrules.combined.CombinedOptimizer`. ``optimizers`` maps a name of the file to a class
     (or factory) to use for it instead of its ``type``: a rule file never names code to import.
+    ``base``: the base shapes the muP variables read (``lrrules:mup``), see :func:`lrrules.resolve.resolve`.
 
     >>> optimizer, plan = lrrules.build("rules.yaml", model)           # doctest: +SKIP
     >>> scheduler = OneCycleLR(optimizer, max_lr=plan.group_lrs(), total_steps=1000)  # doctest: +SKIP
@@ -104,19 +106,19 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
         raise UsageError(f"optimizers={{{', '.join(map(repr, unknown))}: ...}} names no optimizer of {ruleset.path}; "
                          f"it names {', '.join(map(repr, [DEFAULT_OPTIMIZER, *ruleset.optimizers]))}")
     if ruleset.optimizers:
-        return _build_several(ruleset, model, given)
+        return _build_several(ruleset, model, given, base)
     if DEFAULT_OPTIMIZER in given:
         ruleset = ruleset.model_copy(update={"optimizer": None})
         factory, accepted = given[DEFAULT_OPTIMIZER], _accepted(given[DEFAULT_OPTIMIZER])
-        return _build_one(ruleset, model, factory, accepted, getattr(factory, "__name__", "optimizer"))
+        return _build_one(ruleset, model, factory, accepted, getattr(factory, "__name__", "optimizer"), base)
     factory, accepted = check_optimizer(ruleset)
     name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
-    return _build_one(ruleset, model, factory, accepted, name)
+    return _build_one(ruleset, model, factory, accepted, name, base)
 
 
 def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted: set[str] | None,
-               name: str) -> Built:
-    plan = ruleset.resolve(model)
+               name: str, base: Any = None) -> Built:
+    plan = resolve(ruleset, model, base)
     groups = groups_of(plan, fresh=True)
     if not groups:
         _nothing_trains(ruleset, plan, name)
@@ -135,12 +137,12 @@ def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted:
 
 
 def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module,
-                    optimizers: Mapping[str, Any] | None = None) -> torch.optim.Optimizer:
+                    optimizers: Mapping[str, Any] | None = None, base: Any = None) -> torch.optim.Optimizer:
     """:func:`build`'s optimizer alone (kept for compatibility; :func:`build` also gives the plan).
 
     >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
     """
-    return build(rules, model, optimizers).optimizer
+    return build(rules, model, optimizers, base).optimizer
 
 
 # --- several optimizers (issue 13) ------------------------------------------------------------
@@ -199,10 +201,10 @@ def _nothing_trains(ruleset: RuleSet, plan: Plan, who: str) -> NoReturn:
     raise OptimizerError(f"{ruleset.path}: {why} ({who} would get no parameter to train)")
 
 
-def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str, Any]) -> Built:
+def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str, Any], base: Any = None) -> Built:
     from .combined import CombinedOptimizer
 
-    plan = ruleset.resolve(model)
+    plan = resolve(ruleset, model, base)
     built: dict[str, Any] = {}
     for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
         spec = ruleset.optimizers.get(name)

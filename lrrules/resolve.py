@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .compile import Compiled, Entry, compile_rules
-from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
+from .errors import FormulaError, LayerError, MatchError, ModelError, RuleError, RuleFileError
 from .formula import Formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
 from .layers import assign, unordered
@@ -46,16 +46,21 @@ NO_CAPTURES: Captures = {}  # shared by every row that captured nothing; never c
 DIM_NAMES = tuple(f"dim{k}" for k in range(MAX_DIMS))
 
 
-def resolve(rules: RuleSet, model: torch.nn.Module) -> Plan:
+def resolve(rules: RuleSet, model: torch.nn.Module, base: Any = None) -> Plan:
     """Resolve ``rules`` against ``model`` (bare, compiled or DDP-wrapped: names are unwrapped).
 
+    ``base`` gives the base shapes the muP variables (``width_mult``, ``ninf``, ...) read: the same
+    architecture at the base width, as a model or anything :func:`base_shapes` takes.
+
     >>> plan = resolve(lrrules.load("rules.yaml"), model)      # doctest: +SKIP
+    >>> plan = resolve(lrrules.load("lrrules:mup"), wide, base=narrow)   # doctest: +SKIP
     """
     from .params import collect
 
     params, tensors = collect(model)
     # The plan keeps a weak reference to the model, to refuse tensors replaced after this point.
-    return dataclasses.replace(resolve_params(rules, params, tensors, model), model=weakref.ref(model))
+    plan = resolve_params(rules, params, tensors, model, base=None if base is None else base_shapes(base))
+    return dataclasses.replace(plan, model=weakref.ref(model))
 
 
 @with_regex_budget  # one total time for every regex of a resolution, layers included
@@ -65,10 +70,12 @@ def resolve_params(
     tensors: Sequence[Any] = (),
     model: torch.nn.Module | None = None,
     ordered: bool = True,
+    base: BaseShapes | None = None,
 ) -> Plan:
     """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
 
-    ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``.
+    ``model`` is needed only by ``layers: {by: timm}``; ``tensors`` only by ``Plan.param_groups``;
+    ``base`` (see :func:`base_shapes`) only by the muP variables.
     A parameter's ``index`` is its position in ``params``; ``ordered=False`` (a safetensors
     checkpoint) refuses what depends on that order instead of computing it from the wrong one.
 
@@ -89,7 +96,9 @@ def resolve_params(
     except MatchError as exc:  # a regex of layers.patterns past its time limit: say which one, where
         loc = ("layers", "patterns", *exc.at)
         raise RuleFileError([RuleError(exc.message, rules.locate(loc), loc)]) from None
-    ctx = Context(rules, compiled, layers, num_layers, len(params))
+    if base is not None and reads & BASE_VARIABLES:
+        _check_base(base, params)
+    ctx = Context(rules, compiled, layers, num_layers, len(params), base)
     outcomes, conflicts, used = resolve_rows(ctx, params)
     outcomes, groups = group(params, outcomes, rules)
     cautions = _cautions(rules, params, num_layers, reads)
@@ -127,6 +136,7 @@ class Context(NamedTuple):
     layers: Sequence[int | None]  # each parameter's layer, by its index
     num_layers: int
     num_tensors: int
+    base: BaseShapes | None = None  # each name's base shape (muP), when given
 
 
 @dataclasses.dataclass
@@ -524,6 +534,8 @@ def variable(ctx: Context, info: ParamInfo, name: str) -> Any:
     if name in DIM_NAMES:
         k = int(name[3:])
         return info.shape[k] if k < len(info.shape) else _NONE
+    if name in BASE_VARIABLES:
+        return base_variable(ctx.base, info, name)
     getter = _PARAMETER_VARIABLES.get(name)
     return _NONE if getter is None else getter(ctx, info)
 
@@ -541,10 +553,103 @@ _PARAMETER_VARIABLES = {
 }
 
 
+# --- base shapes (muP) -----------------------------------------------------------------------------
+
+#: A tensor's base shape: its size at the base width in each dimension; ``None`` for a dimension that
+#: is no width (mup's base-shape files write ``null`` there).
+BaseShape = tuple[int | None, ...]
+#: Every name of the base model's tensors to its base shape.
+BaseShapes = Mapping[str, BaseShape]
+#: The variables muP defines per tensor from its base shape (mup's ``InfShape``).
+BASE_VARIABLES = frozenset({"width_mult", "ninf"})
+
+
+def base_shapes(base: Any) -> dict[str, BaseShape]:
+    """Each name's base shape, from ``base``: a model at the base width (its parameters' shapes,
+    every name of a tied tensor), :class:`ParamInfo` records (a checkpoint's), or a mapping of
+    name to shape (mup's base shapes: ``None`` for a dimension that is no width).
+
+    >>> base_shapes({"fc.weight": [64, None]})
+    {'fc.weight': (64, None)}
+    """
+    if hasattr(base, "named_parameters"):
+        from .params import collect
+
+        base = collect(base)[0]
+    if isinstance(base, Mapping):
+        out = {}
+        for name, shape in base.items():
+            dims = tuple(shape)
+            if not isinstance(name, str) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool)
+                                                                   and d >= 0) for d in dims):
+                raise ModelError(f"base shape of {name!r} is {list(dims)}: sizes are whole numbers >= 0 "
+                                 "(None for a dimension that is no width)")
+            out[name] = dims
+        return out
+    return {name: tuple(p.shape) for p in base for name in p.names}
+
+
+def _check_base(base: BaseShapes, params: Sequence[ParamInfo]) -> None:
+    """Refuse a base that has tensors the model lacks (mup asserts the two name sets are equal); a
+    tensor of the model missing from the base is said where a formula reads its base shape."""
+    names = {n for p in params for n in p.names}
+    extra = sorted(n for n in base if n not in names)
+    if extra:
+        shown = ", ".join(f"'{n}'" for n in extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise ModelError(f"the base model has tensors the model lacks ({shown}); the base must be the same "
+                         "architecture at the base width")
+
+
+def infinite_dims(base: BaseShapes | None, info: ParamInfo) -> tuple[tuple[int, int], ...] | None:
+    """The (base size, size) of each dimension of ``info`` that differs from its base shape, in
+    order: muP's infinite ("width") dimensions; ``None`` when the tensor has no base shape."""
+    if base is None:
+        return None
+    shape = next((base[n] for n in info.names if n in base), None)
+    if shape is None or len(shape) != len(info.shape):
+        return None
+    return tuple((b, d) for b, d in zip(shape, info.shape) if b is not None and b != d)
+
+
+def base_variable(base: BaseShapes | None, info: ParamInfo, name: str) -> Any:
+    """The muP variable ``name`` of ``info``, as mup's ``InfShape`` defines it, or ``_NONE``.
+
+    ``ninf``: how many dimensions differ from the base shape; ``width_mult``: size / base size of
+    the last of them (for a matrix with both, the fan-in's), 1 when none differ, no value when more
+    than two do (mup's optimizers refuse those).
+    """
+    dims = infinite_dims(base, info)
+    if dims is None:
+        return _NONE
+    if name == "ninf":
+        return len(dims)
+    if len(dims) > 2:
+        return _NONE
+    return dims[-1][1] / dims[-1][0] if dims else 1
+
+
+def base_problem(base: BaseShapes | None, info: ParamInfo, name: str) -> str:
+    """Why the muP variable ``name`` has no value for ``info``."""
+    if base is None:
+        return (f"'{name}' (muP) reads the base shapes, and none were given: pass the same architecture at the "
+                "base width (resolve(rules, model, base=narrow_model), build(..., base=...), --base-model SPEC)")
+    shape = next((base[n] for n in info.names if n in base), None)
+    if shape is None:
+        return f"parameter '{info.name}' is not in the base model; the base must be the same architecture"
+    if len(shape) != len(info.shape):
+        return (f"parameter '{info.name}' has shape {list(info.shape)} and base shape {list(shape)}: "
+                "another number of dimensions")
+    dims = infinite_dims(base, info) or ()
+    return (f"parameter '{info.name}' (shape {list(info.shape)}, base {list(shape)}) has {len(dims)} width "
+            "dimensions; muP defines width_mult for at most two (mup's optimizers refuse more)")
+
+
 def evaluate(rules: RuleSet, cache: dict[tuple[str, tuple[Any, ...]], float], entry: Entry,
-             where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any]) -> tuple[Any, Step]:
+             where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any],
+             base: BaseShapes | None = None) -> tuple[Any, Step]:
     """The value of setting ``where`` of ``entry`` for ``info`` (a plain number as it is, a formula
-    evaluated in ``env``, through ``cache``) and the :class:`Step` that records it."""
+    evaluated in ``env``, through ``cache``) and the :class:`Step` that records it (``base``: the
+    base shapes, for the message when a muP variable has no value)."""
     if not isinstance(value, Formula):
         return value, Step(entry.name, ".".join(where), None, {}, value)
     loc = (entry.kind, entry.i, *where)
@@ -556,6 +661,8 @@ def evaluate(rules: RuleSet, cache: dict[tuple[str, tuple[Any, ...]], float], en
                    f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
         elif name in ("layer", "depth"):
             why = f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
+        elif name in BASE_VARIABLES:
+            why = base_problem(base, info, name)
         else:
             why = f"regex group '{name}' captured nothing for parameter '{info.name}'"
         spot = re.search(rf"\b{name}\b", value.text)
@@ -612,7 +719,7 @@ def settle_values(ctx: Context, cache: dict[tuple[str, tuple[Any, ...]], float],
         if isinstance(raw, Formula):
             env = environment(ctx, info, captures, raw.names)
             env.update((k, bases[k]) for k in raw.names & bases.keys())
-        result, step = evaluate(rules, cache, entry, where, raw, info, env)
+        result, step = evaluate(rules, cache, entry, where, raw, info, env, ctx.base)
         steps.append(step)
         return result
 
