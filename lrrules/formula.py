@@ -94,24 +94,41 @@ class Formula(str):
 
     names: frozenset[str]
     constant: float | None
+    #: Names given their values when the formula was made (a `where:` condition's vars), as pairs.
+    bound: tuple[tuple[str, float], ...]
 
-    def __new__(cls, text: str, names: frozenset[str], constant: float | None = None) -> Formula:
+    def __new__(cls, text: str, names: frozenset[str], constant: float | None = None,
+                bound: tuple[tuple[str, float], ...] = ()) -> Formula:
         self = super().__new__(cls, text)
         self.names = frozenset(names)
         self.constant = constant
+        self.bound = bound
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Formula, (self.text, self.names, self.constant))
+        return (Formula, (self.text, self.names, self.constant, self.bound))
 
     @property
     def text(self) -> str:
         return str.__str__(self)
 
+    def bind(self, values: Mapping[str, float]) -> Formula:
+        """This formula with the names in ``values`` fixed to them; ``names`` keeps the others.
+
+        >>> compile_formula("groups == n", None).bind({"n": 4}).evaluate({"groups": 4})
+        1.0
+        """
+        bound = tuple(sorted((n, values[n]) for n in self.names if n in values))
+        if not bound:
+            return self
+        return Formula(self.text, self.names - {n for n, _ in bound}, self.constant, bound)
+
     def evaluate(self, env: Env) -> float:
         """The formula's value with ``env`` giving the variables; raises :class:`FormulaError`."""
         if self.constant is not None:
             return self.constant
+        if self.bound:
+            env = {**env, **dict(self.bound)}
         return _as_float(_code(self.text)(env), self.text)
 
 

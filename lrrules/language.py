@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -67,8 +68,8 @@ VARIABLES = {
 
 _FORMULA_HELP = (
     "A number, or a formula string over the variables "
-    + ", ".join(v for v in VARIABLES if not v.startswith("dim") or v == "dim0")
-    + " ... dim" + str(MAX_DIMS - 1)
+    + ", ".join(v for v in VARIABLES if not v.startswith("dim"))
+    + ", dim0 ... dim" + str(MAX_DIMS - 1)
     + " and the rule's named regex groups, with + - * / // % **, comparisons, `x if c else y`, "
     "min max abs round floor ceil sqrt exp log cos sin, pi and e."
 )
@@ -171,8 +172,9 @@ class MatchFields(BaseModel):
     @field_validator("where", mode="after")
     @classmethod
     def _compile_where(cls, value: str | None) -> Formula | None:
-        # Module attributes are known only with the model, so any name is accepted here.
-        return None if value is None else _formula(value, None, condition=True)
+        # Module attributes are known only with the model, so any name is accepted here; the file's
+        # vars are known now (after --set), and bound now: a var wins over a module attribute.
+        return None if value is None else _formula(value, None, condition=True).bind(_VAR_VALUES.get())
 
     @model_validator(mode="after")
     def _not_empty(self) -> MatchFields:
@@ -267,10 +269,22 @@ def _option(value: Any) -> Any:
     ]
 
 
+def _check_option_number(value: Any) -> Any:
+    # An option may be negative where its optimizer takes it (Adafactor's beta2_decay=-0.8); the
+    # values torch refuses are checked against the optimizer (lrrules.signatures).
+    if isinstance(value, bool):
+        raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
+    if isinstance(value, (int, float)) and not math.isfinite(value):
+        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
+    return value
+
+
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
-#: An option in rules and defaults: an integer stays an integer (``ns_steps: 5`` is not ``5.0``).
-OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_number),
-                                Field(description=_FORMULA_HELP)])
+#: An option in rules and defaults: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a
+#: word that names no variable is text (``proj_type: std``), anything else a formula.
+OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_option_number),
+                                Field(description="A number (negative where the optimizer takes it), a word "
+                                      "(an option's text value: proj_type: std), or a formula. " + _FORMULA_HELP)])
 #: The keys of a rule or modifier that hold a number or a formula.
 SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 _RESERVED_OPTIONS = {"lr", "weight_decay", "params", "param_names", "lr_scale"}
@@ -326,9 +340,10 @@ class _Settings(BaseModel):
         if value is None:
             return value
         out = {}
+        names = _names(info)
         for key, item in value.items():
             _check_option_name(key)
-            out[key] = _formula(item, _names(info), key) if isinstance(item, str) else item
+            out[key] = _option_text(item, names, key) if isinstance(item, str) else item
         return out
 
     @model_validator(mode="after")
@@ -376,13 +391,29 @@ def _names(info: ValidationInfo) -> set[str] | None:
     return set(VARIABLES) | _VAR_NAMES.get() | matcher_groups(info.data["match"])
 
 
-def _formula(text: str, names: set[str] | None, key: str | None = None, condition: bool = False) -> Formula:
+#: A word an option takes as its text value (``std``, ``cholesky_qr``, ``adamw``): no formula.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+
+def _option_text(text: str, names: set[str] | None, key: str) -> str | Formula:
+    """An option's text: a word that names no variable (nor comes close to one: ``dpeth`` stays a
+    formula, so its error says "did you mean 'depth'?") is the option's value as written; the
+    rest is a formula, which may be negative (an option is no rate)."""
+    if (names is not None and _WORD.match(text) and text not in names and text not in FUNCTIONS
+            and text not in CONSTANTS and not difflib.get_close_matches(text, names, n=1, cutoff=0.8)):
+        return text
+    return _formula(text, names, key, negative=True)
+
+
+def _formula(text: str, names: set[str] | None, key: str | None = None, condition: bool = False,
+             negative: bool = False) -> Formula:
     try:
         formula = compile_formula(text, names)
         # A formula that reads no variable has one value: checked now, so `check` needs no model.
         if (not condition and formula.constant is not None
-                and not (math.isfinite(formula.constant) and formula.constant >= 0)):
-            raise FormulaError(f"gives {formula.constant}; the value must be a finite number >= 0", text, 0)
+                and not (math.isfinite(formula.constant) and (negative or formula.constant >= 0))):
+            qualifier = "" if negative else " >= 0"
+            raise FormulaError(f"gives {formula.constant}; the value must be a finite number{qualifier}", text, 0)
         return formula
     except FormulaError as exc:
         raise _in_text("formula", exc, below=(key,) if key else ()) from None

@@ -118,7 +118,8 @@ def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int, read
         out.append(f"every parameter name starts with '{prefix}': the model looks wrapped in something lrrules "
                    "does not unwrap; pass the inner model (model.module) so that anchored rules match")
     used = sorted(reads & {"layer", "depth", "num_layers"})
-    if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS:
+    # A layering the user listed (by: patterns) has the layers they meant, however few.
+    if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS and rules.layers.by != "patterns":
         strategy = rules.layers.by
         instead = ("'layers: {by: patterns, ...}' to name the layers by hand" if strategy == "blocks" else
                    "'layers: {by: blocks}' (the repeated block stacks, any model) or 'by: timm' on a model "
@@ -676,9 +677,10 @@ def evaluate(rules: RuleSet, cache: dict[tuple[str, tuple[Any, ...]], float], en
             result = value.evaluate(env)
         except FormulaError as exc:
             raise fail(rules, loc, f"{exc.message} for parameter '{info.name}' ({shown})", value, exc.offset) from None
-        if not math.isfinite(result) or result < 0:
+        option = where[0] == "options"  # an option may be negative (Adafactor's beta2_decay); a rate may not
+        if not math.isfinite(result) or (result < 0 and not option):
             raise fail(rules, loc, f"gives {result} for parameter '{info.name}' ({shown}); "
-                       "the value must be a finite number >= 0", value, 0)
+                       f"the value must be a finite number{'' if option else ' >= 0'}", value, 0)
         cache[key] = result
     return result, Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result)
 
