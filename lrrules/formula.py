@@ -21,6 +21,7 @@ import math
 import operator
 import sys
 from collections.abc import Callable, Collection, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from .errors import FormulaError
@@ -123,6 +124,22 @@ class Formula(str):
             return self
         return Formula(self.text, self.names - {n for n, _ in bound}, self.constant, bound)
 
+    def underflows(self, env: Env) -> bool:
+        """Whether evaluating in ``env`` rounds a nonzero product, quotient, power or ``exp`` to 0
+        (``0.5 ** 2000``): a 0 the formula's author did not write.
+
+        >>> compile_formula("0.5 ** n", {"n"}).underflows({"n": 2000}), compile_formula("0 * n", {"n"}).underflows({"n": 1})
+        (True, False)
+        """
+        token = _UNDERFLOWS.set([])
+        try:
+            _code(self.text)({**env, **dict(self.bound)})
+            return bool(_UNDERFLOWS.get())
+        except FormulaError:
+            return False
+        finally:
+            _UNDERFLOWS.reset(token)
+
     def evaluate(self, env: Env) -> float:
         """The formula's value with ``env`` giving the variables; raises :class:`FormulaError`."""
         if self.constant is not None:
@@ -130,6 +147,11 @@ class Formula(str):
         if self.bound:
             env = {**env, **dict(self.bound)}
         return _as_float(_code(self.text)(env), self.text)
+
+
+#: The operations whose nonzero operands can round to 0, and where :meth:`Formula.underflows` collects them.
+_UNDERFLOWING = frozenset({"*", "/", "**", "exp()"})
+_UNDERFLOWS: ContextVar[list[ast.AST] | None] = ContextVar("lrrules_underflows", default=None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -228,7 +250,12 @@ class _Compiler:
                 if not _is_number(arg):
                     raise fail(node, f"'{symbol}' needs numbers, got {arg!r}")
             try:
-                return fn(*args)
+                result = fn(*args)
+                if result == 0 and symbol in _UNDERFLOWING and all(args):
+                    seen = _UNDERFLOWS.get()
+                    if seen is not None:  # asked by Formula.underflows
+                        seen.append(node)
+                return result
             except ZeroDivisionError:
                 raise fail(node, "division by zero") from None
             except OverflowError:

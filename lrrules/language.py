@@ -287,7 +287,37 @@ OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_o
                                       "(an option's text value: proj_type: std), or a formula. " + _FORMULA_HELP)])
 #: The keys of a rule or modifier that hold a number or a formula.
 SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
-_RESERVED_OPTIONS = {"lr", "weight_decay", "params", "param_names", "lr_scale"}
+#: Keys of a param group that lrrules, the optimizer's caller or torch's and timm's schedulers own,
+#: with what to use instead: set from a rule file, each would be overwritten or would change what a
+#: scheduler computes (issue 21). Adagrad's ``initial_accumulator_value`` is an option: only the
+#: ``initial_`` keys that schedulers write are here.
+_RESERVED_OPTIONS = {
+    "lr": "set it with the rule's lr or lr_mult (the base: defaults.lr)",
+    "weight_decay": "set it with weight_decay or weight_decay_mult",
+    "params": "lrrules puts the matched tensors there",
+    "param_names": "lrrules puts the matched names there",
+    "name": "lrrules names each group after the entries that made it",
+    "lr_scale": "timm's schedulers multiply the group's lr by it, so it would scale lr twice; use lr_mult "
+                "(plan.param_groups(lr_scale=True) writes it for timm's convention)",
+    "initial_lr": "torch's and timm's schedulers record each group's lr there when they start and schedule from "
+                  "it, resumed from their state dict; set lr or lr_mult",
+    "initial_weight_decay": "timm's schedulers of weight decay record each group's weight decay there; set "
+                            "weight_decay or weight_decay_mult",
+    "max_lr": "OneCycleLR and CyclicLR write it from their max_lr argument: pass max_lr=plan.group_lrs()",
+    "min_lr": "OneCycleLR writes it from max_lr / final_div_factor; give the scheduler its arguments",
+    "base_momentum": "OneCycleLR and CyclicLR write it from their base_momentum argument",
+    "max_momentum": "OneCycleLR and CyclicLR write it from their max_momentum argument",
+    "swa_lr": "SWALR writes it from its swa_lr argument",
+}
+
+
+def reserved_option(key: str) -> str | None:
+    """Why ``key`` may not be set as an option, or ``None`` when it may.
+
+    >>> reserved_option("momentum") is None, reserved_option("initial_lr") is not None
+    (True, True)
+    """
+    return _RESERVED_OPTIONS.get(key)
 
 
 class _Settings(BaseModel):
@@ -420,9 +450,9 @@ def _formula(text: str, names: set[str] | None, key: str | None = None, conditio
 
 
 def _check_option_name(key: str) -> None:
-    if key in _RESERVED_OPTIONS:
-        raise _refuse("option", "'{key}' is not an option here; set it with its own key or leave it to lrrules",
-                      Pointer((key,), key=True), key=key)
+    why = reserved_option(key)
+    if why is not None:
+        raise _refuse("option", "'{key}' is not an option here: {why}", Pointer((key,), key=True), key=key, why=why)
 
 
 class Rule(_Settings):
@@ -572,8 +602,13 @@ class NamedOptimizer(BaseModel):
     @model_validator(mode="after")
     def _options_are_options(self) -> NamedOptimizer:
         for key in self.model_extra or {}:
-            if key in _RESERVED_OPTIONS or key in ("optimizer", "optimizers"):
+            if key in ("optimizer", "optimizers"):
                 raise _refuse("option", "'{key}' is not an option here", Pointer((key,), key=True), key=key)
+            _check_option_name(key)
+        for i, key in enumerate(self.group_keys):
+            if reserved_option(key) is not None:
+                raise _refuse("option", "'{key}' is not an option here: {why}", Pointer(("group_keys", i)),
+                              key=key, why=reserved_option(key))
         return self
 
     @property

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, ModelError, RuleError, RuleFileError
-from .formula import Formula
+from .formula import Formula, compile_formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
 from .layers import assign, unordered
 from .matching import Captures, Index, with_regex_budget
@@ -101,8 +101,39 @@ def resolve_params(
     ctx = Context(rules, compiled, layers, num_layers, len(params), base)
     outcomes, conflicts, used = resolve_rows(ctx, params)
     outcomes, groups = group(params, outcomes, rules)
-    cautions = _cautions(rules, params, num_layers, reads)
-    return make_plan(ctx, params, outcomes, groups, conflicts, used, tuple(tensors), cautions)
+    underflowed = underflowed_groups(groups, outcomes)
+    cautions = _cautions(rules, params, num_layers, reads) + tuple(underflow_caution(groups[k]) for k in underflowed)
+    return make_plan(ctx, params, outcomes, groups, conflicts, used, tuple(tensors), cautions, underflowed)
+
+
+def underflowed_groups(groups: Sequence[Group], outcomes: Sequence[Outcome]) -> dict[int, tuple[Step, ...]]:
+    """The groups whose lr is 0 though nothing the file wrote is 0 (issue 21): a product of nonzero
+    multipliers, or a formula (``0.5 ** depth`` over thousands of layers), rounded to 0. Each with
+    the lr steps that led there. A 0 written as a number, or by a formula that did not round
+    (``0 if depth > 3 else 1``), is meant, and not here."""
+    zero = {g.index for g in groups if g.lr == 0.0}
+    found: dict[int, tuple[Step, ...]] = {}
+    for outcome in outcomes:
+        k = outcome.group
+        if k not in zero or k in found or outcome.settled is None:
+            continue
+        zero.discard(k)
+        steps = tuple(st for st in outcome.settled.steps if st.setting in ("lr", "lr_mult"))
+        meant = any(st.value == 0 and (st.formula is None or
+                                       not compile_formula(st.formula, None).underflows(st.variables))
+                    for st in steps)
+        if not meant:
+            found[k] = steps
+    return found
+
+
+def underflow_caution(group: Group) -> str:
+    """The warning for a group whose lr rounded to 0."""
+    names = ", ".join(f"'{n}'" for n in group.params[:3]) + (
+        f" and {len(group.params) - 3} more" if len(group.params) > 3 else "")
+    return (f"{names}: the lr rounds to 0 (group '{group.name}', made by {', '.join(group.rules)}), below the "
+            "smallest float though no factor is 0: a lr of 0 trains nothing, a frozen tensor in disguise; "
+            "freeze it ('freeze: true') if that is meant, or bound the multiplier (max(..., 1e-6))")
 
 
 #: Fewer layers than this make `decay ** depth` one or two rates: layer decay that does nothing.
@@ -313,7 +344,8 @@ def phase_effects(rules: RuleSet, compiled: Compiled, infos: Sequence[ParamInfo]
 
 
 def make_plan(ctx: Context, infos: Sequence[ParamInfo], outcomes: Sequence[Outcome], groups: tuple[Group, ...],
-              conflicts: list[Conflict], used: set[str], tensors: tuple[Any, ...], cautions: tuple[str, ...]) -> Plan:
+              conflicts: list[Conflict], used: set[str], tensors: tuple[Any, ...], cautions: tuple[str, ...],
+              underflowed: Mapping[int, Any] = {}) -> Plan:
     """The :class:`Plan` of the outcomes and groups: the lists of problems read off the outcomes."""
     rules = ctx.rules
     # Rules first, then modifiers, each by name: the file's order never shows in a plan.
@@ -330,7 +362,8 @@ def make_plan(ctx: Context, infos: Sequence[ParamInfo], outcomes: Sequence[Outco
         conflicts=tuple(conflicts),
         frozen=tuple([Frozen(info.name, o.note) for info, o in zip(infos, outcomes) if o.status == "frozen"]),
         unused_rules=tuple(n for n in names if n not in used),
-        zero_lr=tuple(n for g in groups if g.lr == 0.0 for n in g.params),
+        # A rounded-off lr is said in the cautions, with why; zero_lr keeps the zeros the file wrote.
+        zero_lr=tuple(n for g in groups if g.lr == 0.0 and g.index not in underflowed for n in g.params),
         base_options=rules.defaults.options,
         num_layers=ctx.num_layers,
         phases=phase_effects(rules, ctx.compiled, infos, outcomes),

@@ -98,8 +98,8 @@ POSITIONS = [
     ("option formula in a rule", HEAD + "rules:\n  - name: a\n    match: '*'\n    options: {momentum: @'0.9 ** dpeth'}\n",
      ("rules", 0, "options", "momentum"), "unknown name 'dpeth'", "0.9 ** dpeth", "dpeth"),
     ("option formula in a modifier", HEAD + "rules: [{name: a, match: '*'}]\nmodifiers:\n  - name: m\n    match: '*'\n"
-     "    options:\n      betas: [0.9, 0.99]\n      eps: @'1 - 2'\n", ("modifiers", 0, "options", "eps"),
-     "the value must be a finite number >= 0", "1 - 2", 0),
+     "    options:\n      betas: [0.9, 0.99]\n      eps: @'1e308 * 10'\n", ("modifiers", 0, "options", "eps"),
+     "the value must be a finite number", "1e308 * 10", 0),
     ("var shadows a variable", "version: 1\nvars: {x: 1, @depth: 2}\ndefaults: {lr: 0.1}\n",
      ("vars", "depth"), "the var 'depth' has the name of a formula variable", "", None),
     ("defaults key hint", "version: 1\ndefaults:\n  lr: 0.1\n  @learning_rate: 0.2\n",
