@@ -387,17 +387,20 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
 
 
 def _overrides(sets: Sequence[str]) -> dict[str, float]:
-    import json
+    """The ``--set NAME=VALUE`` pairs, each value read as the rule file reads a plain scalar (YAML 1.2's
+    core schema): ``010`` is 10 and ``0x1f`` 31 as in the file, ``yes`` and ``true`` are not numbers."""
+    from .reader import plain_number
 
     out: dict[str, float] = {}
     for pair in sets:
         name, sep, raw = pair.partition("=")
         try:
-            value = json.loads(raw) if sep else None
-        except (ValueError, RecursionError):
-            value = None
-        if not sep or not name.isidentifier() or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"--set takes name=number, got {pair!r}")
+            value = plain_number(raw.strip()) if sep else None
+        except ValueError as exc:
+            raise UsageError(f"--set {printable(name)}: {exc}") from None
+        if not sep or not name.isidentifier() or value is None:
+            raise UsageError(f"--set takes name=number (a number as the rule file writes one: 0.5, 1e-3, 010), "
+                             f"got {pair[:60]!r}" + ("..." if len(pair) > 60 else ""))
         out[name] = value
     return out
 
