@@ -328,6 +328,9 @@ class _Yaml:
 
     def fail(self, message: str, mark: Any) -> RuleFileError:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        if mark is not None and not 0 <= mark.index < len(self.text):
+            # PyYAML places "the text ends here" on a line past the last one: the end, as an editor shows it.
+            line, col = _line_col(self.text, len(self.text))
         return _fail(self.map.path, message, line, col)
 
     def document(self) -> tuple[Any, SourceMap]:

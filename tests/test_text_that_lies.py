@@ -264,3 +264,118 @@ def test_text_that_is_not_utf8_is_refused_with_its_line_column_and_byte_offset(r
 def test_a_lone_surrogate_is_refused_with_its_place(text: str, fmt: str) -> None:
     error = refused(text, fmt)
     assert place(error)[0] == 1 and "surrogate" in error.errors[0].message
+
+
+# --- names that look like others -----------------------------------------------------------------
+
+BASE = HEAD + "rules:\n  - {name: head, match: 'fc.*', lr_mult: 10}\n  - {name: rest, match: '*'}\n"
+
+
+@pytest.mark.parametrize("name", ["h\u0435ad", "ｈｅａｄ", "\u04bbead", "he\u0430d"])
+def test_a_name_that_looks_like_an_inherited_rule_is_reported_not_added_as_a_second_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    (tmp_path / "base.yaml").write_text(BASE)
+    child = tmp_path / "child.yaml"
+    child.write_text(f"version: 1\nextends: base.yaml\nrules:\n  - {{name: {name}, match: 'fc.*', lr_mult: 5}}\n")
+    with pytest.raises(RuleFileError) as caught:
+        from lrrules.loader import load
+        load(child)
+    error = caught.value.errors[0]
+    assert (error.path, error.line, error.col) == (str(child), 4, 12)
+    assert f"looks like 'head'" in error.message and str(tmp_path / "base.yaml") + ":4:12" in error.message
+    assert main(["check", str(child)]) == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_names_in_nfc_and_nfd_are_one_name_to_a_reader_and_so_reported() -> None:
+    nfc, nfd = unicodedata.normalize("NFC", "bloc\u00e9"), unicodedata.normalize("NFD", "bloc\u00e9")
+    error = refused(HEAD + f"rules:\n  - {{name: {nfc}, match: 'a*'}}\n  - {{name: {nfd}, match: 'b*'}}\n")
+    assert place(error) == (5, 12) and "looks like" in error.errors[0].message
+
+
+def test_the_same_name_replaces_the_inherited_rule_as_before(tmp_path: Path) -> None:
+    from lrrules.loader import load
+
+    (tmp_path / "base.yaml").write_text(BASE)
+    child = tmp_path / "child.yaml"
+    child.write_text("version: 1\nextends: base.yaml\nrules:\n  - {name: head, match: 'fc.*', lr_mult: 5}\n")
+    assert [r.name for r in load(child).rules] == ["head", "rest"]
+
+
+# --- what is printed -----------------------------------------------------------------------------
+
+
+def github_escaped(text: str, prop: bool) -> str:
+    """GitHub's workflow-command escapes, written from its documentation: % CR LF in data, and also
+    ':' and ',' in a property."""
+    out = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return out.replace(":", "%3A").replace(",", "%2C") if prop else out
+
+
+HOSTILE = ["r\n::error file=x.yaml::pwned.yaml", "a%0A::warning::b.yaml", "c,line=1:.yaml", "e\x1b[2Jf.yaml",
+           "g\u202eh.yaml", "i\r::add-mask::j.yaml", "k\x9b31m.yaml", "l\u2028::error::m.yaml"]
+
+
+@pytest.mark.parametrize("path", HOSTILE)
+def test_a_github_annotation_from_a_hostile_name_is_one_command_that_shows_the_name(path: str) -> None:
+    from lrrules.report import Finding, findings_github
+
+    message = f"unmatched: 1 tensors claimed by no rule\n  {path}"
+    out = findings_github([Finding(path, 3, 5, message, 2)])
+    assert "\n" not in out and "\r" not in out and all(c.isprintable() for c in out)
+    head, _, data = out.partition("::")[2].partition("::")
+    assert head.startswith("error file=") and head.count(",") == 3  # four properties, whatever the name holds
+    def shown(text: str, lines: bool) -> str:  # a name as a terminal may show it: every unprintable escaped
+        return "".join(c if c.isprintable() or c == "\n" and lines else f"\\u{ord(c):04x}" if ord(c) > 0xFF
+                       else f"\\x{ord(c):02x}" for c in text)
+
+    assert head == f"error file={github_escaped(shown(path, False), True)},line=3,col=5,title=lrrules"
+    assert data == github_escaped(shown(message, True), False)
+
+
+@pytest.mark.parametrize("path", HOSTILE)
+def test_a_finding_with_a_hostile_file_name_is_printed_on_one_line(path: str) -> None:
+    from lrrules.report import Finding
+
+    text = Finding(path, 3, 5, "unknown key 'x'", 2).text()
+    assert "\n" not in text and all(c.isprintable() for c in text) and text.endswith(":3:5: unknown key 'x'")
+
+
+# --- generated text ------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+LIARS = ["\x85", "\u2028", "\u2029", "\ufeff", "\u200b", "\u200c", "\u200d", "\u2060", "\u202e", "\u2066", "\x1b",
+         "\x9b", "\r", "\r\n", "\x00", "\u00a0", "\ud800", "е", "ｈ", "e\u0301", "&a", "*a", "!!python/name:x ",
+         "%YAML 1.1\n", "%TAG !p! tag:yaml.org,2002:python/\n", "'", '"', "\\u2028", "#", ": ", "- ", "[", "{"]
+LINES = ["version: 1", "defaults: {lr: 0.1}", "rules:", "  - {name: head, match: 'fc.*', lr_mult: 10}",
+         "  - name: rest", "    match: '*'", "vars: {x: 010}", "x: &a [1]", "y: *a"]
+
+
+def pieces() -> st.SearchStrategy[str]:
+    line = st.sampled_from(LINES)
+    liar = st.sampled_from(LIARS)
+    return st.lists(st.one_of(line, liar, st.text(max_size=3)), max_size=12).map(
+        lambda parts: "\n".join(LINES[:2]) + "\n" + "".join(parts))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces(), st.sampled_from(["yaml", "json"]), st.randoms(use_true_random=False))
+def test_generated_lying_text_loads_or_is_a_located_error_that_prints_nothing_raw(text: str, fmt: str,
+                                                                                 rng: object) -> None:
+    if fmt == "json":  # the same characters inside a JSON document
+        text = '{"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": ' + json.dumps(text)[:-1] + \
+               text[-3:] + '"}]}'
+    try:
+        loads(text.encode("utf-8", "surrogatepass"), "r\x1b[2J\u202e.yaml", fmt)
+    except RuleFileError as exc:
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for error in exc.errors:
+            assert 0 <= error.line <= len(lines)
+            if error.line:
+                assert 1 <= error.col <= len(lines[error.line - 1]) + 1
+        shown = str(exc)
+        assert all(c.isprintable() or c == "\n" for c in shown), ascii(shown)
+        assert len(shown.splitlines()) >= len(exc.errors)
+    except LrrulesError:
+        pass
