@@ -379,3 +379,20 @@ def test_generated_lying_text_loads_or_is_a_located_error_that_prints_nothing_ra
         assert len(shown.splitlines()) >= len(exc.errors)
     except LrrulesError:
         pass
+
+
+def test_check_warns_when_a_rule_matches_nothing_and_parameter_names_are_not_in_nfc(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    nfc, nfd = unicodedata.normalize("NFC", "bloc\u00e9"), unicodedata.normalize("NFD", "bloc\u00e9")
+    assert nfc != nfd
+    checkpoint = tmp_path / "m.safetensors"
+    save_file({f"{nfd}.weight": torch.zeros(2), "fc.weight": torch.zeros(2)}, checkpoint)
+    rules = tmp_path / "r.yaml"
+    rules.write_text(HEAD + f"rules:\n  - {{name: b, match: '{nfc}.*', lr_mult: 2}}\n  - {{name: rest, fallback: true}}\n")
+    assert main(["check", str(rules), "--model", str(checkpoint)]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "not in Unicode NFC" in err and "rule 'b' matches no parameter" in err
+    assert main(["check", str(rules), "--model", str(checkpoint), "--strict"]) == 1
