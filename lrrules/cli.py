@@ -134,14 +134,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print(findings_json(findings))
     else:
         for f in findings:  # what is found in the file, at its place, on stderr (as a compiler's)
-            if f.exit_code == EXIT_INVALID or not f.model:
+            if f.exit_code == EXIT_INVALID or not f.model or f.warning:
                 _complain(f.text())
         shown: set[tuple[str, str]] = set()  # the models' problems on stdout
         for f in findings:
-            if f.exit_code == EXIT_PROBLEMS and f.model:
+            if f.exit_code == EXIT_PROBLEMS and f.model and not f.warning:
                 if (f.path, f.model) not in shown:
                     shown.add((f.path, f.model))
-                    _print(f"{f.path} on {f.model}:")
+                    _print(f"{printable(f.path)} on {printable(f.model)}:")
                 _print("\n".join(f"  {line}" for line in f.message.splitlines()))
     return max((f.exit_code for f in findings), default=EXIT_OK)
 
@@ -197,7 +197,26 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
             lines += [f"strict: {w}" for w in plan.warnings()] if args.strict else []
             if lines:
                 found.append(Finding(spec, 0, 0, "\n".join(lines), EXIT_PROBLEMS, model.label))
+            unnormal = _not_nfc(model.params) if plan.unused_rules else None
+            if unnormal:
+                code = EXIT_PROBLEMS if args.strict else EXIT_OK
+                found.append(Finding(spec, 0, 0, f"{unnormal}; rule '{plan.unused_rules[0]}' matches no parameter, and "
+                                     "names are matched as written, code point by code point: a glob typed in NFC "
+                                     "does not match a name in NFD (copy the name from `lrrules params`)", code,
+                                     model.label, warning=True))
     return found
+
+
+def _not_nfc(params: Sequence[Any]) -> str:
+    """How many parameter names are not in Unicode's NFC form (``e`` + U+0301 rather than ``é``), with
+    one for example; empty if none."""
+    import unicodedata
+
+    odd = [p.name for p in params if not p.name.isascii() and unicodedata.normalize("NFC", p.name) != p.name]
+    if not odd:
+        return ""
+    return (f"{len(odd)} parameter names are not in Unicode NFC, such as {printable(repr(odd[0]))} "
+            f"(NFC: {printable(repr(unicodedata.normalize('NFC', odd[0])))})")
 
 
 def _located_message(error: RuleFileError | Any) -> str:
@@ -387,17 +406,20 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
 
 
 def _overrides(sets: Sequence[str]) -> dict[str, float]:
-    import json
+    """The ``--set NAME=VALUE`` pairs, each value read as the rule file reads a plain scalar (YAML 1.2's
+    core schema): ``010`` is 10 and ``0x1f`` 31 as in the file, ``yes`` and ``true`` are not numbers."""
+    from .reader import plain_number
 
     out: dict[str, float] = {}
     for pair in sets:
         name, sep, raw = pair.partition("=")
         try:
-            value = json.loads(raw) if sep else None
-        except (ValueError, RecursionError):
-            value = None
-        if not sep or not name.isidentifier() or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"--set takes name=number, got {pair!r}")
+            value = plain_number(raw.strip()) if sep else None
+        except ValueError as exc:
+            raise UsageError(f"--set {printable(name)}: {exc}") from None
+        if not sep or not name.isidentifier() or value is None:
+            raise UsageError(f"--set takes name=number (a number as the rule file writes one: 0.5, 1e-3, 010), "
+                             f"got {pair[:60]!r}" + ("..." if len(pair) > 60 else ""))
         out[name] = value
     return out
 

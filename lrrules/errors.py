@@ -7,7 +7,6 @@ error of a file into one :class:`RuleFileError`.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,7 +50,8 @@ class RegexError(ExpressionError):
 def printable(text: str, lines: bool = False) -> str:
     """``text`` safe to show on a terminal: control characters (an escape sequence could clear the
     screen or rewrite a line), bidirectional overrides and line separators are written as ``\\x1b``,
-    ``\\u202e``...; newlines too, unless ``lines`` keeps them (text that is several lines by design).
+    ``\\u202e``..., and so are zero-width characters and spaces other than U+0020 (``\\xa0``); newlines
+    too, unless ``lines`` keeps them (text that is several lines by design).
 
     >>> printable("fc\x1b[2J.weight")
     'fc\\x1b[2J.weight'
@@ -62,8 +62,9 @@ def printable(text: str, lines: bool = False) -> str:
 
 
 def _escape(char: str) -> str:
-    if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
-        return char  # printable to a terminal though not to str.isprintable (other spaces)
+    # Every character str.isprintable refuses: controls, format characters (zero-width, bidi),
+    # separators, surrogates, private and unassigned code points, and the spaces other than U+0020
+    # (no-break, ideographic, ...), which show as a plain space.
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 import posixpath
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any
@@ -68,6 +69,7 @@ def validate(data: Any, source: SourceMap, overrides: Mapping[str, float] | None
     """Validate parsed data into a RuleSet, turning pydantic's errors into located RuleErrors."""
     if overrides:
         data = _override(data, source, overrides)
+    lookalikes = _lookalike_names(data, source)
     try:
         rules = RuleSet.model_validate(data, context={"source": source})
     except ValidationError as exc:
@@ -75,9 +77,46 @@ def validate(data: Any, source: SourceMap, overrides: Mapping[str, float] | None
         # beside the field errors that would stop pydantic before its check across entries.
         errors = [_located(e, source) for e in exc.errors(include_url=False) if e["type"] != "entries"]
         errors += [RuleError(message, source.locate(loc), loc) for loc, message in cross_entry_problems(_entries(data))]
+        errors += lookalikes
         errors.sort(key=lambda e: (e.path != source.path, e.path, e.line or 10**9, e.col))
         raise RuleFileError(errors) from None
+    if lookalikes:
+        raise RuleFileError(lookalikes)
     return rules
+
+
+#: Letters of other scripts that look like a Latin letter (a few from Unicode's confusables.txt:
+#: those a name is most often typed or pasted with); NFKC first folds fullwidth, ligatures, math letters.
+_LOOKALIKE = str.maketrans("асеһіјӏорԛѕԁуԝхАВСЕНІЈКМОРЅТХУΑΒΕΗΙΚΜΝΟΡΤΥΧΖаοντικ",
+                           "acehijlopqsdywxABCEHIJKMOPSTXYABEHIKMNOPTYXZaovtik")
+
+
+def _skeleton(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).translate(_LOOKALIKE)
+
+
+def _lookalike_names(data: Any, source: SourceMap) -> list[RuleError]:
+    """An entry whose name looks like another's but is not it: above all, one meant to replace an
+    inherited rule (``extends``) that would silently be added as a second rule instead."""
+    errors = []
+    for kind in ("rules", "modifiers"):
+        group = data.get(kind) if isinstance(data, dict) else None
+        seen: dict[str, tuple[str, int]] = {}
+        for i, entry in enumerate(group if isinstance(group, list) else []):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str):
+                continue
+            other = seen.setdefault(_skeleton(name), (name, i))
+            if other[0] != name:
+                differ = next((f"U+{ord(a):04X} {unicodedata.name(a, '?')} where it has {b!r}"
+                               for a, b in zip(name, other[0]) if a != b), "other characters")
+                where = source.locate((kind, other[1], "name"))
+                errors.append(source.error(
+                    f"the name {name!r} looks like {other[0]!r} ({kind}[{other[1]}], at {where}) but is not it: it "
+                    f"holds {differ}; an entry replaces an inherited one only under the very same name, so as it "
+                    "is this is a second entry: write the name exactly, or choose one that does not look like it",
+                    (kind, i, "name")))
+    return errors
 
 
 def _entries(data: Any) -> list[EntrySummary]:

@@ -16,6 +16,7 @@ import os
 import re
 import stat
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,10 +147,10 @@ def _newcomer_hint(message: str) -> str:
 def parse(raw: bytes | str, path: str = "<rules>", fmt: str = "yaml") -> tuple[Any, SourceMap]:
     """Parse YAML (``fmt="yaml"``) or JSON text into data and a :class:`SourceMap`."""
     if isinstance(raw, str):
-        raw = raw.encode("utf-8")
+        raw = raw.encode("utf-8", "surrogatepass")  # a lone surrogate is then refused with its place
     if len(raw) > MAX_BYTES:
         raise _fail(path, f"is larger than {MAX_BYTES // 1024} KiB; a rule file is a short list of rules")
-    text = _decode(raw, path)
+    text = _lines(_decode(raw, path))
     if not text.strip():
         raise _fail(path, "is empty; a rule file needs at least 'version: 1' and 'defaults'", 1, 1)
     if fmt == "json":
@@ -167,10 +168,85 @@ def _decode(raw: bytes, path: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = raw[: exc.start]
-        line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise _fail(path, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8", line, col) from None
+        start = exc.start
+        # Lines as an editor counts them: CR LF, CR alone and LF alone each end one.
+        before = raw[:start]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+        begins = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1
+        col = len(raw[begins:start].decode("utf-8")) + 1
+        byte = raw[start]
+        if start == 0 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            why = "is UTF-16 text (it starts with UTF-16's byte order mark); save it as UTF-8"
+        elif byte == 0xED and raw[start + 1 : start + 2] >= b"\xa0":
+            why = (f"is not UTF-8 text: byte offset {start} holds a UTF-16 surrogate written as UTF-8 (CESU-8, or "
+                   "Java's modified UTF-8), which UTF-8 does not allow; save it as UTF-8")
+        else:
+            why = f"is not UTF-8 text (byte 0x{byte:02x} at byte offset {start}); save it as UTF-8"
+        raise _fail(path, why, line, col) from None
+
+
+def _lines(text: str) -> str:
+    """``text`` with every line ending as LF. YAML reads CR LF and a CR alone as line ends (and a line
+    end inside a scalar as LF), so this changes no value; it makes every position count lines as an
+    editor does, the JSON reader's and ours alike."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+#: Characters YAML allows in a stream (its "printable" set); anything else is refused with its place.
+_NOT_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_CONTROL_NAMES = {0: "NUL", 0x1B: "ESC", 0x7F: "DEL", 0x08: "backspace", 0x0C: "form feed"}
+#: Characters that make the text read differently to a person, an editor or another YAML reader
+#: than to lrrules: each is refused wherever it stands, raw; an escape inside double quotes
+#: (``"\u2028"``) still writes it where it is meant.
+_LYING = re.compile("[\x85\u2028\u2029\ufeff\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+_REFUSED = re.compile(f"{_NOT_PRINTABLE.pattern}|{_LYING.pattern}")
+#: Characters that do not show, or show as a plain space: every format character (Unicode's Cf:
+#: zero-width spaces and joiners, U+2060 WORD JOINER, U+FEFF, the soft hyphen, tag characters), the
+#: spaces other than U+0020, the Hangul fillers and braille blank, the combining grapheme joiner and
+#: the variation selectors. Raw inside a key or value they make it read as one it is not
+#: (``fc.\u200bweight`` shows as ``fc.weight``), so they are refused there; in a comment they change
+#: nothing, and an escape inside double quotes shows what it writes.
+_INVISIBLE = re.compile(
+    "[\u00a0\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u1680\u180e"
+    "\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff"
+    "\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\U000e0100-\U000e01ef]")
+
+
+def _check_visible(text: str, start: int, end: int, path: str) -> None:
+    """Refuse a character of ``text[start:end]`` (a key or value as written) that does not show."""
+    bad = _INVISIBLE.search(text, start, end)
+    if bad is not None:
+        code = ord(bad.group())
+        name = unicodedata.name(bad.group(), f"U+{code:04X}")
+        raise _fail(path, f"a key or value holds U+{code:04X} {name}, which does not show (or shows as a plain "
+                    "space): it would read as one it is not (fc.\u200bweight shows as fc.weight); remove it, or "
+                    f"if it is meant, write it as an escape, \\u{code:04x}, inside double quotes",
+                    *_line_col(text, bad.start()))
+
+
+def _check_text(text: str, path: str) -> None:
+    """Refuse the first character of ``text`` that YAML does not allow or that would make it lie."""
+    bad = _REFUSED.search(text)
+    if bad is None:
+        return
+    char = bad.group()
+    code = ord(char)
+    if code in (0x85, 0x2028, 0x2029):
+        why = (f"the character U+{code:04X} {unicodedata.name(char, 'NEXT LINE (NEL)')} is a line end to some "
+               "readers (YAML 1.1 and PyYAML, JavaScript, some editors) and not to others (YAML 1.2, JSON): a "
+               "comment or a value would end in one place for one and in another for the next; remove it")
+    elif code == 0xFEFF:
+        why = ("a byte order mark (U+FEFF) stands inside the text, where it is invisible and a YAML reader "
+               "takes it for the start of a new stream; remove it")
+    elif _LYING.match(char):
+        why = (f"the bidirectional control U+{code:04X} {unicodedata.name(char)} shows the line in another order "
+               "than it reads (a comment can hide a value, a name look like another); remove it")
+    else:
+        name = f" ({_CONTROL_NAMES[code]})" if code in _CONTROL_NAMES else ""
+        why = f"the character #x{code:04x}{name} is not allowed in a rule file's text (only printable characters are); remove it"
+    escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    raise _fail(path, f"{why} (or write it as an escape, {escape}, inside double quotes)", *_line_col(text, bad.start()))
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -217,6 +293,17 @@ def number(text: str) -> int | float:
     return value
 
 
+def plain_number(text: str) -> int | float | None:
+    """``text`` read as a plain YAML scalar of a rule file: its number, or ``None`` where the file
+    would read text, a boolean or null (``yes``, ``true``, ``1:30``, ``1_000``); ``ValueError`` for a
+    number beyond a float's range. ``--set`` reads its values with it, as the file reads them.
+
+    >>> plain_number("010"), plain_number("1e-3"), plain_number("yes")
+    (10, 0.001, None)
+    """
+    return number(text) if _NUMBER_TEXT.match(text) else None
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
 
@@ -224,11 +311,6 @@ def _clip(text: str) -> str:
 #: Whether rule files are read with libyaml's C parser (pyyaml ships it where libyaml was found at
 #: install time); the pure-Python parser is the fallback, and tests/test_reader_c.py checks they agree.
 C_LOADER: bool = bool(getattr(yaml, "__with_libyaml__", False))
-
-#: Characters YAML allows in a stream (its "printable" set); anything else is refused with its place.
-_NOT_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_CONTROL_NAMES = {0: "NUL", 0x1B: "ESC", 0x7F: "DEL", 0x08: "backspace", 0x0C: "form feed"}
-
 
 class _Resolver(yaml.resolver.Resolver):
     """The plain-scalar schema of :class:`_SafeLoader`, for tags resolved while composing from events."""
@@ -246,18 +328,13 @@ class _Yaml:
 
     def fail(self, message: str, mark: Any) -> RuleFileError:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        if mark is not None and not 0 <= mark.index < len(self.text):
+            # PyYAML places "the text ends here" on a line past the last one: the end, as an editor shows it.
+            line, col = _line_col(self.text, len(self.text))
         return _fail(self.map.path, message, line, col)
 
     def document(self) -> tuple[Any, SourceMap]:
-        bad = _NOT_PRINTABLE.search(self.text)
-        if bad is not None:
-            # Found here, for both parsers alike: PyYAML's reader would give only a character offset.
-            code = ord(bad.group())
-            name = f" ({_CONTROL_NAMES[code]})" if code in _CONTROL_NAMES else ""
-            line = self.text.count("\n", 0, bad.start()) + 1
-            col = bad.start() - (self.text.rfind("\n", 0, bad.start()) + 1) + 1
-            raise _fail(self.map.path, f"invalid YAML: the character #x{code:04x}{name} is not allowed in YAML "
-                        "text; remove it (write it as an escape, such as \\x1b, inside double quotes)", line, col)
+        _check_text(self.text, self.map.path)  # here, for both parsers alike, with line and column
         try:
             node = self.compose()
         except yaml.MarkedYAMLError as exc:
@@ -282,9 +359,14 @@ class _Yaml:
         loader = (yaml.CBaseLoader if self.c else yaml.BaseLoader)(self.text)
         resolver = _Resolver()
         anchors: dict[str, yaml.Node] = {}
+        # How many levels of lists and mappings each finished collection holds, aliases expanded:
+        # an alias adds its anchor's levels where it stands, so a chain of aliases, each one level
+        # under the limit, is refused at the alias that passes it (not by Python's recursion limit).
+        levels: dict[int, int] = {}
         stack: list[tuple[yaml.Node, list[Any]]] = []
         root: yaml.Node | None = None
         documents = 0
+        invisible = _INVISIBLE.search(self.text) is not None  # then each scalar is looked at as written
         try:
             while loader.check_event():
                 event = loader.get_event()
@@ -295,7 +377,15 @@ class _Yaml:
                             raise yaml.composer.ComposerError(None, None, f"found undefined alias {event.anchor!r}",
                                                               event.start_mark)
                         node = anchors[event.anchor]
+                        if len(stack) + levels.get(id(node), 0) > MAX_DEPTH:
+                            raise self.fail(
+                                f"nests deeper than {MAX_DEPTH} levels once the alias *{event.anchor} is expanded "
+                                f"(its anchor, at line {node.start_mark.line + 1}, holds {levels[id(node)]} levels "
+                                f"and the alias stands {len(stack)} deep); write the value out with fewer levels",
+                                event.start_mark)
                     else:
+                        if invisible:
+                            _check_visible(self.text, event.start_mark.index, event.end_mark.index, self.map.path)
                         tag = event.tag
                         if tag is None or tag == "!":
                             tag = resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
@@ -327,22 +417,47 @@ class _Yaml:
                         node.value.extend(zip(items[::2], items[1::2]))
                     else:
                         node.value.extend(items)
+                    levels[id(node)] = 1 + max((levels.get(id(item), 0) for item in items), default=0)
                 elif kind is yaml.DocumentStartEvent:
                     documents += 1
                     if documents > 1:
                         raise self.fail("holds several YAML documents ('---'); keep one rule file per file",
                                         event.start_mark)
+                    self._directives(event)
         finally:
             loader.dispose()
         return root
 
-    @staticmethod
-    def _anchor(anchors: dict[str, yaml.Node], event: Any, node: yaml.Node) -> None:
+    def _directives(self, event: Any) -> None:
+        """Refuse the directives under which another reader would read this file differently."""
+        if event.version is None and not event.tags:
+            return
+        places = {m.group(1): m for m in _DIRECTIVE.finditer(self.text[: _document_start(self.text)])}
+        if event.version is not None and event.version != (1, 2):
+            found = places.get("YAML")
+            version = ".".join(map(str, event.version))
+            raise _fail(self.map.path, f"the directive '%YAML {version}' asks for another YAML than lrrules reads: "
+                        "rule files are read as YAML 1.2 (where 010 is 10 and yes, on and 1:30 are text; in "
+                        "YAML 1.1 they are 8, true and 90), so the file would mean one thing to lrrules and "
+                        "another to a YAML 1.1 reader; remove the directive (or write '%YAML 1.2')",
+                        *_line_col(self.text, found.start() if found else 0))
+        for handle, prefix in (event.tags or {}).items():
+            if "python" in prefix.lower():
+                found = next((m for m in _DIRECTIVE.finditer(self.text[: _document_start(self.text)])
+                              if m.group(1) == "TAG" and handle in m.group()), None)
+                raise _fail(self.map.path, f"the directive '%TAG {handle} {prefix}' names Python tags, which would "
+                            "build Python objects; a rule file holds plain data: remove it",
+                            *_line_col(self.text, found.start() if found else 0))
+
+    def _anchor(self, anchors: dict[str, yaml.Node], event: Any, node: yaml.Node) -> None:
         if event.anchor is not None:
-            if event.anchor in anchors:  # as PyYAML's composer refuses it
-                raise yaml.composer.ComposerError(f"found duplicate anchor {event.anchor!r}; first occurrence",
-                                                  anchors[event.anchor].start_mark, "second occurrence",
-                                                  event.start_mark)
+            if event.anchor in anchors:
+                # YAML 1.2 lets the second definition win for the aliases after it, PyYAML refuses it,
+                # other readers keep the first: a file that means different things is refused.
+                first = anchors[event.anchor].start_mark
+                raise self.fail(f"the anchor &{event.anchor} is defined twice (first at line {first.line + 1}, "
+                                f"column {first.column + 1}); YAML readers disagree on which one an alias means: "
+                                "give each anchor its own name", event.start_mark)
             anchors[event.anchor] = node
 
     def value(self, node: yaml.Node, loc: Loc) -> Any:
@@ -395,6 +510,8 @@ class _Yaml:
     def scalar(self, node: yaml.ScalarNode) -> Any:
         tag, text = node.tag, node.value
         if tag == _STR:
+            if _SURROGATE.search(text):
+                raise self.fail(_SURROGATE_MESSAGE.format(ord(_SURROGATE.search(text).group())), node.start_mark)
             return text
         if tag == _NULL and _NULL_TEXT.match(text):
             return None
@@ -402,12 +519,35 @@ class _Yaml:
             return text.lower() == "true"
         if tag in (_INT, _FLOAT) and _NUMBER_TEXT.match(text):
             try:
-                return number(text)
+                value = number(text)
             except ValueError as exc:
                 raise self.fail(str(exc), node.start_mark) from None
+            if tag == _FLOAT:  # !!float 1 is the float 1.0, as YAML 1.2's core schema reads it
+                return float(value)
+            if isinstance(value, int):
+                return value
+            # an explicit !!int on 1.5: not an integer, so not read as one
         if tag in (_INT, _FLOAT, _BOOL, _NULL):  # an explicit tag (!!int 1:30) on text the schema does not read so
             raise self.fail(f"'{_clip(text)}' is not a YAML 1.2 {tag.rsplit(':', 1)[1]}", node.start_mark)
         raise self.fail(f"tag '{tag}' is not allowed: a rule file holds plain data", node.start_mark)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_MESSAGE = ("an escape writes U+{:04X}, a lone UTF-16 surrogate, which is no character (no name holds "
+                      "it); write the character itself, or both halves of a pair as one \\U escape")
+
+_DIRECTIVE = re.compile(r"^%(YAML|TAG)\b[^\n]*", re.M)
+
+
+def _document_start(text: str) -> int:
+    """Where the first document's ``---`` stands (directives come before it); the end if none."""
+    found = re.search(r"^---(?=\s|$)", text, re.M)
+    return found.start() if found else len(text)
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    """The 1-based line and column of offset ``pos`` of ``text`` (lines end at ``\\n`` alone)."""
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
 _NULL_TEXT = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -431,6 +571,7 @@ class _Json:
         # Where each line starts, found once: a position's line is then a binary search, so the
         # reader stays linear in the size of the text (counting newlines per value was quadratic).
         self.lines = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.invisible = _INVISIBLE.search(text) is not None
 
     def spot(self, pos: int | None = None) -> Spot:
         pos = self.pos if pos is None else pos
@@ -445,6 +586,7 @@ class _Json:
         self.pos = self._SPACE.match(self.text, self.pos).end()  # type: ignore[union-attr]
 
     def document(self) -> tuple[Any, SourceMap]:
+        _check_text(self.text, self.map.path)
         self.skip()
         value = self.value((), 0)
         self.skip()
@@ -486,10 +628,16 @@ class _Json:
         raise self.fail(f"unexpected {char!r} where a value was expected")
 
     def string(self) -> str:
+        start = self.pos
         try:
             value, self.pos = json.decoder.scanstring(self.text, self.pos + 1, True)  # type: ignore[attr-defined]
         except json.JSONDecodeError as exc:
             raise self.fail(exc.msg, exc.pos) from None
+        if self.invisible:
+            _check_visible(self.text, start, self.pos, self.map.path)
+        bad = _SURROGATE.search(value)
+        if bad:
+            raise _fail(self.map.path, _SURROGATE_MESSAGE.format(ord(bad.group())), *_line_col(self.text, start))
         return value
 
     def object(self, loc: Loc, depth: int) -> dict[str, Any]:

@@ -302,10 +302,13 @@ class Finding:
         return "warning" if self.warning else "error" if self.exit_code == 2 else "problem"
 
     def text(self) -> str:
-        where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
-        on = f" (on {self.model})" if self.model else ""
+        # The file and model names on one line whatever they hold: a newline in a file's name must
+        # not start a line that reads as another finding. The message may be several lines.
+        path = printable(self.path)
+        where = f"{path}:{self.line}:{self.col}" if self.line else path
+        on = f" (on {printable(self.model)})" if self.model else ""
         kind = "warning: " if self.warning else ""
-        return printable(f"{where}: {kind}{self.message}{on}", lines=True)
+        return f"{where}: {kind}{printable(self.message, lines=True)}{on}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.path, "line": self.line or None, "col": self.col or None,
@@ -337,12 +340,16 @@ def findings_github(findings: Sequence[Finding]) -> str:
 
 
 def _gh_data(text: str) -> str:
-    # The escapes of the Actions toolkit (toolkit/packages/core/src/command.ts, escapeData).
+    # The escapes of the Actions toolkit (toolkit/packages/core/src/command.ts, escapeData), after
+    # printable(): a terminal escape, bidi control or line separator in a name is shown as \x1b...,
+    # in the log as in the annotation, and no CR or LF is left to end the command early.
+    text = printable(text, lines=True)
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _gh_property(text: str) -> str:
-    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+    # A property also ends at ',' and its value at '::'; its newlines are escaped like the rest.
+    return _gh_data(printable(text)).replace(":", "%3A").replace(",", "%2C")
 
 
 # --- parameters --------------------------------------------------------------------------------
