@@ -184,8 +184,10 @@ class Module:
                 "module",
             )
         # The class or any of its bases, the way isinstance sees it: `MyNorm(nn.LayerNorm)` is a LayerNorm.
+        # Under a tied tensor's other name, the module holding that name (lm_head.weight: a Linear).
+        module, bases = param.owner(param.name) if param.alias_modules else (param.module, param.bases)
         regex = self._regex  # type: ignore[attr-defined]
-        return {} if regex.match(param.module) or any(regex.match(b) for b in param.bases) else None
+        return {} if regex.match(module) or any(regex.match(b) for b in bases) else None
 
 
 @dataclass(frozen=True)
