@@ -202,16 +202,13 @@ def collect(model: torch.nn.Module, source: str | None = None) -> tuple[list[Par
         raise ModelError(f"{where}: {exc}") from None
     except RecursionError:
         raise ModelError(f"{where}: the model's modules nest too deeply to walk") from None
-    except _ModelRaised as raised:
-        exc = raised.error
-        raise ModelError(f"{where}: the model's own {raised.call} failed: {type(exc).__name__}: "
-                         f"{_clip(str(exc))}") from None
     except Exception as exc:  # the model's own code (a property, __getattr__), or another thread changing it
-        if isinstance(exc, RuntimeError) and "changed size during iteration" in str(exc):
+        call, error = (exc.call, exc.error) if isinstance(exc, _ModelRaised) else ("", exc)
+        if isinstance(error, RuntimeError) and "changed size during iteration" in str(error):
             raise ModelError(f"{where}: the model changed while lrrules read its parameters (another thread "
                              "adding or replacing modules?); resolve it while nothing else changes it") from None
-        raise ModelError(f"{where}: reading the model's parameters failed: {type(exc).__name__}: "
-                         f"{_clip(str(exc))}") from None
+        what = f"the model's own {call} failed" if call else "reading the model's parameters failed"
+        raise ModelError(f"{where}: {what}: {type(error).__name__}: {_clip(str(error))}") from None
 
 
 class _ModelRaised(Exception):
