@@ -71,7 +71,8 @@ def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
 def apply_freeze(plan: Plan) -> int:
     """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed."""
     _need_tensors(plan)
-    _check_tensors_current(plan)
+    if plan.frozen:  # a stale plan would freeze tensors the model no longer trains
+        _check_tensors_current(plan)
     changed = 0
     for row in plan.rows:
         if row.status == "frozen":
@@ -135,12 +136,15 @@ def _tensor_ids(model: Any) -> set[int]:
     kind = type(model)
     if kind.parameters is not Module.parameters or kind.named_parameters is not Module.named_parameters:
         return {id(t) for t in model.parameters()}
-    found: set[int] = set()
+    tensors: list[Any] = []
     stack = [model]
     while stack:
         module = stack.pop()
-        found.update(id(t) for t in module._parameters.values() if t is not None)
-        stack.extend(m for m in module._modules.values() if m is not None)
+        if module is not None:  # a child slot set to None
+            tensors.extend(module._parameters.values())
+            stack.extend(module._modules.values())
+    found = set(map(id, tensors))
+    found.discard(id(None))  # an unset parameter slot (Linear(bias=False) keeps 'bias': None)
     return found
 
 
