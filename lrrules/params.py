@@ -48,10 +48,10 @@ class ParamInfo(NamedTuple):
     #: The owning module's plain attributes (numbers, strings, bools: ``groups``, ``in_channels``), as
     #: ``(name, value)`` pairs, for ``where:`` conditions; empty where only names are known (a checkpoint).
     attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
-    #: The owning module of each alias, as ``(class name, base class names)`` in ``aliases``' order,
-    #: where it is not the first name's owner (a tied ``lm_head.weight`` is a Linear's, its
+    #: The owning module of each alias, as ``(class name, base class names, attrs)`` in ``aliases``'
+    #: order, where one is not the first name's owner (a tied ``lm_head.weight`` is a Linear's, its
     #: ``embed.weight`` an Embedding's); empty where every name has one owner, or only names are known.
-    alias_modules: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    alias_modules: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]], ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -65,16 +65,17 @@ class ParamInfo(NamedTuple):
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
-    def owner(self, name: str) -> tuple[str | None, tuple[str, ...]]:
-        """The class name and base class names of the module that holds ``name``, one of :attr:`names`.
+    def owner(self, name: str) -> tuple[str | None, tuple[str, ...], tuple[tuple[str, Any], ...]]:
+        """The class name, base class names and plain attributes of the module that holds ``name``,
+        one of :attr:`names`.
 
         >>> ParamInfo("embed.weight", (10, 4), "Embedding", True, 0, ("head.weight",),
-        ...           alias_modules=(("Linear", ()),)).owner("head.weight")
-        ('Linear', ())
+        ...           alias_modules=(("Linear", (), (("out_features", 10),)),)).owner("head.weight")
+        ('Linear', (), (('out_features', 10),))
         """
         if self.alias_modules and name in self.aliases:
             return self.alias_modules[self.aliases.index(name)]
-        return self.module, self.bases
+        return self.module, self.bases, self.attrs
 
     @property
     def fan_in(self) -> int:
@@ -230,7 +231,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
     tensors: list[Any] = []
     position: dict[int, int] = {}
     extra: dict[int, list[str]] = {}  # other names of tensors met more than once
-    owners: dict[int, list[tuple[str, tuple[str, ...]]]] = {}  # the owner of each of those names
+    owners: dict[int, list[tuple[str, tuple[str, ...], Any]]] = {}  # the owner of each of those names
     kinds: dict[type, tuple[str, tuple[str, ...]]] = {}  # class -> its name and its bases' names
     shared: dict[Any, Any] = {}  # equal attribute tuples kept once: a large model has few distinct ones
     layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -259,7 +260,8 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
                     found = kinds.get(owner)
                     if found is None:
                         found = kinds[owner] = (owner.__name__, _bases(owner))
-                    owners.setdefault(seen, []).append(found)
+                    held = _attributes(holder, layouts)
+                    owners.setdefault(seen, []).append((*found, shared.setdefault(held, held)))
                 continue
             try:
                 shape = tuple(tensor.shape)
@@ -287,7 +289,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
                          "before resolving, so that their shapes are known")
     for i, others in extra.items():
         if others:
-            kind = (infos[i].module, infos[i].bases)
+            kind = (infos[i].module, infos[i].bases, infos[i].attrs)
             found = owners[i]
             infos[i] = infos[i]._replace(aliases=tuple(others),
                                          alias_modules=tuple(found) if any(k != kind for k in found) else ())

@@ -503,3 +503,12 @@ def test_on_generated_models_any_name_of_a_tensor_with_its_owner_claims_it(model
     row = next(a for a in plan.params if a.name == first)
     assert row.rule == "picked"
     assert plan.frozen_at(epoch=0) == {first}
+
+
+def test_a_where_beside_a_module_matcher_reads_the_attributes_of_the_tied_names_owner(tied: TiedLM) -> None:
+    # head.weight is the Linear's (out_features 10), embed.weight the Embedding's (no out_features)
+    text = TIED_MODULE.replace("module: Linear}", 'module: Linear, where: "out_features == 10"}')
+    plan = lrrules.loads(text).resolve(tied)
+    assert next(a for a in plan.params if a.name == "embed.weight").rule == "head"
+    text = TIED_MODULE.replace("module: Linear}", 'module: Linear, where: "out_features == 11"}')
+    assert next(a for a in lrrules.loads(text).resolve(tied).params if a.name == "embed.weight").rule == "body"
