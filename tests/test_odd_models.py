@@ -512,3 +512,21 @@ def test_a_where_beside_a_module_matcher_reads_the_attributes_of_the_tied_names_
     assert next(a for a in plan.params if a.name == "embed.weight").rule == "head"
     text = TIED_MODULE.replace("module: Linear}", 'module: Linear, where: "out_features == 11"}')
     assert next(a for a in lrrules.loads(text).resolve(tied).params if a.name == "embed.weight").rule == "body"
+
+
+@pytest.mark.slow  # transformers' import
+def test_the_model_cache_keeps_the_owner_of_each_tied_name(hf_dir: Any, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A cached model must give the groups the built one gives: the second run reads the cache."""
+    import json
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(TIED_MODULE.replace("head.*", "lm_head.*").replace(
+        "module: Linear}", 'module: Linear, where: "out_features == 64"}'))
+    spec = f"hf:{hf_dir('gpt2')}"
+    runs = []
+    for _ in range(2):
+        code, out, err = run(capsys, "resolve", str(rules), "--model", spec, "--format", "json")
+        assert code == 0, err
+        runs.append({p["name"]: p["rule"] for p in json.loads(out)["params"]})
+    assert runs[0] == runs[1] and runs[0]["transformer.wte.weight"] == "head"
