@@ -184,8 +184,10 @@ class Module:
                 "module",
             )
         # The class or any of its bases, the way isinstance sees it: `MyNorm(nn.LayerNorm)` is a LayerNorm.
+        # Under a tied tensor's other name, the module holding that name (lm_head.weight: a Linear).
+        module, bases, _ = param.owner(param.name) if param.alias_modules else (param.module, param.bases, ())
         regex = self._regex  # type: ignore[attr-defined]
-        return {} if regex.match(param.module) or any(regex.match(b) for b in param.bases) else None
+        return {} if regex.match(module) or any(regex.match(b) for b in bases) else None
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,8 @@ class Where:
     condition: Formula
 
     def match(self, param: ParamInfo) -> Captures | None:
-        env: dict[str, Any] = dict(param.attrs)
+        # Under a tied tensor's other name, the attributes of the module holding that name.
+        env: dict[str, Any] = dict(param.owner(param.name)[2] if param.alias_modules else param.attrs)
         env.update(ndim=param.ndim, numel=param.numel, fan_in=param.fan_in, fan_out=param.fan_out)
         env.update((f"dim{k}", n) for k, n in enumerate(param.shape))
         missing = sorted(self.condition.names - env.keys())

@@ -149,14 +149,18 @@ def _read(path: Path, key: str) -> tuple[str, list[ParamInfo], bool, dict[str, i
         if data["key"] != key:  # a hash collision or a file put there by hand: not ours
             return None
         params = []
-        for i, (name, shape, module, grad, aliases, bases, attrs) in enumerate(data["params"]):
+        for i, (name, shape, module, grad, aliases, bases, attrs, owners) in enumerate(data["params"]):
             if not (isinstance(name, str) and all(isinstance(d, int) for d in shape) and isinstance(grad, bool)
                     and (module is None or isinstance(module, str))
                     and all(isinstance(a, str) for a in (*aliases, *bases))
-                    and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in attrs)):
+                    and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in attrs)
+                    and all(isinstance(m, str) and all(isinstance(b, str) for b in kinds)
+                            and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in held)
+                            for m, kinds, held in owners)):
                 return None
             params.append(ParamInfo(name, tuple(shape), module, grad, i, tuple(aliases), tuple(bases),
-                                    tuple((k, v) for k, v in attrs)))
+                                    tuple((k, v) for k, v in attrs),
+                                    tuple((m, tuple(kinds), tuple((k, v) for k, v in held)) for m, kinds, held in owners)))
         layer_map = data["timm_layers"]
         count = data["timm_layer_count"]
         if not params or not isinstance(data["label"], str) or not isinstance(data["ordered"], bool) \
@@ -181,7 +185,9 @@ def _write(path: Path, key: str, model: Any) -> None:
     data = {"key": key, "label": model.label, "ordered": model.ordered, "timm_layers": layer_map,
             "timm_layer_count": count,
             "params": [[p.name, list(p.shape), p.module, p.requires_grad, list(p.aliases), list(p.bases),
-                        [list(pair) for pair in p.attrs]] for p in model.params]}
+                        [list(pair) for pair in p.attrs],
+                        [[m, list(kinds), [list(pair) for pair in held]] for m, kinds, held in p.alias_modules]]
+                       for p in model.params]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")

@@ -14,6 +14,8 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .errors import ModelError
+
 if TYPE_CHECKING:
     import torch
 
@@ -46,6 +48,10 @@ class ParamInfo(NamedTuple):
     #: The owning module's plain attributes (numbers, strings, bools: ``groups``, ``in_channels``), as
     #: ``(name, value)`` pairs, for ``where:`` conditions; empty where only names are known (a checkpoint).
     attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
+    #: The owning module of each alias, as ``(class name, base class names, attrs)`` in ``aliases``'
+    #: order, where one is not the first name's owner (a tied ``lm_head.weight`` is a Linear's, its
+    #: ``embed.weight`` an Embedding's); empty where every name has one owner, or only names are known.
+    alias_modules: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]], ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -58,6 +64,18 @@ class ParamInfo(NamedTuple):
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
+
+    def owner(self, name: str) -> tuple[str | None, tuple[str, ...], tuple[tuple[str, Any], ...]]:
+        """The class name, base class names and plain attributes of the module that holds ``name``,
+        one of :attr:`names`.
+
+        >>> ParamInfo("embed.weight", (10, 4), "Embedding", True, 0, ("head.weight",),
+        ...           alias_modules=(("Linear", (), (("out_features", 10),)),)).owner("head.weight")
+        ('Linear', (), (('out_features', 10),))
+        """
+        if self.alias_modules and name in self.aliases:
+            return self.alias_modules[self.aliases.index(name)]
+        return self.module, self.bases, self.attrs
 
     @property
     def fan_in(self) -> int:
@@ -166,26 +184,68 @@ def clean_name(name: str) -> str:
     return ".".join(part for part in name.split(".") if part not in WRAPPER_PARTS)
 
 
-def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
+def collect(model: torch.nn.Module, source: str | None = None) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
     """Every parameter tensor of ``model`` once, in registration order, with the tensors themselves.
+
+    A model that cannot be read as it stands is refused with :class:`~lrrules.errors.ModelError`
+    naming ``source`` (the ``--model`` text; the model's class without one): its own
+    ``named_modules()`` or ``named_parameters()`` raising, parameters a lazy module has not made yet,
+    two tensors left with one name once wrapper parts are taken out, the model changed while read.
 
     >>> infos, tensors = collect(torch.nn.Linear(2, 3))      # doctest: +SKIP
     >>> [(p.name, p.shape) for p in infos]                    # doctest: +SKIP
     [('weight', (3, 2)), ('bias', (3,))]
     """
+    where = source or f"the {type(model).__name__} model"
+    try:
+        return _collect(model)
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise ModelError(f"{where}: the model's modules nest too deeply to walk") from None
+    except Exception as exc:  # the model's own code (a property, __getattr__), or another thread changing it
+        call, error = (exc.call, exc.error) if isinstance(exc, _ModelRaised) else ("", exc)
+        if isinstance(error, RuntimeError) and "changed size during iteration" in str(error):
+            raise ModelError(f"{where}: the model changed while lrrules read its parameters (another thread "
+                             "adding or replacing modules?); resolve it while nothing else changes it") from None
+        what = f"the model's own {call} failed" if call else "reading the model's parameters failed"
+        raise ModelError(f"{where}: {what}: {type(error).__name__}: {_clip(str(error))}") from None
+
+
+class _ModelRaised(Exception):
+    """The model's own ``call`` (``named_modules()``) raised ``error``."""
+
+    def __init__(self, call: str, error: Exception) -> None:
+        super().__init__(call)
+        self.call = call
+        self.error = error
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
     infos: list[ParamInfo] = []
     tensors: list[Any] = []
     position: dict[int, int] = {}
     extra: dict[int, list[str]] = {}  # other names of tensors met more than once
+    owners: dict[int, list[tuple[str, tuple[str, ...], Any]]] = {}  # the owner of each of those names
     kinds: dict[type, tuple[str, tuple[str, ...]]] = {}  # class -> its name and its bases' names
     shared: dict[Any, Any] = {}  # equal attribute tuples kept once: a large model has few distinct ones
     layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+    lazy: list[str] = []  # parameters a lazy module makes at its first forward pass
     new = tuple.__new__
+    inner = unwrap(model)
+    _probe(inner)
+    stripped: list[str] = []  # the wrapper parts the walk took out of the names
     try:
-        walk = list(_walk(unwrap(model)))
+        walk = list(_walk(inner, stripped))
     except _CustomWalk:  # a module names its children itself: its own named_modules() walks them
-        walk = list(_named_modules(unwrap(model)))
-    for prefix, module in walk:
+        walk = list(_named_modules(inner))
+        stripped.append("?")
+    for prefix, module, holder in walk:
         attrs = kind = None
         for local, tensor in module._parameters.items():
             if tensor is None:
@@ -196,46 +256,106 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
                 name = prefix + local
                 if name != infos[seen].name and name not in others:
                     others.append(name)
+                    owner = type(holder)
+                    found = kinds.get(owner)
+                    if found is None:
+                        found = kinds[owner] = (owner.__name__, _bases(owner))
+                    held = _attributes(holder, layouts)
+                    owners.setdefault(seen, []).append((*found, shared.setdefault(held, held)))
+                continue
+            try:
+                shape = tuple(tensor.shape)
+            except RuntimeError:
+                if not _uninitialized(tensor):
+                    raise
+                lazy.append(prefix + local)
                 continue
             if kind is None:  # once per module, and only for one that holds new tensors
-                owner = type(module)
+                owner = type(holder)
                 kind = kinds.get(owner)
                 if kind is None:
                     kind = kinds[owner] = (owner.__name__, _bases(owner))
-                attrs = _attributes(module, layouts)
+                attrs = _attributes(holder, layouts)
                 attrs = shared.setdefault(attrs, attrs)
             position[id(tensor)] = len(infos)
             # tuple.__new__ is ParamInfo(...) without the named tuple's Python-level __new__ (a third of the cost)
-            infos.append(new(ParamInfo, (prefix + local, tuple(tensor.shape), kind[0], tensor.requires_grad,
-                                         len(infos), (), kind[1], attrs)))
+            infos.append(new(ParamInfo, (prefix + local, shape, kind[0], tensor.requires_grad,
+                                         len(infos), (), kind[1], attrs, ())))
             tensors.append(tensor)
+    if lazy:
+        raise ModelError(f"{len(lazy)} parameter(s) do not exist yet ({', '.join(lazy[:5])}"
+                         f"{', ...' if len(lazy) > 5 else ''}): a lazy module (nn.LazyLinear, nn.LazyConv2d...) "
+                         "makes them at its first forward pass; run one forward pass (model(example_input)) "
+                         "before resolving, so that their shapes are known")
     for i, others in extra.items():
         if others:
-            infos[i] = infos[i]._replace(aliases=tuple(others))
+            kind = (infos[i].module, infos[i].bases, infos[i].attrs)
+            found = owners[i]
+            infos[i] = infos[i]._replace(aliases=tuple(others),
+                                         alias_modules=tuple(found) if any(k != kind for k in found) else ())
+    if stripped:  # only a name with a part taken out can collide with another
+        _refuse_one_name_for_two(infos)
     return infos, tensors
+
+
+def _probe(model: Any) -> None:
+    """Call the model's own ``named_parameters``/``named_modules`` where it overrides them: a model
+    whose walk raises fails here, named, rather than later inside the optimizer or ``init``."""
+    from torch.nn import Module
+
+    for call in ("named_parameters", "parameters"):  # named_modules: _named_modules calls it, guarded
+        if getattr(type(model), call, None) is not getattr(Module, call):
+            try:
+                for _ in getattr(model, call)():
+                    pass
+            except Exception as exc:
+                raise _ModelRaised(f"{call}()", exc) from None
+
+
+def _uninitialized(tensor: Any) -> bool:
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    return isinstance(tensor, UninitializedTensorMixin)
+
+
+def _refuse_one_name_for_two(infos: list[ParamInfo]) -> None:
+    """Two tensors under one name (a user's attribute called ``_orig_mod`` or ``module`` taken out as a
+    wrapper's part) would let one rule setting stand for both and hand the optimizer the wrong one."""
+    names = [n for info in infos for n in info.names]
+    if len(set(names)) == len(names):
+        return
+    seen: set[str] = set()
+    twice = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    raise ModelError(f"two different tensors are both named '{twice[0]}' once the name parts wrappers insert "
+                     f"({', '.join(sorted(WRAPPER_PARTS))}, DDP's module) are taken out: a module of the model "
+                     "has an attribute of one of those names that is not a wrapper; rename it")
 
 
 class _CustomWalk(Exception):
     """A module overrides ``named_modules``: :func:`_walk` cannot stand in for it."""
 
 
-def _walk(model: torch.nn.Module) -> Iterator[tuple[str, Any]]:
-    """``(name prefix, module)`` for every module holding parameters, as
+def _walk(model: torch.nn.Module, stripped: list[str]) -> Iterator[tuple[str, Any, Any]]:
+    """``(name prefix, module, owner)`` for every module holding parameters, as
     ``model.named_modules(remove_duplicate=False)`` orders them, with the name parts wrappers insert
-    left out. One loop with a stack: torch's walk is a generator per level, each item passed up
-    through every level above it."""
-    from torch.nn import Module
+    left out (each one taken out goes into ``stripped``). ``owner`` is the module the rules see as the parameters' owner: the module itself,
+    except for a parametrization's ``original`` tensors (``fc.parametrizations.weight.original0``),
+    which are the parametrized module's (``fc``, a Linear). One loop with a stack: torch's walk is a
+    generator per level, each item passed up through every level above it."""
+    from torch.nn import Module, ModuleDict
+    from torch.nn.utils.parametrize import ParametrizationList
 
     stock = Module.named_modules
     wrapper_kinds: dict[type, bool] = {}
-    stack: list[tuple[str, Any, bool]] = [("", model, True)]
+    stack: list[tuple[str, Any, bool, Any]] = [("", model, True, None)]
     while stack:
-        prefix, module, root = stack.pop()
+        prefix, module, root, owner = stack.pop()
         kind = type(module)
         if kind.named_modules is not stock:
             raise _CustomWalk
+        listed = kind is ParametrizationList
         if module._parameters:
-            yield prefix, module
+            yield prefix, module, owner if listed and owner is not None else module
         children = module._modules
         if not children:
             continue
@@ -246,23 +366,43 @@ def _walk(model: torch.nn.Module) -> Iterator[tuple[str, Any]]:
         for name, child in reversed(children.items()):
             if child is None:
                 continue
-            if name in WRAPPER_PARTS or (wrapper and name == "module"):
-                stack.append((prefix, child, False))
+            if listed:
+                below = None  # a parametrization's own modules own what they hold
+            elif owner is not None:
+                below = owner  # the `parametrizations` dict: its lists' tensors are the owner's
             else:
-                stack.append((f"{prefix}{name}.", child, False))
+                below = module if name == "parametrizations" and type(child) is ModuleDict else None
+            if name in WRAPPER_PARTS or (wrapper and name == "module"):
+                stripped.append(name)
+                stack.append((prefix, child, False, below))
+            else:
+                stack.append((f"{prefix}{name}.", child, False, below))
 
 
-def _named_modules(model: torch.nn.Module) -> Iterator[tuple[str, Any]]:
+def _named_modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
     """What :func:`_walk` gives, through ``named_modules``: for models whose modules walk themselves."""
+    from torch.nn.utils.parametrize import ParametrizationList
+
+    try:
+        found = list(model.named_modules(remove_duplicate=False))
+    except Exception as exc:
+        raise _ModelRaised("named_modules()", exc) from None
+    by_name = {}
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
-    for module_name, module in model.named_modules(remove_duplicate=False):
+    for module_name, module in found:
+        by_name.setdefault(module_name, module)
         if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
             wrappers.add(module_name)
         if not module._parameters:
             continue
+        owner = module
+        if type(module) is ParametrizationList:  # `fc.parametrizations.weight`: the tensors are fc's
+            parts = module_name.split(".")
+            if len(parts) >= 2 and parts[-2] == "parametrizations":
+                owner = by_name.get(".".join(parts[:-2]), module)
         if wrappers and module_name:
             parts = module_name.split(".")
             module_name = ".".join(p for i, p in enumerate(parts)
                                    if not (p == "module" and ".".join(parts[:i]) in wrappers))
         module_name = clean_name(module_name)
-        yield module_name + "." if module_name else "", module
+        yield module_name + "." if module_name else "", module, owner

@@ -336,7 +336,9 @@ def phase_effects(rules: RuleSet, compiled: Compiled, infos: Sequence[ParamInfo]
             matcher = compiled.phases[k][field == "unfreeze"]
             assert matcher is not None  # compiled wherever the spec is given
             try:
-                found[field] = tuple(info.name for info in grouped if matcher.match(info) is not None)
+                # A tied tensor under any of its names, as the rules see it (lm_head.* freezes a tied lm_head.weight).
+                found[field] = tuple(info.name for info in grouped if any(
+                    matcher.match(info if n == info.name else info._replace(name=n)) is not None for n in info.names))
             except MatchError as exc:
                 raise fail(rules, ("phases", k, field), exc.message) from None
         effects.append(PhaseEffect(k, phase.from_epoch, phase.from_step, found["freeze"], found["unfreeze"]))

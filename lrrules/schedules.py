@@ -46,6 +46,8 @@ def rule_lambdas(plan: Plan, total_steps: int | None = None, steps_per_epoch: in
     >>> lambdas = rule_lambdas(plan, total_steps=1000)                  # doctest: +SKIP
     >>> LambdaLR(optimizer, lambdas)                                      # doctest: +SKIP
     """
+    total_steps = _whole("total_steps", total_steps)
+    steps_per_epoch = _whole("steps_per_epoch", steps_per_epoch)
     bases = _bases(base, len(plan.groups))
     out = []
     for group, outer in zip(plan.groups, bases):
@@ -68,6 +70,27 @@ def rule_scheduler(optimizer: torch.optim.Optimizer, plan: Plan, total_steps: in
         raise UsageError(f"the optimizer has {len(optimizer.param_groups)} param groups and the plan "
                          f"{len(plan.groups)}: build the optimizer from this plan (lrrules.build)")
     return LambdaLR(optimizer, rule_lambdas(plan, total_steps, steps_per_epoch, base))
+
+
+def _whole(name: str, value: Any) -> int | None:
+    """Refuse a step count that cannot work: ``steps_per_epoch=0`` would divide by zero at the first
+    step, ``-1`` count epochs backwards, ``2.5`` or ``True`` make epochs that are not whole numbers."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not _integral(value) or int(value) < 1:
+        raise UsageError(f"{name}={value!r}: give a whole number of steps >= 1 (or leave it out)")
+    return int(value)
+
+
+def _integral(value: Any) -> bool:
+    """An int, or an integer of another kind (numpy's, a 0-d integer tensor): what ``operator.index`` accepts."""
+    import operator
+
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _bases(base: Base, n: int) -> list[Factor | None]:

@@ -110,7 +110,7 @@ def _own_args(args: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
 
 
 def _built(label: str, module: torch.nn.Module) -> Model:
-    params, tensors = collect(module)
+    params, tensors = collect(module, label)
     if not params:
         raise ModelError(f"{label}: the model has no parameters, so there is nothing to check rules against")
     return Model(label, params, module, tensors)

@@ -34,7 +34,7 @@ def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) ->
         candidates = _hf_heads(inner)
     else:
         last = _last_name(params, inner)
-        candidates = [last.rsplit(".", 1)[0]] if last and "." in last else []
+        candidates = [_holder(last)] if last and "." in last else []
     found = [str(c) for c in dict.fromkeys(candidates)
              if c and any(n == c or n.startswith(c + ".") for n in names)]
     found = [c for c in found if not any(c.startswith(other + ".") for other in found)]  # lm_head, not lm_head.decoder
@@ -55,6 +55,20 @@ def _hf_heads(model: Any) -> list[str]:
     if output is not None:
         heads += [name for name, module in model.named_modules() if module is output][:1]
     return heads
+
+
+def _holder(name: str) -> str:
+    """The module path holding parameter ``name``; for a parametrization's tensor, the parametrized
+    module's (``head.last_layer.parametrizations.weight.original1`` -> ``head.last_layer``, DINO's
+    head under ``weight_norm``), not the bookkeeping module torch puts between them.
+
+    >>> _holder("head.fc.parametrizations.weight.original0"), _holder("head.fc.weight_g")
+    ('head.fc', 'head.fc')
+    """
+    parts = name.split(".")[:-1]
+    if "parametrizations" in parts[:-1]:
+        parts = parts[:parts.index("parametrizations")]
+    return ".".join(parts)
 
 
 def _last_name(params: Sequence[ParamInfo], model: Any) -> str | None:
