@@ -31,11 +31,11 @@ from typing import Any
 from .params import ParamInfo
 
 #: Bumped whenever an entry's layout changes: older entries then miss instead of being misread.
-FORMAT = 2  # 2: the owning modules' plain attributes (for where: conditions)
+FORMAT = 3  # 2: the owning modules' plain attributes (for where: conditions); 3: each tensor's roles
 _LIBRARIES = ("lrrules", "torch", "timm", "torchvision", "transformers")
 #: lrrules' own modules whose code decides what a source yields (a development install changes
 #: them without changing the version).
-_OWN_MODULES = ("sources.py", "checkpoints.py", "params.py", "layers.py", "modelcache.py")
+_OWN_MODULES = ("sources.py", "checkpoints.py", "params.py", "layers.py", "modelcache.py", "roles.py")
 
 
 class CachedModule:
@@ -149,14 +149,15 @@ def _read(path: Path, key: str) -> tuple[str, list[ParamInfo], bool, dict[str, i
         if data["key"] != key:  # a hash collision or a file put there by hand: not ours
             return None
         params = []
-        for i, (name, shape, module, grad, aliases, bases, attrs) in enumerate(data["params"]):
+        for i, (name, shape, module, grad, aliases, bases, attrs, roles) in enumerate(data["params"]):
             if not (isinstance(name, str) and all(isinstance(d, int) for d in shape) and isinstance(grad, bool)
                     and (module is None or isinstance(module, str))
                     and all(isinstance(a, str) for a in (*aliases, *bases))
-                    and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in attrs)):
+                    and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in attrs)
+                    and all(isinstance(r, str) and isinstance(why, str) for r, why in roles)):
                 return None
             params.append(ParamInfo(name, tuple(shape), module, grad, i, tuple(aliases), tuple(bases),
-                                    tuple((k, v) for k, v in attrs)))
+                                    tuple((k, v) for k, v in attrs), tuple((r, why) for r, why in roles)))
         layer_map = data["timm_layers"]
         count = data["timm_layer_count"]
         if not params or not isinstance(data["label"], str) or not isinstance(data["ordered"], bool) \
@@ -181,7 +182,7 @@ def _write(path: Path, key: str, model: Any) -> None:
     data = {"key": key, "label": model.label, "ordered": model.ordered, "timm_layers": layer_map,
             "timm_layer_count": count,
             "params": [[p.name, list(p.shape), p.module, p.requires_grad, list(p.aliases), list(p.bases),
-                        [list(pair) for pair in p.attrs]] for p in model.params]}
+                        [list(pair) for pair in p.attrs], [list(pair) for pair in p.roles]] for p in model.params]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")

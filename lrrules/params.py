@@ -46,6 +46,9 @@ class ParamInfo(NamedTuple):
     #: The owning module's plain attributes (numbers, strings, bools: ``groups``, ``in_channels``), as
     #: ``(name, value)`` pairs, for ``where:`` conditions; empty where only names are known (a checkpoint).
     attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
+    #: What the tensor does in its model, each role with its evidence (``("head", "...")``): see
+    #: :mod:`lrrules.roles`. From a checkpoint only the roles names decide.
+    roles: tuple[tuple[str, str], ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -207,11 +210,14 @@ def collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Para
             position[id(tensor)] = len(infos)
             # tuple.__new__ is ParamInfo(...) without the named tuple's Python-level __new__ (a third of the cost)
             infos.append(new(ParamInfo, (prefix + local, tuple(tensor.shape), kind[0], tensor.requires_grad,
-                                         len(infos), (), kind[1], attrs)))
+                                         len(infos), (), kind[1], attrs, ())))
             tensors.append(tensor)
     for i, others in extra.items():
         if others:
             infos[i] = infos[i]._replace(aliases=tuple(others))
+    from .roles import model_roles
+
+    infos = [new(ParamInfo, (*info[:-1], roles)) for info, roles in zip(infos, model_roles(unwrap(model), infos, tensors))]
     return infos, tensors
 
 
