@@ -33,6 +33,7 @@ from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileErr
 from .formula import Formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
 from .layers import assign, unordered
+from .lint import muon_route_cautions
 from .matching import Captures, Index, with_regex_budget
 from .params import MAX_DIMS, ParamInfo, wrapped_prefix
 from .routes import NDIM_LIMITS, optimizer_type, refused_shape
@@ -92,7 +93,7 @@ def resolve_params(
     ctx = Context(rules, compiled, layers, num_layers, len(params))
     outcomes, conflicts, used = resolve_rows(ctx, params)
     outcomes, groups = group(params, outcomes, rules)
-    cautions = _cautions(rules, params, num_layers, reads)
+    cautions = _cautions(rules, params, num_layers, reads) + tuple(muon_route_cautions(rules, params, groups))
     return make_plan(ctx, params, outcomes, groups, conflicts, used, tuple(tensors), cautions)
 
 
