@@ -71,12 +71,13 @@ def test_llrd_is_layer_decay_over_the_blocks() -> None:
 
     model = Encoder(4)
     got = _settings(_use("llrd", lr=1e-3, layer_decay=0.5, weight_decay=0.1).resolve(model))
-    # By hand: embeddings are layer 0, block i layer i + 1, the head layer 5, of 6 layers.
+    # By hand: embeddings are layer 0, block i layer i + 1, the head layer 5, of 6 layers; the top
+    # block trains at lr with the head, each block below at 0.5 times the one above.
     layer = {"embed": 0, "head": 5, **{f"blocks.{i}": i + 1 for i in range(4)}}
     for name, p in model.named_parameters():
         prefix = name.rsplit(".", 2)[0] if name.startswith("blocks") else name.split(".")[0]
         wd = 0.0 if p.ndim <= 1 or name.endswith(".bias") else 0.1
-        assert got[name] == pytest.approx((1e-3 * 0.5 ** (5 - layer[prefix]), wd)), name
+        assert got[name] == pytest.approx((1e-3 * 0.5 ** max(0, 4 - layer[prefix]), wd)), name
 
 
 def test_mup_hidden_matrices_at_base_over_width_mult() -> None:
