@@ -121,10 +121,10 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
             continue
         if isinstance(module, norms):
             torch_class = next(k.__name__ for k in type(module).__mro__ if k.__module__.startswith("torch.nn"))
-            mark_own(own, position, found, "norm", f"its module is an nn.{torch_class} (isinstance)")
+            _mark_own(own, position, found, "norm", f"its module is an nn.{torch_class} (isinstance)")
         elif all(t.ndim <= 1 for t in own) and any(_NORM_CLASS.search(k.__name__) for k in _classes(module)):
             named = next(k.__name__ for k in _classes(module) if _NORM_CLASS.search(k.__name__))
-            mark_own(own, position, found, "norm", f"its module's class {named} is a norm (1-D gains)")
+            _mark_own(own, position, found, "norm", f"its module's class {named} is a norm (1-D gains)")
         for local, tensor in module._parameters.items():
             if tensor is None:
                 continue
@@ -148,7 +148,7 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
     return out
 
 
-def mark_own(own: Sequence[Any], position: dict[int, int], found: list[dict[str, str]], role: str, why: str) -> None:
+def _mark_own(own: Sequence[Any], position: dict[int, int], found: list[dict[str, str]], role: str, why: str) -> None:
     """Give ``role`` to the module's own tensors ``own`` (not to those of its children)."""
     for tensor in own:
         i = position.get(id(tensor))
@@ -243,7 +243,7 @@ def _call(model: Any, method: str) -> Any:
 
     try:
         found = getattr(model, method)()
-    except (NotImplementedError, AttributeError, TypeError):
+    except Exception:  # noqa: BLE001  the model's own hook: a failure means only that it names no module
         return None
     return found if isinstance(found, torch.nn.Module) else None
 

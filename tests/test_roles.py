@@ -133,3 +133,12 @@ def test_a_head_or_embedding_routed_to_muon_fails_check_strict(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "'lm_head.weight' is the head" in out and "'model.embed_tokens.weight' is the embedding" in out
     assert main(["check", "lrrules:muon", "--model", model, "--no-cache", "--strict"]) == 0
+
+
+def test_a_model_whose_hooks_fail_still_has_roles() -> None:
+    class Odd(TinyNet):
+        def no_weight_decay(self) -> set[str]:
+            raise RuntimeError("broken hook")
+
+    roles = _roles(Odd())
+    assert roles["fc.weight"] == {"head"} and all("no_weight_decay" not in r for r in roles.values())
