@@ -40,6 +40,7 @@ from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .params import MAX_DIMS
 from .reader import SourceMap
 from .regexes import check_regex, compile_regex, growth_budget
+from .roles import ALIASES, ROLES
 
 if TYPE_CHECKING:
     import torch
@@ -143,6 +144,21 @@ def _plain_number(value: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_plain_number), Field(allow_inf_nan=False)]
 Count = Annotated[int, BeforeValidator(_plain_number)]
 
+def _check_role(value: Any) -> Any:
+    if isinstance(value, str) and value not in ROLES and value not in ALIASES:
+        close = difflib.get_close_matches(value, [*ROLES, *ALIASES], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise PydanticCustomError("role", "unknown role '{role}'{hint}; the roles: {roles}",
+                                  {"role": value, "hint": hint, "roles": ", ".join(ROLES)})
+    return value
+
+
+Roles = Annotated[
+    list[Annotated[str, BeforeValidator(_check_role)]],
+    BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]),
+    Field(min_length=1),
+]
+
 Ndims = Annotated[
     list[Annotated[Count, Field(ge=0)]],
     BeforeValidator(_listify, json_schema_input_type=Union[int, list[int]]),
@@ -161,6 +177,10 @@ class MatchFields(BaseModel):
     )
     module: Globs | None = Field(None, description="Glob(s) over the class name of the module owning the parameter.")
     ndim: Ndims | None = Field(None, description="The parameter's number of dimensions, or a list of them.")
+    role: Roles | None = Field(
+        None, description="What the tensor does in the model, read from its structure (any of a list): "
+        "embedding, head (or output, unembedding), hidden, norm, bias, position, no_weight_decay. "
+        "On a checkpoint (names and shapes only) only bias is decided; see docs/language.md#roles.")
     where: str | None = Field(
         None, description="A condition (a formula) over the shape variables (ndim, numel, fan_in, fan_out, "
         "dim0 ...) and the plain attributes of the owning module (groups, in_channels, ...): "
@@ -180,7 +200,7 @@ class MatchFields(BaseModel):
     def _not_empty(self) -> MatchFields:
         if not self.model_fields_set:
             raise PydanticCustomError(
-                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, where, any, all or not", {}
+                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, role, where, any, all or not", {}
             )
         return self
 
@@ -205,7 +225,7 @@ Matcher = Annotated[
         _matcher_kind,
         custom_error_type="matcher",
         custom_error_message="a matcher is a glob string, a list of globs, or a mapping of "
-        "glob, regex, module, ndim, where, any, all, not",
+        "glob, regex, module, ndim, role, where, any, all, not",
     ),
 ]
 MATCHER_TAGS = frozenset({"<glob>", "<globs>", "<fields>"})

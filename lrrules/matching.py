@@ -24,6 +24,7 @@ from .formula import Formula
 from .language import MatchFields
 from .params import ParamInfo
 from .regexes import compile_regex
+from .roles import NAME_ROLES, canonical
 
 #: Seconds one regex may spend on one name before the match is stopped as catastrophic.
 REGEX_TIMEOUT = 0.25
@@ -199,6 +200,22 @@ class Ndim:
 
 
 @dataclass(frozen=True)
+class Role:
+    """``role:``: the tensor has one of these roles (see :mod:`lrrules.roles`), decided from the model."""
+
+    roles: frozenset[str]
+
+    def match(self, param: ParamInfo) -> Captures | None:
+        if param.module is None and not self.roles <= NAME_ROLES:
+            asked = ", ".join(sorted(self.roles - NAME_ROLES))
+            raise MatchError(
+                f"'role: {asked}' needs the model's modules, and parameter '{param.name}' has none (a checkpoint "
+                f"holds only names and shapes, which decide only the role {', '.join(sorted(NAME_ROLES))}); "
+                "resolve against the model, or match by name or ndim instead", "role")
+        return {} if any(role in self.roles for role, _ in param.roles) else None
+
+
+@dataclass(frozen=True)
 class Where:
     """A ``where:`` condition over the shape variables and the owning module's plain attributes."""
 
@@ -281,6 +298,8 @@ def compile_matcher(spec: Any) -> Matcher:
         parts.append(Glob(tuple(spec.glob)))
     if spec.module is not None:
         parts.append(Module(tuple(spec.module)))
+    if spec.role is not None:
+        parts.append(Role(frozenset(canonical(r) for r in spec.role)))
     if spec.not_ is not None:
         parts.append(Not(compile_matcher(spec.not_)))
     if spec.regex is not None:

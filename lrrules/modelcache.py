@@ -31,11 +31,11 @@ from typing import Any
 from .params import ParamInfo
 
 #: Bumped whenever an entry's layout changes: older entries then miss instead of being misread.
-FORMAT = 2  # 2: the owning modules' plain attributes (for where: conditions)
+FORMAT = 4  # 2: the owning modules' plain attributes (for where: conditions); 3: each tensor's roles; 4: the owner of each name of a tied tensor
 _LIBRARIES = ("lrrules", "torch", "timm", "torchvision", "transformers")
 #: lrrules' own modules whose code decides what a source yields (a development install changes
 #: them without changing the version).
-_OWN_MODULES = ("sources.py", "checkpoints.py", "params.py", "layers.py", "modelcache.py")
+_OWN_MODULES = ("sources.py", "checkpoints.py", "params.py", "layers.py", "modelcache.py", "roles.py")
 
 
 class CachedModule:
@@ -149,18 +149,20 @@ def _read(path: Path, key: str) -> tuple[str, list[ParamInfo], bool, dict[str, i
         if data["key"] != key:  # a hash collision or a file put there by hand: not ours
             return None
         params = []
-        for i, (name, shape, module, grad, aliases, bases, attrs, owners) in enumerate(data["params"]):
+        for i, (name, shape, module, grad, aliases, bases, attrs, owners, roles) in enumerate(data["params"]):
             if not (isinstance(name, str) and all(isinstance(d, int) for d in shape) and isinstance(grad, bool)
                     and (module is None or isinstance(module, str))
                     and all(isinstance(a, str) for a in (*aliases, *bases))
                     and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in attrs)
                     and all(isinstance(m, str) and all(isinstance(b, str) for b in kinds)
                             and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in held)
-                            for m, kinds, held in owners)):
+                            for m, kinds, held in owners)
+                    and all(isinstance(r, str) and isinstance(why, str) for r, why in roles)):
                 return None
             params.append(ParamInfo(name, tuple(shape), module, grad, i, tuple(aliases), tuple(bases),
                                     tuple((k, v) for k, v in attrs),
-                                    tuple((m, tuple(kinds), tuple((k, v) for k, v in held)) for m, kinds, held in owners)))
+                                    tuple((m, tuple(kinds), tuple((k, v) for k, v in held)) for m, kinds, held in owners),
+                                    tuple((r, why) for r, why in roles)))
         layer_map = data["timm_layers"]
         count = data["timm_layer_count"]
         if not params or not isinstance(data["label"], str) or not isinstance(data["ordered"], bool) \
@@ -186,7 +188,8 @@ def _write(path: Path, key: str, model: Any) -> None:
             "timm_layer_count": count,
             "params": [[p.name, list(p.shape), p.module, p.requires_grad, list(p.aliases), list(p.bases),
                         [list(pair) for pair in p.attrs],
-                        [[m, list(kinds), [list(pair) for pair in held]] for m, kinds, held in p.alias_modules]]
+                        [[m, list(kinds), [list(pair) for pair in held]] for m, kinds, held in p.alias_modules],
+                        [list(pair) for pair in p.roles]]
                        for p in model.params]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

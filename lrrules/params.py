@@ -52,6 +52,9 @@ class ParamInfo(NamedTuple):
     #: order, where one is not the first name's owner (a tied ``lm_head.weight`` is a Linear's, its
     #: ``embed.weight`` an Embedding's); empty where every name has one owner, or only names are known.
     alias_modules: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]], ...] = ()
+    #: What the tensor does in its model, each role with its evidence (``("head", "...")``): see
+    #: :mod:`lrrules.roles`. From a checkpoint only the roles names decide.
+    roles: tuple[tuple[str, str], ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -280,7 +283,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
             position[id(tensor)] = len(infos)
             # tuple.__new__ is ParamInfo(...) without the named tuple's Python-level __new__ (a third of the cost)
             infos.append(new(ParamInfo, (prefix + local, shape, kind[0], tensor.requires_grad,
-                                         len(infos), (), kind[1], attrs, ())))
+                                         len(infos), (), kind[1], attrs, (), ())))
             tensors.append(tensor)
     if lazy:
         raise ModelError(f"{len(lazy)} parameter(s) do not exist yet ({', '.join(lazy[:5])}"
@@ -295,6 +298,9 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
                                          alias_modules=tuple(found) if any(k != kind for k in found) else ())
     if stripped:  # only a name with a part taken out can collide with another
         _refuse_one_name_for_two(infos)
+    from .roles import model_roles
+
+    infos = [new(ParamInfo, (*info[:-1], roles)) for info, roles in zip(infos, model_roles(unwrap(model), infos, tensors))]
     return infos, tensors
 
 

@@ -23,6 +23,7 @@ import yaml
 from .errors import printable
 from .params import ParamInfo
 from .plan import Assignment, Change, Plan
+from .roles import describe
 
 #: How many names a problem list shows before it says how many more there are.
 SHOWN = 20
@@ -397,6 +398,7 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
         lines = [f"{a.name}  [{shape}, {a.module or 'no module'}]"]
         if a.aliases:
             lines.append(f"  also named: {', '.join(a.aliases)}")
+        lines.append(f"  roles: {describe(plan.rows.infos[a.index])}")
         if a.layer is not None:
             lines.append(f"  layer {a.layer} of {plan.num_layers} (depth {plan.num_layers - 1 - a.layer})")
         if a.status == "conflict":

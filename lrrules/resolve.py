@@ -33,6 +33,7 @@ from .errors import FormulaError, LayerError, MatchError, ModelError, RuleError,
 from .formula import Formula, compile_formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
 from .layers import assign, unordered
+from .lint import muon_route_cautions
 from .matching import Captures, Index, with_regex_budget
 from .params import MAX_DIMS, ParamInfo, wrapped_prefix
 from .routes import NDIM_LIMITS, optimizer_type, refused_shape
@@ -102,7 +103,8 @@ def resolve_params(
     outcomes, conflicts, used = resolve_rows(ctx, params)
     outcomes, groups = group(params, outcomes, rules)
     underflowed = underflowed_groups(groups, outcomes)
-    cautions = _cautions(rules, params, num_layers, reads) + tuple(underflow_caution(groups[k]) for k in underflowed)
+    cautions = (_cautions(rules, params, num_layers, reads) + tuple(underflow_caution(groups[k]) for k in underflowed)
+                + tuple(muon_route_cautions(rules, params, groups)))
     return make_plan(ctx, params, outcomes, groups, conflicts, used, tuple(tensors), cautions, underflowed)
 
 

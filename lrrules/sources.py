@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .checkpoints import _clip, read_index, read_safetensors, read_state_dict
 from .errors import ModelError
 from .params import ParamInfo, collect
+from .roles import name_roles
 
 if TYPE_CHECKING:
     import torch
@@ -272,7 +273,7 @@ def _checkpoint(spec: str) -> Model:
     else:
         entries = read_state_dict(path)
     params = [
-        ParamInfo(name, shape, None, True, i)
+        ParamInfo(name, shape, None, True, i, roles=name_roles(name, shape))
         for i, (name, shape) in enumerate((n, s) for n, s, is_param in entries if is_param)
     ]
     if not params:
