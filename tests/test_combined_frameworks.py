@@ -122,7 +122,8 @@ SCHEDULES: dict[str, tuple[Callable[[torch.optim.Optimizer], Any], Callable[[int
 }
 
 
-@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "cosine_with_warmup" else n
+                                  for n in SCHEDULES])  # importing transformers takes seconds
 def test_a_scheduler_made_before_a_load_state_dict_still_sets_the_lr_each_inner_optimizer_uses(name: str) -> None:
     model = MLP()
     optimizer = built(model)
