@@ -239,10 +239,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not chosen:
         raise UsageError(f"no parameter of {model.label} matches '{args.pattern}'; "
                            f"see `lrrules params --model {model.label}`")
-    def data() -> list[dict[str, Any]]:
-        return [a.to_dict() for a in chosen]
+    types = _optimizer_types(rules)
 
-    _print(render(args.format, data, data, lambda: explain_text(plan, chosen, modifier_hints(rules))))
+    def data() -> list[dict[str, Any]]:  # with the optimizer each goes to, as the text names it
+        routed = [plan.groups[a.group].optimizer if a.group is not None else None for a in chosen]
+        return [dict(a.to_dict(), optimizer=r, optimizer_type=types.get(r) if r else None)
+                for a, r in zip(chosen, routed)]
+
+    _print(render(args.format, data, data, lambda: explain_text(plan, chosen, modifier_hints(rules), types)))
     return EXIT_OK
 
 
@@ -259,6 +263,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
              Change("(defaults)", "weight_decay", old_plan.base_weight_decay, new_plan.base_weight_decay)]
     for key in dict.fromkeys([*old_plan.base_options, *new_plan.base_options]):
         whole.append(Change("(defaults)", key, old_plan.base_options.get(key), new_plan.base_options.get(key)))
+    old_types, new_types = _optimizer_types(old_rules), _optimizer_types(new_rules)
+    for name in dict.fromkeys([*old_types, *new_types]):  # a named optimizer added, dropped or retyped
+        if name != "default":  # the single optimizer: the (optimizer) row above
+            whole.append(Change(f"(optimizers.{name})", "type", old_types.get(name), new_types.get(name)))
     changes = [c for c in whole if c.old != c.new] + diff_plans(old_plan, new_plan)
     if args.summary:
         rows = diff_summary(changes, old_plan, new_plan)
@@ -271,6 +279,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def _optimizer_type(rules: RuleSet) -> str:
     return rules.optimizer.type if rules.optimizer is not None else "AdamW"
+
+
+def _optimizer_types(rules: RuleSet) -> dict[str, str]:
+    """The type of each optimizer a parameter may be routed to, by its name (``default``: the single one)."""
+    from .language import DEFAULT_OPTIMIZER
+    from .routes import optimizer_type
+
+    return {name: optimizer_type(rules, name) for name in [DEFAULT_OPTIMIZER, *rules.optimizers]}
 
 
 def cmd_init(args: argparse.Namespace) -> int:

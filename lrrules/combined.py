@@ -2,9 +2,11 @@
 
 torch's own Muon documentation builds two optimizers by hand and steps both; schedulers, Lightning
 and the Hugging Face Trainer each take one. :class:`CombinedOptimizer` is a
-``torch.optim.Optimizer`` whose ``param_groups`` are its optimizers' groups themselves (the same
-dicts, in the plan's group order), so a scheduler that sets ``group["lr"]`` sets it in the optimizer
-that reads it; ``step``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` go to each.
+``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are read from its optimizers each
+time, never copied: an inner ``load_state_dict`` replaces that optimizer's group dicts and state
+(accelerate calls it when it wraps the optimizer, Lightning when it resumes), and a scheduler must
+still set ``group["lr"]`` in the dict the inner optimizer reads. ``step``, ``zero_grad``,
+``state_dict`` and ``load_state_dict`` go to each.
 
 >>> optimizer, plan = lrrules.build("muon.yaml", model)        # doctest: +SKIP
 >>> optimizer.optimizers["muon"]                                # doctest: +SKIP
@@ -13,8 +15,8 @@ Muon (...)
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import torch
@@ -22,8 +24,64 @@ import torch
 from .errors import ResumeError, UsageError
 
 
+class CombinedState(MutableMapping):  # type: ignore[type-arg]
+    """``CombinedOptimizer.state``: each tensor's entry lives in the state of the optimizer that owns it.
+
+    A read of ``state[p]`` gives (and, as torch's ``defaultdict`` does, creates) the owner's entry;
+    a write goes there too; a tensor no combined optimizer holds is a ``KeyError``, never an entry
+    planted in the first optimizer's state (which its ``state_dict()`` could not save).
+    """
+
+    def __init__(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+        self._optimizers = optimizers
+        self._owners: dict[torch.Tensor, torch.optim.Optimizer] = {}
+
+    def owner(self, param: torch.Tensor) -> torch.optim.Optimizer | None:
+        """The optimizer whose groups hold ``param``, or ``None``."""
+        found = self._owners.get(param)
+        if found is None:  # built on first use, and again if an inner optimizer gained a group
+            self._owners = {p: o for o in self._optimizers.values() for g in o.param_groups for p in g["params"]}
+            found = self._owners.get(param)
+        return found
+
+    def _owner_or_raise(self, param: torch.Tensor) -> torch.optim.Optimizer:
+        found = self.owner(param) if isinstance(param, torch.Tensor) else None
+        if found is None:
+            raise KeyError(param)
+        return found
+
+    def __getitem__(self, param: torch.Tensor) -> Any:
+        # The inner state is read each time: an inner load_state_dict replaces it.
+        return self._owner_or_raise(param).state[param]
+
+    def __setitem__(self, param: torch.Tensor, value: Any) -> None:
+        self._owner_or_raise(param).state[param] = value
+
+    def __delitem__(self, param: torch.Tensor) -> None:
+        del self._owner_or_raise(param).state[param]
+
+    def __contains__(self, param: object) -> bool:
+        return any(param in o.state for o in self._optimizers.values())
+
+    def get(self, param: torch.Tensor, default: Any = None) -> Any:
+        return next((o.state[param] for o in self._optimizers.values() if param in o.state), default)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for optimizer in self._optimizers.values():
+            yield from list(optimizer.state)
+
+    def __len__(self) -> int:
+        return sum(len(o.state) for o in self._optimizers.values())
+
+    def __repr__(self) -> str:
+        return f"CombinedState({ {n: len(o.state) for n, o in self._optimizers.items()} })"
+
+
 class CombinedOptimizer(torch.optim.Optimizer):
     """One optimizer over several named ones; ``optimizers`` maps each name to its optimizer.
+
+    ``param_groups`` is a new list of the inner optimizers' current group dicts at each read (the
+    plan's group order); assigning a list of as many groups hands each optimizer its share.
 
     >>> combined = CombinedOptimizer({"muon": Muon(mats), "adamw": AdamW(rest)})  # doctest: +SKIP
     >>> combined.step(); combined.zero_grad()                                                          # doctest: +SKIP
@@ -33,17 +91,58 @@ class CombinedOptimizer(torch.optim.Optimizer):
         if not optimizers:
             raise UsageError("CombinedOptimizer needs at least one optimizer")
         self.optimizers = dict(optimizers)
-        self._building = True
-        # The same group dicts, not copies: an lr a scheduler writes is the lr the optimizer reads.
+        # torch's __init__ checks the groups (a tensor in two optimizers is refused) into a list
+        # that is dropped once it is done: from then on both attributes read the inner optimizers.
+        self._building: list[dict[str, Any]] | None = []
         super().__init__([g for o in self.optimizers.values() for g in o.param_groups], {})
-        self._building = False
-        self.state = ChainMap(*(o.state for o in self.optimizers.values()))  # type: ignore[assignment]
+        self._building = None
+        self._state = CombinedState(self.optimizers)
+
+    @property  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:
+        if self._building is not None:
+            return self._building
+        return [g for o in self.optimizers.values() for g in o.param_groups]
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict[str, Any]]) -> None:
+        if self._building is not None:
+            self._building = groups
+            return
+        groups = list(groups)
+        sizes = [len(o.param_groups) for o in self.optimizers.values()]
+        if len(groups) != sum(sizes):
+            raise UsageError(f"CombinedOptimizer.param_groups takes {sum(sizes)} groups (its optimizers' "
+                             f"{', '.join(map(str, sizes))}), not {len(groups)}")
+        for optimizer, size in zip(self.optimizers.values(), sizes):
+            optimizer.param_groups, groups = groups[:size], groups[size:]
+
+    @property  # type: ignore[override]
+    def state(self) -> CombinedState:
+        return self._state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        if self._building is None:  # torch's __init__ sets an empty one; nothing else may
+            raise UsageError("CombinedOptimizer.state is its optimizers' state; set optimizer.optimizers[NAME].state")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch's pickles defaults, state and param_groups alone, none of which rebuilds this one.
+        return {"optimizers": self.optimizers, "defaults": self.defaults}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _building=None, _state=CombinedState(state["optimizers"]))
+        for hooks in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
+                      "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks",
+                      "_optimizer_load_state_dict_post_hooks"):
+            self.__dict__.setdefault(hooks, OrderedDict())
+        self._patch_step_function()
 
     def __repr__(self) -> str:
         return "CombinedOptimizer(" + ", ".join(f"{n}={type(o).__name__}" for n, o in self.optimizers.items()) + ")"
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if self._building:
+        if self._building is not None:
             super().add_param_group(param_group)
             return
         # A group added here alone would be in no optimizer that steps: its parameters would never train.

@@ -498,26 +498,36 @@ class Change:
 def diff_plans(old: Plan, new: Plan) -> list[Change]:
     """Every setting that differs between ``old`` and ``new``, parameter by parameter, in ``new``'s order.
 
-    Compared: the status (trainable, frozen, unmatched, conflict), ``lr``, ``weight_decay`` and each
+    Compared: the status (trainable, frozen, unmatched, conflict), the optimizer a trainable one is
+    routed to (``optimizers:`` names; ``default`` the single one), ``lr``, ``weight_decay`` and each
     option. A parameter that only one plan has shows as ``absent`` in the other.
+
+    >>> diff_plans(before, after)                                     # doctest: +SKIP
+    [Change(param='lm_head.weight', setting='optimizer', old='muon', new='default')]
     """
     before = {a.name: a for a in old.params}
     after = {a.name: a for a in new.params}
     changes = []
     for name in list(after) + [n for n in before if n not in after]:
         a, b = before.get(name), after.get(name)
-        for setting, x, y in _compared(a, b):
+        for setting, x, y in _compared(a, b, _route(old, a), _route(new, b)):
             if x != y:
                 changes.append(Change(name, setting, x, y))
     return changes
 
 
-def _compared(a: Assignment | None, b: Assignment | None) -> list[tuple[str, Any, Any]]:
+def _route(plan: Plan, a: Assignment | None) -> str | None:
+    """The name of the optimizer ``a``'s group goes to; ``None`` for a tensor in no group."""
+    return plan.groups[a.group].optimizer if a is not None and a.group is not None else None
+
+
+def _compared(a: Assignment | None, b: Assignment | None, route_a: str | None = None,
+              route_b: str | None = None) -> list[tuple[str, Any, Any]]:
     status = ("status", a.status if a else "absent", b.status if b else "absent")
     if a is None or b is None or a.status != b.status:
         return [status]  # a parameter that stopped (or started) training: its settings say nothing more
     keys = list(dict.fromkeys([*a.options, *b.options]))
-    return [status, ("trains", a.trains, b.trains), ("lr", a.lr, b.lr),
+    return [status, ("trains", a.trains, b.trains), ("optimizer", route_a, route_b), ("lr", a.lr, b.lr),
             ("weight_decay", a.weight_decay, b.weight_decay)] + [
         (f"options.{k}", _plain(a.options).get(k), _plain(b.options).get(k)) for k in keys
     ]

@@ -387,10 +387,15 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
     return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
 
 
-def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, str] | None = None) -> str:
+def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, str] | None = None,
+                 optimizers: Mapping[str, str] | None = None) -> str:
     """For each of the ``chosen`` parameters (see :func:`explained`): what matched, what it captured,
-    each formula with its variables, and the final settings; under a conflict, the ``hints`` of
-    the rules in it (by rule name: :func:`lrrules.lint.modifier_hints`)."""
+    each formula with its variables, the optimizer it goes to (its name in the file and, from
+    ``optimizers``, its type) and the final settings; under a conflict, the ``hints`` of the rules in
+    it (by rule name: :func:`lrrules.lint.modifier_hints`).
+
+    >>> print(explain_text(plan, explained(plan, "lm_head.*"), optimizers={"default": "AdamW"}))  # doctest: +SKIP
+    """
     conflicts = {c.param: c for c in plan.conflicts}
     blocks = []
     for a in chosen:
@@ -431,6 +436,10 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
                     lines.append(f"  phase {phase.index} (from {phase.when}) unfreezes it")
             if not a.trains:
                 lines.append(f"  frozen by the phases at {plan.when} (it keeps its group)")
+            if a.group is not None:
+                route = plan.groups[a.group].optimizer
+                kind = (optimizers or {}).get(route)
+                lines.append(f"  optimizer: {route}" + (f" ({kind})" if kind else ""))
             final = f"  => lr {_num(a.lr)} (x{_num(a.lr_scale)} base), weight_decay {_num(a.weight_decay)}"  # type: ignore[arg-type]
             if a.options:
                 final += ", " + ", ".join(f"{k} {_value(v)}" for k, v in a.options.items())

@@ -291,3 +291,56 @@ def test_a_state_saved_when_a_named_optimizer_had_another_type_is_refused() -> N
     other, _ = lrrules.build(lrrules.loads(retyped), TinyNet())
     with pytest.raises(ResumeError, match="'sgd' was SGD .* is Adam now"):
         other.load_state_dict(state)
+
+
+ROUTED = """
+version: 1
+defaults: {lr: 0.01}
+optimizers:
+  second: {type: AdamW}
+rules:
+  - {name: head, match: "fc.*", optimizer: second}
+  - {name: rest, fallback: true}
+"""
+
+
+def test_diff_reports_a_tensor_moved_to_another_optimizer_with_nothing_else_changed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from lrrules.cli import main
+
+    # Both optimizers are AdamW at the same lr: the route is the only difference.
+    (tmp_path / "old.yaml").write_text(ROUTED)
+    (tmp_path / "new.yaml").write_text(ROUTED.replace('"fc.*", optimizer: second', '"fc.*"'))
+    argv = ["diff", str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml"), "--model", "tests.conftest:TinyNet"]
+    assert main(argv) == 1  # a difference, as any other
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:4] for line in lines[1:-1]] == [["fc.weight", "optimizer", "second", "default"],
+                                                          ["fc.bias", "optimizer", "second", "default"]]
+    assert main([*argv, "--format", "json"]) == 1
+    assert json.loads(capsys.readouterr().out) == [
+        {"param": n, "setting": "optimizer", "old": "second", "new": "default"} for n in ("fc.weight", "fc.bias")]
+    assert main([argv[0], argv[1], *argv[1:2], *argv[3:]]) == 0, "a file against itself: no difference"
+    capsys.readouterr()
+    (tmp_path / "sgd.yaml").write_text(ROUTED.replace("second: {type: AdamW}", "second: {type: SGD}"))
+    assert main(["diff", str(tmp_path / "old.yaml"), str(tmp_path / "sgd.yaml"), "--model",
+                 "tests.conftest:TinyNet", "--format", "json"]) == 1
+    assert {"param": "(optimizers.second)", "setting": "type", "old": "AdamW", "new": "SGD"} \
+        in json.loads(capsys.readouterr().out)
+
+
+def test_explain_names_the_optimizer_each_tensor_goes_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from lrrules.cli import main
+
+    (tmp_path / "r.yaml").write_text(ROUTED.replace("second: {type: AdamW}", "second: {type: SGD, momentum: 0.9}"))
+    argv = ["explain", str(tmp_path / "r.yaml"), "--model", "tests.conftest:TinyNet"]
+    assert main([*argv, "fc.weight"]) == 0
+    assert "  optimizer: second (SGD)\n" in capsys.readouterr().out
+    assert main([*argv, "conv1.weight"]) == 0
+    assert "  optimizer: default (AdamW)\n" in capsys.readouterr().out
+    assert main([*argv, "*", "--format", "json"]) == 0
+    routes = {d["name"]: (d["optimizer"], d["optimizer_type"]) for d in json.loads(capsys.readouterr().out)}
+    assert routes["fc.bias"] == ("second", "SGD") and routes["layer1.0.weight"] == ("default", "AdamW")

@@ -50,8 +50,7 @@ def run(steps: int = 10) -> dict[str, Any]:
     torch.manual_seed(0)
     config = BertConfig.from_pretrained(HERE / "tiny-bert", num_labels=2)
     model = BertForSequenceClassification(config)
-    rules = lrrules.load(RULES, overrides={"num_hidden_layers": config.num_hidden_layers})
-    optimizer, plan = lrrules.build(rules, model)
+    optimizer, plan = lrrules.build(RULES, model)  # the layers are counted from the model (by: blocks)
     planned = plan.group_lrs()
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=8, use_cpu=True,
