@@ -242,16 +242,27 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ModelError(f"{spec}: cannot import '{module_name}' from {cwd}: {exc}") from None
-    factory = getattr(module, attr, None)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001  the module's own code failed (or exited) while it was imported
+        raise ModelError(f"{spec}: importing '{module_name}' failed: {type(exc).__name__}: {exc}") from None
+    try:
+        factory = getattr(module, attr, None)
+    except Exception as exc:  # a module __getattr__ of the user's that raises
+        raise ModelError(f"{spec}: reading '{attr}' of '{module_name}' failed: {type(exc).__name__}: {exc}") from None
     if not callable(factory):
         raise ModelError(f"{spec}: '{module_name}' has no callable '{attr}'")
     if num_classes is not None:
         args["num_classes"] = num_classes
     try:
-        model = on_meta(lambda: factory(**args))
+        # Called a second time, on the CPU, only where the meta device is what failed: a factory that
+        # fails for its own reasons fails once (its side effects happen once).
+        model = on_meta(lambda: factory(**args), retry=_meta_failed)
     except SystemExit as exc:  # a factory that calls sys.exit() must not end `check` with its code
         raise ModelError(f"{spec}: the factory exited (sys.exit({exc.code!r})) instead of returning a model") from None
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001  GeneratorExit, a BaseException of the user's own: not a traceback
         raise ModelError(f"{spec}: the factory failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
         raise ModelError(f"{spec}: the factory returned {type(model).__name__}, not a torch.nn.Module")
@@ -307,9 +318,9 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.
         raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
 
 
-def on_meta(make: Callable[[], Any]) -> Any:
-    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails: some
-    constructors compute with their tensors while they build."""
+def on_meta(make: Callable[[], Any], retry: Callable[[Exception], bool] = lambda exc: True) -> Any:
+    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails and
+    ``retry(error)`` says so: some constructors compute with their tensors while they build."""
     import torch
 
     try:
@@ -317,5 +328,13 @@ def on_meta(make: Callable[[], Any]) -> Any:
             return make()
     except ModelError:
         raise
-    except Exception:
+    except Exception as exc:
+        if not retry(exc):
+            raise
         return make()
+
+
+def _meta_failed(exc: Exception) -> bool:
+    """Whether an error is the meta device's (a tensor without data read, an operator it lacks):
+    ``Tensor.item() cannot be called on meta tensors``, ``Cannot copy out of meta tensor``."""
+    return isinstance(exc, NotImplementedError) or "meta" in str(exc).lower()
