@@ -301,9 +301,13 @@ def _entry_name(key: str) -> str:
 
 
 def reads_as_fast(spec: str) -> bool:
-    """Whether ``spec`` is a safetensors checkpoint (a file or a sharded index): its header is read
-    as fast as an entry would be, in a fraction of the memory, so it is not cached."""
-    return spec.lower().endswith((".safetensors", ".safetensors.index.json"))
+    """Whether ``spec`` is a safetensors checkpoint (a file or a sharded index) or a
+    torch.distributed.checkpoint folder: its header is read as fast as an entry would be, in a
+    fraction of the memory, so it is not cached."""
+    from .checkpoints import is_distributed_checkpoint
+
+    # A torch.distributed.checkpoint folder's .metadata is small too, and its files are not in the key.
+    return spec.lower().endswith((".safetensors", ".safetensors.index.json")) or is_distributed_checkpoint(Path(spec))
 
 
 def cached_open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None,

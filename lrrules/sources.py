@@ -5,8 +5,8 @@
 ``torchvision:resnet50``                      a torchvision model
 ``hf:path/to/config-dir`` or ``.../config.json``  a Hugging Face model built from a local config
 ``package.module:factory``                    the user's own factory, importable from the working directory
-``model.safetensors``, ``*.safetensors.index.json``, ``model.pt``, ``model.pth``
-                                              a checkpoint: names and shapes only, no model built
+``model.safetensors``, ``*.safetensors.index.json``, ``model.pt``, ``model.pth``, a
+``torch.distributed.checkpoint`` folder       a checkpoint: names and shapes only, no model built
 ============================================  ===============================================
 
 Models are built on the meta device, so no memory is spent on weights and nothing is downloaded.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoints import _clip, read_index, read_safetensors, read_state_dict
+from .checkpoints import _clip, is_distributed_checkpoint, read_distributed, read_index, read_safetensors, read_state_dict
 from .errors import ModelError
 from .params import ParamInfo, collect
 
@@ -71,7 +71,8 @@ def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[st
     args = _own_args(dict(model_args or {}), num_classes)
     num_classes = args.pop("num_classes", num_classes)
     lowered = spec.lower()
-    if lowered.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")):
+    if lowered.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")) \
+            or is_distributed_checkpoint(Path(spec)):
         return _checkpoint(spec)
     if spec.startswith("hf:"):
         return _built(spec, _huggingface(spec[3:], num_classes, args))
@@ -274,11 +275,14 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
 
 def _checkpoint(spec: str) -> Model:
     path = Path(spec)
-    if not path.is_file():
+    lowered = spec.lower()  # model.SAFETENSORS, MODEL.PT: the extension in any case
+    if is_distributed_checkpoint(path):
+        entries = read_distributed(path)
+    elif not path.is_file():
         raise ModelError(f"{spec}: no such checkpoint file")
-    if spec.endswith(".index.json"):
+    elif lowered.endswith(".index.json"):
         entries = read_index(path)
-    elif spec.endswith(".safetensors"):
+    elif lowered.endswith(".safetensors"):
         entries = read_safetensors(path)
     else:
         entries = read_state_dict(path)
