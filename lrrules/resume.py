@@ -139,7 +139,75 @@ def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -
     if problems:
         raise ResumeError("the optimizer state was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
+    _check_state(state_dict, saved["groups"], groups)
     return saved  # type: ignore[no-any-return]
+
+
+def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
+    """The part torch loads (``param_groups`` and ``state``) agrees with the layout record: torch matches
+    state to tensors by position, so an edit there (ids reordered, ``param_names`` that disagree, a group
+    longer than recorded, a moment of another shape) would load state onto other tensors without a word."""
+    torch_groups = state_dict.get("param_groups")
+    if not isinstance(torch_groups, list) or len(torch_groups) != len(saved):
+        count = len(torch_groups) if isinstance(torch_groups, list) else "no"
+        raise ResumeError(f"the state dict has {count} param_groups but its layout record has {len(saved)} groups; "
+                          "it was edited, and is not loaded")
+    names_at: list[str] = []
+    shapes_at: list[Any] = []
+    next_id = 0
+    for i, (group, record, now) in enumerate(zip(torch_groups, saved, groups)):
+        ids = group.get("params") if isinstance(group, Mapping) else None
+        if not isinstance(ids, list) or len(ids) != len(record["params"]):
+            size = len(ids) if isinstance(ids, list) else "no"
+            raise ResumeError(f"group {i} of the state dict holds {size} parameters but the layout record lists "
+                              f"{len(record['params'])}; it was edited, and is not loaded")
+        # torch numbers the parameters 0, 1, 2... across the groups in order: other ids were edited
+        if ids != list(range(next_id, next_id + len(ids))):
+            raise ResumeError(f"group {i} of the state dict holds parameter ids {_shown(ids)}, not "
+                              f"{_shown(list(range(next_id, next_id + len(ids))))} as torch saves them: they were "
+                              "reordered, and the state would go to other parameters")
+        next_id += len(ids)
+        named = group.get("param_names")
+        if named is not None and list(named) != record["params"]:
+            wrong = next((k for k, (a, b) in enumerate(zip(named, record["params"])) if a != b), min(len(named), len(ids)))
+            raise ResumeError(f"group {i}: its param_names disagree with the layout record at position {wrong} "
+                              f"({_shown(list(named)[wrong:wrong + 1])} against {_shown(record['params'][wrong:wrong + 1])}); "
+                              "the state dict was edited, and is not loaded")
+        names_at += now["params"]
+        shapes_at += now["shapes"]
+    state = state_dict.get("state", {})
+    if not isinstance(state, Mapping):
+        raise ResumeError("the state dict's 'state' is not a mapping of parameter id to its state")
+    for key, values in state.items():
+        if not (type(key) is int and 0 <= key < next_id):
+            raise ResumeError(f"the state dict holds state for parameter id {key!r}, which no group holds")
+        if not isinstance(values, Mapping):
+            raise ResumeError(f"the state of '{names_at[key]}' is not a mapping")
+        shape = tuple(shapes_at[key])
+        for moment, value in values.items():
+            found = getattr(value, "shape", None)
+            if found is not None and not _fits(tuple(found), shape):
+                raise ResumeError(f"the state '{moment}' of '{names_at[key]}' has shape {tuple(found)}, but the "
+                                  f"parameter's is {shape}; it belongs to another tensor, and is not loaded")
+
+
+def _fits(moment: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a state tensor of shape ``moment`` can be a parameter of ``shape``'s: a scalar (a step),
+    the parameter's own shape, or a factored statistic (Adafactor's rows or columns: size 1 where it
+    differs)."""
+    if not moment or moment == shape:
+        return True
+    count = 1
+    for d in moment:
+        count *= d
+    whole = 1
+    for d in shape:
+        whole *= d
+    return len(moment) == len(shape) and count < whole and all(m in (s, 1) for m, s in zip(moment, shape))
+
+
+def _shown(items: list[Any]) -> str:
+    return repr(items) if len(items) <= 6 else repr(items[:6])[:-1] + ", ...]"
 
 
 def _from_param_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,7 +258,10 @@ def _layout_problems(saved: list[dict[str, Any]], now: list[dict[str, Any]]) -> 
     lines += [f"'{name}' was in group {g} and is in no group now"
               for name, (g, _) in where_saved.items() if name not in where_now]
     if not lines and [g["params"] for g in saved] != [g["params"] for g in now]:
-        lines.append("the parameters are in the same groups but in another order")
+        group, at, name = next((i, k, n) for i, (old, new) in enumerate(zip(saved, now))
+                               for k, (o, n) in enumerate(zip(old["params"], new["params"])) if o != n)
+        lines.append(f"the parameters are in the same groups but in another order: '{name}' is at position {at} of "
+                     f"group {group} now, and '{saved[group]['params'][at]}' was there")
     if len(lines) > SHOWN:
         lines = lines[:SHOWN] + [f"... and {len(lines) - SHOWN} more"]
     return lines
