@@ -179,6 +179,7 @@ def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: l
     """One optimizer's ``param_groups`` and ``state`` against the record's groups and today's they stand for."""
     names_at: list[str] = []
     shapes_at: list[Any] = []
+    totals_at: list[int] = []
     next_id = 0
     for i, (group, (record, now)) in enumerate(zip(torch_groups, pairs)):
         ids = group.get("params") if isinstance(group, Mapping) else None
@@ -200,6 +201,8 @@ def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: l
                               "the state dict was edited, and is not loaded")
         names_at += now["params"]
         shapes_at += now["shapes"]
+        whole = sum(_count(shape) for shape in now["shapes"])  # LBFGS keeps the group's flattened vectors
+        totals_at += [whole] * len(now["params"])
     state = state_dict.get("state", {})
     if not isinstance(state, Mapping):
         raise ResumeError(f"{prefix}the state dict's 'state' is not a mapping of parameter id to its state")
@@ -211,24 +214,25 @@ def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: l
         shape = tuple(shapes_at[key])
         for moment, value in values.items():
             found = getattr(value, "shape", None)
-            if found is not None and not _fits(tuple(found), shape):
+            if found is not None and not _fits(tuple(found), shape) and tuple(found) != (totals_at[key],):
                 raise ResumeError(f"{prefix}the state '{moment}' of '{names_at[key]}' has shape {tuple(found)}, but the "
                                   f"parameter's is {shape}; it belongs to another tensor, and is not loaded")
+
+
+def _count(shape: Any) -> int:
+    count = 1
+    for d in shape:
+        count *= d
+    return count
 
 
 def _fits(moment: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether a state tensor of shape ``moment`` can be a parameter of ``shape``'s: a scalar (a step),
     the parameter's own shape, or a factored statistic (Adafactor's rows or columns: size 1 where it
-    differs)."""
+    differs). (A vector over the whole group, as LBFGS keeps, is allowed by the caller.)"""
     if not moment or moment == shape:
         return True
-    count = 1
-    for d in moment:
-        count *= d
-    whole = 1
-    for d in shape:
-        whole *= d
-    return len(moment) == len(shape) and count < whole and all(m in (s, 1) for m, s in zip(moment, shape))
+    return len(moment) == len(shape) and _count(moment) < _count(shape) and all(m in (s, 1) for m, s in zip(moment, shape))
 
 
 def _shown(items: list[Any]) -> str:

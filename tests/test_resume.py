@@ -259,3 +259,28 @@ def test_factored_moments_of_adafactor_load() -> None:
     model2, optimizer2, plan = restart(ruleset)
     lrrules.load_optimizer_state(optimizer2, state, plan)
     assert len(optimizer2.state) == len(state["state"])
+
+
+@pytest.mark.parametrize("kind", ["LBFGS", "SGD", "Adagrad", "RMSprop", "Adadelta", "Rprop", "ASGD", "NAdam", "RAdam",
+                                  "Adamax"])
+def test_every_torch_optimizers_own_state_passes_the_checks(kind: str) -> None:
+    # The shape checks must not refuse what torch's optimizers themselves save (LBFGS: flat vectors
+    # over its whole group, kept on the first parameter).
+    extra = ", momentum: 0.9" if kind == "SGD" else ""
+    ruleset = lrrules.loads(f"version: 1\noptimizer: {{type: {kind}}}\ndefaults: {{lr: 0.01{extra}}}\n"
+                            "rules:\n  - {name: all, fallback: true}\n")
+    torch.manual_seed(0)
+    model = TinyNet()
+    optimizer = lrrules.build_optimizer(ruleset, model)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = model(torch.randn(2, 3, 8, 8)).square().mean()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    state = saved(optimizer)
+    _, again, plan = restart(ruleset)
+    lrrules.load_optimizer_state(again, state, plan)
+    assert len(again.state) == len(state["state"])
