@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import re
 import struct
+from array import array
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -163,6 +165,8 @@ def _stream(path: Path, fh: BinaryIO, size: int, data_size: int, chunk: int) -> 
     shapes: dict[str, tuple[tuple[int, ...], int]] = {}
     names: list[str] = []  # for the names given twice, found at the end: a set would cost 4x this list
     append = names.append
+    begins, ends = array("Q"), array("Q")  # each good entry's data, for the layout checked at the end
+    begun, ended = begins.append, ends.append
     failed: ModelError | None = None  # the first bad entry, raised once the rest is known to be JSON
     pos = _SPACE.match(buf, pos).end()
     while pos == len(buf) and left:
@@ -196,6 +200,8 @@ def _stream(path: Path, fh: BinaryIO, size: int, data_size: int, chunk: int) -> 
                 failed = _entry_error(path, name, {"dtype": dtype_text, "shape": list(shape),
                                                    "data_offsets": [begin, end]}, data_size)
                 continue
+            begun(begin)
+            ended(end)
             yield name, dtype, shape, begin, end
             continue
         # Not an entry as safetensors writes it, or cut by the end of the buffer: json reads it.
@@ -214,6 +220,8 @@ def _stream(path: Path, fh: BinaryIO, size: int, data_size: int, chunk: int) -> 
         except ModelError as exc:
             failed = exc
             continue
+        begins.append(entry[3])
+        ends.append(entry[4])
         yield entry
     # After the object only whitespace, as json.loads allows.
     while True:
@@ -227,6 +235,38 @@ def _stream(path: Path, fh: BinaryIO, size: int, data_size: int, chunk: int) -> 
         raise _twice_error(path, names[twice])
     if failed is not None:
         raise failed
+    uncovered = _layout_error(path, names, begins, ends, data_size)
+    if uncovered is not None:
+        raise uncovered
+
+
+def _layout_error(path: Path, names: list[str], begins: array[int], ends: array[int],
+                  data_size: int) -> ModelError | None:
+    """Why the tensors' data do not lie end to end over the whole data section, as safetensors
+    requires (it refuses the file otherwise): sorted by offsets, each begins where the one before
+    ends, the first at 0 and the last at the file's end. ``None`` where they do."""
+    start = 0
+    in_order = True
+    for begin, end in zip(begins, ends):  # the order safetensors writes them in: no sort needed
+        if begin != start:
+            in_order = False
+            break
+        start = end
+    if not in_order:
+        start, before = 0, 0
+        for i in sorted(range(len(begins)), key=lambda i: (begins[i], ends[i])):
+            if begins[i] < start:
+                return ModelError(f"{path}: tensor '{_clip(names[i])}' has data_offsets [{begins[i]}, {ends[i]}], "
+                                  f"which overlap those of '{_clip(names[before])}' (up to {start}); the header is "
+                                  "damaged (safetensors refuses it)")
+            if begins[i] > start:
+                return ModelError(f"{path}: bytes {start} to {begins[i]} of the data belong to no tensor (the next "
+                                  f"is '{_clip(names[i])}'); the header is damaged (safetensors refuses it)")
+            start, before = ends[i], i
+    if start != data_size:
+        return ModelError(f"{path}: the tensors' data end at byte {start}, but the file holds {data_size} bytes of "
+                          "data; bytes belong to no tensor, the file is damaged (safetensors refuses it)")
+    return None
 
 
 def _first_twice(names: list[str]) -> int | None:
@@ -304,13 +344,22 @@ def safetensors_entries_json(path: Path) -> Iterator[Entry]:
     if not isinstance(header, dict):
         raise ModelError(f"{path}: not a safetensors file")
     seen: set[str] = set()
+    names: list[str] = []
+    begins, ends = array("Q"), array("Q")
     for name, info in top[0]:
         if name == "__metadata__":
             continue
         if name in seen:
             raise _twice_error(path, name)
         seen.add(name)
-        yield _checked(path, name, info, data_size)
+        entry = _checked(path, name, info, data_size)
+        names.append(name)
+        begins.append(entry[3])
+        ends.append(entry[4])
+        yield entry
+    uncovered = _layout_error(path, names, begins, ends, data_size)
+    if uncovered is not None:
+        raise uncovered
 
 
 def _entry_error(path: Path, name: str, info: Any, data_size: int) -> ModelError:
@@ -385,10 +434,16 @@ def read_index(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
             raise ModelError(f"{path}: shard '{_clip(shard)}' reaches outside the index's folder; an index names "
                              "its shards by their paths under that folder")
 
+    root = _shard_root(path)
+
     def read(shard: str) -> list[tuple[str, tuple[int, ...], bool]]:
         shard_path = path.parent / shard
         if not shard_path.is_file():
             raise ModelError(f"{path}: shard '{shard}' is missing")
+        real = os.path.realpath(shard_path)
+        if os.path.commonpath([real, root]) != root:  # a symbolic link out of the folder
+            raise ModelError(f"{path}: shard '{_clip(shard)}' is a link to {_clip(real)}, outside {root}; an index's "
+                             "shards lie in its folder (or, in the Hugging Face cache, in its repository's blobs/)")
         return list(read_safetensors(shard_path))
 
     found: dict[str, tuple[str, tuple[int, ...], bool]] = {}
@@ -409,17 +464,57 @@ def read_index(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
     return [found[name] for name in weight_map]
 
 
+#: Where training checkpoints in the wild keep the model's state dict (Lightning, DeepSpeed, timm,
+#: torchvision's references, most training scripts), looked for in this order.
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_ema", "ema")
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _shard_root(index: Path) -> str:
+    """The real folder an index's shards must lie in: the index's own, or, where it stands in the Hugging
+    Face cache (``models--org--name/snapshots/<commit>/``, whose files are links into ``../../blobs/``),
+    that repository's folder."""
+    folder = Path(os.path.abspath(index.parent))
+    for above in (folder, *folder.parents):
+        if above.parent.name == "snapshots" and above.parent.parent.name.startswith(("models--", "datasets--")):
+            return os.path.realpath(above.parent.parent)
+    return os.path.realpath(folder)
+
+
 def read_state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
+    """The (name, shape, is a parameter) of each tensor of a torch checkpoint, in its order: a state dict,
+    or the state dict a training checkpoint holds (:data:`STATE_DICT_KEYS`), in torch's zip format
+    (memory-mapped) or its legacy one. Loaded with ``weights_only=True`` onto the meta device: a file
+    that would need code run to load (a pickled ``nn.Module``, any other class) is refused, never run.
+
+    >>> read_state_dict(Path("model.pt"))[0]                       # doctest: +SKIP
+    ('conv1.weight', (64, 3, 7, 7), True)
+    """
+    import pickle
+
     import torch
 
     try:
-        loaded = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+        with open(path, "rb") as fh:
+            zipped = fh.read(4) == _ZIP_MAGIC
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if zipped:
+        _check_members(path)
+    try:
+        # mmap needs the zip format; a legacy file (torch.save(..., _use_new_zipfile_serialization=False)) is read whole
+        loaded = torch.load(path, map_location="meta", weights_only=True, mmap=zipped)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise ModelError(f"{path}: holds a pickled '{_clip(found.group(1))}', not a state dict of tensors; lrrules "
+                             "reads torch files with weights_only=True and never runs a checkpoint's code: save "
+                             "model.state_dict() (torch.save(model.state_dict(), path)) or a safetensors file") from None
+        raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: "
+                         f"{_clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}") from None
     except Exception as exc:
         raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: {exc}") from None
-    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict):
-        raise ModelError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+    loaded = _state_dict_in(path, loaded)
     entries = []
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape, shared
     for name, tensor in loaded.items():
@@ -427,4 +522,119 @@ def read_state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
             integer = not (tensor.is_floating_point() or tensor.is_complex())
             shape = tuple(tensor.shape)
             entries.append((str(name), shapes.setdefault(shape, shape), is_param(str(name), integer)))
+    return entries
+
+
+def _has_tensors(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, dict) and any(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _state_dict_in(path: Path, loaded: Any) -> dict[Any, Any]:
+    """The state dict ``loaded`` is or holds: itself where it maps names to tensors, else the first of
+    :data:`STATE_DICT_KEYS` that does (a training checkpoint ``{'model': ..., 'optimizer': ..., 'epoch':
+    ...}``, DeepSpeed's ``{'module': ...}``, a level or two down). Refused, naming its keys, otherwise."""
+    here = loaded
+    for _ in range(3):
+        if _has_tensors(here):
+            return here  # type: ignore[no-any-return]
+        if not isinstance(here, dict):
+            break
+        inner = next((here[k] for k in STATE_DICT_KEYS if isinstance(here.get(k), dict)), None)
+        if inner is None:
+            break
+        here = inner
+    if not isinstance(loaded, dict):
+        raise ModelError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+    keys = ", ".join(repr(_clip(str(k))) for k in list(loaded)[:8]) + (", ..." if len(loaded) > 8 else "")
+    raise ModelError(f"{path}: holds no state dict: a mapping with keys {keys or 'none'}, no tensors at its top "
+                     f"and none under {', '.join(repr(k) for k in STATE_DICT_KEYS[:4])}; save model.state_dict()")
+
+
+def _check_members(path: Path) -> None:
+    """A torch zip file whose members name a place outside the archive (``../x``, ``/etc/x``, ``C:\\x``)
+    is damaged or hostile: refused before torch reads it (nothing is ever extracted)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # torch says what is wrong with it
+    for member in members:
+        parts = re.split(r"[/\\]", member)
+        if member.startswith(("/", "\\")) or PureWindowsPath(member).drive or ".." in parts or "\x00" in member:
+            raise ModelError(f"{path}: zip member '{_clip(member)}' reaches outside the archive; the file is "
+                             "damaged or hostile, and is not read")
+
+
+# --- torch.distributed.checkpoint --------------------------------------------------------------
+
+#: What a ``.metadata`` file of torch.distributed.checkpoint may name: the classes of its records and
+#: the torch values inside them. Anything else refuses the file: it is never unpickled freely.
+_DCP_GLOBALS = {
+    ("torch.distributed.checkpoint.metadata", name) for name in (
+        "Metadata", "TensorStorageMetadata", "TensorProperties", "ChunkStorageMetadata", "BytesStorageMetadata",
+        "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING")
+} | {("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
+     ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath")}
+MAX_DCP_METADATA = 256 << 20
+
+
+def is_distributed_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a torch.distributed.checkpoint folder (it holds ``.metadata``)."""
+    return path.is_dir() and (path / ".metadata").is_file()
+
+
+def read_distributed(folder: Path) -> list[tuple[str, tuple[int, ...], bool]]:
+    """The (name, shape, is a parameter) of each tensor a torch.distributed.checkpoint folder holds,
+    from its ``.metadata`` alone, in its order. torch's own reader unpickles that file freely; here
+    only the classes of its records may be named (:data:`_DCP_GLOBALS`), so no code is run.
+
+    >>> read_distributed(Path("checkpoint/"))[0]                   # doctest: +SKIP
+    ('model.fc.weight', (10, 512), True)
+    """
+    import io
+    import pickle
+
+    import torch
+
+    where = folder / ".metadata"
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in _DCP_GLOBALS or (module == "torch" and isinstance(getattr(torch, name, None),
+                                                                                 torch.dtype)):
+                return super().find_class(module, name)
+            raise pickle.UnpicklingError(f"{module}.{name}")
+
+    try:
+        with open(where, "rb") as fh:
+            raw = fh.read(MAX_DCP_METADATA + 1)
+        if len(raw) > MAX_DCP_METADATA:
+            raise ModelError(f"{where}: larger than {MAX_DCP_METADATA >> 20} MiB; not a checkpoint's metadata")
+        metadata = Restricted(io.BytesIO(raw)).load()
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{where}: names {_clip(str(exc))}, which a torch.distributed.checkpoint's metadata does "
+                         "not hold; it is not read (lrrules never runs a checkpoint's code)") from None
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001  a damaged pickle fails in any of many ways
+        raise ModelError(f"{where}: not a torch.distributed.checkpoint metadata file "
+                         f"({type(exc).__name__}: {_clip(str(exc))})") from None
+    from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
+
+    records = getattr(metadata, "state_dict_metadata", None) if isinstance(metadata, Metadata) else None
+    if not isinstance(records, dict):
+        raise ModelError(f"{where}: not a torch.distributed.checkpoint metadata file (no state_dict_metadata)")
+    entries = []
+    for name, record in records.items():
+        if not isinstance(record, TensorStorageMetadata):
+            continue  # BytesStorageMetadata: a value saved as bytes (a step count), not a tensor
+        size, dtype = getattr(record, "size", None), getattr(getattr(record, "properties", None), "dtype", None)
+        if not (isinstance(name, str) and isinstance(size, tuple) and all(type(d) is int and d >= 0 for d in size)
+                and isinstance(dtype, torch.dtype)):
+            raise ModelError(f"{where}: record {_clip(repr(name))} is damaged (its name, size or dtype)")
+        entries.append((name, tuple(size), is_param(name, not (dtype.is_floating_point or dtype.is_complex))))
     return entries

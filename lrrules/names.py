@@ -28,7 +28,8 @@ _CHECKPOINTS = (".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin"
 def resolve_names(rules: str | Path | RuleSet, source: Source, *, ordered: bool | None = None) -> Plan:
     """The plan ``rules`` give parameters known by name and shape only.
 
-    ``source`` is a checkpoint path (``.safetensors``, ``.safetensors.index.json``, ``.pt``), a state
+    ``source`` is a checkpoint path (``.safetensors``, ``.safetensors.index.json``, ``.pt``, a
+    torch.distributed.checkpoint folder; the extension in any case), a state
     dict (name -> tensor; integer tensors and BatchNorm statistics are buffers and left out), a
     mapping of name -> shape, or a list of ``(name, shape)`` pairs, in the model's order.
     ``ordered``: whether that order is the model's (what formulas reading ``layer`` or ``index``
@@ -55,9 +56,12 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
 
     if isinstance(source, (str, Path)):
         spec = str(source)
-        if not spec.lower().endswith(_CHECKPOINTS):
+        from .checkpoints import is_distributed_checkpoint
+
+        if not spec.lower().endswith(_CHECKPOINTS) and not is_distributed_checkpoint(Path(spec)):
             raise ModelError(f"{spec}: not a checkpoint; give a .safetensors, .safetensors.index.json, .pt or .pth "
-                             "file, a state dict, or a list of (name, shape) pairs")
+                             "file, a torch.distributed.checkpoint folder, a state dict, or a list of (name, shape) "
+                             "pairs")
         from .sources import open_model
 
         model = open_model(spec)

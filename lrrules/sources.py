@@ -5,8 +5,8 @@
 ``torchvision:resnet50``                      a torchvision model
 ``hf:path/to/config-dir`` or ``.../config.json``  a Hugging Face model built from a local config
 ``package.module:factory``                    the user's own factory, importable from the working directory
-``model.safetensors``, ``*.safetensors.index.json``, ``model.pt``, ``model.pth``
-                                              a checkpoint: names and shapes only, no model built
+``model.safetensors``, ``*.safetensors.index.json``, ``model.pt``, ``model.pth``, a
+``torch.distributed.checkpoint`` folder       a checkpoint: names and shapes only, no model built
 ============================================  ===============================================
 
 Models are built on the meta device, so no memory is spent on weights and nothing is downloaded.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoints import _clip, read_index, read_safetensors, read_state_dict
+from .checkpoints import _clip, is_distributed_checkpoint, read_distributed, read_index, read_safetensors, read_state_dict
 from .errors import ModelError
 from .params import ParamInfo, collect
 from .roles import name_roles
@@ -72,7 +72,8 @@ def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[st
     args = _own_args(dict(model_args or {}), num_classes)
     num_classes = args.pop("num_classes", num_classes)
     lowered = spec.lower()
-    if lowered.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")):
+    if lowered.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")) \
+            or is_distributed_checkpoint(Path(spec)):
         return _checkpoint(spec)
     if spec.startswith("hf:"):
         return _built(spec, _huggingface(spec[3:], num_classes, args))
@@ -243,16 +244,27 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ModelError(f"{spec}: cannot import '{module_name}' from {cwd}: {exc}") from None
-    factory = getattr(module, attr, None)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001  the module's own code failed (or exited) while it was imported
+        raise ModelError(f"{spec}: importing '{module_name}' failed: {type(exc).__name__}: {exc}") from None
+    try:
+        factory = getattr(module, attr, None)
+    except Exception as exc:  # a module __getattr__ of the user's that raises
+        raise ModelError(f"{spec}: reading '{attr}' of '{module_name}' failed: {type(exc).__name__}: {exc}") from None
     if not callable(factory):
         raise ModelError(f"{spec}: '{module_name}' has no callable '{attr}'")
     if num_classes is not None:
         args["num_classes"] = num_classes
     try:
-        model = on_meta(lambda: factory(**args))
+        # Called a second time, on the CPU, only where the meta device is what failed: a factory that
+        # fails for its own reasons fails once (its side effects happen once).
+        model = on_meta(lambda: factory(**args), retry=_meta_failed)
     except SystemExit as exc:  # a factory that calls sys.exit() must not end `check` with its code
         raise ModelError(f"{spec}: the factory exited (sys.exit({exc.code!r})) instead of returning a model") from None
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001  GeneratorExit, a BaseException of the user's own: not a traceback
         raise ModelError(f"{spec}: the factory failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
         raise ModelError(f"{spec}: the factory returned {type(model).__name__}, not a torch.nn.Module")
@@ -264,11 +276,14 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
 
 def _checkpoint(spec: str) -> Model:
     path = Path(spec)
-    if not path.is_file():
+    lowered = spec.lower()  # model.SAFETENSORS, MODEL.PT: the extension in any case
+    if is_distributed_checkpoint(path):
+        entries = read_distributed(path)
+    elif not path.is_file():
         raise ModelError(f"{spec}: no such checkpoint file")
-    if spec.endswith(".index.json"):
+    elif lowered.endswith(".index.json"):
         entries = read_index(path)
-    elif spec.endswith(".safetensors"):
+    elif lowered.endswith(".safetensors"):
         entries = read_safetensors(path)
     else:
         entries = read_state_dict(path)
@@ -308,9 +323,9 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.
         raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
 
 
-def on_meta(make: Callable[[], Any]) -> Any:
-    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails: some
-    constructors compute with their tensors while they build."""
+def on_meta(make: Callable[[], Any], retry: Callable[[Exception], bool] = lambda exc: True) -> Any:
+    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails and
+    ``retry(error)`` says so: some constructors compute with their tensors while they build."""
     import torch
 
     try:
@@ -318,5 +333,13 @@ def on_meta(make: Callable[[], Any]) -> Any:
             return make()
     except ModelError:
         raise
-    except Exception:
+    except Exception as exc:
+        if not retry(exc):
+            raise
         return make()
+
+
+def _meta_failed(exc: Exception) -> bool:
+    """Whether an error is the meta device's (a tensor without data read, an operator it lacks):
+    ``Tensor.item() cannot be called on meta tensors``, ``Cannot copy out of meta tensor``."""
+    return isinstance(exc, NotImplementedError) or "meta" in str(exc).lower()

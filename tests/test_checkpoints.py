@@ -161,7 +161,7 @@ def _headers(draw: st.DrawFn) -> tuple[str, int, list[tuple[str, str, tuple[int,
     spaces = iter(draw(st.lists(_SPACES, min_size=400, max_size=400)) if draw(st.booleans()) else ["" for _ in range(400)])
     text = _dump(header, lambda: next(spaces, ""), draw(st.booleans()))
     data = max(0, offset + draw(st.sampled_from([0, 0, 3, -1, -5])))  # more data than named, or truncated
-    return text, data, expected if data >= offset else None
+    return text, data, expected if data == offset else None  # safetensors refuses bytes no tensor covers
 
 
 def _file(folder: Path, text: str | bytes, data: int) -> Path:
@@ -235,8 +235,9 @@ def test_a_name_given_twice_is_refused_by_both_readers(tmp_path: Path, fast: boo
 
 def test_tensors_of_one_shape_share_one_shape_tuple_and_one_dtype_string(tmp_path: Path) -> None:
     header = {f"b{i}.{part}": {"dtype": "BF16", "shape": [8, 8] if part == "w" else [8],
-                               "data_offsets": [0, 128 if part == "w" else 16]} for i in range(50) for part in "wb"}
-    path = _file(tmp_path, json.dumps(header, separators=(",", ":")), 128)
+                               "data_offsets": [144 * i, 144 * i + 128] if part == "w" else [144 * i + 128, 144 * (i + 1)]}
+              for i in range(50) for part in "wb"}
+    path = _file(tmp_path, json.dumps(header, separators=(",", ":")), 144 * 50)
     entries = list(safetensors_entries(path))
     assert len({id(shape) for _, _, shape, _, _ in entries}) == 2
     assert len({id(dtype) for _, dtype, _, _, _ in entries}) == 1
@@ -245,9 +246,9 @@ def test_tensors_of_one_shape_share_one_shape_tuple_and_one_dtype_string(tmp_pat
 
 
 def test_the_streaming_reader_never_holds_the_header_whole(tmp_path: Path) -> None:
-    header = {f"blocks.{i}.mlp.fc{i % 2}.weight": {"dtype": "F16", "shape": [64, 64], "data_offsets": [0, 8192]}
+    header = {f"blocks.{i}.mlp.fc{i % 2}.weight": {"dtype": "F16", "shape": [1, 1], "data_offsets": [2 * i, 2 * i + 2]}
               for i in range(5_000)}
-    path = _file(tmp_path, json.dumps(header, separators=(",", ":")), 8192)
+    path = _file(tmp_path, json.dumps(header, separators=(",", ":")), 10_000)
 
     def peak(read: Any, **kw: Any) -> int:
         gc.collect()

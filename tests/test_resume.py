@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lrrules
 from lrrules.resume import ResumeError, fingerprint
@@ -154,3 +156,131 @@ def test_a_parameter_frozen_by_a_phase_does_not_move_under_momentum_and_weight_d
         optimizer.step()
     assert torch.equal(model.fc.weight, frozen_at), "momentum and weight decay left it alone"
     assert model.fc.weight.grad is None
+
+
+# --- a resume state that lies: edited by hand or by another tool ---------------------------------
+
+EDITS = ["reorder-ids", "swap-param-names", "moment-shape", "moment-of-another", "move-between-groups",
+         "drop-group", "no-record", "record-names-swapped", "state-for-no-id", "transposed-moment"]
+
+
+def _edit(state: dict, edit: str, data: st.DataObject) -> str:
+    """Apply ``edit`` to ``state`` (a saved optimizer state dict) as a person or another tool might;
+    returns a word the refusal must contain (a parameter's name, a group)."""
+    import copy
+
+    groups = state["param_groups"]
+    record = state["lrrules"]["groups"]
+    flat = [n for g in record for n in g["params"]]
+    shapes = {n: s for g in record for n, s in zip(g["params"], g["shapes"])}
+    if edit == "reorder-ids":
+        ids = [i for g in groups for i in g["params"]]
+        order = data.draw(st.permutations(ids).filter(lambda p: list(p) != ids), label="ids")
+        it = iter(order)
+        for g in groups:
+            g["params"] = [next(it) for _ in g["params"]]
+        return "reordered"
+    if edit in ("swap-param-names", "record-names-swapped"):
+        g = data.draw(st.sampled_from([g for g in range(len(groups)) if len(groups[g]["params"]) > 1]), label="group")
+        a, b = data.draw(st.lists(st.integers(0, len(groups[g]["params"]) - 1), min_size=2, max_size=2, unique=True))
+        names = groups[g]["param_names"] if edit == "swap-param-names" else record[g]["params"]
+        names[a], names[b] = names[b], names[a]
+        return f"group {g}" if edit == "swap-param-names" else f"'{names[a]}'"
+    if edit in ("moment-shape", "moment-of-another", "transposed-moment"):
+        candidates = [k for k, n in enumerate(flat) if edit != "transposed-moment" or
+                      (len(shapes[n]) == 2 and shapes[n][0] != shapes[n][1])]
+        k = data.draw(st.sampled_from(candidates), label="param")
+        own = tuple(shapes[flat[k]])
+        if edit == "moment-shape":
+            bad = own + (2,)
+        elif edit == "transposed-moment":
+            bad = own[::-1]
+        else:
+            others = [tuple(shapes[n]) for n in flat if tuple(shapes[n]) != own and len(shapes[n]) > 0]
+            bad = data.draw(st.sampled_from(others))
+        moment = data.draw(st.sampled_from(["exp_avg", "exp_avg_sq"]))
+        state["state"][k][moment] = torch.zeros(bad)
+        return flat[k]
+    if edit == "move-between-groups":
+        src = data.draw(st.sampled_from([g for g in range(len(groups)) if groups[g]["params"]]), label="from")
+        dst = data.draw(st.sampled_from([g for g in range(len(groups)) if g != src]), label="to")
+        groups[dst]["params"].append(groups[src]["params"].pop())
+        groups[dst]["param_names"].append(groups[src]["param_names"].pop())
+        return "group"
+    if edit == "drop-group":
+        del groups[data.draw(st.integers(0, len(groups) - 1))]
+        return "param_groups"
+    if edit == "no-record":
+        del state["lrrules"]
+        for g in groups:
+            del g["param_names"]
+        return "no record"
+    if edit == "state-for-no-id":
+        state["state"][len(flat) + data.draw(st.integers(0, 5))] = copy.deepcopy(state["state"][0])
+        return "no group holds"
+    raise AssertionError(edit)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edit=st.sampled_from(EDITS), data=st.data())
+def test_an_edited_state_dict_is_refused_by_name_and_never_loaded(tiny: TinyNet, edit: str, data: st.DataObject) -> None:
+    state = saved(trained(rules(), tiny, steps=1))
+    expect = _edit(state, edit, data)
+    model, optimizer, plan = restart(rules())
+    with pytest.raises(ResumeError) as caught:
+        lrrules.load_optimizer_state(optimizer, state, plan)
+    assert expect in str(caught.value)
+    assert not optimizer.state  # nothing of it was loaded
+    # A trainer calling torch's load_state_dict itself meets the same check.
+    with pytest.raises(ResumeError):
+        optimizer.load_state_dict(state)
+    assert not optimizer.state
+
+
+def test_an_unedited_state_dict_passes_the_same_checks(tiny: TinyNet) -> None:
+    state = saved(trained(rules(), tiny, steps=1))
+    model, optimizer, plan = restart(rules())
+    lrrules.load_optimizer_state(optimizer, state, plan)
+    assert len(optimizer.state) == sum(len(g["params"]) for g in optimizer.param_groups)
+
+
+def test_factored_moments_of_adafactor_load() -> None:
+    # Adafactor keeps per-row and per-column statistics: shapes (R, 1) and (1, C), not the parameter's.
+    torch.manual_seed(0)
+    model = TinyNet()
+    ruleset = lrrules.loads("version: 1\noptimizer: {type: Adafactor}\ndefaults: {lr: 0.01}\n"
+                            "rules:\n  - {name: all, fallback: true}\n")
+    optimizer = lrrules.build_optimizer(ruleset, model)
+    model(torch.randn(2, 3, 8, 8)).square().mean().backward()
+    optimizer.step()
+    state = saved(optimizer)
+    shapes = {tuple(v.shape) for s in state["state"].values() for v in s.values() if hasattr(v, "shape")}
+    assert any(len(s) == 2 and 1 in s for s in shapes)  # truly factored
+    model2, optimizer2, plan = restart(ruleset)
+    lrrules.load_optimizer_state(optimizer2, state, plan)
+    assert len(optimizer2.state) == len(state["state"])
+
+
+@pytest.mark.parametrize("kind", ["LBFGS", "SGD", "Adagrad", "RMSprop", "Adadelta", "Rprop", "ASGD", "NAdam", "RAdam",
+                                  "Adamax"])
+def test_every_torch_optimizers_own_state_passes_the_checks(kind: str) -> None:
+    # The shape checks must not refuse what torch's optimizers themselves save (LBFGS: flat vectors
+    # over its whole group, kept on the first parameter).
+    extra = ", momentum: 0.9" if kind == "SGD" else ""
+    ruleset = lrrules.loads(f"version: 1\noptimizer: {{type: {kind}}}\ndefaults: {{lr: 0.01{extra}}}\n"
+                            "rules:\n  - {name: all, fallback: true}\n")
+    torch.manual_seed(0)
+    model = TinyNet()
+    optimizer = lrrules.build_optimizer(ruleset, model)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = model(torch.randn(2, 3, 8, 8)).square().mean()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    state = saved(optimizer)
+    _, again, plan = restart(ruleset)
+    lrrules.load_optimizer_state(again, state, plan)
+    assert len(again.state) == len(state["state"])
