@@ -70,7 +70,9 @@ def sign(data: dict[str, Any]) -> bytes:
 def planted(entry: Path) -> bytes:
     """The entry at ``entry`` rewritten to claim other parameters, signed: valid in every way but its place."""
     data = json.loads(entry.read_bytes())
-    data["params"] = [["evil.weight", [7], None, True, [], [], []]]
+    row = list(data["params"][0])  # the entry's own layout, whatever fields it has
+    row[0], row[1] = "evil.weight", [7]
+    data["params"] = [row]
     return sign(data)
 
 
