@@ -400,25 +400,9 @@ def _model_names(prefix: str, **_: Any) -> list[str]:
 
 
 def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
-    from .loader import load, load_revision
+    from .loader import load
 
-    overrides = _overrides(sets)
-    if spec.startswith("lrrules:"):  # a shipped preset, read as a file that only extends it
-        import json
-
-        from .loader import loads
-
-        return loads(f"version: 1\nextends: {json.dumps(spec)}\n", path=spec, overrides=overrides)
-    if spec == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
-        from .loader import loads
-        from .reader import MAX_BYTES
-
-        stream = getattr(sys.stdin, "buffer", None)
-        raw = stream.read(MAX_BYTES + 1) if stream is not None else sys.stdin.read(MAX_BYTES + 1)
-        return loads(raw, "<stdin>", overrides=overrides)
-    if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
-        return load_revision(spec, overrides)
-    return load(spec, overrides)
+    return load(spec, _overrides(sets))
 
 
 def _overrides(sets: Sequence[str]) -> dict[str, float]:

@@ -12,8 +12,10 @@ from git.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import posixpath
+import sys
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path, PurePath
@@ -38,19 +40,31 @@ from .language import (
     RuleSet,
     cross_entry_problems,
 )
-from .reader import SourceMap, parse, read
+from .reader import MAX_BYTES, SourceMap, parse, read
 
 
 def load(path: str | Path, overrides: Mapping[str, float] | None = None) -> RuleSet:
     """Read and validate a rule file (YAML, or JSON by its ``.json`` name) into a :class:`RuleSet`.
 
-    ``extends`` is resolved, and ``overrides`` replace values of the file's ``vars``. Every problem
-    in the file (and the files it extends) is reported together in one
-    :class:`~lrrules.errors.RuleFileError`, each as ``file:line:col: where: what``.
+    ``path`` is anything the command line opens: a file, ``-`` (standard input), a shipped preset
+    (``lrrules:NAME``) or a file at a git revision (``REV:path``). ``extends`` is resolved, and
+    ``overrides`` replace values of the file's ``vars``. Every problem in the file (and the files it
+    extends) is reported together in one :class:`~lrrules.errors.RuleFileError`, each as
+    ``file:line:col: where: what``.
 
     >>> rules = lrrules.load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
     >>> sweep = lrrules.load("rules.yaml", overrides={"decay": 0.8})      # doctest: +SKIP
+    >>> muon = lrrules.load("lrrules:muon")                               # doctest: +SKIP
     """
+    if isinstance(path, str):
+        if path.startswith("lrrules:"):  # a shipped preset, read as a file that only extends it
+            return loads(f"version: 1\nextends: {json.dumps(path)}\n", path=path, overrides=overrides)
+        if path == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
+            stream = getattr(sys.stdin, "buffer", None)
+            raw = stream.read(MAX_BYTES + 1) if stream is not None else sys.stdin.read(MAX_BYTES + 1)
+            return loads(raw, "<stdin>", overrides=overrides)
+        if ":" in path and "\0" not in path and not Path(path).exists() and not path.startswith(("/", "./")):
+            return load_revision(path, overrides)
     data, source = read(path)
     data, source = flatten(data, source, Path(path).resolve().parent, (Path(path).resolve(),))
     return validate(data, source, overrides)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,51 @@ def test_after_extends_every_entry_and_key_is_placed_in_its_own_file(tmp_path: P
     assert found == {at(base, "base.yaml", "learning_rate"),
                      at(child, "child.yaml", "numel"), at(base, "base.yaml", "-1"), at(base, "base.yaml", "-3"),
                      at(child, "child.yaml", "-4"), at(child, "child.yaml", "-5")}
+
+
+# --- load() opens what the command line opens (issue 22) -------------------------------------------
+
+def test_load_opens_a_shipped_preset_as_the_command_line_does(capsys: pytest.CaptureFixture[str]) -> None:
+    from lrrules.cli import main
+
+    rules = lrrules.load("lrrules:muon", overrides={"lr": 0.01})
+    assert main(["show", "lrrules:muon", "--set", "lr=0.01", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert rules.vars["lr"] == 0.01 and [r["name"] for r in shown["rules"]] == [r.name for r in rules.rules]
+
+
+def test_build_takes_a_preset_name() -> None:
+    import timm
+
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    optimizer, plan = lrrules.build("lrrules:muon", model)
+    # resnet18 has no 2-D hidden matrix: everything, the head fc.* too, goes to AdamW
+    routed = {name: g.optimizer for g in plan.groups for name in g.params}
+    assert routed["fc.weight"] == routed["fc.bias"] == "default"
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_load_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    text = b"version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
+    assert [r.name for r in lrrules.load("-").rules] == ["all"]
+
+
+def test_load_reads_a_git_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: old, match: '*'}\n")
+    git("add", "rules.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    rules.write_text("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: new, match: '*'}\n")
+    monkeypatch.chdir(tmp_path)
+    assert [r.name for r in lrrules.load("HEAD:rules.yaml").rules] == ["old"]
+    assert [r.name for r in lrrules.load("rules.yaml").rules] == ["new"]
