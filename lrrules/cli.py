@@ -178,8 +178,8 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
             notes = None if rules.optimizers else check_signature(rules)
             if notes is None:
                 check_optimizer_cached(rules, use_cache=not args.no_cache)
-        except OptimizerError as exc:
-            return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
+        except OptimizerError as exc:  # on its line where it has one (an option, the type), on the file otherwise
+            return [Finding(exc.path or spec, exc.line, exc.col, exc.message if exc.path else str(exc), EXIT_INVALID)]
         for note in notes or []:
             _complain(f"lrrules: note: {note}")
         for model_spec in args.model:

@@ -175,7 +175,23 @@ class ModelError(LrrulesError):
 
 
 class OptimizerError(LrrulesError):
-    """An optimizer ``type`` that names no optimizer, or options it does not take."""
+    """An optimizer ``type`` that names no optimizer, or options it does not take.
+
+    ``path``, ``line`` and ``col`` say where in the rule file (``line`` 0: the whole file, ``path``
+    empty: no file), ``message`` what is wrong; ``str()`` is ``file:line:col: message``, so
+    ``check --format github`` and JSON put it on its line.
+
+    >>> str(OptimizerError("option 'bettas' is not an option of AdamW", Location("r.yaml", 4, 7)))
+    "r.yaml:4:7: option 'bettas' is not an option of AdamW"
+    """
+
+    def __init__(self, message: str, where: Location | str | None = None) -> None:
+        place = Location(where) if isinstance(where, str) else where
+        self.message = message
+        self.path = place.path if place else ""
+        self.line = place.line if place else 0
+        self.col = place.col if place else 0
+        super().__init__(f"{place}: {message}" if place else message)
 
 
 class ResolveError(LrrulesError):

@@ -64,7 +64,7 @@ def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
     try:
         factory = optimizer_class(name)
     except OptimizerError as exc:  # placed at the file's `type` value
-        raise OptimizerError(f"{type_location(ruleset)}: {exc}") from None
+        raise OptimizerError(exc.message, type_location(ruleset)) from None
     accepted = _accepted(factory)
     if accepted is not None:
         check_options(ruleset, name, options_of(factory) or {},
@@ -129,7 +129,7 @@ def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted:
     try:
         optimizer = factory(groups, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise OptimizerError(f"{ruleset.path}: {name} refused the settings: {exc}") from None
+        raise OptimizerError(f"{name} refused the settings: {exc}", ruleset.path) from None
     # Frozen only once the optimizer is made: a refused optimizer leaves the model as it was.
     apply_freeze(plan)
     attach(optimizer, plan)
@@ -176,9 +176,9 @@ def _check_named(ruleset: RuleSet, name: str, factory: Any, accepted: set[str] |
             close = difflib.get_close_matches(key, sorted(accepted), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             takes = ", ".join(sorted(accepted - {"lr", "weight_decay"}))
-            raise OptimizerError(f"{ruleset.locate(('optimizers', name, key))}: option '{key}' is not an option "
+            raise OptimizerError(f"option '{key}' is not an option "
                                  f"of {kind}{hint}; {kind} takes: {takes}"
-                                 "; a key it reads per group goes in group_keys")
+                                 "; a key it reads per group goes in group_keys", ruleset.locate(('optimizers', name, key)))
 
 
 def check_optimizers(ruleset: RuleSet) -> None:
@@ -198,7 +198,7 @@ def _nothing_trains(ruleset: RuleSet, plan: Plan, who: str) -> NoReturn:
     from .report import nothing_trains
 
     why = (nothing_trains(plan) or [f"nothing trains: the model has {len(plan.params)} parameters and no rule trains any"])[0]
-    raise OptimizerError(f"{ruleset.path}: {why} ({who} would get no parameter to train)")
+    raise OptimizerError(f"{why} ({who} would get no parameter to train)", ruleset.path)
 
 
 def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str, Any], base: Any = None) -> Built:
@@ -222,8 +222,8 @@ def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str,
         for group, _ in mine:  # what modifiers routed here from rules that name no optimizer, too
             extra = sorted(k for k in group.options if accepted is not None and k not in accepted and k not in keys)
             if extra:
-                raise OptimizerError(f"{ruleset.path}: option(s) {', '.join(extra)} (from {', '.join(group.rules)}) "
-                                     f"are not options of {kind}, the optimizer '{name}' these parameters go to")
+                raise OptimizerError(f"option(s) {', '.join(extra)} (from {', '.join(group.rules)}) "
+                                     f"are not options of {kind}, the optimizer '{name}' these parameters go to", ruleset.path)
         if spec is not None:
             kwargs = {"lr": spec.lr if spec.lr is not None else ruleset.defaults.lr,
                       **{k: v for k, v in spec.options.items() if k not in keys}}
@@ -236,7 +236,7 @@ def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str,
         try:
             built[name] = factory([d for _, d in mine], **kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise OptimizerError(f"{ruleset.path}: optimizer '{name}' ({kind}) refused the settings: {exc}") from None
+            raise OptimizerError(f"optimizer '{name}' ({kind}) refused the settings: {exc}", ruleset.path) from None
     if not built:
         _nothing_trains(ruleset, plan, "each optimizer of the file")
     optimizer = CombinedOptimizer(built)

@@ -99,10 +99,8 @@ def unknown_name(ruleset: RuleSet, name: str, also: list[str] | None = None) -> 
     names = list(TORCH) + list(TIMM) + list(also or [])
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    return OptimizerError(
-        f"{type_location(ruleset)}: optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name "
-        "such as AdamW or SGD, or a timm optimizer name"
-    )
+    return OptimizerError(f"optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name "
+        "such as AdamW or SGD, or a timm optimizer name", type_location(ruleset))
 
 
 def check(ruleset: RuleSet) -> list[str] | None:
@@ -150,17 +148,17 @@ def check_options(ruleset: RuleSet, name: str, options: Mapping[str, Any], torch
             close = difflib.get_close_matches(key, sorted(options), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             takes = ", ".join(sorted(set(options) - {"lr", "weight_decay"}))
-            raise OptimizerError(f"{_locate(ruleset, loc, key=True)}: option '{key}' (in {_where(loc, ruleset)}) "
-                                 f"is not an option of {name}{hint}; {name} takes: {takes}")
+            raise OptimizerError(f"option '{key}' (in {_where(loc, ruleset)}) "
+                                 f"is not an option of {name}{hint}; {name} takes: {takes}", _locate(ruleset, loc, key=True))
     for loc, key, value in values:
         default = options[key]
         if isinstance(default, tuple) and all(_number(d) for d in default):
             if not isinstance(value, list) or len(value) != len(default):
                 got = f"a list of {len(value)}" if isinstance(value, list) else repr(value)
-                raise OptimizerError(f"{_locate(ruleset, loc)}: option '{key}' of {name} takes a list of "
-                                     f"{len(default)} numbers (such as {list(default)}), got {got}")
+                raise OptimizerError(f"option '{key}' of {name} takes a list of "
+                                     f"{len(default)} numbers (such as {list(default)}), got {got}", _locate(ruleset, loc))
         elif isinstance(value, list) and _number(default):
-            raise OptimizerError(f"{_locate(ruleset, loc)}: option '{key}' of {name} takes one number, not a list")
+            raise OptimizerError(f"option '{key}' of {name} takes one number, not a list", _locate(ruleset, loc))
     if torch_rules:
         _check_values(ruleset, name, options, values)
 
@@ -175,7 +173,7 @@ _RANGES = {("Adadelta", "rho"): (0.0, 1.0, True), ("RMSprop", "alpha"): (0.0, fl
 
 def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], values: list[tuple[Loc, str, Any]]) -> None:
     def refuse(loc: Loc, message: str) -> OptimizerError:
-        return OptimizerError(f"{_locate(ruleset, loc)}: option {message} (torch refuses it when it builds {name})")
+        return OptimizerError(f"option {message} (torch refuses it when it builds {name})", _locate(ruleset, loc))
 
     for loc, key, value in values:
         if key in _NOT_NEGATIVE and (name, key) not in _UNCHECKED and _number(value) and value < 0:
