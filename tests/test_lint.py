@@ -262,20 +262,24 @@ def test_huge_globs_in_a_hostile_file_are_left_unread_not_a_hang(monkeypatch: py
     assert 0 < sum(compared) <= module.OVERLAP_BUDGET
 
 
-def test_thousands_of_small_rules_are_compared_within_the_budget_not_pair_by_pair() -> None:
+def test_thousands_of_small_rules_are_compared_within_the_budget_not_pair_by_pair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # 3000 decay-only rules beside 3000 others: 18 million pairs of rules, each cheap, took 10 s to
-    # walk; every pair looked at counts against the budget, so lint stays well under a second.
-    import time
+    # walk; every pair looked at counts against the budget. Counted, not timed: the glob pairs
+    # compared stay within the budget, far below the 18 million pairs.
+    import lrrules.lint as module
 
+    compared: list[int] = []
+    real = module._literal_ends_agree
+    monkeypatch.setattr(module, "_literal_ends_agree", lambda a, b: compared.append(1) or real(a, b))
     entries = []
     for i in range(3000):
         entries += [{"name": f"d{i}", "match": f"x{i}.*.bias", "weight_decay": 0},
                     {"name": f"r{i}", "match": f"y{i}.*", "lr_mult": 2}]
     entries.append({"name": "all-biases", "match": "*.bias", "lr_mult": 0.5})
     rules = lrrules.loads(HEAD + yaml.safe_dump({"rules": entries}), "r.yaml")
-    started = time.perf_counter()
     found = lint(rules)
-    assert time.perf_counter() - started < 2.0
+    assert 0 < len(compared) <= module.OVERLAP_BUDGET < 3000 * 6001
     # The first decay-only rule is still compared with every other rule: it shares x0.a.bias with 'all-biases'.
     assert found and found[0].loc == ("rules", 0, "match") and "'all-biases'" in found[0].message
 
