@@ -50,7 +50,14 @@ def load(path: str | Path, overrides: Mapping[str, float] | None = None) -> Rule
 
     >>> rules = lrrules.load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
     >>> sweep = lrrules.load("rules.yaml", overrides={"decay": 0.8})      # doctest: +SKIP
+    >>> muon = lrrules.load("lrrules:muon")                                # doctest: +SKIP
+
+    ``lrrules:NAME`` is a shipped preset, read as the command line reads it: a file that only extends it.
     """
+    if isinstance(path, str) and path.startswith("lrrules:"):
+        import json
+
+        return loads(f"version: 1\nextends: {json.dumps(path)}\n", path=path, overrides=overrides)
     data, source = read(path)
     data, source = flatten(data, source, Path(path).resolve().parent, (Path(path).resolve(),))
     return validate(data, source, overrides)
