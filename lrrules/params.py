@@ -206,7 +206,11 @@ def collect(model: torch.nn.Module, source: str | None = None) -> tuple[list[Par
         raise ModelError(f"{where}: {exc}") from None
     except RecursionError:
         raise ModelError(f"{where}: the model's modules nest too deeply to walk") from None
-    except Exception as exc:  # the model's own code (a property, __getattr__), or another thread changing it
+    except KeyboardInterrupt:
+        raise
+    # the model's own code (a property, __getattr__; sys.exit() or GeneratorExit in it too, which
+    # must not end `check` with exit 0 or a traceback), or another thread changing it
+    except BaseException as exc:
         call, error = (exc.call, exc.error) if isinstance(exc, _ModelRaised) else ("", exc)
         if isinstance(error, RuntimeError) and "changed size during iteration" in str(error):
             raise ModelError(f"{where}: the model changed while lrrules read its parameters (another thread "
@@ -218,7 +222,7 @@ def collect(model: torch.nn.Module, source: str | None = None) -> tuple[list[Par
 class _ModelRaised(Exception):
     """The model's own ``call`` (``named_modules()``) raised ``error``."""
 
-    def __init__(self, call: str, error: Exception) -> None:
+    def __init__(self, call: str, error: BaseException) -> None:
         super().__init__(call)
         self.call = call
         self.error = error
@@ -314,7 +318,9 @@ def _probe(model: Any) -> None:
             try:
                 for _ in getattr(model, call)():
                     pass
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 raise _ModelRaised(f"{call}()", exc) from None
 
 
@@ -391,7 +397,9 @@ def _named_modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
 
     try:
         found = list(model.named_modules(remove_duplicate=False))
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
         raise _ModelRaised("named_modules()", exc) from None
     by_name = {}
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)

@@ -243,7 +243,9 @@ def _call(model: Any, method: str) -> Any:
 
     try:
         found = getattr(model, method)()
-    except Exception:  # noqa: BLE001  the model's own hook: a failure means only that it names no module
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001  the model's own hook: a failure means only that it names no module
         return None
     return found if isinstance(found, torch.nn.Module) else None
 
@@ -257,7 +259,9 @@ def _no_weight_decay(model: torch.nn.Module, infos: Sequence[ParamInfo]) -> Iter
         return
     try:
         listed = sorted({str(entry) for entry in hook()})
-    except Exception:  # noqa: BLE001  the model's own hook: a failure means only that there is no list
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001  the model's own hook: a failure means only that there is no list
         return
     if not listed:
         return

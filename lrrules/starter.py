@@ -135,7 +135,9 @@ def _no_weight_decay_names(model: torch.nn.Module | None, params: Sequence[Param
         return []
     try:
         wanted = set(inner.no_weight_decay())  # type: ignore[operator]
-    except Exception:  # a model's own hook; a failure means only that there is no list to add
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001  a model's own hook; a failure means only that there is no list to add
         return []
     names = [n for p in params for n in p.names]
     out = []

@@ -137,6 +137,73 @@ def test_the_command_line_says_lrrules_error_and_exits_2(method: str, command: s
     assert "Traceback" not in err
 
 
+
+class _UsersOwn(BaseException):
+    """A BaseException of the model's own, neither Exception nor KeyboardInterrupt."""
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("error", [SystemExit, GeneratorExit, _UsersOwn], ids=lambda e: e.__name__)
+def test_a_walk_raising_a_base_exception_is_a_model_error_too(method: str, error: type[BaseException]) -> None:
+    # sys.exit(0) inside named_modules() ended `check --strict` with exit 0 and no output: a CI gate passed
+    model = raising(method, error)  # type: ignore[arg-type]
+    with pytest.raises(ModelError) as info:
+        collect(model, "pkg:broken")
+    assert str(info.value).startswith("pkg:broken: ") and method in str(info.value)
+    assert error.__name__ in str(info.value)
+
+
+def test_a_keyboard_interrupt_in_the_walk_still_stops_lrrules() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        collect(raising("named_modules", KeyboardInterrupt))  # type: ignore[arg-type]
+
+
+EXITS = """
+import sys
+from torch import nn
+
+
+class Broken(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def named_modules(self, *args, **kwargs):
+        sys.exit(0)
+
+
+class NoList(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def no_weight_decay(self):
+        raise GeneratorExit
+
+
+def build():
+    return Broken()
+
+
+def no_list():
+    return NoList()
+"""
+
+
+def test_check_strict_on_a_model_whose_walk_calls_sys_exit_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "exits.py").write_text(EXITS)
+    (tmp_path / "rules.yaml").write_text(ALL)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "check", "--strict", "rules.yaml", "--model", "exits:build", "--no-cache")
+    assert code == 2, err
+    assert err.startswith("lrrules: error: exits:build: ") and "named_modules" in err and "SystemExit" in err
+    # a no_weight_decay() hook raising GeneratorExit means no list, as any other failure of it does
+    for argv in (["check", "--strict", "rules.yaml"], ["init", "-o", "-"]):
+        code, _, err = run(capsys, *argv, "--model", "exits:no_list", "--no-cache")
+        assert code == 0, err
+        assert "Traceback" not in err
+
 # --- lazy modules --------------------------------------------------------------------------------
 
 LAZY = [

@@ -41,6 +41,18 @@ def test_an_unknown_preset_names_the_presets() -> None:
     assert "lrrules:no-decay" in str(info.value) and info.value.errors[0].line == 2
 
 
+
+def test_the_library_loads_a_preset_by_its_name_as_the_command_line_does() -> None:
+    # lrrules.load("lrrules:mup") (resolve's docstring) was "no such file"; build() takes the name too
+    for name in presets():
+        assert lrrules.load(f"lrrules:{name}") == _use(name)
+    assert lrrules.load("lrrules:llrd", overrides={"layer_decay": 0.5}) == _use("llrd", layer_decay=0.5)
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    optimizer, _ = lrrules.build("lrrules:no-decay-1d", model)
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    with pytest.raises(lrrules.RuleFileError, match="lrrules:no-decay"):
+        lrrules.load("lrrules:no-decy")
+
 @pytest.mark.slow  # imports timm, builds four models
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224", "convnext_atto", "mobilenetv3_small_050"])
 def test_no_decay_1d_equals_timms_bare_call(arch: str) -> None:
