@@ -77,6 +77,18 @@ class CombinedState(MutableMapping):  # type: ignore[type-arg]
         return f"CombinedState({ {n: len(o.state) for n, o in self._optimizers.items()} })"
 
 
+class CombinedGroups(list):  # type: ignore[type-arg]
+    """The combined optimizer's groups, read afresh: a list whose dicts are the inner optimizers' own.
+    Growing or shrinking it would change a copy nobody steps, so it refuses to; a group dict's values
+    (``lr``, ``weight_decay``) are live and may be set."""
+
+    def _refuse(self, *_: Any, **__: Any) -> None:
+        raise UsageError("CombinedOptimizer.param_groups is read from its optimizers: add a group to one of them "
+                         "(optimizer.optimizers[NAME].add_param_group), then build a new CombinedOptimizer")
+
+    append = extend = insert = remove = pop = clear = __delitem__ = __iadd__ = _refuse  # type: ignore[assignment]
+
+
 class CombinedOptimizer(torch.optim.Optimizer):
     """One optimizer over several named ones; ``optimizers`` maps each name to its optimizer.
 
@@ -102,7 +114,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
     def param_groups(self) -> list[dict[str, Any]]:
         if self._building is not None:
             return self._building
-        return [g for o in self.optimizers.values() for g in o.param_groups]
+        return CombinedGroups(g for o in self.optimizers.values() for g in o.param_groups)
 
     @param_groups.setter
     def param_groups(self, groups: list[dict[str, Any]]) -> None:

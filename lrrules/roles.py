@@ -140,7 +140,10 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
         found[i].setdefault("position", f"the model's no_weight_decay() lists '{patterns}'")
     out = []
     for info, roles in zip(infos, found):
-        if info.ndim >= 2 and not roles.keys() & {"embedding", "head", "position", "norm"}:
+        # A tensor with fewer than two dimensions wider than 1 is a vector in matrix form (weight_norm's
+        # magnitude g of shape (out, 1), a (1, d) gain): a gain, not a hidden matrix (Muon leaves it to AdamW).
+        wide = sum(1 for d in info.shape if d > 1)
+        if info.ndim >= 2 and wide >= 2 and not roles.keys() & {"embedding", "head", "position", "norm"}:
             kind = info.module or "module"
             layout = " (stored (in, out))" if kind == "Conv1D" else ""
             roles["hidden"] = f"a {info.ndim}-D tensor of a {kind}{layout}, neither embedding, head, position nor norm"

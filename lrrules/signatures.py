@@ -173,7 +173,10 @@ _RANGES = {("Adadelta", "rho"): (0.0, 1.0, True), ("RMSprop", "alpha"): (0.0, fl
 
 def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], values: list[tuple[Loc, str, Any]]) -> None:
     def refuse(loc: Loc, message: str) -> OptimizerError:
-        return OptimizerError(f"option {message} (torch refuses it when it builds {name})", _locate(ruleset, loc))
+        # torch checks these ranges only for an optimizer's own settings and steps a param group
+        # with any value; the message says whose range it is, not that torch said it.
+        return OptimizerError(f"option {message} (outside the range {name} accepts for its own settings)",
+                              _locate(ruleset, loc))
 
     for loc, key, value in values:
         if key in _NOT_NEGATIVE and (name, key) not in _UNCHECKED and _number(value) and value < 0:

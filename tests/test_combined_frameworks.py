@@ -304,3 +304,20 @@ def test_lightning_sets_each_inner_lr_saves_after_fit_and_resumes_bit_exactly(tm
     resumed.used.check(cosine_with_warmup(2, total), first=first)
     for (name, a), b in zip(resumed.model.named_parameters(), straight.model.parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_growing_the_combined_param_groups_list_is_refused_not_dropped() -> None:
+    # The list is read afresh from the inner optimizers: an appended group would be in no optimizer
+    # that steps. Found by review of issue 20.
+    from lrrules.combined import CombinedOptimizer
+    from lrrules.errors import UsageError
+
+    a, b, c = (torch.nn.Parameter(torch.ones(2, 2)) for _ in range(3))
+    combined = CombinedOptimizer({"m": torch.optim.SGD([a], lr=0.1), "d": torch.optim.AdamW([b])})
+    for grow in (lambda g: g.append({"params": [c]}), lambda g: g.extend([{"params": [c]}]),
+                 lambda g: g.insert(0, {"params": [c]}), lambda g: g.pop(), lambda g: g.clear()):
+        with pytest.raises(UsageError, match="add_param_group"):
+            grow(combined.param_groups)
+    assert sum(len(o.param_groups) for o in combined.optimizers.values()) == 2
+    combined.param_groups[1]["lr"] = 0.25  # values stay live
+    assert combined.optimizers["d"].param_groups[0]["lr"] == 0.25
