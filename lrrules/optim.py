@@ -130,10 +130,46 @@ def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted:
         optimizer = factory(groups, **kwargs)
     except (TypeError, ValueError) as exc:
         raise OptimizerError(f"{name} refused the settings: {exc}", ruleset.path) from None
+    _groups_judged(ruleset, factory, accepted, kwargs, optimizer.defaults, groups, name)
     # Frozen only once the optimizer is made: a refused optimizer leaves the model as it was.
     apply_freeze(plan)
     attach(optimizer, plan)
     return Built(optimizer, plan)
+
+
+def _groups_judged(ruleset: RuleSet, factory: Any, accepted: set[str] | None, kwargs: Mapping[str, Any],
+                   defaults: Mapping[str, Any], groups: list[dict[str, Any]], who: str) -> None:
+    """Let the optimizer judge each group's own values as it judges its settings: torch checks
+    ``betas``, ``eps`` or Muon's ``adjust_lr_fn`` in the constructor only, and steps a param group with
+    any value (an unknown ``adjust_lr_fn`` silently drops Muon's shape factor). Each distinct group
+    that sets values of its own is built once more, alone, on its first tensor, and thrown away. The
+    values judged are the constructor's options, or, where it takes ``**kwargs``, its ``defaults``' keys."""
+    if accepted is None:
+        accepted = set(defaults)
+    seen: set[str] = set()
+    for group in groups:
+        own = {k: tuple(v) if isinstance(v, list) else v for k, v in group.items()
+               if k in accepted and k != "params" and _differs(defaults.get(k), v)}
+        if not own or repr(sorted(own.items())) in seen:
+            continue
+        seen.add(repr(sorted(own.items())))
+        try:
+            factory([{"params": group["params"][:1]}], **{**kwargs, **own})
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise OptimizerError(f"{who} refuses group '{group.get('name', '?')}' "
+                                 f"({', '.join(f'{k}={v!r}' for k, v in own.items())}): {exc}; fix the option on "
+                                 "the rule or modifier that sets it", ruleset.path) from None
+
+
+def _differs(default: Any, value: Any) -> bool:
+    """Whether a group's value is not the optimizer's default (a tensor, or anything that does not
+    compare plainly, counts as differing: it is judged)."""
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        default, value = tuple(default), tuple(value)
+    try:
+        return bool(default != value)
+    except (TypeError, ValueError, RuntimeError):
+        return True
 
 
 def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module,
@@ -237,6 +273,8 @@ def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str,
             built[name] = factory([d for _, d in mine], **kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise OptimizerError(f"optimizer '{name}' ({kind}) refused the settings: {exc}", ruleset.path) from None
+        _groups_judged(ruleset, factory, accepted - keys if accepted is not None else None, kwargs,
+                       built[name].defaults, [d for _, d in mine], f"optimizer '{name}' ({kind})")
     if not built:
         _nothing_trains(ruleset, plan, "each optimizer of the file")
     optimizer = CombinedOptimizer(built)

@@ -169,6 +169,9 @@ _NOT_NEGATIVE = ("eps", "momentum", "weight_decay", "lr_decay", "initial_accumul
 #: Where torch does not check an option it takes (tests/test_signatures.py compares with torch).
 _UNCHECKED = {("Muon", "eps")}
 _RANGES = {("Adadelta", "rho"): (0.0, 1.0, True), ("RMSprop", "alpha"): (0.0, float("inf"), True)}
+#: Options that take one of a few words; torch checks them in the constructor only, and a group with
+#: another word steps without a word (Muon: no shape factor at all).
+_CHOICES = {("Muon", "adjust_lr_fn"): ("original", "match_rms_adamw")}
 
 
 def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], values: list[tuple[Loc, str, Any]]) -> None:
@@ -185,6 +188,12 @@ def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], value
             low, high, closed = _RANGES[(name, key)]
             if not (low <= value and (value <= high if closed else value < high)):
                 raise refuse(loc, f"'{key}' of {name} must be in [{low}, {high}], got {value}")
+        if (name, key) in _CHOICES and value is not None and value not in _CHOICES[(name, key)]:
+            words = _CHOICES[(name, key)]
+            close = difflib.get_close_matches(str(value), words, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise OptimizerError(f"option '{key}' of {name} takes one of {', '.join(map(repr, words))}, got {value!r}{hint}",
+                                 _locate(ruleset, loc))
         if key == "betas" and isinstance(value, list):
             for i, beta in enumerate(value):
                 if _number(beta) and not 0.0 <= beta < 1.0:
