@@ -505,7 +505,8 @@ def read_state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
         # mmap needs the zip format; a legacy file (torch.save(..., _use_new_zipfile_serialization=False)) is read whole
         loaded = torch.load(path, map_location="meta", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc)) or re.search(
+            r"unsupported GLOBAL ([\w.]+) whose module", str(exc))  # a blocked module's (os.system's)
         if found:
             raise ModelError(f"{path}: holds a pickled '{_clip(found.group(1))}', not a state dict of tensors; lrrules "
                              "reads torch files with weights_only=True and never runs a checkpoint's code: save "
@@ -513,7 +514,9 @@ def read_state_dict(path: Path) -> list[tuple[str, tuple[int, ...], bool]]:
         raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: "
                          f"{_clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}") from None
     except Exception as exc:
-        raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: {exc}") from None
+        why = str(exc).splitlines()[0] if str(exc) else ("the file ends early" if isinstance(exc, EOFError)
+                                                         else type(exc).__name__)
+        raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: {_clip(why)}") from None
     loaded = _state_dict_in(path, loaded)
     entries = []
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape, shared

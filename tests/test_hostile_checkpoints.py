@@ -146,6 +146,34 @@ def test_a_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path: Path, 
     assert not target.exists()
 
 
+class Shell:
+    """A pickle whose global is in a module torch blocks outright (os.system), not merely unlisted."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_a_blocked_module_s_global_is_named_as_any_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "ran.txt"
+    path = tmp_path / "shell.pt"
+    torch.save({"fc.weight": Shell(target)}, path)
+    with pytest.raises(ModelError, match=f"pickled '{os.system.__module__}.system', not a state dict"):
+        read(path)
+    assert "..." not in cli_refuses(tmp_path, path, capsys)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x02", b"PK\x03\x04"])
+def test_an_empty_or_cut_torch_file_says_why(tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cut.pt"
+    path.write_bytes(content)
+    err = cli_refuses(tmp_path, path, capsys)
+    assert not err.rstrip().endswith(":"), err  # a reason follows the colon
+
+
 @pytest.mark.parametrize("member", ["../escaped/data.pkl", "/abs/data.pkl", "archive/../../up.pkl",
                                     "C:\\evil\\data.pkl", "archive\\..\\..\\x"])
 def test_a_zip_whose_members_leave_the_folder_is_refused(tmp_path: Path, member: str,
