@@ -243,7 +243,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     def data() -> list[dict[str, Any]]:  # with the optimizer each goes to, as the text names it
         routed = [plan.groups[a.group].optimizer if a.group is not None else None for a in chosen]
-        return [dict(a.to_dict(), optimizer=r, optimizer_type=types.get(r) if r else None)
+        # and its roles with their evidence ({role: why}; null on a checkpoint, where roles are mostly undecided)
+        infos = plan.rows.infos
+        return [dict(a.to_dict(), optimizer=r, optimizer_type=types.get(r) if r else None,
+                     roles=dict(infos[a.index].roles) if infos[a.index].module is not None else None)
                 for a, r in zip(chosen, routed)]
 
     _print(render(args.format, data, data, lambda: explain_text(plan, chosen, modifier_hints(rules), types)))

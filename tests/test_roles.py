@@ -142,3 +142,16 @@ def test_a_model_whose_hooks_fail_still_has_roles() -> None:
 
     roles = _roles(Odd())
     assert roles["fc.weight"] == {"head"} and all("no_weight_decay" not in r for r in roles.values())
+
+
+def test_explain_json_carries_each_tensors_roles_and_why(capsys: pytest.CaptureFixture[str]) -> None:
+    import json as _json
+
+    from lrrules.cli import main as _main
+
+    rows = {}
+    for name in ("fc.weight", "layer1.0.bn1.weight"):
+        assert _main(["explain", "lrrules:muon", "--model", "resnet18", "--format", "json", "--no-cache", name]) == 0
+        rows.update({r["name"]: r for r in _json.loads(capsys.readouterr().out)})
+    assert set(rows["fc.weight"]["roles"]) == {"head"} and rows["fc.weight"]["roles"]["head"]
+    assert set(rows["layer1.0.bn1.weight"]["roles"]) == {"norm"}
