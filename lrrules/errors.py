@@ -53,8 +53,8 @@ def printable(text: str, lines: bool = False) -> str:
     ``\\u202e``..., and so are zero-width characters and spaces other than U+0020 (``\\xa0``); newlines
     too, unless ``lines`` keeps them (text that is several lines by design).
 
-    >>> printable("fc\x1b[2J.weight")
-    'fc\\x1b[2J.weight'
+    >>> print(printable("fc\x1b[2J.weight"))
+    fc\\x1b[2J.weight
     """
     if text.isprintable() or lines and text.replace("\n", "").isprintable():
         return text

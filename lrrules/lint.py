@@ -53,6 +53,7 @@ class Lint:
 def lint(rules: RuleSet) -> list[Lint]:
     """Everything :mod:`lrrules.lint` finds in ``rules`` without a model, in file order.
 
+    >>> import lrrules
     >>> rules = lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\nrules:\\n  - {name: all, fallback: true, freeze: true}\\n")
     >>> [f.loc for f in lint(rules)]                                    # doctest: +SKIP
     [('rules', 0, 'freeze')]

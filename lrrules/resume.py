@@ -6,7 +6,7 @@ a restart (a rule edited, a parameter moved to another group, a shape changed), 
 the layout (each group's parameter names and shapes, and its settings) in the state dict and
 checks it on load.
 
->>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # records the layout on save
+>>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # doctest: +SKIP
 >>> torch.save(optimizer.state_dict(), "opt.pt")                   # doctest: +SKIP
 >>> report = lrrules.load_optimizer_state(optimizer, torch.load("opt.pt"), plan)   # doctest: +SKIP
 """
