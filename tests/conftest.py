@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,17 @@ import torch
 from torch import nn
 
 from lrrules.params import ParamInfo
+
+#: The repository's root: the tests name shipped files (examples/, lrrules/presets/) from it.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _from_the_repository_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts in the repository's root, wherever pytest was started from (a test that
+    needs another folder changes to it itself)."""
+    monkeypatch.chdir(ROOT)
+    yield
 
 
 def params(*specs: Sequence[Any]) -> list[ParamInfo]:

@@ -10,6 +10,7 @@ import json
 import pytest
 
 import lrrules
+from tests.conftest import ROOT
 from lrrules.report import plan_rows, plan_table, to_csv
 from lrrules.sources import open_model
 
@@ -30,9 +31,11 @@ WIDTHS = [80, 100, 72]
 @pytest.fixture(scope="module")
 def plans() -> dict[tuple[str, str], lrrules.Plan]:
     out = {}
-    for rules, spec in CASES:
-        model = open_model(spec)
-        out[rules, spec] = lrrules.load(rules).resolve(model.module)
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: before the per-test move to the root
+        patch.chdir(ROOT)
+        for rules, spec in CASES:
+            model = open_model(spec)
+            out[rules, spec] = lrrules.load(rules).resolve(model.module)
     return out
 
 
