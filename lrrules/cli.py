@@ -162,6 +162,12 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
     found: list[Finding] = []
     if not args.model:  # what the file alone decides for every model: nothing trains, a decay-only rule
         from .lint import lint
+        from .signatures import check_names
+
+        try:  # an optimizer type no torch or timm optimizer has (AdamWW), from the torch-free table
+            check_names(rules)
+        except OptimizerError as exc:
+            return [Finding(exc.path or spec, exc.line, exc.col, exc.message if exc.path else str(exc), EXIT_INVALID)]
 
         for item in lint(rules):
             where = rules.locate(item.loc)

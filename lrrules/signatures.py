@@ -121,6 +121,24 @@ def check(ruleset: RuleSet) -> list[str] | None:
     return []
 
 
+def check_names(ruleset: RuleSet) -> None:
+    """Every optimizer ``type`` the file names (``optimizer:`` and each of ``optimizers:``) must be in
+    the table, which holds every torch.optim class and timm optimizer of the installed versions
+    (tests/test_signatures.py keeps it so): what ``check`` without a model asks, without torch.
+    Raises :class:`OptimizerError` at the ``type`` value, with "did you mean".
+
+    >>> check_names(lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\noptimizer: {type: AdamWW}\\nrules: []"))  # doctest: +SKIP
+    Traceback (most recent call last):
+    lrrules.errors.OptimizerError: <rules>:3:20: optimizer type 'AdamWW' names no optimizer (did you mean 'AdamW', ...?); ...
+    """
+    named = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
+    named += [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
+    for loc, name in named:
+        if known(name) is None:
+            error = unknown_name(ruleset, name)
+            raise OptimizerError(error.message, _locate(ruleset, loc))
+
+
 def option_values(ruleset: RuleSet) -> list[tuple[Loc, str, Any]]:
     """Every option the file sets, with its place: ``(("defaults", "eps"), "eps", 1e-8)``, ..."""
     found: list[tuple[Loc, str, Any]] = [(("defaults", key), key, value)

@@ -67,3 +67,33 @@ def test_the_library_error_keeps_path_line_and_col(tmp_path: Path) -> None:
     exc = caught.value
     assert (exc.path, exc.line) == (str(rules), line) and exc.col > 0
     assert str(exc) == f"{rules}:{exc.line}:{exc.col}: {exc.message}"
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    (TYPO, "AdamWW"),
+    (SEVERAL.replace("type: SGD, momentun: 0.9", "type: Muonn"), "Muonn"),
+])
+def test_check_without_a_model_refuses_an_optimizer_type_that_names_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                        text: str, needle: str) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(text)
+    assert main(["check", str(rules)]) == 2
+    err = capsys.readouterr().err
+    line, col = _place(text, needle)
+    assert err.startswith(f"{rules}:{line}:{col}: optimizer type '{needle}' names no optimizer (did you mean"), err
+
+
+def test_every_torch_optimizer_name_and_every_shipped_file_passes_the_name_check() -> None:
+    import torch
+
+    from lrrules.signatures import check_names
+
+    names = [n for n, v in vars(torch.optim).items()
+             if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer]
+    for name in names:  # torch's own list, not the table's
+        check_names(lrrules.loads(f"version: 1\ndefaults: {{lr: 0.1}}\noptimizer: {{type: {name}}}\nrules: []\n"))
+    shipped = [*sorted(Path("examples").glob("*.yaml")), *sorted(Path("examples").glob("*.json"))]
+    for path in shipped:
+        check_names(lrrules.load(str(path)))
+    for preset in ("muon", "mup", "no-decay", "no-decay-1d", "llrd", "lora-plus"):
+        check_names(lrrules.load(f"lrrules:{preset}"))
