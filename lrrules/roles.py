@@ -99,15 +99,14 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
     position = {id(t): i for i, t in enumerate(tensors)}
     found: list[dict[str, str]] = [{} for _ in infos]
 
-    def mark(module: Any, role: str, why: str) -> None:
-        for tensor in module.parameters():
-            i = position.get(id(tensor))
-            if i is not None:
-                found[i].setdefault(role, why)
+    def mark(module: Any, role: str, why: str) -> None:  # every tensor under ``module``, its children's too
+        _mark_own(list(module.parameters()), position, found, role, why)
 
-    for module, why in _heads(model, infos):
+    # Each walks the whole module tree: found once, read by the heads, the inputs and no_weight_decay().
+    hf, timm = _hf_model(model), _timm_model(model)
+    for module, why in _heads(model, hf, timm):
         mark(module, "head", why)
-    for module, why in _inputs(model):
+    for module, why in _inputs(hf, timm):
         mark(module, "embedding", why)
     norms = tuple(k for k in (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, getattr(nn, "RMSNorm", None),
                               nn.LocalResponseNorm) if k is not None)
@@ -135,7 +134,7 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
                 found[i].setdefault("bias", f"1-D, registered as '{local}' on a {type(module).__name__}")
             if _POSITION_PART.fullmatch(local):
                 found[i].setdefault("position", f"a tensor named '{local}'")
-    for i, patterns in _no_weight_decay(model, infos):
+    for i, patterns in _no_weight_decay(model, timm, infos):
         found[i].setdefault("no_weight_decay", f"the model's no_weight_decay() lists '{patterns}'")
         found[i].setdefault("position", f"the model's no_weight_decay() lists '{patterns}'")
     out = []
@@ -175,12 +174,12 @@ def _hf_model(model: Any) -> Any:
     return None
 
 
-def _timm_model(model: Any) -> Any:
-    """The outermost module timm built (it carries its ``pretrained_cfg``)."""
+def _timm_model(model: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The outermost module timm built and its ``pretrained_cfg`` (or older ``default_cfg``)."""
     for module in model.modules():
         cfg = vars(module).get("pretrained_cfg") or vars(module).get("default_cfg")
         if isinstance(cfg, dict):
-            return module
+            return module, cfg
     return None
 
 
@@ -194,9 +193,9 @@ def _submodules(root: Any, names: Any) -> Iterator[tuple[str, Any]]:
             continue
 
 
-def _heads(model: torch.nn.Module, infos: Sequence[ParamInfo]) -> list[tuple[Any, str]]:
-    """The output modules, each with the evidence for it."""
-    hf = _hf_model(model)
+def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | None) -> list[tuple[Any, str]]:
+    """The output modules, each with the evidence for it (``hf``, ``timm``: what :func:`_hf_model`
+    and :func:`_timm_model` found in ``model``)."""
     if hf is not None:
         heads = []
         output = _call(hf, "get_output_embeddings")
@@ -209,11 +208,10 @@ def _heads(model: torch.nn.Module, infos: Sequence[ParamInfo]) -> list[tuple[Any
                       for name, child in hf.named_children()
                       if child is not inner and any(True for _ in child.parameters())]
         return heads
-    timm = _timm_model(model)
     if timm is not None:
-        cfg = vars(timm).get("pretrained_cfg") or vars(timm).get("default_cfg")
+        root, cfg = timm
         return [(module, f"timm's pretrained_cfg['classifier'] names '{name}'")
-                for name, module in _submodules(timm, cfg.get("classifier"))]
+                for name, module in _submodules(root, cfg.get("classifier"))]
     last = None
     for last in model.named_parameters(remove_duplicate=False):
         pass
@@ -226,17 +224,15 @@ def _heads(model: torch.nn.Module, infos: Sequence[ParamInfo]) -> list[tuple[Any
     return [(owner, f"'{owner_name}' holds the last parameter registered (no Hugging Face or timm head to read)")]
 
 
-def _inputs(model: torch.nn.Module) -> list[tuple[Any, str]]:
+def _inputs(hf: Any, timm: tuple[Any, dict[str, Any]] | None) -> list[tuple[Any, str]]:
     """The input modules (beyond every nn.Embedding), each with the evidence for it."""
-    hf = _hf_model(model)
     if hf is not None:
         found = _call(hf, "get_input_embeddings")
         return [] if found is None else [(found, "the module get_input_embeddings() returns")]
-    timm = _timm_model(model)
     if timm is not None:
-        cfg = vars(timm).get("pretrained_cfg") or vars(timm).get("default_cfg")
+        root, cfg = timm
         return [(module, f"timm's pretrained_cfg['first_conv'] names '{name}' (the input layer)")
-                for name, module in _submodules(timm, cfg.get("first_conv"))]
+                for name, module in _submodules(root, cfg.get("first_conv"))]
     return []
 
 
@@ -253,10 +249,11 @@ def _call(model: Any, method: str) -> Any:
     return found if isinstance(found, torch.nn.Module) else None
 
 
-def _no_weight_decay(model: torch.nn.Module, infos: Sequence[ParamInfo]) -> Iterator[tuple[int, str]]:
+def _no_weight_decay(model: torch.nn.Module, timm: tuple[Any, dict[str, Any]] | None,
+                     infos: Sequence[ParamInfo]) -> Iterator[tuple[int, str]]:
     """``(index, pattern)`` for each parameter the model's ``no_weight_decay()`` lists, matched as
     timm's ``create_optimizer_v2`` matches them (``fnmatch`` over the parameter's name)."""
-    owner = _timm_model(model) or model
+    owner = timm[0] if timm is not None else model
     hook = getattr(owner, "no_weight_decay", None)
     if not callable(hook):
         return
