@@ -217,7 +217,9 @@ def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | N
         pass
     if last is None or "." not in last[0]:
         return []
-    owner_name = last[0].rsplit(".", 1)[0]
+    from .starter import _holder  # init's head: a parametrization's tensors belong to the parametrized module
+
+    owner_name = _holder(last[0])
     owner = model.get_submodule(owner_name)
     if sum(1 for _ in owner.parameters()) == sum(1 for _ in model.parameters()):
         return []  # a "head" that is the whole model is no head

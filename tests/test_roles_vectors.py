@@ -55,3 +55,21 @@ def test_a_modifier_can_give_conv1d_the_linear_reading_of_muons_factor() -> None
             torch_factor = max(1, rows / cols) ** 0.5
             linear_factor = max(1, cols / rows) ** 0.5
             assert lrs[name] * torch_factor == pytest.approx(base * linear_factor, rel=1e-12)
+
+
+@pytest.mark.parametrize("norm", ["weight_norm", "spectral_norm", "old_weight_norm"])
+def test_a_parametrized_last_layer_is_the_head_with_its_bias(norm: str) -> None:
+    # The last registered tensor is the parametrization's original1, under 'out.parametrizations.weight':
+    # the head is the module 'out', bias included, as init finds it.
+    from lrrules.params import collect
+    from lrrules.starter import head_prefixes
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    wrap = {"weight_norm": torch.nn.utils.parametrizations.weight_norm,
+            "spectral_norm": torch.nn.utils.parametrizations.spectral_norm,
+            "old_weight_norm": torch.nn.utils.weight_norm}[norm]
+    model[2] = wrap(model[2])
+    infos = collect(model)[0]
+    heads = {p.name for p in infos if "head" in dict(p.roles)}
+    assert heads == {n for n, _ in model.named_parameters() if n.startswith("2.")}
+    assert head_prefixes(infos, model) == ["2"]
