@@ -167,7 +167,7 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
         try:  # an optimizer type no torch or timm optimizer has (AdamWW), from the torch-free table
             check_names(rules)
         except OptimizerError as exc:
-            return [Finding(exc.path or spec, exc.line, exc.col, exc.message if exc.path else str(exc), EXIT_INVALID)]
+            return [_optimizer_finding(exc, spec)]
 
         for item in lint(rules):
             where = rules.locate(item.loc)
@@ -184,8 +184,8 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
             notes = None if rules.optimizers else check_signature(rules)
             if notes is None:
                 check_optimizer_cached(rules, use_cache=not args.no_cache)
-        except OptimizerError as exc:  # on its line where it has one (an option, the type), on the file otherwise
-            return [Finding(exc.path or spec, exc.line, exc.col, exc.message if exc.path else str(exc), EXIT_INVALID)]
+        except OptimizerError as exc:
+            return [_optimizer_finding(exc, spec)]
         for note in notes or []:
             _complain(f"lrrules: note: {note}")
         for model_spec in args.model:
@@ -211,6 +211,14 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
                                      "does not match a name in NFD (copy the name from `lrrules params`)", code,
                                      model.label, warning=True))
     return found
+
+
+def _optimizer_finding(exc: Any, spec: str) -> Any:
+    """An :class:`OptimizerError` as ``check`` reports it: on its line where it has one (an option,
+    the type), on the file otherwise."""
+    from .report import Finding
+
+    return Finding(exc.path or spec, exc.line, exc.col, exc.message if exc.path else str(exc), EXIT_INVALID)
 
 
 def _not_nfc(params: Sequence[Any]) -> str:
@@ -455,8 +463,11 @@ def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True
 def _resolve(rules: RuleSet, model: Model, args: argparse.Namespace | None = None) -> Plan:
     from .resolve import base_shapes, resolve_params
 
-    spec = getattr(args, "base_model", None)
-    base = None if spec is None else base_shapes(_model(args, spec).params)  # muP's base shapes
+    base = None
+    if getattr(args, "base_model", None) is not None:  # muP's base shapes, built once (diff resolves twice)
+        if not hasattr(args, "base_shapes"):
+            args.base_shapes = base_shapes(_model(args, args.base_model).params)
+        base = args.base_shapes
     return resolve_params(rules, model.params, model.tensors, model.module, model.ordered, base)
 
 
