@@ -150,9 +150,10 @@ def _groups_judged(ruleset: RuleSet, factory: Any, accepted: set[str] | None, kw
     for group in groups:
         own = {k: tuple(v) if isinstance(v, list) else v for k, v in group.items()
                if k in accepted and k != "params" and _differs(defaults.get(k), v)}
-        if not own or repr(sorted(own.items())) in seen:
+        key = repr(sorted(own.items()))
+        if not own or key in seen:
             continue
-        seen.add(repr(sorted(own.items())))
+        seen.add(key)
         try:
             factory([{"params": group["params"][:1]}], **{**kwargs, **own})
         except (TypeError, ValueError, RuntimeError) as exc:

@@ -638,12 +638,15 @@ def _check_base(base: BaseShapes, params: Sequence[ParamInfo]) -> None:
                          "architecture at the base width")
 
 
+def _base_shape(base: BaseShapes | None, info: ParamInfo) -> BaseShape | None:
+    """``info``'s base shape under any of its names, or ``None``."""
+    return None if base is None else next((base[n] for n in info.names if n in base), None)
+
+
 def infinite_dims(base: BaseShapes | None, info: ParamInfo) -> tuple[tuple[int, int], ...] | None:
     """The (base size, size) of each dimension of ``info`` that differs from its base shape, in
     order: muP's infinite ("width") dimensions; ``None`` when the tensor has no base shape."""
-    if base is None:
-        return None
-    shape = next((base[n] for n in info.names if n in base), None)
+    shape = _base_shape(base, info)
     if shape is None or len(shape) != len(info.shape):
         return None
     return tuple((b, d) for b, d in zip(shape, info.shape) if b is not None and b != d)
@@ -671,7 +674,7 @@ def base_problem(base: BaseShapes | None, info: ParamInfo, name: str) -> str:
     if base is None:
         return (f"'{name}' (muP) reads the base shapes, and none were given: pass the same architecture at the "
                 "base width (resolve(rules, model, base=narrow_model), build(..., base=...), --base-model SPEC)")
-    shape = next((base[n] for n in info.names if n in base), None)
+    shape = _base_shape(base, info)
     if shape is None:
         return f"parameter '{info.name}' is not in the base model; the base must be the same architecture"
     if len(shape) != len(info.shape):

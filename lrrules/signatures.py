@@ -94,13 +94,14 @@ def _locate(ruleset: RuleSet, loc: Loc, key: bool = False) -> Location:
     return source.locate(loc, key=key) if source is not None else Location(ruleset.path)
 
 
-def unknown_name(ruleset: RuleSet, name: str, also: list[str] | None = None) -> OptimizerError:
-    """The error for a ``type`` that names no optimizer, placed at the ``type`` value."""
+def unknown_name(ruleset: RuleSet, name: str, also: list[str] | None = None, at: Loc | None = None) -> OptimizerError:
+    """The error for a ``type`` that names no optimizer, placed at the ``type`` value (``at``: another
+    optimizer's, such as ``("optimizers", "muon", "type")``)."""
     names = list(TORCH) + list(TIMM) + list(also or [])
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
     return OptimizerError(f"optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name "
-        "such as AdamW or SGD, or a timm optimizer name", type_location(ruleset))
+        "such as AdamW or SGD, or a timm optimizer name", type_location(ruleset) if at is None else _locate(ruleset, at))
 
 
 def check(ruleset: RuleSet) -> list[str] | None:
@@ -135,8 +136,7 @@ def check_names(ruleset: RuleSet) -> None:
     named += [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
     for loc, name in named:
         if known(name) is None:
-            error = unknown_name(ruleset, name)
-            raise OptimizerError(error.message, _locate(ruleset, loc))
+            raise unknown_name(ruleset, name, at=loc)
 
 
 def option_values(ruleset: RuleSet) -> list[tuple[Loc, str, Any]]:
