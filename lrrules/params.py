@@ -304,7 +304,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
         _refuse_one_name_for_two(infos)
     from .roles import model_roles
 
-    infos = [new(ParamInfo, (*info[:-1], roles)) for info, roles in zip(infos, model_roles(unwrap(model), infos, tensors))]
+    infos = [new(ParamInfo, (*info[:-1], roles)) for info, roles in zip(infos, model_roles(inner, infos, tensors))]
     return infos, tensors
 
 
