@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -201,7 +202,7 @@ def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: l
                               "the state dict was edited, and is not loaded")
         names_at += now["params"]
         shapes_at += now["shapes"]
-        whole = sum(_count(shape) for shape in now["shapes"])  # LBFGS keeps the group's flattened vectors
+        whole = sum(math.prod(shape) for shape in now["shapes"])  # LBFGS keeps the group's flattened vectors
         totals_at += [whole] * len(now["params"])
     state = state_dict.get("state", {})
     if not isinstance(state, Mapping):
@@ -219,20 +220,13 @@ def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: l
                                   f"parameter's is {shape}; it belongs to another tensor, and is not loaded")
 
 
-def _count(shape: Any) -> int:
-    count = 1
-    for d in shape:
-        count *= d
-    return count
-
-
 def _fits(moment: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether a state tensor of shape ``moment`` can be a parameter of ``shape``'s: a scalar (a step),
     the parameter's own shape, or a factored statistic (Adafactor's rows or columns: size 1 where it
     differs). (A vector over the whole group, as LBFGS keeps, is allowed by the caller.)"""
     if not moment or moment == shape:
         return True
-    return len(moment) == len(shape) and _count(moment) < _count(shape) and all(m in (s, 1) for m, s in zip(moment, shape))
+    return len(moment) == len(shape) and math.prod(moment) < math.prod(shape) and all(m in (s, 1) for m, s in zip(moment, shape))
 
 
 def _shown(items: list[Any]) -> str:
