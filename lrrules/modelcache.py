@@ -346,16 +346,14 @@ def _read(key: str) -> tuple[str, list[ParamInfo], bool, dict[str, int] | None, 
             if not (isinstance(name, str) and all(isinstance(d, int) for d in shape) and isinstance(grad, bool)
                     and (module is None or isinstance(module, str))
                     and all(isinstance(a, str) for a in (*aliases, *bases))
-                    and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in attrs)
-                    and all(isinstance(m, str) and all(isinstance(b, str) for b in kinds)
-                            and all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in held)
+                    and _plain_attrs(attrs)
+                    and all(isinstance(m, str) and all(isinstance(b, str) for b in kinds) and _plain_attrs(held)
                             for m, kinds, held in owners)
                     and all(isinstance(r, str) and isinstance(why, str) for r, why in roles)):
                 return None
             params.append(ParamInfo(name, tuple(shape), module, grad, i, tuple(aliases), tuple(bases),
-                                    tuple((k, v) for k, v in attrs),
-                                    tuple((m, tuple(kinds), tuple((k, v) for k, v in held)) for m, kinds, held in owners),
-                                    tuple((r, why) for r, why in roles)))
+                                    _pairs(attrs), tuple((m, tuple(kinds), _pairs(held)) for m, kinds, held in owners),
+                                    _pairs(roles)))
         layer_map = data["timm_layers"]
         count = data["timm_layer_count"]
         if not params or not isinstance(data["label"], str) or not isinstance(data["ordered"], bool) \
@@ -364,6 +362,15 @@ def _read(key: str) -> tuple[str, list[ParamInfo], bool, dict[str, int] | None, 
         return data["label"], params, data["ordered"], layer_map, count
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _plain_attrs(pairs: Any) -> bool:
+    """Whether an entry's module attributes are ``[name, value]`` pairs of plain values, as written."""
+    return all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in pairs)
+
+
+def _pairs(pairs: Any) -> tuple[tuple[Any, Any], ...]:
+    return tuple((k, v) for k, v in pairs)
 
 
 def _write(key: str, model: Any) -> None:
