@@ -142,3 +142,19 @@ def hf_dir(tmp_path: Any) -> Any:
 def _model_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # The command line caches model sources in the user's cache directory: never the real one in tests.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sources actually opened (cache misses), in order: the model cache's tests count builds."""
+    from lrrules import sources
+
+    opened: list[str] = []
+    real = sources.open_model
+
+    def counting(spec: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(spec)
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "open_model", counting)
+    return opened

@@ -24,7 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrrules import modelcache, sources
+from lrrules import modelcache
 from lrrules.cli import main
 from lrrules.modelcache import cache_dir, cached_open_model
 from lrrules.params import ParamInfo
@@ -32,20 +32,6 @@ from lrrules.sources import Model
 
 REAL = {"a.weight": (2, 3), "b.bias": (3,)}
 RULES = "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: 'a.*', lr_mult: 2.0}\n  - {name: rest, fallback: true}\n"
-
-
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The sources actually opened (cache misses), in order."""
-    opened: list[str] = []
-    real = sources.open_model
-
-    def counting(spec: str, *args: Any, **kwargs: Any) -> Any:
-        opened.append(spec)
-        return real(spec, *args, **kwargs)
-
-    monkeypatch.setattr(sources, "open_model", counting)
-    return opened
 
 
 @pytest.fixture

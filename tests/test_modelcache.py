@@ -17,25 +17,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lrrules import modelcache, sources
+from lrrules import modelcache
 from lrrules.cli import main
 from lrrules.language import TimmLayers
 from lrrules.layers import assign
 from lrrules.modelcache import cache_dir, cached_open_model
-
-
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The sources actually opened (cache misses), in order."""
-    opened: list[str] = []
-    real = sources.open_model
-
-    def counting(spec: str, *args: Any, **kwargs: Any) -> Any:
-        opened.append(spec)
-        return real(spec, *args, **kwargs)
-
-    monkeypatch.setattr(sources, "open_model", counting)
-    return opened
 
 
 def checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
