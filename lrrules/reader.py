@@ -510,8 +510,8 @@ class _Yaml:
     def scalar(self, node: yaml.ScalarNode) -> Any:
         tag, text = node.tag, node.value
         if tag == _STR:
-            if _SURROGATE.search(text):
-                raise self.fail(_SURROGATE_MESSAGE.format(ord(_SURROGATE.search(text).group())), node.start_mark)
+            if (surrogate := _SURROGATE.search(text)) is not None:
+                raise self.fail(_SURROGATE_MESSAGE.format(ord(surrogate.group())), node.start_mark)
             return text
         if tag == _NULL and _NULL_TEXT.match(text):
             return None
