@@ -7,8 +7,24 @@ error of a file into one :class:`RuleFileError`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6) -> str:
+    """The hint every "unknown name" error ends with: `` (did you mean 'x'?)``, or ``""`` when no
+    choice is close.
+
+    >>> did_you_mean("lr_mul", ["lr_mult", "weight_decay"])
+    " (did you mean 'lr_mult'?)"
+    >>> did_you_mean("AdamWW", ["AdamW", "Adam", "SGD"], n=2)
+    " (did you mean 'AdamW', 'Adam'?)"
+    >>> did_you_mean("zzz", ["lr"])
+    ''
+    """
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=n, cutoff=cutoff)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 class LrrulesError(Exception):

@@ -565,6 +565,10 @@ class Defaults(BaseModel):
         return dict(self.model_extra or {})
 
 
+#: The optimizer type a rule file gets when it names none.
+DEFAULT_TYPE = "AdamW"
+
+
 class Optimizer(BaseModel):
     """The optimizer build_optimizer makes."""
 
@@ -576,7 +580,7 @@ class Optimizer(BaseModel):
             pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
             description="A torch.optim class name (AdamW, SGD, ...), or a timm optimizer name where torch has none.",
         ),
-    ] = "AdamW"
+    ] = DEFAULT_TYPE
 
 
 #: The variables an ``lr_schedule`` formula reads (besides the file's vars).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .language import DEFAULT_OPTIMIZER
+from .language import DEFAULT_OPTIMIZER, DEFAULT_TYPE
 
 if TYPE_CHECKING:
     from .language import RuleSet
@@ -29,7 +29,7 @@ def optimizer_type(rules: RuleSet, route: str) -> str:
     """The type name of the optimizer ``route`` names (``default``: the single ``optimizer:``)."""
     if route != DEFAULT_OPTIMIZER:
         return rules.optimizers[route].type
-    return rules.optimizer.type if rules.optimizer else "AdamW"
+    return rules.optimizer.type if rules.optimizer else DEFAULT_TYPE
 
 
 def refused_shape(rules: RuleSet, route: str, shape: tuple[int, ...]) -> str:
