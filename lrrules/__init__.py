@@ -14,7 +14,7 @@ from .language import RuleSet
 from .loader import load, loads
 
 if TYPE_CHECKING:
-    from .names import resolve_names
+    from .sources import resolve_names
     from .optim import Built, build, build_optimizer
     from .plan import Plan
     from .resume import load_optimizer_state
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # time) needs none of the optimizer code, and `import lrrules` stays as cheap as loading a file.
 _LAZY = {
     "Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
-    "load_optimizer_state": "resume", "resolve_names": "names", "rule_scheduler": "schedules",
+    "load_optimizer_state": "resume", "resolve_names": "sources", "rule_scheduler": "schedules",
 }
 
 

@@ -175,7 +175,7 @@ def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) ->
             found.append(Finding(where.path, where.line, where.col, item.message, code,
                                  warning=item.severity == "warning"))
     if args.model:
-        from .modelcache import check_optimizer_cached
+        from .sources import check_optimizer_cached
         from .signatures import check as check_signature
 
         try:
@@ -452,7 +452,7 @@ def _when(plan: Plan, args: argparse.Namespace) -> Plan:
 
 
 def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
-    from .modelcache import cached_open_model
+    from .sources import cached_open_model
     from .sources import parse_model_args
 
     name = spec if spec is not None else args.model

@@ -24,9 +24,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrrules import modelcache
+from lrrules.sources import cache as modelcache
 from lrrules.cli import main
-from lrrules.modelcache import cache_dir, cached_open_model
+from lrrules.sources.cache import cache_dir, cached_open_model
 from lrrules.params import ParamInfo
 from lrrules.sources import Model
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lrrules import modelcache
+from lrrules.sources import cache as modelcache
 from lrrules.cli import main
 from lrrules.language import TimmLayers
 from lrrules.layers import assign
-from lrrules.modelcache import cache_dir, cached_open_model
+from lrrules.sources.cache import cache_dir, cached_open_model
 
 
 def checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
@@ -133,7 +133,7 @@ def test_a_passed_optimizer_check_is_remembered_and_a_failed_one_never(monkeypat
     from lrrules import optim
     from lrrules.errors import OptimizerError
     from lrrules.loader import loads
-    from lrrules.modelcache import check_optimizer_cached
+    from lrrules.sources import check_optimizer_cached
 
     checked: list[object] = []
     real = optim.check_optimizer

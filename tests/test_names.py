@@ -135,20 +135,3 @@ def test_names_from_a_safetensors_file_never_import_torch(tmp_path: Path, source
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.yaml"), str(tmp_path / source)],
                          capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert out.stdout.split() == ["True", "2", "False"], out.stderr
-
-
-@pytest.mark.parametrize("kind", ["pairs", "mapping", "state dict", "pt"])
-def test_parameters_of_one_shape_share_one_shape_tuple(tmp_path: Path, kind: str) -> None:
-    # A million-tensor source keeps one tuple per distinct shape, not one per tensor.
-    pairs = [(f"blocks.{i}.{part}", [64, 64] if part == "w" else [64]) for i in range(30) for part in "wb"]
-    state = {n: torch.zeros(s) for n, s in pairs}
-    source: Any = {"pairs": pairs, "mapping": dict(pairs), "state dict": state}.get(kind)
-    if kind == "pt":
-        torch.save(state, tmp_path / "m.pt")
-        source = tmp_path / "m.pt"
-    params = lrrules.resolve_names(lrrules.loads(RULES), source).params
-    assert {a.shape for a in params} == {(64, 64), (64,)}
-    from lrrules.names import names_and_shapes
-
-    infos, _ = names_and_shapes(source)
-    assert len({id(p.shape) for p in infos}) == 2

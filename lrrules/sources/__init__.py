@@ -1,18 +1,15 @@
-"""Where a model comes from on the command line: ``--model SPEC``.
+"""Where a model comes from on the command line: ``--model SPEC``. No core module imports this wing.
 
 ============================================  ===============================================
 ``resnet18``, ``vit_base_patch16_224``        a timm model name (``--num-classes``, ``--model-arg``)
 ``torchvision:resnet50``                      a torchvision model
-``hf:path/to/config-dir`` or ``.../config.json``  a Hugging Face model built from a local config
+``hf:path/to/config-dir``, ``hf:org/name``    a Hugging Face model from a local config or a hub id's
 ``package.module:factory``                    the user's own factory, importable from the working directory
-``model.safetensors``, ``*.safetensors.index.json``, ``model.pt``, ``model.pth``, a
-``torch.distributed.checkpoint`` folder       a checkpoint: names and shapes only, no model built
+``model.safetensors``, ``*.index.json``,      a checkpoint: names and shapes only, no model built
+``model.pt``, a torch.distributed folder
 ============================================  ===============================================
 
-Models are built on the meta device, so no memory is spent on weights and nothing is downloaded.
-A checkpoint is read without building anything: only the safetensors headers, or a torch state dict
-loaded with ``weights_only=True`` and memory-mapped. Buffers a state dict carries (BatchNorm running
-statistics, integer tensors) are not parameters and are left out.
+Models are built on the meta device: no memory is spent on weights and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -24,31 +21,49 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .checkpoints import _clip, is_distributed_checkpoint, read_distributed, read_index, read_safetensors, read_state_dict
-from .errors import ModelError
-from .params import ParamInfo, collect
-from .roles import name_roles
+from ..errors import ModelError, did_you_mean
+from ..params import ParamInfo, collect
+from ..roles import name_roles
+from .cache import cached_open_model, check_optimizer_cached
+from .checkpoints import clip, is_distributed_checkpoint, read_distributed, read_index, read_safetensors, read_state_dict
+from .names import CHECKPOINTS, resolve_names
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["Model", "TimmLayerMap", "open_model", "parse_model_args", "cached_open_model", "check_optimizer_cached",
+           "resolve_names", "is_distributed_checkpoint", "build", "on_meta"]
+
+
+@dataclass(frozen=True)
+class TimmLayerMap:
+    """What ``layers: {by: timm}`` reads from a module, kept in the model cache: each parameter's
+    layer (by name) and the number of layers. The resolver takes it where it takes the module."""
+
+    timm_layer_map: dict[str, int]
+    timm_layer_count: int
 
 
 @dataclass(frozen=True)
 class Model:
-    """A model as the commands see it: its parameters, and the module when one was built."""
+    """A model as the commands see it: its parameters, and the module when one was built (its
+    layer map when it came from the cache)."""
 
     label: str
     params: list[ParamInfo]
-    module: torch.nn.Module | None = None
+    module: torch.nn.Module | TimmLayerMap | None = None
     tensors: list[Any] = field(default_factory=list, repr=False)
     ordered: bool = True  # False where the parameters are not in the model's order (safetensors)
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    """``["drop_rate=0.1", "global_pool=avg"]`` -> ``{"drop_rate": 0.1, "global_pool": "avg"}``."""
+    """``--model-arg`` pairs as keyword arguments, each value read as JSON where it is JSON.
+
+    >>> parse_model_args(["drop_rate=0.1", "global_pool=avg"])
+    {'drop_rate': 0.1, 'global_pool': 'avg'}
+    """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -63,6 +78,11 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+T = TypeVar("T")
+#: A user's factory, ``package.module:factory``.
+FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
 def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None) -> Model:
     """The model ``spec`` names (see the module's table); raises :class:`ModelError` when it cannot.
 
@@ -71,15 +91,13 @@ def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[st
     """
     args = _own_args(dict(model_args or {}), num_classes)
     num_classes = args.pop("num_classes", num_classes)
-    lowered = spec.lower()
-    if lowered.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")) \
-            or is_distributed_checkpoint(Path(spec)):
+    if spec.lower().endswith(CHECKPOINTS) or is_distributed_checkpoint(Path(spec)):
         return _checkpoint(spec)
     if spec.startswith("hf:"):
         return _built(spec, _huggingface(spec[3:], num_classes, args))
     if spec.startswith("torchvision:"):
         return _built(spec, _torchvision(spec[len("torchvision:"):], num_classes, args))
-    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", spec):
+    if FACTORY.fullmatch(spec):
         return _built(spec, _factory(spec, num_classes, args))
     return _built(spec, build(spec, num_classes=num_classes, **args))
 
@@ -89,7 +107,7 @@ _WEIGHT_ARGS = ("pretrained", "weights", "checkpoint_path", "pretrained_cfg_over
 
 
 def _own_args(args: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
-    """``args`` with what lrrules sets itself checked: ``num_classes`` once (from either option),
+    """``args`` checked for what lrrules sets itself: ``num_classes`` once (from either option), and
     nothing that loads weights (``pretrained=false`` is what lrrules does anyway, and is dropped)."""
     for key in _WEIGHT_ARGS:
         if key in args:
@@ -118,6 +136,50 @@ def _built(label: str, module: torch.nn.Module) -> Model:
     return Model(label, params, module, tensors)
 
 
+def _checkpoint(spec: str) -> Model:
+    path = Path(spec)
+    lowered = spec.lower()  # model.SAFETENSORS, MODEL.PT: the extension in any case
+    if is_distributed_checkpoint(path):
+        entries = read_distributed(path)
+    elif not path.is_file():
+        raise ModelError(f"{spec}: no such checkpoint file")
+    elif lowered.endswith(".index.json"):
+        entries = read_index(path)
+    elif lowered.endswith(".safetensors"):
+        entries = read_safetensors(path)
+    else:
+        entries = read_state_dict(path)
+    named = [(name, shape) for name, shape, is_param in entries if is_param]
+    if not named:
+        raise ModelError(f"{spec}: the checkpoint holds no parameters (only buffers or nothing), so there is "
+                         "nothing to check rules against")
+    params = [ParamInfo(name, shape, None, True, i, roles=name_roles(name, shape)) for i, (name, shape) in enumerate(named)]
+    # safetensors stores tensors sorted by name, not in the model's order; a torch state dict keeps it
+    return Model(spec, params, ordered=not lowered.endswith((".safetensors", ".safetensors.index.json")))
+
+
+def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.Module:
+    """A timm model by name, with random weights (``pretrained=False``), built on the meta device
+    (on the CPU where its construction needs real values).
+
+    >>> build("resnet18", num_classes=2).fc.out_features          # doctest: +SKIP
+    2
+    """
+    import timm
+
+    if not timm.is_model(name):
+        raise ModelError(f"'{name}' is not a timm model name{did_you_mean(name, timm.list_models(), n=3)}; "
+                         "see timm.list_models()")
+    args = {"pretrained": False, **kwargs}
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    try:
+        model: torch.nn.Module = on_meta(lambda: timm.create_model(name, **args))
+    except Exception as exc:
+        raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
+    return model
+
+
 def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
     try:
         import torchvision
@@ -125,17 +187,14 @@ def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> to
         raise ModelError("torchvision: models need torchvision installed (pip install torchvision)") from None
     names = torchvision.models.list_models()
     if name not in names:
-        import difflib
-
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ModelError(f"'{name}' is not a torchvision model{hint}")
+        raise ModelError(f"'{name}' is not a torchvision model{did_you_mean(name, names, n=3)}")
     if num_classes is not None:
         args["num_classes"] = num_classes
     try:
-        return on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))  # type: ignore[no-any-return]
+        model: torch.nn.Module = on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))
     except Exception as exc:
         raise ModelError(f"torchvision could not build '{name}': {exc}") from None
+    return model
 
 
 def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
@@ -150,60 +209,55 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
             config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, **args)
         except Exception as exc:
             raise ModelError(f"hf:{path}: cannot read the config: {exc}") from None
-    elif _HUB_ID.fullmatch(path) and not where.exists():
+    elif HUB_ID.fullmatch(path) and not where.exists():
         config = _hub_config(transformers, path, args)
     else:
         raise ModelError(f"hf:{path}: no config.json there; give a local folder with config.json, the file, "
                          "or a Hugging Face hub model id (org/name)")
-    named = getattr(config, "architectures", None)
-    if named is not None and not (isinstance(named, list) and all(isinstance(a, str) for a in named)):
+    architectures = getattr(config, "architectures", None) or []
+    if not (isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)):
         raise ModelError(f"{folder / 'config.json'}: 'architectures' must be a list of class names, "
-                         f"got {_clip(repr(named))}")
+                         f"got {clip(repr(architectures))}")
     if num_classes is not None:
         config.num_labels = num_classes
-    architectures = getattr(config, "architectures", None) or []
     model_class = getattr(transformers, architectures[0], None) if architectures else None
     if architectures and not isinstance(model_class, type):
-        import difflib
-
         known = [n for n in dir(transformers) if n[:1].isupper() and n.endswith(("Model", "LMHead", "Classification",
-                 "Generation", "LM", "Answering", "Training"))] or [n for n in dir(transformers) if n[:1].isupper()]
-        close = difflib.get_close_matches(str(architectures[0]), known, n=3)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+                 "Generation", "LM", "Answering", "Training"))]
         raise ModelError(f"hf:{path}: config.json names architecture '{architectures[0]}', which this "
-                         f"transformers ({transformers.__version__}) does not have{hint}; fix 'architectures' in "
-                         "config.json, or upgrade transformers")
-    try:
-        if model_class is not None:
-            return on_meta(lambda: model_class(config))  # type: ignore[no-any-return]
-        return on_meta(lambda: transformers.AutoModel.from_config(config))  # type: ignore[no-any-return]
+                         f"transformers ({transformers.__version__}) does not have"
+                         f"{did_you_mean(architectures[0], known, n=3)}; fix 'architectures' in config.json, or "
+                         "upgrade transformers")
+    try:  # AutoModel.from_config is not annotated in transformers
+        model: torch.nn.Module = on_meta(lambda: model_class(config) if model_class is not None
+                                         else transformers.AutoModel.from_config(config))  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise ModelError(f"hf:{path}: transformers could not build the model: {exc}") from None
+    return model
 
 
 #: A Hugging Face hub model id: ``name`` or ``org/name`` (letters, digits, ``-``, ``_``, ``.``).
-_HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
+HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
 
 
 def _hub_config(transformers: Any, model_id: str, args: dict[str, Any]) -> Any:
-    """The configuration of a hub model, only: config.json from the local cache, else from the hub
-    (transformers downloads that one file; the weights are never asked for). Never remote code."""
+    """A hub model's configuration, only: config.json from the local cache, else from the hub (that
+    one file; never the weights, never remote code)."""
     try:
         return transformers.AutoConfig.from_pretrained(model_id, local_files_only=True, trust_remote_code=False,
                                                        **args)
     except Exception:
-        pass  # not cached: ask the hub below, for config.json alone
+        pass  # not cached: ask the hub below
     offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
                   for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    # Without a network the hub client retries with back-off for half a minute, printing each try:
-    # one quick connection says so at once.
+    # Without a network the hub client retries for half a minute: one quick connection says so at once.
     unreachable = "HF_HUB_OFFLINE is set" if offline else _hub_unreachable()
     try:
         if unreachable:
             raise ConnectionError(unreachable)
         return transformers.AutoConfig.from_pretrained(model_id, trust_remote_code=False, **args)
     except Exception as exc:
-        reason = unreachable or f"{type(exc).__name__}: {_clip(str(exc).splitlines()[0] if str(exc) else '')}"
+        reason = unreachable or f"{type(exc).__name__}: {clip(str(exc).splitlines()[0] if str(exc) else '')}"
         raise ModelError(
             f"hf:{model_id}: its config is not in the Hugging Face cache and the hub could not give it "
             f"({reason}); with network, run once to cache config.json (only the config is fetched, never "
@@ -222,7 +276,8 @@ def _hub_unreachable(timeout: float = 5.0) -> str:
         with socket.create_connection((host, port), timeout=timeout):
             return ""
     except (OSError, ValueError) as exc:
-        return f"no network: {host} cannot be reached ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})"
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return f"no network: {host} cannot be reached ({why})"
 
 
 def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
@@ -256,10 +311,8 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
         raise ModelError(f"{spec}: '{module_name}' has no callable '{attr}'")
     if num_classes is not None:
         args["num_classes"] = num_classes
-    try:
-        # Called a second time, on the CPU, only where the meta device is what failed: a factory that
-        # fails for its own reasons fails once (its side effects happen once).
-        model = on_meta(lambda: factory(**args), retry=_meta_failed)
+    try:  # again on the CPU only where the meta device is what failed: its side effects happen once
+        model = on_meta(lambda: factory(**args), retry=meta_failed)
     except SystemExit as exc:  # a factory that calls sys.exit() must not end `check` with its code
         raise ModelError(f"{spec}: the factory exited (sys.exit({exc.code!r})) instead of returning a model") from None
     except KeyboardInterrupt:
@@ -271,61 +324,14 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
     return model
 
 
-# --- checkpoints -------------------------------------------------------------------------------
-
-
-def _checkpoint(spec: str) -> Model:
-    path = Path(spec)
-    lowered = spec.lower()  # model.SAFETENSORS, MODEL.PT: the extension in any case
-    if is_distributed_checkpoint(path):
-        entries = read_distributed(path)
-    elif not path.is_file():
-        raise ModelError(f"{spec}: no such checkpoint file")
-    elif lowered.endswith(".index.json"):
-        entries = read_index(path)
-    elif lowered.endswith(".safetensors"):
-        entries = read_safetensors(path)
-    else:
-        entries = read_state_dict(path)
-    params = [
-        ParamInfo(name, shape, None, True, i, roles=name_roles(name, shape))
-        for i, (name, shape) in enumerate((n, s) for n, s, is_param in entries if is_param)
-    ]
-    if not params:
-        raise ModelError(f"{spec}: the checkpoint holds no parameters (only buffers or nothing), so there is "
-                         "nothing to check rules against")
-    # safetensors stores tensors sorted by name, not in the model's order; a torch state dict keeps it
-    return Model(spec, params, ordered=not spec.lower().endswith((".safetensors", ".safetensors.index.json")))
-
-
-def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.Module:
-    """A timm model by name, with random weights (``pretrained=False``: nothing is downloaded).
-
-    It is built on the meta device, so no memory is allocated for its weights; a model whose
-    construction needs real values falls back to the CPU. An unknown name gets the closest known ones.
-
-    >>> build("resnet18", num_classes=2)          # doctest: +SKIP
-    """
-    import difflib
-
-    import timm
-
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ModelError(f"'{name}' is not a timm model name{hint} (see timm.list_models())")
-    args = {"pretrained": False, **kwargs}
-    if num_classes is not None:
-        args["num_classes"] = num_classes
-    try:
-        return on_meta(lambda: timm.create_model(name, **args))  # type: ignore[no-any-return]
-    except Exception as exc:
-        raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
-
-
-def on_meta(make: Callable[[], Any], retry: Callable[[Exception], bool] = lambda exc: True) -> Any:
+def on_meta(make: Callable[[], T], retry: Callable[[Exception], bool] = lambda exc: True) -> T:
     """``make()`` on the meta device (no memory for weights), or on the CPU where that fails and
-    ``retry(error)`` says so: some constructors compute with their tensors while they build."""
+    ``retry(error)`` says so: some constructors compute with their tensors while they build.
+
+    >>> import torch
+    >>> on_meta(lambda: torch.nn.Linear(2, 3)).weight.device
+    device(type='meta')
+    """
     import torch
 
     try:
@@ -339,7 +345,18 @@ def on_meta(make: Callable[[], Any], retry: Callable[[Exception], bool] = lambda
         return make()
 
 
-def _meta_failed(exc: Exception) -> bool:
-    """Whether an error is the meta device's (a tensor without data read, an operator it lacks):
-    ``Tensor.item() cannot be called on meta tensors``, ``Cannot copy out of meta tensor``."""
-    return isinstance(exc, NotImplementedError) or "meta" in str(exc).lower()
+#: What torch says when the meta device is what failed (``Tensor.item() cannot be called on meta
+#: tensors``, ``Cannot copy out of meta tensor``, ``register_meta``, ``the 'Meta' backend``): "meta"
+#: not inside a longer word ("metadata", "metaclass": those errors are the user's own).
+_META = re.compile(r"(?<![a-z])meta(?![a-z])", re.IGNORECASE)
+
+
+def meta_failed(exc: Exception) -> bool:
+    """Whether an error is the meta device's, so that building again on the CPU may succeed.
+
+    >>> meta_failed(RuntimeError("Tensor.item() cannot be called on meta tensors"))
+    True
+    >>> meta_failed(KeyError("missing metadata")), meta_failed(NotImplementedError("subclass it"))
+    (False, False)
+    """
+    return bool(_META.search(str(exc)))
