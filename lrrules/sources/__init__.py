@@ -1,19 +1,13 @@
-"""Where a model comes from on the command line: ``--model SPEC``. No core module imports this wing.
-
-============================================  ===============================================
-``resnet18``, ``vit_base_patch16_224``        a timm model name (``--num-classes``, ``--model-arg``)
-``torchvision:resnet50``                      a torchvision model
-``hf:path/to/config-dir``, ``hf:org/name``    a Hugging Face model from a local config or a hub id's
-``package.module:factory``                    the user's own factory, importable from the working directory
-``model.safetensors``, ``*.index.json``,      a checkpoint: names and shapes only, no model built
-``model.pt``, a torch.distributed folder
-============================================  ===============================================
-
-Models are built on the meta device: no memory is spent on weights and nothing is downloaded.
+"""Where a model comes from on the command line, ``--model SPEC``: a timm name (``resnet18``),
+``torchvision:NAME``, ``hf:FOLDER`` or ``hf:ORG/NAME`` (a Hugging Face config, local or a hub id's),
+``package.module:factory`` (the user's own), or a checkpoint (``.safetensors``, an index, ``.pt``,
+a torch.distributed.checkpoint folder: names and shapes only). Models are built on the meta device,
+and nothing is downloaded but a hub config. No core module imports this wing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,8 +33,8 @@ __all__ = ["Model", "TimmLayerMap", "open_model", "parse_model_args", "cached_op
 
 @dataclass(frozen=True)
 class TimmLayerMap:
-    """What ``layers: {by: timm}`` reads from a module, kept in the model cache: each parameter's
-    layer (by name) and the number of layers. The resolver takes it where it takes the module."""
+    """What ``layers: {by: timm}`` reads from a module, kept in the model cache: each parameter's layer
+    and the number of layers. The resolver takes it where it takes the module."""
 
     timm_layer_map: dict[str, int]
     timm_layer_count: int
@@ -48,8 +42,7 @@ class TimmLayerMap:
 
 @dataclass(frozen=True)
 class Model:
-    """A model as the commands see it: its parameters, and the module when one was built (its
-    layer map when it came from the cache)."""
+    """A model as the commands see it: its parameters, and its module (or layer map, from the cache)."""
 
     label: str
     params: list[ParamInfo]
@@ -137,19 +130,12 @@ def _built(label: str, module: torch.nn.Module) -> Model:
 
 
 def _checkpoint(spec: str) -> Model:
-    path = Path(spec)
-    lowered = spec.lower()  # model.SAFETENSORS, MODEL.PT: the extension in any case
-    if is_distributed_checkpoint(path):
-        entries = read_distributed(path)
-    elif not path.is_file():
+    path, lowered = Path(spec), spec.lower()  # model.SAFETENSORS, MODEL.PT: the extension in any case
+    if not is_distributed_checkpoint(path) and not path.is_file():
         raise ModelError(f"{spec}: no such checkpoint file")
-    elif lowered.endswith(".index.json"):
-        entries = read_index(path)
-    elif lowered.endswith(".safetensors"):
-        entries = read_safetensors(path)
-    else:
-        entries = read_state_dict(path)
-    named = [(name, shape) for name, shape, is_param in entries if is_param]
+    read = (read_distributed if path.is_dir() else read_index if lowered.endswith(".index.json")
+            else read_safetensors if lowered.endswith(".safetensors") else read_state_dict)
+    named = [(name, shape) for name, shape, is_param in read(path) if is_param]
     if not named:
         raise ModelError(f"{spec}: the checkpoint holds no parameters (only buffers or nothing), so there is "
                          "nothing to check rules against")
@@ -159,8 +145,7 @@ def _checkpoint(spec: str) -> Model:
 
 
 def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.Module:
-    """A timm model by name, with random weights (``pretrained=False``), built on the meta device
-    (on the CPU where its construction needs real values).
+    """A timm model by name, ``pretrained=False``, built on the meta device (see :func:`on_meta`).
 
     >>> build("resnet18", num_classes=2).fc.out_features          # doctest: +SKIP
     2
@@ -241,13 +226,10 @@ HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
 
 
 def _hub_config(transformers: Any, model_id: str, args: dict[str, Any]) -> Any:
-    """A hub model's configuration, only: config.json from the local cache, else from the hub (that
-    one file; never the weights, never remote code)."""
-    try:
+    """A hub model's config.json from the local cache, else from the hub; never weights nor remote code."""
+    with contextlib.suppress(Exception):  # not cached: ask the hub below
         return transformers.AutoConfig.from_pretrained(model_id, local_files_only=True, trust_remote_code=False,
                                                        **args)
-    except Exception:
-        pass  # not cached: ask the hub below
     offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
                   for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
     # Without a network the hub client retries for half a minute: one quick connection says so at once.
@@ -325,8 +307,8 @@ def _factory(spec: str, num_classes: int | None, args: dict[str, Any]) -> torch.
 
 
 def on_meta(make: Callable[[], T], retry: Callable[[Exception], bool] = lambda exc: True) -> T:
-    """``make()`` on the meta device (no memory for weights), or on the CPU where that fails and
-    ``retry(error)`` says so: some constructors compute with their tensors while they build.
+    """``make()`` on the meta device (no memory for weights), or where that fails and ``retry(error)``
+    says so, on the CPU: some constructors compute with their tensors while they build.
 
     >>> import torch
     >>> on_meta(lambda: torch.nn.Linear(2, 3)).weight.device
@@ -345,18 +327,13 @@ def on_meta(make: Callable[[], T], retry: Callable[[Exception], bool] = lambda e
         return make()
 
 
-#: What torch says when the meta device is what failed (``Tensor.item() cannot be called on meta
-#: tensors``, ``Cannot copy out of meta tensor``, ``register_meta``, ``the 'Meta' backend``): "meta"
-#: not inside a longer word ("metadata", "metaclass": those errors are the user's own).
-_META = re.compile(r"(?<![a-z])meta(?![a-z])", re.IGNORECASE)
-
-
 def meta_failed(exc: Exception) -> bool:
-    """Whether an error is the meta device's, so that building again on the CPU may succeed.
+    """Whether an error is the meta device's (``Tensor.item() cannot be called on meta tensors``,
+    ``the 'Meta' backend``), not the user's own ("metadata", "metaclass"): the CPU may then succeed.
 
     >>> meta_failed(RuntimeError("Tensor.item() cannot be called on meta tensors"))
     True
     >>> meta_failed(KeyError("missing metadata")), meta_failed(NotImplementedError("subclass it"))
     (False, False)
     """
-    return bool(_META.search(str(exc)))
+    return re.search(r"(?<![a-z])meta(?![a-z])", str(exc), re.IGNORECASE) is not None
