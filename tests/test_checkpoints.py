@@ -227,7 +227,8 @@ NOT_JSON = "its header is not JSON"
     (_ONE.replace(b"[]", b"[2]").replace(b"4]", b"8]"), "past the end"),
     (b"{}" + b" " * 5000, "bytes belong to no tensor"),
     (_ONE + b"   \n", [("w", (), True)]), (b" " * 5000 + _ONE, [("w", (), True)]),
-    (b'{"__metadata__":12345,' + _ONE[1:], [("w", (), True)]),                # metadata is not read
+    (b'{"__metadata__":12345,' + _ONE[1:], "__metadata__ is 12345; it maps names to strings"),
+    (b'{"__metadata__":{"format":"pt","n":"1"},' + _ONE[1:], [("w", (), True)]),
 ])
 def test_headers_at_the_edges_of_json(tmp_path: Path, raw: bytes, outcome: str | list[Any]) -> None:
     path = _file(tmp_path, raw, 4)

@@ -65,7 +65,7 @@ def test_the_legacy_format_is_read_with_its_names_in_order(tmp_path: Path) -> No
     assert path.read_bytes()[:4] != b"PK\x03\x04"  # truly the old format
     assert read(path) == expected(sd)
     plan = lrrules.resolve_names(lrrules.loads(RULES), path)
-    assert [r.info.name for r in plan.rows] == [n for n, _ in expected(sd)]
+    assert [a.name for a in plan.params] == [n for n, _ in expected(sd)]
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -217,7 +217,7 @@ def test_a_distributed_checkpoint_folder_gives_what_torchs_own_reader_gives(tmp_
               and not n.endswith(("running_mean", "running_var"))]
     assert read(folder) == theirs == expected({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
     plan = lrrules.resolve_names(lrrules.loads(RULES), folder)
-    assert [r.info.name for r in plan.rows] == [n for n, _ in theirs]
+    assert [a.name for a in plan.params] == [n for n, _ in theirs]
 
 
 @pytest.mark.parametrize("damage", ["code", "garbage", "empty", "not-metadata"])
@@ -258,7 +258,7 @@ def test_an_upper_case_extension_is_read_as_its_kind(tmp_path: Path, name: str) 
     else:
         torch.save(sd, path)
         assert read(path) == expected(sd)
-    assert [r.info.name for r in lrrules.resolve_names(lrrules.loads(RULES), path).rows]
+    assert [a.name for a in lrrules.resolve_names(lrrules.loads(RULES), path).params]
 
 
 def hf_cache_repo(root: Path, sd: dict[str, torch.Tensor], shards: int = 2) -> Path:
@@ -381,6 +381,31 @@ def test_a_safetensors_file_is_refused_exactly_where_safetensors_refuses_it(
         assert ours is None  # no parameters: lrrules refuses an empty checkpoint for its own reason
     else:
         assert ours == theirs
+
+
+_ONE = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+
+
+@pytest.mark.parametrize("raw", [
+    _ONE, _ONE + b" \n", b"\xef\xbb\xbf" + _ONE, _ONE.decode().encode("utf-16"), _ONE.replace(b"[0,4]", b"[0,Infinity]"),
+    b'{"__metadata__":{"x":NaN},' + _ONE[1:], b'{"__metadata__":{"x":1},' + _ONE[1:], b'{"__metadata__":[],' + _ONE[1:],
+    _ONE.replace(b'"F32"', b'"F32","dtype":"F16"'), _ONE.replace(b'"w"', b'"w\xff"'), _ONE.replace(b"[0,4]", b"[0,4.0]"),
+], ids=["plain", "trailing-space", "bom", "utf-16", "infinity", "nan", "metadata-number", "metadata-list",
+        "key-twice", "not-utf-8", "float-offset"])
+def test_a_header_that_is_not_strict_json_is_refused_as_safetensors_refuses_it(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            theirs: list[Any] | None = [(k, tuple(f.get_slice(k).get_shape())) for k in f.keys()]
+    except Exception:  # noqa: BLE001  SafetensorError
+        theirs = None
+    try:
+        ours: list[Any] | None = read(path)
+    except ModelError as exc:
+        assert str(path) in str(exc)
+        ours = None
+    assert ours == theirs
 
 
 @pytest.mark.parametrize(("spans", "data", "message"), [

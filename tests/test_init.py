@@ -12,7 +12,7 @@ import pytest
 import lrrules
 
 HOMES = {"Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
-         "load_optimizer_state": "resume", "resolve_names": "names", "rule_scheduler": "schedules",
+         "load_optimizer_state": "resume", "resolve_names": "sources", "rule_scheduler": "schedules",
          "RuleSet": "language", "load": "loader", "loads": "loader", "LrrulesError": "errors",
          "PlanProblemsError": "errors", "ResumeError": "errors", "RuleError": "errors", "RuleFileError": "errors"}
 

@@ -1,18 +1,13 @@
-"""A cache of what a command-line model source yields: a second ``check``, ``resolve`` or ``explain``
-on the same model answers without importing torch or building anything.
+"""A cache of what a command-line model source yields, so that a second ``check`` on the same model
+builds nothing and imports no torch: JSON in ``$XDG_CACHE_HOME/lrrules/models``, the parameters and
+timm's layer map under a key of all that could change them (the source and its arguments, library
+versions, lrrules' model code, the size and time of each file read). A user's factory is cached only
+when asked; safetensors sources never (their header reads as fast as an entry).
 
-An entry is JSON in ``$XDG_CACHE_HOME/lrrules/models`` holding every parameter's
-:class:`~lrrules.params.ParamInfo`, the order, and timm's layer map, under a key of everything that
-could change them: the source and its arguments, library versions, lrrules' model-reading code, and
-the size and time of each file the source reads. A user's factory is cached only when asked (its
-code is not in the key); safetensors sources are never cached (their header reads as fast).
-
-The cache is a place others may reach: a folder another user owns or others can write is not used
-(with a warning); an entry is read only as a regular file of ours (never a link or a FIFO) that
-starts with the SHA-256 of its own text and holds its key, and is written to a new file
-(``O_EXCL | O_NOFOLLOW``), synced and renamed over the old, so a reader never sees half an entry.
-
->>> model = cached_open_model("resnet18", num_classes=2)        # doctest: +SKIP
+The cache is a place others may reach: a folder another user owns or others can write is not used;
+an entry is read only as a regular file of ours (no link, no FIFO) that starts with the SHA-256 of
+its text and holds its key, and is written to a new file (``O_EXCL | O_NOFOLLOW``), synced, and
+renamed over the old one: a reader never sees half an entry.
 """
 
 from __future__ import annotations
@@ -58,8 +53,8 @@ def cache_dir() -> Path:
     return Path(base if os.path.isabs(base) else Path.home() / ".cache") / "lrrules" / "models"
 
 
-def _me() -> int:
-    return os.geteuid()  # the user whose cache this is
+def _me() -> int:  # the user whose cache this is
+    return os.geteuid()
 
 
 def _untrusted(st: os.stat_result, folder: bool) -> str:

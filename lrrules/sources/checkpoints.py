@@ -55,7 +55,10 @@ def read_safetensors(path: Path) -> list[Entry]:
     entries: list[Entry] = []
     spans: list[tuple[int, int, str]] = []
     for name, info in header:
-        if name != "__metadata__":
+        if name == "__metadata__":
+            if not (isinstance(info, dict) and all(isinstance(v, str) for v in info.values())):
+                raise ModelError(f"{path}: the header's __metadata__ is {clip(repr(info))}; it maps names to strings")
+        else:
             shape, dtype, begin, end = _checked(path, name, info, data_size)
             entries.append((name, shape, is_param(name, dtype in _INTEGER_DTYPES)))
             spans.append((begin, end, name))

@@ -1,9 +1,5 @@
-"""Resolving a rule file against names and shapes alone: a checkpoint, a state dict, or a plain list.
-
-The plan is the one a model with those parameters would give, less what needs the module itself
-(``layers: {by: timm}``) or the tensors (``Plan.param_groups``). Nothing here imports torch unless
-the source is a torch checkpoint.
-"""
+"""Resolving a rule file against names and shapes alone (a checkpoint, a state dict, a list): the plan
+a model with those parameters gives, less what needs the module (``layers: {by: timm}``) or tensors."""
 
 from __future__ import annotations
 
@@ -26,13 +22,10 @@ CHECKPOINTS = (".safetensors", ".safetensors.index.json", ".pt", ".pth", ".bin")
 
 
 def resolve_names(rules: str | Path | RuleSet, source: Source, *, ordered: bool | None = None) -> Plan:
-    """The plan ``rules`` give parameters known by name and shape only.
-
-    ``source`` is a checkpoint path (``.safetensors``, ``.safetensors.index.json``, ``.pt``, ``.pth``,
-    ``.bin``, a torch.distributed.checkpoint folder), a state dict (integer tensors and BatchNorm
-    statistics are buffers, left out), a mapping of name -> shape, or ``(name, shape)`` pairs in the
-    model's order. ``ordered``: whether that order is the model's (formulas reading ``layer`` or
-    ``index`` need it); by default yes, except for safetensors files, which sort tensors by name.
+    """The plan ``rules`` give parameters known by name and shape only: ``source`` is a checkpoint path
+    (see :mod:`lrrules.sources`), a state dict (integer tensors and BatchNorm statistics are buffers),
+    a mapping of name -> shape, or ``(name, shape)`` pairs. ``ordered``: whether that is the model's
+    order (formulas reading ``layer`` or ``index`` need it); by default yes, but for safetensors files.
 
     >>> plan = lrrules.resolve_names("rules.yaml", [("fc.weight", (10, 512)), ("fc.bias", (10,))])  # doctest: +SKIP
     >>> plan.ok, plan.problems()                                                        # doctest: +SKIP
@@ -48,8 +41,7 @@ def resolve_names(rules: str | Path | RuleSet, source: Source, *, ordered: bool 
 
 
 def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
-    """The parameters ``source`` describes (see :func:`resolve_names`), and whether they are in the
-    model's order; a :class:`~lrrules.errors.ModelError` for what is no such source."""
+    """The parameters ``source`` describes (see :func:`resolve_names`), and whether they are in order."""
     if isinstance(source, (str, Path)):
         spec = str(source)
         if not spec.lower().endswith(CHECKPOINTS) and not is_distributed_checkpoint(Path(spec)):
@@ -87,8 +79,7 @@ def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
 
 
 def _shape(name: str, value: Any) -> tuple[tuple[int, ...], bool]:
-    """A value's shape, and whether it holds integers: a tensor (torch, numpy, read without importing
-    either) or a list of whole numbers."""
+    """A tensor's (torch, numpy: read without importing either) or a list's shape, and whether it holds integers."""
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         dtype = value.dtype
         floating = getattr(dtype, "is_floating_point", None)
