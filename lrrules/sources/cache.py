@@ -96,7 +96,7 @@ def _open_folder(folder: Path, create: bool) -> int | None:
         return None
 
 
-def read_entry(folder: Path, name: str) -> bytes | None:
+def _read_entry(folder: Path, name: str) -> bytes | None:
     """The bytes of entry ``name`` in ``folder``, or ``None`` where there is none or it is not to be trusted."""
     fd = _open_folder(folder, create=False)
     if fd is None:
@@ -121,7 +121,7 @@ def read_entry(folder: Path, name: str) -> bytes | None:
         os.close(fd)
 
 
-def write_entry(folder: Path, name: str, data: bytes) -> None:
+def _write_entry(folder: Path, name: str, data: bytes) -> None:
     """Put ``data`` at ``folder/name`` whole or not at all; a failure (a full disk) warns and leaves no file."""
     fd = _open_folder(folder, create=True)
     if fd is None:
@@ -155,17 +155,17 @@ _SIGNED = b'{"sha256": "'
 _AFTER = len(_SIGNED) + 64
 
 
-def signed(data: dict[str, Any]) -> bytes:
-    """``data`` as JSON that starts with the SHA-256 of the rest of its text (see :func:`verified`).
+def _signed(data: dict[str, Any]) -> bytes:
+    """``data`` as JSON that starts with the SHA-256 of the rest of its text (see :func:`_verified`).
 
-    >>> verified(signed({"a": 1}))["a"], verified(signed({"a": 1}).replace(b"1", b"2"))
+    >>> _verified(_signed({"a": 1}))["a"], _verified(_signed({"a": 1}).replace(b"1", b"2"))
     (1, None)
     """
     body = json.dumps(data).encode()[1:]  # after its "{"
     return _SIGNED + hashlib.sha256(body).hexdigest().encode() + b'", ' + body
 
 
-def verified(raw: bytes | None) -> Any:
+def _verified(raw: bytes | None) -> Any:
     """The JSON ``raw`` holds if it matches the SHA-256 it starts with, else ``None`` (cut short, edited)."""
     if raw is None or not raw.startswith(_SIGNED) or raw[_AFTER:_AFTER + 3] != b'", ' \
             or hashlib.sha256(raw[_AFTER + 3:]).hexdigest().encode() != raw[len(_SIGNED):_AFTER]:
@@ -230,7 +230,11 @@ def _hub_revision(model_id: str, revision: Any) -> list[Any]:
 
 
 def cache_key(spec: str, num_classes: int | None, model_args: Mapping[str, Any]) -> str:
-    """The text that names an entry: everything that could change what ``spec`` yields."""
+    """The text that names an entry: everything that could change what ``spec`` yields.
+
+    >>> json.loads(cache_key("resnet18", 2, {}))["num_classes"]
+    2
+    """
     from . import FACTORY
 
     own = hashlib.sha256(b"".join((_ROOT / m).read_bytes() for m in _OWN_MODULES)).hexdigest()
@@ -249,7 +253,11 @@ def cached_open_model(spec: str, num_classes: int | None = None, model_args: Map
                       use_cache: bool = True, cache_factory: bool = False) -> Model:
     """:func:`~lrrules.sources.open_model`, answered from the cache where it holds the same key; then
     ``module`` is a :class:`~lrrules.sources.TimmLayerMap` (``None`` for a checkpoint) and there are no
-    tensors. ``use_cache=False`` neither reads nor writes the cache."""
+    tensors. ``use_cache=False`` neither reads nor writes the cache.
+
+    >>> cached_open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
+    'conv1.weight'
+    """
     from . import FACTORY, Model, TimmLayerMap, open_model
     from .checkpoints import is_distributed_checkpoint
     from .names import CHECKPOINTS
@@ -273,7 +281,7 @@ def _read(key: str) -> tuple[str, list[ParamInfo], bool, tuple[dict[str, int], i
     """The entry for ``key``: label, parameters, order, timm's layer map and count; ``None`` where there
     is none, or it is not ours, not signed, or not as written."""
     try:
-        data = verified(read_entry(cache_dir(), _entry_name(key)))
+        data = _verified(_read_entry(cache_dir(), _entry_name(key)))
         params = []
         for i, (name, shape, module, grad, aliases, bases, attrs, owners, roles) in enumerate(data["params"]):
             if not (_strings(name, *aliases, *bases) and all(type(d) is int for d in shape) and type(grad) is bool
@@ -322,7 +330,7 @@ def _write(key: str, model: Model) -> None:
         layer_map = {p.name: layer for p, layer in zip(model.params, layers) if layer is not None}
     rows = [[p.name, p.shape, p.module, p.requires_grad, p.aliases, p.bases, p.attrs, p.alias_modules, p.roles]
             for p in model.params]
-    write_entry(cache_dir(), _entry_name(key), signed({"key": key, "label": model.label, "ordered": model.ordered,
+    _write_entry(cache_dir(), _entry_name(key), _signed({"key": key, "label": model.label, "ordered": model.ordered,
                                                        "timm_layers": layer_map, "timm_layer_count": count,
                                                        "params": rows}))
 
@@ -337,9 +345,9 @@ def check_optimizer_cached(rules: RuleSet, use_cache: bool = True) -> None:
                       "python": platform.python_version(), "libraries": {name: _version(name) for name in _LIBRARIES},
                       "optim": hashlib.sha256((_ROOT / "optim.py").read_bytes()).hexdigest()}, sort_keys=True)
     folder, name = cache_dir().parent / "optimizer-checks", hashlib.sha256(key.encode()).hexdigest()
-    if not use_cache or read_entry(folder, name) != key.encode():
+    if not use_cache or _read_entry(folder, name) != key.encode():
         from ..optim import check_optimizers  # only where a check runs: a remembered pass needs none of it
 
         check_optimizers(rules)
         if use_cache:
-            write_entry(folder, name, key.encode())
+            _write_entry(folder, name, key.encode())

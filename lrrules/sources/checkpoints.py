@@ -30,7 +30,11 @@ MAX_READERS = 8
 
 
 def clip(text: str) -> str:
-    """``text`` cut to 60 characters, for a message."""
+    """``text`` cut to 60 characters, for a message.
+
+    >>> clip("x" * 70)[-5:]
+    'xx...'
+    """
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -291,7 +295,11 @@ MAX_DCP_METADATA = 256 << 20
 
 
 def is_distributed_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a torch.distributed.checkpoint folder (it holds ``.metadata``)."""
+    """Whether ``path`` is a torch.distributed.checkpoint folder (it holds ``.metadata``).
+
+    >>> is_distributed_checkpoint(Path("model.safetensors"))
+    False
+    """
     return path.is_dir() and (path / ".metadata").is_file()
 
 

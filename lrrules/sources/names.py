@@ -41,7 +41,12 @@ def resolve_names(rules: str | Path | RuleSet, source: Source, *, ordered: bool 
 
 
 def names_and_shapes(source: Source) -> tuple[list[ParamInfo], bool]:
-    """The parameters ``source`` describes (see :func:`resolve_names`), and whether they are in order."""
+    """The parameters ``source`` describes (see :func:`resolve_names`), and whether they are in order.
+
+    >>> params, ordered = names_and_shapes({"fc.weight": [10, 512], "bn.running_mean": [10]})
+    >>> [(p.name, p.shape) for p in params], ordered
+    ([('fc.weight', (10, 512))], True)
+    """
     if isinstance(source, (str, Path)):
         spec = str(source)
         if not spec.lower().endswith(CHECKPOINTS) and not is_distributed_checkpoint(Path(spec)):
