@@ -77,7 +77,7 @@ FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None) -> Model:
-    """The model ``spec`` names (see the module's table); raises :class:`ModelError` when it cannot.
+    """The model ``spec`` names (see the module's docstring); raises :class:`ModelError` when it cannot.
 
     >>> open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
     'conv1.weight'
