@@ -99,7 +99,11 @@ def _header(path: Path) -> tuple[int, list[tuple[str, Any]]]:
         found = dict(items)
         if len(found) != len(items):
             seen: set[str] = set()
-            twice.append(next(k for k, _ in items if k in seen or _add(seen, k)))
+            for key, _ in items:
+                if key in seen:
+                    twice.append(key)
+                    break
+                seen.add(key)
         top[:] = items  # the outermost object is the last one made
         return found
 
@@ -114,11 +118,6 @@ def _header(path: Path) -> tuple[int, list[tuple[str, Any]]]:
                          if len(header) != len(top) else
                          f"{path}: key '{clip(twice[0])}' is given twice in one entry of the header; it is damaged")
     return data_size, top
-
-
-def _add(seen: set[str], key: str) -> bool:
-    seen.add(key)
-    return False
 
 
 def _refuse(constant: str) -> NoReturn:
@@ -251,15 +250,12 @@ def read_state_dict(path: Path) -> list[Entry]:
                              "damaged or hostile, and is not read")
     try:  # mmap needs the zip format; a legacy file is read whole
         loaded = torch.load(path, map_location="meta", weights_only=True, mmap=zipped)
-    except pickle.UnpicklingError as exc:
+    except Exception as exc:  # a blocked global is named (os.system's module is blocked as a whole)
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+) whose module", str(exc))
-        if found:
+        if isinstance(exc, pickle.UnpicklingError) and found:
             raise ModelError(f"{path}: holds a pickled '{clip(found.group(1) or found.group(2))}', not a state dict "
                              "of tensors; lrrules reads torch files with weights_only=True and never runs a "
                              "checkpoint's code: save model.state_dict() or a safetensors file") from None
-        raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: "
-                         f"{clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}") from None
-    except Exception as exc:
         why = str(exc).splitlines()[0] if str(exc) else "the file ends early" if isinstance(exc, EOFError) else ""
         raise ModelError(f"{path}: cannot be read as a torch state dict with weights_only=True: "
                          f"{clip(why or type(exc).__name__)}") from None
