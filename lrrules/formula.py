@@ -15,7 +15,6 @@ evaluation walks the closures. A :class:`Formula` holds only its text and names,
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import math
 import operator
@@ -24,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from .errors import FormulaError
+from .errors import FormulaError, did_you_mean
 
 Value = int | float | bool | str
 Env = Mapping[str, Value]
@@ -250,7 +249,7 @@ class _Compiler:
                 if not _is_number(arg):
                     raise fail(node, f"'{symbol}' needs numbers, got {arg!r}")
             try:
-                result = fn(*args)
+                result: Value = fn(*args)
                 if result == 0 and symbol in _UNDERFLOWING and all(args):
                     seen = _UNDERFLOWS.get()
                     if seen is not None:  # asked by Formula.underflows
@@ -283,8 +282,7 @@ def _name(c: _Compiler, node: ast.Name, depth: int) -> Code:
     if name in FUNCTIONS:
         raise c.fail(node, f"'{name}' is a function; call it as {name}(...)")
     if c.names is not None and name not in c.names:
-        close = difflib.get_close_matches(name, sorted(c.names | CONSTANTS.keys()), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(name, c.names | CONSTANTS.keys())
         known = ", ".join(sorted(c.names))
         raise c.fail(node, f"unknown name '{name}'{hint}; known names: {known}")
     c.used.add(name)
@@ -354,9 +352,8 @@ def _call(c: _Compiler, node: ast.Call, depth: int) -> Code:
         raise c.fail(node.func, "only the listed functions can be called: " + ", ".join(FUNCTIONS))
     name = c.written(node.func)
     if name not in FUNCTIONS:
-        close = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise c.fail(node.func, f"unknown function '{name}'{hint}; functions: " + ", ".join(FUNCTIONS))
+        raise c.fail(node.func, f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}; functions: "
+                     + ", ".join(FUNCTIONS))
     if node.keywords:
         raise c.fail(node, f"{name}() takes no keyword arguments")
     fn, fewest, most = FUNCTIONS[name]

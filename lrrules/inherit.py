@@ -74,7 +74,7 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
     if not isinstance(data, dict) or "extends" not in data:
         return data, source
     done = {} if done is None else done
-    reader = reader or read
+    read_parent: Reader = reader or read
     parents = data["extends"]
     listed = [parents] if isinstance(parents, str) else parents
     if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
@@ -101,7 +101,7 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
                 f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from {chain[0]}; extend fewer files",
                 loc)])
         if target not in done:
-            parent_data, parent_map = (read if name.startswith(PRESET) else reader)(target)
+            parent_data, parent_map = (read if name.startswith(PRESET) else read_parent)(target)
             _check_parent(parent_data, parent_map, data, source)
             done[target] = flatten(parent_data, parent_map, target.parent, (*chain, target), locate, reader, done)
         parent = done[target]

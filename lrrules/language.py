@@ -14,7 +14,8 @@ torch or a model.
 
 from __future__ import annotations
 
-import difflib
+import functools
+import graphlib
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -35,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import POINTER_KEY, ExpressionError, FormulaError, Location, Pointer, RegexError
+from .errors import POINTER_KEY, ExpressionError, FormulaError, Location, Pointer, RegexError, did_you_mean
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .params import MAX_DIMS
 from .reader import SourceMap
@@ -146,10 +147,8 @@ Count = Annotated[int, BeforeValidator(_plain_number)]
 
 def _check_role(value: Any) -> Any:
     if isinstance(value, str) and value not in ROLES and value not in ALIASES:
-        close = difflib.get_close_matches(value, [*ROLES, *ALIASES], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise PydanticCustomError("role", "unknown role '{role}'{hint}; the roles: {roles}",
-                                  {"role": value, "hint": hint, "roles": ", ".join(ROLES)})
+        raise PydanticCustomError("role", "unknown role '{role}'{hint}; the roles: {roles}", {
+            "role": value, "hint": did_you_mean(value, [*ROLES, *ALIASES]), "roles": ", ".join(ROLES)})
     return value
 
 
@@ -253,22 +252,19 @@ def _version(value: Any) -> Any:
 # --- settings ----------------------------------------------------------------------------------
 
 
-def _check_number(value: Any) -> Any:
+def _check_number(value: Any, negative: bool = False) -> Any:
+    """A setting's number (lr, weight_decay...: >= 0), or an option's with ``negative`` (Adafactor's
+    beta2_decay=-0.8; the values torch refuses are checked against the optimizer): finite, no boolean."""
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
-        if value < 0:
-            raise PydanticCustomError("number", "{value} is negative; rates and decays are >= 0", {"value": value})
+    if isinstance(value, (int, float)) and not math.isfinite(value):
+        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
+    if not negative and isinstance(value, (int, float)) and value < 0:
+        raise PydanticCustomError("number", "{value} is negative; rates and decays are >= 0", {"value": value})
     return value
 
 
-Setting = Annotated[
-    Union[float, str],
-    BeforeValidator(_check_number),
-    Field(description=_FORMULA_HELP),
-]
+Setting = Annotated[Union[float, str], BeforeValidator(_check_number), Field(description=_FORMULA_HELP)]
 
 
 def _option_kind(value: Any) -> str:
@@ -279,32 +275,21 @@ def _option_kind(value: Any) -> str:
     return "<none>" if value is None else "<value>"
 
 
-def _option(value: Any) -> Any:
-    """An option's value type: a boolean, a list of numbers, null, or ``value`` (a number, or a
-    formula in rules), chosen by the input's type so that an error names only the one that applies."""
-    return Annotated[
-        Union[Annotated[bool, Tag("<bool>")], Annotated[list[Number], Tag("<list>")], Annotated[None, Tag("<none>")],
-              Annotated[value, Tag("<value>")]],
-        Discriminator(_option_kind),
-    ]
-
-
-def _check_option_number(value: Any) -> Any:
-    # An option may be negative where its optimizer takes it (Adafactor's beta2_decay=-0.8); the
-    # values torch refuses are checked against the optimizer (lrrules.signatures).
-    if isinstance(value, bool):
-        raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
-    if isinstance(value, (int, float)) and not math.isfinite(value):
-        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
-    return value
-
-
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
-#: An option in rules and defaults: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a
-#: word that names no variable is text (``proj_type: std``), anything else a formula.
-OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_option_number),
-                                Field(description="A number (negative where the optimizer takes it), a word "
-                                      "(an option's text value: proj_type: std), or a formula. " + _FORMULA_HELP)])
+# An option's value: a boolean, a list of numbers, null, or a number (in rules also a formula or a
+# word), chosen by the input's type so that an error names only the one that applies.
+_Bool = Annotated[bool, Tag("<bool>")]
+_List = Annotated[list[Number], Tag("<list>")]
+_None = Annotated[None, Tag("<none>")]
+#: An option in rules: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a word that
+#: names no variable is text (``proj_type: std``), anything else a formula.
+OptionValue = Annotated[Union[_Bool, _List, _None, Annotated[
+    Union[int, float, str], BeforeValidator(functools.partial(_check_number, negative=True)),
+    Field(description="A number (negative where the optimizer takes it), a word (an option's text value: "
+          "proj_type: std), or a formula. " + _FORMULA_HELP), Tag("<value>")]], Discriminator(_option_kind)]
+#: An option in defaults: a number, kept an integer where it is one.
+DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[Count, Number], Tag("<value>")]],
+                          Discriminator(_option_kind)]
 #: The keys of a rule or modifier that hold a number or a formula.
 SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 #: Keys of a param group that lrrules, the optimizer's caller or torch's and timm's schedulers own,
@@ -450,7 +435,7 @@ def _option_text(text: str, names: set[str] | None, key: str) -> str | Formula:
     formula, so its error says "did you mean 'depth'?") is the option's value as written; the
     rest is a formula, which may be negative (an option is no rate)."""
     if (names is not None and _WORD.match(text) and text not in names and text not in FUNCTIONS
-            and text not in CONSTANTS and not difflib.get_close_matches(text, names, n=1, cutoff=0.8)):
+            and text not in CONSTANTS and not did_you_mean(text, names, cutoff=0.8)):
         return text
     return _formula(text, names, key, negative=True)
 
@@ -546,17 +531,15 @@ class Defaults(BaseModel):
     weight_decay: Annotated[
         VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a number or a formula over vars.")
     ] = 0.0
-    __pydantic_extra__: dict[str, _option(Union[Count, Number])]  # type: ignore[valid-type]
+    __pydantic_extra__: dict[str, DefaultOption]
 
     @model_validator(mode="after")
     def _known_looking_options(self) -> Defaults:
         for key in self.model_extra or {}:
             _check_option_name(key)
-            close = difflib.get_close_matches(key, ["lr", "weight_decay"], n=1, cutoff=0.75)
-            hint = _MISSPELT.get(key) or (close[0] if close else None)
+            hint = did_you_mean(_MISSPELT.get(key, key), ["lr", "weight_decay"], cutoff=0.75)
             if hint:
-                raise _refuse("option", "unknown key '{key}' (did you mean '{hint}'?)", Pointer((key,), key=True),
-                              key=key, hint=hint)
+                raise _refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
         return self
 
     @property
@@ -596,8 +579,8 @@ DEFAULT_OPTIMIZER = "default"
 
 def _any_option(value: Any) -> Any:
     # A value read by an optimizer keeps its type: ns_steps: 5 stays an int, a string stays a string.
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
+    if isinstance(value, float):
+        _check_number(value, negative=True)
     if isinstance(value, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise PydanticCustomError("option", "a list option holds numbers only", {})
     if isinstance(value, dict):
@@ -621,7 +604,7 @@ class NamedOptimizer(BaseModel):
         default_factory=list, description="Keys the optimizer reads per param group without taking them in its "
         "constructor (timm Muon's use_fallback, LARS's lars_exclude): allowed in options, put in every group.")
     __pydantic_extra__: dict[str, Annotated[Union[bool, int, float, str, list[Union[int, float]], None],
-                                            BeforeValidator(_any_option)]]  # type: ignore[valid-type]
+                                            BeforeValidator(_any_option)]]
 
     @model_validator(mode="after")
     def _options_are_options(self) -> NamedOptimizer:
@@ -762,36 +745,24 @@ def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) ->
                                  "override (name claiming rules)"))
             elif name not in claiming:
                 fallback = any(r.fallback and r.name == name for r in rules)
-                close = difflib.get_close_matches(name, list(claiming), n=1)
                 why = ("is the fallback, which yields to every rule already" if fallback else
-                       "names no rule" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                       "names no rule" + did_you_mean(name, claiming))
                 problems.append((loc, f"overrides: '{name}' {why}"))
-    # A cycle: depth-first over the edges between claiming rules, reported once at its first rule.
-    edges = {r.name: [n for n in r.overrides if n in claiming and n != r.name] for r in rules if r.name in claiming}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    for start in sorted(edges, key=claiming.__getitem__):
-        stack: list[tuple[str, int]] = [(start, 0)]
-        path = [start]
-        if state.get(start):
-            continue
-        state[start] = 1
-        while stack:
-            node, k = stack[-1]
-            if k < len(edges[node]):
-                stack[-1] = (node, k + 1)
-                nxt = edges[node][k]
-                if state.get(nxt) == 1:
-                    chain = path[path.index(nxt):] + [nxt]
-                    problems.append((("rules", claiming[chain[0]], "overrides"),
-                                     f"a cycle of overrides: {' -> '.join(chain)}; precedence must go one way"))
-                elif not state.get(nxt):
-                    state[nxt] = 1
-                    stack.append((nxt, 0))
-                    path.append(nxt)
-            else:
-                state[node] = 2
-                stack.pop()
-                path.pop()
+    # A cycle, found by graphlib over the edges between claiming rules (rule -> what it overrides),
+    # reported once at its first rule.
+    graph: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in claiming:
+        graph.add(name)
+    for rule in rules:
+        for name in rule.overrides:
+            if rule.name in claiming and name in claiming and name != rule.name:
+                graph.add(name, rule.name)
+    try:
+        graph.prepare()
+    except graphlib.CycleError as exc:
+        chain = exc.args[1]
+        problems.append((("rules", claiming[chain[0]], "overrides"),
+                         f"a cycle of overrides: {' -> '.join(chain)}; precedence must go one way"))
     return problems
 
 
@@ -897,8 +868,7 @@ class RuleSet(BaseModel):
         for kind, group in (("rules", self.rules), ("modifiers", self.modifiers)):
             for i, entry in enumerate(group):
                 if entry.optimizer is not None and entry.optimizer not in known:
-                    close = difflib.get_close_matches(entry.optimizer, sorted(known), n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    hint = did_you_mean(entry.optimizer, known)
                     raise _refuse("optimizers", "'{name}' is no optimizer of this file{hint}; name one under "
                                   "`optimizers` or '{default}'", Pointer((kind, i, "optimizer")),
                                   name=entry.optimizer, hint=hint, default=DEFAULT_OPTIMIZER)

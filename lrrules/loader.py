@@ -11,7 +11,6 @@ from git.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import posixpath
@@ -23,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError
+from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError, did_you_mean
 from .inherit import flatten
 from .language import (
     LAYER_TAGS,
@@ -40,34 +39,62 @@ from .language import (
     RuleSet,
     cross_entry_problems,
 )
-from .reader import MAX_BYTES, SourceMap, parse, read
+from .reader import MAX_BYTES, MAX_DEPTH, SourceMap, parse, read
 
 
-def load(path: str | Path, overrides: Mapping[str, float] | None = None) -> RuleSet:
+def load(spec: str | Path | Mapping[str, Any], overrides: Mapping[str, float] | None = None) -> RuleSet:
     """Read and validate a rule file (YAML, or JSON by its ``.json`` name) into a :class:`RuleSet`.
 
-    ``path`` is anything the command line opens: a file, ``-`` (standard input), a shipped preset
-    (``lrrules:NAME``) or a file at a git revision (``REV:path``). ``extends`` is resolved, and
-    ``overrides`` replace values of the file's ``vars``. Every problem in the file (and the files it
-    extends) is reported together in one :class:`~lrrules.errors.RuleFileError`, each as
-    ``file:line:col: where: what``.
+    ``spec`` is anything the command line opens: a file, ``-`` (standard input), a shipped preset
+    (``lrrules:NAME``) or a file at a git revision (``REV:path``); or the rule file as data, a
+    mapping or an OmegaConf ``DictConfig``, whose errors name ``<mapping>`` and the dotted place
+    (``rules[2].lr_mult``). ``extends`` is resolved, and ``overrides`` replace values of ``vars``.
+    Every problem is reported together in one :class:`~lrrules.errors.RuleFileError`.
 
-    >>> rules = lrrules.load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
-    >>> sweep = lrrules.load("rules.yaml", overrides={"decay": 0.8})      # doctest: +SKIP
+    >>> lrrules.load({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "all", "match": "*"}]}).path
+    '<mapping>'
     >>> muon = lrrules.load("lrrules:muon")                               # doctest: +SKIP
     """
-    if isinstance(path, str):
-        if path.startswith("lrrules:"):  # a shipped preset, read as a file that only extends it
-            return loads(f"version: 1\nextends: {json.dumps(path)}\n", path=path, overrides=overrides)
-        if path == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
+    if not isinstance(spec, (str, Path)):
+        return _load_data(spec, overrides)
+    if isinstance(spec, str):
+        if spec.startswith("lrrules:"):  # a shipped preset, read as a file that only extends it
+            return loads(f"version: 1\nextends: {json.dumps(spec)}\n", path=spec, overrides=overrides)
+        if spec == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
             stream = getattr(sys.stdin, "buffer", None)
             raw = stream.read(MAX_BYTES + 1) if stream is not None else sys.stdin.read(MAX_BYTES + 1)
             return loads(raw, "<stdin>", overrides=overrides)
-        if ":" in path and "\0" not in path and not Path(path).exists() and not path.startswith(("/", "./")):
-            return load_revision(path, overrides)
-    data, source = read(path)
-    data, source = flatten(data, source, Path(path).resolve().parent, (Path(path).resolve(),))
+        if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
+            return load_revision(spec, overrides)
+    data, source = read(spec)
+    data, source = flatten(data, source, Path(spec).resolve().parent, (Path(spec).resolve(),))
     return validate(data, source, overrides)
+
+
+def _load_data(spec: object, overrides: Mapping[str, float] | None) -> RuleSet:
+    """A rule file given as data; an OmegaConf config (omegaconf is imported only for one) is
+    resolved into plain containers first. ``extends`` is relative to the current folder."""
+    name = "<mapping>"
+    if type(spec).__module__.split(".")[0] == "omegaconf":
+        from omegaconf import OmegaConf
+
+        name = f"<{type(spec).__name__}>"
+        spec = OmegaConf.to_container(spec, resolve=True)
+    source = SourceMap(name)
+    data = _plain(spec, source, ())
+    data, source = flatten(data, source, Path.cwd(), (Path.cwd() / name,))
+    return validate(data, source, overrides)
+
+
+def _plain(value: object, source: SourceMap, loc: tuple[str | int, ...]) -> Any:
+    """``value`` as the reader's plain data (dicts and lists), copied, so no caller's object is kept."""
+    if len(loc) > MAX_DEPTH:
+        raise RuleFileError([source.error(f"nests deeper than {MAX_DEPTH} levels", loc)])
+    if isinstance(value, Mapping):
+        return {key: _plain(item, source, (*loc, key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, source, (*loc, i)) for i, item in enumerate(value)]
+    return value
 
 
 def loads(text: str | bytes, path: str = "<rules>", fmt: str = "yaml",
@@ -151,8 +178,7 @@ def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> A
     errors = []
     for name, value in overrides.items():
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(name, map(str, known))
             have = ", ".join(known) or "none"
             errors.append(source.error(f"cannot set '{name}': the file has no such var{hint}; its vars: {have}",
                                        ("vars",)))
@@ -192,9 +218,7 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         message = message[len("Value error, "):]
     if kind == "extra_forbidden":
         key = loc[-1] if loc else "?"
-        close = difflib.get_close_matches(str(key), _VOCABULARY, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return source.error(f"unknown key '{key}'{hint}", loc, key=True)
+        return source.error(f"unknown key '{key}'{did_you_mean(str(key), _VOCABULARY)}", loc, key=True)
     if kind == "missing":
         return source.error(f"missing key '{loc[-1]}'", loc[:-1]) if loc else source.error("missing key")
     if kind == "literal_error" and loc == ["version"]:

@@ -19,7 +19,6 @@ import sys
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -100,7 +99,7 @@ class SourceMap:
         return RuleError(message, self.locate(loc, key, offset), loc, expr, offset)
 
 
-def read(path: str | Path) -> tuple[Any, SourceMap]:
+def read(path: str | os.PathLike[str]) -> tuple[Any, SourceMap]:
     """Read a rule file: its data and positions. Raises :class:`RuleFileError` with the place."""
     name = str(path)
     if "\0" in name:
@@ -307,19 +306,21 @@ class _Composer(yaml.SafeLoader):
             return _fail(self.path, message, *_line_col(self.text, len(self.text)))
         return _fail(self.path, message, mark.line + 1, mark.column + 1)
 
+    def event(self) -> Any:
+        """The next event, not taken (PyYAML's stubs leave the parser's events untyped)."""
+        return self.peek_event()  # type: ignore[no-untyped-call]
+
     def single(self) -> yaml.Node | None:
-        self.get_event()  # the stream's start
         node = None
-        if not self.check_event(yaml.StreamEndEvent):
-            self.directives(self.peek_event())
+        if self.check_node():  # takes the stream's start; then whether a document follows
+            self.directives(self.event())
             node = self.compose_document()
         if not self.check_event(yaml.StreamEndEvent):
-            raise self.fail("holds several YAML documents ('---'); keep one rule file per file",
-                            self.peek_event().start_mark)
+            raise self.fail("holds several YAML documents ('---'); keep one rule file per file", self.event().start_mark)
         return node
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.event()
         if isinstance(event, yaml.AliasEvent):
             node = self.anchors.get(event.anchor)
             if node is not None and self.depth + self.levels.get(id(node), 0) > MAX_DEPTH:
@@ -328,7 +329,7 @@ class _Composer(yaml.SafeLoader):
                     f"(its anchor, at line {node.start_mark.line + 1}, holds {self.levels[id(node)]} levels "
                     f"and the alias stands {self.depth} deep); write the value out with fewer levels",
                     event.start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         if event.anchor in self.anchors:
             # YAML 1.2 lets the second definition win for the aliases after it, PyYAML refuses it,
             # other readers keep the first: a file that means different things is refused.
@@ -337,15 +338,15 @@ class _Composer(yaml.SafeLoader):
                             f"column {first.column + 1}); YAML readers disagree on which one an alias means: "
                             "give each anchor its own name", event.start_mark)
         if isinstance(event, yaml.ScalarEvent):
-            if self.invisible:
+            if self.invisible and event.start_mark and event.end_mark:
                 _check_visible(self.text, event.start_mark.index, event.end_mark.index, self.path)
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         if self.depth >= MAX_DEPTH:
             raise self.fail(f"nests deeper than {MAX_DEPTH} levels", event.start_mark)
         self.depth += 1
-        node: yaml.Node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        node = super().compose_node(parent, index)
         self.depth -= 1
-        parts = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+        parts = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value if node else []
         self.levels[id(node)] = 1 + max((self.levels.get(id(part), 0) for part in parts), default=0)
         return node
 
@@ -388,7 +389,7 @@ def _yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     except yaml.YAMLError as exc:
         raise composer.fail(f"invalid YAML: {exc}", None) from None
     finally:
-        composer.dispose()  # type: ignore[no-untyped-call]
+        composer.dispose()
     if node is None:
         raise _fail(path, "holds no document; a rule file needs at least 'version: 1'", 1, 1)
     walk = _Walk(composer)
@@ -420,9 +421,9 @@ class _Walk:
             raise self.fail(f"tag '{node.tag}' is not allowed: a rule file holds plain data", mark)
         self.open.add(id(node))
         try:
-            if isinstance(node, yaml.SequenceNode):
-                return [self.value(item, loc + (i,)) for i, item in enumerate(node.value)]
-            return self.mapping(node, loc)
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, loc)
+            return [self.value(item, loc + (i,)) for i, item in enumerate(node.value)]
         finally:
             self.open.discard(id(node))
 
@@ -472,6 +473,7 @@ class _Json:
     _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
     _SPACE = re.compile(r"[ \t\n\r]*")
     _LITERALS = {"true": True, "false": False, "null": None}
+    _DECODER = json.JSONDecoder(strict=True)  # for a string alone: its escapes, as json reads them
 
     def __init__(self, text: str, path: str) -> None:
         self.text, self.pos, self.map, self.nodes = text, 0, SourceMap(path), 0
@@ -489,7 +491,8 @@ class _Json:
 
     def peek(self) -> str:
         """The next character after white space ("" at the end), where ``pos`` now stands."""
-        self.pos = self._SPACE.match(self.text, self.pos).end()  # type: ignore[union-attr]
+        space = self._SPACE.match(self.text, self.pos)
+        self.pos = space.end() if space else self.pos
         return self.text[self.pos : self.pos + 1]
 
     def document(self) -> tuple[Any, SourceMap]:
@@ -524,10 +527,10 @@ class _Json:
         raise self.fail(f"unexpected {char!r} where a value was expected" if char else
                         "the text ends where a value was expected")
 
-    def string(self) -> str:
+    def string(self) -> Any:
         start = self.pos
         try:
-            value, self.pos = json.decoder.scanstring(self.text, start + 1, True)  # type: ignore[attr-defined]
+            value, self.pos = self._DECODER.raw_decode(self.text, start)
         except json.JSONDecodeError as exc:
             raise self.fail(exc.msg, exc.pos) from None
         if self.invisible:
