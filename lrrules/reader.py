@@ -9,7 +9,6 @@ Both return the data and a :class:`SourceMap`, which turns a path in the documen
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 import os
@@ -143,7 +142,7 @@ def parse(raw: bytes | str, path: str = "<rules>", fmt: str = "yaml") -> tuple[A
     if not text.strip():
         raise _fail(path, "is empty; a rule file needs at least 'version: 1' and 'defaults'", 1, 1)
     _check_text(text, path)
-    return _Json(text, path).document() if fmt == "json" else _yaml(text, path)
+    return _json(text, path) if fmt == "json" else _yaml(text, path)
 
 
 def _fail(path: str, message: str, line: int = 0, col: int = 0) -> RuleFileError:
@@ -376,7 +375,35 @@ for _tag, _pattern, _first in (
     _Composer.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
-def _yaml(text: str, path: str) -> tuple[Any, SourceMap]:
+class _NotJson(str):
+    """What the lenient ``json`` module reads ``NaN`` or ``Infinity`` as here: refused with its place."""
+
+
+def _json(text: str, path: str) -> tuple[Any, SourceMap]:
+    """Strict JSON: ``json`` reads the data; the YAML composer, which reads JSON too (tabs made spaces,
+    as JSON's white space), places every key and value and refuses duplicates and the same limits."""
+    try:
+        data = json.loads(text, parse_constant=_NotJson)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+    except (RecursionError, ValueError):  # deeper than json goes, or an integer of 4,300 digits:
+        return _yaml(text.replace("\t", " "), path, json_text=True)  # refused there, with its place
+    _, source = _yaml(text.replace("\t", " "), path, json_text=True)
+    if (bad := _not_json(data, ())) is not None:
+        raise RuleFileError([source.error(f"invalid JSON: {bad[1]} is no JSON value; write a finite number", bad[0])])
+    return data, source
+
+
+def _not_json(value: Any, loc: Loc) -> tuple[Loc, str] | None:
+    if isinstance(value, _NotJson):
+        return loc, value
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ():
+        if (found := _not_json(item, (*loc, key))) is not None:
+            return found
+    return None
+
+
+def _yaml(text: str, path: str, json_text: bool = False) -> tuple[Any, SourceMap]:
     composer = _Composer(text, path)
     try:
         node = composer.single()
@@ -392,15 +419,15 @@ def _yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         composer.dispose()
     if node is None:
         raise _fail(path, "holds no document; a rule file needs at least 'version: 1'", 1, 1)
-    walk = _Walk(composer)
+    walk = _Walk(composer, json_text)
     return walk.value(node, ()), walk.map
 
 
 class _Walk:
     """A composed node tree turned into plain data and positions, aliases expanded (and counted)."""
 
-    def __init__(self, composer: _Composer) -> None:
-        self.fail = composer.fail
+    def __init__(self, composer: _Composer, json_text: bool) -> None:
+        self.fail, self.json = composer.fail, json_text
         self.map = SourceMap(composer.path)
         self.nodes = 0
         self.open: set[int] = set()  # the collections being read, to refuse an alias into one of them
@@ -437,7 +464,8 @@ class _Walk:
             key = self.scalar(key_node)
             key = key if isinstance(key, str) else str(key_node.value)
             if (first := self.map.keys.get(loc + (key,))) is not None:
-                raise self.fail(f"duplicate key '{key}' (first at line {first.line}); remove one of them",
+                raise self.fail(("invalid JSON: " if self.json else "") +
+                                f"duplicate key '{key}' (first at line {first.line}); remove one of them",
                                 key_node.start_mark)
             self.map.keys[loc + (key,)] = Spot(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             out[key] = self.value(value_node, loc + (key,))
@@ -446,6 +474,8 @@ class _Walk:
     def scalar(self, node: yaml.ScalarNode) -> Any:
         tag, text = node.tag, node.value
         if tag == _STR:
+            if self.json and _SURROGATE.search(text):  # JSON writes a pair as two escapes: one character
+                text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
             if (surrogate := _SURROGATE.search(text)) is not None:
                 raise self.fail(_SURROGATE_MESSAGE.format(ord(surrogate.group())), node.start_mark)
             return text
@@ -465,107 +495,3 @@ class _Walk:
         if tag in (_INT, _FLOAT, _BOOL, _NULL):  # an explicit tag (!!int 1:30) on text the schema does not read so
             raise self.fail(f"'{_clip(text)}' is not a YAML 1.2 {tag.rsplit(':', 1)[1]}", node.start_mark)
         raise self.fail(f"tag '{tag}' is not allowed: a rule file holds plain data", node.start_mark)
-
-
-class _Json:
-    """A strict JSON parser (no NaN, no duplicate keys) that records where each key and value starts."""
-
-    _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
-    _SPACE = re.compile(r"[ \t\n\r]*")
-    _LITERALS = {"true": True, "false": False, "null": None}
-    _DECODER = json.JSONDecoder(strict=True)  # for a string alone: its escapes, as json reads them
-
-    def __init__(self, text: str, path: str) -> None:
-        self.text, self.pos, self.map, self.nodes = text, 0, SourceMap(path), 0
-        # Where each line starts, found once: a position's line is a binary search, linear in all.
-        self.lines = [0] + [m.end() for m in re.finditer("\n", text)]
-        self.invisible = _INVISIBLE.search(text) is not None
-
-    def spot(self, pos: int) -> Spot:
-        line = bisect.bisect_right(self.lines, pos)
-        return Spot(line, pos - self.lines[line - 1] + 1)
-
-    def fail(self, message: str, pos: int | None = None, prefix: str = "invalid JSON: ") -> RuleFileError:
-        spot = self.spot(self.pos if pos is None else pos)
-        return _fail(self.map.path, prefix + message, spot.line, spot.col)
-
-    def peek(self) -> str:
-        """The next character after white space ("" at the end), where ``pos`` now stands."""
-        space = self._SPACE.match(self.text, self.pos)
-        self.pos = space.end() if space else self.pos
-        return self.text[self.pos : self.pos + 1]
-
-    def document(self) -> tuple[Any, SourceMap]:
-        value = self.value((), 0)
-        if self.peek():
-            raise self.fail("extra text after the document")
-        return value, self.map
-
-    def value(self, loc: Loc, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise self.fail(f"nests deeper than {MAX_DEPTH} levels")
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise self.fail(f"holds more than {MAX_NODES} values; a rule file is a short list of rules")
-        char, start = self.peek(), self.pos
-        self.map.values[loc] = replace(self.spot(start), quote='"' if char == '"' else "")
-        if char in ("{", "["):
-            return self.items(loc, depth, char == "{")
-        if char == '"':
-            return self.string()
-        if (found := self._NUMBER.match(self.text, start)) and found.group():
-            try:
-                value = number(found.group())
-            except ValueError as exc:
-                raise self.fail(str(exc), start, prefix="") from None
-            self.pos = found.end()
-            return value
-        for word, literal in self._LITERALS.items():
-            if self.text.startswith(word, start):
-                self.pos += len(word)
-                return literal
-        raise self.fail(f"unexpected {char!r} where a value was expected" if char else
-                        "the text ends where a value was expected")
-
-    def string(self) -> Any:
-        start = self.pos
-        try:
-            value, self.pos = self._DECODER.raw_decode(self.text, start)
-        except json.JSONDecodeError as exc:
-            raise self.fail(exc.msg, exc.pos) from None
-        if self.invisible:
-            _check_visible(self.text, start, self.pos, self.map.path)
-        if (bad := _SURROGATE.search(value)) is not None:
-            raise self.fail(_SURROGATE_MESSAGE.format(ord(bad.group())), start, prefix="")
-        return value
-
-    def items(self, loc: Loc, depth: int, keyed: bool) -> Any:
-        """An object (``keyed``) or an array, from its opening bracket on."""
-        close = "}" if keyed else "]"
-        out: Any = {} if keyed else []
-        self.pos += 1
-        if self.peek() == close:
-            self.pos += 1
-            return out
-        while True:
-            if not keyed:
-                out.append(self.value(loc + (len(out),), depth + 1))
-            else:
-                if self.peek() != '"':
-                    raise self.fail("expected a key in double quotes")
-                key_pos = self.pos
-                key = self.string()
-                if key in out:
-                    first = self.map.keys[loc + (key,)].line
-                    raise self.fail(f"duplicate key '{key}' (first at line {first}); remove one of them", key_pos)
-                self.map.keys[loc + (key,)] = self.spot(key_pos)
-                if self.peek() != ":":
-                    raise self.fail("expected ':' after the key")
-                self.pos += 1
-                out[key] = self.value(loc + (key,), depth + 1)
-            char = self.peek()
-            if char not in (",", close):
-                raise self.fail(f"expected ',' or '{close}'")
-            self.pos += 1
-            if char == close:
-                return out
