@@ -285,18 +285,19 @@ def _newcomer_hint(message: str) -> str:
 
 
 class _Composer(yaml.SafeLoader):
-    """PyYAML's composer with YAML 1.2's plain scalars and the limits of a rule file: nesting (aliases
-    expanded) bounded where it passes the limit, one document, no directive that changes the reading,
-    each anchor defined once, no invisible character in a key or value."""
+    """PyYAML's composer with YAML 1.2's plain scalars and a rule file's limits (nesting with aliases
+    expanded, one document, no directive that changes the reading, each anchor once, no invisible
+    character in a key or value); :meth:`value` turns its nodes into plain data and positions."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}
 
-    def __init__(self, text: str, path: str) -> None:
+    def __init__(self, text: str, path: str, json_text: bool = False) -> None:
         super().__init__(text)
-        self.text, self.path, self.depth = text, path, 0
-        # How many levels of lists and mappings each composed collection holds, aliases expanded.
-        self.levels: dict[int, int] = {}
+        self.text, self.path, self.json, self.depth, self.nodes = text, path, json_text, 0, 0
+        self.levels: dict[int, int] = {}  # how many levels each collection holds, aliases expanded
         self.invisible = _INVISIBLE.search(text) is not None
+        self.map = SourceMap(path)
+        self.open: set[int] = set()  # the collections being read, to refuse an alias into one of them
 
     def fail(self, message: str, mark: Any) -> RuleFileError:
         if mark is None:
@@ -351,86 +352,21 @@ class _Composer(yaml.SafeLoader):
 
     def directives(self, event: Any) -> None:
         """Refuse the directives under which another reader would read this file differently."""
-        head = self.text[: m.start() if (m := re.search(r"^---(?=\s|$)", self.text, re.M)) else len(self.text)]
-        places = list(re.finditer(r"^%(YAML|TAG)\b[^\n]*", head, re.M))
         if event.version is not None and event.version != (1, 2):
-            found = next((m.start() for m in places if m.group(1) == "YAML"), 0)
             raise _fail(self.path, f"the directive '%YAML {'.'.join(map(str, event.version))}' asks for another "
                         "YAML than lrrules reads: rule files are read as YAML 1.2 (where 010 is 10 and yes, on and "
                         "1:30 are text; in YAML 1.1 they are 8, true and 90), so the file would mean one thing to "
                         "lrrules and another to a YAML 1.1 reader; remove the directive (or write '%YAML 1.2')",
-                        *_line_col(self.text, found))
+                        *self.line_of(r"^%YAML\b"))
         for handle, prefix in (event.tags or {}).items():
             if "python" in prefix.lower():
-                found = next((m.start() for m in places if m.group(1) == "TAG" and handle in m.group()), 0)
                 raise _fail(self.path, f"the directive '%TAG {handle} {prefix}' names Python tags, which would "
-                            "build Python objects; a rule file holds plain data: remove it", *_line_col(self.text, found))
+                            "build Python objects; a rule file holds plain data: remove it",
+                            *self.line_of(rf"^%TAG[ \t]+{re.escape(handle)}[ \t]"))
 
-
-for _tag, _pattern, _first in (
-    (_BOOL, _BOOL_TEXT.pattern, "tTfF"), (_NULL, _NULL_TEXT.pattern, ["~", "n", "N", ""]),
-    (_INT, f"^(?:{_INT_TEXT})$", "-+0123456789"), (_FLOAT, f"^(?:{_FLOAT_TEXT})$", "-+.0123456789"),
-    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),  # only to refuse merge keys by name
-):
-    _Composer.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
-
-
-class _NotJson(str):
-    """What the lenient ``json`` module reads ``NaN`` or ``Infinity`` as here: refused with its place."""
-
-
-def _json(text: str, path: str) -> tuple[Any, SourceMap]:
-    """Strict JSON: ``json`` reads the data; the YAML composer, which reads JSON too (tabs made spaces,
-    as JSON's white space), places every key and value and refuses duplicates and the same limits."""
-    try:
-        data = json.loads(text, parse_constant=_NotJson)
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
-    except (RecursionError, ValueError):  # deeper than json goes, or an integer of 4,300 digits:
-        return _yaml(text.replace("\t", " "), path, json_text=True)  # refused there, with its place
-    _, source = _yaml(text.replace("\t", " "), path, json_text=True)
-    if (bad := _not_json(data, ())) is not None:
-        raise RuleFileError([source.error(f"invalid JSON: {bad[1]} is no JSON value; write a finite number", bad[0])])
-    return data, source
-
-
-def _not_json(value: Any, loc: Loc) -> tuple[Loc, str] | None:
-    if isinstance(value, _NotJson):
-        return loc, value
-    for key, item in value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ():
-        if (found := _not_json(item, (*loc, key))) is not None:
-            return found
-    return None
-
-
-def _yaml(text: str, path: str, json_text: bool = False) -> tuple[Any, SourceMap]:
-    composer = _Composer(text, path)
-    try:
-        node = composer.single()
-    except yaml.MarkedYAMLError as exc:
-        message = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            message = f"{exc.context}, {exc.problem}"
-        raise composer.fail(f"invalid YAML: {message}{_newcomer_hint(message)}",
-                            exc.problem_mark or exc.context_mark) from None
-    except yaml.YAMLError as exc:
-        raise composer.fail(f"invalid YAML: {exc}", None) from None
-    finally:
-        composer.dispose()
-    if node is None:
-        raise _fail(path, "holds no document; a rule file needs at least 'version: 1'", 1, 1)
-    walk = _Walk(composer, json_text)
-    return walk.value(node, ()), walk.map
-
-
-class _Walk:
-    """A composed node tree turned into plain data and positions, aliases expanded (and counted)."""
-
-    def __init__(self, composer: _Composer, json_text: bool) -> None:
-        self.fail, self.json = composer.fail, json_text
-        self.map = SourceMap(composer.path)
-        self.nodes = 0
-        self.open: set[int] = set()  # the collections being read, to refuse an alias into one of them
+    def line_of(self, pattern: str) -> tuple[int, int]:
+        found = re.search(pattern, self.text, re.M)  # a line that starts with '%' is a directive
+        return _line_col(self.text, found.start() if found else 0)
 
     def value(self, node: yaml.Node, loc: Loc) -> Any:
         self.nodes += 1
@@ -457,27 +393,29 @@ class _Walk:
     def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            mark = key_node.start_mark
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise self.fail("merge keys ('<<') are not supported; write the keys out", key_node.start_mark)
+                raise self.fail("merge keys ('<<') are not supported; write the keys out", mark)
             if not isinstance(key_node, yaml.ScalarNode):
-                raise self.fail("a key must be a plain name, not a list or mapping", key_node.start_mark)
+                raise self.fail("a key must be a plain name, not a list or mapping", mark)
             key = self.scalar(key_node)
             key = key if isinstance(key, str) else str(key_node.value)
             if (first := self.map.keys.get(loc + (key,))) is not None:
                 raise self.fail(("invalid JSON: " if self.json else "") +
-                                f"duplicate key '{key}' (first at line {first.line}); remove one of them",
-                                key_node.start_mark)
-            self.map.keys[loc + (key,)] = Spot(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                                f"duplicate key '{key}' (first at line {first.line}); remove one of them", mark)
+            self.map.keys[loc + (key,)] = Spot(mark.line + 1, mark.column + 1)
             out[key] = self.value(value_node, loc + (key,))
         return out
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
-        tag, text = node.tag, node.value
+        tag, text, mark = node.tag, node.value, node.start_mark
+        if tag == _STR and self.json and not node.style:  # NaN, Infinity: what json reads and JSON is not
+            raise self.fail(f"invalid JSON: {text} is no JSON value; write a finite number", mark)
         if tag == _STR:
             if self.json and _SURROGATE.search(text):  # JSON writes a pair as two escapes: one character
                 text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
             if (surrogate := _SURROGATE.search(text)) is not None:
-                raise self.fail(_SURROGATE_MESSAGE.format(ord(surrogate.group())), node.start_mark)
+                raise self.fail(_SURROGATE_MESSAGE.format(ord(surrogate.group())), mark)
             return text
         if tag == _NULL and _NULL_TEXT.match(text):
             return None
@@ -487,11 +425,49 @@ class _Walk:
             try:
                 value = number(text)
             except ValueError as exc:
-                raise self.fail(str(exc), node.start_mark) from None
+                raise self.fail(str(exc), mark) from None
             if tag == _FLOAT:  # !!float 1 is the float 1.0, as YAML 1.2's core schema reads it
                 return float(value)
             if isinstance(value, int):  # an explicit !!int on 1.5 is not read as one
                 return value
         if tag in (_INT, _FLOAT, _BOOL, _NULL):  # an explicit tag (!!int 1:30) on text the schema does not read so
-            raise self.fail(f"'{_clip(text)}' is not a YAML 1.2 {tag.rsplit(':', 1)[1]}", node.start_mark)
-        raise self.fail(f"tag '{tag}' is not allowed: a rule file holds plain data", node.start_mark)
+            raise self.fail(f"'{_clip(text)}' is not a YAML 1.2 {tag.rsplit(':', 1)[1]}", mark)
+        raise self.fail(f"tag '{tag}' is not allowed: a rule file holds plain data", mark)
+
+
+for _tag, _pattern, _first in (
+    (_BOOL, _BOOL_TEXT.pattern, "tTfF"), (_NULL, _NULL_TEXT.pattern, ["~", "n", "N", ""]),
+    (_INT, f"^(?:{_INT_TEXT})$", "-+0123456789"), (_FLOAT, f"^(?:{_FLOAT_TEXT})$", "-+.0123456789"),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),  # only to refuse merge keys by name
+):
+    _Composer.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+def _yaml(text: str, path: str, json_text: bool = False) -> tuple[Any, SourceMap]:
+    composer = _Composer(text, path, json_text)
+    try:
+        node = composer.single()
+    except yaml.MarkedYAMLError as exc:
+        message = f"{exc.context}, {exc.problem}" if exc.context and exc.problem else exc.problem or exc.context
+        raise composer.fail(f"invalid YAML: {message}{_newcomer_hint(message or '')}",
+                            exc.problem_mark or exc.context_mark) from None
+    except yaml.YAMLError as exc:
+        raise composer.fail(f"invalid YAML: {exc}", None) from None
+    finally:
+        composer.dispose()
+    if node is None:
+        raise _fail(path, "holds no document; a rule file needs at least 'version: 1'", 1, 1)
+    return composer.value(node, ()), composer.map
+
+
+def _json(text: str, path: str) -> tuple[Any, SourceMap]:
+    """Strict JSON: ``json`` reads the data and its syntax errors; the YAML composer, which reads JSON
+    too (tabs as spaces), places every key and value and refuses NaN, duplicates and the same limits."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+    except (RecursionError, ValueError):  # deeper than json goes, or an integer of 4,300 digits:
+        data = None  # refused by the composer, with its place
+    found, source = _yaml(text.replace("\t", " "), path, json_text=True)
+    return found if data is None else data, source
