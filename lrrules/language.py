@@ -22,18 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    PrivateAttr,
-    Tag,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from .errors import POINTER_KEY, ExpressionError, FormulaError, Location, Pointer, RegexError, did_you_mean
@@ -120,14 +110,13 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
 
 
+_WORDS = BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]])  # one, or a list of them
 Glob = Annotated[str, BeforeValidator(_check_glob)]
 Regex = Annotated[str, BeforeValidator(lambda v: _check_regex(v) if isinstance(v, str) else v)]
-Globs = Annotated[
-    list[Glob], BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]), Field(min_length=1)
-]
-Regexes = Annotated[
-    list[Regex], BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]), Field(min_length=1)
-]
+Globs = Annotated[list[Glob], _WORDS, Field(min_length=1)]
+Regexes = Annotated[list[Regex], _WORDS, Field(min_length=1)]
+
+
 def _plain_number(value: Any) -> Any:
     # pydantic's lax mode reads True as 1 and the text '1_000' as 1000; YAML 1.2 and JSON do not.
     if isinstance(value, bool):
@@ -145,6 +134,7 @@ def _plain_number(value: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_plain_number), Field(allow_inf_nan=False)]
 Count = Annotated[int, BeforeValidator(_plain_number)]
 
+
 def _check_role(value: Any) -> Any:
     if isinstance(value, str) and value not in ROLES and value not in ALIASES:
         raise PydanticCustomError("role", "unknown role '{role}'{hint}; the roles: {roles}", {
@@ -152,17 +142,9 @@ def _check_role(value: Any) -> Any:
     return value
 
 
-Roles = Annotated[
-    list[Annotated[str, BeforeValidator(_check_role)]],
-    BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]),
-    Field(min_length=1),
-]
-
-Ndims = Annotated[
-    list[Annotated[Count, Field(ge=0)]],
-    BeforeValidator(_listify, json_schema_input_type=Union[int, list[int]]),
-    Field(min_length=1),
-]
+Roles = Annotated[list[Annotated[str, BeforeValidator(_check_role)]], _WORDS, Field(min_length=1)]
+Ndims = Annotated[list[Annotated[Count, Field(ge=0)]], BeforeValidator(_listify, json_schema_input_type=Union[
+    int, list[int]]), Field(min_length=1)]
 
 
 class MatchFields(BaseModel):
@@ -198,35 +180,21 @@ class MatchFields(BaseModel):
     @model_validator(mode="after")
     def _not_empty(self) -> MatchFields:
         if not self.model_fields_set:
-            raise PydanticCustomError(
-                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, role, where, any, all or not", {}
-            )
+            raise PydanticCustomError("matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, "
+                                      "role, where, any, all or not", {})
         return self
 
 
 def _matcher_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "<glob>"
-    if isinstance(value, list):
-        return "<globs>"
-    if isinstance(value, (dict, MatchFields)):
-        return "<fields>"
-    return None
+    kinds = ((str, "<glob>"), (list, "<globs>"), ((dict, MatchFields), "<fields>"))
+    return next((tag for kind, tag in kinds if isinstance(value, kind)), None)
 
 
 Matcher = Annotated[
-    Union[
-        Annotated[Glob, Tag("<glob>")],
-        Annotated[Annotated[list[Glob], Field(min_length=1)], Tag("<globs>")],
-        Annotated[MatchFields, Tag("<fields>")],
-    ],
-    Discriminator(
-        _matcher_kind,
-        custom_error_type="matcher",
-        custom_error_message="a matcher is a glob string, a list of globs, or a mapping of "
-        "glob, regex, module, ndim, role, where, any, all, not",
-    ),
-]
+    Union[Annotated[Glob, Tag("<glob>")], Annotated[Annotated[list[Glob], Field(min_length=1)], Tag("<globs>")],
+          Annotated[MatchFields, Tag("<fields>")]],
+    Discriminator(_matcher_kind, custom_error_type="matcher", custom_error_message="a matcher is a glob string, a "
+                  "list of globs, or a mapping of glob, regex, module, ndim, role, where, any, all, not")]
 MATCHER_TAGS = frozenset({"<glob>", "<globs>", "<fields>"})
 MatchFields.model_rebuild()
 
@@ -341,8 +309,7 @@ class _Settings(BaseModel):
     weight_decay: Setting | None = Field(None, description="The weight decay. " + _FORMULA_HELP)
     weight_decay_mult: Setting | None = Field(None, description="A multiplier on base_weight_decay.")
     options: dict[str, OptionValue] | None = Field(
-        None, description="Other optimizer options for these parameters (momentum, betas, eps, ...)."
-    )
+        None, description="Other optimizer options for these parameters (momentum, betas, eps, ...).")
     freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
     # issue 13 (several optimizers, per-rule schedules): routing and the schedule formula.
     optimizer: OptimizerName | None = Field(
@@ -374,8 +341,7 @@ class _Settings(BaseModel):
     def _compile_options(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
         if value is None:
             return value
-        out = {}
-        names = _names(info)
+        out, names = {}, _names(info)
         for key, item in value.items():
             _check_option_name(key)
             out[key] = _option_text(item, names, key) if isinstance(item, str) else item
@@ -386,23 +352,18 @@ class _Settings(BaseModel):
         if self.remove:
             extra = sorted(self.model_fields_set - {"name", "remove"})
             if extra:
-                raise PydanticCustomError(
-                    "remove", "an entry with 'remove: true' only names what it removes; drop {fields}",
-                    {"fields": ", ".join(extra)})
+                raise PydanticCustomError("remove", "an entry with 'remove: true' only names what it removes; "
+                                          "drop {fields}", {"fields": ", ".join(extra)})
             return self
         if self.lr is not None and self.lr_mult is not None:
             raise PydanticCustomError("settings", "give either lr or lr_mult, not both", {})
         if self.weight_decay is not None and self.weight_decay_mult is not None:
             raise PydanticCustomError("settings", "give either weight_decay or weight_decay_mult, not both", {})
         if self.freeze:
-            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule")
-                     if getattr(self, f) is not None]
+            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule") if getattr(self, f) is not None]
             if given:
-                raise PydanticCustomError(
-                    "settings",
-                    "freeze takes the parameters out of training, so {fields} would never apply; remove it",
-                    {"fields": " and ".join(given)},
-                )
+                raise PydanticCustomError("settings", "freeze takes the parameters out of training, so {fields} "
+                                          "would never apply; remove it", {"fields": " and ".join(given)})
         return self
 
     def formulas(self) -> Iterator[tuple[tuple[str, ...], Formula]]:
@@ -511,8 +472,7 @@ def _over_vars(value: Any) -> Any:
     if not names:
         return value  # no vars, so no formula: text here is a wrong type, said so by Number
     try:
-        formula = compile_formula(value, names)
-        return formula.evaluate(_VAR_VALUES.get())
+        return compile_formula(value, names).evaluate(_VAR_VALUES.get())
     except FormulaError as exc:
         raise _in_text("formula", exc, "{message}; a formula in defaults reads only vars") from None
 
@@ -528,9 +488,8 @@ class Defaults(BaseModel):
 
     lr: Annotated[VarsNumber, Field(gt=0, description="The base learning rate (base_lr); a number or a formula "
                                     "over vars.")]
-    weight_decay: Annotated[
-        VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a number or a formula over vars.")
-    ] = 0.0
+    weight_decay: Annotated[VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a "
+                                              "number or a formula over vars.")] = 0.0
     __pydantic_extra__: dict[str, DefaultOption]
 
     @model_validator(mode="after")
@@ -557,13 +516,8 @@ class Optimizer(BaseModel):
 
     model_config = _STRICT
 
-    type: Annotated[
-        str,
-        Field(
-            pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
-            description="A torch.optim class name (AdamW, SGD, ...), or a timm optimizer name where torch has none.",
-        ),
-    ] = DEFAULT_TYPE
+    type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
+                               "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
 
 
 #: The variables an ``lr_schedule`` formula reads (besides the file's vars).

@@ -51,7 +51,7 @@ def load(spec: str | Path | Mapping[str, Any], overrides: Mapping[str, float] | 
     (``rules[2].lr_mult``). ``extends`` is resolved, and ``overrides`` replace values of ``vars``.
     Every problem is reported together in one :class:`~lrrules.errors.RuleFileError`.
 
-    >>> lrrules.load({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "all", "match": "*"}]}).path
+    >>> load({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "all", "match": "*"}]}).path
     '<mapping>'
     >>> muon = lrrules.load("lrrules:muon")                               # doctest: +SKIP
     """
