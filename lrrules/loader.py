@@ -1,18 +1,13 @@
 """Loading a rule file: read, flatten ``extends``, validate; every error of a file reported together.
 
-:func:`load` and :func:`loads` read the text (:mod:`lrrules.reader`), resolve ``extends`` and
-``vars`` overrides (:mod:`lrrules.inherit`), and validate the one flat document against the
-language (:mod:`lrrules.language`). pydantic's errors are translated here, once, into
-:class:`~lrrules.errors.RuleError` with ``file:line:col``; :func:`load_revision` reads ``REV:path``
-from git.
-
->>> rules = load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
+:func:`load` and :func:`loads` read the text (:mod:`lrrules.reader`), resolve ``extends``
+(:mod:`lrrules.inherit`) and ``vars`` overrides, and validate the flat document against the
+language (:mod:`lrrules.language`); pydantic's errors become located RuleErrors here, once.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 import sys
 import unicodedata
@@ -24,21 +19,8 @@ from pydantic import ValidationError
 
 from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError, did_you_mean
 from .inherit import flatten
-from .language import (
-    LAYER_TAGS,
-    MATCHER_TAGS,
-    OPTION_TAGS,
-    Defaults,
-    EntrySummary,
-    MatchFields,
-    Modifier,
-    ModuleLayers,
-    Optimizer,
-    PatternLayers,
-    Rule,
-    RuleSet,
-    cross_entry_problems,
-)
+from .language import (LAYER_TAGS, MATCHER_TAGS, OPTION_TAGS, Defaults, EntrySummary, MatchFields, Modifier,
+                       ModuleLayers, Optimizer, PatternLayers, Rule, RuleSet, cross_entry_problems)
 from .reader import MAX_BYTES, MAX_DEPTH, SourceMap, parse, read
 
 
@@ -136,18 +118,21 @@ def _skeleton(name: str) -> str:
     return unicodedata.normalize("NFKC", name).translate(_LOOKALIKE)
 
 
+def _entries_of(data: Any) -> list[tuple[str, int, dict[str, Any]]]:
+    """The rules and modifiers of a raw document that are mappings, with their kind and position."""
+    groups = [(kind, data.get(kind) if isinstance(data, dict) else None) for kind in ("rules", "modifiers")]
+    return [(kind, i, entry) for kind, group in groups if isinstance(group, list)
+            for i, entry in enumerate(group) if isinstance(entry, dict)]
+
+
 def _lookalike_names(data: Any, source: SourceMap) -> list[RuleError]:
     """An entry whose name looks like another's but is not it: above all, one meant to replace an
     inherited rule (``extends``) that would silently be added as a second rule instead."""
     errors = []
-    for kind in ("rules", "modifiers"):
-        group = data.get(kind) if isinstance(data, dict) else None
-        seen: dict[str, tuple[str, int]] = {}
-        for i, entry in enumerate(group if isinstance(group, list) else []):
-            name = entry.get("name") if isinstance(entry, dict) else None
-            if not isinstance(name, str):
-                continue
-            other = seen.setdefault(_skeleton(name), (name, i))
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    for kind, i, entry in _entries_of(data):
+        if isinstance(name := entry.get("name"), str):
+            other = seen.setdefault((kind, _skeleton(name)), (name, i))
             if other[0] != name:
                 differ = next((f"U+{ord(a):04X} {unicodedata.name(a, '?')} where it has {b!r}"
                                for a, b in zip(name, other[0]) if a != b), "other characters")
@@ -162,14 +147,8 @@ def _lookalike_names(data: Any, source: SourceMap) -> list[RuleError]:
 
 def _entries(data: Any) -> list[EntrySummary]:
     """The rules and modifiers of a raw document as the checks across entries see them."""
-    found: list[EntrySummary] = []
-    for kind in ("rules", "modifiers"):
-        group = data.get(kind) if isinstance(data, dict) else None
-        for i, entry in enumerate(group if isinstance(group, list) else []):
-            if isinstance(entry, dict):
-                found.append((kind, i, entry.get("name"), entry.get("remove") is True,
-                              kind == "rules" and entry.get("fallback") is True))
-    return found
+    return [(kind, i, entry.get("name"), entry.get("remove") is True, kind == "rules" and entry.get("fallback") is True)
+            for kind, i, entry in _entries_of(data)]
 
 
 def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> Any:
@@ -179,22 +158,15 @@ def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> A
     for name, value in overrides.items():
         if name not in known:
             hint = did_you_mean(name, map(str, known))
-            have = ", ".join(known) or "none"
+            have = ", ".join(map(str, known)) or "none"
             errors.append(source.error(f"cannot set '{name}': the file has no such var{hint}; its vars: {have}",
                                        ("vars",)))
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= sys.float_info.max:
             shown = repr(value) if not isinstance(value, int) or value.bit_length() < 1024 else "a huge integer"
             errors.append(source.error(f"cannot set '{name}' to {shown}: a var is a finite number", ("vars",)))
     if errors:
         raise RuleFileError(errors)
     return {**data, "vars": {**known, **overrides}}
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond a float's range
-        return False
 
 
 _VOCABULARY = sorted(
