@@ -68,6 +68,10 @@ _FORMULA_HELP = (
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class _Strict(BaseModel):
+    model_config = _STRICT
+
+
 def _refuse(kind: str, template: str, spot: Pointer, **params: Any) -> PydanticCustomError:
     """pydantic's error of type ``kind``, its message ``template`` filled from ``params``, with the
     :class:`~lrrules.errors.Pointer` the loader places it by."""
@@ -147,10 +151,8 @@ Ndims = Annotated[list[Annotated[Count, Field(ge=0)]], BeforeValidator(_listify,
     int, list[int]]), Field(min_length=1)]
 
 
-class MatchFields(BaseModel):
+class MatchFields(_Strict):
     """A matcher written as a mapping: every field given must match (AND)."""
-
-    model_config = _STRICT
 
     glob: Globs | None = Field(None, description="Glob(s) over the whole dotted name; `*` crosses dots.")
     regex: Regexes | None = Field(
@@ -293,14 +295,12 @@ def reserved_option(key: str) -> str | None:
     return _RESERVED_OPTIONS.get(key)
 
 
-class _Settings(BaseModel):
+class _Settings(_Strict):
     """What a rule or modifier sets; each number may be a formula.
 
     ``name`` and ``match`` come first: a formula's names are checked against the match's regex
     groups, and pydantic validates fields in the order they are declared.
     """
-
-    model_config = _STRICT
 
     name: Annotated[str, Field(min_length=1, description="A unique name, shown in reports.")]
     match: Matcher | None = Field(None, description="Which parameters this entry applies to.")
@@ -511,10 +511,8 @@ class Defaults(BaseModel):
 DEFAULT_TYPE = "AdamW"
 
 
-class Optimizer(BaseModel):
+class Optimizer(_Strict):
     """The optimizer build_optimizer makes."""
-
-    model_config = _STRICT
 
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
                                "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
@@ -578,43 +576,38 @@ class NamedOptimizer(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TensorLayers(BaseModel):
+class TensorLayers(_Strict):
     """Each parameter tensor is a layer, in registration order."""
 
-    model_config = _STRICT
     by: Literal["tensor"]
 
 
-class ModuleLayers(BaseModel):
+class ModuleLayers(_Strict):
     """Parameters whose modules share their first `level` name parts are one layer, numbered by first
     appearance (parameters of the model itself, such as a top-level pos_embed, share one layer)."""
 
-    model_config = _STRICT
     by: Literal["module"]
     level: Annotated[Count, Field(ge=1, description="How many leading name parts make a layer.")] = 1
 
 
-class TimmLayers(BaseModel):
+class TimmLayers(_Strict):
     """timm's own layer grouping (group_matcher), the one behind timm's layer decay."""
 
-    model_config = _STRICT
     by: Literal["timm"]
 
 
-class PatternLayers(BaseModel):
+class PatternLayers(_Strict):
     """Layer i is the parameters the i-th matcher matches first, counted from the input side."""
 
-    model_config = _STRICT
     by: Literal["patterns"]
     patterns: list[Matcher] = Field(min_length=1, description="Matchers, from the input side to the output.")
 
 
-class BlocksLayers(BaseModel):
+class BlocksLayers(_Strict):
     """Any model's repeated block stacks (encoder.layer.N, model.layers.N, blocks.N, stages.N.blocks.M):
     what comes before them is layer 0, each block a layer, what comes after them the last layer.
     Separate stacks (T5's encoder and decoder) count on their own scales, aligned at the output."""
 
-    model_config = _STRICT
     by: Literal["blocks"]
 
 
@@ -624,10 +617,8 @@ Layers = Annotated[Union[TensorLayers, ModuleLayers, TimmLayers, PatternLayers, 
 LAYER_TAGS = frozenset({"tensor", "module", "timm", "patterns", "blocks"})
 
 
-class Phase(BaseModel):
+class Phase(_Strict):
     """From an epoch (or a step) on, freeze or unfreeze parameters; they stay in their optimizer groups."""
-
-    model_config = _STRICT
 
     from_epoch: Annotated[Count, Field(ge=0)] | None = Field(None, description="The epoch this phase starts at.")
     from_step: Annotated[Count, Field(ge=0)] | None = Field(None, description="The step this phase starts at.")
@@ -658,21 +649,14 @@ def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[st
     problems: list[tuple[tuple[str | int, ...], str]] = []
     seen: dict[str, str] = {}
     for kind, i, name, _, _ in entries:
-        if not isinstance(name, str):
-            continue
-        if name in seen:
-            problems.append(((kind, i, "name"),
-                             f"the name '{name}' is used twice (first in {seen[name]}); names must be unique"))
-        else:
-            seen[name] = f"{kind}[{i}]"
-    for kind, i, name, remove, _ in entries:
-        if remove:
-            problems.append(((kind, i, "remove"), f"nothing named '{name}' is inherited to remove"))
+        if isinstance(name, str) and seen.setdefault(name, f"{kind}[{i}]") != f"{kind}[{i}]":
+            problems.append(((kind, i, "name"), f"the name '{name}' is used twice (first in {seen[name]}); "
+                             "names must be unique"))
+    problems += [((kind, i, "remove"), f"nothing named '{name}' is inherited to remove")
+                 for kind, i, name, remove, _ in entries if remove]
     fallbacks = [i for kind, i, _, _, fallback in entries if kind == "rules" and fallback]
-    for i in fallbacks[1:]:
-        problems.append((("rules", i, "fallback"), f"a second fallback rule (the first is rules[{fallbacks[0]}]); "
-                                                   "keep one"))
-    return problems
+    return problems + [(("rules", i, "fallback"), f"a second fallback rule (the first is rules[{fallbacks[0]}]); "
+                        "keep one") for i in fallbacks[1:]]
 
 
 def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) -> list[tuple[tuple[str | int, ...], str]]:
@@ -704,13 +688,10 @@ def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) ->
                 problems.append((loc, f"overrides: '{name}' {why}"))
     # A cycle, found by graphlib over the edges between claiming rules (rule -> what it overrides),
     # reported once at its first rule.
-    graph: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    for name in claiming:
-        graph.add(name)
-    for rule in rules:
-        for name in rule.overrides:
-            if rule.name in claiming and name in claiming and name != rule.name:
-                graph.add(name, rule.name)
+    graph: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter({name: () for name in claiming})
+    for name, rule in ((name, rule) for rule in rules if rule.name in claiming for name in rule.overrides):
+        if name in claiming and name != rule.name:
+            graph.add(name, rule.name)
     try:
         graph.prepare()
     except graphlib.CycleError as exc:
@@ -723,19 +704,13 @@ def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) ->
 class RuleSet(BaseModel):
     """A whole rule file. Build one with :func:`load` or ``RuleSet.model_validate(data)``."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        title="lrrules rule file",
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, title="lrrules rule file")
 
     schema_ref: str | None = Field(None, alias="$schema", description="The JSON Schema, for editors.")
     version: Annotated[Literal[1], BeforeValidator(_version)] = Field(description="The language version; this lrrules reads 1.")
     extends: str | list[str] | None = Field(
         None, description="Rule file(s) this one builds on, relative to it: their defaults, layers, rules and "
-        "modifiers are inherited; an entry of the same name replaces an inherited one; {name, remove: true} drops it."
-    )
+        "modifiers are inherited; an entry of the same name replaces an inherited one; {name, remove: true} drops it.")
     vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Number] = (
         Field(default_factory=dict, description="Named numbers formulas can read; overridable (--set name=value).")
     )
@@ -747,15 +722,12 @@ class RuleSet(BaseModel):
         "(`optimizer: NAME`); build returns one optimizer holding them all.")
     layers: Layers = Field(default_factory=lambda: ModuleLayers(by="module"), description="How layers are counted.")
     unmatched: Literal["error", "defaults"] = Field(
-        "error", description="What a parameter no rule claims gets: an error, or the defaults."
-    )
+        "error", description="What a parameter no rule claims gets: an error, or the defaults.")
     rules: list[Rule] = Field(default_factory=list, description="Claiming rules; their order never matters.")
     modifiers: list[Modifier] = Field(default_factory=list, description="Overlapping changes; order never matters.")
-    phases: list[Phase] = Field(
-        default_factory=list,
-        description="Training phases: from an epoch or step on, freeze or unfreeze parameters that stay in "
-        "their optimizer groups (only requires_grad changes). Every phase that has started applies, in order.",
-    )
+    phases: list[Phase] = Field(default_factory=list, description="Training phases: from an epoch or step on, "
+                                "freeze or unfreeze parameters that stay in their optimizer groups (only "
+                                "requires_grad changes). Every phase that has started applies, in order.")
 
     # Where each value stands in the file, for messages: set while validating (from the validation
     # context, never after), copied and pickled with the rule set, left out of equality (see __eq__).
@@ -796,9 +768,8 @@ class RuleSet(BaseModel):
     @classmethod
     def _extends_needs_a_file(cls, value: Any) -> Any:
         if value is not None:
-            raise PydanticCustomError(
-                "extends", "'extends' names files, so it is resolved by lrrules.load(path); "
-                "RuleSet.model_validate takes a flattened rule set", {})
+            raise PydanticCustomError("extends", "'extends' names files, so it is resolved by lrrules.load(path); "
+                                      "RuleSet.model_validate takes a flattened rule set", {})
         return value
 
     @model_validator(mode="after")
@@ -829,8 +800,7 @@ class RuleSet(BaseModel):
         return self
 
     def __eq__(self, other: object) -> bool:
-        # Equal content is an equal rule set, wherever it was loaded from (pydantic would also
-        # compare the private source map).
+        # Equal content is an equal rule set, wherever it was loaded from (not pydantic's private source map).
         return isinstance(other, RuleSet) and self.__dict__ == other.__dict__
 
     __hash__ = None  # type: ignore[assignment]
@@ -842,8 +812,7 @@ class RuleSet(BaseModel):
 
     def locate(self, loc: Sequence[str | int], offset: int | None = None) -> Location:
         """``file:line:col`` of a place in the document (when loaded from a file)."""
-        source = self._source or SourceMap(self.path)
-        return source.locate(loc, offset=offset)
+        return (self._source or SourceMap(self.path)).locate(loc, offset=offset)
 
     def resolve(self, model: torch.nn.Module) -> Plan:
         """Compile this rule set against ``model`` into a :class:`~lrrules.plan.Plan`.
