@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import functools
 import graphlib
+import json
 import math
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -66,6 +68,9 @@ _FORMULA_HELP = (
     "min max abs round floor ceil sqrt exp log cos sin, pi and e."
 )
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+#: The names and values of the rule set's ``vars`` while it validates, for its formulas to read.
+_VAR_NAMES: ContextVar[frozenset[str]] = ContextVar("lrrules_var_names", default=frozenset())
+_VAR_VALUES: ContextVar[dict[str, float]] = ContextVar("lrrules_var_values", default={})
 
 
 class _Strict(BaseModel):
@@ -83,9 +88,6 @@ def _in_text(kind: str, exc: ExpressionError, template: str = "{message}", below
     """pydantic's error for a problem inside a formula or regex, with the text and the spot in it
     (``below``: the text's key inside the value checked, such as an option's name)."""
     return _refuse(kind, template, Pointer(below, expr=exc.expr, offset=exc.offset), message=exc.message, **params)
-
-
-# --- matchers ----------------------------------------------------------------------------------
 
 
 def _check_regex(pattern: str) -> str:
@@ -219,15 +221,12 @@ def _version(value: Any) -> Any:
     return value
 
 
-# --- settings ----------------------------------------------------------------------------------
-
-
 def _check_number(value: Any, negative: bool = False) -> Any:
     """A setting's number (lr, weight_decay...: >= 0), or an option's with ``negative`` (Adafactor's
     beta2_decay=-0.8; the values torch refuses are checked against the optimizer): finite, no boolean."""
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
-    if isinstance(value, (int, float)) and not math.isfinite(value):
+    if isinstance(value, (int, float)) and not abs(value) <= sys.float_info.max:  # inf, nan, a huge integer
         raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
     if not negative and isinstance(value, (int, float)) and value < 0:
         raise PydanticCustomError("number", "{value} is negative; rates and decays are >= 0", {"value": value})
@@ -377,10 +376,6 @@ class _Settings(_Strict):
                 yield ("options", key), value
 
 
-#: The names of the rule set's ``vars`` while it validates, so that the formulas of its rules may read them.
-_VAR_NAMES: ContextVar[frozenset[str]] = ContextVar("lrrules_var_names", default=frozenset())
-
-
 def _names(info: ValidationInfo) -> set[str] | None:
     if "match" not in info.data:
         return None  # the match itself failed; its error is reported, and its groups are unknown
@@ -408,8 +403,8 @@ def _formula(text: str, names: set[str] | None, key: str | None = None, conditio
         # A formula that reads no variable has one value: checked now, so `check` needs no model.
         if (not condition and formula.constant is not None
                 and not (math.isfinite(formula.constant) and (negative or formula.constant >= 0))):
-            qualifier = "" if negative else " >= 0"
-            raise FormulaError(f"gives {formula.constant}; the value must be a finite number{qualifier}", text, 0)
+            raise FormulaError(f"gives {formula.constant}; the value must be a finite number"
+                               + ("" if negative else " >= 0"), text, 0)
         return formula
     except FormulaError as exc:
         raise _in_text("formula", exc, below=(key,) if key else ()) from None
@@ -453,15 +448,8 @@ class Modifier(_Settings):
         return self
 
 
-# --- the file ----------------------------------------------------------------------------------
-
-
 #: Keys of `defaults` that other tools use for lr and weight decay: a mistake here, not an option.
 _MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
-
-
-#: The values of the rule set's ``vars`` while it validates, so that `defaults` may be formulas over them.
-_VAR_VALUES: ContextVar[dict[str, float]] = ContextVar("lrrules_var_values", default={})
 
 
 def _over_vars(value: Any) -> Any:
@@ -740,7 +728,7 @@ class RuleSet(BaseModel):
         names = data.get("vars") if isinstance(data, dict) else None
         token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
         values = _VAR_VALUES.set({k: v for k, v in (names or {}).items() if isinstance(k, str) and not
-                                  isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)})
+                                  isinstance(v, bool) and isinstance(v, (int, float)) and abs(v) <= sys.float_info.max})
         try:
             with growth_budget():
                 return handler(data)
@@ -824,9 +812,6 @@ class RuleSet(BaseModel):
         return resolve(self, model)
 
 
-# --- JSON Schema -------------------------------------------------------------------------------
-
-
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a rule file, generated from :class:`RuleSet` (``schemas/lrrules.schema.json``)."""
     schema = RuleSet.model_json_schema(by_alias=True, mode="validation")
@@ -839,6 +824,4 @@ def json_schema() -> dict[str, Any]:
 
 def json_schema_text() -> str:
     """:func:`json_schema` as the text stored in ``schemas/lrrules.schema.json``."""
-    import json
-
     return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
