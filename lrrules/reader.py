@@ -1,9 +1,8 @@
 """Reading a rule file's text into plain data, with the line and column of every key and value.
 
-YAML goes through PyYAML's own composer (bounded in depth on the way) and is turned into data node
-by node, so only plain data comes out: tags that would build objects, duplicate keys, merge keys and
-alias bombs are refused. JSON goes through a small strict parser that records the same positions.
-Both return the data and a :class:`SourceMap`, which turns a path in the document
+YAML goes through PyYAML's own composer (bounded on the way) and is turned into data node by node:
+tags that would build objects, duplicate keys, merge keys and alias bombs are refused. JSON is read
+by ``json`` and placed by the same composer. A :class:`SourceMap` turns a path in the document
 (``("rules", 2, "lr_mult")``) into ``file:line:col``.
 """
 
@@ -135,10 +134,9 @@ def parse(raw: bytes | str, path: str = "<rules>", fmt: str = "yaml") -> tuple[A
         raw = raw.encode("utf-8", "surrogatepass")  # a lone surrogate is then refused with its place
     if len(raw) > MAX_BYTES:
         raise _fail(path, f"is larger than {MAX_BYTES // 1024} KiB; a rule file is a short list of rules")
-    text = _decode(raw, path)
     # Every line end as LF: YAML reads CR LF and CR as line ends, so no value changes, and every
     # position counts lines as an editor does.
-    text = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+    text = _decode(raw, path).replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise _fail(path, "is empty; a rule file needs at least 'version: 1' and 'defaults'", 1, 1)
     _check_text(text, path)
