@@ -158,8 +158,7 @@ class MatchFields(_Strict):
 
     glob: Globs | None = Field(None, description="Glob(s) over the whole dotted name; `*` crosses dots.")
     regex: Regexes | None = Field(
-        None, description="Regex(es), searched in the name (anchor with ^ and $); named groups become variables."
-    )
+        None, description="Regex(es), searched in the name (anchor with ^ and $); named groups become variables.")
     module: Globs | None = Field(None, description="Glob(s) over the class name of the module owning the parameter.")
     ndim: Ndims | None = Field(None, description="The parameter's number of dimensions, or a list of them.")
     role: Roles | None = Field(
@@ -207,12 +206,8 @@ def matcher_groups(matcher: Any) -> set[str]:
     """The named regex groups a match may capture (those under ``not`` never capture)."""
     if not isinstance(matcher, MatchFields):
         return set()
-    found: set[str] = set()
-    for pattern in matcher.regex or ():
-        found.update(compile_regex(pattern).groupindex)
-    for sub in (matcher.any_ or []) + (matcher.all_ or []):
-        found |= matcher_groups(sub)
-    return found
+    found = {group for pattern in matcher.regex or () for group in compile_regex(pattern).groupindex}
+    return found.union(*(matcher_groups(sub) for sub in (matcher.any_ or []) + (matcher.all_ or [])))
 
 
 def _version(value: Any) -> Any:
