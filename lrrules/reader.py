@@ -298,10 +298,8 @@ class _Composer(yaml.SafeLoader):
         self.open: set[int] = set()  # the collections being read, to refuse an alias into one of them
 
     def fail(self, message: str, mark: Any) -> RuleFileError:
-        if mark is None:
-            return _fail(self.path, message)
-        if not 0 <= mark.index < len(self.text):  # PyYAML places the end past the last line
-            return _fail(self.path, message, *_line_col(self.text, len(self.text)))
+        if mark is None or not 0 <= mark.index < len(self.text):  # PyYAML places the end past the last line
+            return _fail(self.path, message, *(_line_col(self.text, len(self.text)) if mark else (0, 0)))
         return _fail(self.path, message, mark.line + 1, mark.column + 1)
 
     def event(self) -> Any:
@@ -407,10 +405,10 @@ class _Composer(yaml.SafeLoader):
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         tag, text, mark = node.tag, node.value, node.start_mark
-        if tag == _STR and self.json and not node.style:  # NaN, Infinity: what json reads and JSON is not
-            raise self.fail(f"invalid JSON: {text} is no JSON value; write a finite number", mark)
         if tag == _STR:
-            if self.json and _SURROGATE.search(text):  # JSON writes a pair as two escapes: one character
+            if self.json and not node.style:  # NaN, Infinity: what json reads and JSON is not
+                raise self.fail(f"invalid JSON: {text} is no JSON value; write a finite number", mark)
+            if self.json:  # JSON writes a character beyond U+FFFF as two escapes, a pair: one character
                 text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
             if (surrogate := _SURROGATE.search(text)) is not None:
                 raise self.fail(_SURROGATE_MESSAGE.format(ord(surrogate.group())), mark)
