@@ -721,8 +721,9 @@ class RuleSet(BaseModel):
     @classmethod
     def _vars_visible_to_formulas(cls, data: Any, handler: Any) -> Any:
         names = data.get("vars") if isinstance(data, dict) else None
-        token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
-        values = _VAR_VALUES.set({k: v for k, v in (names or {}).items() if isinstance(k, str) and not
+        names = names if isinstance(names, dict) else {}  # a wrong type is said so by the field
+        token = _VAR_NAMES.set(frozenset(names))
+        values = _VAR_VALUES.set({k: v for k, v in names.items() if isinstance(k, str) and not
                                   isinstance(v, bool) and isinstance(v, (int, float)) and abs(v) <= sys.float_info.max})
         try:
             with growth_budget():

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lrrules
 from lrrules.errors import RuleFileError
@@ -282,3 +284,25 @@ def test_a_real_omegaconf_dictconfig_with_interpolation_loads() -> None:
     del config["base"]
     config.defaults.lr = 0.2
     assert lrrules.load(config).defaults.lr == 0.2
+
+
+_WORDS = st.sampled_from(["version", "defaults", "lr", "rules", "name", "match", "*", "lr_mult", "vars", "x", "1e-3"])
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**400) | st.floats() | _WORDS,
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_WORDS | st.integers(0, 3), inner,
+                                                                                  max_size=4), max_leaves=15)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_WORDS, _VALUES, max_size=5))
+def test_any_mapping_loads_or_raises_only_our_error_naming_the_mapping(data: dict) -> None:  # type: ignore[type-arg]
+    try:
+        lrrules.load({"version": 1, **data})
+    except RuleFileError as exc:
+        assert exc.errors and all(e.path == "<mapping>" and e.line == 0 for e in exc.errors), str(exc)
+        assert all(str(e).startswith("<mapping>: ") for e in exc.errors)
+
+
+def test_vars_of_the_wrong_type_are_an_error_at_their_place() -> None:
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nvars: 1\n", "r.yaml")
+    assert [(e.line, e.col, e.loc) for e in caught.value.errors] == [(3, 7, ("vars",))]
