@@ -787,7 +787,7 @@ class RuleSet(BaseModel):
         # Equal content is an equal rule set, wherever it was loaded from (not pydantic's private source map).
         return isinstance(other, RuleSet) and self.__dict__ == other.__dict__
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # BaseModel types __hash__ as a method; equality is by content
 
     @property
     def path(self) -> str:
