@@ -29,8 +29,7 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 
 
 class LrrulesError(Exception):
     """Base of every error lrrules raises on purpose; the CLI prints it without a traceback and maps
-    it to an exit code in one place (``lrrules.cli.exit_code``). Never raised itself: each kind of
-    refusal has its subclass below."""
+    it to an exit code in one place. Each kind of refusal has its subclass below."""
 
 
 class UsageError(LrrulesError):
@@ -111,15 +110,12 @@ class Location:
 
 @dataclass(frozen=True)
 class Pointer:
-    """Where a problem found while validating points, more precisely than the value being validated.
+    """Where a validator's problem points, below the value it validates (the loader places it).
 
-    A validator knows the value it checks, not where that value stands in the file; the loader
-    places it. ``below`` is the path from that value on (the key ``momentum`` of the options being
-    checked, the entry a check across a whole file faults); ``key`` points at the key rather than at
-    its value (a misspelt key); ``expr`` and ``offset`` are the formula or regex text the problem is
-    in and the 0-based position in it the caret goes under (``None``: the whole text). Validators
-    attach one to their error as ``POINTER_KEY`` of pydantic's error context, and the loader reads it
-    in one place.
+    ``below`` is the path from that value on (the key ``momentum`` of the options checked); ``key``
+    points at the key rather than its value (a misspelt key); ``expr`` and ``offset`` are the formula
+    or regex and the 0-based spot in it for the caret. Validators attach one to their error as
+    ``POINTER_KEY`` of pydantic's error context, and the loader reads it in one place.
 
     >>> Pointer(below=("learning_rate",), key=True)
     Pointer(below=('learning_rate',), key=True, expr='', offset=None)
@@ -228,11 +224,8 @@ class LayerError(LrrulesError):
 
 
 class MatchError(LrrulesError):
-    """A matcher that cannot decide: a regex past its time limit, a module glob without modules.
-
-    ``what`` is the part of the matcher at fault; ``at`` its path below the matcher's owner where
-    that is known (``(2,)``: the third of ``layers.patterns``); the resolver adds the file and place.
-    """
+    """A matcher that cannot decide (a module glob without modules). ``what`` is the part at fault,
+    ``at`` its path below the matcher's owner (``(2,)``: the third of ``layers.patterns``)."""
 
     def __init__(self, message: str, what: str = "", at: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)

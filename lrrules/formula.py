@@ -1,11 +1,9 @@
 """The formula language: a small, closed evaluator for arithmetic over named numbers.
 
-A rule file is data, so a formula can never run code. The text is parsed with
-``ast.parse(mode="eval")`` and every node is looked up in :data:`_COMPILERS`; a node type that is
-not there is refused. Names come from an explicit set, calls go only to :data:`FUNCTIONS`, powers
-are computed in floating point (so ``9 ** 9 ** 9`` overflows instead of eating memory), and the text
-length and nesting depth are bounded. Each node compiles once into a closure, once per text (cached);
-evaluation walks the closures. A :class:`Formula` holds only its text and names, so it pickles.
+A formula can never run code: ``ast.parse(mode="eval")`` parses it and every node is looked up in
+:data:`_COMPILERS` (any other node type is refused); names come from an explicit set, calls go only
+to :data:`FUNCTIONS`, powers are computed in floating point (``9 ** 9 ** 9`` overflows instead of
+eating memory), and length and nesting are bounded. Each text compiles once into closures (cached).
 
 >>> f = compile_formula("0.5 ** (4 - stage)", names={"stage"})
 >>> f.evaluate({"stage": 2})
@@ -15,7 +13,6 @@ evaluation walks the closures. A :class:`Formula` holds only its text and names,
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import math
 import operator
@@ -24,7 +21,7 @@ from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from .errors import FormulaError
+from .errors import FormulaError, did_you_mean
 
 Value = int | float | bool | str
 Env = Mapping[str, Value]
@@ -33,37 +30,21 @@ Code = Callable[[Env], Value]
 MAX_LENGTH = 500
 MAX_DEPTH = 40
 
+#: name: (function, fewest arguments, most arguments)
 FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
-    # name: (function, fewest arguments, most arguments)
-    "min": (min, 2, 64),
-    "max": (max, 2, 64),
-    "abs": (abs, 1, 1),
-    "round": (round, 1, 2),
-    "floor": (math.floor, 1, 1),
-    "ceil": (math.ceil, 1, 1),
-    "sqrt": (math.sqrt, 1, 1),
-    "exp": (math.exp, 1, 1),
-    "log": (math.log, 1, 2),
-    "cos": (math.cos, 1, 1),
-    "sin": (math.sin, 1, 1),
+    "min": (min, 2, 64), "max": (max, 2, 64), "abs": (abs, 1, 1), "round": (round, 1, 2),
+    "floor": (math.floor, 1, 1), "ceil": (math.ceil, 1, 1), "sqrt": (math.sqrt, 1, 1), "exp": (math.exp, 1, 1),
+    "log": (math.log, 1, 2), "cos": (math.cos, 1, 1), "sin": (math.sin, 1, 1),
 }
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 _BINARY: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
-    ast.Add: ("+", operator.add),
-    ast.Sub: ("-", operator.sub),
-    ast.Mult: ("*", operator.mul),
-    ast.Div: ("/", operator.truediv),
-    ast.FloorDiv: ("//", operator.floordiv),
-    ast.Mod: ("%", operator.mod),
+    ast.Add: ("+", operator.add), ast.Sub: ("-", operator.sub), ast.Mult: ("*", operator.mul),
+    ast.Div: ("/", operator.truediv), ast.FloorDiv: ("//", operator.floordiv), ast.Mod: ("%", operator.mod),
     ast.Pow: ("**", lambda a, b: float(a) ** float(b)),
 }
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-    ast.Gt: operator.gt,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
 _REFUSED: dict[type, str] = {
@@ -71,10 +52,7 @@ _REFUSED: dict[type, str] = {
     ast.Subscript: "indexing is not allowed",
     ast.Lambda: "lambda is not allowed",
     ast.NamedExpr: "assignment is not allowed",
-    ast.ListComp: "comprehensions are not allowed",
-    ast.GeneratorExp: "comprehensions are not allowed",
-    ast.SetComp: "comprehensions are not allowed",
-    ast.DictComp: "comprehensions are not allowed",
+    **dict.fromkeys((ast.ListComp, ast.GeneratorExp, ast.SetComp, ast.DictComp), "comprehensions are not allowed"),
     ast.JoinedStr: "f-strings are not allowed",
     ast.Starred: "unpacking is not allowed",
     ast.List: "lists are not allowed",
@@ -85,13 +63,9 @@ _REFUSED: dict[type, str] = {
 
 
 class Formula(str):
-    """A parsed formula: a string (its text) that also knows the variable names it reads.
-
-    It is a ``str`` so that a rule set holding it still reads, compares and serialises as the text
-    the file holds. It is a plain value: the text, ``names`` and ``constant`` (the value of a
-    formula that reads no variable) are all it holds, so it pickles and copies like a string; the
-    code that evaluates it is compiled once per text and kept in a cache beside this class.
-    """
+    """A parsed formula: its text (a ``str``, so a rule set still reads, compares and serialises as
+    the file) that also knows the names it reads and, reading none, its ``constant`` value. It holds
+    nothing else, so it pickles like a string; its code is cached per text beside this class."""
 
     names: frozenset[str]
     constant: float | None
@@ -161,18 +135,10 @@ def _code(text: str) -> Code:
 
 
 def compile_formula(text: str, names: Collection[str] | None) -> Formula:
-    """Parse ``text`` into a :class:`Formula` that may read ``names``, the constants and the functions.
-
-    ``names=None`` accepts any name (used while other errors make the real set unknown).
-
-    Raises :class:`FormulaError` with the offset of the offending spot for a syntax error, a refused
-    construct, an unknown name or function, or a constant part that cannot be computed.
-    """
+    """Parse ``text`` into a :class:`Formula` that may read ``names`` (``None``: any name), the
+    constants and the functions; :class:`FormulaError` with the offset of the offending spot."""
     code, used = _compile(text, None if names is None else frozenset(names))
-    constant = None
-    if not used:
-        constant = _as_float(code({}), text)
-    return Formula(text, used, constant)
+    return Formula(text, used, None if used else _as_float(code({}), text))
 
 
 def _compile(text: str, names: frozenset[str] | None) -> tuple[Code, frozenset[str]]:
@@ -194,16 +160,12 @@ def _compile(text: str, names: frozenset[str] | None) -> tuple[Code, frozenset[s
 
 
 def _as_float(value: object, text: str) -> float:
-    if not _is_number(value):
+    if not isinstance(value, (int, float)):
         raise FormulaError(f"gives {value!r}, not a number", text, 0)
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except OverflowError:  # integer arithmetic has no bound of its own
         raise FormulaError("gives a number too large for a float", text, 0) from None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, str)
 
 
 class _Compiler:
@@ -247,10 +209,10 @@ class _Compiler:
         def run(env: Env) -> Value:
             args = [part(env) for part in parts]
             for arg in args:
-                if not _is_number(arg):
+                if not isinstance(arg, (int, float)):
                     raise fail(node, f"'{symbol}' needs numbers, got {arg!r}")
             try:
-                result = fn(*args)
+                result: Value = fn(*args)
                 if result == 0 and symbol in _UNDERFLOWING and all(args):
                     seen = _UNDERFLOWS.get()
                     if seen is not None:  # asked by Formula.underflows
@@ -283,8 +245,7 @@ def _name(c: _Compiler, node: ast.Name, depth: int) -> Code:
     if name in FUNCTIONS:
         raise c.fail(node, f"'{name}' is a function; call it as {name}(...)")
     if c.names is not None and name not in c.names:
-        close = difflib.get_close_matches(name, sorted(c.names | CONSTANTS.keys()), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(name, c.names | CONSTANTS.keys())
         known = ", ".join(sorted(c.names))
         raise c.fail(node, f"unknown name '{name}'{hint}; known names: {known}")
     c.used.add(name)
@@ -298,9 +259,7 @@ def _binop(c: _Compiler, node: ast.BinOp, depth: int) -> Code:
             raise c.fail(node, "'^' is not a power here (in Python it is bitwise xor); write '**': 0.9 ** depth")
         raise c.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
     symbol, fn = entry
-    left = c.compile(node.left, depth)
-    right = c.compile(node.right, depth)
-    return c.guarded(node, symbol, fn, left, right)
+    return c.guarded(node, symbol, fn, c.compile(node.left, depth), c.compile(node.right, depth))
 
 
 def _unary(c: _Compiler, node: ast.UnaryOp, depth: int) -> Code:
@@ -342,9 +301,7 @@ def _compare(c: _Compiler, node: ast.Compare, depth: int) -> Code:
 
 
 def _ifexp(c: _Compiler, node: ast.IfExp, depth: int) -> Code:
-    test = c.compile(node.test, depth)
-    body = c.compile(node.body, depth)
-    orelse = c.compile(node.orelse, depth)
+    test, body, orelse = (c.compile(part, depth) for part in (node.test, node.body, node.orelse))
     return lambda env: body(env) if test(env) else orelse(env)
 
 
@@ -354,9 +311,8 @@ def _call(c: _Compiler, node: ast.Call, depth: int) -> Code:
         raise c.fail(node.func, "only the listed functions can be called: " + ", ".join(FUNCTIONS))
     name = c.written(node.func)
     if name not in FUNCTIONS:
-        close = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise c.fail(node.func, f"unknown function '{name}'{hint}; functions: " + ", ".join(FUNCTIONS))
+        raise c.fail(node.func, f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}; functions: "
+                     + ", ".join(FUNCTIONS))
     if node.keywords:
         raise c.fail(node, f"{name}() takes no keyword arguments")
     fn, fewest, most = FUNCTIONS[name]
@@ -368,12 +324,6 @@ def _call(c: _Compiler, node: ast.Call, depth: int) -> Code:
 
 
 _COMPILERS: dict[type, Callable[[_Compiler, Any, int], Code]] = {
-    ast.Constant: _constant,
-    ast.Name: _name,
-    ast.BinOp: _binop,
-    ast.UnaryOp: _unary,
-    ast.BoolOp: _boolop,
-    ast.Compare: _compare,
-    ast.IfExp: _ifexp,
-    ast.Call: _call,
+    ast.Constant: _constant, ast.Name: _name, ast.BinOp: _binop, ast.UnaryOp: _unary, ast.BoolOp: _boolop,
+    ast.Compare: _compare, ast.IfExp: _ifexp, ast.Call: _call,
 }

@@ -17,15 +17,12 @@ from typing import Any
 from .errors import RuleFileError
 from .reader import Loc, SourceMap, read
 
-BY_NAME = ("rules", "modifiers")
-#: How many files deep a chain of ``extends`` may go, and how many files one load may read: a
-#: chain or a fan-out past these is a mistake (or an attack), never a team's layout.
-MAX_EXTENDS_DEPTH = 32
-MAX_EXTENDS_FILES = 256
-BY_KEY = ("defaults", "vars")
+BY_NAME, BY_KEY = ("rules", "modifiers"), ("defaults", "vars")
+#: How deep a chain of ``extends`` may go, and how many files one load may read: past these it is a
+#: mistake (or an attack), never a team's layout.
+MAX_EXTENDS_DEPTH, MAX_EXTENDS_FILES = 32, 256
 
-#: Finds the parent that ``name`` names beside ``folder`` (raising ``LookupError`` with the reason
-#: when there is none), and reads it: from disk by default, from one git revision for ``REV:path``.
+#: Find a parent beside ``folder`` (``LookupError`` says why not), and read it: from disk, or git for REV:path.
 Locator = Callable[[PurePath, str], PurePath]
 Reader = Callable[[PurePath], tuple[Any, SourceMap]]
 
@@ -42,8 +39,7 @@ def on_disk(folder: PurePath, name: str) -> PurePath:
 
 
 #: ``extends: lrrules:NAME`` names a preset shipped in ``lrrules/presets/NAME.yaml``.
-PRESET = "lrrules:"
-PRESETS_DIR = Path(__file__).parent / "presets"
+PRESET, PRESETS_DIR = "lrrules:", Path(__file__).parent / "presets"
 
 
 def presets() -> list[str]:
@@ -66,15 +62,12 @@ def preset(name: str) -> Path:
 def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePath, ...],
             locate: Locator = on_disk, reader: Reader | None = None,
             done: dict[PurePath, tuple[Any, SourceMap]] | None = None) -> tuple[Any, SourceMap]:
-    """``data`` with its ``extends`` resolved (recursively), and the positions of every part.
-
-    Each file is read and flattened once (``done``), however often the tree of parents names it:
-    a diamond repeated many times over is otherwise exponential.
-    """
+    """``data`` with its ``extends`` resolved (recursively), and the positions of every part. Each
+    file is read and flattened once (``done``): a diamond repeated many times over is otherwise exponential."""
     if not isinstance(data, dict) or "extends" not in data:
         return data, source
     done = {} if done is None else done
-    reader = reader or read
+    read_parent: Reader = reader or read
     parents = data["extends"]
     listed = [parents] if isinstance(parents, str) else parents
     if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
@@ -97,18 +90,16 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
             raise RuleFileError([source.error(
                 f"'extends' goes more than {MAX_EXTENDS_DEPTH} files deep from {chain[0]}; flatten the chain", loc)])
         if target not in done and len(done) >= MAX_EXTENDS_FILES:
-            raise RuleFileError([source.error(
-                f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from {chain[0]}; extend fewer files",
-                loc)])
+            raise RuleFileError([source.error(f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from "
+                                              f"{chain[0]}; extend fewer files", loc)])
         if target not in done:
-            parent_data, parent_map = (read if name.startswith(PRESET) else reader)(target)
+            parent_data, parent_map = (read if name.startswith(PRESET) else read_parent)(target)
             _check_parent(parent_data, parent_map, data, source)
             done[target] = flatten(parent_data, parent_map, target.parent, (*chain, target), locate, reader, done)
         parent = done[target]
         merged = parent if merged is None else merge(*merged, *parent)
-    own = {k: v for k, v in data.items() if k != "extends"}
     assert merged is not None
-    return merge(*merged, own, source)
+    return merge(*merged, {k: v for k, v in data.items() if k != "extends"}, source)
 
 
 def _check_parent(parent: Any, parent_map: SourceMap, child: dict[str, Any], child_map: SourceMap) -> None:
@@ -137,14 +128,10 @@ def merge(base: dict[str, Any], base_map: SourceMap, over: dict[str, Any],
         if key in BY_NAME and isinstance(base.get(key, []), list) and isinstance(over.get(key, []), list):
             out[key] = _by_name(key, base.get(key, []), base_map, over.get(key, []), over_map, out_map)
         elif key in BY_KEY and isinstance(base.get(key), dict) and isinstance(over.get(key), dict):
-            out[key] = {}
-            for sub in [*base[key], *(k for k in over[key] if k not in base[key])]:
-                out[key][sub] = (over if sub in over[key] else base)[key][sub]
+            out[key] = {**base[key], **over[key]}
             inherited = {sub: sub for sub in base[key] if sub not in over[key]}
             out_map.graft(base_map, (key,), (key,), inherited)
-            out_map.graft(over_map, (key,), (key,), {sub: sub for sub in over[key]})
-            if (key,) in over_map.values:  # both files set the mapping; its own place is the file's
-                out_map.values[(key,)] = over_map.values[(key,)]
+            out_map.graft(over_map, (key,), (key,))  # the mapping's own place too: the file's
         else:
             which, which_map = (over, over_map) if key in over else (base, base_map)
             out[key] = which[key]
@@ -168,8 +155,7 @@ def _by_name(key: str, base: list[Any], base_map: SourceMap, over: list[Any], ov
             raise RuleFileError([over_map.error(
                 f"an entry with 'remove: true' only names what it removes; drop {extra}", (key, j, "remove"))])
         name = _name_key(entry)
-        if name in seen:
-            name = ("twice", id(entry))
+        name = ("twice", id(entry)) if name in seen else name
         seen.add(name)
         if name in entries and isinstance(entry, dict) and entry.get("remove") is True:
             del entries[name]

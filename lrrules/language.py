@@ -14,28 +14,21 @@ torch or a model.
 
 from __future__ import annotations
 
-import difflib
+import functools
+import graphlib
+import json
 import math
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    PrivateAttr,
-    Tag,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
-from .errors import POINTER_KEY, ExpressionError, FormulaError, Location, Pointer, RegexError
+from .errors import POINTER_KEY, ExpressionError, FormulaError, Location, Pointer, RegexError, did_you_mean
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .params import MAX_DIMS
 from .reader import SourceMap
@@ -75,6 +68,13 @@ _FORMULA_HELP = (
     "min max abs round floor ceil sqrt exp log cos sin, pi and e."
 )
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+#: The names and values of the rule set's ``vars`` while it validates, for its formulas to read.
+_VAR_NAMES: ContextVar[frozenset[str]] = ContextVar("lrrules_var_names", default=frozenset())
+_VAR_VALUES: ContextVar[dict[str, float]] = ContextVar("lrrules_var_values", default={})
+
+
+class _Strict(BaseModel):
+    model_config = _STRICT
 
 
 def _refuse(kind: str, template: str, spot: Pointer, **params: Any) -> PydanticCustomError:
@@ -88,9 +88,6 @@ def _in_text(kind: str, exc: ExpressionError, template: str = "{message}", below
     """pydantic's error for a problem inside a formula or regex, with the text and the spot in it
     (``below``: the text's key inside the value checked, such as an option's name)."""
     return _refuse(kind, template, Pointer(below, expr=exc.expr, offset=exc.offset), message=exc.message, **params)
-
-
-# --- matchers ----------------------------------------------------------------------------------
 
 
 def _check_regex(pattern: str) -> str:
@@ -119,14 +116,13 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
 
 
+_WORDS = BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]])  # one, or a list of them
 Glob = Annotated[str, BeforeValidator(_check_glob)]
 Regex = Annotated[str, BeforeValidator(lambda v: _check_regex(v) if isinstance(v, str) else v)]
-Globs = Annotated[
-    list[Glob], BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]), Field(min_length=1)
-]
-Regexes = Annotated[
-    list[Regex], BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]), Field(min_length=1)
-]
+Globs = Annotated[list[Glob], _WORDS, Field(min_length=1)]
+Regexes = Annotated[list[Regex], _WORDS, Field(min_length=1)]
+
+
 def _plain_number(value: Any) -> Any:
     # pydantic's lax mode reads True as 1 and the text '1_000' as 1000; YAML 1.2 and JSON do not.
     if isinstance(value, bool):
@@ -144,37 +140,25 @@ def _plain_number(value: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_plain_number), Field(allow_inf_nan=False)]
 Count = Annotated[int, BeforeValidator(_plain_number)]
 
+
 def _check_role(value: Any) -> Any:
     if isinstance(value, str) and value not in ROLES and value not in ALIASES:
-        close = difflib.get_close_matches(value, [*ROLES, *ALIASES], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise PydanticCustomError("role", "unknown role '{role}'{hint}; the roles: {roles}",
-                                  {"role": value, "hint": hint, "roles": ", ".join(ROLES)})
+        raise PydanticCustomError("role", "unknown role '{role}'{hint}; the roles: {roles}", {
+            "role": value, "hint": did_you_mean(value, [*ROLES, *ALIASES]), "roles": ", ".join(ROLES)})
     return value
 
 
-Roles = Annotated[
-    list[Annotated[str, BeforeValidator(_check_role)]],
-    BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]]),
-    Field(min_length=1),
-]
-
-Ndims = Annotated[
-    list[Annotated[Count, Field(ge=0)]],
-    BeforeValidator(_listify, json_schema_input_type=Union[int, list[int]]),
-    Field(min_length=1),
-]
+Roles = Annotated[list[Annotated[str, BeforeValidator(_check_role)]], _WORDS, Field(min_length=1)]
+Ndims = Annotated[list[Annotated[Count, Field(ge=0)]], BeforeValidator(_listify, json_schema_input_type=Union[
+    int, list[int]]), Field(min_length=1)]
 
 
-class MatchFields(BaseModel):
+class MatchFields(_Strict):
     """A matcher written as a mapping: every field given must match (AND)."""
-
-    model_config = _STRICT
 
     glob: Globs | None = Field(None, description="Glob(s) over the whole dotted name; `*` crosses dots.")
     regex: Regexes | None = Field(
-        None, description="Regex(es), searched in the name (anchor with ^ and $); named groups become variables."
-    )
+        None, description="Regex(es), searched in the name (anchor with ^ and $); named groups become variables.")
     module: Globs | None = Field(None, description="Glob(s) over the class name of the module owning the parameter.")
     ndim: Ndims | None = Field(None, description="The parameter's number of dimensions, or a list of them.")
     role: Roles | None = Field(
@@ -199,35 +183,21 @@ class MatchFields(BaseModel):
     @model_validator(mode="after")
     def _not_empty(self) -> MatchFields:
         if not self.model_fields_set:
-            raise PydanticCustomError(
-                "matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, role, where, any, all or not", {}
-            )
+            raise PydanticCustomError("matcher", "an empty matcher matches nothing; give glob, regex, module, ndim, "
+                                      "role, where, any, all or not", {})
         return self
 
 
 def _matcher_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "<glob>"
-    if isinstance(value, list):
-        return "<globs>"
-    if isinstance(value, (dict, MatchFields)):
-        return "<fields>"
-    return None
+    kinds = ((str, "<glob>"), (list, "<globs>"), ((dict, MatchFields), "<fields>"))
+    return next((tag for kind, tag in kinds if isinstance(value, kind)), None)
 
 
 Matcher = Annotated[
-    Union[
-        Annotated[Glob, Tag("<glob>")],
-        Annotated[Annotated[list[Glob], Field(min_length=1)], Tag("<globs>")],
-        Annotated[MatchFields, Tag("<fields>")],
-    ],
-    Discriminator(
-        _matcher_kind,
-        custom_error_type="matcher",
-        custom_error_message="a matcher is a glob string, a list of globs, or a mapping of "
-        "glob, regex, module, ndim, role, where, any, all, not",
-    ),
-]
+    Union[Annotated[Glob, Tag("<glob>")], Annotated[Annotated[list[Glob], Field(min_length=1)], Tag("<globs>")],
+          Annotated[MatchFields, Tag("<fields>")]],
+    Discriminator(_matcher_kind, custom_error_type="matcher", custom_error_message="a matcher is a glob string, a "
+                  "list of globs, or a mapping of glob, regex, module, ndim, role, where, any, all, not")]
 MATCHER_TAGS = frozenset({"<glob>", "<globs>", "<fields>"})
 MatchFields.model_rebuild()
 
@@ -236,12 +206,8 @@ def matcher_groups(matcher: Any) -> set[str]:
     """The named regex groups a match may capture (those under ``not`` never capture)."""
     if not isinstance(matcher, MatchFields):
         return set()
-    found: set[str] = set()
-    for pattern in matcher.regex or ():
-        found.update(compile_regex(pattern).groupindex)
-    for sub in (matcher.any_ or []) + (matcher.all_ or []):
-        found |= matcher_groups(sub)
-    return found
+    found = {group for pattern in matcher.regex or () for group in compile_regex(pattern).groupindex}
+    return found.union(*(matcher_groups(sub) for sub in (matcher.any_ or []) + (matcher.all_ or [])))
 
 
 def _version(value: Any) -> Any:
@@ -250,25 +216,19 @@ def _version(value: Any) -> Any:
     return value
 
 
-# --- settings ----------------------------------------------------------------------------------
-
-
-def _check_number(value: Any) -> Any:
+def _check_number(value: Any, negative: bool = False) -> Any:
+    """A setting's number (lr, weight_decay...: >= 0), or an option's with ``negative`` (Adafactor's
+    beta2_decay=-0.8; the values torch refuses are checked against the optimizer): finite, no boolean."""
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
-        if value < 0:
-            raise PydanticCustomError("number", "{value} is negative; rates and decays are >= 0", {"value": value})
+    if isinstance(value, (int, float)) and not abs(value) <= sys.float_info.max:  # inf, nan, a huge integer
+        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
+    if not negative and isinstance(value, (int, float)) and value < 0:
+        raise PydanticCustomError("number", "{value} is negative; rates and decays are >= 0", {"value": value})
     return value
 
 
-Setting = Annotated[
-    Union[float, str],
-    BeforeValidator(_check_number),
-    Field(description=_FORMULA_HELP),
-]
+Setting = Annotated[Union[float, str], BeforeValidator(_check_number), Field(description=_FORMULA_HELP)]
 
 
 def _option_kind(value: Any) -> str:
@@ -279,32 +239,21 @@ def _option_kind(value: Any) -> str:
     return "<none>" if value is None else "<value>"
 
 
-def _option(value: Any) -> Any:
-    """An option's value type: a boolean, a list of numbers, null, or ``value`` (a number, or a
-    formula in rules), chosen by the input's type so that an error names only the one that applies."""
-    return Annotated[
-        Union[Annotated[bool, Tag("<bool>")], Annotated[list[Number], Tag("<list>")], Annotated[None, Tag("<none>")],
-              Annotated[value, Tag("<value>")]],
-        Discriminator(_option_kind),
-    ]
-
-
-def _check_option_number(value: Any) -> Any:
-    # An option may be negative where its optimizer takes it (Adafactor's beta2_decay=-0.8); the
-    # values torch refuses are checked against the optimizer (lrrules.signatures).
-    if isinstance(value, bool):
-        raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
-    if isinstance(value, (int, float)) and not math.isfinite(value):
-        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
-    return value
-
-
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
-#: An option in rules and defaults: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a
-#: word that names no variable is text (``proj_type: std``), anything else a formula.
-OptionValue = _option(Annotated[Union[int, float, str], BeforeValidator(_check_option_number),
-                                Field(description="A number (negative where the optimizer takes it), a word "
-                                      "(an option's text value: proj_type: std), or a formula. " + _FORMULA_HELP)])
+# An option's value: a boolean, a list of numbers, null, or a number (in rules also a formula or a
+# word), chosen by the input's type so that an error names only the one that applies.
+_Bool = Annotated[bool, Tag("<bool>")]
+_List = Annotated[list[Number], Tag("<list>")]
+_None = Annotated[None, Tag("<none>")]
+#: An option in rules: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a word that
+#: names no variable is text (``proj_type: std``), anything else a formula.
+OptionValue = Annotated[Union[_Bool, _List, _None, Annotated[
+    Union[int, float, str], BeforeValidator(functools.partial(_check_number, negative=True)),
+    Field(description="A number (negative where the optimizer takes it), a word (an option's text value: "
+          "proj_type: std), or a formula. " + _FORMULA_HELP), Tag("<value>")]], Discriminator(_option_kind)]
+#: An option in defaults: a number, kept an integer where it is one.
+DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[Count, Number], Tag("<value>")]],
+                          Discriminator(_option_kind)]
 #: The keys of a rule or modifier that hold a number or a formula.
 SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 #: Keys of a param group that lrrules, the optimizer's caller or torch's and timm's schedulers own,
@@ -340,14 +289,12 @@ def reserved_option(key: str) -> str | None:
     return _RESERVED_OPTIONS.get(key)
 
 
-class _Settings(BaseModel):
+class _Settings(_Strict):
     """What a rule or modifier sets; each number may be a formula.
 
     ``name`` and ``match`` come first: a formula's names are checked against the match's regex
     groups, and pydantic validates fields in the order they are declared.
     """
-
-    model_config = _STRICT
 
     name: Annotated[str, Field(min_length=1, description="A unique name, shown in reports.")]
     match: Matcher | None = Field(None, description="Which parameters this entry applies to.")
@@ -356,8 +303,7 @@ class _Settings(BaseModel):
     weight_decay: Setting | None = Field(None, description="The weight decay. " + _FORMULA_HELP)
     weight_decay_mult: Setting | None = Field(None, description="A multiplier on base_weight_decay.")
     options: dict[str, OptionValue] | None = Field(
-        None, description="Other optimizer options for these parameters (momentum, betas, eps, ...)."
-    )
+        None, description="Other optimizer options for these parameters (momentum, betas, eps, ...).")
     freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
     # issue 13 (several optimizers, per-rule schedules): routing and the schedule formula.
     optimizer: OptimizerName | None = Field(
@@ -389,8 +335,7 @@ class _Settings(BaseModel):
     def _compile_options(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
         if value is None:
             return value
-        out = {}
-        names = _names(info)
+        out, names = {}, _names(info)
         for key, item in value.items():
             _check_option_name(key)
             out[key] = _option_text(item, names, key) if isinstance(item, str) else item
@@ -401,23 +346,18 @@ class _Settings(BaseModel):
         if self.remove:
             extra = sorted(self.model_fields_set - {"name", "remove"})
             if extra:
-                raise PydanticCustomError(
-                    "remove", "an entry with 'remove: true' only names what it removes; drop {fields}",
-                    {"fields": ", ".join(extra)})
+                raise PydanticCustomError("remove", "an entry with 'remove: true' only names what it removes; "
+                                          "drop {fields}", {"fields": ", ".join(extra)})
             return self
         if self.lr is not None and self.lr_mult is not None:
             raise PydanticCustomError("settings", "give either lr or lr_mult, not both", {})
         if self.weight_decay is not None and self.weight_decay_mult is not None:
             raise PydanticCustomError("settings", "give either weight_decay or weight_decay_mult, not both", {})
         if self.freeze:
-            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule")
-                     if getattr(self, f) is not None]
+            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule") if getattr(self, f) is not None]
             if given:
-                raise PydanticCustomError(
-                    "settings",
-                    "freeze takes the parameters out of training, so {fields} would never apply; remove it",
-                    {"fields": " and ".join(given)},
-                )
+                raise PydanticCustomError("settings", "freeze takes the parameters out of training, so {fields} "
+                                          "would never apply; remove it", {"fields": " and ".join(given)})
         return self
 
     def formulas(self) -> Iterator[tuple[tuple[str, ...], Formula]]:
@@ -429,10 +369,6 @@ class _Settings(BaseModel):
         for key, value in (self.options or {}).items():
             if isinstance(value, Formula):
                 yield ("options", key), value
-
-
-#: The names of the rule set's ``vars`` while it validates, so that the formulas of its rules may read them.
-_VAR_NAMES: ContextVar[frozenset[str]] = ContextVar("lrrules_var_names", default=frozenset())
 
 
 def _names(info: ValidationInfo) -> set[str] | None:
@@ -450,7 +386,7 @@ def _option_text(text: str, names: set[str] | None, key: str) -> str | Formula:
     formula, so its error says "did you mean 'depth'?") is the option's value as written; the
     rest is a formula, which may be negative (an option is no rate)."""
     if (names is not None and _WORD.match(text) and text not in names and text not in FUNCTIONS
-            and text not in CONSTANTS and not difflib.get_close_matches(text, names, n=1, cutoff=0.8)):
+            and text not in CONSTANTS and not did_you_mean(text, names, cutoff=0.8)):
         return text
     return _formula(text, names, key, negative=True)
 
@@ -462,8 +398,8 @@ def _formula(text: str, names: set[str] | None, key: str | None = None, conditio
         # A formula that reads no variable has one value: checked now, so `check` needs no model.
         if (not condition and formula.constant is not None
                 and not (math.isfinite(formula.constant) and (negative or formula.constant >= 0))):
-            qualifier = "" if negative else " >= 0"
-            raise FormulaError(f"gives {formula.constant}; the value must be a finite number{qualifier}", text, 0)
+            raise FormulaError(f"gives {formula.constant}; the value must be a finite number"
+                               + ("" if negative else " >= 0"), text, 0)
         return formula
     except FormulaError as exc:
         raise _in_text("formula", exc, below=(key,) if key else ()) from None
@@ -507,15 +443,8 @@ class Modifier(_Settings):
         return self
 
 
-# --- the file ----------------------------------------------------------------------------------
-
-
 #: Keys of `defaults` that other tools use for lr and weight decay: a mistake here, not an option.
 _MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
-
-
-#: The values of the rule set's ``vars`` while it validates, so that `defaults` may be formulas over them.
-_VAR_VALUES: ContextVar[dict[str, float]] = ContextVar("lrrules_var_values", default={})
 
 
 def _over_vars(value: Any) -> Any:
@@ -526,8 +455,7 @@ def _over_vars(value: Any) -> Any:
     if not names:
         return value  # no vars, so no formula: text here is a wrong type, said so by Number
     try:
-        formula = compile_formula(value, names)
-        return formula.evaluate(_VAR_VALUES.get())
+        return compile_formula(value, names).evaluate(_VAR_VALUES.get())
     except FormulaError as exc:
         raise _in_text("formula", exc, "{message}; a formula in defaults reads only vars") from None
 
@@ -543,20 +471,17 @@ class Defaults(BaseModel):
 
     lr: Annotated[VarsNumber, Field(gt=0, description="The base learning rate (base_lr); a number or a formula "
                                     "over vars.")]
-    weight_decay: Annotated[
-        VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a number or a formula over vars.")
-    ] = 0.0
-    __pydantic_extra__: dict[str, _option(Union[Count, Number])]  # type: ignore[valid-type]
+    weight_decay: Annotated[VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a "
+                                              "number or a formula over vars.")] = 0.0
+    __pydantic_extra__: dict[str, DefaultOption]
 
     @model_validator(mode="after")
     def _known_looking_options(self) -> Defaults:
         for key in self.model_extra or {}:
             _check_option_name(key)
-            close = difflib.get_close_matches(key, ["lr", "weight_decay"], n=1, cutoff=0.75)
-            hint = _MISSPELT.get(key) or (close[0] if close else None)
+            hint = did_you_mean(_MISSPELT.get(key, key), ["lr", "weight_decay"], cutoff=0.75)
             if hint:
-                raise _refuse("option", "unknown key '{key}' (did you mean '{hint}'?)", Pointer((key,), key=True),
-                              key=key, hint=hint)
+                raise _refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
         return self
 
     @property
@@ -569,18 +494,11 @@ class Defaults(BaseModel):
 DEFAULT_TYPE = "AdamW"
 
 
-class Optimizer(BaseModel):
+class Optimizer(_Strict):
     """The optimizer build_optimizer makes."""
 
-    model_config = _STRICT
-
-    type: Annotated[
-        str,
-        Field(
-            pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
-            description="A torch.optim class name (AdamW, SGD, ...), or a timm optimizer name where torch has none.",
-        ),
-    ] = DEFAULT_TYPE
+    type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
+                               "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
 
 
 #: The variables an ``lr_schedule`` formula reads (besides the file's vars).
@@ -596,8 +514,8 @@ DEFAULT_OPTIMIZER = "default"
 
 def _any_option(value: Any) -> Any:
     # A value read by an optimizer keeps its type: ns_steps: 5 stays an int, a string stays a string.
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PydanticCustomError("number", "{value} is not a finite number", {"value": value})
+    if isinstance(value, float):
+        _check_number(value, negative=True)
     if isinstance(value, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise PydanticCustomError("option", "a list option holds numbers only", {})
     if isinstance(value, dict):
@@ -621,7 +539,7 @@ class NamedOptimizer(BaseModel):
         default_factory=list, description="Keys the optimizer reads per param group without taking them in its "
         "constructor (timm Muon's use_fallback, LARS's lars_exclude): allowed in options, put in every group.")
     __pydantic_extra__: dict[str, Annotated[Union[bool, int, float, str, list[Union[int, float]], None],
-                                            BeforeValidator(_any_option)]]  # type: ignore[valid-type]
+                                            BeforeValidator(_any_option)]]
 
     @model_validator(mode="after")
     def _options_are_options(self) -> NamedOptimizer:
@@ -641,43 +559,38 @@ class NamedOptimizer(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TensorLayers(BaseModel):
+class TensorLayers(_Strict):
     """Each parameter tensor is a layer, in registration order."""
 
-    model_config = _STRICT
     by: Literal["tensor"]
 
 
-class ModuleLayers(BaseModel):
+class ModuleLayers(_Strict):
     """Parameters whose modules share their first `level` name parts are one layer, numbered by first
     appearance (parameters of the model itself, such as a top-level pos_embed, share one layer)."""
 
-    model_config = _STRICT
     by: Literal["module"]
     level: Annotated[Count, Field(ge=1, description="How many leading name parts make a layer.")] = 1
 
 
-class TimmLayers(BaseModel):
+class TimmLayers(_Strict):
     """timm's own layer grouping (group_matcher), the one behind timm's layer decay."""
 
-    model_config = _STRICT
     by: Literal["timm"]
 
 
-class PatternLayers(BaseModel):
+class PatternLayers(_Strict):
     """Layer i is the parameters the i-th matcher matches first, counted from the input side."""
 
-    model_config = _STRICT
     by: Literal["patterns"]
     patterns: list[Matcher] = Field(min_length=1, description="Matchers, from the input side to the output.")
 
 
-class BlocksLayers(BaseModel):
+class BlocksLayers(_Strict):
     """Any model's repeated block stacks (encoder.layer.N, model.layers.N, blocks.N, stages.N.blocks.M):
     what comes before them is layer 0, each block a layer, what comes after them the last layer.
     Separate stacks (T5's encoder and decoder) count on their own scales, aligned at the output."""
 
-    model_config = _STRICT
     by: Literal["blocks"]
 
 
@@ -687,10 +600,8 @@ Layers = Annotated[Union[TensorLayers, ModuleLayers, TimmLayers, PatternLayers, 
 LAYER_TAGS = frozenset({"tensor", "module", "timm", "patterns", "blocks"})
 
 
-class Phase(BaseModel):
+class Phase(_Strict):
     """From an epoch (or a step) on, freeze or unfreeze parameters; they stay in their optimizer groups."""
-
-    model_config = _STRICT
 
     from_epoch: Annotated[Count, Field(ge=0)] | None = Field(None, description="The epoch this phase starts at.")
     from_step: Annotated[Count, Field(ge=0)] | None = Field(None, description="The step this phase starts at.")
@@ -721,21 +632,14 @@ def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[st
     problems: list[tuple[tuple[str | int, ...], str]] = []
     seen: dict[str, str] = {}
     for kind, i, name, _, _ in entries:
-        if not isinstance(name, str):
-            continue
-        if name in seen:
-            problems.append(((kind, i, "name"),
-                             f"the name '{name}' is used twice (first in {seen[name]}); names must be unique"))
-        else:
-            seen[name] = f"{kind}[{i}]"
-    for kind, i, name, remove, _ in entries:
-        if remove:
-            problems.append(((kind, i, "remove"), f"nothing named '{name}' is inherited to remove"))
+        if isinstance(name, str) and seen.setdefault(name, f"{kind}[{i}]") != f"{kind}[{i}]":
+            problems.append(((kind, i, "name"), f"the name '{name}' is used twice (first in {seen[name]}); "
+                             "names must be unique"))
+    problems += [((kind, i, "remove"), f"nothing named '{name}' is inherited to remove")
+                 for kind, i, name, remove, _ in entries if remove]
     fallbacks = [i for kind, i, _, _, fallback in entries if kind == "rules" and fallback]
-    for i in fallbacks[1:]:
-        problems.append((("rules", i, "fallback"), f"a second fallback rule (the first is rules[{fallbacks[0]}]); "
-                                                   "keep one"))
-    return problems
+    return problems + [(("rules", i, "fallback"), f"a second fallback rule (the first is rules[{fallbacks[0]}]); "
+                        "keep one") for i in fallbacks[1:]]
 
 
 def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) -> list[tuple[tuple[str | int, ...], str]]:
@@ -762,55 +666,34 @@ def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) ->
                                  "override (name claiming rules)"))
             elif name not in claiming:
                 fallback = any(r.fallback and r.name == name for r in rules)
-                close = difflib.get_close_matches(name, list(claiming), n=1)
                 why = ("is the fallback, which yields to every rule already" if fallback else
-                       "names no rule" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                       "names no rule" + did_you_mean(name, claiming))
                 problems.append((loc, f"overrides: '{name}' {why}"))
-    # A cycle: depth-first over the edges between claiming rules, reported once at its first rule.
-    edges = {r.name: [n for n in r.overrides if n in claiming and n != r.name] for r in rules if r.name in claiming}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    for start in sorted(edges, key=claiming.__getitem__):
-        stack: list[tuple[str, int]] = [(start, 0)]
-        path = [start]
-        if state.get(start):
-            continue
-        state[start] = 1
-        while stack:
-            node, k = stack[-1]
-            if k < len(edges[node]):
-                stack[-1] = (node, k + 1)
-                nxt = edges[node][k]
-                if state.get(nxt) == 1:
-                    chain = path[path.index(nxt):] + [nxt]
-                    problems.append((("rules", claiming[chain[0]], "overrides"),
-                                     f"a cycle of overrides: {' -> '.join(chain)}; precedence must go one way"))
-                elif not state.get(nxt):
-                    state[nxt] = 1
-                    stack.append((nxt, 0))
-                    path.append(nxt)
-            else:
-                state[node] = 2
-                stack.pop()
-                path.pop()
+    # A cycle, found by graphlib over the edges between claiming rules (rule -> what it overrides),
+    # reported once at its first rule.
+    graph: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter({name: () for name in claiming})
+    for name, rule in ((name, rule) for rule in rules if rule.name in claiming for name in rule.overrides):
+        if name in claiming and name != rule.name:
+            graph.add(name, rule.name)
+    try:
+        graph.prepare()
+    except graphlib.CycleError as exc:
+        chain = exc.args[1]
+        problems.append((("rules", claiming[chain[0]], "overrides"),
+                         f"a cycle of overrides: {' -> '.join(chain)}; precedence must go one way"))
     return problems
 
 
 class RuleSet(BaseModel):
     """A whole rule file. Build one with :func:`load` or ``RuleSet.model_validate(data)``."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        title="lrrules rule file",
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, title="lrrules rule file")
 
     schema_ref: str | None = Field(None, alias="$schema", description="The JSON Schema, for editors.")
     version: Annotated[Literal[1], BeforeValidator(_version)] = Field(description="The language version; this lrrules reads 1.")
     extends: str | list[str] | None = Field(
         None, description="Rule file(s) this one builds on, relative to it: their defaults, layers, rules and "
-        "modifiers are inherited; an entry of the same name replaces an inherited one; {name, remove: true} drops it."
-    )
+        "modifiers are inherited; an entry of the same name replaces an inherited one; {name, remove: true} drops it.")
     vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Number] = (
         Field(default_factory=dict, description="Named numbers formulas can read; overridable (--set name=value).")
     )
@@ -822,15 +705,12 @@ class RuleSet(BaseModel):
         "(`optimizer: NAME`); build returns one optimizer holding them all.")
     layers: Layers = Field(default_factory=lambda: ModuleLayers(by="module"), description="How layers are counted.")
     unmatched: Literal["error", "defaults"] = Field(
-        "error", description="What a parameter no rule claims gets: an error, or the defaults."
-    )
+        "error", description="What a parameter no rule claims gets: an error, or the defaults.")
     rules: list[Rule] = Field(default_factory=list, description="Claiming rules; their order never matters.")
     modifiers: list[Modifier] = Field(default_factory=list, description="Overlapping changes; order never matters.")
-    phases: list[Phase] = Field(
-        default_factory=list,
-        description="Training phases: from an epoch or step on, freeze or unfreeze parameters that stay in "
-        "their optimizer groups (only requires_grad changes). Every phase that has started applies, in order.",
-    )
+    phases: list[Phase] = Field(default_factory=list, description="Training phases: from an epoch or step on, "
+                                "freeze or unfreeze parameters that stay in their optimizer groups (only "
+                                "requires_grad changes). Every phase that has started applies, in order.")
 
     # Where each value stands in the file, for messages: set while validating (from the validation
     # context, never after), copied and pickled with the rule set, left out of equality (see __eq__).
@@ -841,9 +721,10 @@ class RuleSet(BaseModel):
     @classmethod
     def _vars_visible_to_formulas(cls, data: Any, handler: Any) -> Any:
         names = data.get("vars") if isinstance(data, dict) else None
-        token = _VAR_NAMES.set(frozenset(names) if isinstance(names, dict) else frozenset())
-        values = _VAR_VALUES.set({k: v for k, v in (names or {}).items() if isinstance(k, str) and not
-                                  isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)})
+        names = names if isinstance(names, dict) else {}  # a wrong type is said so by the field
+        token = _VAR_NAMES.set(frozenset(names))
+        values = _VAR_VALUES.set({k: v for k, v in names.items() if isinstance(k, str) and not
+                                  isinstance(v, bool) and isinstance(v, (int, float)) and abs(v) <= sys.float_info.max})
         try:
             with growth_budget():
                 return handler(data)
@@ -871,9 +752,8 @@ class RuleSet(BaseModel):
     @classmethod
     def _extends_needs_a_file(cls, value: Any) -> Any:
         if value is not None:
-            raise PydanticCustomError(
-                "extends", "'extends' names files, so it is resolved by lrrules.load(path); "
-                "RuleSet.model_validate takes a flattened rule set", {})
+            raise PydanticCustomError("extends", "'extends' names files, so it is resolved by lrrules.load(path); "
+                                      "RuleSet.model_validate takes a flattened rule set", {})
         return value
 
     @model_validator(mode="after")
@@ -897,19 +777,17 @@ class RuleSet(BaseModel):
         for kind, group in (("rules", self.rules), ("modifiers", self.modifiers)):
             for i, entry in enumerate(group):
                 if entry.optimizer is not None and entry.optimizer not in known:
-                    close = difflib.get_close_matches(entry.optimizer, sorted(known), n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    hint = did_you_mean(entry.optimizer, known)
                     raise _refuse("optimizers", "'{name}' is no optimizer of this file{hint}; name one under "
                                   "`optimizers` or '{default}'", Pointer((kind, i, "optimizer")),
                                   name=entry.optimizer, hint=hint, default=DEFAULT_OPTIMIZER)
         return self
 
     def __eq__(self, other: object) -> bool:
-        # Equal content is an equal rule set, wherever it was loaded from (pydantic would also
-        # compare the private source map).
+        # Equal content is an equal rule set, wherever it was loaded from (not pydantic's private source map).
         return isinstance(other, RuleSet) and self.__dict__ == other.__dict__
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # BaseModel types __hash__ as a method; equality is by content
 
     @property
     def path(self) -> str:
@@ -918,8 +796,7 @@ class RuleSet(BaseModel):
 
     def locate(self, loc: Sequence[str | int], offset: int | None = None) -> Location:
         """``file:line:col`` of a place in the document (when loaded from a file)."""
-        source = self._source or SourceMap(self.path)
-        return source.locate(loc, offset=offset)
+        return (self._source or SourceMap(self.path)).locate(loc, offset=offset)
 
     def resolve(self, model: torch.nn.Module) -> Plan:
         """Compile this rule set against ``model`` into a :class:`~lrrules.plan.Plan`.
@@ -929,9 +806,6 @@ class RuleSet(BaseModel):
         from .resolve import resolve
 
         return resolve(self, model)
-
-
-# --- JSON Schema -------------------------------------------------------------------------------
 
 
 def json_schema() -> dict[str, Any]:
@@ -946,6 +820,4 @@ def json_schema() -> dict[str, Any]:
 
 def json_schema_text() -> str:
     """:func:`json_schema` as the text stored in ``schemas/lrrules.schema.json``."""
-    import json
-
     return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"

@@ -1,19 +1,13 @@
 """Loading a rule file: read, flatten ``extends``, validate; every error of a file reported together.
 
-:func:`load` and :func:`loads` read the text (:mod:`lrrules.reader`), resolve ``extends`` and
-``vars`` overrides (:mod:`lrrules.inherit`), and validate the one flat document against the
-language (:mod:`lrrules.language`). pydantic's errors are translated here, once, into
-:class:`~lrrules.errors.RuleError` with ``file:line:col``; :func:`load_revision` reads ``REV:path``
-from git.
-
->>> rules = load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
+:func:`load` and :func:`loads` read the text (:mod:`lrrules.reader`), resolve ``extends``
+(:mod:`lrrules.inherit`) and ``vars`` overrides, and validate the flat document against the
+language (:mod:`lrrules.language`); pydantic's errors become located RuleErrors here, once.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
 import posixpath
 import sys
 import unicodedata
@@ -23,51 +17,66 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError
+from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError, did_you_mean
 from .inherit import flatten
-from .language import (
-    LAYER_TAGS,
-    MATCHER_TAGS,
-    OPTION_TAGS,
-    Defaults,
-    EntrySummary,
-    MatchFields,
-    Modifier,
-    ModuleLayers,
-    Optimizer,
-    PatternLayers,
-    Rule,
-    RuleSet,
-    cross_entry_problems,
-)
-from .reader import MAX_BYTES, SourceMap, parse, read
+from .language import (LAYER_TAGS, MATCHER_TAGS, OPTION_TAGS, Defaults, EntrySummary, MatchFields, Modifier,
+                       ModuleLayers, Optimizer, PatternLayers, Rule, RuleSet, cross_entry_problems)
+from .reader import MAX_BYTES, MAX_DEPTH, SourceMap, parse, read
 
 
-def load(path: str | Path, overrides: Mapping[str, float] | None = None) -> RuleSet:
+def load(spec: str | Path | Mapping[str, Any], overrides: Mapping[str, float] | None = None) -> RuleSet:
     """Read and validate a rule file (YAML, or JSON by its ``.json`` name) into a :class:`RuleSet`.
 
-    ``path`` is anything the command line opens: a file, ``-`` (standard input), a shipped preset
-    (``lrrules:NAME``) or a file at a git revision (``REV:path``). ``extends`` is resolved, and
-    ``overrides`` replace values of the file's ``vars``. Every problem in the file (and the files it
-    extends) is reported together in one :class:`~lrrules.errors.RuleFileError`, each as
-    ``file:line:col: where: what``.
+    ``spec`` is anything the command line opens: a file, ``-`` (standard input), a shipped preset
+    (``lrrules:NAME``) or a file at a git revision (``REV:path``); or the rule file as data, a
+    mapping or an OmegaConf ``DictConfig``, whose errors name ``<mapping>`` and the dotted place
+    (``rules[2].lr_mult``). ``extends`` is resolved, and ``overrides`` replace values of ``vars``.
+    Every problem is reported together in one :class:`~lrrules.errors.RuleFileError`.
 
-    >>> rules = lrrules.load("examples/resnet18-frozen-backbone.yaml")   # doctest: +SKIP
-    >>> sweep = lrrules.load("rules.yaml", overrides={"decay": 0.8})      # doctest: +SKIP
+    >>> load({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "all", "match": "*"}]}).path
+    '<mapping>'
     >>> muon = lrrules.load("lrrules:muon")                               # doctest: +SKIP
     """
-    if isinstance(path, str):
-        if path.startswith("lrrules:"):  # a shipped preset, read as a file that only extends it
-            return loads(f"version: 1\nextends: {json.dumps(path)}\n", path=path, overrides=overrides)
-        if path == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
+    if not isinstance(spec, (str, Path)):
+        return _load_data(spec, overrides)
+    if isinstance(spec, str):
+        if spec.startswith("lrrules:"):  # a shipped preset, read as a file that only extends it
+            return loads(f"version: 1\nextends: {json.dumps(spec)}\n", path=spec, overrides=overrides)
+        if spec == "-":  # standard input, as cat and ruff read it; `extends` is relative to the directory
             stream = getattr(sys.stdin, "buffer", None)
             raw = stream.read(MAX_BYTES + 1) if stream is not None else sys.stdin.read(MAX_BYTES + 1)
             return loads(raw, "<stdin>", overrides=overrides)
-        if ":" in path and "\0" not in path and not Path(path).exists() and not path.startswith(("/", "./")):
-            return load_revision(path, overrides)
-    data, source = read(path)
-    data, source = flatten(data, source, Path(path).resolve().parent, (Path(path).resolve(),))
+        if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
+            return load_revision(spec, overrides)
+    data, source = read(spec)
+    data, source = flatten(data, source, Path(spec).resolve().parent, (Path(spec).resolve(),))
     return validate(data, source, overrides)
+
+
+def _load_data(spec: object, overrides: Mapping[str, float] | None) -> RuleSet:
+    """A rule file given as data; an OmegaConf config (omegaconf is imported only for one) is
+    resolved into plain containers first. ``extends`` is relative to the current folder."""
+    name = "<mapping>"
+    if type(spec).__module__.split(".")[0] == "omegaconf":
+        from omegaconf import OmegaConf
+
+        name = f"<{type(spec).__name__}>"
+        spec = OmegaConf.to_container(spec, resolve=True)
+    source = SourceMap(name)
+    data = _plain(spec, source, ())
+    data, source = flatten(data, source, Path.cwd(), (Path.cwd() / name,))
+    return validate(data, source, overrides)
+
+
+def _plain(value: object, source: SourceMap, loc: tuple[str | int, ...]) -> Any:
+    """``value`` as the reader's plain data (dicts and lists), copied, so no caller's object is kept."""
+    if len(loc) > MAX_DEPTH:
+        raise RuleFileError([source.error(f"nests deeper than {MAX_DEPTH} levels", loc)])
+    if isinstance(value, Mapping):
+        return {key: _plain(item, source, (*loc, key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, source, (*loc, i)) for i, item in enumerate(value)]
+    return value
 
 
 def loads(text: str | bytes, path: str = "<rules>", fmt: str = "yaml",
@@ -109,18 +118,21 @@ def _skeleton(name: str) -> str:
     return unicodedata.normalize("NFKC", name).translate(_LOOKALIKE)
 
 
+def _entries_of(data: Any) -> list[tuple[str, int, dict[str, Any]]]:
+    """The rules and modifiers of a raw document that are mappings, with their kind and position."""
+    groups = [(kind, data.get(kind) if isinstance(data, dict) else None) for kind in ("rules", "modifiers")]
+    return [(kind, i, entry) for kind, group in groups if isinstance(group, list)
+            for i, entry in enumerate(group) if isinstance(entry, dict)]
+
+
 def _lookalike_names(data: Any, source: SourceMap) -> list[RuleError]:
     """An entry whose name looks like another's but is not it: above all, one meant to replace an
     inherited rule (``extends``) that would silently be added as a second rule instead."""
     errors = []
-    for kind in ("rules", "modifiers"):
-        group = data.get(kind) if isinstance(data, dict) else None
-        seen: dict[str, tuple[str, int]] = {}
-        for i, entry in enumerate(group if isinstance(group, list) else []):
-            name = entry.get("name") if isinstance(entry, dict) else None
-            if not isinstance(name, str):
-                continue
-            other = seen.setdefault(_skeleton(name), (name, i))
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    for kind, i, entry in _entries_of(data):
+        if isinstance(name := entry.get("name"), str):
+            other = seen.setdefault((kind, _skeleton(name)), (name, i))
             if other[0] != name:
                 differ = next((f"U+{ord(a):04X} {unicodedata.name(a, '?')} where it has {b!r}"
                                for a, b in zip(name, other[0]) if a != b), "other characters")
@@ -135,14 +147,8 @@ def _lookalike_names(data: Any, source: SourceMap) -> list[RuleError]:
 
 def _entries(data: Any) -> list[EntrySummary]:
     """The rules and modifiers of a raw document as the checks across entries see them."""
-    found: list[EntrySummary] = []
-    for kind in ("rules", "modifiers"):
-        group = data.get(kind) if isinstance(data, dict) else None
-        for i, entry in enumerate(group if isinstance(group, list) else []):
-            if isinstance(entry, dict):
-                found.append((kind, i, entry.get("name"), entry.get("remove") is True,
-                              kind == "rules" and entry.get("fallback") is True))
-    return found
+    return [(kind, i, entry.get("name"), entry.get("remove") is True, kind == "rules" and entry.get("fallback") is True)
+            for kind, i, entry in _entries_of(data)]
 
 
 def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> Any:
@@ -151,24 +157,16 @@ def _override(data: Any, source: SourceMap, overrides: Mapping[str, float]) -> A
     errors = []
     for name, value in overrides.items():
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            have = ", ".join(known) or "none"
+            hint = did_you_mean(name, map(str, known))
+            have = ", ".join(map(str, known)) or "none"
             errors.append(source.error(f"cannot set '{name}': the file has no such var{hint}; its vars: {have}",
                                        ("vars",)))
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= sys.float_info.max:
             shown = repr(value) if not isinstance(value, int) or value.bit_length() < 1024 else "a huge integer"
             errors.append(source.error(f"cannot set '{name}' to {shown}: a var is a finite number", ("vars",)))
     if errors:
         raise RuleFileError(errors)
     return {**data, "vars": {**known, **overrides}}
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond a float's range
-        return False
 
 
 _VOCABULARY = sorted(
@@ -192,9 +190,7 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         message = message[len("Value error, "):]
     if kind == "extra_forbidden":
         key = loc[-1] if loc else "?"
-        close = difflib.get_close_matches(str(key), _VOCABULARY, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return source.error(f"unknown key '{key}'{hint}", loc, key=True)
+        return source.error(f"unknown key '{key}'{did_you_mean(str(key), _VOCABULARY)}", loc, key=True)
     if kind == "missing":
         return source.error(f"missing key '{loc[-1]}'", loc[:-1]) if loc else source.error("missing key")
     if kind == "literal_error" and loc == ["version"]:

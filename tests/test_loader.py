@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lrrules
 from lrrules.errors import RuleFileError
@@ -218,3 +220,89 @@ def test_load_reads_a_git_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     assert [r.name for r in lrrules.load("HEAD:rules.yaml").rules] == ["old"]
     assert [r.name for r in lrrules.load("rules.yaml").rules] == ["new"]
+
+
+# --- load() takes the rule file as data: a mapping or an OmegaConf config ---------------------------
+
+DATA = {"version": 1, "defaults": {"lr": 0.1}, "vars": {"d": 0.5},
+        "rules": [{"name": "all", "match": "*", "lr_mult": "d"}]}
+
+
+def test_load_takes_a_mapping_and_keeps_no_reference_to_it() -> None:
+    data = json.loads(json.dumps(DATA))
+    rules = lrrules.load(data, overrides={"d": 0.25})
+    data["rules"][0]["name"] = "changed"
+    assert [r.name for r in rules.rules] == ["all"] and rules.vars == {"d": 0.25} and rules.path == "<mapping>"
+
+
+def test_errors_in_a_mapping_name_it_and_the_dotted_place_as_data() -> None:
+    data = {**DATA, "rules": [{"name": "all", "match": "*"}, {"name": "b", "match": "x", "lr_mul": 2},
+                              {"name": "c", "match": "y", "lr_mult": -1}]}
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.load(data)
+    found = {(e.path, e.line, e.col, e.loc) for e in caught.value.errors}
+    assert found == {("<mapping>", 0, 0, ("rules", 1, "lr_mul")), ("<mapping>", 0, 0, ("rules", 2, "lr_mult"))}
+    assert "<mapping>: rules[1].lr_mul: unknown key 'lr_mul' (did you mean 'lr_mult'?)" in str(caught.value)
+    assert "<mapping>: rules[2].lr_mult: -1 is negative" in str(caught.value)
+
+
+def test_a_mapping_that_holds_itself_is_refused_not_a_recursion_error() -> None:
+    data: dict[str, object] = {"version": 1, "defaults": {"lr": 0.1}}
+    data["rules"] = [data]
+    with pytest.raises(RuleFileError, match="nests deeper than 64 levels"):
+        lrrules.load(data)
+
+
+def test_an_omegaconf_config_is_resolved_by_omegaconf_only_when_it_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    calls = []
+
+    class DictConfig(dict):  # type: ignore[type-arg]
+        __module__ = "omegaconf.dictconfig"
+
+    class OmegaConf:
+        @staticmethod
+        def to_container(cfg: object, resolve: bool = False) -> object:
+            calls.append(resolve)
+            return {**DATA, "defaults": {"lr": 0.3}}  # what interpolation would resolve to
+
+    monkeypatch.setitem(sys.modules, "omegaconf", types.SimpleNamespace(OmegaConf=OmegaConf))
+    rules = lrrules.load(DictConfig(DATA))
+    assert calls == [True] and rules.defaults.lr == 0.3 and rules.path == "<DictConfig>"
+    lrrules.load(dict(DATA))
+    assert calls == [True]  # a plain dict is never handed to omegaconf
+
+
+def test_a_real_omegaconf_dictconfig_with_interpolation_loads() -> None:
+    omegaconf = pytest.importorskip("omegaconf")
+    config = omegaconf.OmegaConf.create({**DATA, "base": 0.2, "defaults": {"lr": "${base}"}})
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.load(config)
+    assert [(e.path, e.loc) for e in caught.value.errors] == [("<DictConfig>", ("base",))]
+    del config["base"]
+    config.defaults.lr = 0.2
+    assert lrrules.load(config).defaults.lr == 0.2
+
+
+_WORDS = st.sampled_from(["version", "defaults", "lr", "rules", "name", "match", "*", "lr_mult", "vars", "x", "1e-3"])
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**400) | st.floats() | _WORDS,
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_WORDS | st.integers(0, 3), inner,
+                                                                                  max_size=4), max_leaves=15)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_WORDS, _VALUES, max_size=5))
+def test_any_mapping_loads_or_raises_only_our_error_naming_the_mapping(data: dict) -> None:  # type: ignore[type-arg]
+    try:
+        lrrules.load({"version": 1, **data})
+    except RuleFileError as exc:
+        assert exc.errors and all(e.path == "<mapping>" and e.line == 0 for e in exc.errors), str(exc)
+        assert all(str(e).startswith("<mapping>: ") for e in exc.errors)
+
+
+def test_vars_of_the_wrong_type_are_an_error_at_their_place() -> None:
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nvars: 1\n", "r.yaml")
+    assert [(e.line, e.col, e.loc) for e in caught.value.errors] == [(3, 7, ("vars",))]

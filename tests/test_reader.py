@@ -76,18 +76,28 @@ def test_yaml_errors_name_the_place(text: str, message: str, line: int, col: int
     ("text", "message", "line", "col"),
     [
         ('{"a": 1, "a": 2}', "duplicate key 'a'", 1, 10),
-        ('{"a": 1,}', "expected a key in double quotes", 1, 9),
-        ('{"a": NaN}', "unexpected 'N'", 1, 7),
-        ('{"a": 1} x', "extra text after the document", 1, 10),
+        ('{"a": 1,}', "Expecting property name enclosed in double quotes", 1, 9),
+        ('{"a": NaN}', "NaN is no JSON value", 1, 7),
+        ('{"a": [1, -Infinity]}', "-Infinity is no JSON value", 1, 11),
+        ('{"a": 1} x', "Extra data", 1, 10),
         ('{"a": "x\n', "Invalid control character", 1, 9),
-        ('{\n  "a" 1\n}', "expected ':'", 2, 7),
-        ('[1, 2', "expected ',' or ']'", 1, 6),
+        ('{\n  "a" 1\n}', "Expecting ':' delimiter", 2, 7),
+        ('[1, 2', "Expecting ',' delimiter", 1, 6),
+        ('{\n\t"a": {"b":\t1, "b": 2}}', "duplicate key 'b' (first at line 2)", 2, 16),
+        ("[1, " + "7" * 5000 + "]", "is too large", 1, 5),
     ],
 )
 def test_json_errors_name_the_place(text: str, message: str, line: int, col: int) -> None:
     error = error_of(text, "json").errors[0]
     assert message in error.message
     assert (error.line, error.col) == (line, col)
+
+
+def test_json_reads_an_escaped_surrogate_pair_as_its_one_character_and_tabs_as_space() -> None:
+    text = '{\t"a":\t["\\ud83d\\ude00", 1e2]}'
+    data, source = parse(text, "r.json", "json")
+    assert data == {"a": ["\U0001f600", 100.0]}
+    assert (source.values[("a", 1)].line, source.values[("a", 1)].col) == (1, text.index("1e2") + 1)
 
 
 def test_empty_file_is_an_error() -> None:
