@@ -14,6 +14,7 @@ from .language import RuleSet
 from .loader import load, loads
 
 if TYPE_CHECKING:
+    from .check import Finding, check
     from .names import resolve_names
     from .optim import Built, build, build_optimizer
     from .plan import Plan
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 # Imported when first used: a command answered from the model cache (lrrules resolve, a second
 # time) needs none of the optimizer code, and `import lrrules` stays as cheap as loading a file.
 _LAZY = {
-    "Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
+    "Built": "optim", "build": "optim", "Finding": "check", "check": "check", "build_optimizer": "optim", "Plan": "plan",
     "load_optimizer_state": "resume", "resolve_names": "names", "rule_scheduler": "schedules",
 }
 
@@ -45,6 +46,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Built",
+    "Finding",
     "LrrulesError",
     "Plan",
     "PlanProblemsError",
@@ -54,6 +56,7 @@ __all__ = [
     "RuleSet",
     "build",
     "build_optimizer",
+    "check",
     "load_optimizer_state",
     "load",
     "loads",

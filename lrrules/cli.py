@@ -97,9 +97,8 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     from .lint import conflict_hints
     from .report import plan_rows, plan_table, render
 
-    rules = _rules(args.rules, args.set)
-    model = _model(args)
-    plan = _when(_resolve(rules, model, args), args)
+    rules, model = _rules(args.rules, args.set), _model(args)
+    plan = _plan(rules, model, args)
     _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
                   lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args),
                                      conflict_hints(rules, plan.conflicts))))
@@ -111,9 +110,9 @@ def cmd_params(args: argparse.Namespace) -> int:
     from .report import param_rows, param_table, render
 
     model = _model(args)
-    if args.layers is None and not model.ordered:  # no order to count layers in, and none asked for
-        layers, count = [None] * len(model.params), 0
-    else:
+    layers: list[int | None] = [None] * len(model.params)
+    count = 0
+    if args.layers is not None or model.ordered:  # a checkpoint's tensors have no order to count layers in
         layers, count = assign(_layers(args.layers or "module"), model.params, model.module, model.ordered)
     rows = param_rows(model.params, layers)
     data = {"model": model.label, "num_layers": count, "params": rows}
@@ -122,238 +121,98 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .report import Finding, findings_github, findings_json
+    from .check import Finding, check
+    from .report import findings_github, findings_json, findings_text
 
-    findings: list[Finding] = []
     models: dict[str, Model] = {}  # each model built once, however many files are checked against it
-    for spec in args.rules:
-        findings += _check_one(spec, args, models)
-    if args.format == "github":
-        _print(findings_github(findings))
-    elif args.format == "json":
-        _print(findings_json(findings))
-    else:
-        for f in findings:  # what is found in the file, at its place, on stderr (as a compiler's)
-            if f.exit_code == EXIT_INVALID or not f.model or f.warning:
-                _complain(f.text())
-        shown: set[tuple[str, str]] = set()  # the models' problems on stdout
-        for f in findings:
-            if f.exit_code == EXIT_PROBLEMS and f.model and not f.warning:
-                if (f.path, f.model) not in shown:
-                    shown.add((f.path, f.model))
-                    _print(f"{printable(f.path)} on {printable(f.model)}:")
-                _print("\n".join(f"  {line}" for line in f.message.splitlines()))
-    return max((f.exit_code for f in findings), default=EXIT_OK)
 
+    def opened(spec: str) -> Model:
+        models[spec] = models.get(spec) or _model(args, spec)
+        return models[spec]
 
-def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) -> list[Any]:
-    """What ``check`` finds in one rule file: its errors (each with its place), or the problems of
-    the plan on each ``--model``. Errors of the command line and the model stop the run as usual."""
-    from .errors import OptimizerError, ResolveError
-    from .lint import conflict_hints
-    from .report import Finding, nothing_trains, problems
-
-    try:
-        rules = _rules(spec, args.set)
-    except RuleFileError as exc:
-        return [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID) for e in exc.errors]
-    except UsageError as exc:  # a file that cannot be read: a missing path, a directory
-        return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
     found: list[Finding] = []
-    if not args.model:  # what the file alone decides for every model: nothing trains, a decay-only rule
-        from .lint import lint
-        from .signatures import check_names
-
-        try:  # an optimizer type no torch or timm optimizer has (AdamWW), from the torch-free table
-            check_names(rules)
-        except OptimizerError as exc:
-            return [_optimizer_finding(exc, spec)]
-
-        for item in lint(rules):
-            where = rules.locate(item.loc)
-            code = EXIT_PROBLEMS if item.severity == "problem" or args.strict else EXIT_OK
-            found.append(Finding(where.path, where.line, where.col, item.message, code,
-                                 warning=item.severity == "warning"))
-    if args.model:
-        from .modelcache import check_optimizer_cached
-        from .signatures import check as check_signature
-
-        try:
-            # One optimizer: its options are checked from lrrules' table of torch's and timm's
-            # optimizers, without importing torch. Several, or one the table does not know: torch decides.
-            notes = None if rules.optimizers else check_signature(rules)
-            if notes is None:
-                check_optimizer_cached(rules, use_cache=not args.no_cache)
-        except OptimizerError as exc:
-            return [_optimizer_finding(exc, spec)]
-        for note in notes or []:
-            _complain(f"lrrules: note: {note}")
-        for model_spec in args.model:
-            model = models[model_spec] = models.get(model_spec) or _model(args, model_spec)
-            try:
-                plan = _resolve(rules, model, args)
-            except RuleFileError as exc:
-                found += [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID, model.label)
-                          for e in exc.errors]
-                continue
-            except ResolveError as exc:
-                found.append(Finding(spec, 0, 0, str(exc), EXIT_INVALID, model.label))
-                continue
-            lines = problems(plan) + conflict_hints(rules, plan.conflicts) + nothing_trains(plan)
-            lines += [f"strict: {w}" for w in plan.warnings()] if args.strict else []
-            if lines:
-                found.append(Finding(spec, 0, 0, "\n".join(lines), EXIT_PROBLEMS, model.label))
-            unnormal = _not_nfc(model.params) if plan.unused_rules else None
-            if unnormal:
-                code = EXIT_PROBLEMS if args.strict else EXIT_OK
-                found.append(Finding(spec, 0, 0, f"{unnormal}; rule '{plan.unused_rules[0]}' matches no parameter, and "
-                                     "names are matched as written, code point by code point: a glob typed in NFC "
-                                     "does not match a name in NFD (copy the name from `lrrules params`)", code,
-                                     model.label, warning=True))
-    return found
-
-
-def _optimizer_finding(exc: Any, spec: str) -> Any:
-    """An :class:`OptimizerError` as ``check`` reports it: on its line where it has one (an option,
-    the type), on the file otherwise."""
-    from .report import Finding
-
-    return Finding(exc.path or spec, exc.line, exc.col, exc.message if exc.path else str(exc), EXIT_INVALID)
-
-
-def _not_nfc(params: Sequence[Any]) -> str:
-    """How many parameter names are not in Unicode's NFC form (``e`` + U+0301 rather than ``é``), with
-    one for example; empty if none."""
-    import unicodedata
-
-    odd = [p.name for p in params if not p.name.isascii() and unicodedata.normalize("NFC", p.name) != p.name]
-    if not odd:
-        return ""
-    return (f"{len(odd)} parameter names are not in Unicode NFC, such as {printable(repr(odd[0]))} "
-            f"(NFC: {printable(repr(unicodedata.normalize('NFC', odd[0])))})")
-
-
-def _located_message(error: RuleFileError | Any) -> str:
-    from .errors import caret, dotted
-
-    # Escaped as RuleError.__str__ does: a key may hold a newline or an escape sequence, and only
-    # the caret's own lines may break the message.
-    field = printable(dotted(error.loc))
-    return (f"{field}: " if field else "") + printable(error.message) + caret(error.expr, error.offset)
+    for spec in args.rules:
+        found += check(spec, args.model or (), strict=args.strict, overrides=_overrides(args.set),
+                       base_model=args.base_model, open_model=opened, cache=not args.no_cache)
+    for note in (f for f in found if f.level == "note"):
+        _complain(note.text())
+    if args.format == "github":
+        _print(findings_github(found))
+    elif args.format == "json":
+        _print(findings_json(found))
+    else:
+        err, out = findings_text([f for f in found if f.level != "note"])
+        _complain(err) if err else None
+        _print(out)
+    return max((f.exit_code for f in found), default=EXIT_OK)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .check import optimizer_types
     from .lint import modifier_hints
-    from .report import explain_text, explained, render
+    from .report import explain_rows, explain_text, explained, render
 
-    rules = _rules(args.rules, args.set)
-    model = _model(args)
-    plan = _when(_resolve(rules, model, args), args)
+    rules, model = _rules(args.rules, args.set), _model(args)
+    plan = _plan(rules, model, args)
     chosen = explained(plan, args.pattern)
     if not chosen:
         raise UsageError(f"no parameter of {model.label} matches '{args.pattern}'; "
-                           f"see `lrrules params --model {model.label}`")
-    types = _optimizer_types(rules)
-
-    def data() -> list[dict[str, Any]]:  # with the optimizer each goes to, as the text names it
-        routed = [plan.groups[a.group].optimizer if a.group is not None else None for a in chosen]
-        # and its roles with their evidence ({role: why}; null on a checkpoint, where roles are mostly undecided)
-        infos = plan.rows.infos
-        return [dict(a.to_dict(), optimizer=r, optimizer_type=types.get(r) if r else None,
-                     roles=dict(infos[a.index].roles) if infos[a.index].module is not None else None)
-                for a, r in zip(chosen, routed)]
-
-    _print(render(args.format, data, data, lambda: explain_text(plan, chosen, modifier_hints(rules), types)))
+                         f"see `lrrules params --model {model.label}`")
+    types = optimizer_types(rules)
+    rows = lambda: explain_rows(plan, chosen, types)  # noqa: E731
+    _print(render(args.format, rows, rows, lambda: explain_text(plan, chosen, modifier_hints(rules), types)))
     return EXIT_OK
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .plan import Change, diff_plans
+    from .check import changes
     from .report import diff_summary, diff_table, render
 
     old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
     model = _model(args)
-    old_plan, new_plan = _when(_resolve(old_rules, model, args), args), _when(_resolve(new_rules, model, args), args)
-    # The optimizer's own settings first: a new type or default changes every group, not one parameter.
-    whole = [Change("(optimizer)", "type", _optimizer_type(old_rules), _optimizer_type(new_rules)),
-             Change("(defaults)", "lr", old_plan.base_lr, new_plan.base_lr),
-             Change("(defaults)", "weight_decay", old_plan.base_weight_decay, new_plan.base_weight_decay)]
-    for key in dict.fromkeys([*old_plan.base_options, *new_plan.base_options]):
-        whole.append(Change("(defaults)", key, old_plan.base_options.get(key), new_plan.base_options.get(key)))
-    old_types, new_types = _optimizer_types(old_rules), _optimizer_types(new_rules)
-    for name in dict.fromkeys([*old_types, *new_types]):  # a named optimizer added, dropped or retyped
-        if name != "default":  # the single optimizer: the (optimizer) row above
-            whole.append(Change(f"(optimizers.{name})", "type", old_types.get(name), new_types.get(name)))
-    changes = [c for c in whole if c.old != c.new] + diff_plans(old_plan, new_plan)
-    if args.summary:
-        rows = diff_summary(changes, old_plan, new_plan)
-        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, rows, _width(args), _unicode())))
-    else:
-        rows = [c.to_dict() for c in changes]
-        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, None, _width(args), _unicode())))
-    return EXIT_PROBLEMS if changes else EXIT_OK
-
-
-def _optimizer_type(rules: RuleSet) -> str:
-    return rules.optimizer.type if rules.optimizer is not None else "AdamW"
-
-
-def _optimizer_types(rules: RuleSet) -> dict[str, str]:
-    """The type of each optimizer a parameter may be routed to, by its name (``default``: the single one)."""
-    from .language import DEFAULT_OPTIMIZER
-    from .routes import optimizer_type
-
-    return {name: optimizer_type(rules, name) for name in [DEFAULT_OPTIMIZER, *rules.optimizers]}
+    old_plan, new_plan = _plan(old_rules, model, args), _plan(new_rules, model, args)
+    found = changes(old_rules, new_rules, old_plan, new_plan)
+    summary = diff_summary(found, old_plan, new_plan) if args.summary else None
+    rows = summary if summary is not None else [c.to_dict() for c in found]
+    _print(render(args.format, lambda: rows, lambda: rows,
+                  lambda: diff_table(found, args.old, args.new, summary, _width(args), _unicode())))
+    return EXIT_PROBLEMS if found else EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    import os
-
-    from .loader import loads
-    from .starter import starter
+    from .starter import checked_starter, schema_near
 
     model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
     out = Path(args.output) if args.output else None
-    schema = args.schema or _schema_near(out)
+    schema = args.schema or schema_near(out)
     beside = None
     if out is not None and not args.schema and not (out.parent / schema).is_file():
-        # No schema file where the reference points: write it beside the rule file, so the editor
-        # comment resolves wherever the file is written.
+        # No schema where the reference points: write it beside the file, so the comment resolves.
         beside, schema = out.parent / "lrrules.schema.json", "lrrules.schema.json"
-    text = starter(model.params, model.module, model.label, lr=args.lr, weight_decay=args.weight_decay,
-                   layer_decay=args.layer_decay, head_mult=args.head_mult,
-                   no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
-    plan = _resolve(loads(text, str(out or "<init>")), model)
-    if not plan.ok or plan.unused_rules:  # a starting file that does not resolve cleanly is our bug
-        raise UsageError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
-            plan.problems() + plan.warnings()))
+    text, plan = checked_starter(model, str(out or "<init>"), lr=args.lr, weight_decay=args.weight_decay,
+                                 layer_decay=args.layer_decay, head_mult=args.head_mult,
+                                 no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
     for warning in plan.warnings():  # a layering too coarse for --layer-decay, names that look wrapped
-        print(f"lrrules: warning: {warning}", file=sys.stderr)
+        _complain(f"lrrules: warning: {warning}")
     if out is None:
         _print(text.rstrip("\n"))
         return EXIT_OK
-    _writable(out, args.force)
-    _write(out, text)
+    _write(out, text, args.force)
     if beside is not None and not beside.exists():
         from .language import json_schema_text
 
-        _write(beside, json_schema_text())
+        _write(beside, json_schema_text(), True)
         _complain(f"wrote {beside}, the JSON Schema the file's first line points to")
-    _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
-              f"--model {model.label}")
+    _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {out} --model {model.label}")
     _complain("editors that use the YAML language server (VS Code's YAML extension, yamlls in Neovim, "
               "JetBrains IDEs) read its `# yaml-language-server: $schema=` line: completion and checks as you type")
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .report import to_json, to_yaml
+    from .report import flattened, to_json, to_yaml
 
-    rules = _rules(args.rules, args.set)
-    data = rules.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-    data = {"version": rules.version, **data}
-    if rules.optimizer is not None:  # its type is a default, and an empty mapping would hide it
-        data["optimizer"] = {"type": rules.optimizer.type}
+    data = flattened(_rules(args.rules, args.set))
     _print(to_json(data) if args.format == "json" else to_yaml(data).rstrip("\n"))
     return EXIT_OK
 
@@ -361,26 +220,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from .language import json_schema_text
 
-    text = json_schema_text()
     if args.output:
-        out = Path(args.output)
-        _writable(out, force=True)
-        _write(out, text)
+        _write(Path(args.output), json_schema_text(), True)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(json_schema_text())
     return EXIT_OK
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plot import plot
 
-    rules = _rules(args.rules, args.set)
-    model = _model(args)
+    rules, model = _rules(args.rules, args.set), _model(args)
     _writable(Path(args.output), force=True)
-    plan = _when(_resolve(rules, model, args), args)
+    plan = _plan(rules, model, args)
     title = f"{args.rules} on {model.label}" + (f" at {plan.when}" if plan.phase_frozen or plan.when else "")
-    written = plot(plan, args.output, title=title)
-    _complain(f"wrote {written}")
+    _complain(f"wrote {plot(plan, args.output, title=title)}")
     return EXIT_OK
 
 
@@ -389,13 +243,12 @@ def cmd_completion(args: argparse.Namespace) -> int:
         import argcomplete
     except ImportError:
         raise UsageError("shell completion needs argcomplete: pip install 'lrrules[completion]'") from None
-    _print(argcomplete.shellcode(["lrrules"], shell=args.shell).rstrip("\n"))
+    _print(argcomplete.shellcode(["lrrules"], shell=args.shell).rstrip("\n"))  # type: ignore[attr-defined]
     return EXIT_OK
 
 
 def _complete(parser: argparse.ArgumentParser) -> None:
-    """Answer the shell's completion request through argcomplete (it prints and exits); without
-    argcomplete installed, nothing to answer."""
+    """Answer the shell's completion request (argcomplete prints and exits); without it, nothing."""
     try:
         import argcomplete
     except ImportError:
@@ -413,7 +266,7 @@ def _model_names(prefix: str, **_: Any) -> list[str]:
     return sources + list(timm.list_models(prefix + "*"))
 
 
-# --- helpers -----------------------------------------------------------------------------------
+# --- arguments and output ----------------------------------------------------------------------
 
 
 def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
@@ -441,7 +294,24 @@ def _overrides(sets: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _when(plan: Plan, args: argparse.Namespace) -> Plan:
+def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
+    from .modelcache import cached_open_model
+    from .sources import parse_model_args
+
+    model: Model = cached_open_model(spec if spec is not None else args.model, args.num_classes,
+                                     parse_model_args(args.model_arg), use_cache=cache and not args.no_cache,
+                                     cache_factory=args.cache_factory)
+    return model
+
+
+def _plan(rules: RuleSet, model: Model, args: argparse.Namespace) -> Plan:
+    """The plan on ``model`` (muP's base shapes from --base-model, built once), at --epoch or --step."""
+    from .check import resolve_model
+    from .resolve import base_shapes
+
+    if args.base_model is not None and not hasattr(args, "base_shapes"):  # diff resolves twice
+        args.base_shapes = base_shapes(_model(args, args.base_model).params)
+    plan = resolve_model(rules, model, getattr(args, "base_shapes", None))
     if getattr(args, "epoch", None) is None and getattr(args, "step", None) is None:
         return plan
     if not plan.phases:  # nothing would change: say so rather than print the plan as if it had
@@ -451,38 +321,14 @@ def _when(plan: Plan, args: argparse.Namespace) -> Plan:
     return plan.at(epoch=args.epoch, step=args.step)
 
 
-def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
-    from .modelcache import cached_open_model
-    from .sources import parse_model_args
-
-    name = spec if spec is not None else args.model
-    return cached_open_model(name, args.num_classes, parse_model_args(args.model_arg),
-                             use_cache=cache and not args.no_cache, cache_factory=args.cache_factory)
-
-
-def _resolve(rules: RuleSet, model: Model, args: argparse.Namespace | None = None) -> Plan:
-    from .resolve import base_shapes, resolve_params
-
-    base = None
-    if getattr(args, "base_model", None) is not None:  # muP's base shapes, built once (diff resolves twice)
-        if not hasattr(args, "base_shapes"):
-            args.base_shapes = base_shapes(_model(args, args.base_model).params)
-        base = args.base_shapes
-    return resolve_params(rules, model.params, model.tensors, model.module, model.ordered, base)
-
-
 def _layers(text: str) -> Any:
     from .language import BlocksLayers, ModuleLayers, TensorLayers, TimmLayers
 
     kind, _, level = text.partition(":")
-    if kind == "blocks" and not level:
-        return BlocksLayers(by="blocks")
-    if kind == "tensor" and not level:
-        return TensorLayers(by="tensor")
-    if kind == "timm" and not level:
-        return TimmLayers(by="timm")
-    # A level is a module depth: a few digits. Thousands of them would reach Python's int-conversion
-    # limit (ValueError), so the length is checked before the conversion.
+    simple = {"blocks": BlocksLayers, "tensor": TensorLayers, "timm": TimmLayers}
+    if kind in simple and not level:
+        return simple[kind](by=kind)
+    # A level is a module depth: a few digits (thousands would reach Python's int-conversion limit).
     if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6
                              and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
@@ -501,37 +347,26 @@ def _writable(out: Path, force: bool) -> None:
     except OSError as exc:
         raise UsageError(f"{out}: cannot write here: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else \
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else \
-            "not a regular file"
+        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
+                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+        kind = next((name for test, name in kinds if test(mode)), "not a regular file")
         raise UsageError(f"{out} is {kind}; -o takes a regular file path (absent, or with --force an existing file)")
     if not force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
 
 
-def _write(out: Path, text: str) -> None:
-    # The OSError of a full disk or a missing directory carries no file name when it comes from
-    # write() or close(); name the file here so the message says which one.
-    try:
+def _write(out: Path, text: str, force: bool) -> None:
+    _writable(out, force)
+    try:  # the OSError of write() or close() names no file: say which one
         with open(out, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
         raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
 
 
-def _schema_near(out: Path | None) -> str:
-    import os
-
-    here = Path("schemas") / "lrrules.schema.json"
-    if not here.is_file():
-        return "lrrules.schema.json"
-    base = (out.parent if out is not None else Path(".")).resolve()
-    return Path(os.path.relpath(here.resolve(), base)).as_posix()
-
-
 def _width(args: argparse.Namespace) -> int | None:
-    """The terminal's width for tables, or ``None`` (no limit) with --wide or when the output is not
-    a terminal: a pipe or a file gets every character, for the tools that read it."""
+    """The terminal's width for tables; ``None`` (no limit) with --wide or when the output is not a
+    terminal: a pipe or a file gets every character, for the tools that read it."""
     import shutil
 
     if getattr(args, "wide", False) or not sys.stdout.isatty():
@@ -540,13 +375,12 @@ def _width(args: argparse.Namespace) -> int | None:
 
 
 def _unicode() -> bool:
-    """Whether the bars may use block characters: the output encoding takes them and the locale is a
-    UTF-8 one. Python runs LC_ALL=C as UTF-8 itself (PEP 538), but the terminal behind it may not."""
+    """Whether bars may use block characters: the output encoding takes them and the locale is a
+    UTF-8 one (Python runs LC_ALL=C as UTF-8 itself, PEP 538, but the terminal behind it may not)."""
     import os
 
     locale_name = next((os.environ[k] for k in ("LC_ALL", "LC_CTYPE", "LANG") if os.environ.get(k)), "")
-    if locale_name and not locale_name.lower().replace("-", "").endswith(("utf8", "utf8@euro")) \
-            and "utf8" not in locale_name.lower().replace("-", ""):
+    if locale_name and "utf8" not in locale_name.lower().replace("-", ""):
         return False
     try:
         "█▏".encode(sys.stdout.encoding or "ascii")
@@ -556,15 +390,14 @@ def _unicode() -> bool:
 
 
 def _print(text: str) -> None:
-    # Every human-readable line is escaped where it is made (report.py); this catches the rest:
-    # no control character from a name, key or file name reaches the terminal. JSON and YAML
-    # escape their own, so this changes nothing there.
+    # Lines are escaped where report.py makes them; this catches the rest: no control character from
+    # a name, key or file name reaches the terminal (JSON and YAML escape their own).
     if text:
         text = printable(text, lines=True)
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
         try:
             text.encode(encoding)
-        except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: a name as \u65e5, not a traceback
+        except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: a name as \u65e5
             text = text.encode(encoding, "backslashreplace").decode(encoding)
         except LookupError:
             pass

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -24,6 +24,10 @@ from .errors import printable
 from .params import ParamInfo
 from .plan import Assignment, Change, Plan
 from .roles import describe
+
+if TYPE_CHECKING:
+    from .check import Finding
+    from .language import RuleSet
 
 #: How many names a problem list shows before it says how many more there are.
 SHOWN = 20
@@ -283,59 +287,45 @@ def nothing_trains(plan: Plan) -> list[str]:
 # --- check findings ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One thing ``lrrules check`` found: in a rule file (``line``/``col`` 1-based, 0 when the
-    finding is about the whole file) or in its plan on ``model``. ``exit_code`` is 2 for an invalid
-    file, 1 for a plan with problems."""
-
-    path: str
-    line: int
-    col: int
-    message: str
-    exit_code: int
-    model: str = ""
-    warning: bool = False  # likely a mistake, not certainly one: exit 0, or 1 under --strict
-
-    @property
-    def severity(self) -> str:
-        """``error`` (an invalid file, exit 2), ``problem`` (exit 1) or ``warning``."""
-        return "warning" if self.warning else "error" if self.exit_code == 2 else "problem"
-
-    def text(self) -> str:
-        # The file and model names on one line whatever they hold: a newline in a file's name must
-        # not start a line that reads as another finding. The message may be several lines.
-        path = printable(self.path)
-        where = f"{path}:{self.line}:{self.col}" if self.line else path
-        on = f" (on {printable(self.model)})" if self.model else ""
-        kind = "warning: " if self.warning else ""
-        return f"{where}: {kind}{printable(self.message, lines=True)}{on}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.path, "line": self.line or None, "col": self.col or None,
-                "severity": self.severity, "model": self.model or None, "message": self.message}
+def findings_text(findings: Sequence[Finding]) -> tuple[str, str]:
+    """The findings as ``check`` prints them by default: ``(stderr, stdout)``. What is found in a
+    file, at its place, goes to stderr as a compiler's does; a model's problems to stdout, under a
+    ``FILE on MODEL:`` heading each."""
+    err = [f.text() for f in findings if f.level != "problem" or not f.model]
+    out: list[str] = []
+    shown: set[tuple[str, str]] = set()
+    for f in findings:
+        if f.level == "problem" and f.model:
+            if (f.path, f.model) not in shown:
+                shown.add((f.path, f.model))
+                out.append(f"{printable(f.path)} on {printable(f.model)}:")
+            out += [f"  {line}" for line in f.message.splitlines()]
+    return "\n".join(err), "\n".join(out)
 
 
 def findings_json(findings: Sequence[Finding]) -> str:
-    """The findings as a JSON list of objects (file, line, col, severity, model, message)."""
-    return to_json([f.to_dict() for f in findings])
+    """The findings (notes left out) as a JSON list of objects (file, line, col, severity, model, message)."""
+    return to_json([f.to_dict() for f in findings if f.level != "note"])
 
 
 def findings_github(findings: Sequence[Finding]) -> str:
     """The findings as GitHub Actions workflow commands, ``::error file=F,line=L,col=C::message``,
     which the Actions runner shows as annotations on the file (and the pull request's diff).
 
-    >>> findings_github([Finding("r.yaml", 3, 5, "unknown key 'lr_mul'", 2)])
+    >>> from lrrules.check import Finding
+    >>> findings_github([Finding("r.yaml", 3, 5, "error", "unknown key 'lr_mul'")])
     "::error file=r.yaml,line=3,col=5,title=lrrules::unknown key 'lr_mul'"
     """
     lines = []
     for f in findings:
+        if f.level == "note":
+            continue
         props = [f"file={_gh_property(f.path)}"]
         if f.line:
             props += [f"line={f.line}", f"col={f.col or 1}"]
         title = f"lrrules on {f.model}" if f.model else "lrrules"
         props.append(f"title={_gh_property(title)}")
-        command = "warning" if f.warning and not f.exit_code else "error"
+        command = "warning" if f.level == "warning" and not f.exit_code else "error"
         lines.append(f"::{command} {','.join(props)}::{_gh_data(f.message)}")
     return "\n".join(lines)
 
@@ -385,6 +375,19 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
     """The parameters whose name (or one of their names) matches the glob ``pattern``."""
     compiled = re.compile(fnmatch.translate(pattern))
     return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
+
+
+def explain_rows(plan: Plan, chosen: Sequence[Assignment], types: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``explain``'s JSON: each chosen parameter with the optimizer it goes to, that optimizer's type
+    (``types``: :func:`lrrules.check.optimizer_types`) and its roles with their evidence (``None`` on a
+    checkpoint, where roles are mostly undecided)."""
+    infos = plan.rows.infos
+    out = []
+    for a in chosen:
+        route = plan.groups[a.group].optimizer if a.group is not None else None
+        roles = dict(infos[a.index].roles) if infos[a.index].module is not None else None
+        out.append(dict(a.to_dict(), optimizer=route, optimizer_type=types.get(route) if route else None, roles=roles))
+    return out
 
 
 def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, str] | None = None,
@@ -446,6 +449,16 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
             lines.append(final + f", group {a.group}")
         blocks.append("\n".join(printable(line) for line in lines))
     return "\n\n".join(blocks)
+
+
+def flattened(rules: RuleSet) -> dict[str, Any]:
+    """``show``'s data: the file as lrrules reads it (extends merged, vars set), defaults left out,
+    the optimizer's type kept (a default, but an empty mapping would hide it)."""
+    data = rules.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    data = {"version": rules.version, **data}
+    if rules.optimizer is not None:
+        data["optimizer"] = {"type": rules.optimizer.type}
+    return data
 
 
 # --- diff --------------------------------------------------------------------------------------

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UsageError
 from .params import ParamInfo, clean_name, unwrap
 
 if TYPE_CHECKING:
     import torch
+
+    from .plan import Plan
+    from .sources import Model
 
 def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) -> list[str]:
     """The module names of the model's classifiers, each once: every name in timm's
@@ -164,3 +170,31 @@ def _quote(text: str) -> str:
     if text.isascii() or max(map(ord, text)) <= 0xFFFF:
         return json.dumps(text)
     return '"' + "".join(f"\\U{ord(c):08x}" if ord(c) > 0xFFFF else json.dumps(c)[1:-1] for c in text) + '"'
+
+
+def checked_starter(model: Model, source: str = "<init>", **options: Any) -> tuple[str, Plan]:
+    """``lrrules init``: the :func:`starter` text for ``model`` and its plan, which resolves cleanly
+    (a starting file that does not is lrrules' bug: :class:`UsageError` with the problems).
+    ``options``: :func:`starter`'s keywords.
+
+    >>> text, plan = checked_starter(open_model("resnet18"), layer_decay=0.75)  # doctest: +SKIP
+    """
+    from .check import resolve_model
+    from .loader import loads
+
+    text = starter(model.params, model.module, model.label, **options)
+    plan = resolve_model(loads(text, source), model)
+    if not plan.ok or plan.unused_rules:
+        raise UsageError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
+            plan.problems() + plan.warnings()))
+    return text, plan
+
+
+def schema_near(out: Path | None) -> str:
+    """The JSON Schema's path relative to the file ``out`` will be: ``schemas/lrrules.schema.json`` of
+    the working folder where there is one, else ``lrrules.schema.json`` beside the file."""
+    here = Path("schemas") / "lrrules.schema.json"
+    if not here.is_file():
+        return "lrrules.schema.json"
+    base = (out.parent if out is not None else Path(".")).resolve()
+    return Path(os.path.relpath(here.resolve(), base)).as_posix()
