@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Imported here, not lazily: the function `check` shares its module's name, and a lazy import of
+# the module would leave `lrrules.check` the module. check.py imports nothing heavy.
+from .check import Finding, check
 from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
 from .language import RuleSet
 from .loader import load, loads
 
 if TYPE_CHECKING:
-    from .check import Finding, check
     from .names import resolve_names
     from .optim import Built, build, build_optimizer
     from .plan import Plan
@@ -26,7 +28,7 @@ __version__ = "0.1.0"
 # Imported when first used: a command answered from the model cache (lrrules resolve, a second
 # time) needs none of the optimizer code, and `import lrrules` stays as cheap as loading a file.
 _LAZY = {
-    "Built": "optim", "build": "optim", "Finding": "check", "check": "check", "build_optimizer": "optim", "Plan": "plan",
+    "Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
     "load_optimizer_state": "resume", "resolve_names": "names", "rule_scheduler": "schedules",
 }
 
