@@ -1,18 +1,14 @@
-"""The ``lrrules`` command line. It parses arguments, calls the library, prints, and maps errors to
-exit codes, here and nowhere else:
-
-    0  clean: the rule file resolves against the model(s), or the diff is empty
-    1  problems: unmatched or conflicting parameters (with --strict also unused rules and lr = 0),
-       or parameters whose settings differ (diff)
-    2  invalid: the rule file, the model, or the command line (the reason on stderr, no traceback)
-
-Only what a command needs is imported: ``lrrules schema`` and ``lrrules check RULES`` without a
-model never import torch or timm.
+"""The ``lrrules`` command line: it parses arguments, calls the library, prints, and maps errors to
+exit codes, here and nowhere else: 0 clean (or an empty diff); 1 problems (unmatched or conflicting
+parameters, with --strict also unused rules and lr = 0; a non-empty diff); 2 invalid (the rule file,
+the model, or the command line: the reason on stderr, no traceback). Only what a command needs is
+imported: ``lrrules schema`` and ``lrrules check RULES`` without a model never import torch or timm.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,44 +23,43 @@ if TYPE_CHECKING:
     from .sources import Model
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_INVALID = 0, 1, 2
-FORMATS = ("table", "json", "yaml", "csv")
-
-
-#: The exit code of a command whose reader went away (``| head``), as a shell reports SIGPIPE.
-EXIT_PIPE = 128 + 13
+EXIT_PIPE = 128 + 13  # the reader went away (``| head``), as a shell reports SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (``sys.argv[1:]`` by default); returns the exit code."""
     parser = _parser()
-    if "_ARGCOMPLETE" in __import__("os").environ:  # the shell asks for completions (lrrules completion)
-        _complete(parser)
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: argcomplete answers and exits
+        try:
+            import argcomplete
+        except ImportError:
+            pass
+        else:
+            argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except LrrulesError as exc:
-        # A rule-file error already starts with its file:line:col, like a compiler's.
+    except LrrulesError as exc:  # a rule-file error already starts with its file:line:col
         _complain(str(exc) if isinstance(exc, RuleFileError) else f"lrrules: error: {exc}")
         return exit_code(exc)
     except BrokenPipeError:
-        # The reader closed the pipe (`lrrules params ... | head -2`): stop quietly, as Unix tools do.
-        # Python would still flush stdout at exit and complain, so stdout goes to /dev/null.
-        _discard_stdout()
+        # `lrrules params ... | head -2`: stop quietly, as Unix tools do. Python would still flush
+        # stdout at exit and complain, so stdout goes to /dev/null.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout replaced by something without a descriptor
+            pass
         return EXIT_PIPE
     except OSError as exc:  # writing an output file (-o /missing/dir/x.json), or a full disk
-        where = f"{exc.filename}: " if exc.filename else ""
-        _complain(f"lrrules: error: {where}{exc.strerror or exc}")
+        _complain(f"lrrules: error: {f'{exc.filename}: ' if exc.filename else ''}{exc.strerror or exc}")
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
 
 
 def exit_code(exc: LrrulesError) -> int:
-    """The exit code for an error: the one place the command line maps errors to codes.
-
-    1 (``EXIT_PROBLEMS``): the rules are valid but leave parameters unmatched or in conflict.
-    2 (``EXIT_INVALID``): anything else lrrules refuses (a bad rule file, model, optimizer, usage).
-    """
+    """The one place errors map to codes: 1 for rules that are valid but leave parameters unmatched
+    or in conflict (:class:`PlanProblemsError`), 2 for anything else lrrules refuses."""
     return EXIT_PROBLEMS if isinstance(exc, PlanProblemsError) else EXIT_INVALID
 
 
@@ -72,16 +67,6 @@ def _complain(text: str) -> None:
     try:
         print(printable(text, lines=True), file=sys.stderr)
     except BrokenPipeError:
-        pass
-
-
-def _discard_stdout() -> None:
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # stdout replaced by something without a descriptor
         pass
 
 
@@ -247,15 +232,6 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _complete(parser: argparse.ArgumentParser) -> None:
-    """Answer the shell's completion request (argcomplete prints and exits); without it, nothing."""
-    try:
-        import argcomplete
-    except ImportError:
-        return
-    argcomplete.autocomplete(parser)
-
-
 def _model_names(prefix: str, **_: Any) -> list[str]:
     """--model completions: the timm names starting with ``prefix``, and the other sources' prefixes."""
     sources = [s for s in ("torchvision:", "hf:") if s.startswith(prefix)]
@@ -377,8 +353,6 @@ def _width(args: argparse.Namespace) -> int | None:
 def _unicode() -> bool:
     """Whether bars may use block characters: the output encoding takes them and the locale is a
     UTF-8 one (Python runs LC_ALL=C as UTF-8 itself, PEP 538, but the terminal behind it may not)."""
-    import os
-
     locale_name = next((os.environ[k] for k in ("LC_ALL", "LC_CTYPE", "LANG") if os.environ.get(k)), "")
     if locale_name and "utf8" not in locale_name.lower().replace("-", ""):
         return False
@@ -408,8 +382,7 @@ def _print(text: str) -> None:
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Wraps the description to the terminal, as argparse does the options; keeps the epilog's
-    example on its own lines, as written, so it can be copied."""
+    """Wraps the description to the terminal; keeps the epilog's example as written, to be copied."""
 
     def add_text(self, text: str | None) -> None:
         if text is not None and text.startswith("example:\n"):
@@ -418,128 +391,113 @@ class _HelpFormatter(argparse.HelpFormatter):
             super().add_text(text)
 
 
-def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], summary: str,
-             description: str, example: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=summary, description=description, epilog=f"example:\n  {example}",
-        formatter_class=_HelpFormatter,
-    )
-    parser.set_defaults(run=run)
-    return parser
+_MODEL_HELP = ("a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, config "
+               "only), package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; "
+               "safetensors are read without importing torch)")
+_WIDE_HELP = ("tables at full width in a terminal too (fitted to it otherwise: short headers, a narrower bar, secondary "
+              "columns left out, long names cut); output to a pipe or a file is always at full width, so there "
+              "--wide changes nothing")
 
 
-def _model_options(parser: argparse.ArgumentParser, many: bool = False, required: bool = True) -> None:
-    parser.add_argument(
-        "--model", required=required, metavar="M", action="append" if many else "store",
-        help="a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, "
-        "config only), package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; "
-        "safetensors are read without importing torch)" + (" (repeatable)" if many else ""),
-    )
-    parser._option_string_actions["--model"].completer = _model_names  # type: ignore[attr-defined]
-    parser.add_argument("--base-model", metavar="M", help="the same architecture at the base width, any --model "
-                        "form (a checkpoint too): the base shapes muP's formula variables read (lrrules:mup)")
-    parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)")
-    parser.add_argument("--cache-factory", action="store_true",
-                        help="cache a package.module:factory model too (not by default: its code is not in the key)")
-
-
-def _set_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
-                        help="override one of the rule file's vars (repeatable)")
-
-
-def _phase_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epoch", type=int, metavar="N", help="show the plan at this epoch of its training phases")
-    parser.add_argument("--step", type=int, metavar="N", help="show the plan at this step of its training phases")
-
-
-def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
-    parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
-    parser.add_argument("--wide", action="store_true",
-                        help="tables at full width in a terminal too (fitted to it otherwise: short headers, a "
-                        "narrower bar, secondary columns left out, long names cut); output to a pipe or a file "
-                        "is always at full width, so there --wide changes nothing")
+def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], text: tuple[str, str, str],
+             *, model: str = "", formats: Sequence[str] = (), sets: bool = True, phases: bool = False,
+             ) -> argparse.ArgumentParser:
+    """A subcommand; ``text``: its summary, description and example; ``model``: "one", "many" (repeatable,
+    optional) or "" (none), with the options every --model takes; ``formats``: --format and --wide."""
+    summary, description, example = text
+    p: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=description,
+                                                     epilog=f"example:\n  {example}", formatter_class=_HelpFormatter)
+    p.set_defaults(run=run)
+    if model:
+        many = model == "many"
+        p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
+                       help=_MODEL_HELP + (" (repeatable)" if many else "")
+                       ).completer = _model_names  # type: ignore[attr-defined]
+        p.add_argument("--base-model", metavar="M", help="the same architecture at the base width, any --model "
+                       "form (a checkpoint too): the base shapes muP's formula variables read (lrrules:mup)")
+        p.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
+        p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
+        p.add_argument("--no-cache", action="store_true",
+                       help="build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)")
+        p.add_argument("--cache-factory", action="store_true",
+                       help="cache a package.module:factory model too (not by default: its code is not in the key)")
+    if formats:
+        p.add_argument("--format", choices=formats, default="table", help="output format (default: table)")
+        p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
+    if sets:
+        p.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
+                       help="override one of the rule file's vars (repeatable)")
+    if phases:
+        p.add_argument("--epoch", type=int, metavar="N", help="show the plan at this epoch of its training phases")
+        p.add_argument("--step", type=int, metavar="N", help="show the plan at this step of its training phases")
+    return p
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lrrules",
-        description="Per-parameter learning rates, weight decay and freezing from a checked, declarative "
-        "rule file.",
-        epilog="exit codes: 0 clean; 1 unmatched or conflicting parameters, or a non-empty diff; "
-        "2 invalid rule file, model or usage",
-    )
+        prog="lrrules", description="Per-parameter learning rates, weight decay and freezing from a checked, "
+        "declarative rule file.", epilog="exit codes: 0 clean; 1 unmatched or conflicting parameters, or a "
+        "non-empty diff; 2 invalid rule file, model or usage")
     parser.add_argument("--version", action="version", version=f"lrrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    tables = ("table", "json", "yaml", "csv")
 
-    p = _command(commands, "resolve", cmd_resolve, "resolve a rule file against a model: the optimizer groups",
-                 "Resolve RULES against a model (built on the meta device, nothing downloaded) and print "
-                 "the optimizer groups, then every unmatched or conflicting parameter.",
-                 "lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2")
+    p = _command(commands, "resolve", cmd_resolve, (
+        "resolve a rule file against a model: the optimizer groups",
+        "Resolve RULES against a model (built on the meta device, nothing downloaded) and print the optimizer "
+        "groups, then every unmatched or conflicting parameter.",
+        "lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2"),
+        model="one", formats=tables, phases=True)
     p.add_argument("rules", metavar="RULES", help="the rule file (YAML, or JSON by its .json name)")
-    _model_options(p)
-    _format_option(p)
     p.add_argument("--params", action="store_true", help="one row per parameter instead of per group")
-    _set_option(p)
-    _phase_options(p)
 
-    p = _command(commands, "params", cmd_params, "list a model's parameters, to write rules against",
-                 "List every parameter: name, shape, elements, owning module class, whether it trains, and "
-                 "its layer index under --layers.",
-                 "lrrules params --model vit_tiny_patch16_224 --layers timm")
-    _model_options(p)
+    p = _command(commands, "params", cmd_params, (
+        "list a model's parameters, to write rules against",
+        "List every parameter: name, shape, elements, owning module class, whether it trains, and its layer "
+        "index under --layers.", "lrrules params --model vit_tiny_patch16_224 --layers timm"),
+        model="one", formats=tables, sets=False)
     p.add_argument("--layers", default=None, metavar="HOW",
                    help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
-    _format_option(p)
 
-    p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
-                 "Check RULES: alone (schema, regexes, formulas; without --model also a file that trains "
-                 "nothing on any model, and, as a warning, a rule that only turns weight decay off where a "
-                 "modifier was meant), and against each --model (unmatched and "
-                 "conflicting parameters, the optimizer and its options). Prints nothing when clean. Against a "
-                 "checkpoint (.safetensors, .safetensors.index.json) torch is never imported: the optimizer's "
-                 "options are checked from lrrules' own table of torch's and timm's optimizers.",
-                 "lrrules check rules.yaml --model resnet18 --model resnet50 --format github")
+    p = _command(commands, "check", cmd_check, (
+        "the CI gate: silent and exit 0 when the rules are clean",
+        "Check RULES: alone (schema, regexes, formulas; without --model also a file that trains nothing on any "
+        "model, and, as a warning, a rule that only turns weight decay off where a modifier was meant), and "
+        "against each --model (unmatched and conflicting parameters, the optimizer and its options). Prints "
+        "nothing when clean. Against a checkpoint (.safetensors, .safetensors.index.json) torch is never "
+        "imported: the optimizer's options are checked from lrrules' own table of torch's and timm's optimizers.",
+        "lrrules check rules.yaml --model resnet18 --model resnet50 --format github"), model="many")
     p.add_argument("rules", metavar="RULES", nargs="+", help="the rule files ('-' reads one from stdin)")
-    _model_options(p, many=True, required=False)
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
     p.add_argument("--format", choices=("text", "github", "json"), default="text",
                    help="text (default), github (GitHub Actions annotations) or json (a list of findings)")
-    _set_option(p)
 
-    p = _command(commands, "explain", cmd_explain, "why a parameter gets its settings",
-                 "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the "
-                 "regex groups captured, the layer, each formula with its variables filled in, and the result.",
-                 "lrrules explain examples/resnet18-discriminative.yaml --model resnet18 'layer2.0.*'")
+    p = _command(commands, "explain", cmd_explain, (
+        "why a parameter gets its settings",
+        "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the regex groups "
+        "captured, the layer, each formula with its variables filled in, and the result.",
+        "lrrules explain examples/resnet18-discriminative.yaml --model resnet18 'layer2.0.*'"),
+        model="one", formats=tables[:3], phases=True)
     p.add_argument("rules", metavar="RULES", help="the rule file")
     p.add_argument("pattern", metavar="PATTERN", help="a glob over parameter names")
-    _model_options(p)
-    _format_option(p, ("table", "json", "yaml"))
-    _set_option(p)
-    _phase_options(p)
 
-    p = _command(commands, "diff", cmd_diff, "the parameters whose settings differ between two rule files",
-                 "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight "
-                 "decay or options differ. OLD or NEW may be a git revision of a file: REV:path.",
-                 "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18")
+    p = _command(commands, "diff", cmd_diff, (
+        "the parameters whose settings differ between two rule files",
+        "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight decay or "
+        "options differ. OLD or NEW may be a git revision of a file: REV:path.",
+        "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18"), model="one", formats=tables, phases=True)
     p.add_argument("old", metavar="OLD", help="the old rule file, or REV:path")
     p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
-    _model_options(p)
-    _format_option(p)
     p.add_argument("--summary", action="store_true",
                    help="one row per rule and setting (with the count and first names) instead of per parameter")
-    _set_option(p)
-    _phase_options(p)
 
-    p = _command(commands, "init", cmd_init, "write a starting rule file for a model",
-                 "Write a rule file for the model that resolves cleanly: a fast head, optionally layer "
-                 "decay over the rest and no weight decay for biases and norms.",
-                 "lrrules init --model convnext_tiny --layer-decay 0.75 --no-decay-norm-bias -o rules.yaml")
-    _model_options(p)
+    p = _command(commands, "init", cmd_init, (
+        "write a starting rule file for a model",
+        "Write a rule file for the model that resolves cleanly: a fast head, optionally layer decay over the "
+        "rest and no weight decay for biases and norms.",
+        "lrrules init --model convnext_tiny --layer-decay 0.75 --no-decay-norm-bias -o rules.yaml"),
+        model="one", sets=False)
     p.add_argument("--lr", type=float, default=1e-3, help="the base lr (default: 0.001)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="the base weight decay (default: 0.05)")
     p.add_argument("--layer-decay", type=float, metavar="F", help="multiply the lr by F per layer from the head")
@@ -549,32 +507,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--schema", metavar="PATH", help="the JSON Schema's path or URL for the editor comment")
 
-    p = _command(commands, "schema", cmd_schema, "print the JSON Schema of rule files",
-                 "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
-                 "lrrules schema -o lrrules.schema.json")
+    p = _command(commands, "schema", cmd_schema, (
+        "print the JSON Schema of rule files",
+        "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
+        "lrrules schema -o lrrules.schema.json"), sets=False)
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of to stdout")
 
-    p = _command(commands, "plot", cmd_plot, "plot lr and weight decay per parameter (needs matplotlib)",
-                 "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by "
-                 "rule. Needs the optional extra: pip install 'lrrules[plot]'.",
-                 "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png")
+    p = _command(commands, "plot", cmd_plot, (
+        "plot lr and weight decay per parameter (needs matplotlib)",
+        "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by rule. Needs "
+        "the optional extra: pip install 'lrrules[plot]'.",
+        "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png"), model="one", phases=True)
     p.add_argument("rules", metavar="RULES", help="the rule file")
-    _model_options(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
-    _set_option(p)
-    _phase_options(p)
 
-    p = _command(commands, "completion", cmd_completion, "print the shell completion script",
-                 "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
-                 "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
-                 'eval "$(lrrules completion bash)"   # in ~/.bashrc')
+    p = _command(commands, "completion", cmd_completion, (
+        "print the shell completion script",
+        "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
+        "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
+        'eval "$(lrrules completion bash)"   # in ~/.bashrc'), sets=False)
     p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
-    p = _command(commands, "show", cmd_show, "print a rule file flattened: extends resolved, vars set",
-                 "Print RULES as lrrules reads it: the files it extends merged in, --set applied, "
-                 "defaults left out. Needs no model.",
-                 "lrrules show experiments/lr-sweep.yaml --set decay=0.8")
+    p = _command(commands, "show", cmd_show, (
+        "print a rule file flattened: extends resolved, vars set",
+        "Print RULES as lrrules reads it: the files it extends merged in, --set applied, defaults left out. "
+        "Needs no model.", "lrrules show experiments/lr-sweep.yaml --set decay=0.8"))
     p.add_argument("rules", metavar="RULES", help="the rule file")
-    _set_option(p)
     p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
     return parser

@@ -16,8 +16,8 @@ import torch
 import lrrules
 from lrrules.errors import OptimizerError
 from lrrules.optim import check_optimizer
-from lrrules.optimizer_table import TIMM, TORCH
-from lrrules.signatures import check, known, options_of
+from lrrules.optimizer_table import OPTIONS, TIMM, TORCH, UNAVAILABLE
+from lrrules.signatures import check, decode, encode, known, options_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,8 @@ def test_the_table_agrees_with_every_installed_torch_optimizer() -> None:
                  if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
     assert set(installed) == set(TORCH)
     for name, cls in installed.items():
-        assert options_of(cls) == TORCH[name], name
+        entry = TORCH[name]
+        assert encode(options_of(cls)) == (None if entry is None else OPTIONS[entry]), name
 
 
 def test_the_table_agrees_with_every_installed_timm_optimizer() -> None:
@@ -38,9 +39,20 @@ def test_the_table_agrees_with_every_installed_timm_optimizer() -> None:
         try:
             factory = get_optimizer_class(name)
         except Exception:  # needs CUDA or a package here: the table says so
-            assert TIMM[name] == "unavailable", name
+            assert TIMM[name] == UNAVAILABLE, name
             continue
-        assert options_of(factory) == TIMM[name], name
+        entry = TIMM[name]
+        assert entry != UNAVAILABLE and encode(options_of(factory)) == (None if entry is None else OPTIONS[entry]), name
+
+
+def test_the_table_reads_back_what_a_check_needs_of_each_default() -> None:
+    # SGD's nesterov check reads momentum and dampening (numbers: read back as 0, torch's own
+    # defaults) and nesterov (not True); a tuple's length and example come back as written.
+    sgd, real = known("SGD").options, options_of(torch.optim.SGD)  # type: ignore[union-attr]
+    assert real is not None and sgd is not None
+    assert (sgd["momentum"], sgd["dampening"]) == (real["momentum"], real["dampening"]) == (0, 0)
+    assert sgd["nesterov"] is not True and real["nesterov"] is False
+    assert known("Rprop").options["etas"] == (0.5, 1.2)  # type: ignore[union-attr]
 
 
 def _rules(defaults: dict[str, object], optimizer: str) -> lrrules.RuleSet:
@@ -58,9 +70,15 @@ def _torch_refuses(cls: type, defaults: dict[str, object]) -> bool:
     return False
 
 
+def _options(name: str) -> dict[str, object]:
+    found = known(name)
+    return dict(found.options or {}) if found is not None else {}
+
+
 _VALUES = [-1.0, -1e-12, 0.0, 1e-8, 0.5, 1.0, 2.0]
 _CASES = [(name, key, value)
-          for name, options in TORCH.items() if options and name not in ("LBFGS", "SparseAdam")
+          for name, options in ((n, _options(n)) for n in TORCH)
+          if options and name not in ("LBFGS", "SparseAdam")
           for key in ("eps", "momentum", "lr_decay", "initial_accumulator_value", "rho", "alpha")
           if key in options and isinstance(options[key], (int, float)) and not isinstance(options[key], bool)
           for value in _VALUES]
@@ -78,7 +96,7 @@ def test_a_value_is_refused_exactly_where_torch_refuses_it(name: str, key: str, 
         assert check(rules) == []
 
 
-@pytest.mark.parametrize("name", [n for n, o in TORCH.items() if o and isinstance(o.get("betas"), tuple)])
+@pytest.mark.parametrize("name", [n for n in TORCH if isinstance(_options(n).get("betas"), tuple)])
 def test_betas_are_refused_exactly_where_torch_refuses_them(name: str) -> None:
     cls = getattr(torch.optim, name)
     for betas in itertools.product([-0.1, 0.0, 0.9, 0.999999, 1.0, 1.5], repeat=2):
@@ -134,7 +152,7 @@ def test_an_unknown_type_points_at_the_type_value() -> None:
 
 def test_timm_names_are_known_case_insensitively_and_unavailable_ones_give_a_note() -> None:
     assert known("Lamb") is not None and known("Lamb").options is not None  # type: ignore[union-attr]
-    unavailable = [n for n, v in TIMM.items() if v == "unavailable"]
+    unavailable = [n for n, v in TIMM.items() if v == UNAVAILABLE]
     if unavailable:
         notes = check(_rules({}, unavailable[0]))
         assert notes and "not checked" in notes[0]
