@@ -244,6 +244,29 @@ def not_nfc(names: Sequence[str]) -> str:
             f"(NFC: {printable(repr(unicodedata.normalize('NFC', odd[0])))})")
 
 
+def parse_overrides(sets: Sequence[str]) -> dict[str, float]:
+    """The ``--set NAME=VALUE`` pairs, each value read as the rule file reads a plain scalar (YAML 1.2's
+    core schema): ``010`` is 10 and ``0x1f`` 31 as in the file, ``yes`` and ``true`` are not numbers.
+
+    >>> parse_overrides(["decay=0.8", "layers=010"])
+    {'decay': 0.8, 'layers': 10}
+    """
+    from .reader import plain_number
+
+    out: dict[str, float] = {}
+    for pair in sets:
+        name, sep, raw = pair.partition("=")
+        try:
+            value = plain_number(raw.strip()) if sep else None
+        except ValueError as exc:
+            raise UsageError(f"--set {printable(name)}: {exc}") from None
+        if not sep or not name.isidentifier() or value is None:
+            raise UsageError(f"--set takes name=number (a number as the rule file writes one: 0.5, 1e-3, 010), "
+                             f"got {pair[:60]!r}" + ("..." if len(pair) > 60 else ""))
+        out[name] = value
+    return out
+
+
 # --- diff ------------------------------------------------------------------------------------------
 
 

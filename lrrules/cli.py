@@ -8,6 +8,7 @@ imported: ``lrrules schema`` and ``lrrules check RULES`` without a model never i
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -106,29 +107,23 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import Finding, check
+    from .check import Finding, check, parse_overrides
     from .report import findings_github, findings_json, findings_text
 
-    models: dict[str, Model] = {}  # each model built once, however many files are checked against it
-
-    def opened(spec: str) -> Model:
-        models[spec] = models.get(spec) or _model(args, spec)
-        return models[spec]
-
+    opened = functools.cache(lambda spec: _model(args, spec))  # each model built once, for every file
+    overrides = parse_overrides(args.set)
     found: list[Finding] = []
     for spec in args.rules:
-        found += check(spec, args.model or (), strict=args.strict, overrides=_overrides(args.set),
+        found += check(spec, args.model or (), strict=args.strict, overrides=overrides,
                        base_model=args.base_model, open_model=opened, cache=not args.no_cache)
-    for note in (f for f in found if f.level == "note"):
-        _complain(note.text())
-    if args.format == "github":
-        _print(findings_github(found))
-    elif args.format == "json":
-        _print(findings_json(found))
+    if args.format == "text":
+        err, out = findings_text(found)
     else:
-        err, out = findings_text([f for f in found if f.level != "note"])
-        _complain(err) if err else None
-        _print(out)
+        err = "\n".join(f.text() for f in found if f.level == "note")
+        out = (findings_github if args.format == "github" else findings_json)(found)
+    if err:
+        _complain(err)
+    _print(out)
     return max((f.exit_code for f in found), default=EXIT_OK)
 
 
@@ -165,15 +160,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from .starter import checked_starter, schema_near
+    from .starter import checked_starter, schema_reference
 
     model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
     out = Path(args.output) if args.output else None
-    schema = args.schema or schema_near(out)
-    beside = None
-    if out is not None and not args.schema and not (out.parent / schema).is_file():
-        # No schema where the reference points: write it beside the file, so the comment resolves.
-        beside, schema = out.parent / "lrrules.schema.json", "lrrules.schema.json"
+    schema, beside = schema_reference(out, args.schema)
     text, plan = checked_starter(model, str(out or "<init>"), lr=args.lr, weight_decay=args.weight_decay,
                                  layer_decay=args.layer_decay, head_mult=args.head_mult,
                                  no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
@@ -246,28 +237,10 @@ def _model_names(prefix: str, **_: Any) -> list[str]:
 
 
 def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
+    from .check import parse_overrides
     from .loader import load
 
-    return load(spec, _overrides(sets))
-
-
-def _overrides(sets: Sequence[str]) -> dict[str, float]:
-    """The ``--set NAME=VALUE`` pairs, each value read as the rule file reads a plain scalar (YAML 1.2's
-    core schema): ``010`` is 10 and ``0x1f`` 31 as in the file, ``yes`` and ``true`` are not numbers."""
-    from .reader import plain_number
-
-    out: dict[str, float] = {}
-    for pair in sets:
-        name, sep, raw = pair.partition("=")
-        try:
-            value = plain_number(raw.strip()) if sep else None
-        except ValueError as exc:
-            raise UsageError(f"--set {printable(name)}: {exc}") from None
-        if not sep or not name.isidentifier() or value is None:
-            raise UsageError(f"--set takes name=number (a number as the rule file writes one: 0.5, 1e-3, 010), "
-                             f"got {pair[:60]!r}" + ("..." if len(pair) > 60 else ""))
-        out[name] = value
-    return out
+    return load(spec, parse_overrides(sets))
 
 
 def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
@@ -311,33 +284,26 @@ def _layers(text: str) -> Any:
     raise UsageError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
 
 
-def _writable(out: Path, force: bool) -> None:
-    """Refuse an output path that is not a regular file or absent: writing to a FIFO would block
-    until a reader came, and to a device or directory is never what ``-o`` means."""
-    import stat
-
-    try:
-        mode = out.stat().st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot write here: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(mode):
-        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
-                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
-        kind = next((name for test, name in kinds if test(mode)), "not a regular file")
-        raise UsageError(f"{out} is {kind}; -o takes a regular file path (absent, or with --force an existing file)")
-    if not force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-
-
 def _write(out: Path, text: str, force: bool) -> None:
+    """Write ``text`` to ``out``, a regular file or none: writing to a FIFO would block until a reader
+    came, and to a device or directory is never what ``-o`` means."""
     _writable(out, force)
     try:  # the OSError of write() or close() names no file: say which one
         with open(out, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
         raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
+
+
+def _writable(out: Path, force: bool) -> None:
+    kinds = {"is_dir": "a directory", "is_fifo": "a named pipe", "is_char_device": "a device",
+             "is_block_device": "a device", "is_socket": "a socket"}
+    kind = next((name for test, name in kinds.items() if getattr(out, test)()), None)
+    if kind is not None or (out.exists() and not out.is_file()):
+        raise UsageError(f"{out} is {kind or 'not a regular file'}; -o takes a regular file path (absent, or with "
+                         "--force an existing file)")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
 
 
 def _width(args: argparse.Namespace) -> int | None:
@@ -391,6 +357,7 @@ class _HelpFormatter(argparse.HelpFormatter):
             super().add_text(text)
 
 
+_TABLES = ("table", "json", "yaml", "csv")
 _MODEL_HELP = ("a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, config "
                "only), package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; "
                "safetensors are read without importing torch)")
@@ -401,13 +368,15 @@ _WIDE_HELP = ("tables at full width in a terminal too (fitted to it otherwise: s
 
 def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], text: tuple[str, str, str],
              *, model: str = "", formats: Sequence[str] = (), sets: bool = True, phases: bool = False,
-             ) -> argparse.ArgumentParser:
+             rules: str = "the rule file") -> argparse.ArgumentParser:
     """A subcommand; ``text``: its summary, description and example; ``model``: "one", "many" (repeatable,
     optional) or "" (none), with the options every --model takes; ``formats``: --format and --wide."""
     summary, description, example = text
     p: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=description,
                                                      epilog=f"example:\n  {example}", formatter_class=_HelpFormatter)
     p.set_defaults(run=run)
+    if rules:
+        p.add_argument("rules", metavar="RULES", help=rules, nargs="+" if rules.startswith("the rule files") else None)
     if model:
         many = model == "many"
         p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
@@ -441,22 +410,20 @@ def _parser() -> argparse.ArgumentParser:
         "non-empty diff; 2 invalid rule file, model or usage")
     parser.add_argument("--version", action="version", version=f"lrrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    tables = ("table", "json", "yaml", "csv")
 
     p = _command(commands, "resolve", cmd_resolve, (
         "resolve a rule file against a model: the optimizer groups",
         "Resolve RULES against a model (built on the meta device, nothing downloaded) and print the optimizer "
         "groups, then every unmatched or conflicting parameter.",
         "lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2"),
-        model="one", formats=tables, phases=True)
-    p.add_argument("rules", metavar="RULES", help="the rule file (YAML, or JSON by its .json name)")
+        model="one", formats=_TABLES, phases=True, rules="the rule file (YAML, or JSON by its .json name)")
     p.add_argument("--params", action="store_true", help="one row per parameter instead of per group")
 
     p = _command(commands, "params", cmd_params, (
         "list a model's parameters, to write rules against",
         "List every parameter: name, shape, elements, owning module class, whether it trains, and its layer "
         "index under --layers.", "lrrules params --model vit_tiny_patch16_224 --layers timm"),
-        model="one", formats=tables, sets=False)
+        model="one", formats=_TABLES, sets=False, rules="")
     p.add_argument("--layers", default=None, metavar="HOW",
                    help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
 
@@ -467,8 +434,8 @@ def _parser() -> argparse.ArgumentParser:
         "against each --model (unmatched and conflicting parameters, the optimizer and its options). Prints "
         "nothing when clean. Against a checkpoint (.safetensors, .safetensors.index.json) torch is never "
         "imported: the optimizer's options are checked from lrrules' own table of torch's and timm's optimizers.",
-        "lrrules check rules.yaml --model resnet18 --model resnet50 --format github"), model="many")
-    p.add_argument("rules", metavar="RULES", nargs="+", help="the rule files ('-' reads one from stdin)")
+        "lrrules check rules.yaml --model resnet18 --model resnet50 --format github"), model="many",
+        rules="the rule files ('-' reads one from stdin)")
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
     p.add_argument("--format", choices=("text", "github", "json"), default="text",
                    help="text (default), github (GitHub Actions annotations) or json (a list of findings)")
@@ -478,26 +445,29 @@ def _parser() -> argparse.ArgumentParser:
         "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the regex groups "
         "captured, the layer, each formula with its variables filled in, and the result.",
         "lrrules explain examples/resnet18-discriminative.yaml --model resnet18 'layer2.0.*'"),
-        model="one", formats=tables[:3], phases=True)
-    p.add_argument("rules", metavar="RULES", help="the rule file")
+        model="one", formats=_TABLES[:3], phases=True)
     p.add_argument("pattern", metavar="PATTERN", help="a glob over parameter names")
 
     p = _command(commands, "diff", cmd_diff, (
         "the parameters whose settings differ between two rule files",
         "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight decay or "
         "options differ. OLD or NEW may be a git revision of a file: REV:path.",
-        "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18"), model="one", formats=tables, phases=True)
+        "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18"), model="one", formats=_TABLES, phases=True, rules="")
     p.add_argument("old", metavar="OLD", help="the old rule file, or REV:path")
     p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
     p.add_argument("--summary", action="store_true",
                    help="one row per rule and setting (with the count and first names) instead of per parameter")
+    _more_commands(commands)
+    return parser
 
+
+def _more_commands(commands: Any) -> None:
     p = _command(commands, "init", cmd_init, (
         "write a starting rule file for a model",
         "Write a rule file for the model that resolves cleanly: a fast head, optionally layer decay over the "
         "rest and no weight decay for biases and norms.",
         "lrrules init --model convnext_tiny --layer-decay 0.75 --no-decay-norm-bias -o rules.yaml"),
-        model="one", sets=False)
+        model="one", sets=False, rules="")
     p.add_argument("--lr", type=float, default=1e-3, help="the base lr (default: 0.001)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="the base weight decay (default: 0.05)")
     p.add_argument("--layer-decay", type=float, metavar="F", help="multiply the lr by F per layer from the head")
@@ -510,7 +480,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(commands, "schema", cmd_schema, (
         "print the JSON Schema of rule files",
         "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
-        "lrrules schema -o lrrules.schema.json"), sets=False)
+        "lrrules schema -o lrrules.schema.json"), sets=False, rules="")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of to stdout")
 
     p = _command(commands, "plot", cmd_plot, (
@@ -518,20 +488,17 @@ def _parser() -> argparse.ArgumentParser:
         "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by rule. Needs "
         "the optional extra: pip install 'lrrules[plot]'.",
         "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png"), model="one", phases=True)
-    p.add_argument("rules", metavar="RULES", help="the rule file")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
 
     p = _command(commands, "completion", cmd_completion, (
         "print the shell completion script",
         "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
         "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
-        'eval "$(lrrules completion bash)"   # in ~/.bashrc'), sets=False)
+        'eval "$(lrrules completion bash)"   # in ~/.bashrc'), sets=False, rules="")
     p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
     p = _command(commands, "show", cmd_show, (
         "print a rule file flattened: extends resolved, vars set",
         "Print RULES as lrrules reads it: the files it extends merged in, --set applied, defaults left out. "
         "Needs no model.", "lrrules show experiments/lr-sweep.yaml --set decay=0.8"))
-    p.add_argument("rules", metavar="RULES", help="the rule file")
     p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
-    return parser

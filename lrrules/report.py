@@ -291,7 +291,8 @@ def findings_text(findings: Sequence[Finding]) -> tuple[str, str]:
     """The findings as ``check`` prints them by default: ``(stderr, stdout)``. What is found in a
     file, at its place, goes to stderr as a compiler's does; a model's problems to stdout, under a
     ``FILE on MODEL:`` heading each."""
-    err = [f.text() for f in findings if f.level != "problem" or not f.model]
+    err = [f.text() for f in findings if f.level == "note"]  # what was not checked, first
+    err += [f.text() for f in findings if f.level not in ("note", "problem") or f.level == "problem" and not f.model]
     out: list[str] = []
     shown: set[tuple[str, str]] = set()
     for f in findings:

@@ -190,11 +190,19 @@ def checked_starter(model: Model, source: str = "<init>", **options: Any) -> tup
     return text, plan
 
 
-def schema_near(out: Path | None) -> str:
-    """The JSON Schema's path relative to the file ``out`` will be: ``schemas/lrrules.schema.json`` of
-    the working folder where there is one, else ``lrrules.schema.json`` beside the file."""
+def schema_reference(out: Path | None, given: str | None = None) -> tuple[str, Path | None]:
+    """The JSON Schema's path that the first line of the file written to ``out`` names (``given``,
+    else ``schemas/lrrules.schema.json`` of the working folder, relative to the file), and where the
+    schema must be written for that line to resolve (``None``: nowhere).
+
+    >>> schema_reference(None, "https://example.org/lrrules.schema.json")
+    ('https://example.org/lrrules.schema.json', None)
+    """
+    if given:
+        return given, None
     here = Path("schemas") / "lrrules.schema.json"
-    if not here.is_file():
-        return "lrrules.schema.json"
     base = (out.parent if out is not None else Path(".")).resolve()
-    return Path(os.path.relpath(here.resolve(), base)).as_posix()
+    schema = Path(os.path.relpath(here.resolve(), base)).as_posix() if here.is_file() else "lrrules.schema.json"
+    if out is not None and not (out.parent / schema).is_file():
+        return "lrrules.schema.json", out.parent / "lrrules.schema.json"  # written beside the file
+    return schema, None
