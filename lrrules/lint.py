@@ -211,7 +211,7 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
     model's check."""
     from .compile import precedence
 
-    found = []
+    found: list[Lint] = []
     # Precedence is transitive: a rule outranking one that outranks another outranks that one too.
     ranks = precedence({r.name: r.overrides for r in rules.rules if not r.fallback})
     claiming = [(r, _plain_globs(r.match)) for r in rules.rules

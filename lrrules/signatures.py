@@ -157,7 +157,7 @@ def check_names(ruleset: RuleSet) -> None:
     Traceback (most recent call last):
     lrrules.errors.OptimizerError: <rules>:3:20: optimizer type 'AdamWW' names no optimizer (did you mean 'AdamW', ...?); ...
     """
-    named = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
+    named: list[tuple[Loc, str]] = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
     named += [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
     for loc, name in named:
         if known(name) is None:
@@ -257,8 +257,8 @@ def _check_nesterov(ruleset: RuleSet, name: str, options: Mapping[str, Any], ref
     for loc, settings in places:
         if settings["nesterov"] is True and _number(settings["momentum"]) and _number(settings["dampening"]):
             if settings["momentum"] <= 0 or settings["dampening"] != 0:
-                own = _entry_options(ruleset, loc)
-                at = next((loc + (k,) for k in ("nesterov", "momentum", "dampening") if k in own), loc)
+                written = _entry_options(ruleset, loc)
+                at = next((loc + (k,) for k in ("nesterov", "momentum", "dampening") if k in written), loc)
                 raise refuse(at, f"'nesterov' of {name} needs momentum > 0 and dampening = 0, got momentum "
                                  f"{settings['momentum']} and dampening {settings['dampening']}")
 

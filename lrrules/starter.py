@@ -33,6 +33,7 @@ def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) ->
     """
     names = [n for p in params for n in p.names]
     inner = unwrap(model) if model is not None else None
+    candidates: list[Any]
     if inner is not None and hasattr(inner, "pretrained_cfg"):
         classifier = getattr(inner, "pretrained_cfg", {}).get("classifier")
         candidates = list(classifier) if isinstance(classifier, (list, tuple)) else [classifier]
