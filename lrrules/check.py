@@ -8,6 +8,7 @@ optimizer the table knows (:mod:`lrrules.signatures`), never imports torch.
 
 from __future__ import annotations
 
+import functools
 import os
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -87,10 +88,11 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
     []
     """
     from .language import RuleSet
+    from .loader import load
 
     name = rules.path if isinstance(rules, RuleSet) else os.fspath(rules)
     try:
-        ruleset = rules if isinstance(rules, RuleSet) else _load(rules, overrides)
+        ruleset = rules if isinstance(rules, RuleSet) else load(rules, overrides)
     except RuleFileError as exc:
         return [located(e) for e in exc.errors]
     except UsageError as exc:  # a file that cannot be read: a missing path, a directory
@@ -110,12 +112,6 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
             base.append(_base_shapes(base_model, opened))
         found += _on_model(ruleset, name, model, base[0], strict)
     return found
-
-
-def _load(spec: str | Path, overrides: Mapping[str, float] | None) -> RuleSet:
-    from .loader import load
-
-    return load(spec, overrides)
 
 
 def _alone(ruleset: RuleSet, name: str, strict: bool) -> list[Finding]:
@@ -150,14 +146,7 @@ def _optimizer(ruleset: RuleSet, cache: bool) -> list[str]:
 def _opener(cache: bool) -> Callable[[str], Model]:
     from .modelcache import cached_open_model
 
-    opened: dict[str, Model] = {}
-
-    def open_once(spec: str) -> Model:
-        if spec not in opened:
-            opened[spec] = cached_open_model(spec, use_cache=cache)
-        return opened[spec]
-
-    return open_once
+    return functools.cache(lambda spec: cached_open_model(spec, use_cache=cache))  # each model built once
 
 
 def _as_model(item: Model | str | torch.nn.Module, opened: Callable[[str], Model]) -> Model:

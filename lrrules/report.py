@@ -1,9 +1,6 @@
-"""Reports for people (tables, explanations) and for programs (JSON, YAML, CSV).
-
-Every output format lives here and only here; each function takes plain data the library already
-made (a :class:`~lrrules.plan.Plan`, a list of :class:`~lrrules.params.ParamInfo`, a list of
-:class:`~lrrules.plan.Change`) and returns text.
-"""
+"""Reports for people (tables, explanations) and for programs (JSON, YAML, CSV, GitHub annotations):
+every output format, each a function from data the library made (a Plan, ParamInfo records,
+Changes, check Findings) to text."""
 
 from __future__ import annotations
 
@@ -29,13 +26,10 @@ if TYPE_CHECKING:
     from .check import Finding
     from .language import RuleSet
 
-#: How many names a problem list shows before it says how many more there are.
-SHOWN = 20
-#: Width of the lr bar, in characters.
-BAR_WIDTH = 12
+SHOWN = 20  # names a problem list shows before it says how many more there are
+BAR_WIDTH, MIN_BAR_WIDTH = 12, 4  # the lr bar's characters, and the fewest it is redrawn to in a terminal
+LOG_SPAN = 100.0  # bars go on a log scale when the largest lr is this many times the smallest
 _EIGHTHS = " ▏▎▍▌▋▊▉"
-
-FORMATS = ("table", "json", "yaml", "csv")
 
 
 # --- structured formats ------------------------------------------------------------------------
@@ -54,12 +48,12 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows as CSV with a header; lists and mappings are written as JSON in their cell.
+    """Rows as CSV with a header, lists and mappings as JSON in their cell. Text a spreadsheet would
+    run as a formula (starting with ``=+-@``, a tab or CR) gets a leading ``'``, as OWASP advises
+    (numbers stay numbers); a row with a CR in a cell is quoted whole (the writer quotes only for ``\\n``).
 
-    Text that a spreadsheet would run as a formula (a name starting with ``=``, ``+``, ``-``, ``@``,
-    a tab or a carriage return) gets a leading ``'``, as OWASP advises; numbers stay numbers, so a
-    negative number is still written as one. A row with a carriage return in a cell is quoted
-    whole: the writer quotes only for its line terminator, ``\\n``.
+    >>> to_csv([{"name": "=cmd", "lr": -0.5}])
+    "name,lr\\n'=cmd,-0.5\\n"
     """
     if not rows:
         return ""
@@ -109,10 +103,6 @@ def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
         return [{**{k: d[k] for k in keys}, "optimizer": route.get(d["group"])}
                 for d in (a.to_dict() for a in plan.params)]
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
-
-
-#: The narrowest the lr bar is redrawn to fit a terminal.
-MIN_BAR_WIDTH = 4
 
 
 @dataclass
@@ -541,10 +531,6 @@ def _claimed(a: Assignment) -> str:
     if not a.rule:
         return "-" if a.status == "trainable" else a.status
     return a.rule + (f" (as {a.matched_as})" if a.matched_as and a.matched_as != a.name else "")
-
-
-#: Bars go on a log scale when the largest lr is this many times the smallest (layer-wise decay).
-LOG_SPAN = 100.0
 
 
 def _log_bottom(lrs: Sequence[float]) -> float | None:
