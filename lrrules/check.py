@@ -136,7 +136,9 @@ def _optimizer(ruleset: RuleSet, cache: bool) -> list[str]:
     checked from the table, without torch; several, or one it does not know: torch decides."""
     from .modelcache import check_optimizer_cached
     from .signatures import check as check_signature
+    from .signatures import check_names
 
+    check_names(ruleset)  # every type at its place, `optimizers:` too, before torch is asked
     notes = None if ruleset.optimizers else check_signature(ruleset)
     if notes is None:
         check_optimizer_cached(ruleset, use_cache=cache)

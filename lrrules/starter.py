@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+from .language import DEFAULT_TYPE
 from .params import ParamInfo, clean_name, unwrap
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def starter(
         f"  lr: {_number(lr)}",
         f"  weight_decay: {_number(weight_decay)}",
         "optimizer:",
-        "  type: AdamW",
+        f"  type: {DEFAULT_TYPE}",
     ]
     if layer_decay is not None:
         # timm's own grouping where timm groups the model; the repeated blocks everywhere else

@@ -62,11 +62,17 @@ def test_an_optimizer_error_lands_on_its_line_in_every_format(tmp_path: Path, ca
         assert lrrules.check(path) == []
 
 
-def test_an_unknown_optimizer_type_is_found_at_its_value_without_a_model(tmp_path: Path) -> None:
-    (path,) = _files(tmp_path, typo="version: 1\ndefaults: {lr: 0.1}\noptimizer: {type: AdamWW}\n")
-    (finding,) = lrrules.check(path)
+@pytest.mark.parametrize("models", [(), ("resnet18",)])
+def test_an_unknown_optimizer_type_is_found_at_its_value(tmp_path: Path, models: tuple[str, ...]) -> None:
+    (single, named) = _files(tmp_path, single="version: 1\ndefaults: {lr: 0.1}\noptimizer: {type: AdamWW}\n",
+                             named="version: 1\ndefaults: {lr: 0.1}\noptimizers:\n  muon: {type: Muonn}\nrules:\n"
+                                   "  - {name: all, match: '*', optimizer: muon}\n")
+    (finding,) = lrrules.check(single, models)
     assert (finding.line, finding.col) == (3, len("optimizer: {type: ") + 1)
     assert "did you mean 'AdamW'" in finding.message
+    (finding,) = lrrules.check(named, models)  # one of several: torch would be asked, the place stays
+    assert (finding.line, finding.col) == (4, len("  muon: {type: ") + 1)
+    assert "did you mean 'Muon'" in finding.message
 
 
 def test_a_loaded_rule_set_and_a_module_are_checked_like_specs() -> None:
