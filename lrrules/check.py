@@ -84,7 +84,10 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
     (it cannot be built) is raised, as the command line stops on it.
 
     >>> import lrrules
-    >>> [f.level for f in lrrules.check("examples/resnet18-discriminative.yaml")]
+    >>> rules = lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\nrules:\\n  - {name: all, match: '*', freeze: true}\\n")
+    >>> [(f.level, f.line, f.col) for f in lrrules.check(rules)]
+    [('problem', 4, 37)]
+    >>> lrrules.check("rules.yaml", ["resnet18"], strict=True)  # doctest: +SKIP
     []
     """
     from .language import RuleSet

@@ -79,7 +79,7 @@ def run() -> None:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def cmd_resolve(args: argparse.Namespace) -> int:
+def _cmd_resolve(args: argparse.Namespace) -> int:
     from .lint import conflict_hints
     from .report import plan_rows, plan_table, render
 
@@ -91,7 +91,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
-def cmd_params(args: argparse.Namespace) -> int:
+def _cmd_params(args: argparse.Namespace) -> int:
     from .layers import assign
     from .report import param_rows, param_table, render
 
@@ -106,7 +106,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def _cmd_check(args: argparse.Namespace) -> int:
     from .check import Finding, check, parse_overrides
     from .report import findings_github, findings_json, findings_text
 
@@ -127,7 +127,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return max((f.exit_code for f in found), default=EXIT_OK)
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def _cmd_explain(args: argparse.Namespace) -> int:
     from .check import optimizer_types
     from .lint import modifier_hints
     from .report import explain_rows, explain_text, explained, render
@@ -144,7 +144,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
+def _cmd_diff(args: argparse.Namespace) -> int:
     from .check import changes
     from .report import diff_summary, diff_table, render
 
@@ -159,7 +159,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if found else EXIT_OK
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def _cmd_init(args: argparse.Namespace) -> int:
     from .starter import checked_starter, schema_reference
 
     model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
@@ -185,7 +185,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def _cmd_show(args: argparse.Namespace) -> int:
     from .report import flattened, to_json, to_yaml
 
     data = flattened(_rules(args.rules, args.set))
@@ -193,7 +193,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
+def _cmd_schema(args: argparse.Namespace) -> int:
     from .language import json_schema_text
 
     if args.output:
@@ -203,7 +203,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
+def _cmd_plot(args: argparse.Namespace) -> int:
     from .plot import plot
 
     rules, model = _rules(args.rules, args.set), _model(args)
@@ -214,7 +214,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_completion(args: argparse.Namespace) -> int:
+def _cmd_completion(args: argparse.Namespace) -> int:
     try:
         import argcomplete
     except ImportError:
@@ -411,7 +411,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lrrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = _command(commands, "resolve", cmd_resolve, (
+    p = _command(commands, "resolve", _cmd_resolve, (
         "resolve a rule file against a model: the optimizer groups",
         "Resolve RULES against a model (built on the meta device, nothing downloaded) and print the optimizer "
         "groups, then every unmatched or conflicting parameter.",
@@ -419,7 +419,7 @@ def _parser() -> argparse.ArgumentParser:
         model="one", formats=_TABLES, phases=True, rules="the rule file (YAML, or JSON by its .json name)")
     p.add_argument("--params", action="store_true", help="one row per parameter instead of per group")
 
-    p = _command(commands, "params", cmd_params, (
+    p = _command(commands, "params", _cmd_params, (
         "list a model's parameters, to write rules against",
         "List every parameter: name, shape, elements, owning module class, whether it trains, and its layer "
         "index under --layers.", "lrrules params --model vit_tiny_patch16_224 --layers timm"),
@@ -427,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default=None, metavar="HOW",
                    help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
 
-    p = _command(commands, "check", cmd_check, (
+    p = _command(commands, "check", _cmd_check, (
         "the CI gate: silent and exit 0 when the rules are clean",
         "Check RULES: alone (schema, regexes, formulas; without --model also a file that trains nothing on any "
         "model, and, as a warning, a rule that only turns weight decay off where a modifier was meant), and "
@@ -440,7 +440,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "github", "json"), default="text",
                    help="text (default), github (GitHub Actions annotations) or json (a list of findings)")
 
-    p = _command(commands, "explain", cmd_explain, (
+    p = _command(commands, "explain", _cmd_explain, (
         "why a parameter gets its settings",
         "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the regex groups "
         "captured, the layer, each formula with its variables filled in, and the result.",
@@ -448,7 +448,7 @@ def _parser() -> argparse.ArgumentParser:
         model="one", formats=_TABLES[:3], phases=True)
     p.add_argument("pattern", metavar="PATTERN", help="a glob over parameter names")
 
-    p = _command(commands, "diff", cmd_diff, (
+    p = _command(commands, "diff", _cmd_diff, (
         "the parameters whose settings differ between two rule files",
         "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight decay or "
         "options differ. OLD or NEW may be a git revision of a file: REV:path.",
@@ -462,7 +462,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _more_commands(commands: Any) -> None:
-    p = _command(commands, "init", cmd_init, (
+    p = _command(commands, "init", _cmd_init, (
         "write a starting rule file for a model",
         "Write a rule file for the model that resolves cleanly: a fast head, optionally layer decay over the "
         "rest and no weight decay for biases and norms.",
@@ -477,27 +477,27 @@ def _more_commands(commands: Any) -> None:
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--schema", metavar="PATH", help="the JSON Schema's path or URL for the editor comment")
 
-    p = _command(commands, "schema", cmd_schema, (
+    p = _command(commands, "schema", _cmd_schema, (
         "print the JSON Schema of rule files",
         "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
         "lrrules schema -o lrrules.schema.json"), sets=False, rules="")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of to stdout")
 
-    p = _command(commands, "plot", cmd_plot, (
+    p = _command(commands, "plot", _cmd_plot, (
         "plot lr and weight decay per parameter (needs matplotlib)",
         "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by rule. Needs "
         "the optional extra: pip install 'lrrules[plot]'.",
         "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png"), model="one", phases=True)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
 
-    p = _command(commands, "completion", cmd_completion, (
+    p = _command(commands, "completion", _cmd_completion, (
         "print the shell completion script",
         "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
         "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
         'eval "$(lrrules completion bash)"   # in ~/.bashrc'), sets=False, rules="")
     p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
-    p = _command(commands, "show", cmd_show, (
+    p = _command(commands, "show", _cmd_show, (
         "print a rule file flattened: extends resolved, vars set",
         "Print RULES as lrrules reads it: the files it extends merged in, --set applied, defaults left out. "
         "Needs no model.", "lrrules show experiments/lr-sweep.yaml --set decay=0.8"))

@@ -36,11 +36,19 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
 def to_json(data: Any) -> str:
+    """``data`` as indented JSON."""
     return json.dumps(data, indent=2)
 
 
 def to_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    """``data`` as block YAML, keys in their order, short lists in flow style.
+
+    >>> print(to_yaml({"lr": 0.1, "betas": [0.9, 0.99]}), end="")
+    lr: 0.1
+    betas: [0.9, 0.99]
+    """
+    text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    return text
 
 
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
@@ -347,6 +355,8 @@ def param_rows(params: Sequence[ParamInfo], layers: Sequence[int | None]) -> lis
 
 
 def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | None = None) -> str:
+    """The :func:`param_rows` as an aligned table with a totals line (names and classes shorten within
+    ``width``; numbers never)."""
     header = ["name", "shape", "numel", "module", "trains", "layer"]
     body = [
         [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""),
@@ -355,7 +365,7 @@ def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | No
         for r in rows
     ]
     total = sum(r["numel"] for r in rows)
-    lines = _align([header, *body], width, fixed={1, 2, 4, 5})  # names and classes shorten; numbers never
+    lines = _align([header, *body], width, fixed={1, 2, 4, 5})
     return "\n".join(lines + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
