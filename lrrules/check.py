@@ -97,7 +97,7 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
     try:
         ruleset = rules if isinstance(rules, RuleSet) else load(rules, overrides)
     except RuleFileError as exc:
-        return [located(e) for e in exc.errors]
+        return [_located(e) for e in exc.errors]
     except UsageError as exc:  # a file that cannot be read: a missing path, a directory
         return [Finding(name, 0, 0, "error", str(exc))]
     if not models:
@@ -105,7 +105,7 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
     try:
         notes = _optimizer(ruleset, cache)
     except OptimizerError as exc:
-        return [optimizer_finding(exc, name)]
+        return [_optimizer_finding(exc, name)]
     found = [Finding(name, 0, 0, "note", note) for note in notes]
     opened = open_model or _opener(cache)
     base: list[BaseShapes | None] = []  # muP's base shapes: made once, when a plan first needs them
@@ -126,7 +126,7 @@ def _alone(ruleset: RuleSet, name: str, strict: bool) -> list[Finding]:
     try:
         check_names(ruleset)
     except OptimizerError as exc:
-        return [optimizer_finding(exc, name)]
+        return [_optimizer_finding(exc, name)]
     found = []
     for item in lint(ruleset):
         where = ruleset.locate(item.loc)
@@ -195,7 +195,7 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
     try:
         plan = resolve_model(ruleset, model, base)
     except RuleFileError as exc:
-        return [located(e, model.label) for e in exc.errors]
+        return [_located(e, model.label) for e in exc.errors]
     except ResolveError as exc:
         return [Finding(name, 0, 0, "error", str(exc), model.label)]
     found = []
@@ -203,7 +203,7 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
     lines += [f"strict: {w}" for w in plan.warnings()] if strict else []
     if lines:
         found.append(Finding(name, 0, 0, "problem", "\n".join(lines), model.label))
-    unnormal = not_nfc([p.name for p in model.params]) if plan.unused_rules else ""
+    unnormal = _not_nfc([p.name for p in model.params]) if plan.unused_rules else ""
     if unnormal:
         found.append(Finding(name, 0, 0, "warning", f"{unnormal}; rule '{plan.unused_rules[0]}' matches no "
                              "parameter, and names are matched as written, code point by code point: a glob "
@@ -212,7 +212,7 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
     return found
 
 
-def located(error: RuleError, model: str = "") -> Finding:
+def _located(error: RuleError, model: str = "") -> Finding:
     """A :class:`RuleError` as a finding at its place, its message escaped as ``RuleError`` prints it
     (a key may hold a newline; only the caret's own lines may break the message)."""
     field = printable(dotted(error.loc))
@@ -220,15 +220,15 @@ def located(error: RuleError, model: str = "") -> Finding:
     return Finding(error.path, error.line, error.col, "error", message, model)
 
 
-def optimizer_finding(exc: OptimizerError, name: str) -> Finding:
+def _optimizer_finding(exc: OptimizerError, name: str) -> Finding:
     """An :class:`OptimizerError` on its line where it has one (an option, the type), else on the file."""
     return Finding(exc.path or name, exc.line, exc.col, "error", exc.message if exc.path else str(exc))
 
 
-def not_nfc(names: Sequence[str]) -> str:
+def _not_nfc(names: Sequence[str]) -> str:
     """How many names are not in Unicode NFC (``e`` + U+0301 rather than ``é``), with one for example.
 
-    >>> not_nfc(["fc.weight", "cafe\\u0301.bias"])
+    >>> _not_nfc(["fc.weight", "cafe\\u0301.bias"])
     "1 parameter names are not in Unicode NFC, such as 'cafe\\u0301.bias' (NFC: 'café.bias')"
     """
     odd = [n for n in names if not n.isascii() and unicodedata.normalize("NFC", n) != n]

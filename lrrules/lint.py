@@ -122,7 +122,11 @@ def _constant(value: Any) -> float | None:
 def matches_every_name(matcher: Any) -> bool:
     """Whether ``matcher`` matches every parameter name of every model, as far as the file alone
     says: a glob of only ``*``, a regex that finds ``.*``, ``any`` with such a member, ``all`` (and
-    a mapping's fields) made only of such. Modules, shapes and conditions depend on the model."""
+    a mapping's fields) made only of such. Modules, shapes and conditions depend on the model.
+
+    >>> matches_every_name("**"), matches_every_name("*.bias")
+    (True, False)
+    """
     if isinstance(matcher, str):
         return matcher != "" and set(matcher) == {"*"}
     if isinstance(matcher, list):

@@ -88,7 +88,11 @@ def _csv_cell(value: Any) -> Any:
 def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[str, Any]]],
            table: Callable[[], str]) -> str:
     """``data()`` as JSON or YAML, ``rows()`` as CSV, or ``table()``, by ``fmt``: only the one asked
-    for is built, which matters for a model of many thousand tensors."""
+    for is built, which matters for a model of many thousand tensors.
+
+    >>> render("csv", dict, lambda: [{"lr": 0.1}], str)
+    'lr\\n0.1'
+    """
     if fmt == "json":
         return to_json(data())
     if fmt == "yaml":

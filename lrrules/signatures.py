@@ -87,7 +87,11 @@ def decode(text: str) -> dict[str, Any]:
 
 
 def options_of(factory: Any) -> dict[str, Any] | None:
-    """The options a constructor takes, with their defaults; ``None`` for ``**kwargs``."""
+    """The options a constructor takes, with their defaults; ``None`` for ``**kwargs``.
+
+    >>> options_of(lambda params, lr=0.1, betas=(0.9, 0.99): None)
+    {'lr': 0.1, 'betas': (0.9, 0.99)}
+    """
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
