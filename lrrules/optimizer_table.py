@@ -1,6 +1,6 @@
 """The options of torch's and timm's optimizers, written down so that checking a rule file needs no torch.
 
-Generated from the installed torch and timm by ``python -m lrrules.signatures``; each text in
+Generated from the installed torch and timm by ``python tests/test_signatures.py``; each text in
 OPTIONS is an optimizer's options as :func:`lrrules.signatures.encode` writes them (what a check
 reads of each default), and TORCH and TIMM give each optimizer's text by its index: ``None`` where
 it takes any keyword, UNAVAILABLE where timm knows the name but it needs a package or CUDA that the

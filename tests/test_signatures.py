@@ -16,10 +16,45 @@ import torch
 import lrrules
 from lrrules.errors import OptimizerError
 from lrrules.optim import check_optimizer
-from lrrules.optimizer_table import OPTIONS, TIMM, TORCH, UNAVAILABLE
+from lrrules.optimizer_table import GENERATED_WITH, OPTIONS, TIMM, TORCH, UNAVAILABLE
 from lrrules.signatures import check, decode, encode, known, options_of
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The table is regenerated here, by the test that keeps it true: `python tests/test_signatures.py`
+# prints the tables, to paste into lrrules/optimizer_table.py below its docstring.
+def regenerated() -> str:
+    """The text of lrrules/optimizer_table.py's tables from the installed torch and timm."""
+    import textwrap
+
+    import timm
+    from timm.optim import get_optimizer_class, list_optimizers
+
+    torch_table: dict[str, str | None] = {
+        n: encode(options_of(v)) for n, v in sorted(vars(torch.optim).items())
+        if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
+    timm_table: dict[str, str | None] = {}
+    for n in map(str, list_optimizers()):
+        try:
+            timm_table[n] = encode(options_of(get_optimizer_class(n)))
+        except Exception:  # noqa: BLE001  (timm raises plain errors for what needs CUDA or a package)
+            timm_table[n] = "unavailable"
+    texts = sorted({t for t in [*torch_table.values(), *timm_table.values()] if t not in (None, "unavailable")})
+    index = {t: i for i, t in enumerate(texts)}
+    index.update({None: None, "unavailable": UNAVAILABLE})  # type: ignore[dict-item]
+    lines = [f'GENERATED_WITH = {{"torch": "{torch.__version__.split("+")[0]}", "timm": "{timm.__version__}"}}',
+             "OPTIONS: list[str] = ["]
+    for i, text in enumerate(texts):  # one string over several lines, the words a line holds
+        parts = textwrap.wrap(text, 104, break_long_words=False)
+        lines += [f"    {p + ' ' if j < len(parts) - 1 else p!r}" for j, p in enumerate(parts)]
+        lines[-1] += f",  # {i}"
+    lines.append("]")
+    for var, table in (("TORCH", torch_table), ("TIMM", timm_table)):
+        body = ", ".join(f"{k!r}: {index[table[k]]}" for k in sorted(table))  # type: ignore[index]
+        lines += [f"{var}: dict[str, int | None] = {{", textwrap.fill(body, 116, initial_indent="    ",
+                                                                     subsequent_indent="    "), "}"]
+    return "\n".join(lines)
 
 
 def test_the_table_agrees_with_every_installed_torch_optimizer() -> None:
@@ -186,3 +221,15 @@ def test_commands_against_a_checkpoint_never_import_torch(tmp_path: Path, comman
     out = subprocess.run([sys.executable, "-c", _PROBE, command, *args, "--model", str(model)],
                          capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert out.stdout.split()[-2:] == ["NO-TORCH", "0"], out.stderr
+
+
+def test_the_regenerated_table_is_the_table() -> None:
+    import lrrules.optimizer_table as table
+
+    text = Path(table.__file__).read_text()
+    assert regenerated().split("\n", 1)[1] in text, "regenerate it: python tests/test_signatures.py"
+    assert GENERATED_WITH["torch"] in regenerated().split("\n", 1)[0]
+
+
+if __name__ == "__main__":
+    print(regenerated())
