@@ -216,10 +216,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_completion(args: argparse.Namespace) -> int:
     try:
-        import argcomplete
+        from argcomplete.shell_integration import shellcode
     except ImportError:
         raise UsageError("shell completion needs argcomplete: pip install 'lrrules[completion]'") from None
-    _print(argcomplete.shellcode(["lrrules"], shell=args.shell).rstrip("\n"))  # type: ignore[attr-defined]
+    _print(shellcode(["lrrules"], shell=args.shell).rstrip("\n"))
     return EXIT_OK
 
 
@@ -379,9 +379,9 @@ def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int],
         p.add_argument("rules", metavar="RULES", help=rules, nargs="+" if rules.startswith("the rule files") else None)
     if model:
         many = model == "many"
-        p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
-                       help=_MODEL_HELP + (" (repeatable)" if many else "")
-                       ).completer = _model_names  # type: ignore[attr-defined]
+        option = p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
+                                help=_MODEL_HELP + (" (repeatable)" if many else ""))
+        setattr(option, "completer", _model_names)  # argcomplete reads it
         p.add_argument("--base-model", metavar="M", help="the same architecture at the base width, any --model "
                        "form (a checkpoint too): the base shapes muP's formula variables read (lrrules:mup)")
         p.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")

@@ -160,17 +160,17 @@ def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
                 c.header = c.short or c.header
         if over(columns) > 0:
             columns = [c for c in columns if not (c.drop < 0 and all(x == "-" for x in c.cells))]
-        bar = next((c for c in columns if c.kind == "bar" and c.redraw is not None), None)
-        if bar is not None and over(columns) > 0:
-            bar.cells = bar.redraw(MIN_BAR_WIDTH)  # type: ignore[misc]
+        bar = next((c for c in columns if c.kind == "bar"), None)
+        redraw = bar.redraw if bar is not None else None
+        if bar and redraw and over(columns) > 0:
+            bar.cells = redraw(MIN_BAR_WIDTH)
         for rank in sorted({c.drop for c in columns if c.drop > 0}):
             if over(columns, floors=rank > 1) <= 0:
                 break
             columns = [c for c in columns if c.drop != rank]
-        if bar is not None and over(columns) < 0 and len(bar.cells) and max(map(len, bar.cells)) < BAR_WIDTH:
+        if bar and redraw and over(columns) < 0 and len(bar.cells) and max(map(len, bar.cells)) < BAR_WIDTH:
             # The room the later steps left goes back to the bar.
-            chars = min(BAR_WIDTH, max(map(len, bar.cells)) - over(columns))
-            bar.cells = bar.redraw(chars)  # type: ignore[misc]
+            bar.cells = redraw(min(BAR_WIDTH, max(map(len, bar.cells)) - over(columns)))
     rows = [[c.header for c in columns], *([c.cells[i] for c in columns] for i in range(len(columns[0].cells)))]
     return _align(rows, width, unicode, fixed={i for i, c in enumerate(columns) if c.kind != "text"})
 
@@ -448,7 +448,8 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
                 route = plan.groups[a.group].optimizer
                 kind = (optimizers or {}).get(route)
                 lines.append(f"  optimizer: {route}" + (f" ({kind})" if kind else ""))
-            final = f"  => lr {_num(a.lr)} (x{_num(a.lr_scale)} base), weight_decay {_num(a.weight_decay)}"  # type: ignore[arg-type]
+            final = (f"  => lr {_num(a.lr or 0.0)} (x{_num(a.lr_scale or 0.0)} base), "
+                     f"weight_decay {_num(a.weight_decay or 0.0)}")
             if a.options:
                 final += ", " + ", ".join(f"{k} {_value(v)}" for k, v in a.options.items())
             lines.append(final + f", group {a.group}")

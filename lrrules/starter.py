@@ -142,7 +142,7 @@ def _no_weight_decay_names(model: torch.nn.Module | None, params: Sequence[Param
     if inner is None or not hasattr(inner, "no_weight_decay"):
         return []
     try:
-        wanted = set(inner.no_weight_decay())  # type: ignore[operator]
+        wanted = set(getattr(inner, "no_weight_decay")())  # torch types a module's attribute as a Tensor
     except KeyboardInterrupt:
         raise
     except BaseException:  # noqa: BLE001  a model's own hook; a failure means only that there is no list to add
