@@ -93,6 +93,8 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
     from .language import RuleSet
     from .loader import load
 
+    if overrides and isinstance(rules, RuleSet):  # its vars are read already: never dropped silently
+        raise UsageError("check: overrides apply to a rule file that is loaded here, not to a RuleSet")
     name = rules.path if isinstance(rules, RuleSet) else os.fspath(rules)
     try:
         ruleset = rules if isinstance(rules, RuleSet) else load(rules, overrides)

@@ -84,6 +84,12 @@ def test_a_loaded_rule_set_and_a_module_are_checked_like_specs() -> None:
     assert "1.weight" in finding.message and finding.exit_code == 1
 
 
+def test_overrides_for_a_loaded_rule_set_are_refused_not_dropped() -> None:
+    rules = lrrules.loads("version: 1\nvars: {decay: 0.5}\ndefaults: {lr: 0.1}\n")
+    with pytest.raises(lrrules.LrrulesError, match="overrides"):
+        lrrules.check(rules, overrides={"decay": 0.8})
+
+
 def test_a_warning_fails_only_under_strict(tmp_path: Path) -> None:
     text = ("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n"
             "  - {name: nd, match: '*.bias', weight_decay: 0}\n")
