@@ -143,12 +143,9 @@ class _Column:
 
 
 def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
-    """The columns as aligned lines within ``width``, giving way in this order (docs/cli.md, "In a
-    terminal"): headers take their short names, columns with ``-`` in every row go, the bar is
-    redrawn narrower (down to MIN_BAR_WIDTH), the ``drop`` 1 columns go, text columns are
-    shortened, then the columns of higher ``drop`` ranks go one rank at a time; the room left at
-    the end goes back to the bar. A number is never cut; what still does not fit is wrapped by the
-    terminal."""
+    """The columns as aligned lines within ``width``, giving way in the order docs/cli.md ("In a
+    terminal") gives: short headers, columns of ``-`` only, a narrower bar, ``drop`` 1 columns, shorter
+    text, then higher ``drop`` ranks; room left goes back to the bar. A number is never cut."""
 
     def over(cols: list[_Column], floors: bool = False) -> int:
         used = sum(c.floor if floors else c.width for c in cols)
@@ -177,10 +174,9 @@ def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
 
 def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True,
                width: int | None = None, hints: Sequence[str] = ()) -> str:
-    """The groups (or each parameter) as an aligned table with an lr bar, then every problem and the
-    ``hints`` on them (:func:`lrrules.lint.conflict_hints`). Within ``width`` columns where given,
-    the table gives way as :func:`_fit` says and the name lists wrap. A file with several optimizers
-    gets an ``optimizer`` column: the one each group goes to."""
+    """The groups (or each parameter) as a table with an lr bar (and an ``optimizer`` column where the
+    file has several), then every problem and the ``hints`` on them (:func:`lrrules.lint.conflict_hints`),
+    fitted to ``width`` as :func:`_fit` says."""
     lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
@@ -397,10 +393,9 @@ def explain_rows(plan: Plan, chosen: Sequence[Assignment], types: Mapping[str, s
 
 def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, str] | None = None,
                  optimizers: Mapping[str, str] | None = None) -> str:
-    """For each of the ``chosen`` parameters (see :func:`explained`): what matched, what it captured,
-    each formula with its variables, the optimizer it goes to (its name in the file and, from
-    ``optimizers``, its type) and the final settings; under a conflict, the ``hints`` of the rules in
-    it (by rule name: :func:`lrrules.lint.modifier_hints`).
+    """For each ``chosen`` parameter: what matched and captured, each formula with its variables, the
+    optimizer it goes to (with its type from ``optimizers``), the final settings; under a conflict, the
+    ``hints`` of its rules (:func:`lrrules.lint.modifier_hints`).
 
     >>> print(explain_text(plan, explained(plan, "lm_head.*"), optimizers={"default": "AdamW"}))  # doctest: +SKIP
     """
@@ -473,10 +468,9 @@ def flattened(rules: RuleSet) -> dict[str, Any]:
 def diff_table(changes: Sequence[Change], old: str, new: str,
                summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None,
                unicode: bool = True) -> str:
-    """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
-    one row per rule and setting. Within ``width``, the two files' columns are headed ``old`` and
-    ``new`` (named above the table), values are never cut, and the examples go last; a cut text
-    ends in ``…``, or ``~`` where ``unicode`` is false."""
+    """The changes a row per parameter and setting, or per rule and setting given ``summary_rows``
+    (:func:`diff_summary`). Within ``width`` the files' columns are headed ``old`` and ``new`` (named
+    above), values are never cut, the examples column is the one left out; a cut text ends in ``…``."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
     count = len({c.param for c in changes if not c.param.startswith("(")})
