@@ -382,11 +382,10 @@ def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int],
         option = p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
                                 help=_MODEL_HELP + (" (repeatable)" if many else ""))
         setattr(option, "completer", _model_names)  # argcomplete reads it
-        p.add_argument("--base-model", metavar="M", help="the same architecture at the base width, any --model "
-                       "form (a checkpoint too): the base shapes muP's formula variables read (lrrules:mup)")
+        p.add_argument("--base-model", metavar="M", help="the model at muP's base width, any --model form (lrrules:mup)")
         p.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
-        p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                       help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
+        p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="passed to the "
+                       "model's constructor (repeatable; VALUE is read as JSON if it can be)")
         p.add_argument("--no-cache", action="store_true",
                        help="build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)")
         p.add_argument("--cache-factory", action="store_true",
@@ -429,11 +428,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _command(commands, "check", _cmd_check, (
         "the CI gate: silent and exit 0 when the rules are clean",
-        "Check RULES: alone (schema, regexes, formulas; without --model also a file that trains nothing on any "
-        "model, and, as a warning, a rule that only turns weight decay off where a modifier was meant), and "
-        "against each --model (unmatched and conflicting parameters, the optimizer and its options). Prints "
-        "nothing when clean. Against a checkpoint (.safetensors, .safetensors.index.json) torch is never "
-        "imported: the optimizer's options are checked from lrrules' own table of torch's and timm's optimizers.",
+        "Check RULES alone (schema, regexes, formulas, a file that trains nothing, a decay-only rule where a "
+        "modifier was meant) or against each --model (unmatched and conflicting parameters, the optimizer and its "
+        "options; against a checkpoint without importing torch). Prints nothing when clean.",
         "lrrules check rules.yaml --model resnet18 --model resnet50 --format github"), model="many",
         rules="the rule files ('-' reads one from stdin)")
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
