@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Imported here, not lazily: the function `check` shares its module's name, and a lazy import of
+# the module would leave `lrrules.check` the module. check.py imports nothing heavy.
+from .check import Finding, check
 from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
 from .language import RuleSet
 from .loader import load, loads
@@ -45,6 +48,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Built",
+    "Finding",
     "LrrulesError",
     "Plan",
     "PlanProblemsError",
@@ -54,6 +58,7 @@ __all__ = [
     "RuleSet",
     "build",
     "build_optimizer",
+    "check",
     "load_optimizer_state",
     "load",
     "loads",

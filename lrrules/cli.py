@@ -1,18 +1,15 @@
-"""The ``lrrules`` command line. It parses arguments, calls the library, prints, and maps errors to
-exit codes, here and nowhere else:
-
-    0  clean: the rule file resolves against the model(s), or the diff is empty
-    1  problems: unmatched or conflicting parameters (with --strict also unused rules and lr = 0),
-       or parameters whose settings differ (diff)
-    2  invalid: the rule file, the model, or the command line (the reason on stderr, no traceback)
-
-Only what a command needs is imported: ``lrrules schema`` and ``lrrules check RULES`` without a
-model never import torch or timm.
+"""The ``lrrules`` command line: it parses arguments, calls the library, prints, and maps errors to
+exit codes, here and nowhere else: 0 clean (or an empty diff); 1 problems (unmatched or conflicting
+parameters, with --strict also unused rules and lr = 0; a non-empty diff); 2 invalid (the rule file,
+the model, or the command line: the reason on stderr, no traceback). Only what a command needs is
+imported: ``lrrules schema`` and ``lrrules check RULES`` without a model never import torch or timm.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,44 +24,43 @@ if TYPE_CHECKING:
     from .sources import Model
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_INVALID = 0, 1, 2
-FORMATS = ("table", "json", "yaml", "csv")
-
-
-#: The exit code of a command whose reader went away (``| head``), as a shell reports SIGPIPE.
-EXIT_PIPE = 128 + 13
+EXIT_PIPE = 128 + 13  # the reader went away (``| head``), as a shell reports SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (``sys.argv[1:]`` by default); returns the exit code."""
     parser = _parser()
-    if "_ARGCOMPLETE" in __import__("os").environ:  # the shell asks for completions (lrrules completion)
-        _complete(parser)
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: argcomplete answers and exits
+        try:
+            import argcomplete
+        except ImportError:
+            pass
+        else:
+            argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except LrrulesError as exc:
-        # A rule-file error already starts with its file:line:col, like a compiler's.
+    except LrrulesError as exc:  # a rule-file error already starts with its file:line:col
         _complain(str(exc) if isinstance(exc, RuleFileError) else f"lrrules: error: {exc}")
         return exit_code(exc)
     except BrokenPipeError:
-        # The reader closed the pipe (`lrrules params ... | head -2`): stop quietly, as Unix tools do.
-        # Python would still flush stdout at exit and complain, so stdout goes to /dev/null.
-        _discard_stdout()
+        # `lrrules params ... | head -2`: stop quietly, as Unix tools do. Python would still flush
+        # stdout at exit and complain, so stdout goes to /dev/null.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout replaced by something without a descriptor
+            pass
         return EXIT_PIPE
     except OSError as exc:  # writing an output file (-o /missing/dir/x.json), or a full disk
-        where = f"{exc.filename}: " if exc.filename else ""
-        _complain(f"lrrules: error: {where}{exc.strerror or exc}")
+        _complain(f"lrrules: error: {f'{exc.filename}: ' if exc.filename else ''}{exc.strerror or exc}")
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
 
 
 def exit_code(exc: LrrulesError) -> int:
-    """The exit code for an error: the one place the command line maps errors to codes.
-
-    1 (``EXIT_PROBLEMS``): the rules are valid but leave parameters unmatched or in conflict.
-    2 (``EXIT_INVALID``): anything else lrrules refuses (a bad rule file, model, optimizer, usage).
-    """
+    """The one place errors map to codes: 1 for rules that are valid but leave parameters unmatched
+    or in conflict (:class:`PlanProblemsError`), 2 for anything else lrrules refuses."""
     return EXIT_PROBLEMS if isinstance(exc, PlanProblemsError) else EXIT_INVALID
 
 
@@ -72,16 +68,6 @@ def _complain(text: str) -> None:
     try:
         print(printable(text, lines=True), file=sys.stderr)
     except BrokenPipeError:
-        pass
-
-
-def _discard_stdout() -> None:
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # stdout replaced by something without a descriptor
         pass
 
 
@@ -93,27 +79,26 @@ def run() -> None:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def cmd_resolve(args: argparse.Namespace) -> int:
+def _cmd_resolve(args: argparse.Namespace) -> int:
     from .lint import conflict_hints
     from .report import plan_rows, plan_table, render
 
-    rules = _rules(args.rules, args.set)
-    model = _model(args)
-    plan = _when(_resolve(rules, model, args), args)
+    rules, model = _rules(args.rules, args.set), _model(args)
+    plan = _plan(rules, model, args)
     _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
                   lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args),
                                      conflict_hints(rules, plan.conflicts))))
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
-def cmd_params(args: argparse.Namespace) -> int:
+def _cmd_params(args: argparse.Namespace) -> int:
     from .layers import assign
     from .report import param_rows, param_table, render
 
     model = _model(args)
-    if args.layers is None and not model.ordered:  # no order to count layers in, and none asked for
-        layers, count = [None] * len(model.params), 0
-    else:
+    layers: list[int | None] = [None] * len(model.params)
+    count = 0
+    if args.layers is not None or model.ordered:  # a checkpoint's tensors have no order to count layers in
         layers, count = assign(_layers(args.layers or "module"), model.params, model.module, model.ordered)
     rows = param_rows(model.params, layers)
     data = {"model": model.label, "num_layers": count, "params": rows}
@@ -121,286 +106,121 @@ def cmd_params(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from .report import Finding, findings_github, findings_json
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .check import Finding, check, parse_overrides
+    from .report import findings_github, findings_json, findings_text
 
-    findings: list[Finding] = []
-    models: dict[str, Model] = {}  # each model built once, however many files are checked against it
-    for spec in args.rules:
-        findings += _check_one(spec, args, models)
-    if args.format == "github":
-        _print(findings_github(findings))
-    elif args.format == "json":
-        _print(findings_json(findings))
-    else:
-        for f in findings:  # what is found in the file, at its place, on stderr (as a compiler's)
-            if f.exit_code == EXIT_INVALID or not f.model or f.warning:
-                _complain(f.text())
-        shown: set[tuple[str, str]] = set()  # the models' problems on stdout
-        for f in findings:
-            if f.exit_code == EXIT_PROBLEMS and f.model and not f.warning:
-                if (f.path, f.model) not in shown:
-                    shown.add((f.path, f.model))
-                    _print(f"{printable(f.path)} on {printable(f.model)}:")
-                _print("\n".join(f"  {line}" for line in f.message.splitlines()))
-    return max((f.exit_code for f in findings), default=EXIT_OK)
-
-
-def _check_one(spec: str, args: argparse.Namespace, models: dict[str, Model]) -> list[Any]:
-    """What ``check`` finds in one rule file: its errors (each with its place), or the problems of
-    the plan on each ``--model``. Errors of the command line and the model stop the run as usual."""
-    from .errors import OptimizerError, ResolveError
-    from .lint import conflict_hints
-    from .report import Finding, nothing_trains, problems
-
-    try:
-        rules = _rules(spec, args.set)
-    except RuleFileError as exc:
-        return [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID) for e in exc.errors]
-    except UsageError as exc:  # a file that cannot be read: a missing path, a directory
-        return [Finding(spec, 0, 0, str(exc), EXIT_INVALID)]
+    opened = functools.cache(lambda spec: _model(args, spec))  # each model built once, for every file
+    overrides = parse_overrides(args.set)
     found: list[Finding] = []
-    if not args.model:  # what the file alone decides for every model: nothing trains, a decay-only rule
-        from .lint import lint
-        from .signatures import check_names
-
-        try:  # an optimizer type no torch or timm optimizer has (AdamWW), from the torch-free table
-            check_names(rules)
-        except OptimizerError as exc:
-            return [_optimizer_finding(exc, spec)]
-
-        for item in lint(rules):
-            where = rules.locate(item.loc)
-            code = EXIT_PROBLEMS if item.severity == "problem" or args.strict else EXIT_OK
-            found.append(Finding(where.path, where.line, where.col, item.message, code,
-                                 warning=item.severity == "warning"))
-    if args.model:
-        from .sources import check_optimizer_cached
-        from .signatures import check as check_signature
-
-        try:
-            # One optimizer: its options are checked from lrrules' table of torch's and timm's
-            # optimizers, without importing torch. Several, or one the table does not know: torch decides.
-            notes = None if rules.optimizers else check_signature(rules)
-            if notes is None:
-                check_optimizer_cached(rules, use_cache=not args.no_cache)
-        except OptimizerError as exc:
-            return [_optimizer_finding(exc, spec)]
-        for note in notes or []:
-            _complain(f"lrrules: note: {note}")
-        for model_spec in args.model:
-            model = models[model_spec] = models.get(model_spec) or _model(args, model_spec)
-            try:
-                plan = _resolve(rules, model, args)
-            except RuleFileError as exc:
-                found += [Finding(e.path, e.line, e.col, _located_message(e), EXIT_INVALID, model.label)
-                          for e in exc.errors]
-                continue
-            except ResolveError as exc:
-                found.append(Finding(spec, 0, 0, str(exc), EXIT_INVALID, model.label))
-                continue
-            lines = problems(plan) + conflict_hints(rules, plan.conflicts) + nothing_trains(plan)
-            lines += [f"strict: {w}" for w in plan.warnings()] if args.strict else []
-            if lines:
-                found.append(Finding(spec, 0, 0, "\n".join(lines), EXIT_PROBLEMS, model.label))
-            unnormal = _not_nfc(model.params) if plan.unused_rules else None
-            if unnormal:
-                code = EXIT_PROBLEMS if args.strict else EXIT_OK
-                found.append(Finding(spec, 0, 0, f"{unnormal}; rule '{plan.unused_rules[0]}' matches no parameter, and "
-                                     "names are matched as written, code point by code point: a glob typed in NFC "
-                                     "does not match a name in NFD (copy the name from `lrrules params`)", code,
-                                     model.label, warning=True))
-    return found
+    for spec in args.rules:
+        found += check(spec, args.model or (), strict=args.strict, overrides=overrides,
+                       base_model=args.base_model, open_model=opened, cache=not args.no_cache)
+    if args.format == "text":
+        err, out = findings_text(found)
+    else:
+        err = "\n".join(f.text() for f in found if f.level == "note")
+        out = (findings_github if args.format == "github" else findings_json)(found)
+    if err:
+        _complain(err)
+    _print(out)
+    return max((f.exit_code for f in found), default=EXIT_OK)
 
 
-def _optimizer_finding(exc: Any, spec: str) -> Any:
-    """An :class:`OptimizerError` as ``check`` reports it: on its line where it has one (an option,
-    the type), on the file otherwise."""
-    from .report import Finding
-
-    return Finding(exc.path or spec, exc.line, exc.col, exc.message if exc.path else str(exc), EXIT_INVALID)
-
-
-def _not_nfc(params: Sequence[Any]) -> str:
-    """How many parameter names are not in Unicode's NFC form (``e`` + U+0301 rather than ``é``), with
-    one for example; empty if none."""
-    import unicodedata
-
-    odd = [p.name for p in params if not p.name.isascii() and unicodedata.normalize("NFC", p.name) != p.name]
-    if not odd:
-        return ""
-    return (f"{len(odd)} parameter names are not in Unicode NFC, such as {printable(repr(odd[0]))} "
-            f"(NFC: {printable(repr(unicodedata.normalize('NFC', odd[0])))})")
-
-
-def _located_message(error: RuleFileError | Any) -> str:
-    from .errors import caret, dotted
-
-    # Escaped as RuleError.__str__ does: a key may hold a newline or an escape sequence, and only
-    # the caret's own lines may break the message.
-    field = printable(dotted(error.loc))
-    return (f"{field}: " if field else "") + printable(error.message) + caret(error.expr, error.offset)
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .check import optimizer_types
     from .lint import modifier_hints
-    from .report import explain_text, explained, render
+    from .report import explain_rows, explain_text, explained, render
 
-    rules = _rules(args.rules, args.set)
-    model = _model(args)
-    plan = _when(_resolve(rules, model, args), args)
+    rules, model = _rules(args.rules, args.set), _model(args)
+    plan = _plan(rules, model, args)
     chosen = explained(plan, args.pattern)
     if not chosen:
         raise UsageError(f"no parameter of {model.label} matches '{args.pattern}'; "
-                           f"see `lrrules params --model {model.label}`")
-    types = _optimizer_types(rules)
-
-    def data() -> list[dict[str, Any]]:  # with the optimizer each goes to, as the text names it
-        routed = [plan.groups[a.group].optimizer if a.group is not None else None for a in chosen]
-        # and its roles with their evidence ({role: why}; null on a checkpoint, where roles are mostly undecided)
-        infos = plan.rows.infos
-        return [dict(a.to_dict(), optimizer=r, optimizer_type=types.get(r) if r else None,
-                     roles=dict(infos[a.index].roles) if infos[a.index].module is not None else None)
-                for a, r in zip(chosen, routed)]
-
-    _print(render(args.format, data, data, lambda: explain_text(plan, chosen, modifier_hints(rules), types)))
+                         f"see `lrrules params --model {model.label}`")
+    types = optimizer_types(rules)
+    rows = lambda: explain_rows(plan, chosen, types)  # noqa: E731
+    _print(render(args.format, rows, rows, lambda: explain_text(plan, chosen, modifier_hints(rules), types)))
     return EXIT_OK
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
-    from .plan import Change, diff_plans
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .check import changes
     from .report import diff_summary, diff_table, render
 
     old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
     model = _model(args)
-    old_plan, new_plan = _when(_resolve(old_rules, model, args), args), _when(_resolve(new_rules, model, args), args)
-    # The optimizer's own settings first: a new type or default changes every group, not one parameter.
-    whole = [Change("(optimizer)", "type", _optimizer_type(old_rules), _optimizer_type(new_rules)),
-             Change("(defaults)", "lr", old_plan.base_lr, new_plan.base_lr),
-             Change("(defaults)", "weight_decay", old_plan.base_weight_decay, new_plan.base_weight_decay)]
-    for key in dict.fromkeys([*old_plan.base_options, *new_plan.base_options]):
-        whole.append(Change("(defaults)", key, old_plan.base_options.get(key), new_plan.base_options.get(key)))
-    old_types, new_types = _optimizer_types(old_rules), _optimizer_types(new_rules)
-    for name in dict.fromkeys([*old_types, *new_types]):  # a named optimizer added, dropped or retyped
-        if name != "default":  # the single optimizer: the (optimizer) row above
-            whole.append(Change(f"(optimizers.{name})", "type", old_types.get(name), new_types.get(name)))
-    changes = [c for c in whole if c.old != c.new] + diff_plans(old_plan, new_plan)
-    if args.summary:
-        rows = diff_summary(changes, old_plan, new_plan)
-        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, rows, _width(args), _unicode())))
-    else:
-        rows = [c.to_dict() for c in changes]
-        _print(render(args.format, lambda: rows, lambda: rows, lambda: diff_table(changes, args.old, args.new, None, _width(args), _unicode())))
-    return EXIT_PROBLEMS if changes else EXIT_OK
+    old_plan, new_plan = _plan(old_rules, model, args), _plan(new_rules, model, args)
+    found = changes(old_rules, new_rules, old_plan, new_plan)
+    summary = diff_summary(found, old_plan, new_plan) if args.summary else None
+    rows = summary if summary is not None else [c.to_dict() for c in found]
+    _print(render(args.format, lambda: rows, lambda: rows,
+                  lambda: diff_table(found, args.old, args.new, summary, _width(args), _unicode())))
+    return EXIT_PROBLEMS if found else EXIT_OK
 
 
-def _optimizer_type(rules: RuleSet) -> str:
-    return rules.optimizer.type if rules.optimizer is not None else "AdamW"
-
-
-def _optimizer_types(rules: RuleSet) -> dict[str, str]:
-    """The type of each optimizer a parameter may be routed to, by its name (``default``: the single one)."""
-    from .language import DEFAULT_OPTIMIZER
-    from .routes import optimizer_type
-
-    return {name: optimizer_type(rules, name) for name in [DEFAULT_OPTIMIZER, *rules.optimizers]}
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    import os
-
-    from .loader import loads
-    from .starter import starter
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .starter import checked_starter, schema_reference
 
     model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
     out = Path(args.output) if args.output else None
-    schema = args.schema or _schema_near(out)
-    beside = None
-    if out is not None and not args.schema and not (out.parent / schema).is_file():
-        # No schema file where the reference points: write it beside the rule file, so the editor
-        # comment resolves wherever the file is written.
-        beside, schema = out.parent / "lrrules.schema.json", "lrrules.schema.json"
-    text = starter(model.params, model.module, model.label, lr=args.lr, weight_decay=args.weight_decay,
-                   layer_decay=args.layer_decay, head_mult=args.head_mult,
-                   no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
-    plan = _resolve(loads(text, str(out or "<init>")), model)
-    if not plan.ok or plan.unused_rules:  # a starting file that does not resolve cleanly is our bug
-        raise UsageError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
-            plan.problems() + plan.warnings()))
+    schema, beside = schema_reference(out, args.schema)
+    text, plan = checked_starter(model, str(out or "<init>"), lr=args.lr, weight_decay=args.weight_decay,
+                                 layer_decay=args.layer_decay, head_mult=args.head_mult,
+                                 no_decay_norm_bias=args.no_decay_norm_bias, schema=schema)
     for warning in plan.warnings():  # a layering too coarse for --layer-decay, names that look wrapped
-        print(f"lrrules: warning: {warning}", file=sys.stderr)
+        _complain(f"lrrules: warning: {warning}")
     if out is None:
         _print(text.rstrip("\n"))
         return EXIT_OK
-    _writable(out, args.force)
-    _write(out, text)
+    _write(out, text, args.force)
     if beside is not None and not beside.exists():
         from .language import json_schema_text
 
-        _write(beside, json_schema_text())
+        _write(beside, json_schema_text(), True)
         _complain(f"wrote {beside}, the JSON Schema the file's first line points to")
-    _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {os.fspath(out)} "
-              f"--model {model.label}")
+    _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {out} --model {model.label}")
     _complain("editors that use the YAML language server (VS Code's YAML extension, yamlls in Neovim, "
               "JetBrains IDEs) read its `# yaml-language-server: $schema=` line: completion and checks as you type")
     return EXIT_OK
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from .report import to_json, to_yaml
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .report import flattened, to_json, to_yaml
 
-    rules = _rules(args.rules, args.set)
-    data = rules.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-    data = {"version": rules.version, **data}
-    if rules.optimizer is not None:  # its type is a default, and an empty mapping would hide it
-        data["optimizer"] = {"type": rules.optimizer.type}
+    data = flattened(_rules(args.rules, args.set))
     _print(to_json(data) if args.format == "json" else to_yaml(data).rstrip("\n"))
     return EXIT_OK
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
+def _cmd_schema(args: argparse.Namespace) -> int:
     from .language import json_schema_text
 
-    text = json_schema_text()
     if args.output:
-        out = Path(args.output)
-        _writable(out, force=True)
-        _write(out, text)
+        _write(Path(args.output), json_schema_text(), True)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(json_schema_text())
     return EXIT_OK
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
+def _cmd_plot(args: argparse.Namespace) -> int:
     from .plot import plot
 
-    rules = _rules(args.rules, args.set)
-    model = _model(args)
+    rules, model = _rules(args.rules, args.set), _model(args)
     _writable(Path(args.output), force=True)
-    plan = _when(_resolve(rules, model, args), args)
+    plan = _plan(rules, model, args)
     title = f"{args.rules} on {model.label}" + (f" at {plan.when}" if plan.phase_frozen or plan.when else "")
-    written = plot(plan, args.output, title=title)
-    _complain(f"wrote {written}")
+    _complain(f"wrote {plot(plan, args.output, title=title)}")
     return EXIT_OK
 
 
-def cmd_completion(args: argparse.Namespace) -> int:
+def _cmd_completion(args: argparse.Namespace) -> int:
     try:
-        import argcomplete
+        from argcomplete.shell_integration import shellcode
     except ImportError:
         raise UsageError("shell completion needs argcomplete: pip install 'lrrules[completion]'") from None
-    _print(argcomplete.shellcode(["lrrules"], shell=args.shell).rstrip("\n"))
+    _print(shellcode(["lrrules"], shell=args.shell).rstrip("\n"))
     return EXIT_OK
-
-
-def _complete(parser: argparse.ArgumentParser) -> None:
-    """Answer the shell's completion request through argcomplete (it prints and exits); without
-    argcomplete installed, nothing to answer."""
-    try:
-        import argcomplete
-    except ImportError:
-        return
-    argcomplete.autocomplete(parser)
 
 
 def _model_names(prefix: str, **_: Any) -> list[str]:
@@ -413,35 +233,34 @@ def _model_names(prefix: str, **_: Any) -> list[str]:
     return sources + list(timm.list_models(prefix + "*"))
 
 
-# --- helpers -----------------------------------------------------------------------------------
+# --- arguments and output ----------------------------------------------------------------------
 
 
 def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
+    from .check import parse_overrides
     from .loader import load
 
-    return load(spec, _overrides(sets))
+    return load(spec, parse_overrides(sets))
 
 
-def _overrides(sets: Sequence[str]) -> dict[str, float]:
-    """The ``--set NAME=VALUE`` pairs, each value read as the rule file reads a plain scalar (YAML 1.2's
-    core schema): ``010`` is 10 and ``0x1f`` 31 as in the file, ``yes`` and ``true`` are not numbers."""
-    from .reader import plain_number
+def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
+    from .sources import cached_open_model
+    from .sources import parse_model_args
 
-    out: dict[str, float] = {}
-    for pair in sets:
-        name, sep, raw = pair.partition("=")
-        try:
-            value = plain_number(raw.strip()) if sep else None
-        except ValueError as exc:
-            raise UsageError(f"--set {printable(name)}: {exc}") from None
-        if not sep or not name.isidentifier() or value is None:
-            raise UsageError(f"--set takes name=number (a number as the rule file writes one: 0.5, 1e-3, 010), "
-                             f"got {pair[:60]!r}" + ("..." if len(pair) > 60 else ""))
-        out[name] = value
-    return out
+    model: Model = cached_open_model(spec if spec is not None else args.model, args.num_classes,
+                                     parse_model_args(args.model_arg), use_cache=cache and not args.no_cache,
+                                     cache_factory=args.cache_factory)
+    return model
 
 
-def _when(plan: Plan, args: argparse.Namespace) -> Plan:
+def _plan(rules: RuleSet, model: Model, args: argparse.Namespace) -> Plan:
+    """The plan on ``model`` (muP's base shapes from --base-model, built once), at --epoch or --step."""
+    from .check import resolve_model
+    from .resolve import base_shapes
+
+    if args.base_model is not None and not hasattr(args, "base_shapes"):  # diff resolves twice
+        args.base_shapes = base_shapes(_model(args, args.base_model).params)
+    plan = resolve_model(rules, model, getattr(args, "base_shapes", None))
     if getattr(args, "epoch", None) is None and getattr(args, "step", None) is None:
         return plan
     if not plan.phases:  # nothing would change: say so rather than print the plan as if it had
@@ -451,87 +270,45 @@ def _when(plan: Plan, args: argparse.Namespace) -> Plan:
     return plan.at(epoch=args.epoch, step=args.step)
 
 
-def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
-    from .sources import cached_open_model
-    from .sources import parse_model_args
-
-    name = spec if spec is not None else args.model
-    return cached_open_model(name, args.num_classes, parse_model_args(args.model_arg),
-                             use_cache=cache and not args.no_cache, cache_factory=args.cache_factory)
-
-
-def _resolve(rules: RuleSet, model: Model, args: argparse.Namespace | None = None) -> Plan:
-    from .resolve import base_shapes, resolve_params
-
-    base = None
-    if getattr(args, "base_model", None) is not None:  # muP's base shapes, built once (diff resolves twice)
-        if not hasattr(args, "base_shapes"):
-            args.base_shapes = base_shapes(_model(args, args.base_model).params)
-        base = args.base_shapes
-    return resolve_params(rules, model.params, model.tensors, model.module, model.ordered, base)
-
-
 def _layers(text: str) -> Any:
     from .language import BlocksLayers, ModuleLayers, TensorLayers, TimmLayers
 
     kind, _, level = text.partition(":")
-    if kind == "blocks" and not level:
-        return BlocksLayers(by="blocks")
-    if kind == "tensor" and not level:
-        return TensorLayers(by="tensor")
-    if kind == "timm" and not level:
-        return TimmLayers(by="timm")
-    # A level is a module depth: a few digits. Thousands of them would reach Python's int-conversion
-    # limit (ValueError), so the length is checked before the conversion.
+    simple = {"blocks": BlocksLayers, "tensor": TensorLayers, "timm": TimmLayers}
+    if kind in simple and not level:
+        return simple[kind](by=kind)
+    # A level is a module depth: a few digits (thousands would reach Python's int-conversion limit).
     if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6
                              and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
     raise UsageError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
 
 
-def _writable(out: Path, force: bool) -> None:
-    """Refuse an output path that is not a regular file or absent: writing to a FIFO would block
-    until a reader came, and to a device or directory is never what ``-o`` means."""
-    import stat
-
-    try:
-        mode = out.stat().st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot write here: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else \
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else \
-            "not a regular file"
-        raise UsageError(f"{out} is {kind}; -o takes a regular file path (absent, or with --force an existing file)")
-    if not force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-
-
-def _write(out: Path, text: str) -> None:
-    # The OSError of a full disk or a missing directory carries no file name when it comes from
-    # write() or close(); name the file here so the message says which one.
-    try:
+def _write(out: Path, text: str, force: bool) -> None:
+    """Write ``text`` to ``out``, a regular file or none: writing to a FIFO would block until a reader
+    came, and to a device or directory is never what ``-o`` means."""
+    _writable(out, force)
+    try:  # the OSError of write() or close() names no file: say which one
         with open(out, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
         raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
 
 
-def _schema_near(out: Path | None) -> str:
-    import os
-
-    here = Path("schemas") / "lrrules.schema.json"
-    if not here.is_file():
-        return "lrrules.schema.json"
-    base = (out.parent if out is not None else Path(".")).resolve()
-    return Path(os.path.relpath(here.resolve(), base)).as_posix()
+def _writable(out: Path, force: bool) -> None:
+    kinds = {"is_dir": "a directory", "is_fifo": "a named pipe", "is_char_device": "a device",
+             "is_block_device": "a device", "is_socket": "a socket"}
+    kind = next((name for test, name in kinds.items() if getattr(out, test)()), None)
+    if kind is not None or (out.exists() and not out.is_file()):
+        raise UsageError(f"{out} is {kind or 'not a regular file'}; -o takes a regular file path (absent, or with "
+                         "--force an existing file)")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
 
 
 def _width(args: argparse.Namespace) -> int | None:
-    """The terminal's width for tables, or ``None`` (no limit) with --wide or when the output is not
-    a terminal: a pipe or a file gets every character, for the tools that read it."""
+    """The terminal's width for tables; ``None`` (no limit) with --wide or when the output is not a
+    terminal: a pipe or a file gets every character, for the tools that read it."""
     import shutil
 
     if getattr(args, "wide", False) or not sys.stdout.isatty():
@@ -540,13 +317,10 @@ def _width(args: argparse.Namespace) -> int | None:
 
 
 def _unicode() -> bool:
-    """Whether the bars may use block characters: the output encoding takes them and the locale is a
-    UTF-8 one. Python runs LC_ALL=C as UTF-8 itself (PEP 538), but the terminal behind it may not."""
-    import os
-
+    """Whether bars may use block characters: the output encoding takes them and the locale is a
+    UTF-8 one (Python runs LC_ALL=C as UTF-8 itself, PEP 538, but the terminal behind it may not)."""
     locale_name = next((os.environ[k] for k in ("LC_ALL", "LC_CTYPE", "LANG") if os.environ.get(k)), "")
-    if locale_name and not locale_name.lower().replace("-", "").endswith(("utf8", "utf8@euro")) \
-            and "utf8" not in locale_name.lower().replace("-", ""):
+    if locale_name and "utf8" not in locale_name.lower().replace("-", ""):
         return False
     try:
         "█▏".encode(sys.stdout.encoding or "ascii")
@@ -556,15 +330,14 @@ def _unicode() -> bool:
 
 
 def _print(text: str) -> None:
-    # Every human-readable line is escaped where it is made (report.py); this catches the rest:
-    # no control character from a name, key or file name reaches the terminal. JSON and YAML
-    # escape their own, so this changes nothing there.
+    # Lines are escaped where report.py makes them; this catches the rest: no control character from
+    # a name, key or file name reaches the terminal (JSON and YAML escape their own).
     if text:
         text = printable(text, lines=True)
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
         try:
             text.encode(encoding)
-        except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: a name as \u65e5, not a traceback
+        except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: a name as \u65e5
             text = text.encode(encoding, "backslashreplace").decode(encoding)
         except LookupError:
             pass
@@ -575,8 +348,7 @@ def _print(text: str) -> None:
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Wraps the description to the terminal, as argparse does the options; keeps the epilog's
-    example on its own lines, as written, so it can be copied."""
+    """Wraps the description to the terminal; keeps the epilog's example as written, to be copied."""
 
     def add_text(self, text: str | None) -> None:
         if text is not None and text.startswith("example:\n"):
@@ -585,128 +357,114 @@ class _HelpFormatter(argparse.HelpFormatter):
             super().add_text(text)
 
 
-def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], summary: str,
-             description: str, example: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=summary, description=description, epilog=f"example:\n  {example}",
-        formatter_class=_HelpFormatter,
-    )
-    parser.set_defaults(run=run)
-    return parser
+_TABLES = ("table", "json", "yaml", "csv")
+_MODEL_HELP = ("a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, config "
+               "only), package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; "
+               "safetensors are read without importing torch)")
+_WIDE_HELP = ("tables at full width in a terminal too (fitted to it otherwise: short headers, a narrower bar, secondary "
+              "columns left out, long names cut); output to a pipe or a file is always at full width, so there "
+              "--wide changes nothing")
 
 
-def _model_options(parser: argparse.ArgumentParser, many: bool = False, required: bool = True) -> None:
-    parser.add_argument(
-        "--model", required=required, metavar="M", action="append" if many else "store",
-        help="a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, "
-        "config only), package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; "
-        "safetensors are read without importing torch)" + (" (repeatable)" if many else ""),
-    )
-    parser._option_string_actions["--model"].completer = _model_names  # type: ignore[attr-defined]
-    parser.add_argument("--base-model", metavar="M", help="the same architecture at the base width, any --model "
-                        "form (a checkpoint too): the base shapes muP's formula variables read (lrrules:mup)")
-    parser.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)")
-    parser.add_argument("--cache-factory", action="store_true",
-                        help="cache a package.module:factory model too (not by default: its code is not in the key)")
-
-
-def _set_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
-                        help="override one of the rule file's vars (repeatable)")
-
-
-def _phase_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epoch", type=int, metavar="N", help="show the plan at this epoch of its training phases")
-    parser.add_argument("--step", type=int, metavar="N", help="show the plan at this step of its training phases")
-
-
-def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
-    parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
-    parser.add_argument("--wide", action="store_true",
-                        help="tables at full width in a terminal too (fitted to it otherwise: short headers, a "
-                        "narrower bar, secondary columns left out, long names cut); output to a pipe or a file "
-                        "is always at full width, so there --wide changes nothing")
+def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], text: tuple[str, str, str],
+             *, model: str = "", formats: Sequence[str] = (), sets: bool = True, phases: bool = False,
+             rules: str = "the rule file") -> argparse.ArgumentParser:
+    """A subcommand; ``text``: its summary, description and example; ``model``: "one", "many" (repeatable,
+    optional) or "" (none), with the options every --model takes; ``formats``: --format and --wide."""
+    summary, description, example = text
+    p: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=description,
+                                                     epilog=f"example:\n  {example}", formatter_class=_HelpFormatter)
+    p.set_defaults(run=run)
+    if rules:
+        p.add_argument("rules", metavar="RULES", help=rules, nargs="+" if rules.startswith("the rule files") else None)
+    if model:
+        many = model == "many"
+        option = p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
+                                help=_MODEL_HELP + (" (repeatable)" if many else ""))
+        setattr(option, "completer", _model_names)  # argcomplete reads it
+        p.add_argument("--base-model", metavar="M", help="the model at muP's base width, any --model form (lrrules:mup)")
+        p.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
+        p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="passed to the "
+                       "model's constructor (repeatable; VALUE is read as JSON if it can be)")
+        p.add_argument("--no-cache", action="store_true",
+                       help="build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)")
+        p.add_argument("--cache-factory", action="store_true",
+                       help="cache a package.module:factory model too (not by default: its code is not in the key)")
+    if formats:
+        p.add_argument("--format", choices=formats, default="table", help="output format (default: table)")
+        p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
+    if sets:
+        p.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
+                       help="override one of the rule file's vars (repeatable)")
+    if phases:
+        p.add_argument("--epoch", type=int, metavar="N", help="show the plan at this epoch of its training phases")
+        p.add_argument("--step", type=int, metavar="N", help="show the plan at this step of its training phases")
+    return p
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lrrules",
-        description="Per-parameter learning rates, weight decay and freezing from a checked, declarative "
-        "rule file.",
-        epilog="exit codes: 0 clean; 1 unmatched or conflicting parameters, or a non-empty diff; "
-        "2 invalid rule file, model or usage",
-    )
+        prog="lrrules", description="Per-parameter learning rates, weight decay and freezing from a checked, "
+        "declarative rule file.", epilog="exit codes: 0 clean; 1 unmatched or conflicting parameters, or a "
+        "non-empty diff; 2 invalid rule file, model or usage")
     parser.add_argument("--version", action="version", version=f"lrrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = _command(commands, "resolve", cmd_resolve, "resolve a rule file against a model: the optimizer groups",
-                 "Resolve RULES against a model (built on the meta device, nothing downloaded) and print "
-                 "the optimizer groups, then every unmatched or conflicting parameter.",
-                 "lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2")
-    p.add_argument("rules", metavar="RULES", help="the rule file (YAML, or JSON by its .json name)")
-    _model_options(p)
-    _format_option(p)
+    p = _command(commands, "resolve", _cmd_resolve, (
+        "resolve a rule file against a model: the optimizer groups",
+        "Resolve RULES against a model (built on the meta device, nothing downloaded) and print the optimizer "
+        "groups, then every unmatched or conflicting parameter.",
+        "lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2"),
+        model="one", formats=_TABLES, phases=True, rules="the rule file (YAML, or JSON by its .json name)")
     p.add_argument("--params", action="store_true", help="one row per parameter instead of per group")
-    _set_option(p)
-    _phase_options(p)
 
-    p = _command(commands, "params", cmd_params, "list a model's parameters, to write rules against",
-                 "List every parameter: name, shape, elements, owning module class, whether it trains, and "
-                 "its layer index under --layers.",
-                 "lrrules params --model vit_tiny_patch16_224 --layers timm")
-    _model_options(p)
+    p = _command(commands, "params", _cmd_params, (
+        "list a model's parameters, to write rules against",
+        "List every parameter: name, shape, elements, owning module class, whether it trains, and its layer "
+        "index under --layers.", "lrrules params --model vit_tiny_patch16_224 --layers timm"),
+        model="one", formats=_TABLES, sets=False, rules="")
     p.add_argument("--layers", default=None, metavar="HOW",
                    help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
-    _format_option(p)
 
-    p = _command(commands, "check", cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
-                 "Check RULES: alone (schema, regexes, formulas; without --model also a file that trains "
-                 "nothing on any model, and, as a warning, a rule that only turns weight decay off where a "
-                 "modifier was meant), and against each --model (unmatched and "
-                 "conflicting parameters, the optimizer and its options). Prints nothing when clean. Against a "
-                 "checkpoint (.safetensors, .safetensors.index.json) torch is never imported: the optimizer's "
-                 "options are checked from lrrules' own table of torch's and timm's optimizers.",
-                 "lrrules check rules.yaml --model resnet18 --model resnet50 --format github")
-    p.add_argument("rules", metavar="RULES", nargs="+", help="the rule files ('-' reads one from stdin)")
-    _model_options(p, many=True, required=False)
+    p = _command(commands, "check", _cmd_check, (
+        "the CI gate: silent and exit 0 when the rules are clean",
+        "Check RULES alone (schema, regexes, formulas, a file that trains nothing, a decay-only rule where a "
+        "modifier was meant) or against each --model (unmatched and conflicting parameters, the optimizer and its "
+        "options; against a checkpoint without importing torch). Prints nothing when clean.",
+        "lrrules check rules.yaml --model resnet18 --model resnet50 --format github"), model="many",
+        rules="the rule files ('-' reads one from stdin)")
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
     p.add_argument("--format", choices=("text", "github", "json"), default="text",
                    help="text (default), github (GitHub Actions annotations) or json (a list of findings)")
-    _set_option(p)
 
-    p = _command(commands, "explain", cmd_explain, "why a parameter gets its settings",
-                 "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the "
-                 "regex groups captured, the layer, each formula with its variables filled in, and the result.",
-                 "lrrules explain examples/resnet18-discriminative.yaml --model resnet18 'layer2.0.*'")
-    p.add_argument("rules", metavar="RULES", help="the rule file")
+    p = _command(commands, "explain", _cmd_explain, (
+        "why a parameter gets its settings",
+        "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the regex groups "
+        "captured, the layer, each formula with its variables filled in, and the result.",
+        "lrrules explain examples/resnet18-discriminative.yaml --model resnet18 'layer2.0.*'"),
+        model="one", formats=_TABLES[:3], phases=True)
     p.add_argument("pattern", metavar="PATTERN", help="a glob over parameter names")
-    _model_options(p)
-    _format_option(p, ("table", "json", "yaml"))
-    _set_option(p)
-    _phase_options(p)
 
-    p = _command(commands, "diff", cmd_diff, "the parameters whose settings differ between two rule files",
-                 "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight "
-                 "decay or options differ. OLD or NEW may be a git revision of a file: REV:path.",
-                 "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18")
+    p = _command(commands, "diff", _cmd_diff, (
+        "the parameters whose settings differ between two rule files",
+        "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight decay or "
+        "options differ. OLD or NEW may be a git revision of a file: REV:path.",
+        "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18"), model="one", formats=_TABLES, phases=True, rules="")
     p.add_argument("old", metavar="OLD", help="the old rule file, or REV:path")
     p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
-    _model_options(p)
-    _format_option(p)
     p.add_argument("--summary", action="store_true",
                    help="one row per rule and setting (with the count and first names) instead of per parameter")
-    _set_option(p)
-    _phase_options(p)
+    _more_commands(commands)
+    return parser
 
-    p = _command(commands, "init", cmd_init, "write a starting rule file for a model",
-                 "Write a rule file for the model that resolves cleanly: a fast head, optionally layer "
-                 "decay over the rest and no weight decay for biases and norms.",
-                 "lrrules init --model convnext_tiny --layer-decay 0.75 --no-decay-norm-bias -o rules.yaml")
-    _model_options(p)
+
+def _more_commands(commands: Any) -> None:
+    p = _command(commands, "init", _cmd_init, (
+        "write a starting rule file for a model",
+        "Write a rule file for the model that resolves cleanly: a fast head, optionally layer decay over the "
+        "rest and no weight decay for biases and norms.",
+        "lrrules init --model convnext_tiny --layer-decay 0.75 --no-decay-norm-bias -o rules.yaml"),
+        model="one", sets=False, rules="")
     p.add_argument("--lr", type=float, default=1e-3, help="the base lr (default: 0.001)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="the base weight decay (default: 0.05)")
     p.add_argument("--layer-decay", type=float, metavar="F", help="multiply the lr by F per layer from the head")
@@ -716,32 +474,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--schema", metavar="PATH", help="the JSON Schema's path or URL for the editor comment")
 
-    p = _command(commands, "schema", cmd_schema, "print the JSON Schema of rule files",
-                 "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
-                 "lrrules schema -o lrrules.schema.json")
+    p = _command(commands, "schema", _cmd_schema, (
+        "print the JSON Schema of rule files",
+        "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
+        "lrrules schema -o lrrules.schema.json"), sets=False, rules="")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of to stdout")
 
-    p = _command(commands, "plot", cmd_plot, "plot lr and weight decay per parameter (needs matplotlib)",
-                 "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by "
-                 "rule. Needs the optional extra: pip install 'lrrules[plot]'.",
-                 "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png")
-    p.add_argument("rules", metavar="RULES", help="the rule file")
-    _model_options(p)
+    p = _command(commands, "plot", _cmd_plot, (
+        "plot lr and weight decay per parameter (needs matplotlib)",
+        "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by rule. Needs "
+        "the optional extra: pip install 'lrrules[plot]'.",
+        "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png"), model="one", phases=True)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
-    _set_option(p)
-    _phase_options(p)
 
-    p = _command(commands, "completion", cmd_completion, "print the shell completion script",
-                 "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
-                 "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
-                 'eval "$(lrrules completion bash)"   # in ~/.bashrc')
+    p = _command(commands, "completion", _cmd_completion, (
+        "print the shell completion script",
+        "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
+        "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
+        'eval "$(lrrules completion bash)"   # in ~/.bashrc'), sets=False, rules="")
     p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
-    p = _command(commands, "show", cmd_show, "print a rule file flattened: extends resolved, vars set",
-                 "Print RULES as lrrules reads it: the files it extends merged in, --set applied, "
-                 "defaults left out. Needs no model.",
-                 "lrrules show experiments/lr-sweep.yaml --set decay=0.8")
-    p.add_argument("rules", metavar="RULES", help="the rule file")
-    _set_option(p)
+    p = _command(commands, "show", _cmd_show, (
+        "print a rule file flattened: extends resolved, vars set",
+        "Print RULES as lrrules reads it: the files it extends merged in, --set applied, defaults left out. "
+        "Needs no model.", "lrrules show experiments/lr-sweep.yaml --set decay=0.8"))
     p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
-    return parser

@@ -1,15 +1,8 @@
-"""What a rule file says about every model, decided from the file alone: ``lrrules check RULES``
-without ``--model`` reports these, each at the place in the file responsible.
-
-- a file that freezes every parameter whatever the model (a freezing fallback, a frozen ``'*'``
-  with no rule that trains, a phase freezing ``'*'`` from the start with nothing unfrozen after);
-- a rule that only turns weight decay off (``- {match: '*.bias', weight_decay: 0}``) beside a rule
-  whose glob claims some of the same names: the newcomer's "no decay for biases" written as a rule,
-  where a modifier was meant.
-
-Both are conservative: only matchers whose meaning needs no names are read (a glob made of ``*``,
-a regex ``.*``, a fallback, plain globs compared with each other); anything that depends on a
-module, a shape or a formula's value is left to the check against a model. Torch-free.
+"""What a rule file says about every model, from the file alone (``lrrules check RULES`` without
+``--model``), each at its place: a file that freezes every parameter whatever the model, and a rule
+that only turns weight decay off beside a rule claiming some of its names (a modifier was meant).
+Conservative: only matchers whose meaning needs no names are read (``*``, ``.*``, a fallback, plain
+globs compared); what depends on a module, a shape or a formula's value waits for a model. Torch-free.
 """
 
 from __future__ import annotations
@@ -26,15 +19,13 @@ if TYPE_CHECKING:
     from .language import Rule, RuleSet
     from .plan import Conflict
 
-#: The settings that change only weight decay: a rule holding nothing else gives its parameters
-#: the base lr, which is rarely what its author wanted from a rule that also claims them.
+#: A rule holding only these gives its parameters the base lr: rarely what its author wanted.
 DECAY_SETTINGS = ("weight_decay", "weight_decay_mult")
 #: Whole regexes that a search finds in any parameter name (names are never empty).
 _ANY_REGEX = {"", "^", "$", ".*", ".+", ".*?", ".+?", "^.*", "^.+", ".*$", ".+$", "^.*$", "^.+$", "^.*?$",
               "(.*)", "^(.*)$", "(?s).*", "(?s)^.*$"}
 
-#: How many steps comparing globs may take in one file, all pairs together: a fraction of a second
-#: (a usual file needs a few thousand).
+#: The steps comparing globs may take in one file, all pairs together (a usual file needs thousands).
 OVERLAP_BUDGET = 200_000
 
 MODIFIER_HINT = "a rule that only turns weight decay off is usually meant as a modifier: move it under `modifiers:`"
@@ -131,7 +122,11 @@ def _constant(value: Any) -> float | None:
 def matches_every_name(matcher: Any) -> bool:
     """Whether ``matcher`` matches every parameter name of every model, as far as the file alone
     says: a glob of only ``*``, a regex that finds ``.*``, ``any`` with such a member, ``all`` (and
-    a mapping's fields) made only of such. Modules, shapes and conditions depend on the model."""
+    a mapping's fields) made only of such. Modules, shapes and conditions depend on the model.
+
+    >>> matches_every_name("**"), matches_every_name("*.bias")
+    (True, False)
+    """
     if isinstance(matcher, str):
         return matcher != "" and set(matcher) == {"*"}
     if isinstance(matcher, list):
@@ -211,7 +206,7 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
     model's check."""
     from .compile import precedence
 
-    found = []
+    found: list[Lint] = []
     # Precedence is transitive: a rule outranking one that outranks another outranks that one too.
     ranks = precedence({r.name: r.overrides for r in rules.rules if not r.fallback})
     claiming = [(r, _plain_globs(r.match)) for r in rules.rules

@@ -1,281 +1,88 @@
 """The options of torch's and timm's optimizers, written down so that checking a rule file needs no torch.
 
-Generated from the installed torch and timm by ``python -m lrrules.signatures``; each entry maps an
-option to its default (``...`` where the default is not plain data, ``"<required>"`` where there is
-none). ``None``: the optimizer takes any keyword. ``"unavailable"``: timm knows the name but it needs
-a package or CUDA that the generating machine lacked, so its options are not known here.
-tests/test_signatures.py checks the table against the torch and timm installed.
+Generated from the installed torch and timm by ``python tests/test_signatures.py``; each text in
+OPTIONS is an optimizer's options as :func:`lrrules.signatures.encode` writes them (what a check
+reads of each default), and TORCH and TIMM give each optimizer's text by its index: ``None`` where
+it takes any keyword, UNAVAILABLE where timm knows the name but it needs a package or CUDA that the
+generating machine lacked. tests/test_signatures.py checks the table against the torch and timm installed.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-#: The versions the table was generated from.
+UNAVAILABLE = -1
 GENERATED_WITH = {"torch": "2.14.1", "timm": "1.0.31"}
-TORCH: dict[str, dict[str, Any] | None] = {
-    'ASGD': {'alpha': 0.75, 'capturable': False, 'differentiable': False, 'foreach': None, 'lambd': 0.0001, 'lr':
-        0.01, 'maximize': False, 't0': 1000000.0, 'weight_decay': 0},
-    'Adadelta': {'capturable': False, 'differentiable': False, 'eps': 1e-06, 'foreach': None, 'lr': 1.0, 'maximize':
-        False, 'rho': 0.9, 'weight_decay': 0},
-    'Adafactor': {'beta2_decay': -0.8, 'd': 1.0, 'eps': ..., 'foreach': None, 'lr': 0.01, 'maximize': False,
-        'weight_decay': 0.0},
-    'Adagrad': {'differentiable': False, 'eps': 1e-10, 'foreach': None, 'fused': None, 'initial_accumulator_value':
-        0, 'lr': 0.01, 'lr_decay': 0, 'maximize': False, 'weight_decay': 0},
-    'Adam': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'decoupled_weight_decay': False,
-        'differentiable': False, 'eps': 1e-08, 'foreach': None, 'fused': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0},
-    'AdamW': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'differentiable': False, 'eps': 1e-08,
-        'foreach': None, 'fused': None, 'lr': 0.001, 'maximize': False, 'weight_decay': 0.01},
-    'Adamax': {'betas': (0.9, 0.999), 'capturable': False, 'differentiable': False, 'eps': 1e-08, 'foreach': None,
-        'lr': 0.002, 'maximize': False, 'weight_decay': 0},
-    'LBFGS': {'history_size': 100, 'line_search_fn': None, 'lr': 1, 'max_eval': None, 'max_iter': 20, 'maximize':
-        False, 'tolerance_change': 1e-09, 'tolerance_grad': 1e-07},
-    'Muon': {'adjust_lr_fn': None, 'eps': 1e-07, 'lr': 0.001, 'momentum': 0.95, 'nesterov': True, 'ns_coefficients':
-        (3.4445, -4.775, 2.0315), 'ns_steps': 5, 'weight_decay': 0.1},
-    'NAdam': {'betas': (0.9, 0.999), 'capturable': False, 'decoupled_weight_decay': False, 'differentiable': False,
-        'eps': 1e-08, 'foreach': None, 'lr': 0.002, 'maximize': False, 'momentum_decay': 0.004, 'weight_decay': 0},
-    'RAdam': {'betas': (0.9, 0.999), 'capturable': False, 'decoupled_weight_decay': False, 'differentiable': False,
-        'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False, 'weight_decay': 0},
-    'RMSprop': {'alpha': 0.99, 'capturable': False, 'centered': False, 'differentiable': False, 'eps': 1e-08,
-        'foreach': None, 'lr': 0.01, 'maximize': False, 'momentum': 0, 'weight_decay': 0},
-    'Rprop': {'capturable': False, 'differentiable': False, 'etas': (0.5, 1.2), 'foreach': None, 'lr': 0.01,
-        'maximize': False, 'step_sizes': (1e-06, 50)},
-    'SGD': {'dampening': 0, 'differentiable': False, 'foreach': None, 'fused': None, 'lr': 0.001, 'maximize': False,
-        'momentum': 0, 'nesterov': False, 'weight_decay': 0},
-    'SparseAdam': {'betas': (0.9, 0.999), 'eps': 1e-08, 'lr': 0.001, 'maximize': False},
+OPTIONS: list[str] = [
+    'lr eps# eps_scale# clip_threshold# decay_rate# betas weight_decay# scale_parameter warmup_init '
+    'min_dim_size_to_factor# caution',  # 0
+    'lr eps# eps_scale# clip_threshold# decay_rate# betas=0.9,0.999 weight_decay# scale_parameter warmup_init '
+    'min_dim_size_to_factor# caution',  # 1
+    'lr momentum# dampening# weight_decay# nesterov eps# delta# wd_ratio# caution',  # 2
+    'lr# alpha# eps# weight_decay# momentum# centered capturable foreach maximize differentiable',  # 3
+    'lr# alpha# eps# weight_decay# momentum# centered decoupled_decay corrected_weight_decay lr_in_momentum '
+    'caution foreach',  # 4
+    'lr# beta2_decay# eps d# weight_decay# foreach maximize',  # 5
+    'lr# betas=0.9,0.99 eps# weight_decay# gamma# mars_type optimize_1d lr_1d_factor# betas_1d caution',  # 6
+    'lr# betas=0.9,0.99 weight_decay# caution corrected_weight_decay maximize foreach',  # 7
+    'lr# betas=0.9,0.999 eps# maximize',  # 8
+    'lr# betas=0.9,0.999 eps# weight_decay#',  # 9
+    'lr# betas=0.9,0.999 eps# weight_decay# amsgrad caution corrected_weight_decay maximize foreach '
+    'capturable clipping_threshold',  # 10
+    'lr# betas=0.9,0.999 eps# weight_decay# amsgrad decoupled_decay fixed_decay rectify degenerated_to_sgd '
+    'foreach',  # 11
+    'lr# betas=0.9,0.999 eps# weight_decay# amsgrad foreach maximize capturable differentiable fused '
+    'decoupled_weight_decay',  # 12
+    'lr# betas=0.9,0.999 eps# weight_decay# amsgrad maximize foreach capturable differentiable fused',  # 13
+    'lr# betas=0.9,0.999 eps# weight_decay# caution corrected_weight_decay foreach',  # 14
+    'lr# betas=0.9,0.999 eps# weight_decay# caution corrected_weight_decay maximize foreach capturable '
+    'clipping_threshold',  # 15
+    'lr# betas=0.9,0.999 eps# weight_decay# decoupled_weight_decay foreach maximize capturable differentiable',  # 16
+    'lr# betas=0.9,0.999 eps# weight_decay# delta# wd_ratio# nesterov caution',  # 17
+    'lr# betas=0.9,0.999 eps# weight_decay# foreach maximize differentiable capturable',  # 18
+    'lr# betas=0.9,0.999 eps# weight_decay# hessian_power# update_each# n_samples# avg_conv_kernel',  # 19
+    'lr# betas=0.9,0.999 eps# weight_decay# momentum_decay# decoupled_weight_decay foreach maximize '
+    'capturable differentiable',  # 20
+    'lr# betas=0.9,0.999 eps# weight_decay# schedule_decay#',  # 21
+    'lr# betas=0.9,0.9999 eps# clip_exp# weight_decay# decoupled corrected_weight_decay caution foreach '
+    'maximize capturable differentiable',  # 22
+    'lr# betas=0.95,0.98 eps# weight_decay# grad_averaging amsgrad decoupled_decay corrected_weight_decay',  # 23
+    'lr# betas=0.98,0.92,0.99 eps# weight_decay# no_prox caution foreach',  # 24
+    'lr# bias_correction betas=0.9,0.999 eps# weight_decay# grad_averaging max_grad_norm# trust_clip '
+    'always_adapt caution decoupled_decay corrected_weight_decay foreach',  # 25
+    'lr# etas=0.5,1.2 step_sizes=1e-06,50 capturable foreach maximize differentiable',  # 26
+    'lr# lambd# alpha# t0# weight_decay# foreach maximize differentiable capturable',  # 27
+    'lr# lr_decay# weight_decay# initial_accumulator_value# eps# foreach maximize differentiable fused',  # 28
+    'lr# max_iter# max_eval tolerance_grad# tolerance_change# history_size# line_search_fn maximize',  # 29
+    'lr# min_dim_size_to_factor# decay_rate# decay_offset# beta2_cap# momentum# momentum_dtype eps '
+    'weight_decay# clipping_threshold unscaled_wd caution corrected_weight_decay',  # 30
+    'lr# momentum# dampening# weight_decay# nesterov caution corrected_weight_decay maximize foreach '
+    'differentiable',  # 31
+    'lr# momentum# dampening# weight_decay# nesterov maximize foreach differentiable fused',  # 32
+    'lr# momentum# dampening# weight_decay# nesterov trust_coeff# eps# trust_clip always_adapt foreach',  # 33
+    'lr# momentum# weight_decay# eps# decoupled_decay',  # 34
+    'lr# momentum# weight_decay# preconditioner_update_probability max_size_triangular# min_ndim_triangular# '
+    'memory_save_mode momentum_into_precond_update precond_lr# precond_init_scale# mu_dtype precond_dtype '
+    'decoupled_decay corrected_weight_decay flatten flatten_start_dim# flatten_end_dim# '
+    'stochastic_weight_decay deterministic',  # 35
+    'lr# rho# eps# weight_decay# foreach capturable maximize differentiable',  # 36
+    'lr# weight_decay# momentum# nesterov ns_coefficients=3.4445,-4.775,2.0315 eps# ns_steps# adjust_lr_fn',  # 37
+    'lr# weight_decay# momentum# nesterov ns_steps# ns_coefficients eps# safety_factor# adjust_lr_fn '
+    'conv_mode normalize_spatial adamw_lr fallback_lr_scale# betas=0.9,0.95 algo scale_eps capturable verbose',  # 38
+]
+TORCH: dict[str, int | None] = {
+    'ASGD': 27, 'Adadelta': 36, 'Adafactor': 5, 'Adagrad': 28, 'Adam': 12, 'AdamW': 13, 'Adamax': 18, 'LBFGS': 29,
+    'Muon': 37, 'NAdam': 20, 'RAdam': 16, 'RMSprop': 3, 'Rprop': 26, 'SGD': 32, 'SparseAdam': 8
 }
-TIMM: dict[str, dict[str, Any] | str | None] = {
-    'adabelief': {'amsgrad': False, 'betas': (0.9, 0.999), 'decoupled_decay': True, 'degenerated_to_sgd': True,
-        'eps': 1e-16, 'fixed_decay': False, 'foreach': None, 'lr': 0.001, 'rectify': False, 'weight_decay': 0},
-    'adadelta': {'capturable': False, 'differentiable': False, 'eps': 1e-06, 'foreach': None, 'lr': 1.0, 'maximize':
-        False, 'rho': 0.9, 'weight_decay': 0},
-    'adafactor': {'betas': None, 'caution': False, 'clip_threshold': 1.0, 'decay_rate': -0.8, 'eps': 1e-30,
-        'eps_scale': 0.001, 'lr': None, 'min_dim_size_to_factor': 16, 'scale_parameter': True, 'warmup_init': False,
-        'weight_decay': 0.0},
-    'adafactorbv': {'beta2_cap': 0.999, 'caution': False, 'clipping_threshold': None, 'corrected_weight_decay':
-        False, 'decay_offset': 0, 'decay_rate': 0.8, 'eps': None, 'lr': 1.0, 'min_dim_size_to_factor': 16,
-        'momentum': 0.9, 'momentum_dtype': ..., 'unscaled_wd': False, 'weight_decay': 0.0},
-    'adafactorbvc': {'beta2_cap': 0.999, 'caution': False, 'clipping_threshold': None, 'corrected_weight_decay':
-        True, 'decay_offset': 0, 'decay_rate': 0.8, 'eps': None, 'lr': 1.0, 'min_dim_size_to_factor': 16,
-        'momentum': 0.9, 'momentum_dtype': ..., 'unscaled_wd': False, 'weight_decay': 0.0},
-    'adagrad': {'differentiable': False, 'eps': 1e-08, 'foreach': None, 'fused': None, 'initial_accumulator_value':
-        0, 'lr': 0.01, 'lr_decay': 0, 'maximize': False, 'weight_decay': 0},
-    'adahessian': {'avg_conv_kernel': False, 'betas': (0.9, 0.999), 'eps': 1e-08, 'hessian_power': 1.0, 'lr': 0.1,
-        'n_samples': 1, 'update_each': 1, 'weight_decay': 0.0},
-    'adam': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'decoupled_weight_decay': False,
-        'differentiable': False, 'eps': 1e-08, 'foreach': None, 'fused': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0},
-    'adamax': {'betas': (0.9, 0.999), 'capturable': False, 'differentiable': False, 'eps': 1e-08, 'foreach': None,
-        'lr': 0.002, 'maximize': False, 'weight_decay': 0},
-    'adamc': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'caution': False, 'clipping_threshold':
-        None, 'corrected_weight_decay': True, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0.01},
-    'adamp': {'betas': (0.9, 0.999), 'caution': False, 'delta': 0.1, 'eps': 1e-08, 'lr': 0.001, 'nesterov': True,
-        'wd_ratio': 0.01, 'weight_decay': 0},
-    'adamuon': {'adamw_lr': None, 'adjust_lr_fn': 'match_rms_adamw', 'algo': 'adamuon', 'betas': (0.9, 0.95),
-        'capturable': False, 'conv_mode': 'flatten', 'eps': 1e-07, 'fallback_lr_scale': 1.0, 'lr': 0.02, 'momentum':
-        0.95, 'nesterov': False, 'normalize_spatial': True, 'ns_coefficients': 'quintic', 'ns_steps': 5,
-        'safety_factor': 1.0, 'scale_eps': False, 'verbose': False, 'weight_decay': 0},
-    'adamw': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'differentiable': False, 'eps': 1e-08,
-        'foreach': None, 'fused': None, 'lr': 0.001, 'maximize': False, 'weight_decay': 0.01},
-    'adamwlegacy': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'caution': False,
-        'clipping_threshold': None, 'corrected_weight_decay': False, 'eps': 1e-08, 'foreach': None, 'lr': 0.001,
-        'maximize': False, 'weight_decay': 0.01},
-    'adan': {'betas': (0.98, 0.92, 0.99), 'caution': False, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'no_prox':
-        False, 'weight_decay': 0.0},
-    'adanw': {'betas': (0.98, 0.92, 0.99), 'caution': False, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'no_prox':
-        True, 'weight_decay': 0.0},
-    'adopt': {'betas': (0.9, 0.9999), 'capturable': False, 'caution': False, 'clip_exp': 0.333,
-        'corrected_weight_decay': False, 'decoupled': False, 'differentiable': False, 'eps': 1e-06, 'foreach': None,
-        'lr': 0.001, 'maximize': False, 'weight_decay': 0.0},
-    'adoptc': {'betas': (0.9, 0.9999), 'capturable': False, 'caution': False, 'clip_exp': 0.333,
-        'corrected_weight_decay': True, 'decoupled': True, 'differentiable': False, 'eps': 1e-06, 'foreach': None,
-        'lr': 0.001, 'maximize': False, 'weight_decay': 0.0},
-    'adoptw': {'betas': (0.9, 0.9999), 'capturable': False, 'caution': False, 'clip_exp': 0.333,
-        'corrected_weight_decay': False, 'decoupled': True, 'differentiable': False, 'eps': 1e-06, 'foreach': None,
-        'lr': 0.001, 'maximize': False, 'weight_decay': 0.0},
-    'bnbadam': 'unavailable',
-    'bnbadam8bit': 'unavailable',
-    'bnbadamw': 'unavailable',
-    'bnbadamw8bit': 'unavailable',
-    'bnbademamix': 'unavailable',
-    'bnbademamix8bit': 'unavailable',
-    'bnblion': 'unavailable',
-    'bnblion8bit': 'unavailable',
-    'bnbsgd': 'unavailable',
-    'bnbsgd8bit': 'unavailable',
-    'cadafactor': {'betas': (0.9, 0.999), 'caution': True, 'clip_threshold': 1.0, 'decay_rate': -0.8, 'eps': 1e-30,
-        'eps_scale': 0.001, 'lr': None, 'min_dim_size_to_factor': 16, 'scale_parameter': True, 'warmup_init': False,
-        'weight_decay': 0.0},
-    'cadafactorbv': {'beta2_cap': 0.999, 'caution': True, 'clipping_threshold': None, 'corrected_weight_decay':
-        False, 'decay_offset': 0, 'decay_rate': 0.8, 'eps': None, 'lr': 1.0, 'min_dim_size_to_factor': 16,
-        'momentum': 0.9, 'momentum_dtype': ..., 'unscaled_wd': False, 'weight_decay': 0.0},
-    'cadafactorbvc': {'beta2_cap': 0.999, 'caution': True, 'clipping_threshold': None, 'corrected_weight_decay':
-        True, 'decay_offset': 0, 'decay_rate': 0.8, 'eps': None, 'lr': 1.0, 'min_dim_size_to_factor': 16,
-        'momentum': 0.9, 'momentum_dtype': ..., 'unscaled_wd': False, 'weight_decay': 0.0},
-    'cadamc': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'caution': True, 'clipping_threshold':
-        None, 'corrected_weight_decay': True, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0.01},
-    'cadamp': {'betas': (0.9, 0.999), 'caution': True, 'delta': 0.1, 'eps': 1e-08, 'lr': 0.001, 'nesterov': True,
-        'wd_ratio': 0.01, 'weight_decay': 0},
-    'cadamw': {'amsgrad': False, 'betas': (0.9, 0.999), 'capturable': False, 'caution': True, 'clipping_threshold':
-        None, 'corrected_weight_decay': False, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0.01},
-    'cadan': {'betas': (0.98, 0.92, 0.99), 'caution': True, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'no_prox':
-        False, 'weight_decay': 0.0},
-    'cadanw': {'betas': (0.98, 0.92, 0.99), 'caution': True, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'no_prox':
-        True, 'weight_decay': 0.0},
-    'cadopt': {'betas': (0.9, 0.9999), 'capturable': False, 'caution': True, 'clip_exp': 0.333,
-        'corrected_weight_decay': False, 'decoupled': False, 'differentiable': False, 'eps': 1e-06, 'foreach': None,
-        'lr': 0.001, 'maximize': False, 'weight_decay': 0.0},
-    'cadoptc': {'betas': (0.9, 0.9999), 'capturable': False, 'caution': True, 'clip_exp': 0.333,
-        'corrected_weight_decay': True, 'decoupled': True, 'differentiable': False, 'eps': 1e-06, 'foreach': None,
-        'lr': 0.001, 'maximize': False, 'weight_decay': 0.0},
-    'cadoptw': {'betas': (0.9, 0.9999), 'capturable': False, 'caution': True, 'clip_exp': 0.333,
-        'corrected_weight_decay': False, 'decoupled': True, 'differentiable': False, 'eps': 1e-06, 'foreach': None,
-        'lr': 0.001, 'maximize': False, 'weight_decay': 0.0},
-    'clamb': {'always_adapt': False, 'betas': (0.9, 0.999), 'bias_correction': True, 'caution': True,
-        'corrected_weight_decay': False, 'decoupled_decay': False, 'eps': 1e-06, 'foreach': None, 'grad_averaging':
-        True, 'lr': 0.001, 'max_grad_norm': 1.0, 'trust_clip': False, 'weight_decay': 0.01},
-    'clambw': {'always_adapt': False, 'betas': (0.9, 0.999), 'bias_correction': True, 'caution': True,
-        'corrected_weight_decay': False, 'decoupled_decay': True, 'eps': 1e-06, 'foreach': None, 'grad_averaging':
-        True, 'lr': 0.001, 'max_grad_norm': 1.0, 'trust_clip': False, 'weight_decay': 0.01},
-    'claprop': {'betas': (0.9, 0.999), 'caution': True, 'corrected_weight_decay': False, 'eps': 1e-15, 'foreach':
-        None, 'lr': 0.0004, 'weight_decay': 0.0},
-    'clion': {'betas': (0.9, 0.99), 'caution': True, 'corrected_weight_decay': False, 'foreach': None, 'lr': 0.0001,
-        'maximize': False, 'weight_decay': 0.0},
-    'clionc': {'betas': (0.9, 0.99), 'caution': True, 'corrected_weight_decay': True, 'foreach': None, 'lr': 0.0001,
-        'maximize': False, 'weight_decay': 0.0},
-    'cmars': {'betas': (0.9, 0.99), 'betas_1d': None, 'caution': True, 'eps': 1e-08, 'gamma': 0.025, 'lr': 0.003,
-        'lr_1d_factor': 1.0, 'mars_type': 'adamw', 'optimize_1d': False, 'weight_decay': 0.0},
-    'cnadamc': {'betas': (0.9, 0.999), 'capturable': False, 'caution': True, 'clipping_threshold': None,
-        'corrected_weight_decay': True, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0.01},
-    'cnadamw': {'betas': (0.9, 0.999), 'capturable': False, 'caution': True, 'clipping_threshold': None,
-        'corrected_weight_decay': False, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0.01},
-    'crmsproptf': {'alpha': 0.9, 'caution': True, 'centered': False, 'corrected_weight_decay': False,
-        'decoupled_decay': False, 'eps': 1e-10, 'foreach': None, 'lr': 0.01, 'lr_in_momentum': True, 'momentum':
-        0.0, 'weight_decay': 0},
-    'csgdc': {'caution': True, 'corrected_weight_decay': True, 'dampening': 0.0, 'differentiable': False, 'foreach':
-        None, 'lr': 0.001, 'maximize': False, 'momentum': 0.0, 'nesterov': True, 'weight_decay': 0.0},
-    'csgdp': {'caution': True, 'dampening': 0, 'delta': 0.1, 'eps': 1e-08, 'lr': ..., 'momentum': 0, 'nesterov':
-        True, 'wd_ratio': 0.1, 'weight_decay': 0},
-    'csgdw': {'caution': True, 'corrected_weight_decay': False, 'dampening': 0.0, 'differentiable': False,
-        'foreach': None, 'lr': 0.001, 'maximize': False, 'momentum': 0.0, 'nesterov': True, 'weight_decay': 0.0},
-    'fusedadam': 'unavailable',
-    'fusedadamw': 'unavailable',
-    'fusedlamb': 'unavailable',
-    'fusednovograd': 'unavailable',
-    'fusedsgd': 'unavailable',
-    'kron': {'corrected_weight_decay': False, 'decoupled_decay': False, 'deterministic': False, 'flatten': False,
-        'flatten_end_dim': -1, 'flatten_start_dim': 2, 'lr': 0.001, 'max_size_triangular': 2048, 'memory_save_mode':
-        None, 'min_ndim_triangular': 2, 'momentum': 0.9, 'momentum_into_precond_update': True, 'mu_dtype': None,
-        'precond_dtype': None, 'precond_init_scale': 1.0, 'precond_lr': 0.1, 'preconditioner_update_probability':
-        None, 'stochastic_weight_decay': False, 'weight_decay': 0.0},
-    'kronc': {'corrected_weight_decay': True, 'decoupled_decay': True, 'deterministic': False, 'flatten': False,
-        'flatten_end_dim': -1, 'flatten_start_dim': 2, 'lr': 0.001, 'max_size_triangular': 2048, 'memory_save_mode':
-        None, 'min_ndim_triangular': 2, 'momentum': 0.9, 'momentum_into_precond_update': True, 'mu_dtype': None,
-        'precond_dtype': None, 'precond_init_scale': 1.0, 'precond_lr': 0.1, 'preconditioner_update_probability':
-        None, 'stochastic_weight_decay': False, 'weight_decay': 0.0},
-    'kronw': {'corrected_weight_decay': False, 'decoupled_decay': True, 'deterministic': False, 'flatten': False,
-        'flatten_end_dim': -1, 'flatten_start_dim': 2, 'lr': 0.001, 'max_size_triangular': 2048, 'memory_save_mode':
-        None, 'min_ndim_triangular': 2, 'momentum': 0.9, 'momentum_into_precond_update': True, 'mu_dtype': None,
-        'precond_dtype': None, 'precond_init_scale': 1.0, 'precond_lr': 0.1, 'preconditioner_update_probability':
-        None, 'stochastic_weight_decay': False, 'weight_decay': 0.0},
-    'lamb': {'always_adapt': False, 'betas': (0.9, 0.999), 'bias_correction': True, 'caution': False,
-        'corrected_weight_decay': False, 'decoupled_decay': False, 'eps': 1e-06, 'foreach': None, 'grad_averaging':
-        True, 'lr': 0.001, 'max_grad_norm': 1.0, 'trust_clip': False, 'weight_decay': 0.01},
-    'lambc': {'always_adapt': False, 'betas': (0.9, 0.999), 'bias_correction': True, 'caution': False,
-        'corrected_weight_decay': False, 'decoupled_decay': False, 'eps': 1e-06, 'foreach': None, 'grad_averaging':
-        True, 'lr': 0.001, 'max_grad_norm': 1.0, 'trust_clip': True, 'weight_decay': 0.01},
-    'lambcd': {'always_adapt': False, 'betas': (0.9, 0.999), 'bias_correction': True, 'caution': False,
-        'corrected_weight_decay': True, 'decoupled_decay': True, 'eps': 1e-06, 'foreach': None, 'grad_averaging':
-        True, 'lr': 0.001, 'max_grad_norm': 1.0, 'trust_clip': False, 'weight_decay': 0.01},
-    'lambcw': {'always_adapt': False, 'betas': (0.9, 0.999), 'bias_correction': True, 'caution': False,
-        'corrected_weight_decay': False, 'decoupled_decay': True, 'eps': 1e-06, 'foreach': None, 'grad_averaging':
-        True, 'lr': 0.001, 'max_grad_norm': 1.0, 'trust_clip': True, 'weight_decay': 0.01},
-    'lambw': {'always_adapt': False, 'betas': (0.9, 0.999), 'bias_correction': True, 'caution': False,
-        'corrected_weight_decay': False, 'decoupled_decay': True, 'eps': 1e-06, 'foreach': None, 'grad_averaging':
-        True, 'lr': 0.001, 'max_grad_norm': 1.0, 'trust_clip': False, 'weight_decay': 0.01},
-    'laprop': {'betas': (0.9, 0.999), 'caution': False, 'corrected_weight_decay': False, 'eps': 1e-15, 'foreach':
-        None, 'lr': 0.0004, 'weight_decay': 0.0},
-    'lapropc': {'betas': (0.9, 0.999), 'caution': False, 'corrected_weight_decay': True, 'eps': 1e-15, 'foreach':
-        None, 'lr': 0.0004, 'weight_decay': 0.0},
-    'larc': {'always_adapt': False, 'dampening': 0, 'eps': 1e-08, 'foreach': None, 'lr': 1.0, 'momentum': 0,
-        'nesterov': False, 'trust_clip': True, 'trust_coeff': 0.001, 'weight_decay': 0},
-    'lars': {'always_adapt': False, 'dampening': 0, 'eps': 1e-08, 'foreach': None, 'lr': 1.0, 'momentum': 0,
-        'nesterov': False, 'trust_clip': False, 'trust_coeff': 0.001, 'weight_decay': 0},
-    'lion': {'betas': (0.9, 0.99), 'caution': False, 'corrected_weight_decay': False, 'foreach': None, 'lr': 0.0001,
-        'maximize': False, 'weight_decay': 0.0},
-    'lionc': {'betas': (0.9, 0.99), 'caution': False, 'corrected_weight_decay': True, 'foreach': None, 'lr': 0.0001,
-        'maximize': False, 'weight_decay': 0.0},
-    'madgrad': {'decoupled_decay': False, 'eps': 1e-06, 'lr': 0.01, 'momentum': 0.9, 'weight_decay': 0},
-    'madgradw': {'decoupled_decay': True, 'eps': 1e-06, 'lr': 0.01, 'momentum': 0.9, 'weight_decay': 0},
-    'mars': {'betas': (0.9, 0.99), 'betas_1d': None, 'caution': False, 'eps': 1e-08, 'gamma': 0.025, 'lr': 0.003,
-        'lr_1d_factor': 1.0, 'mars_type': 'adamw', 'optimize_1d': False, 'weight_decay': 0.0},
-    'momentum': {'dampening': 0, 'differentiable': False, 'foreach': None, 'fused': None, 'lr': 0.001, 'maximize':
-        False, 'momentum': 0, 'nesterov': False, 'weight_decay': 0},
-    'muon': {'adamw_lr': None, 'adjust_lr_fn': 'match_rms_adamw', 'algo': 'muon', 'betas': (0.9, 0.95),
-        'capturable': False, 'conv_mode': 'flatten', 'eps': 1e-07, 'fallback_lr_scale': 1.0, 'lr': 0.02, 'momentum':
-        0.95, 'nesterov': False, 'normalize_spatial': True, 'ns_coefficients': 'quintic', 'ns_steps': 5,
-        'safety_factor': 1.0, 'scale_eps': False, 'verbose': False, 'weight_decay': 0},
-    'nadam': {'betas': (0.9, 0.999), 'capturable': False, 'decoupled_weight_decay': False, 'differentiable': False,
-        'eps': 1e-08, 'foreach': None, 'lr': 0.002, 'maximize': False, 'momentum_decay': 0.004, 'weight_decay': 0},
-    'nadamc': {'betas': (0.9, 0.999), 'capturable': False, 'caution': False, 'clipping_threshold': None,
-        'corrected_weight_decay': True, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0.01},
-    'nadamlegacy': {'betas': (0.9, 0.999), 'eps': 1e-08, 'lr': 0.002, 'schedule_decay': 0.004, 'weight_decay': 0},
-    'nadamuon': {'adamw_lr': None, 'adjust_lr_fn': 'match_rms_adamw', 'algo': 'adamuon', 'betas': (0.9, 0.95),
-        'capturable': False, 'conv_mode': 'flatten', 'eps': 1e-07, 'fallback_lr_scale': 1.0, 'lr': 0.02, 'momentum':
-        0.95, 'nesterov': True, 'normalize_spatial': True, 'ns_coefficients': 'quintic', 'ns_steps': 5,
-        'safety_factor': 1.0, 'scale_eps': False, 'verbose': False, 'weight_decay': 0},
-    'nadamw': {'betas': (0.9, 0.999), 'capturable': False, 'caution': False, 'clipping_threshold': None,
-        'corrected_weight_decay': False, 'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False,
-        'weight_decay': 0.01},
-    'nesterov': {'dampening': 0, 'differentiable': False, 'foreach': None, 'fused': None, 'lr': 0.001, 'maximize':
-        False, 'momentum': 0, 'nesterov': True, 'weight_decay': 0},
-    'nesterovw': {'caution': False, 'corrected_weight_decay': False, 'dampening': 0.0, 'differentiable': False,
-        'foreach': None, 'lr': 0.001, 'maximize': False, 'momentum': 0.0, 'nesterov': True, 'weight_decay': 0.0},
-    'nlarc': {'always_adapt': False, 'dampening': 0, 'eps': 1e-08, 'foreach': None, 'lr': 1.0, 'momentum': 0,
-        'nesterov': True, 'trust_clip': True, 'trust_coeff': 0.001, 'weight_decay': 0},
-    'nlars': {'always_adapt': False, 'dampening': 0, 'eps': 1e-08, 'foreach': None, 'lr': 1.0, 'momentum': 0,
-        'nesterov': True, 'trust_clip': False, 'trust_coeff': 0.001, 'weight_decay': 0},
-    'nmuon': {'adamw_lr': None, 'adjust_lr_fn': 'match_rms_adamw', 'algo': 'muon', 'betas': (0.9, 0.95),
-        'capturable': False, 'conv_mode': 'flatten', 'eps': 1e-07, 'fallback_lr_scale': 1.0, 'lr': 0.02, 'momentum':
-        0.95, 'nesterov': True, 'normalize_spatial': True, 'ns_coefficients': 'quintic', 'ns_steps': 5,
-        'safety_factor': 1.0, 'scale_eps': False, 'verbose': False, 'weight_decay': 0},
-    'novograd': {'amsgrad': False, 'betas': (0.95, 0.98), 'corrected_weight_decay': False, 'decoupled_decay': False,
-        'eps': 1e-08, 'grad_averaging': False, 'lr': 0.001, 'weight_decay': 0},
-    'novogradc': {'amsgrad': False, 'betas': (0.95, 0.98), 'corrected_weight_decay': True, 'decoupled_decay': True,
-        'eps': 1e-08, 'grad_averaging': False, 'lr': 0.001, 'weight_decay': 0},
-    'novogradw': {'amsgrad': False, 'betas': (0.95, 0.98), 'corrected_weight_decay': False, 'decoupled_decay': True,
-        'eps': 1e-08, 'grad_averaging': False, 'lr': 0.001, 'weight_decay': 0},
-    'radabelief': {'amsgrad': False, 'betas': (0.9, 0.999), 'decoupled_decay': True, 'degenerated_to_sgd': True,
-        'eps': 1e-16, 'fixed_decay': False, 'foreach': None, 'lr': 0.001, 'rectify': True, 'weight_decay': 0},
-    'radam': {'betas': (0.9, 0.999), 'capturable': False, 'decoupled_weight_decay': False, 'differentiable': False,
-        'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False, 'weight_decay': 0},
-    'radamlegacy': {'betas': (0.9, 0.999), 'eps': 1e-08, 'lr': 0.001, 'weight_decay': 0},
-    'radamw': {'betas': (0.9, 0.999), 'capturable': False, 'decoupled_weight_decay': True, 'differentiable': False,
-        'eps': 1e-08, 'foreach': None, 'lr': 0.001, 'maximize': False, 'weight_decay': 0},
-    'rmsprop': {'alpha': 0.9, 'capturable': False, 'centered': False, 'differentiable': False, 'eps': 1e-08,
-        'foreach': None, 'lr': 0.01, 'maximize': False, 'momentum': 0, 'weight_decay': 0},
-    'rmsproptf': {'alpha': 0.9, 'caution': False, 'centered': False, 'corrected_weight_decay': False,
-        'decoupled_decay': False, 'eps': 1e-10, 'foreach': None, 'lr': 0.01, 'lr_in_momentum': True, 'momentum':
-        0.0, 'weight_decay': 0},
-    'rmsproptfc': {'alpha': 0.9, 'caution': False, 'centered': False, 'corrected_weight_decay': True,
-        'decoupled_decay': True, 'eps': 1e-10, 'foreach': None, 'lr': 0.01, 'lr_in_momentum': True, 'momentum': 0.0,
-        'weight_decay': 0},
-    'rmsproptfw': {'alpha': 0.9, 'caution': False, 'centered': False, 'corrected_weight_decay': False,
-        'decoupled_decay': True, 'eps': 1e-10, 'foreach': None, 'lr': 0.01, 'lr_in_momentum': True, 'momentum': 0.0,
-        'weight_decay': 0},
-    'sgd': {'dampening': 0, 'differentiable': False, 'foreach': None, 'fused': None, 'lr': 0.001, 'maximize': False,
-        'momentum': 0, 'nesterov': True, 'weight_decay': 0},
-    'sgdc': {'caution': False, 'corrected_weight_decay': True, 'dampening': 0.0, 'differentiable': False, 'foreach':
-        None, 'lr': 0.001, 'maximize': False, 'momentum': 0.0, 'nesterov': True, 'weight_decay': 0.0},
-    'sgdp': {'caution': False, 'dampening': 0, 'delta': 0.1, 'eps': 1e-08, 'lr': ..., 'momentum': 0, 'nesterov':
-        True, 'wd_ratio': 0.1, 'weight_decay': 0},
-    'sgdw': {'caution': False, 'corrected_weight_decay': False, 'dampening': 0.0, 'differentiable': False,
-        'foreach': None, 'lr': 0.001, 'maximize': False, 'momentum': 0.0, 'nesterov': True, 'weight_decay': 0.0},
+TIMM: dict[str, int | None] = {
+    'adabelief': 11, 'adadelta': 36, 'adafactor': 0, 'adafactorbv': 30, 'adafactorbvc': 30, 'adagrad': 28,
+    'adahessian': 19, 'adam': 12, 'adamax': 18, 'adamc': 10, 'adamp': 17, 'adamuon': 38, 'adamw': 13, 'adamwlegacy':
+    10, 'adan': 24, 'adanw': 24, 'adopt': 22, 'adoptc': 22, 'adoptw': 22, 'bnbadam': -1, 'bnbadam8bit': -1,
+    'bnbadamw': -1, 'bnbadamw8bit': -1, 'bnbademamix': -1, 'bnbademamix8bit': -1, 'bnblion': -1, 'bnblion8bit': -1,
+    'bnbsgd': -1, 'bnbsgd8bit': -1, 'cadafactor': 1, 'cadafactorbv': 30, 'cadafactorbvc': 30, 'cadamc': 10,
+    'cadamp': 17, 'cadamw': 10, 'cadan': 24, 'cadanw': 24, 'cadopt': 22, 'cadoptc': 22, 'cadoptw': 22, 'clamb': 25,
+    'clambw': 25, 'claprop': 14, 'clion': 7, 'clionc': 7, 'cmars': 6, 'cnadamc': 15, 'cnadamw': 15, 'crmsproptf': 4,
+    'csgdc': 31, 'csgdp': 2, 'csgdw': 31, 'fusedadam': -1, 'fusedadamw': -1, 'fusedlamb': -1, 'fusednovograd': -1,
+    'fusedsgd': -1, 'kron': 35, 'kronc': 35, 'kronw': 35, 'lamb': 25, 'lambc': 25, 'lambcd': 25, 'lambcw': 25,
+    'lambw': 25, 'laprop': 14, 'lapropc': 14, 'larc': 33, 'lars': 33, 'lion': 7, 'lionc': 7, 'madgrad': 34,
+    'madgradw': 34, 'mars': 6, 'momentum': 32, 'muon': 38, 'nadam': 20, 'nadamc': 15, 'nadamlegacy': 21, 'nadamuon':
+    38, 'nadamw': 15, 'nesterov': 32, 'nesterovw': 31, 'nlarc': 33, 'nlars': 33, 'nmuon': 38, 'novograd': 23,
+    'novogradc': 23, 'novogradw': 23, 'radabelief': 11, 'radam': 16, 'radamlegacy': 9, 'radamw': 16, 'rmsprop': 3,
+    'rmsproptf': 4, 'rmsproptfc': 4, 'rmsproptfw': 4, 'sgd': 32, 'sgdc': 31, 'sgdp': 2, 'sgdw': 31
 }

@@ -67,11 +67,11 @@ def figure(plan: Plan, title: str = "") -> Any:
     layers = [(a.index, a.layer) for a in plan.params if a.layer is not None]
     if layers:
         firsts: dict[int, int] = {}
-        for index, layer in layers:
-            firsts.setdefault(layer, index)
+        for at, layer in layers:
+            firsts.setdefault(layer, at)
         step = max(1, len(firsts) // NAME_TICKS + (len(firsts) % NAME_TICKS > 0))
         shown = sorted(firsts.items())[::step]
-        wd_axis.set_xticks([index for _, index in shown], [str(layer) for layer, _ in shown])
+        wd_axis.set_xticks([at for _, at in shown], [str(layer) for layer, _ in shown])
         wd_axis.set_xlabel("layer (a tick at each layer's first parameter)")
     else:
         step = max(1, -(-len(plan.params) // NAME_TICKS))

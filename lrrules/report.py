@@ -1,9 +1,6 @@
-"""Reports for people (tables, explanations) and for programs (JSON, YAML, CSV).
-
-Every output format lives here and only here; each function takes plain data the library already
-made (a :class:`~lrrules.plan.Plan`, a list of :class:`~lrrules.params.ParamInfo`, a list of
-:class:`~lrrules.plan.Change`) and returns text.
-"""
+"""Reports for people (tables, explanations) and for programs (JSON, YAML, CSV, GitHub annotations):
+every output format, each a function from data the library made (a Plan, ParamInfo records,
+Changes, check Findings) to text."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -25,24 +22,33 @@ from .params import ParamInfo
 from .plan import Assignment, Change, Plan
 from .roles import describe
 
-#: How many names a problem list shows before it says how many more there are.
-SHOWN = 20
-#: Width of the lr bar, in characters.
-BAR_WIDTH = 12
-_EIGHTHS = " ▏▎▍▌▋▊▉"
+if TYPE_CHECKING:
+    from .check import Finding
+    from .language import RuleSet
 
-FORMATS = ("table", "json", "yaml", "csv")
+SHOWN = 20  # names a problem list shows before it says how many more there are
+BAR_WIDTH, MIN_BAR_WIDTH = 12, 4  # the lr bar's characters, and the fewest it is redrawn to in a terminal
+LOG_SPAN = 100.0  # bars go on a log scale when the largest lr is this many times the smallest
+_EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
 # --- structured formats ------------------------------------------------------------------------
 
 
 def to_json(data: Any) -> str:
+    """``data`` as indented JSON."""
     return json.dumps(data, indent=2)
 
 
 def to_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    """``data`` as block YAML, keys in their order, short lists in flow style.
+
+    >>> print(to_yaml({"lr": 0.1, "betas": [0.9, 0.99]}), end="")
+    lr: 0.1
+    betas: [0.9, 0.99]
+    """
+    text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    return text
 
 
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
@@ -50,12 +56,12 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows as CSV with a header; lists and mappings are written as JSON in their cell.
+    """Rows as CSV with a header, lists and mappings as JSON in their cell. Text a spreadsheet would
+    run as a formula (starting with ``=+-@``, a tab or CR) gets a leading ``'``, as OWASP advises
+    (numbers stay numbers); a row with a CR in a cell is quoted whole (the writer quotes only for ``\\n``).
 
-    Text that a spreadsheet would run as a formula (a name starting with ``=``, ``+``, ``-``, ``@``,
-    a tab or a carriage return) gets a leading ``'``, as OWASP advises; numbers stay numbers, so a
-    negative number is still written as one. A row with a carriage return in a cell is quoted
-    whole: the writer quotes only for its line terminator, ``\\n``.
+    >>> to_csv([{"name": "=cmd", "lr": -0.5}])
+    "name,lr\\n'=cmd,-0.5\\n"
     """
     if not rows:
         return ""
@@ -82,7 +88,11 @@ def _csv_cell(value: Any) -> Any:
 def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[str, Any]]],
            table: Callable[[], str]) -> str:
     """``data()`` as JSON or YAML, ``rows()`` as CSV, or ``table()``, by ``fmt``: only the one asked
-    for is built, which matters for a model of many thousand tensors."""
+    for is built, which matters for a model of many thousand tensors.
+
+    >>> render("csv", dict, lambda: [{"lr": 0.1}], str)
+    'lr\\n0.1'
+    """
     if fmt == "json":
         return to_json(data())
     if fmt == "yaml":
@@ -105,10 +115,6 @@ def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
         return [{**{k: d[k] for k in keys}, "optimizer": route.get(d["group"])}
                 for d in (a.to_dict() for a in plan.params)]
     return [{**g.to_dict(), "params": len(g.params)} for g in plan.groups]
-
-
-#: The narrowest the lr bar is redrawn to fit a terminal.
-MIN_BAR_WIDTH = 4
 
 
 @dataclass
@@ -137,12 +143,9 @@ class _Column:
 
 
 def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
-    """The columns as aligned lines within ``width``, giving way in this order (docs/cli.md, "In a
-    terminal"): headers take their short names, columns with ``-`` in every row go, the bar is
-    redrawn narrower (down to MIN_BAR_WIDTH), the ``drop`` 1 columns go, text columns are
-    shortened, then the columns of higher ``drop`` ranks go one rank at a time; the room left at
-    the end goes back to the bar. A number is never cut; what still does not fit is wrapped by the
-    terminal."""
+    """The columns as aligned lines within ``width``, giving way in the order docs/cli.md ("In a
+    terminal") gives: short headers, columns of ``-`` only, a narrower bar, ``drop`` 1 columns, shorter
+    text, then higher ``drop`` ranks; room left goes back to the bar. A number is never cut."""
 
     def over(cols: list[_Column], floors: bool = False) -> int:
         used = sum(c.floor if floors else c.width for c in cols)
@@ -154,27 +157,26 @@ def _fit(columns: list[_Column], width: int | None, unicode: bool) -> list[str]:
                 c.header = c.short or c.header
         if over(columns) > 0:
             columns = [c for c in columns if not (c.drop < 0 and all(x == "-" for x in c.cells))]
-        bar = next((c for c in columns if c.kind == "bar" and c.redraw is not None), None)
-        if bar is not None and over(columns) > 0:
-            bar.cells = bar.redraw(MIN_BAR_WIDTH)  # type: ignore[misc]
+        bar = next((c for c in columns if c.kind == "bar"), None)
+        redraw = bar.redraw if bar is not None else None
+        if bar and redraw and over(columns) > 0:
+            bar.cells = redraw(MIN_BAR_WIDTH)
         for rank in sorted({c.drop for c in columns if c.drop > 0}):
             if over(columns, floors=rank > 1) <= 0:
                 break
             columns = [c for c in columns if c.drop != rank]
-        if bar is not None and over(columns) < 0 and len(bar.cells) and max(map(len, bar.cells)) < BAR_WIDTH:
+        if bar and redraw and over(columns) < 0 and len(bar.cells) and max(map(len, bar.cells)) < BAR_WIDTH:
             # The room the later steps left goes back to the bar.
-            chars = min(BAR_WIDTH, max(map(len, bar.cells)) - over(columns))
-            bar.cells = bar.redraw(chars)  # type: ignore[misc]
+            bar.cells = redraw(min(BAR_WIDTH, max(map(len, bar.cells)) - over(columns)))
     rows = [[c.header for c in columns], *([c.cells[i] for c in columns] for i in range(len(columns[0].cells)))]
     return _align(rows, width, unicode, fixed={i for i, c in enumerate(columns) if c.kind != "text"})
 
 
 def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bool = True,
                width: int | None = None, hints: Sequence[str] = ()) -> str:
-    """The groups (or each parameter) as an aligned table with an lr bar, then every problem and the
-    ``hints`` on them (:func:`lrrules.lint.conflict_hints`). Within ``width`` columns where given,
-    the table gives way as :func:`_fit` says and the name lists wrap. A file with several optimizers
-    gets an ``optimizer`` column: the one each group goes to."""
+    """The groups (or each parameter) as a table with an lr bar (and an ``optimizer`` column where the
+    file has several), then every problem and the ``hints`` on them (:func:`lrrules.lint.conflict_hints`),
+    fitted to ``width`` as :func:`_fit` says."""
     lines = [printable(title)] if title else []
     base = f"base lr {_num(plan.base_lr)}, base weight decay {_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {_value(v)}" for k, v in plan.base_options.items()))
@@ -283,59 +285,46 @@ def nothing_trains(plan: Plan) -> list[str]:
 # --- check findings ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One thing ``lrrules check`` found: in a rule file (``line``/``col`` 1-based, 0 when the
-    finding is about the whole file) or in its plan on ``model``. ``exit_code`` is 2 for an invalid
-    file, 1 for a plan with problems."""
-
-    path: str
-    line: int
-    col: int
-    message: str
-    exit_code: int
-    model: str = ""
-    warning: bool = False  # likely a mistake, not certainly one: exit 0, or 1 under --strict
-
-    @property
-    def severity(self) -> str:
-        """``error`` (an invalid file, exit 2), ``problem`` (exit 1) or ``warning``."""
-        return "warning" if self.warning else "error" if self.exit_code == 2 else "problem"
-
-    def text(self) -> str:
-        # The file and model names on one line whatever they hold: a newline in a file's name must
-        # not start a line that reads as another finding. The message may be several lines.
-        path = printable(self.path)
-        where = f"{path}:{self.line}:{self.col}" if self.line else path
-        on = f" (on {printable(self.model)})" if self.model else ""
-        kind = "warning: " if self.warning else ""
-        return f"{where}: {kind}{printable(self.message, lines=True)}{on}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.path, "line": self.line or None, "col": self.col or None,
-                "severity": self.severity, "model": self.model or None, "message": self.message}
+def findings_text(findings: Sequence[Finding]) -> tuple[str, str]:
+    """The findings as ``check`` prints them by default: ``(stderr, stdout)``. What is found in a
+    file, at its place, goes to stderr as a compiler's does; a model's problems to stdout, under a
+    ``FILE on MODEL:`` heading each."""
+    err = [f.text() for f in findings if f.level == "note"]  # what was not checked, first
+    err += [f.text() for f in findings if f.level not in ("note", "problem") or f.level == "problem" and not f.model]
+    out: list[str] = []
+    shown: set[tuple[str, str]] = set()
+    for f in findings:
+        if f.level == "problem" and f.model:
+            if (f.path, f.model) not in shown:
+                shown.add((f.path, f.model))
+                out.append(f"{printable(f.path)} on {printable(f.model)}:")
+            out += [f"  {line}" for line in f.message.splitlines()]
+    return "\n".join(err), "\n".join(out)
 
 
 def findings_json(findings: Sequence[Finding]) -> str:
-    """The findings as a JSON list of objects (file, line, col, severity, model, message)."""
-    return to_json([f.to_dict() for f in findings])
+    """The findings (notes left out) as a JSON list of objects (file, line, col, severity, model, message)."""
+    return to_json([f.to_dict() for f in findings if f.level != "note"])
 
 
 def findings_github(findings: Sequence[Finding]) -> str:
     """The findings as GitHub Actions workflow commands, ``::error file=F,line=L,col=C::message``,
     which the Actions runner shows as annotations on the file (and the pull request's diff).
 
-    >>> findings_github([Finding("r.yaml", 3, 5, "unknown key 'lr_mul'", 2)])
+    >>> from lrrules.check import Finding
+    >>> findings_github([Finding("r.yaml", 3, 5, "error", "unknown key 'lr_mul'")])
     "::error file=r.yaml,line=3,col=5,title=lrrules::unknown key 'lr_mul'"
     """
     lines = []
     for f in findings:
+        if f.level == "note":
+            continue
         props = [f"file={_gh_property(f.path)}"]
         if f.line:
             props += [f"line={f.line}", f"col={f.col or 1}"]
         title = f"lrrules on {f.model}" if f.model else "lrrules"
         props.append(f"title={_gh_property(title)}")
-        command = "warning" if f.warning and not f.exit_code else "error"
+        command = "warning" if f.level == "warning" and not f.exit_code else "error"
         lines.append(f"::{command} {','.join(props)}::{_gh_data(f.message)}")
     return "\n".join(lines)
 
@@ -366,6 +355,8 @@ def param_rows(params: Sequence[ParamInfo], layers: Sequence[int | None]) -> lis
 
 
 def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | None = None) -> str:
+    """The :func:`param_rows` as an aligned table with a totals line (names and classes shorten within
+    ``width``; numbers never)."""
     header = ["name", "shape", "numel", "module", "trains", "layer"]
     body = [
         [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""),
@@ -374,7 +365,7 @@ def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | No
         for r in rows
     ]
     total = sum(r["numel"] for r in rows)
-    lines = _align([header, *body], width, fixed={1, 2, 4, 5})  # names and classes shorten; numbers never
+    lines = _align([header, *body], width, fixed={1, 2, 4, 5})
     return "\n".join(lines + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
@@ -387,12 +378,24 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
     return [a for a in plan.params if any(compiled.match(n) for n in (a.name, *a.aliases))]
 
 
+def explain_rows(plan: Plan, chosen: Sequence[Assignment], types: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``explain``'s JSON: each chosen parameter with the optimizer it goes to, that optimizer's type
+    (``types``: :func:`lrrules.check.optimizer_types`) and its roles with their evidence (``None`` on a
+    checkpoint, where roles are mostly undecided)."""
+    infos = plan.rows.infos
+    out = []
+    for a in chosen:
+        route = plan.groups[a.group].optimizer if a.group is not None else None
+        roles = dict(infos[a.index].roles) if infos[a.index].module is not None else None
+        out.append(dict(a.to_dict(), optimizer=route, optimizer_type=types.get(route) if route else None, roles=roles))
+    return out
+
+
 def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, str] | None = None,
                  optimizers: Mapping[str, str] | None = None) -> str:
-    """For each of the ``chosen`` parameters (see :func:`explained`): what matched, what it captured,
-    each formula with its variables, the optimizer it goes to (its name in the file and, from
-    ``optimizers``, its type) and the final settings; under a conflict, the ``hints`` of the rules in
-    it (by rule name: :func:`lrrules.lint.modifier_hints`).
+    """For each ``chosen`` parameter: what matched and captured, each formula with its variables, the
+    optimizer it goes to (with its type from ``optimizers``), the final settings; under a conflict, the
+    ``hints`` of its rules (:func:`lrrules.lint.modifier_hints`).
 
     >>> print(explain_text(plan, explained(plan, "lm_head.*"), optimizers={"default": "AdamW"}))  # doctest: +SKIP
     """
@@ -440,12 +443,23 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
                 route = plan.groups[a.group].optimizer
                 kind = (optimizers or {}).get(route)
                 lines.append(f"  optimizer: {route}" + (f" ({kind})" if kind else ""))
-            final = f"  => lr {_num(a.lr)} (x{_num(a.lr_scale)} base), weight_decay {_num(a.weight_decay)}"  # type: ignore[arg-type]
+            final = (f"  => lr {_num(a.lr or 0.0)} (x{_num(a.lr_scale or 0.0)} base), "
+                     f"weight_decay {_num(a.weight_decay or 0.0)}")
             if a.options:
                 final += ", " + ", ".join(f"{k} {_value(v)}" for k, v in a.options.items())
             lines.append(final + f", group {a.group}")
         blocks.append("\n".join(printable(line) for line in lines))
     return "\n\n".join(blocks)
+
+
+def flattened(rules: RuleSet) -> dict[str, Any]:
+    """``show``'s data: the file as lrrules reads it (extends merged, vars set), defaults left out,
+    the optimizer's type kept (a default, but an empty mapping would hide it)."""
+    data = rules.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    data = {"version": rules.version, **data}
+    if rules.optimizer is not None:
+        data["optimizer"] = {"type": rules.optimizer.type}
+    return data
 
 
 # --- diff --------------------------------------------------------------------------------------
@@ -454,10 +468,9 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
 def diff_table(changes: Sequence[Change], old: str, new: str,
                summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None,
                unicode: bool = True) -> str:
-    """The changes one row per parameter and setting, or, given ``summary_rows`` (:func:`diff_summary`),
-    one row per rule and setting. Within ``width``, the two files' columns are headed ``old`` and
-    ``new`` (named above the table), values are never cut, and the examples go last; a cut text
-    ends in ``…``, or ``~`` where ``unicode`` is false."""
+    """The changes a row per parameter and setting, or per rule and setting given ``summary_rows``
+    (:func:`diff_summary`). Within ``width`` the files' columns are headed ``old`` and ``new`` (named
+    above), values are never cut, the examples column is the one left out; a cut text ends in ``…``."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
     count = len({c.param for c in changes if not c.param.startswith("(")})
@@ -527,10 +540,6 @@ def _claimed(a: Assignment) -> str:
     if not a.rule:
         return "-" if a.status == "trainable" else a.status
     return a.rule + (f" (as {a.matched_as})" if a.matched_as and a.matched_as != a.name else "")
-
-
-#: Bars go on a log scale when the largest lr is this many times the smallest (layer-wise decay).
-LOG_SPAN = 100.0
 
 
 def _log_bottom(lrs: Sequence[float]) -> float | None:

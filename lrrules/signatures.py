@@ -1,28 +1,24 @@
 """Checking a rule file's optimizer and its options without importing torch or timm.
 
-The options each optimizer takes, and their defaults, come from :mod:`lrrules.optimizer_table`; the
-values torch refuses when it constructs an optimizer (a negative ``eps``, ``betas`` outside
-``[0, 1)``, SGD's ``nesterov`` without momentum) are checked here by the same rules torch applies,
-so ``lrrules check RULES --model model.safetensors`` finds them with no torch import. A name the
-table does not know (an optimizer newer than the table) is not guessed at: :func:`check` returns
-``None`` and the caller asks torch itself (:func:`lrrules.optim.check_optimizer`).
-
->>> rules = lrrules.loads("version: 1\\ndefaults: {lr: 0.1, momentum: -1}\\noptimizer: {type: SGD}")  # doctest: +SKIP
->>> check(rules)                                                                            # doctest: +SKIP
-Traceback (most recent call last):
-OptimizerError: <rules>:2:27: option 'momentum' of SGD must be >= 0, got -1 (torch refuses it)
+The options each optimizer takes come from :mod:`lrrules.optimizer_table`; the values torch refuses
+when it constructs an optimizer (a negative ``eps``, ``betas`` outside ``[0, 1)``, SGD's ``nesterov``
+without momentum) are checked by the rules torch applies, so ``lrrules check RULES --model
+model.safetensors`` finds them with no torch import. A name the table does not know is not guessed
+at: :func:`check` returns ``None`` and the caller asks torch (:func:`lrrules.optim.check_optimizer`).
 """
 
 from __future__ import annotations
 
-import difflib
+import ast
 import inspect
 import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import Location, OptimizerError
-from .optimizer_table import TIMM, TORCH
+from .errors import Location, OptimizerError, did_you_mean
+from .optimizer_table import OPTIONS, TIMM, TORCH, UNAVAILABLE
+
+from .language import DEFAULT_TYPE
 
 if TYPE_CHECKING:
     from .language import RuleSet
@@ -31,8 +27,8 @@ Loc = tuple[str | int, ...]
 
 
 class Known(NamedTuple):
-    """An optimizer the table knows: its label in messages, its options (``None``: any keyword),
-    whether its options are known at all, and whether it is one of torch's (whose value checks apply)."""
+    """An optimizer the table knows: its label, its options (``None``: any keyword), whether they
+    are known at all, and whether it is one of torch's (whose value checks apply)."""
 
     label: str
     options: Mapping[str, Any] | None
@@ -46,30 +42,65 @@ def known(name: str) -> Known | None:
     >>> known("AdamW").options["betas"]
     (0.9, 0.999)
     """
-    if name in TORCH:
-        return Known(name, TORCH[name], True, True)
-    entry = TIMM.get(name.lower())
-    if name.lower() in TIMM:
-        if isinstance(entry, str):
-            return Known(name, None, False, False)
-        return Known(name, entry, True, False)
-    return None
+    entry = TORCH.get(name, TIMM.get(name.lower(), UNAVAILABLE - 1))
+    if entry == UNAVAILABLE - 1:
+        return None
+    if entry == UNAVAILABLE:
+        return Known(name, None, False, False)
+    return Known(name, None if entry is None else decode(OPTIONS[entry]), True, name in TORCH)
+
+
+def encode(options: Mapping[str, Any] | None) -> str | None:
+    """The table's text for an optimizer's options: what a check reads of each default, ``name#``
+    for a number, ``name=0.9,0.999`` for numbers in a tuple (a list of that length), ``name`` else.
+
+    >>> encode({"lr": 0.001, "betas": (0.9, 0.999), "foreach": None})
+    'lr# betas=0.9,0.999 foreach'
+    """
+    if options is None:
+        return None
+    words = []
+    for name, default in options.items():
+        if isinstance(default, tuple) and all(_number(d) for d in default):
+            name += "=" + ",".join(map(repr, default))
+        elif _number(default):
+            name += "#"
+        words.append(name)
+    return " ".join(words)
+
+
+def decode(text: str) -> dict[str, Any]:
+    """:func:`encode` read back: a number's default as 0 (torch's own for SGD's momentum and
+    dampening, which the nesterov check reads), a tuple as written, any other as ``None``.
+
+    >>> decode("lr# betas=0.9,0.999 foreach")
+    {'lr': 0, 'betas': (0.9, 0.999), 'foreach': None}
+    """
+    out: dict[str, Any] = {}
+    for word in text.split():
+        name, tuple_, values = word.partition("=")
+        if tuple_:
+            out[name] = tuple(ast.literal_eval(v) for v in values.split(",") if v)
+        else:
+            out[name.rstrip("#")] = 0 if name.endswith("#") else None
+    return out
 
 
 def options_of(factory: Any) -> dict[str, Any] | None:
-    """The options a constructor takes, with their defaults (the table's format); ``None`` for ``**kwargs``."""
+    """The options a constructor takes, with their defaults; ``None`` for ``**kwargs``.
+
+    >>> options_of(lambda params, lr=0.1, betas=(0.9, 0.99): None)
+    {'lr': 0.1, 'betas': (0.9, 0.99)}
+    """
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         return None
-    out: dict[str, Any] = {}
-    for name, p in signature.parameters.items():
-        if name in ("self", "params") or p.kind is p.VAR_POSITIONAL:
-            continue
-        out[name] = "<required>" if p.default is p.empty else _plain(p.default)
-    return out
+    return {name: "<required>" if p.default is p.empty else _plain(p.default)
+            for name, p in signature.parameters.items() if name not in ("self", "params")
+            and p.kind is not p.VAR_POSITIONAL}
 
 
 def _plain(value: Any) -> Any:
@@ -97,9 +128,7 @@ def _locate(ruleset: RuleSet, loc: Loc, key: bool = False) -> Location:
 def unknown_name(ruleset: RuleSet, name: str, also: list[str] | None = None, at: Loc | None = None) -> OptimizerError:
     """The error for a ``type`` that names no optimizer, placed at the ``type`` value (``at``: another
     optimizer's, such as ``("optimizers", "muon", "type")``)."""
-    names = list(TORCH) + list(TIMM) + list(also or [])
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    hint = did_you_mean(name, [*TORCH, *TIMM, *(also or [])], n=3)
     return OptimizerError(f"optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name "
         "such as AdamW or SGD, or a timm optimizer name", type_location(ruleset) if at is None else _locate(ruleset, at))
 
@@ -110,7 +139,7 @@ def check(ruleset: RuleSet) -> list[str] | None:
 
     Raises :class:`OptimizerError` with the file:line:col of the option key or value at fault.
     """
-    name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
+    name = ruleset.optimizer.type if ruleset.optimizer else DEFAULT_TYPE
     found = known(name)
     if found is None:
         return None
@@ -132,7 +161,7 @@ def check_names(ruleset: RuleSet) -> None:
     Traceback (most recent call last):
     lrrules.errors.OptimizerError: <rules>:3:20: optimizer type 'AdamWW' names no optimizer (did you mean 'AdamW', ...?); ...
     """
-    named = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
+    named: list[tuple[Loc, str]] = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
     named += [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
     for loc, name in named:
         if known(name) is None:
@@ -163,8 +192,7 @@ def check_options(ruleset: RuleSet, name: str, options: Mapping[str, Any], torch
     values = option_values(ruleset)
     for loc, key, _ in values:
         if key not in options:
-            close = difflib.get_close_matches(key, sorted(options), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(key, options)
             takes = ", ".join(sorted(set(options) - {"lr", "weight_decay"}))
             raise OptimizerError(f"option '{key}' (in {_where(loc, ruleset)}) "
                                  f"is not an option of {name}{hint}; {name} takes: {takes}", _locate(ruleset, loc, key=True))
@@ -208,8 +236,7 @@ def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], value
                 raise refuse(loc, f"'{key}' of {name} must be in [{low}, {high}], got {value}")
         if (name, key) in _CHOICES and value is not None and value not in _CHOICES[(name, key)]:
             words = _CHOICES[(name, key)]
-            close = difflib.get_close_matches(str(value), words, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(str(value), words)
             raise OptimizerError(f"option '{key}' of {name} takes one of {', '.join(map(repr, words))}, got {value!r}{hint}",
                                  _locate(ruleset, loc))
         if key == "betas" and isinstance(value, list):
@@ -234,8 +261,8 @@ def _check_nesterov(ruleset: RuleSet, name: str, options: Mapping[str, Any], ref
     for loc, settings in places:
         if settings["nesterov"] is True and _number(settings["momentum"]) and _number(settings["dampening"]):
             if settings["momentum"] <= 0 or settings["dampening"] != 0:
-                own = _entry_options(ruleset, loc)
-                at = next((loc + (k,) for k in ("nesterov", "momentum", "dampening") if k in own), loc)
+                written = _entry_options(ruleset, loc)
+                at = next((loc + (k,) for k in ("nesterov", "momentum", "dampening") if k in written), loc)
                 raise refuse(at, f"'nesterov' of {name} needs momentum > 0 and dampening = 0, got momentum "
                                  f"{settings['momentum']} and dampening {settings['dampening']}")
 
@@ -245,35 +272,3 @@ def _entry_options(ruleset: RuleSet, loc: Loc) -> Mapping[str, Any]:
         return ruleset.defaults.options
     entries = ruleset.rules if loc[0] == "rules" else ruleset.modifiers
     return entries[int(loc[1])].options or {}
-
-
-def _regenerate() -> str:  # pragma: no cover - run by hand when torch or timm change
-    import textwrap
-
-    import timm
-    import torch
-    import torch.optim
-    from timm.optim import get_optimizer_class, list_optimizers
-
-    torch_table = {n: options_of(v) for n, v in sorted(vars(torch.optim).items())
-                   if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
-    timm_table: dict[str, Any] = {}
-    for n in list_optimizers():
-        try:
-            timm_table[n] = options_of(get_optimizer_class(n))
-        except Exception:  # noqa: BLE001  (timm raises plain errors for what needs CUDA or a package)
-            timm_table[n] = "unavailable"
-    lines = [f'GENERATED_WITH = {{"torch": "{torch.__version__.split("+")[0]}", "timm": "{timm.__version__}"}}']
-    for var, table, kind in (("TORCH", torch_table, "None"), ("TIMM", timm_table, "str | None")):
-        lines.append(f"{var}: dict[str, dict[str, Any] | {kind}] = {{")
-        for k in sorted(table):
-            entry = dict(sorted(table[k].items())) if isinstance(table[k], dict) else table[k]
-            line = f"    {k!r}: {entry!r},".replace("Ellipsis", "...")
-            lines.append(textwrap.fill(line, 116, subsequent_indent="        ", break_long_words=False,
-                                       break_on_hyphens=False))
-        lines.append("}")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(_regenerate())

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UsageError
+from .language import DEFAULT_TYPE
 from .params import ParamInfo, clean_name, unwrap
 
 if TYPE_CHECKING:
     import torch
+
+    from .plan import Plan
+    from .sources import Model
 
 def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) -> list[str]:
     """The module names of the model's classifiers, each once: every name in timm's
@@ -27,6 +34,7 @@ def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) ->
     """
     names = [n for p in params for n in p.names]
     inner = unwrap(model) if model is not None else None
+    candidates: list[Any]
     if inner is not None and hasattr(inner, "pretrained_cfg"):
         classifier = getattr(inner, "pretrained_cfg", {}).get("classifier")
         candidates = list(classifier) if isinstance(classifier, (list, tuple)) else [classifier]
@@ -107,7 +115,7 @@ def starter(
         f"  lr: {_number(lr)}",
         f"  weight_decay: {_number(weight_decay)}",
         "optimizer:",
-        "  type: AdamW",
+        f"  type: {DEFAULT_TYPE}",
     ]
     if layer_decay is not None:
         # timm's own grouping where timm groups the model; the repeated blocks everywhere else
@@ -134,7 +142,7 @@ def _no_weight_decay_names(model: torch.nn.Module | None, params: Sequence[Param
     if inner is None or not hasattr(inner, "no_weight_decay"):
         return []
     try:
-        wanted = set(inner.no_weight_decay())  # type: ignore[operator]
+        wanted = set(getattr(inner, "no_weight_decay")())  # torch types a module's attribute as a Tensor
     except KeyboardInterrupt:
         raise
     except BaseException:  # noqa: BLE001  a model's own hook; a failure means only that there is no list to add
@@ -164,3 +172,39 @@ def _quote(text: str) -> str:
     if text.isascii() or max(map(ord, text)) <= 0xFFFF:
         return json.dumps(text)
     return '"' + "".join(f"\\U{ord(c):08x}" if ord(c) > 0xFFFF else json.dumps(c)[1:-1] for c in text) + '"'
+
+
+def checked_starter(model: Model, source: str = "<init>", **options: Any) -> tuple[str, Plan]:
+    """``lrrules init``: the :func:`starter` text for ``model`` and its plan, which resolves cleanly
+    (a starting file that does not is lrrules' bug: :class:`UsageError` with the problems).
+    ``options``: :func:`starter`'s keywords.
+
+    >>> text, plan = checked_starter(open_model("resnet18"), layer_decay=0.75)  # doctest: +SKIP
+    """
+    from .check import resolve_model
+    from .loader import loads
+
+    text = starter(model.params, model.module, model.label, **options)
+    plan = resolve_model(loads(text, source), model)
+    if not plan.ok or plan.unused_rules:
+        raise UsageError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
+            plan.problems() + plan.warnings()))
+    return text, plan
+
+
+def schema_reference(out: Path | None, given: str | None = None) -> tuple[str, Path | None]:
+    """The JSON Schema's path that the first line of the file written to ``out`` names (``given``,
+    else ``schemas/lrrules.schema.json`` of the working folder, relative to the file), and where the
+    schema must be written for that line to resolve (``None``: nowhere).
+
+    >>> schema_reference(None, "https://example.org/lrrules.schema.json")
+    ('https://example.org/lrrules.schema.json', None)
+    """
+    if given:
+        return given, None
+    here = Path("schemas") / "lrrules.schema.json"
+    base = (out.parent if out is not None else Path(".")).resolve()
+    schema = Path(os.path.relpath(here.resolve(), base)).as_posix() if here.is_file() else "lrrules.schema.json"
+    if out is not None and not (out.parent / schema).is_file():
+        return "lrrules.schema.json", out.parent / "lrrules.schema.json"  # written beside the file
+    return schema, None

@@ -14,7 +14,8 @@ import lrrules
 HOMES = {"Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
          "load_optimizer_state": "resume", "resolve_names": "sources", "rule_scheduler": "schedules",
          "RuleSet": "language", "load": "loader", "loads": "loader", "LrrulesError": "errors",
-         "PlanProblemsError": "errors", "ResumeError": "errors", "RuleError": "errors", "RuleFileError": "errors"}
+         "PlanProblemsError": "errors", "ResumeError": "errors", "RuleError": "errors", "RuleFileError": "errors",
+         "Finding": "check", "check": "check"}
 
 
 def test_every_public_name_is_the_object_its_module_defines() -> None:

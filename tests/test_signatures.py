@@ -16,10 +16,45 @@ import torch
 import lrrules
 from lrrules.errors import OptimizerError
 from lrrules.optim import check_optimizer
-from lrrules.optimizer_table import TIMM, TORCH
-from lrrules.signatures import check, known, options_of
+from lrrules.optimizer_table import GENERATED_WITH, OPTIONS, TIMM, TORCH, UNAVAILABLE
+from lrrules.signatures import check, decode, encode, known, options_of
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The table is regenerated here, by the test that keeps it true: `python tests/test_signatures.py`
+# prints the tables, to paste into lrrules/optimizer_table.py below its docstring.
+def regenerated() -> str:
+    """The text of lrrules/optimizer_table.py's tables from the installed torch and timm."""
+    import textwrap
+
+    import timm
+    from timm.optim import get_optimizer_class, list_optimizers
+
+    torch_table: dict[str, str | None] = {
+        n: encode(options_of(v)) for n, v in sorted(vars(torch.optim).items())
+        if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
+    timm_table: dict[str, str | None] = {}
+    for n in map(str, list_optimizers()):
+        try:
+            timm_table[n] = encode(options_of(get_optimizer_class(n)))
+        except Exception:  # noqa: BLE001  (timm raises plain errors for what needs CUDA or a package)
+            timm_table[n] = "unavailable"
+    texts = sorted({t for t in [*torch_table.values(), *timm_table.values()] if t not in (None, "unavailable")})
+    index = {t: i for i, t in enumerate(texts)}
+    index.update({None: None, "unavailable": UNAVAILABLE})  # type: ignore[dict-item]
+    lines = [f'GENERATED_WITH = {{"torch": "{torch.__version__.split("+")[0]}", "timm": "{timm.__version__}"}}',
+             "OPTIONS: list[str] = ["]
+    for i, text in enumerate(texts):  # one string over several lines, the words a line holds
+        parts = textwrap.wrap(text, 104, break_long_words=False)
+        lines += [f"    {p + ' ' if j < len(parts) - 1 else p!r}" for j, p in enumerate(parts)]
+        lines[-1] += f",  # {i}"
+    lines.append("]")
+    for var, table in (("TORCH", torch_table), ("TIMM", timm_table)):
+        body = ", ".join(f"{k!r}: {index[table[k]]}" for k in sorted(table))  # type: ignore[index]
+        lines += [f"{var}: dict[str, int | None] = {{", textwrap.fill(body, 116, initial_indent="    ",
+                                                                     subsequent_indent="    "), "}"]
+    return "\n".join(lines)
 
 
 def test_the_table_agrees_with_every_installed_torch_optimizer() -> None:
@@ -27,7 +62,8 @@ def test_the_table_agrees_with_every_installed_torch_optimizer() -> None:
                  if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
     assert set(installed) == set(TORCH)
     for name, cls in installed.items():
-        assert options_of(cls) == TORCH[name], name
+        entry = TORCH[name]
+        assert encode(options_of(cls)) == (None if entry is None else OPTIONS[entry]), name
 
 
 def test_the_table_agrees_with_every_installed_timm_optimizer() -> None:
@@ -38,9 +74,20 @@ def test_the_table_agrees_with_every_installed_timm_optimizer() -> None:
         try:
             factory = get_optimizer_class(name)
         except Exception:  # needs CUDA or a package here: the table says so
-            assert TIMM[name] == "unavailable", name
+            assert TIMM[name] == UNAVAILABLE, name
             continue
-        assert options_of(factory) == TIMM[name], name
+        entry = TIMM[name]
+        assert entry != UNAVAILABLE and encode(options_of(factory)) == (None if entry is None else OPTIONS[entry]), name
+
+
+def test_the_table_reads_back_what_a_check_needs_of_each_default() -> None:
+    # SGD's nesterov check reads momentum and dampening (numbers: read back as 0, torch's own
+    # defaults) and nesterov (not True); a tuple's length and example come back as written.
+    sgd, real = known("SGD").options, options_of(torch.optim.SGD)  # type: ignore[union-attr]
+    assert real is not None and sgd is not None
+    assert (sgd["momentum"], sgd["dampening"]) == (real["momentum"], real["dampening"]) == (0, 0)
+    assert sgd["nesterov"] is not True and real["nesterov"] is False
+    assert known("Rprop").options["etas"] == (0.5, 1.2)  # type: ignore[union-attr]
 
 
 def _rules(defaults: dict[str, object], optimizer: str) -> lrrules.RuleSet:
@@ -58,9 +105,15 @@ def _torch_refuses(cls: type, defaults: dict[str, object]) -> bool:
     return False
 
 
+def _options(name: str) -> dict[str, object]:
+    found = known(name)
+    return dict(found.options or {}) if found is not None else {}
+
+
 _VALUES = [-1.0, -1e-12, 0.0, 1e-8, 0.5, 1.0, 2.0]
 _CASES = [(name, key, value)
-          for name, options in TORCH.items() if options and name not in ("LBFGS", "SparseAdam")
+          for name, options in ((n, _options(n)) for n in TORCH)
+          if options and name not in ("LBFGS", "SparseAdam")
           for key in ("eps", "momentum", "lr_decay", "initial_accumulator_value", "rho", "alpha")
           if key in options and isinstance(options[key], (int, float)) and not isinstance(options[key], bool)
           for value in _VALUES]
@@ -78,7 +131,7 @@ def test_a_value_is_refused_exactly_where_torch_refuses_it(name: str, key: str, 
         assert check(rules) == []
 
 
-@pytest.mark.parametrize("name", [n for n, o in TORCH.items() if o and isinstance(o.get("betas"), tuple)])
+@pytest.mark.parametrize("name", [n for n in TORCH if isinstance(_options(n).get("betas"), tuple)])
 def test_betas_are_refused_exactly_where_torch_refuses_them(name: str) -> None:
     cls = getattr(torch.optim, name)
     for betas in itertools.product([-0.1, 0.0, 0.9, 0.999999, 1.0, 1.5], repeat=2):
@@ -134,7 +187,7 @@ def test_an_unknown_type_points_at_the_type_value() -> None:
 
 def test_timm_names_are_known_case_insensitively_and_unavailable_ones_give_a_note() -> None:
     assert known("Lamb") is not None and known("Lamb").options is not None  # type: ignore[union-attr]
-    unavailable = [n for n, v in TIMM.items() if v == "unavailable"]
+    unavailable = [n for n, v in TIMM.items() if v == UNAVAILABLE]
     if unavailable:
         notes = check(_rules({}, unavailable[0]))
         assert notes and "not checked" in notes[0]
@@ -168,3 +221,15 @@ def test_commands_against_a_checkpoint_never_import_torch(tmp_path: Path, comman
     out = subprocess.run([sys.executable, "-c", _PROBE, command, *args, "--model", str(model)],
                          capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert out.stdout.split()[-2:] == ["NO-TORCH", "0"], out.stderr
+
+
+def test_the_regenerated_table_is_the_table() -> None:
+    import lrrules.optimizer_table as table
+
+    text = Path(table.__file__).read_text()
+    assert regenerated().split("\n", 1)[1] in text, "regenerate it: python tests/test_signatures.py"
+    assert GENERATED_WITH["torch"] in regenerated().split("\n", 1)[0]
+
+
+if __name__ == "__main__":
+    print(regenerated())

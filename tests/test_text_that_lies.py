@@ -317,10 +317,11 @@ HOSTILE = ["r\n::error file=x.yaml::pwned.yaml", "a%0A::warning::b.yaml", "c,lin
 
 @pytest.mark.parametrize("path", HOSTILE)
 def test_a_github_annotation_from_a_hostile_name_is_one_command_that_shows_the_name(path: str) -> None:
-    from lrrules.report import Finding, findings_github
+    from lrrules.check import Finding
+    from lrrules.report import findings_github
 
     message = f"unmatched: 1 tensors claimed by no rule\n  {path}"
-    out = findings_github([Finding(path, 3, 5, message, 2)])
+    out = findings_github([Finding(path, 3, 5, "error", message)])
     assert "\n" not in out and "\r" not in out and all(c.isprintable() for c in out)
     head, _, data = out.partition("::")[2].partition("::")
     assert head.startswith("error file=") and head.count(",") == 3  # four properties, whatever the name holds
@@ -334,9 +335,9 @@ def test_a_github_annotation_from_a_hostile_name_is_one_command_that_shows_the_n
 
 @pytest.mark.parametrize("path", HOSTILE)
 def test_a_finding_with_a_hostile_file_name_is_printed_on_one_line(path: str) -> None:
-    from lrrules.report import Finding
+    from lrrules.check import Finding
 
-    text = Finding(path, 3, 5, "unknown key 'x'", 2).text()
+    text = Finding(path, 3, 5, "error", "unknown key 'x'").text()
     assert "\n" not in text and all(c.isprintable() for c in text) and text.endswith(":3:5: unknown key 'x'")
 
 
