@@ -72,7 +72,7 @@ def row(workload: str, measure: str, ours: tuple[float, int], anchor_name: str, 
 def unfit(rules: lrrules.RuleSet, plan: Any) -> str | None:
     """Why a rule file does not fit a model (a parameter unmatched or claimed twice, a rule that claims
     nothing; an unused modifier is fine), or None."""
-    unused = sorted(set(plan.unused_rules) & {rule.name for rule in rules.rules})
+    unused = sorted(set(plan.to_dict()["unused_rules"]) & {rule.name for rule in rules.rules})
     return plan.problems()[0] if not plan.ok else f"rule '{unused[0]}' matches nothing" if unused else None
 
 
@@ -235,6 +235,13 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def dump(results: dict[str, Any]) -> str:
+    """JSON with one line per row, so that two runs diff row by row."""
+    def value(v: Any) -> str:
+        return "[\n  " + ",\n  ".join(map(json.dumps, v)) + "\n]" if isinstance(v, list) else json.dumps(v)
+    return "{\n" + ",\n".join(f"{json.dumps(k)}: {value(v)}" for k, v in results.items()) + "\n}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
@@ -257,7 +264,7 @@ def main() -> None:
     print("growth", flush=True)
     results["growth"] = growth_section(args.quick)
     results["machine"]["load_after"] = os.getloadavg()
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.json").write_text(dump(results))
     (out / "RESULTS.md").write_text(report(results))
     print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
 
