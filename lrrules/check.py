@@ -139,7 +139,7 @@ def _alone(ruleset: RuleSet, name: str, strict: bool) -> list[Finding]:
 def _optimizer(ruleset: RuleSet, cache: bool) -> list[str]:
     """The notes on the optimizer; raises :class:`OptimizerError`. One optimizer the table knows is
     checked from the table, without torch; several, or one it does not know: torch decides."""
-    from .modelcache import check_optimizer_cached
+    from .sources import check_optimizer_cached
     from .signatures import check as check_signature
     from .signatures import check_names
 
@@ -151,7 +151,7 @@ def _optimizer(ruleset: RuleSet, cache: bool) -> list[str]:
 
 
 def _opener(cache: bool) -> Callable[[str], Model]:
-    from .modelcache import cached_open_model
+    from .sources import cached_open_model
 
     return functools.cache(lambda spec: cached_open_model(spec, use_cache=cache))  # each model built once
 
