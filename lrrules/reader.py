@@ -465,5 +465,8 @@ def _json(text: str, path: str) -> tuple[Any, SourceMap]:
         raise _fail(path, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
     except (RecursionError, ValueError):  # deeper than json goes, or an integer of 4,300 digits:
         data = None  # refused by the composer, with its place
-    found, source = _yaml(text.replace("\t", " "), path, json_text=True)
+    # YAML wants a key and its ':' on one line; JSON does not: move each ':' up to its key, keeping
+    # every offset (a string then spaces then ':' is a key in JSON that json.loads took).
+    placed = re.sub(r'("(?:[^"\\]|\\.)*")(\s+):', lambda m: m[1] + ":" + m[2], text.replace("\t", " "))
+    found, source = _yaml(placed, path, json_text=True)
     return found if data is None else data, source

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -181,3 +182,13 @@ def test_yaml_shaped_text_gives_data_or_our_own_error(text: str) -> None:
         parse(text, "fuzz")
     except LrrulesError:
         pass
+
+
+@pytest.mark.parametrize("key_separator", [":", " : ", "\n:", "\n  :\n  ", "\t:\t"])
+def test_valid_json_reads_whatever_the_whitespace_around_its_colons(key_separator: str) -> None:
+    doc = {"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "head", "match": {"glob": "fc.*"}}]}
+    text = json.dumps(doc, indent=2, separators=(",", key_separator))
+    data, source = parse(text, "rules.json", "json")
+    assert data == json.loads(text)
+    name_line = next(i for i, line in enumerate(text.splitlines(), 1) if '"head"' in line or '"name"' in line)
+    assert source.locate(("rules", 0, "name"), key=True).line == name_line
