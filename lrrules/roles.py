@@ -91,6 +91,19 @@ def name_roles(name: str, shape: tuple[int, ...]) -> tuple[Role, ...]:
     return ()
 
 
+def holder(name: str) -> str:
+    """The module path holding parameter ``name``; for a parametrization's tensor, the parametrized
+    module's, not the bookkeeping module torch puts between them (DINO's head under ``weight_norm``).
+
+    >>> holder("head.fc.parametrizations.weight.original0"), holder("head.fc.weight_g")
+    ('head.fc', 'head.fc')
+    """
+    parts = name.split(".")[:-1]
+    if "parametrizations" in parts[:-1]:
+        parts = parts[:parts.index("parametrizations")]
+    return ".".join(parts)
+
+
 def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Sequence[Any]) -> list[tuple[Role, ...]]:
     """Each parameter's roles with their evidence, in the order of ``infos`` (``tensors`` the
     tensors themselves, as :func:`lrrules.params.collect` returns them)."""
@@ -217,9 +230,7 @@ def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | N
         pass
     if last is None or "." not in last[0]:
         return []
-    from .starter import _holder  # init's head: a parametrization's tensors belong to the parametrized module
-
-    owner_name = _holder(last[0])
+    owner_name = holder(last[0])
     owner = model.get_submodule(owner_name)
     if sum(1 for _ in owner.parameters()) == sum(1 for _ in model.parameters()):
         return []  # a "head" that is the whole model is no head
