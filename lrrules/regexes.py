@@ -72,8 +72,8 @@ def _tokens(pattern: str, verbose: bool, flags: set[str]) -> Iterator[tuple[str,
             if c == "|" or len(stack) > 1:  # an unbalanced ')': the compiler refuses it
                 stack.pop() if c == ")" else None
                 yield ("bar" if c == "|" else "close"), start, i, None
-        elif c != "(":
-            i = _UNIT.match(pattern, i).end()  # type: ignore[union-attr]  # '.' matches any character
+        elif c != "(" or _REFERENCE.match(pattern, i):  # _UNIT matches every character
+            i = (_REFERENCE if c == "(" else _UNIT).match(pattern, i).end()  # type: ignore[union-attr]
             yield "item", start, i, None
         elif pattern.startswith("(?#", i):  # a comment, up to the first ')'
             i = pattern.find(")", i) + 1 or n
@@ -86,9 +86,6 @@ def _tokens(pattern: str, verbose: bool, flags: set[str]) -> Iterator[tuple[str,
             else:
                 stack.append((stack[-1] or "x" in on) and "x" not in off)
                 yield "open", start, i, False
-        elif found := _REFERENCE.match(pattern, i):
-            i = found.end()
-            yield "item", start, i, None
         else:  # a group; a conditional's condition, (?(1)yes|no), is read as a group inside it
             found, conditional = _OPENING.match(pattern, i), pattern.startswith("(?(", i)
             i = i + 2 if conditional else found.end() if found else i + 1 + (pattern[i + 1 : i + 2] == "?")
