@@ -221,3 +221,13 @@ def test_every_regex_of_the_examples_and_presets_is_accepted() -> None:
     assert len(files) > 5
     for path in files:
         load(path)  # raises at the first regex refused
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(list("ab.\\()[]{}|*+?^$#:=!<>PRx-, 0129eid\n") + ["(?", "(?P<g>", "(?x)", "{2,}"]),
+                max_size=16).map("".join))
+def test_any_text_compiles_or_is_refused_with_our_error_at_a_place_inside_it(pattern: str) -> None:
+    try:
+        check_regex(pattern)
+    except RegexError as exc:
+        assert exc.offset is None or 0 <= exc.offset <= len(pattern)
