@@ -199,10 +199,10 @@ def _read(pattern: str, verbose: bool) -> tuple[int, set[str], tuple[str, int] |
                                       "((?:[a-z_]+\\.)*)", last.at)
             last.size = min(last.size * max(least, 1) if most == least else last.size * (least + 1) + 1, _HUGE)
             if least != most:
-                last.width, last.optional, last.repeat, last.lit, last.stop = None, least == 0, True, None, False
-                last.firsts = None if least == 0 else last.firsts
+                last.width, last.optional, last.repeat, last.stop = None, least == 0, True, False
             elif last.width is not None:
-                last.width, last.lit = last.width * least, None if least != 1 else last.lit
+                last.width *= least
+            last.firsts, last.lit = last.firsts if least else None, last.lit if least == most == 1 else None
             continue
         if last is not None:
             _settle(top, last, free)

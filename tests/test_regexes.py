@@ -170,6 +170,7 @@ EXPONENTIAL, POWER = "exponentially many ways", "costs a power of its length"
     (".*a.*b.*c", POWER, 7),
     (r"\w*\w*\w*x", POWER, 7),
     ("(a|ab)(a|ab)(a|ab)x", POWER, 13),
+    ("b*a{0}b*a{0}b*a{0}b", POWER, 13),  # a{0} is no text: the b that follows it follows the repeat
     # unbounded by construction
     ("(?R)?a", "recursion", 1),
     ("(?:ab){e<=1}", "fuzzy matching", 7),
