@@ -28,18 +28,20 @@ ROLES = ("embedding", "head", "hidden", "norm", "bias", "position", "no_weight_d
 ALIASES = {"output": "head", "unembedding": "head"}
 #: The roles that names and shapes alone decide (a checkpoint).
 NAME_ROLES = frozenset({"bias"})
-
 #: One role of a tensor and the evidence for it, such as ``("head", "get_output_embeddings()")``.
 Role = tuple[str, str]
 
 _POSITION_PART = re.compile(
     r"(wpe|cls_token|dist_token|reg_token|embed_positions|position_embeddings?|pos_embed\w*|pos_emb\w*"
     r"|absolute_pos_embed|relative_position\w*|relative_attention_bias|rel_pos\w*)")
-_NORM_CLASS = re.compile(r"Norm")
 
 
 def canonical(role: str) -> str:
-    """``output`` -> ``head``; a role's own name stays."""
+    """A role's own name for one of its other names.
+
+    >>> canonical("output"), canonical("norm")
+    ('head', 'norm')
+    """
     return ALIASES.get(role, role)
 
 
@@ -107,7 +109,7 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
                 mark(module.parameters(), "position", f"an embedding named '{module_name.rsplit('.', 1)[-1]}'")
         own = {local: t for local, t in module._parameters.items() if t is not None}
         classes = takewhile(lambda k: k.__name__ not in ("Module", "object"), type(module).__mro__)
-        named = next((k.__name__ for k in classes if _NORM_CLASS.search(k.__name__)), None)
+        named = next((k.__name__ for k in classes if "Norm" in k.__name__), None)
         if own and isinstance(module, norms):
             torch_class = next(k.__name__ for k in type(module).__mro__ if k.__module__.startswith("torch.nn"))
             mark(own.values(), "norm", f"its module is an nn.{torch_class} (isinstance)")
@@ -230,8 +232,7 @@ def _no_weight_decay(model: torch.nn.Module, timm: tuple[Any, dict[str, Any]] | 
 
 
 def describe(info: ParamInfo) -> str:
-    """The parameter's roles and why, for ``explain``:
-    ``head (the module get_output_embeddings() returns); bias (...)``."""
+    """The parameter's roles and why, for ``explain``: ``head (the module ...); bias (...)``."""
     text = "; ".join(f"{role} ({why})" for role, why in info.roles)
     if info.module is None:
         return (text + "; " if text else "") + f"the others undecided (a checkpoint: names and shapes decide only " \
