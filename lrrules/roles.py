@@ -1,45 +1,11 @@
 """What each parameter tensor *does* in its model: its roles, read from the model's structure.
 
 A recipe such as Muon's split ("hidden matrices to Muon; embeddings, the head, gains and biases to
-AdamW") or timm's weight-decay exclusions is defined by what a tensor does, and names differ in
-every architecture family (``lm_head``, ``classifier``, ``fc``, ``score``, ``cls.predictions``). So
-roles are decided from the model itself, each with the evidence that decided it:
-
-``embedding``
-    the input layer: the module ``get_input_embeddings()`` returns (Hugging Face), every
-    ``nn.Embedding`` / ``nn.EmbeddingBag``, timm's ``pretrained_cfg['first_conv']`` (a ViT's patch
-    embedding, a CNN's stem).
-``head`` (also written ``output`` or ``unembedding``)
-    the output layer: the module ``get_output_embeddings()`` returns and the task heads outside
-    the base model (Hugging Face), timm's ``pretrained_cfg['classifier']``; for any other model the
-    module holding the last parameter registered (what ``lrrules init`` takes as the head). Every
-    tensor under that module counts, so peft's ``modules_to_save`` copy of a head and a head under
-    ``weight_norm`` or a parametrization are still the head.
-``norm``
-    the parameters of a norm module: ``isinstance`` of torch's LayerNorm, GroupNorm, BatchNorm,
-    InstanceNorm, RMSNorm, or a module whose class (or a base) is named ``...Norm...`` and whose own
-    tensors are all 1-D (Hugging Face's ``LlamaRMSNorm``, ``T5LayerNorm``, timm's ``RmsNorm``).
-``bias``
-    a 1-D tensor registered on its module as ``bias`` or ``..._bias`` (``in_proj_bias``).
-``position``
-    position embeddings and tables, class tokens: what the model's ``no_weight_decay()`` lists (timm:
-    ``pos_embed``, ``cls_token``, relative-position tables and their MLPs, attention-bias tables on
-    every timm family checked), and, where the structure cannot tell, a name part such as ``wpe``,
-    ``position_embeddings``, ``embed_positions``, ``relative_attention_bias``, ``rel_pos_h``.
-``no_weight_decay``
-    listed by the model's own ``no_weight_decay()`` (timm's contract with ``create_optimizer_v2``).
-``hidden``
-    a tensor of 2 or more dimensions that is none of embedding, head, position and norm: the
-    matrices inside the blocks (GPT-2's ``Conv1D`` weights, stored ``(in, out)``, count as they are).
-
-A tensor may have several roles: a tied embedding and head has both, a head's LayerNorm is head and
-norm. Where only names and shapes are known (a checkpoint), only ``bias`` can be decided (from the
-tensor's last name part); a rule asking for another role there is refused with a message.
-
->>> import torch
->>> infos, tensors = collect(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)))  # doctest: +SKIP
->>> [sorted(role for role, _ in p.roles) for p in infos]                                          # doctest: +SKIP
-[['hidden'], ['bias'], ['head'], ['bias', 'head']]
+AdamW") is defined by what a tensor does, and names differ in every family (``lm_head``,
+``classifier``, ``fc``, ``score``), so each role is decided from the model itself, with the evidence
+that decided it: ``embedding``, ``head`` (also ``output``, ``unembedding``), ``norm``, ``bias``,
+``position``, ``no_weight_decay`` and ``hidden``; docs/language.md#roles says by which evidence. A
+tensor may have several roles. From names and shapes alone (a checkpoint) only ``bias`` is decided.
 """
 
 from __future__ import annotations
@@ -47,6 +13,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
+from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,18 +28,20 @@ ROLES = ("embedding", "head", "hidden", "norm", "bias", "position", "no_weight_d
 ALIASES = {"output": "head", "unembedding": "head"}
 #: The roles that names and shapes alone decide (a checkpoint).
 NAME_ROLES = frozenset({"bias"})
-
 #: One role of a tensor and the evidence for it, such as ``("head", "get_output_embeddings()")``.
 Role = tuple[str, str]
 
 _POSITION_PART = re.compile(
     r"(wpe|cls_token|dist_token|reg_token|embed_positions|position_embeddings?|pos_embed\w*|pos_emb\w*"
     r"|absolute_pos_embed|relative_position\w*|relative_attention_bias|rel_pos\w*)")
-_NORM_CLASS = re.compile(r"Norm")
 
 
 def canonical(role: str) -> str:
-    """``output`` -> ``head``; a role's own name stays."""
+    """A role's own name for one of its other names.
+
+    >>> canonical("output"), canonical("norm")
+    ('head', 'norm')
+    """
     return ALIASES.get(role, role)
 
 
@@ -91,49 +61,65 @@ def name_roles(name: str, shape: tuple[int, ...]) -> tuple[Role, ...]:
     return ()
 
 
+def holder(name: str) -> str:
+    """The module path holding parameter ``name``; for a parametrization's tensor, the parametrized
+    module's, not the bookkeeping module torch puts between them (DINO's head under ``weight_norm``).
+
+    >>> holder("head.fc.parametrizations.weight.original0"), holder("head.fc.weight_g")
+    ('head.fc', 'head.fc')
+    """
+    parts = name.split(".")[:-1]
+    if "parametrizations" in parts[:-1]:
+        parts = parts[:parts.index("parametrizations")]
+    return ".".join(parts)
+
+
 def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Sequence[Any]) -> list[tuple[Role, ...]]:
     """Each parameter's roles with their evidence, in the order of ``infos`` (``tensors`` the
-    tensors themselves, as :func:`lrrules.params.collect` returns them)."""
+    tensors themselves, as :func:`lrrules.params.collect` returns them).
+
+    >>> from torch import nn
+    >>> from lrrules.params import collect
+    >>> model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    >>> [[role for role, _ in roles] for roles in model_roles(model, *collect(model))]
+    [['hidden'], ['bias'], ['head'], ['head', 'bias']]
+    """
     from torch import nn
 
     position = {id(t): i for i, t in enumerate(tensors)}
     found: list[dict[str, str]] = [{} for _ in infos]
 
-    def mark(module: Any, role: str, why: str) -> None:  # every tensor under ``module``, its children's too
-        _mark_own(list(module.parameters()), position, found, role, why)
+    def mark(own: Any, role: str, why: str) -> None:
+        for i in (position.get(id(t)) for t in own):
+            if i is not None:
+                found[i].setdefault(role, why)
 
     # Each walks the whole module tree: found once, read by the heads, the inputs and no_weight_decay().
     hf, timm = _hf_model(model), _timm_model(model)
     for module, why in _heads(model, hf, timm):
-        mark(module, "head", why)
+        mark(module.parameters(), "head", why)  # every tensor under it, its children's too
     for module, why in _inputs(hf, timm):
-        mark(module, "embedding", why)
+        mark(module.parameters(), "embedding", why)
     norms = tuple(k for k in (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, getattr(nn, "RMSNorm", None),
                               nn.LocalResponseNorm) if k is not None)
     for module_name, module in model.named_modules():
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
-            mark(module, "embedding", f"an nn.{'Embedding' if isinstance(module, nn.Embedding) else 'EmbeddingBag'}")
+            mark(module.parameters(), "embedding", f"an nn.{'Embedding' if isinstance(module, nn.Embedding) else 'EmbeddingBag'}")
             if _POSITION_PART.fullmatch(module_name.rsplit(".", 1)[-1]):
-                mark(module, "position", f"an embedding named '{module_name.rsplit('.', 1)[-1]}'")
-        own = [t for t in module._parameters.values() if t is not None]
-        if not own:
-            continue
-        if isinstance(module, norms):
+                mark(module.parameters(), "position", f"an embedding named '{module_name.rsplit('.', 1)[-1]}'")
+        own = {local: t for local, t in module._parameters.items() if t is not None}
+        classes = takewhile(lambda k: k.__name__ not in ("Module", "object"), type(module).__mro__)
+        named = next((k.__name__ for k in classes if "Norm" in k.__name__), None)
+        if own and isinstance(module, norms):
             torch_class = next(k.__name__ for k in type(module).__mro__ if k.__module__.startswith("torch.nn"))
-            _mark_own(own, position, found, "norm", f"its module is an nn.{torch_class} (isinstance)")
-        elif all(t.ndim <= 1 for t in own) and any(_NORM_CLASS.search(k.__name__) for k in _classes(module)):
-            named = next(k.__name__ for k in _classes(module) if _NORM_CLASS.search(k.__name__))
-            _mark_own(own, position, found, "norm", f"its module's class {named} is a norm (1-D gains)")
-        for local, tensor in module._parameters.items():
-            if tensor is None:
-                continue
-            i = position.get(id(tensor))
-            if i is None:
-                continue
+            mark(own.values(), "norm", f"its module is an nn.{torch_class} (isinstance)")
+        elif own and named and all(t.ndim <= 1 for t in own.values()):
+            mark(own.values(), "norm", f"its module's class {named} is a norm (1-D gains)")
+        for local, tensor in own.items():
             if _is_bias(local, tensor.ndim):
-                found[i].setdefault("bias", f"1-D, registered as '{local}' on a {type(module).__name__}")
+                mark([tensor], "bias", f"1-D, registered as '{local}' on a {type(module).__name__}")
             if _POSITION_PART.fullmatch(local):
-                found[i].setdefault("position", f"a tensor named '{local}'")
+                mark([tensor], "position", f"a tensor named '{local}'")
     for i, patterns in _no_weight_decay(model, timm, infos):
         found[i].setdefault("no_weight_decay", f"the model's no_weight_decay() lists '{patterns}'")
         found[i].setdefault("position", f"the model's no_weight_decay() lists '{patterns}'")
@@ -150,57 +136,31 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
     return out
 
 
-def _mark_own(own: Sequence[Any], position: dict[int, int], found: list[dict[str, str]], role: str, why: str) -> None:
-    """Give ``role`` to the module's own tensors ``own`` (not to those of its children)."""
-    for tensor in own:
-        i = position.get(id(tensor))
-        if i is not None:
-            found[i].setdefault(role, why)
-
-
-def _classes(module: Any) -> Iterator[type]:
-    for kind in type(module).__mro__:
-        if kind.__name__ in ("Module", "object"):
-            return
-        yield kind
-
-
 def _hf_model(model: Any) -> Any:
     """The outermost Hugging Face model (``PreTrainedModel``) in ``model``: itself, or the one a peft
     wrapper holds."""
-    for module in model.modules():
-        if any(k.__name__ == "PreTrainedModel" for k in type(module).__mro__):
-            return module
-    return None
+    return next((m for m in model.modules() if any(k.__name__ == "PreTrainedModel" for k in type(m).__mro__)), None)
 
 
 def _timm_model(model: Any) -> tuple[Any, dict[str, Any]] | None:
     """The outermost module timm built and its ``pretrained_cfg`` (or older ``default_cfg``)."""
-    for module in model.modules():
-        cfg = vars(module).get("pretrained_cfg") or vars(module).get("default_cfg")
-        if isinstance(cfg, dict):
-            return module, cfg
-    return None
+    found = ((m, vars(m).get("pretrained_cfg") or vars(m).get("default_cfg")) for m in model.modules())
+    return next(((m, cfg) for m, cfg in found if isinstance(cfg, dict)), None)
 
 
 def _submodules(root: Any, names: Any) -> Iterator[tuple[str, Any]]:
     for name in names if isinstance(names, (list, tuple)) else [names]:
-        if not isinstance(name, str) or not name:
-            continue
-        try:
-            yield name, root.get_submodule(name)
-        except AttributeError:
-            continue
+        if isinstance(name, str) and name:
+            with suppress(AttributeError):
+                yield name, root.get_submodule(name)
 
 
 def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | None) -> list[tuple[Any, str]]:
     """The output modules, each with the evidence for it (``hf``, ``timm``: what :func:`_hf_model`
     and :func:`_timm_model` found in ``model``)."""
     if hf is not None:
-        heads = []
-        output = _call(hf, "get_output_embeddings")
-        if output is not None:
-            heads.append((output, "the module get_output_embeddings() returns"))
+        output = _module(hf, "get_output_embeddings")
+        heads = [] if output is None else [(output, "the module get_output_embeddings() returns")]
         base = getattr(type(hf), "base_model_prefix", "")
         inner = getattr(hf, base, None) if base and base in hf._modules else None
         if inner is not None:
@@ -212,14 +172,10 @@ def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | N
         root, cfg = timm
         return [(module, f"timm's pretrained_cfg['classifier'] names '{name}'")
                 for name, module in _submodules(root, cfg.get("classifier"))]
-    last = None
-    for last in model.named_parameters(remove_duplicate=False):
-        pass
-    if last is None or "." not in last[0]:
+    names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+    if not names or "." not in names[-1]:
         return []
-    from .starter import _holder  # init's head: a parametrization's tensors belong to the parametrized module
-
-    owner_name = _holder(last[0])
+    owner_name = holder(names[-1])
     owner = model.get_submodule(owner_name)
     if sum(1 for _ in owner.parameters()) == sum(1 for _ in model.parameters()):
         return []  # a "head" that is the whole model is no head
@@ -229,7 +185,7 @@ def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | N
 def _inputs(hf: Any, timm: tuple[Any, dict[str, Any]] | None) -> list[tuple[Any, str]]:
     """The input modules (beyond every nn.Embedding), each with the evidence for it."""
     if hf is not None:
-        found = _call(hf, "get_input_embeddings")
+        found = _module(hf, "get_input_embeddings")
         return [] if found is None else [(found, "the module get_input_embeddings() returns")]
     if timm is not None:
         root, cfg = timm
@@ -238,16 +194,22 @@ def _inputs(hf: Any, timm: tuple[Any, dict[str, Any]] | None) -> list[tuple[Any,
     return []
 
 
-def _call(model: Any, method: str) -> Any:
-    """``model.method()``, or ``None`` where the model has no such module (HF raises NotImplementedError)."""
-    import torch
-
+def _ask(owner: Any, method: str) -> Any:
+    """``owner.method()``, or ``None`` where it has none or it fails: the model's own hook, whose
+    failure means only that it names nothing (Hugging Face raises NotImplementedError)."""
+    hook = getattr(owner, method, None)
     try:
-        found = getattr(model, method)()
+        return hook() if callable(hook) else None
     except KeyboardInterrupt:
         raise
-    except BaseException:  # noqa: BLE001  the model's own hook: a failure means only that it names no module
+    except BaseException:  # noqa: BLE001
         return None
+
+
+def _module(owner: Any, method: str) -> Any:
+    import torch
+
+    found = _ask(owner, method)
     return found if isinstance(found, torch.nn.Module) else None
 
 
@@ -256,20 +218,11 @@ def _no_weight_decay(model: torch.nn.Module, timm: tuple[Any, dict[str, Any]] | 
     """``(index, pattern)`` for each parameter the model's ``no_weight_decay()`` lists, matched as
     timm's ``create_optimizer_v2`` matches them (``fnmatch`` over the parameter's name)."""
     owner = timm[0] if timm is not None else model
-    hook = getattr(owner, "no_weight_decay", None)
-    if not callable(hook):
-        return
-    try:
-        listed = sorted({str(entry) for entry in hook()})
-    except KeyboardInterrupt:
-        raise
-    except BaseException:  # noqa: BLE001  the model's own hook: a failure means only that there is no list
-        return
-    if not listed:
-        return
+    found = _ask(owner, "no_weight_decay")
+    listed = sorted({str(entry) for entry in found}) if isinstance(found, (set, frozenset, list, tuple)) else []
     # timm matches the names it sees, those of the module that has the hook.
-    prefix = next((name + "." for name, m in model.named_modules() if m is owner and name), "")
-    for i, info in enumerate(infos):
+    prefix = next((name + "." for name, m in model.named_modules() if m is owner and name), "") if listed else ""
+    for i, info in enumerate(infos if listed else ()):
         for name in info.names:
             local = name[len(prefix):] if prefix and name.startswith(prefix) else name
             hit = next((p for p in listed if fnmatch.fnmatchcase(local, p)), None)
@@ -279,8 +232,7 @@ def _no_weight_decay(model: torch.nn.Module, timm: tuple[Any, dict[str, Any]] | 
 
 
 def describe(info: ParamInfo) -> str:
-    """The parameter's roles and why, for ``explain``:
-    ``head (the module get_output_embeddings() returns); bias (...)``."""
+    """The parameter's roles and why, for ``explain``: ``head (the module ...); bias (...)``."""
     text = "; ".join(f"{role} ({why})" for role, why in info.roles)
     if info.module is None:
         return (text + "; " if text else "") + f"the others undecided (a checkpoint: names and shapes decide only " \

@@ -89,11 +89,11 @@ def resolve(tmp_path: Path, capsys: pytest.CaptureFixture[str], rules: str, mode
     return code, err
 
 
-def test_catastrophic_regex_stops_at_the_time_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_catastrophic_regex_is_refused_where_it_stands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = tmp_path / "long.safetensors"
     save_file({"a" * 60 + "!": torch.zeros(2)}, checkpoint)
     code, err = resolve(tmp_path, capsys, HEAD + "  - {name: evil, match: {regex: '^(a|aa)+$'}}\n", str(checkpoint))
-    assert code == 2 and ":4:" in err and "took longer than" in err and "catastrophically" in err
+    assert code == 2 and ":4:35:" in err and "exponentially many ways" in err
 
 
 def test_division_by_zero_when_resolving(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,7 +129,6 @@ def test_json_rule_file_errors_point_into_the_json(tmp_path: Path, capsys: pytes
 
 # --- hangs and resource limits -------------------------------------------------------------------
 
-from lrrules import matching  # noqa: E402
 from lrrules.errors import LrrulesError, RuleFileError  # noqa: E402
 from lrrules.loader import load, loads  # noqa: E402
 from lrrules.resolve import resolve_params  # noqa: E402
@@ -146,36 +145,20 @@ SLOW_REGEXES = [
 
 
 @pytest.mark.parametrize("pattern", SLOW_REGEXES)
-def test_every_regex_runs_under_the_time_limit_whatever_its_flags(monkeypatch: pytest.MonkeyPatch,
-                                                                  pattern: str) -> None:
-    monkeypatch.setattr(matching, "REGEX_TIMEOUT", 0.05)
-    rules = loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "unmatched": "defaults",
-                              "rules": [{"name": "evil", "match": {"regex": pattern}}]}), fmt="json")
-    with pytest.raises(RuleFileError, match="took longer than 0.05s"):
-        resolve_params(rules, make_params(("a" * 60 + "!", (2,), "Linear")))
+def test_every_catastrophic_regex_is_refused_whatever_its_flags(pattern: str) -> None:
+    with pytest.raises(RuleFileError, match="exponentially many ways"):
+        loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "unmatched": "defaults",
+                          "rules": [{"name": "evil", "match": {"regex": pattern}}]}), fmt="json")
 
 
-def test_a_slow_regex_in_layer_patterns_is_stopped_and_located_at_its_pattern(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(matching, "REGEX_TIMEOUT", 0.05)
+def test_a_catastrophic_regex_in_layer_patterns_is_refused_at_its_pattern(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("version: 1\ndefaults: {lr: 0.1}\nunmatched: defaults\nlayers:\n  by: patterns\n"
                     "  patterns:\n    - 'stem.*'\n    - {regex: '(?x)^(a|aa) +$'}\n")
-    with pytest.raises(RuleFileError, match="took longer than 0.05s") as caught:
-        resolve_params(load(path), make_params(("a" * 60 + "!", (2,), "Linear")))
+    with pytest.raises(RuleFileError, match="exponentially many ways") as caught:
+        load(path)
     error = caught.value.errors[0]
-    assert (error.path, error.line, error.loc) == (str(path), 8, ("layers", "patterns", 1))
-
-
-def test_many_slow_regexes_on_many_names_stop_at_the_total_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each match stays under the per-match limit; together they would run for minutes.
-    monkeypatch.setattr(matching, "REGEX_BUDGET", 0.3)
-    rules = loads(json.dumps({"version": 1, "defaults": {"lr": 0.1}, "unmatched": "defaults",
-                              "rules": [{"name": f"r{i}", "match": {"regex": f"^(a|aa)+{i}$"}}
-                                        for i in range(50)]}), fmt="json")
-    names = make_params(*((f"{'a' * 22}x{i}", (2,), "Linear") for i in range(200)))
-    with pytest.raises(RuleFileError, match=r"took more than 0.3s in total"):
-        resolve_params(rules, names)
+    assert (error.path, error.line, error.loc) == (str(path), 8, ("layers", "patterns", 1, "regex", 0))
 
 
 def test_each_regex_is_compiled_once_per_rule_set_even_beyond_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:

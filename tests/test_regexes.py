@@ -1,5 +1,6 @@
 """The regex dialect: what a regex unrolls into is counted before it is compiled, exactly enough
-that the legitimate ones pass and the memory bombs do not."""
+that the legitimate ones pass and the memory bombs do not; and the shapes whose backtracking
+explodes on a name are refused at their place, the ordinary ones accepted."""
 
 from __future__ import annotations
 
@@ -99,9 +100,9 @@ def test_a_counted_repeat_writes_out_its_least_count_and_an_open_one_loops(body:
 @pytest.mark.parametrize("pattern", [
     r"^(?:[a-z0-9_]+\.){0,100000}weight$",  # any depth of dotted names: a loop, not 100,000 copies
     r"\d{1,500000}",
-    "(?:(?:a{2,1000}){2,1000}){2,1000}",
+    r"(?:(?:a{2,1000}\.){2,1000}-){2,1000}",
     r"^blocks\.(?P<i>\d{1,3})\.(?:attn|mlp)\.(?:[a-z_]+\.){0,9999}(?:weight|bias)$",
-    "(?:a{0,1000}){1000}",
+    r"(?:a{0,1000}\.){1000}",
     "(?x) ^ encoder \\. layer \\. (?P<n> \\d+ ) \\.  # the layer index\n (?: [a-z_]+ \\. ){0,50000} weight $",
 ])
 def test_a_regex_whose_maximum_counts_are_large_but_whose_unrolled_size_is_small_is_accepted(pattern: str) -> None:
@@ -143,3 +144,91 @@ def test_an_invalid_regex_is_a_regex_error_with_its_position() -> None:
         check_regex("ab(c")
     assert (caught.value.expr, caught.value.offset) == ("ab(c", 4)
     assert caught.value.message == "invalid regex: missing )"
+
+
+# --- what a regex may cost: the shape, judged before any name is seen ---------------------------
+
+EXPONENTIAL, POWER = "exponentially many ways", "costs a power of its length"
+
+
+@pytest.mark.parametrize(("pattern", "refused", "col"), [
+    # nested repeats and repeated alternatives that can match the same text: exponential
+    ("(a+)+$", EXPONENTIAL, 1),
+    ("(a|aa)*b", EXPONENTIAL, 1),
+    ("(.*)*x", EXPONENTIAL, 1),
+    (r"(\w+\s?)*$", EXPONENTIAL, 1),
+    ("^(a|aa)+$", EXPONENTIAL, 2),
+    (r"^(?:a|a(?:a))+\d$", EXPONENTIAL, 2),
+    ("(?:a{1,3})+", EXPONENTIAL, 1),
+    ("(?:a{0,9}){9}", EXPONENTIAL, 1),  # a counted repeat writes its body out: the same blow-up
+    ("(?x) (.|.|.) + [A-Z]$", EXPONENTIAL, 6),  # verbose: the space hid the repeat of a group
+    ("(?x)(.|.|.) (?#a comment) +[A-Z]$", EXPONENTIAL, 5),
+    (r"(?i)^(?P<x>a|aa)*$", EXPONENTIAL, 6),
+    ("(?:(?:a|a)\\.)*x", EXPONENTIAL, 1),  # each pass ends at a dot, but each pass has two ways
+    (r"(a)\1+", EXPONENTIAL, 4),  # a back reference: no class says what it matches
+    # more than two repeats or alternatives that trade characters: a power of the name's length
+    (".*a.*b.*c", POWER, 7),
+    (r"\w*\w*\w*x", POWER, 7),
+    ("(a|ab)(a|ab)(a|ab)x", POWER, 13),
+    ("b*a{0}b*a{0}b*a{0}b", POWER, 13),  # a{0} is no text: the b that follows it follows the repeat
+    # unbounded by construction
+    ("(?R)?a", "recursion", 1),
+    ("(?:ab){e<=1}", "fuzzy matching", 7),
+    # accepted: each repeat is followed by what it cannot match, or ends the regex
+    (r"^blocks\.(?P<i>\d+)\.", None, 0),
+    (r".*experts\.\d+\.w1.*", None, 0),
+    (r"\.(q|k|v)_proj\.weight$", None, 0),
+    (r"^(?:[a-z0-9_]+\.)*weight$", None, 0),  # each pass ends at the first dot
+    (r"^(?:(?:attn|mlp)\.)+", None, 0),
+    ("(?:a|b)+c", None, 0),  # one character a pass, one way
+    (r"(?:\.\d)+", None, 0),
+    (r"^(?P<a>.*)\.(?P<b>.*)\.weight$", None, 0),  # two that trade: n ** 3 at most
+    (".*attn.*weight", None, 0),
+    (r"^b(?P<i>.+)$", None, 0),
+    (r"^layer(?P<stage>\d)\.", None, 0),
+    (r"stages\.3\.blocks\.7\.(?P<part>fc|norm)\.(weight|bias)$", None, 0),
+    ("(?=.*attn)(?!.*bias)", None, 0),
+])
+def test_a_regex_whose_backtracking_can_explode_is_refused_at_its_place(pattern: str, refused: str | None,
+                                                                        col: int) -> None:
+    line = "  - {name: a, match: {regex: '" + pattern + "'}}"
+    text = "version: 1\ndefaults: {lr: 0.1}\nunmatched: defaults\nrules:\n" + line + "\n"
+    if refused is None:
+        assert loads(text).rules[0].match.regex == [pattern]  # type: ignore[union-attr]
+        return
+    with pytest.raises(RuleFileError, match=refused) as caught:
+        loads(text)
+    error = caught.value.errors[0]
+    assert (error.line, error.col) == (5, line.index("'") + 1 + col)
+    assert "Traceback" not in str(caught.value)
+
+
+def test_the_refusal_says_what_to_write_instead() -> None:
+    with pytest.raises(RegexError) as caught:
+        check_regex(r"(\w+\.)*x(\w+\s?)*")
+    assert caught.value.offset == 9  # the second group: the first ends each pass at a dot
+    assert "end the group with a character nothing else in it matches ((?:[a-z_]+\\.)*)" in caught.value.message
+    with pytest.raises(RegexError, match=r"follow a repeat by a character it cannot match \(\[\^\.\]\*"):
+        check_regex(".*a.*b.*c")
+
+
+def test_every_regex_of_the_examples_and_presets_is_accepted() -> None:
+    from pathlib import Path
+
+    from lrrules.loader import load
+
+    root = Path(__file__).parent.parent
+    files = sorted((root / "examples").glob("*.yaml")) + sorted((root / "lrrules" / "presets").glob("*.yaml"))
+    assert len(files) > 5
+    for path in files:
+        load(path)  # raises at the first regex refused
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(list("ab.\\()[]{}|*+?^$#:=!<>PRx-, 0129eid\n") + ["(?", "(?P<g>", "(?x)", "{2,}"]),
+                max_size=16).map("".join))
+def test_any_text_compiles_or_is_refused_with_our_error_at_a_place_inside_it(pattern: str) -> None:
+    try:
+        check_regex(pattern)
+    except RegexError as exc:
+        assert exc.offset is None or 0 <= exc.offset <= len(pattern)
