@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import UsageError
 from .language import DEFAULT_TYPE
 from .params import ParamInfo, clean_name, unwrap
+from .roles import holder
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +43,7 @@ def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) ->
         candidates = _hf_heads(inner)
     else:
         last = _last_name(params, inner)
-        candidates = [_holder(last)] if last and "." in last else []
+        candidates = [holder(last)] if last and "." in last else []
     found = [str(c) for c in dict.fromkeys(candidates)
              if c and any(n == c or n.startswith(c + ".") for n in names)]
     found = [c for c in found if not any(c.startswith(other + ".") for other in found)]  # lm_head, not lm_head.decoder
@@ -63,20 +64,6 @@ def _hf_heads(model: Any) -> list[str]:
     if output is not None:
         heads += [name for name, module in model.named_modules() if module is output][:1]
     return heads
-
-
-def _holder(name: str) -> str:
-    """The module path holding parameter ``name``; for a parametrization's tensor, the parametrized
-    module's (``head.last_layer.parametrizations.weight.original1`` -> ``head.last_layer``, DINO's
-    head under ``weight_norm``), not the bookkeeping module torch puts between them.
-
-    >>> _holder("head.fc.parametrizations.weight.original0"), _holder("head.fc.weight_g")
-    ('head.fc', 'head.fc')
-    """
-    parts = name.split(".")[:-1]
-    if "parametrizations" in parts[:-1]:
-        parts = parts[:parts.index("parametrizations")]
-    return ".".join(parts)
 
 
 def _last_name(params: Sequence[ParamInfo], model: Any) -> str | None:
