@@ -1,55 +1,54 @@
 """Building a torch optimizer from a rule file: :func:`build` (the optimizer and its plan).
 
-The file's ``optimizer.type`` is looked up, never imported: first as a class in ``torch.optim``,
-then in timm's optimizer registry by name. Every option the file sets (in ``defaults``, rules or
-modifiers) is checked against the optimizer's signature, since torch keeps an unknown per-group key
-without a word and the typo would never take effect.
+The file's ``optimizer.type`` is looked up, never imported: a class in ``torch.optim``, else a name
+in timm's registry. Option names are checked against the optimizer's signature (torch keeps an
+unknown per-group key without a word, so a typo would never take effect); option values are judged
+by the optimizer's own constructor, which is the only place torch checks them.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from .apply import apply_freeze, groups_of
-from .errors import OptimizerError, UsageError
+from .errors import Location, OptimizerError, UsageError, did_you_mean
 from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
 from .loader import load
 from .resolve import resolve
 from .resume import attach
+from .routes import optimizer_type
 from .signatures import check_options, options_of, type_location
 
 if TYPE_CHECKING:
     import torch
 
-    from .plan import Plan
+    from .plan import Group, Plan
 
 
 def optimizer_class(name: str) -> Any:
-    """The optimizer class (or timm's factory) that ``name`` names; raises :class:`OptimizerError`."""
+    """The optimizer class (or timm's factory) that ``name`` names; raises :class:`OptimizerError`.
+
+    >>> optimizer_class("SGD").__name__
+    'SGD'
+    """
     import torch.optim
 
-    found = getattr(torch.optim, name, None)
-    if isinstance(found, type) and issubclass(found, torch.optim.Optimizer) and found is not torch.optim.Optimizer:
-        return found
-    from timm.optim import get_optimizer_class, list_optimizers
+    # timm.optim re-exports these without __all__, which mypy --strict reads as not exported.
+    from timm.optim import get_optimizer_class, list_optimizers  # type: ignore[attr-defined]
 
+    ours = {n: v for n, v in vars(torch.optim).items()
+            if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
+    if name in ours:
+        return ours[name]
     timm_names = [str(n) for n in list_optimizers()]
     if name.lower() in timm_names:
         try:
             return get_optimizer_class(name.lower())
         except Exception as exc:  # timm raises plain errors for optimizers whose package is missing
             raise OptimizerError(f"optimizer '{name}' is known to timm but cannot be used here: {exc}") from None
-    torch_names = [n for n, v in vars(torch.optim).items()
-                   if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer]
-    close = difflib.get_close_matches(name, torch_names + timm_names, n=3)
-    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    raise OptimizerError(
-        f"optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name such as AdamW or SGD, "
-        "or a timm optimizer name"
-    )
+    raise OptimizerError(f"optimizer type '{name}' names no optimizer{did_you_mean(name, [*ours, *timm_names], n=3)}; "
+                         "use a torch.optim class name such as AdamW or SGD, or a timm optimizer name")
 
 
 def _accepted(factory: Any) -> set[str] | None:
@@ -59,17 +58,142 @@ def _accepted(factory: Any) -> set[str] | None:
 
 def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
     """The optimizer the file names and the options it accepts (``None``: any); raises
-    :class:`OptimizerError` for a name that is no optimizer or an option it does not take."""
-    name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
+    :class:`OptimizerError` for a name that is no optimizer or an option it does not take. The values
+    are left to the optimizer's constructor (:func:`build`, :func:`judge_groups`)."""
     try:
-        factory = optimizer_class(name)
+        factory = optimizer_class(optimizer_type(ruleset, DEFAULT_OPTIMIZER))
     except OptimizerError as exc:  # placed at the file's `type` value
         raise OptimizerError(exc.message, type_location(ruleset)) from None
-    accepted = _accepted(factory)
-    if accepted is not None:
-        check_options(ruleset, name, options_of(factory) or {},
-                      torch_rules=getattr(factory, "__module__", "").startswith("torch.optim"))
-    return factory, accepted
+    options = options_of(factory)
+    if options is not None:
+        check_options(ruleset, optimizer_type(ruleset, DEFAULT_OPTIMIZER), options, torch_rules=False)
+    return factory, None if options is None else set(options)
+
+
+def _view(ruleset: RuleSet, name: str) -> RuleSet:
+    """The rule set as the optimizer ``name`` sees it, for :func:`check_optimizer`: its type, and
+    the options of the entries routed to it (the others' options blanked, positions kept for messages)."""
+    spec = ruleset.optimizers.get(name)
+    keys = set(spec.group_keys) if spec else set()
+
+    def seen(entry: Any) -> Any:
+        mine = entry.optimizer == name or (entry.optimizer is None and name == DEFAULT_OPTIMIZER)
+        options = {k: v for k, v in (entry.options or {}).items() if k not in keys} if mine else None
+        return entry.model_copy(update={"options": options or None})
+
+    update: dict[str, Any] = {"rules": [seen(r) for r in ruleset.rules],
+                              "modifiers": [seen(m) for m in ruleset.modifiers]}
+    if spec is not None:  # its own options are checked in place, under optimizers.NAME
+        update["optimizer"] = Optimizer.model_construct(type=spec.type)
+        update["defaults"] = Defaults.model_construct(lr=ruleset.defaults.lr,
+                                                      weight_decay=ruleset.defaults.weight_decay)
+    return ruleset.model_copy(update=update)
+
+
+class _Route(NamedTuple):
+    """One optimizer of the file, ready to construct: what makes it, the options its constructor
+    takes (``None``: any), the keys it reads per group only, its own settings, its name in messages."""
+
+    factory: Any
+    accepted: set[str] | None
+    keys: set[str]
+    kwargs: dict[str, Any]
+    label: str
+
+
+def _route(ruleset: RuleSet, name: str, given: Mapping[str, Any]) -> _Route:
+    spec = ruleset.optimizers.get(name)
+    factory, accepted = (given[name], _accepted(given[name])) if name in given else check_optimizer(_view(ruleset, name))
+    kind = getattr(factory, "__name__", "optimizer") if name in given else optimizer_type(ruleset, name)
+    keys = set(spec.group_keys) if spec else set()
+    unknown = [k for k in (spec.options if spec else ()) if accepted is not None and k not in accepted | keys]
+    if unknown and accepted is not None:
+        raise OptimizerError(f"option '{unknown[0]}' is not an option of {kind}{did_you_mean(unknown[0], accepted)}; "
+                             f"{kind} takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}"
+                             "; a key it reads per group goes in group_keys",
+                             ruleset.locate(("optimizers", name, unknown[0])))
+    if spec is not None:
+        kwargs: dict[str, Any] = {"lr": spec.lr if spec.lr is not None else ruleset.defaults.lr,
+                                  **{k: v for k, v in spec.options.items() if k not in keys}}
+        decay = spec.weight_decay if spec.weight_decay is not None else ruleset.defaults.weight_decay
+    else:
+        kwargs, decay = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}, ruleset.defaults.weight_decay
+    if accepted is None or "weight_decay" in accepted:
+        kwargs["weight_decay"] = decay
+    label = f"optimizer '{name}' ({kind})" if ruleset.optimizers else kind
+    return _Route(factory, None if accepted is None else accepted - keys, keys, _tuples(kwargs), label)
+
+
+def _tuples(options: Mapping[str, Any]) -> dict[str, Any]:
+    # A rule file's list is a tuple to torch (betas); a group's own values compare and print as such.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
+def check_optimizers(ruleset: RuleSet) -> None:
+    """:func:`check_optimizer` for each optimizer the file names (the single one and each under
+    ``optimizers``), each seeing the options of the entries routed to it; raises :class:`OptimizerError`.
+
+    >>> check_optimizers(lrrules.loads("version: 1\\ndefaults: {lr: 0.1, betas: [0.9, 0.99]}"))
+    """
+    for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
+        _route(ruleset, name, {})
+
+
+def _construct(ruleset: RuleSet, route: _Route, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    try:
+        optimizer: torch.optim.Optimizer = route.factory(groups, **route.kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise OptimizerError(f"{route.label} refused the settings: {exc}", ruleset.path) from None
+    return optimizer
+
+
+def _judge(ruleset: RuleSet, route: _Route, defaults: Mapping[str, Any], mine: list[tuple[Group, Any]]) -> None:
+    """Let the optimizer judge each group's own option values as it judges its settings: torch checks
+    ``betas``, ``eps`` or Muon's ``adjust_lr_fn`` in the constructor only, and steps a param group with
+    any value (an unknown ``adjust_lr_fn`` silently drops Muon's shape factor). Each distinct set of
+    values is given once more, as settings, to a throwaway optimizer over one of the group's tensors;
+    what it raises is quoted, placed at the rule or modifier that sets the value."""
+    accepted = route.accepted if route.accepted is not None else set(defaults)
+    seen: set[str] = set()
+    for group, tensor in mine:
+        own = _tuples({k: v for k, v in group.options.items() if k in accepted})
+        if not own or repr(sorted(own.items())) in seen:
+            continue
+        seen.add(repr(sorted(own.items())))
+        try:
+            route.factory([{"params": [tensor]}], **{**route.kwargs, **own})
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise OptimizerError(f"{route.label} refuses group '{group.name}' "
+                                 f"({', '.join(f'{k}={v!r}' for k, v in own.items())}): {exc}; fix the option on "
+                                 "the rule or modifier that sets it", _setter(ruleset, group, own)) from None
+
+
+def _setter(ruleset: RuleSet, group: Group, own: Mapping[str, Any]) -> Location:
+    """Where the first rule or modifier of ``group`` sets one of the values ``own`` holds."""
+    for kind, entries in (("rules", ruleset.rules), ("modifiers", ruleset.modifiers)):
+        for i, entry in enumerate(entries):
+            key = next((k for k in own if k in (entry.options or {})), None)
+            if entry.name in group.rules and key is not None:
+                return ruleset.locate((kind, i, "options", key))
+    return Location(ruleset.path)
+
+
+def judge_groups(rules: RuleSet, plan: Plan) -> None:
+    """What :func:`build` asks of each optimizer the file names, without a model's tensors: its
+    settings and each distinct group's own values, judged by its constructor over meta tensors of
+    the groups' shapes. Raises :class:`OptimizerError` placed at the rule or modifier at fault.
+
+    >>> judge_groups(rules, lrrules.resolve(rules, model))      # doctest: +SKIP
+    """
+    import torch
+
+    shapes = {p.name: p.shape for p in plan.params}
+    for name in [DEFAULT_OPTIMIZER, *rules.optimizers]:
+        route = _route(rules, name, {})
+        mine = [(g, torch.empty(shapes[g.params[0]], device="meta")) for g in plan.groups if g.optimizer == name]
+        if mine:
+            defaults = _construct(rules, route, [{"params": [mine[0][1]]}]).defaults
+            _judge(rules, route, defaults, mine)
 
 
 class Built(NamedTuple):
@@ -101,76 +225,40 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
     """
     ruleset = rules if isinstance(rules, RuleSet) else load(rules)
     given = dict(optimizers or {})
-    unknown = sorted(set(given) - set(ruleset.optimizers) - {DEFAULT_OPTIMIZER})
+    names = [DEFAULT_OPTIMIZER, *ruleset.optimizers]
+    unknown = sorted(set(given) - set(names))
     if unknown:
         raise UsageError(f"optimizers={{{', '.join(map(repr, unknown))}: ...}} names no optimizer of {ruleset.path}; "
-                         f"it names {', '.join(map(repr, [DEFAULT_OPTIMIZER, *ruleset.optimizers]))}")
-    if ruleset.optimizers:
-        return _build_several(ruleset, model, given, base)
-    if DEFAULT_OPTIMIZER in given:
+                         f"it names {', '.join(map(repr, names))}")
+    if DEFAULT_OPTIMIZER in given and not ruleset.optimizers:  # its type's limits do not apply
         ruleset = ruleset.model_copy(update={"optimizer": None})
-        factory, accepted = given[DEFAULT_OPTIMIZER], _accepted(given[DEFAULT_OPTIMIZER])
-        return _build_one(ruleset, model, factory, accepted, getattr(factory, "__name__", "optimizer"), base)
-    factory, accepted = check_optimizer(ruleset)
-    name = ruleset.optimizer.type if ruleset.optimizer else "AdamW"
-    return _build_one(ruleset, model, factory, accepted, name, base)
-
-
-def _build_one(ruleset: RuleSet, model: torch.nn.Module, factory: Any, accepted: set[str] | None,
-               name: str, base: Any = None) -> Built:
+    routes = {name: _route(ruleset, name, given) for name in names}
     plan = resolve(ruleset, model, base)
-    groups = groups_of(plan, fresh=True)
-    if not groups:
-        _nothing_trains(ruleset, plan, name)
-    kwargs: dict[str, Any] = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}
-    if accepted is None or "weight_decay" in accepted:
-        kwargs["weight_decay"] = ruleset.defaults.weight_decay
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    try:
-        optimizer = factory(groups, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise OptimizerError(f"{name} refused the settings: {exc}", ruleset.path) from None
-    _groups_judged(ruleset, factory, accepted, kwargs, optimizer.defaults, groups, name)
-    # Frozen only once the optimizer is made: a refused optimizer leaves the model as it was.
-    apply_freeze(plan)
+    built: dict[str, torch.optim.Optimizer] = {}
+    for name, route in routes.items():
+        groups = plan.param_groups(optimizer=name)
+        mine = [g for g in plan.groups if g.optimizer == name]
+        for group in mine:  # what modifiers that name no optimizer routed here, too
+            extra = sorted(k for k in group.options if route.accepted is not None and k not in route.accepted | route.keys)
+            if extra:
+                raise OptimizerError(f"option(s) {', '.join(extra)} (from {', '.join(group.rules)}) are not options "
+                                     f"of {route.label}, the optimizer these parameters go to", ruleset.path)
+        if groups:
+            built[name] = _construct(ruleset, route, groups)
+            _judge(ruleset, route, built[name].defaults, [(g, d["params"][0]) for g, d in zip(mine, groups)])
+    if not built:
+        _nothing_trains(ruleset, plan, routes[DEFAULT_OPTIMIZER].label if not ruleset.optimizers
+                        else "each optimizer of the file")
+    if ruleset.optimizers:
+        from .combined import CombinedOptimizer
+
+        optimizer: torch.optim.Optimizer = CombinedOptimizer(built)
+    else:
+        optimizer = built[DEFAULT_OPTIMIZER]
+    # Frozen only once the optimizers are made: a refused optimizer leaves the model as it was.
+    plan.apply_freeze()
     attach(optimizer, plan)
     return Built(optimizer, plan)
-
-
-def _groups_judged(ruleset: RuleSet, factory: Any, accepted: set[str] | None, kwargs: Mapping[str, Any],
-                   defaults: Mapping[str, Any], groups: list[dict[str, Any]], who: str) -> None:
-    """Let the optimizer judge each group's own values as it judges its settings: torch checks
-    ``betas``, ``eps`` or Muon's ``adjust_lr_fn`` in the constructor only, and steps a param group with
-    any value (an unknown ``adjust_lr_fn`` silently drops Muon's shape factor). Each distinct group
-    that sets values of its own is built once more, alone, on its first tensor, and thrown away. The
-    values judged are the constructor's options, or, where it takes ``**kwargs``, its ``defaults``' keys."""
-    if accepted is None:
-        accepted = set(defaults)
-    seen: set[str] = set()
-    for group in groups:
-        own = {k: tuple(v) if isinstance(v, list) else v for k, v in group.items()
-               if k in accepted and k != "params" and _differs(defaults.get(k), v)}
-        key = repr(sorted(own.items()))
-        if not own or key in seen:
-            continue
-        seen.add(key)
-        try:
-            factory([{"params": group["params"][:1]}], **{**kwargs, **own})
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise OptimizerError(f"{who} refuses group '{group.get('name', '?')}' "
-                                 f"({', '.join(f'{k}={v!r}' for k, v in own.items())}): {exc}; fix the option on "
-                                 "the rule or modifier that sets it", ruleset.path) from None
-
-
-def _differs(default: Any, value: Any) -> bool:
-    """Whether a group's value is not the optimizer's default (a tensor, or anything that does not
-    compare plainly, counts as differing: it is judged)."""
-    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
-        default, value = tuple(default), tuple(value)
-    try:
-        return bool(default != value)
-    except (TypeError, ValueError, RuntimeError):
-        return True
 
 
 def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module,
@@ -182,103 +270,9 @@ def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module,
     return build(rules, model, optimizers, base).optimizer
 
 
-# --- several optimizers (issue 13) ------------------------------------------------------------
-
-
-def _view(ruleset: RuleSet, name: str) -> RuleSet:
-    """The rule set as the optimizer ``name`` sees it, for :func:`check_optimizer`: its type, and
-    the options of the entries routed to it (the others' options blanked, positions kept for messages)."""
-    spec = ruleset.optimizers.get(name)
-    keys = set(spec.group_keys) if spec else set()
-
-    def seen(entry: Any) -> Any:
-        mine = entry.optimizer == name or (entry.optimizer is None and name == DEFAULT_OPTIMIZER)
-        options = {k: v for k, v in (entry.options or {}).items() if k not in keys} if mine else None
-        return entry.model_copy(update={"options": options or None})
-
-    update: dict[str, Any] = {"rules": [seen(r) for r in ruleset.rules],
-                              "modifiers": [seen(m) for m in ruleset.modifiers]}
-    if spec is not None:  # its own options are checked in place, under optimizers.NAME
-        update["optimizer"] = Optimizer.model_construct(type=spec.type)
-        update["defaults"] = Defaults.model_construct(lr=ruleset.defaults.lr,
-                                                      weight_decay=ruleset.defaults.weight_decay)
-    return ruleset.model_copy(update=update)
-
-
-def _check_named(ruleset: RuleSet, name: str, factory: Any, accepted: set[str] | None) -> None:
-    spec = ruleset.optimizers[name]
-    kind = getattr(factory, "__name__", spec.type)
-    for key in spec.options:
-        if accepted is not None and key not in accepted and key not in spec.group_keys:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            takes = ", ".join(sorted(accepted - {"lr", "weight_decay"}))
-            raise OptimizerError(f"option '{key}' is not an option "
-                                 f"of {kind}{hint}; {kind} takes: {takes}"
-                                 "; a key it reads per group goes in group_keys", ruleset.locate(('optimizers', name, key)))
-
-
-def check_optimizers(ruleset: RuleSet) -> None:
-    """:func:`check_optimizer` for each optimizer the file names (the single one and each under
-    ``optimizers``), each seeing the options of the entries routed to it; raises :class:`OptimizerError`.
-
-    >>> check_optimizers(lrrules.load("examples/muon-adamw.yaml"))      # doctest: +SKIP
-    """
-    for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
-        factory, accepted = check_optimizer(_view(ruleset, name))
-        if name != DEFAULT_OPTIMIZER:
-            _check_named(ruleset, name, factory, accepted)
-
-
 def _nothing_trains(ruleset: RuleSet, plan: Plan, who: str) -> NoReturn:
     # Torch's own word for this is "optimizer got an empty parameter list", which names no rule.
     from .report import nothing_trains
 
     why = (nothing_trains(plan) or [f"nothing trains: the model has {len(plan.params)} parameters and no rule trains any"])[0]
     raise OptimizerError(f"{why} ({who} would get no parameter to train)", ruleset.path)
-
-
-def _build_several(ruleset: RuleSet, model: torch.nn.Module, given: Mapping[str, Any], base: Any = None) -> Built:
-    from .combined import CombinedOptimizer
-
-    plan = resolve(ruleset, model, base)
-    built: dict[str, Any] = {}
-    for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
-        spec = ruleset.optimizers.get(name)
-        if name in given:
-            factory, accepted = given[name], _accepted(given[name])
-        else:
-            factory, accepted = check_optimizer(_view(ruleset, name))
-        if spec is not None:
-            _check_named(ruleset, name, factory, accepted)
-        mine = list(zip([g for g in plan.groups if g.optimizer == name], groups_of(plan, optimizer=name, fresh=True)))
-        if not mine:
-            continue
-        keys = set(spec.group_keys) if spec else set()
-        kind = getattr(factory, "__name__", spec.type if spec else "optimizer")
-        for group, _ in mine:  # what modifiers routed here from rules that name no optimizer, too
-            extra = sorted(k for k in group.options if accepted is not None and k not in accepted and k not in keys)
-            if extra:
-                raise OptimizerError(f"option(s) {', '.join(extra)} (from {', '.join(group.rules)}) "
-                                     f"are not options of {kind}, the optimizer '{name}' these parameters go to", ruleset.path)
-        if spec is not None:
-            kwargs = {"lr": spec.lr if spec.lr is not None else ruleset.defaults.lr,
-                      **{k: v for k, v in spec.options.items() if k not in keys}}
-            decay = spec.weight_decay if spec.weight_decay is not None else ruleset.defaults.weight_decay
-        else:
-            kwargs, decay = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}, ruleset.defaults.weight_decay
-        if accepted is None or "weight_decay" in accepted:
-            kwargs["weight_decay"] = decay
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-        try:
-            built[name] = factory([d for _, d in mine], **kwargs)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise OptimizerError(f"optimizer '{name}' ({kind}) refused the settings: {exc}", ruleset.path) from None
-        _groups_judged(ruleset, factory, accepted - keys if accepted is not None else None, kwargs,
-                       built[name].defaults, [d for _, d in mine], f"optimizer '{name}' ({kind})")
-    if not built:
-        _nothing_trains(ruleset, plan, "each optimizer of the file")
-    optimizer = CombinedOptimizer(built)
-    apply_freeze(plan)
-    attach(optimizer, plan)
-    return Built(optimizer, plan)

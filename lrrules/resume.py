@@ -1,10 +1,9 @@
 """Safe resume: an optimizer state dict is loaded only onto the group layout it was saved under.
 
-Optimizer state is matched to parameters by position. When the grouping changes between a save and
-a restart (a rule edited, a parameter moved to another group, a shape changed), a plain
-``optimizer.load_state_dict`` puts moments onto the wrong tensors without a word. lrrules records
-the layout (each group's parameter names and shapes, and its settings) in the state dict and
-checks it on load.
+torch matches optimizer state to parameters by position: when the grouping changes between a save
+and a restart (a rule edited, a shape changed), ``optimizer.load_state_dict`` puts moments onto the
+wrong tensors without a word. lrrules records each group's parameter names, shapes and settings in
+the state dict and checks them on load.
 
 >>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # doctest: +SKIP
 >>> torch.save(optimizer.state_dict(), "opt.pt")                   # doctest: +SKIP
@@ -32,7 +31,7 @@ SHOWN = 10
 
 def layout(plan: Plan) -> list[dict[str, Any]]:
     """Each group's parameter names and shapes, in order, with its settings: what the state dict records."""
-    shapes = {r.info.name: list(r.info.shape) for r in plan.rows}  # the rows, not plan.params: no settings needed
+    shapes = {p.name: list(p.shape) for p in plan.params}
     return [
         {"params": list(g.params), "shapes": [shapes[n] for n in g.params], "lr": g.lr,
          "weight_decay": g.weight_decay, "options": {k: list(v) if isinstance(v, tuple) else v
@@ -42,19 +41,15 @@ def layout(plan: Plan) -> list[dict[str, Any]]:
 
 
 def fingerprint(plan: Plan) -> str:
-    """A hash of the ordered group layout (names and shapes); equal layouts have equal fingerprints."""
-    return _hash(layout(plan))
-
-
-def _hash(groups: list[dict[str, Any]]) -> str:
-    text = json.dumps([[g["params"], g["shapes"]] for g in groups], separators=(",", ":"))
+    """:attr:`Plan.fingerprint`, for the plan.py that still calls it here (issue 22 moves it into plan.py)."""
+    text = json.dumps([[g["params"], g["shapes"]] for g in layout(plan)], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
     """Make ``optimizer.state_dict()`` carry the plan's layout under ``"lrrules"``."""
     groups = layout(plan)
-    record = {"fingerprint": _hash(groups), "groups": groups}
+    record = {"fingerprint": plan.fingerprint, "groups": groups}
 
     def add_record(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict[RECORD_KEY] = record
@@ -64,7 +59,7 @@ def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
 
     def check_layout(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
         # Trainers (Hugging Face, Lightning) call optimizer.load_state_dict themselves: the check runs there.
-        _saved_layout(state_dict, record["groups"])
+        _saved_layout(state_dict, groups)
         return {k: v for k, v in state_dict.items() if k != RECORD_KEY}
 
     optimizer.register_load_state_dict_pre_hook(check_layout)
@@ -126,7 +121,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
         for key in sorted(set(old.get("options", {})) | set(new["options"])):
             if old.get("options", {}).get(key) != new["options"].get(key):
                 changed.append(SettingChange(index, key, old.get("options", {}).get(key), new["options"].get(key)))
-    return ResumeReport(_hash(groups), tuple(changed))
+    return ResumeReport(plan.fingerprint, tuple(changed))
 
 
 def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,7 +136,7 @@ def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -
         raise ResumeError("the optimizer state was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
     _check_state(state_dict, saved["groups"], groups)
-    return saved  # type: ignore[no-any-return]
+    return saved
 
 
 def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
