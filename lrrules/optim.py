@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import Location, OptimizerError, UsageError, did_you_mean
 from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
@@ -49,11 +49,6 @@ def optimizer_class(name: str) -> Any:
             raise OptimizerError(f"optimizer '{name}' is known to timm but cannot be used here: {exc}") from None
     raise OptimizerError(f"optimizer type '{name}' names no optimizer{did_you_mean(name, [*ours, *timm_names], n=3)}; "
                          "use a torch.optim class name such as AdamW or SGD, or a timm optimizer name")
-
-
-def _accepted(factory: Any) -> set[str] | None:
-    options = options_of(factory)  # the signature read once, as the table of optimizers reads it
-    return None if options is None else set(options)
 
 
 def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
@@ -103,23 +98,23 @@ class _Route(NamedTuple):
 
 def _route(ruleset: RuleSet, name: str, given: Mapping[str, Any]) -> _Route:
     spec = ruleset.optimizers.get(name)
-    factory, accepted = (given[name], _accepted(given[name])) if name in given else check_optimizer(_view(ruleset, name))
-    kind = getattr(factory, "__name__", "optimizer") if name in given else optimizer_type(ruleset, name)
     keys = set(spec.group_keys) if spec else set()
-    unknown = [k for k in (spec.options if spec else ()) if accepted is not None and k not in accepted | keys]
-    if unknown and accepted is not None:
-        raise OptimizerError(f"option '{unknown[0]}' is not an option of {kind}{did_you_mean(unknown[0], accepted)}; "
-                             f"{kind} takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}"
-                             "; a key it reads per group goes in group_keys",
-                             ruleset.locate(("optimizers", name, unknown[0])))
-    if spec is not None:
-        kwargs: dict[str, Any] = {"lr": spec.lr if spec.lr is not None else ruleset.defaults.lr,
-                                  **{k: v for k, v in spec.options.items() if k not in keys}}
-        decay = spec.weight_decay if spec.weight_decay is not None else ruleset.defaults.weight_decay
+    if name in given:
+        factory, kind, options = given[name], getattr(given[name], "__name__", "optimizer"), options_of(given[name])
+        accepted = None if options is None else set(options)
     else:
-        kwargs, decay = {"lr": ruleset.defaults.lr, **ruleset.defaults.options}, ruleset.defaults.weight_decay
+        (factory, accepted), kind = check_optimizer(_view(ruleset, name)), optimizer_type(ruleset, name)
+    if spec is not None and accepted is not None:
+        for key in spec.options:
+            if key not in accepted | keys:
+                raise OptimizerError(f"option '{key}' is not an option of {kind}{did_you_mean(key, accepted)}; {kind} "
+                                     f"takes: {', '.join(sorted(accepted - {'lr', 'weight_decay'}))}; a key it reads "
+                                     "per group goes in group_keys", ruleset.locate(("optimizers", name, key)))
+    own = spec if spec is not None else ruleset.defaults
+    kwargs = {"lr": ruleset.defaults.lr if own.lr is None else own.lr,
+              **{k: v for k, v in own.options.items() if k not in keys}}
     if accepted is None or "weight_decay" in accepted:
-        kwargs["weight_decay"] = decay
+        kwargs["weight_decay"] = ruleset.defaults.weight_decay if own.weight_decay is None else own.weight_decay
     label = f"optimizer '{name}' ({kind})" if ruleset.optimizers else kind
     return _Route(factory, None if accepted is None else accepted - keys, keys, _tuples(kwargs), label)
 
@@ -130,8 +125,8 @@ def _tuples(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_optimizers(ruleset: RuleSet) -> None:
-    """:func:`check_optimizer` for each optimizer the file names (the single one and each under
-    ``optimizers``), each seeing the options of the entries routed to it; raises :class:`OptimizerError`.
+    """:func:`check_optimizer` for each optimizer the file names, each seeing the options of the
+    entries routed to it, and each named one's own options; raises :class:`OptimizerError`.
 
     >>> check_optimizers(lrrules.loads("version: 1\\ndefaults: {lr: 0.1, betas: [0.9, 0.99]}"))
     """
@@ -152,10 +147,15 @@ def _judge(ruleset: RuleSet, route: _Route, defaults: Mapping[str, Any], mine: l
     ``betas``, ``eps`` or Muon's ``adjust_lr_fn`` in the constructor only, and steps a param group with
     any value (an unknown ``adjust_lr_fn`` silently drops Muon's shape factor). Each distinct set of
     values is given once more, as settings, to a throwaway optimizer over one of the group's tensors;
-    what it raises is quoted, placed at the rule or modifier that sets the value."""
+    what it raises is quoted, placed at the rule or modifier that sets the value. First, an option
+    it does not take at all (from a modifier that routes nowhere) is refused."""
     accepted = route.accepted if route.accepted is not None else set(defaults)
     seen: set[str] = set()
     for group, tensor in mine:
+        extra = {k: v for k, v in group.options.items() if route.accepted is not None and k not in accepted | route.keys}
+        if extra:
+            raise OptimizerError(f"option(s) {', '.join(sorted(extra))} (from {', '.join(group.rules)}) are not options "
+                                 f"of {route.label}, the optimizer these parameters go to", _setter(ruleset, group, extra))
         own = _tuples({k: v for k, v in group.options.items() if k in accepted})
         if not own or repr(sorted(own.items())) in seen:
             continue
@@ -169,7 +169,7 @@ def _judge(ruleset: RuleSet, route: _Route, defaults: Mapping[str, Any], mine: l
 
 
 def _setter(ruleset: RuleSet, group: Group, own: Mapping[str, Any]) -> Location:
-    """Where the first rule or modifier of ``group`` sets one of the values ``own`` holds."""
+    """Where the first of ``group``'s rules and modifiers sets a value of ``own``."""
     for kind, entries in (("rules", ruleset.rules), ("modifiers", ruleset.modifiers)):
         for i, entry in enumerate(entries):
             key = next((k for k in own if k in (entry.options or {})), None)
@@ -207,17 +207,14 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
           optimizers: Mapping[str, Any] | None = None, base: Any = None) -> Built:
     """The optimizer for ``model`` with the param groups ``rules`` give it, and the plan it came from.
 
-    Resolves once: the plan returned is the one the optimizer's groups were made from, resolved
-    before anything was frozen, so it says what the rules say. Then freezes
-    (``requires_grad=False``) what the rules freeze, records the group layout in the optimizer's
-    state dict (see :func:`~lrrules.load_optimizer_state`), and raises
-    :class:`~lrrules.errors.PlanProblemsError` if any parameter is unmatched or in conflict.
-
-    With ``optimizers:`` in the file, it builds each named optimizer over the groups routed to it
-    (and the single ``optimizer:``, named ``default``, over the rest) and returns them as one
+    The plan is resolved once, before anything is frozen; then what the rules freeze gets
+    ``requires_grad=False`` and the optimizer's state dict records the group layout (see
+    :func:`~lrrules.load_optimizer_state`). Raises :class:`~lrrules.errors.PlanProblemsError` if a
+    parameter is unmatched or in conflict. With ``optimizers:`` in the file, each named optimizer
+    (and ``default``, the single ``optimizer:``) gets the groups routed to it, all in one
     :class:`~lrrules.combined.CombinedOptimizer`. ``optimizers`` maps a name of the file to a class
-    (or factory) to use for it instead of its ``type``: a rule file never names code to import.
-    ``base``: the base shapes the muP variables read (``lrrules:mup``), see :func:`lrrules.resolve.resolve`.
+    to use instead of its ``type`` (a rule file never names code to import); ``base``: the base
+    shapes the muP variables read (see :func:`lrrules.resolve.resolve`).
 
     >>> optimizer, plan = lrrules.build("rules.yaml", model)           # doctest: +SKIP
     >>> scheduler = OneCycleLR(optimizer, max_lr=plan.group_lrs(), total_steps=1000)  # doctest: +SKIP
@@ -238,17 +235,16 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
     for name, route in routes.items():
         groups = plan.param_groups(optimizer=name)
         mine = [g for g in plan.groups if g.optimizer == name]
-        for group in mine:  # what modifiers that name no optimizer routed here, too
-            extra = sorted(k for k in group.options if route.accepted is not None and k not in route.accepted | route.keys)
-            if extra:
-                raise OptimizerError(f"option(s) {', '.join(extra)} (from {', '.join(group.rules)}) are not options "
-                                     f"of {route.label}, the optimizer these parameters go to", ruleset.path)
         if groups:
             built[name] = _construct(ruleset, route, groups)
             _judge(ruleset, route, built[name].defaults, [(g, d["params"][0]) for g, d in zip(mine, groups)])
-    if not built:
-        _nothing_trains(ruleset, plan, routes[DEFAULT_OPTIMIZER].label if not ruleset.optimizers
-                        else "each optimizer of the file")
+    if not built:  # torch's own word, "optimizer got an empty parameter list", names no rule
+        from .report import nothing_trains
+
+        who = "each optimizer of the file" if ruleset.optimizers else routes[DEFAULT_OPTIMIZER].label
+        why = (nothing_trains(plan) or [f"nothing trains: the model has {len(plan.params)} parameters and no rule "
+                                        "trains any"])[0]
+        raise OptimizerError(f"{why} ({who} would get no parameter to train)", ruleset.path)
     if ruleset.optimizers:
         from .combined import CombinedOptimizer
 
@@ -268,11 +264,3 @@ def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module,
     >>> optimizer = lrrules.build_optimizer("rules.yaml", model)      # doctest: +SKIP
     """
     return build(rules, model, optimizers, base).optimizer
-
-
-def _nothing_trains(ruleset: RuleSet, plan: Plan, who: str) -> NoReturn:
-    # Torch's own word for this is "optimizer got an empty parameter list", which names no rule.
-    from .report import nothing_trains
-
-    why = (nothing_trains(plan) or [f"nothing trains: the model has {len(plan.params)} parameters and no rule trains any"])[0]
-    raise OptimizerError(f"{why} ({who} would get no parameter to train)", ruleset.path)
