@@ -121,3 +121,12 @@ def test_the_signature_check_leaves_values_to_torch() -> None:
     text = "version: 1\ndefaults: {lr: 0.001}\nrules:\n  - {name: all, match: '*', options: {betas: [1.5, 0.9]}}\n"
     torch.optim.AdamW([{"params": [nn.Parameter(torch.ones(1))], "betas": (1.5, 0.9)}])
     check_optimizer(lrrules.loads(text, "r.yaml"))
+
+
+def test_a_modifier_option_the_optimizer_of_its_parameters_does_not_take_is_refused_at_the_modifier() -> None:
+    text = ("version: 1\ndefaults: {lr: 0.1}\noptimizers:\n  sgd: {type: SGD}\nrules:\n"
+            "  - {name: w, match: {ndim: 2}, optimizer: sgd}\n  - {name: rest, fallback: true}\n"
+            "modifiers:\n  - {name: ams, match: '*', options: {amsgrad: true}}\n")
+    with pytest.raises(OptimizerError, match="amsgrad .*are not options of optimizer 'sgd' \\(SGD\\)") as caught:
+        lrrules.build(lrrules.loads(text, "r.yaml"), model())
+    assert caught.value.line == 9
