@@ -12,7 +12,6 @@ Muon (...)
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -130,11 +129,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
         return {"optimizers": self.optimizers, "defaults": self.defaults}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _building=None, _state=CombinedState(state["optimizers"]))
-        for kind in ("step_pre", "step_post", "state_dict_pre", "state_dict_post", "load_state_dict_pre",
-                     "load_state_dict_post"):
-            self.__dict__.setdefault(f"_optimizer_{kind}_hooks", OrderedDict())
-        self._patch_step_function()
+        super().__setstate__({**state, "_building": None, "_state": CombinedState(state["optimizers"])})
 
     def __repr__(self) -> str:
         return "CombinedOptimizer(" + ", ".join(f"{n}={type(o).__name__}" for n, o in self.optimizers.items()) + ")"

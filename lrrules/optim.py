@@ -1,9 +1,8 @@
 """Building a torch optimizer from a rule file: :func:`build` (the optimizer and its plan).
 
-The file's ``optimizer.type`` is looked up, never imported: a class in ``torch.optim``, else a name
-in timm's registry. Option names are checked against the optimizer's signature (torch keeps an
-unknown per-group key without a word, so a typo would never take effect); option values are judged
-by the optimizer's own constructor, which is the only place torch checks them.
+``optimizer.type`` is looked up, never imported: a ``torch.optim`` class, else a timm name. Option
+names are checked against the optimizer's signature (torch keeps an unknown per-group key without a
+word); option values are judged by the optimizer's constructor, the only place torch checks them.
 """
 
 from __future__ import annotations
@@ -34,13 +33,13 @@ def optimizer_class(name: str) -> Any:
     """
     import torch.optim
 
-    # timm.optim re-exports these without __all__, which mypy --strict reads as not exported.
-    from timm.optim import get_optimizer_class, list_optimizers  # type: ignore[attr-defined]
-
     ours = {n: v for n, v in vars(torch.optim).items()
             if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
     if name in ours:
         return ours[name]
+    # timm.optim re-exports these without __all__, which mypy --strict reads as not exported.
+    from timm.optim import get_optimizer_class, list_optimizers  # type: ignore[attr-defined]
+
     timm_names = [str(n) for n in list_optimizers()]
     if name.lower() in timm_names:
         try:
@@ -66,8 +65,8 @@ def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
 
 
 def _view(ruleset: RuleSet, name: str) -> RuleSet:
-    """The rule set as the optimizer ``name`` sees it, for :func:`check_optimizer`: its type, and
-    the options of the entries routed to it (the others' options blanked, positions kept for messages)."""
+    """The rule set as the optimizer ``name`` sees it: its type, the options of the entries routed to
+    it (the others' blanked, positions kept for messages)."""
     spec = ruleset.optimizers.get(name)
     keys = set(spec.group_keys) if spec else set()
 
@@ -143,12 +142,11 @@ def _construct(ruleset: RuleSet, route: _Route, groups: list[dict[str, Any]]) ->
 
 
 def _judge(ruleset: RuleSet, route: _Route, defaults: Mapping[str, Any], mine: list[tuple[Group, Any]]) -> None:
-    """Let the optimizer judge each group's own option values as it judges its settings: torch checks
-    ``betas``, ``eps`` or Muon's ``adjust_lr_fn`` in the constructor only, and steps a param group with
-    any value (an unknown ``adjust_lr_fn`` silently drops Muon's shape factor). Each distinct set of
-    values is given once more, as settings, to a throwaway optimizer over one of the group's tensors;
-    what it raises is quoted, placed at the rule or modifier that sets the value. First, an option
-    it does not take at all (from a modifier that routes nowhere) is refused."""
+    """Let the optimizer judge each group's own option values as its settings: torch checks ``betas``
+    or Muon's ``adjust_lr_fn`` in the constructor only and steps a group with any value (an unknown
+    ``adjust_lr_fn`` silently drops Muon's shape factor). Each distinct set of values is given to a
+    throwaway optimizer over one tensor of the group; what it raises is quoted, placed at the rule or
+    modifier that sets it. An option it does not take at all (from a modifier) is refused first."""
     accepted = route.accepted if route.accepted is not None else set(defaults)
     seen: set[str] = set()
     for group, tensor in mine:

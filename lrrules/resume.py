@@ -4,10 +4,6 @@ torch matches optimizer state to parameters by position: when the grouping chang
 and a restart (a rule edited, a shape changed), ``optimizer.load_state_dict`` puts moments onto the
 wrong tensors without a word. lrrules records each group's parameter names, shapes and settings in
 the state dict and checks them on load.
-
->>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # doctest: +SKIP
->>> torch.save(optimizer.state_dict(), "opt.pt")                   # doctest: +SKIP
->>> report = lrrules.load_optimizer_state(optimizer, torch.load("opt.pt"), plan)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -93,13 +89,13 @@ class ResumeReport:
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any], plan: Plan) -> ResumeReport:
-    """Load ``state_dict`` into ``optimizer`` if it was saved under ``plan``'s group layout.
+    """Load ``state_dict`` into ``optimizer`` if it was saved under ``plan``'s group layout; else
+    raise :class:`ResumeError` naming each parameter that moved, appeared, disappeared or changed
+    shape. Where only settings differ (an lr edited), it loads (the optimizer then holds the
+    checkpoint's values, as after ``optimizer.load_state_dict``) and the report lists them.
 
-    Raises :class:`ResumeError`, saying which parameters moved between groups, appeared, disappeared
-    or changed shape, when the layout differs. When only settings differ (an lr edited in the rule
-    file), it loads, and the report lists each group whose settings changed: like
-    ``optimizer.load_state_dict``, the optimizer then holds the checkpoint's values (a scheduler's
-    current lr among them).
+    >>> print(lrrules.load_optimizer_state(optimizer, torch.load("opt.pt"), plan))   # doctest: +SKIP
+    optimizer state loaded; layout 3f2a... unchanged
     """
     groups = layout(plan)
     current = [list(g.get("param_names", [])) for g in optimizer.param_groups]
@@ -113,14 +109,12 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
         optimizer.load_state_dict(dict(state_dict))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ResumeError(f"torch could not load the optimizer state: {exc!r}") from None
-    changed = []
+    changed: list[SettingChange] = []
     for index, (old, new) in enumerate(zip(saved["groups"], groups)):
-        for key in ("lr", "weight_decay"):
-            if old.get(key) is not None and old.get(key) != new[key]:
-                changed.append(SettingChange(index, key, old[key], new[key]))
-        for key in sorted(set(old.get("options", {})) | set(new["options"])):
-            if old.get("options", {}).get(key) != new["options"].get(key):
-                changed.append(SettingChange(index, key, old.get("options", {}).get(key), new["options"].get(key)))
+        was, now = old.get("options", {}), new["options"]
+        pairs = [(k, old[k], new[k]) for k in ("lr", "weight_decay") if old.get(k) is not None]
+        pairs += [(k, was.get(k), now.get(k)) for k in sorted(set(was) | set(now))]
+        changed += [SettingChange(index, k, a, b) for k, a, b in pairs if a != b]
     return ResumeReport(plan.fingerprint, tuple(changed))
 
 
@@ -140,9 +134,8 @@ def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -
 
 
 def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
-    """The part torch loads (``param_groups`` and ``state``) agrees with the layout record: torch matches
-    state to tensors by position, so an edit there (ids reordered, ``param_names`` that disagree, a group
-    longer than recorded, a moment of another shape) would load state onto other tensors without a word."""
+    """The part torch loads (``param_groups``, ``state``) agrees with the record: torch matches state to
+    tensors by position, so an edit there (ids reordered, a moment of another shape) would misplace it."""
     parts = state_dict.get("optimizers")
     if isinstance(parts, Mapping) and "param_groups" not in state_dict:
         # Several optimizers from one file (lrrules.combined): each holds some of the record's groups,
@@ -172,12 +165,12 @@ def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], gro
 
 def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: list[tuple[dict[str, Any], dict[str, Any]]],
                 prefix: str) -> None:
-    """One optimizer's ``param_groups`` and ``state`` against the record's groups and today's they stand for."""
-    names_at: list[str] = []
-    shapes_at: list[Any] = []
-    totals_at: list[int] = []
+    """One optimizer's ``param_groups`` and ``state`` against the record's groups (and today's)."""
+    # Each id's parameter today: its name, its shape, and its group's size (LBFGS keeps flat vectors of it).
+    params = [(n, tuple(s), sum(math.prod(x) for x in now["shapes"])) for _, now in pairs
+              for n, s in zip(now["params"], now["shapes"])]
     next_id = 0
-    for i, (group, (record, now)) in enumerate(zip(torch_groups, pairs)):
+    for i, (group, (record, _)) in enumerate(zip(torch_groups, pairs)):
         ids = group.get("params") if isinstance(group, Mapping) else None
         if not isinstance(ids, list) or len(ids) != len(record["params"]):
             size = len(ids) if isinstance(ids, list) else "no"
@@ -195,30 +188,25 @@ def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: l
             raise ResumeError(f"{prefix}group {i}: its param_names disagree with the layout record at position {wrong} "
                               f"({_shown(list(named)[wrong:wrong + 1])} against {_shown(record['params'][wrong:wrong + 1])}); "
                               "the state dict was edited, and is not loaded")
-        names_at += now["params"]
-        shapes_at += now["shapes"]
-        whole = sum(math.prod(shape) for shape in now["shapes"])  # LBFGS keeps the group's flattened vectors
-        totals_at += [whole] * len(now["params"])
     state = state_dict.get("state", {})
     if not isinstance(state, Mapping):
         raise ResumeError(f"{prefix}the state dict's 'state' is not a mapping of parameter id to its state")
     for key, values in state.items():
         if not (type(key) is int and 0 <= key < next_id):
             raise ResumeError(f"{prefix}the state dict holds state for parameter id {key!r}, which no group holds")
+        name, shape, whole = params[key]
         if not isinstance(values, Mapping):
-            raise ResumeError(f"{prefix}the state of '{names_at[key]}' is not a mapping")
-        shape = tuple(shapes_at[key])
+            raise ResumeError(f"{prefix}the state of '{name}' is not a mapping")
         for moment, value in values.items():
             found = getattr(value, "shape", None)
-            if found is not None and not _fits(tuple(found), shape) and tuple(found) != (totals_at[key],):
-                raise ResumeError(f"{prefix}the state '{moment}' of '{names_at[key]}' has shape {tuple(found)}, but the "
+            if found is not None and not _fits(tuple(found), shape) and tuple(found) != (whole,):
+                raise ResumeError(f"{prefix}the state '{moment}' of '{name}' has shape {tuple(found)}, but the "
                                   f"parameter's is {shape}; it belongs to another tensor, and is not loaded")
 
 
 def _fits(moment: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether a state tensor of shape ``moment`` can be a parameter of ``shape``'s: a scalar (a step),
-    the parameter's own shape, or a factored statistic (Adafactor's rows or columns: size 1 where it
-    differs). (A vector over the whole group, as LBFGS keeps, is allowed by the caller.)"""
+    the parameter's own shape, or a factored statistic (Adafactor's rows or columns: 1 where it differs)."""
     if not moment or moment == shape:
         return True
     return len(moment) == len(shape) and math.prod(moment) < math.prod(shape) and all(m in (s, 1) for m, s in zip(moment, shape))
