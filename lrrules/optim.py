@@ -7,7 +7,7 @@ word); option values are judged by the optimizer's constructor, the only place t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -133,12 +133,22 @@ def check_optimizers(ruleset: RuleSet) -> None:
         _route(ruleset, name, {})
 
 
-def _construct(ruleset: RuleSet, route: _Route, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-    try:
-        optimizer: torch.optim.Optimizer = route.factory(groups, **route.kwargs)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise OptimizerError(f"{route.label} refused the settings: {exc}", ruleset.path) from None
-    return optimizer
+def _built(ruleset: RuleSet, plan: Plan, routes: Mapping[str, _Route],
+           groups_of: Callable[[str], list[dict[str, Any]]]) -> dict[str, torch.optim.Optimizer]:
+    """Each optimizer of ``routes`` that gets a group, over ``groups_of(name)`` (in ``plan``'s group
+    order), each group's own values judged."""
+    built: dict[str, torch.optim.Optimizer] = {}
+    for name, route in routes.items():
+        groups = groups_of(name)
+        if not groups:
+            continue
+        try:
+            built[name] = route.factory(groups, **route.kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise OptimizerError(f"{route.label} refused the settings: {exc}", ruleset.path) from None
+        mine = [g for g in plan.groups if g.optimizer == name]
+        _judge(ruleset, route, built[name].defaults, [(g, d["params"][0]) for g, d in zip(mine, groups)])
+    return built
 
 
 def _judge(ruleset: RuleSet, route: _Route, defaults: Mapping[str, Any], mine: list[tuple[Group, Any]]) -> None:
@@ -186,12 +196,9 @@ def judge_groups(rules: RuleSet, plan: Plan) -> None:
     import torch
 
     shapes = {p.name: p.shape for p in plan.params}
-    for name in [DEFAULT_OPTIMIZER, *rules.optimizers]:
-        route = _route(rules, name, {})
-        mine = [(g, torch.empty(shapes[g.params[0]], device="meta")) for g in plan.groups if g.optimizer == name]
-        if mine:
-            defaults = _construct(rules, route, [{"params": [mine[0][1]]}]).defaults
-            _judge(rules, route, defaults, mine)
+    _built(rules, plan, {name: _route(rules, name, {}) for name in [DEFAULT_OPTIMIZER, *rules.optimizers]},
+           lambda name: [{"params": [torch.empty(shapes[g.params[0]], device="meta")], **_tuples(g.options)}
+                         for g in plan.groups if g.optimizer == name])
 
 
 class Built(NamedTuple):
@@ -229,13 +236,7 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
         ruleset = ruleset.model_copy(update={"optimizer": None})
     routes = {name: _route(ruleset, name, given) for name in names}
     plan = resolve(ruleset, model, base)
-    built: dict[str, torch.optim.Optimizer] = {}
-    for name, route in routes.items():
-        groups = plan.param_groups(optimizer=name)
-        mine = [g for g in plan.groups if g.optimizer == name]
-        if groups:
-            built[name] = _construct(ruleset, route, groups)
-            _judge(ruleset, route, built[name].defaults, [(g, d["params"][0]) for g, d in zip(mine, groups)])
+    built = _built(ruleset, plan, routes, lambda name: plan.param_groups(optimizer=name))
     if not built:  # torch's own word, "optimizer got an empty parameter list", names no rule
         from .report import nothing_trains
 

@@ -137,30 +137,27 @@ def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], gro
     """The part torch loads (``param_groups``, ``state``) agrees with the record: torch matches state to
     tensors by position, so an edit there (ids reordered, a moment of another shape) would misplace it."""
     parts = state_dict.get("optimizers")
-    if isinstance(parts, Mapping) and "param_groups" not in state_dict:
-        # Several optimizers from one file (lrrules.combined): each holds some of the record's groups,
-        # found by their parameter names, and numbers its own parameters from 0.
-        by_names = {tuple(r["params"]): (r, n) for r, n in zip(saved, groups)}
-        for label, part in parts.items():
-            torch_groups = part.get("param_groups") if isinstance(part, Mapping) else None
-            if not isinstance(torch_groups, list):
-                raise ResumeError(f"optimizer '{label}' of the state dict has no param_groups; it was edited")
-            pairs = []
-            for i, group in enumerate(torch_groups):
-                named = group.get("param_names") if isinstance(group, Mapping) else None
-                found = by_names.get(tuple(named)) if isinstance(named, list) else None
-                if found is None:
-                    raise ResumeError(f"optimizer '{label}': group {i} of the state dict matches no group of its "
-                                      "layout record by its param_names; it was edited, and is not loaded")
-                pairs.append(found)
-            _check_part(part, torch_groups, pairs, f"optimizer '{label}': ")
+    if not isinstance(parts, Mapping) or "param_groups" in state_dict:
+        torch_groups = state_dict.get("param_groups")
+        if not isinstance(torch_groups, list) or len(torch_groups) != len(saved):
+            count = len(torch_groups) if isinstance(torch_groups, list) else "no"
+            raise ResumeError(f"the state dict has {count} param_groups but its layout record has {len(saved)} "
+                              "groups; it was edited, and is not loaded")
+        _check_part(state_dict, torch_groups, list(zip(saved, groups)), "")
         return
-    torch_groups = state_dict.get("param_groups")
-    if not isinstance(torch_groups, list) or len(torch_groups) != len(saved):
-        count = len(torch_groups) if isinstance(torch_groups, list) else "no"
-        raise ResumeError(f"the state dict has {count} param_groups but its layout record has {len(saved)} groups; "
-                          "it was edited, and is not loaded")
-    _check_part(state_dict, torch_groups, list(zip(saved, groups)), "")
+    # Several optimizers (lrrules.combined): each holds some of the record's groups, found by their
+    # param_names, and numbers its own parameters from 0.
+    by_names = {tuple(r["params"]): (r, n) for r, n in zip(saved, groups)}
+    for label, part in parts.items():
+        torch_groups = part.get("param_groups") if isinstance(part, Mapping) else None
+        torch_groups = torch_groups if isinstance(torch_groups, list) else [None]
+        found = [by_names.get(tuple(g["param_names"])) if isinstance(g, Mapping) and isinstance(g.get("param_names"), list)
+                 else None for g in torch_groups]
+        pairs = [f for f in found if f is not None]
+        if len(pairs) < len(found):
+            raise ResumeError(f"optimizer '{label}': group {found.index(None)} of the state dict matches no group of "
+                              "its layout record by its param_names; it was edited, and is not loaded")
+        _check_part(part, torch_groups, pairs, f"optimizer '{label}': ")
 
 
 def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: list[tuple[dict[str, Any], dict[str, Any]]],
