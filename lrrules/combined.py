@@ -61,9 +61,6 @@ class CombinedState(MutableMapping[torch.Tensor, Any]):
     def __len__(self) -> int:
         return sum(len(o.state) for o in self._optimizers.values())
 
-    def __repr__(self) -> str:
-        return f"CombinedState({ {n: len(o.state) for n, o in self._optimizers.items()} })"
-
 
 class CombinedGroups(list[dict[str, Any]]):
     """The combined optimizer's groups, read afresh: the inner optimizers' own dicts (their ``lr`` may
@@ -73,6 +70,7 @@ class CombinedGroups(list[dict[str, Any]]):
         raise UsageError("CombinedOptimizer.param_groups is read from its optimizers: add a group to one of them "
                          "(optimizer.optimizers[NAME].add_param_group), then build a new CombinedOptimizer")
 
+    # One refusal for list's methods, whose signatures differ (mypy's assignment error).
     append = extend = insert = remove = pop = clear = __delitem__ = __iadd__ = _refuse  # type: ignore[assignment]
 
 
@@ -96,7 +94,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
         self._building = None
         self._state = CombinedState(self.optimizers)
 
-    @property  # type: ignore[override]
+    @property
     def param_groups(self) -> list[dict[str, Any]]:
         if self._building is not None:
             return self._building
@@ -115,7 +113,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
         for optimizer, size in zip(self.optimizers.values(), sizes):
             optimizer.param_groups, groups = groups[:size], groups[size:]
 
-    @property  # type: ignore[override]
+    @property  # type: ignore[override]  # torch declares state a plain attribute
     def state(self) -> CombinedState:
         return self._state
 
@@ -131,9 +129,6 @@ class CombinedOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__({**state, "_building": None, "_state": CombinedState(state["optimizers"])})
 
-    def __repr__(self) -> str:
-        return "CombinedOptimizer(" + ", ".join(f"{n}={type(o).__name__}" for n, o in self.optimizers.items()) + ")"
-
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if self._building is not None:
             return super().add_param_group(param_group)
@@ -142,7 +137,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
                          "add_param_group), then build a new CombinedOptimizer")
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Evaluate ``closure`` once (with gradients), then step every optimizer."""
         loss = None
         if closure is not None:

@@ -18,11 +18,12 @@ def phase_callback(plan: Plan) -> Any:
         from lightning.pytorch.callbacks import Callback
     except ImportError:
         try:
-            from pytorch_lightning.callbacks import Callback
+            # The older package's class of the same name: mypy sees two types where there is one role.
+            from pytorch_lightning.callbacks import Callback  # type: ignore[assignment]
         except ImportError:
             raise UsageError("phase_callback needs Lightning: pip install 'lrrules[lightning]'") from None
 
-    class LrrulesPhases(Callback):  # type: ignore[misc]
+    class LrrulesPhases(Callback):
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             plan.apply_phase(epoch=trainer.current_epoch)
 

@@ -119,8 +119,8 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
 
 
 def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any]:
-    """The layout record ``state_dict`` was saved with (or one read from its ``param_names``), checked
-    well-formed; raises :class:`ResumeError` naming each parameter that moved from ``groups``."""
+    """The layout record ``state_dict`` was saved with (or read from its ``param_names``), checked
+    against ``groups``: raises :class:`ResumeError` naming each parameter that moved."""
     saved = state_dict.get(RECORD_KEY)
     if saved is None:  # an empty or damaged record is checked as one, never taken for none
         saved = _from_param_names(state_dict)

@@ -49,7 +49,7 @@ def rule_lambdas(plan: Plan, total_steps: int | None = None, steps_per_epoch: in
     out: list[Factor] = []
     for group, outer in zip(plan.groups, bases):
         rule = _factor(plan, group.index, group.lr_schedule, total_steps, steps_per_epoch)
-        out.append(rule if outer is None else (lambda step, o=outer, r=rule: o(step) * r(step)))
+        out.append(rule if outer is None else _times(outer, rule))
     return out
 
 
@@ -95,6 +95,10 @@ def _bases(base: Base, n: int) -> list[Factor | None]:
         raise UsageError(f"base gives {len(found)} functions for {n} groups; give one function of the step, "
                          "one per group, or a LambdaLR")
     return found
+
+
+def _times(outer: Factor, rule: Factor) -> Factor:
+    return lambda step: outer(step) * rule(step)
 
 
 def _factor(plan: Plan, index: int, text: str | None, total_steps: int | None,
