@@ -51,9 +51,8 @@ def optimizer_class(name: str) -> Any:
 
 
 def check_optimizer(ruleset: RuleSet) -> tuple[Any, set[str] | None]:
-    """The optimizer the file names and the options it accepts (``None``: any); raises
-    :class:`OptimizerError` for a name that is no optimizer or an option it does not take. The values
-    are left to the optimizer's constructor (:func:`build`, :func:`judge_groups`)."""
+    """The optimizer the file names and the options it takes (``None``: any); raises
+    :class:`OptimizerError` for a name that is no optimizer or an option it does not take."""
     try:
         factory = optimizer_class(optimizer_type(ruleset, DEFAULT_OPTIMIZER))
     except OptimizerError as exc:  # placed at the file's `type` value
@@ -135,8 +134,7 @@ def check_optimizers(ruleset: RuleSet) -> None:
 
 def _built(ruleset: RuleSet, plan: Plan, routes: Mapping[str, _Route],
            groups_of: Callable[[str], list[dict[str, Any]]]) -> dict[str, torch.optim.Optimizer]:
-    """Each optimizer of ``routes`` that gets a group, over ``groups_of(name)`` (in ``plan``'s group
-    order), each group's own values judged."""
+    """Each optimizer of ``routes`` that gets groups (``groups_of(name)``, in plan order), judged."""
     built: dict[str, torch.optim.Optimizer] = {}
     for name, route in routes.items():
         groups = groups_of(name)
@@ -152,11 +150,9 @@ def _built(ruleset: RuleSet, plan: Plan, routes: Mapping[str, _Route],
 
 
 def _judge(ruleset: RuleSet, route: _Route, defaults: Mapping[str, Any], mine: list[tuple[Group, Any]]) -> None:
-    """Let the optimizer judge each group's own option values as its settings: torch checks ``betas``
-    or Muon's ``adjust_lr_fn`` in the constructor only and steps a group with any value (an unknown
-    ``adjust_lr_fn`` silently drops Muon's shape factor). Each distinct set of values is given to a
-    throwaway optimizer over one tensor of the group; what it raises is quoted, placed at the rule or
-    modifier that sets it. An option it does not take at all (from a modifier) is refused first."""
+    """Refuse a group option the optimizer does not take, then give each distinct set of a group's
+    values to a throwaway optimizer over one of its tensors as settings: torch checks ``betas`` or
+    Muon's ``adjust_lr_fn`` there only and steps a group with any value. Errors quote the optimizer."""
     accepted = route.accepted if route.accepted is not None else set(defaults)
     seen: set[str] = set()
     for group, tensor in mine:
@@ -187,9 +183,8 @@ def _setter(ruleset: RuleSet, group: Group, own: Mapping[str, Any]) -> Location:
 
 
 def judge_groups(rules: RuleSet, plan: Plan) -> None:
-    """What :func:`build` asks of each optimizer the file names, without a model's tensors: its
-    settings and each distinct group's own values, judged by its constructor over meta tensors of
-    the groups' shapes. Raises :class:`OptimizerError` placed at the rule or modifier at fault.
+    """:func:`build`'s judgment of each optimizer's settings and each group's values, over meta
+    tensors (no model needed); raises :class:`OptimizerError` placed at the rule at fault.
 
     >>> judge_groups(rules, lrrules.resolve(rules, model))      # doctest: +SKIP
     """
@@ -212,17 +207,13 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
           optimizers: Mapping[str, Any] | None = None, base: Any = None) -> Built:
     """The optimizer for ``model`` with the param groups ``rules`` give it, and the plan it came from.
 
-    The plan is resolved once, before anything is frozen; then what the rules freeze gets
-    ``requires_grad=False`` and the optimizer's state dict records the group layout (see
-    :func:`~lrrules.load_optimizer_state`). Raises :class:`~lrrules.errors.PlanProblemsError` if a
-    parameter is unmatched or in conflict. With ``optimizers:`` in the file, each named optimizer
-    (and ``default``, the single ``optimizer:``) gets the groups routed to it, all in one
-    :class:`~lrrules.combined.CombinedOptimizer`. ``optimizers`` maps a name of the file to a class
-    to use instead of its ``type`` (a rule file never names code to import); ``base``: the base
-    shapes the muP variables read (see :func:`lrrules.resolve.resolve`).
+    The plan is resolved before anything is frozen; then the frozen get ``requires_grad=False`` and
+    the state dict records the group layout (:func:`~lrrules.load_optimizer_state`). Raises
+    :class:`~lrrules.errors.PlanProblemsError` if a parameter is unmatched or in conflict. With
+    ``optimizers:``, each optimizer (``default``: the single ``optimizer:``) gets the groups routed to
+    it, all in one :class:`~lrrules.combined.CombinedOptimizer`. ``optimizers=`` maps a name of the
+    file to a class used instead of its ``type``; ``base``: the muP base shapes (``lrrules.resolve``).
 
-    >>> optimizer, plan = lrrules.build("rules.yaml", model)           # doctest: +SKIP
-    >>> scheduler = OneCycleLR(optimizer, max_lr=plan.group_lrs(), total_steps=1000)  # doctest: +SKIP
     >>> optimizer, plan = lrrules.build("muon.yaml", model, optimizers={"muon": MyMuon})  # doctest: +SKIP
     """
     ruleset = rules if isinstance(rules, RuleSet) else load(rules)

@@ -63,7 +63,7 @@ def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
 
 @dataclass(frozen=True)
 class SettingChange:
-    """A group whose setting differs between the checkpoint and the rules."""
+    """A setting of a group that differs between the checkpoint and the rules."""
 
     group: int
     setting: str
