@@ -92,6 +92,7 @@ class _Route(NamedTuple):
     keys: set[str]
     kwargs: dict[str, Any]
     label: str
+    where: Location  # of its settings: the file's defaults, or its entry under optimizers
 
 
 def _route(ruleset: RuleSet, name: str, given: Mapping[str, Any]) -> _Route:
@@ -114,7 +115,8 @@ def _route(ruleset: RuleSet, name: str, given: Mapping[str, Any]) -> _Route:
     if accepted is None or "weight_decay" in accepted:
         kwargs["weight_decay"] = ruleset.defaults.weight_decay if own.weight_decay is None else own.weight_decay
     label = f"optimizer '{name}' ({kind})" if ruleset.optimizers else kind
-    return _Route(factory, None if accepted is None else accepted - keys, keys, _tuples(kwargs), label)
+    return _Route(factory, None if accepted is None else accepted - keys, keys, _tuples(kwargs), label,
+                  ruleset.locate(("optimizers", name) if spec else ("defaults",)))
 
 
 def _tuples(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,7 +128,8 @@ def check_optimizers(ruleset: RuleSet) -> None:
     """:func:`check_optimizer` for each optimizer the file names, each seeing the options of the
     entries routed to it, and each named one's own options; raises :class:`OptimizerError`.
 
-    >>> check_optimizers(lrrules.loads("version: 1\\ndefaults: {lr: 0.1, betas: [0.9, 0.99]}"))
+    >>> from lrrules import loads
+    >>> check_optimizers(loads("version: 1\\ndefaults: {lr: 0.1, betas: [0.9, 0.99]}"))
     """
     for name in [DEFAULT_OPTIMIZER, *ruleset.optimizers]:
         _route(ruleset, name, {})
@@ -143,7 +146,7 @@ def _built(ruleset: RuleSet, plan: Plan, routes: Mapping[str, _Route],
         try:
             built[name] = route.factory(groups, **route.kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise OptimizerError(f"{route.label} refused the settings: {exc}", ruleset.path) from None
+            raise OptimizerError(f"{route.label} refused the settings: {exc}", route.where) from None
         mine = [g for g in plan.groups if g.optimizer == name]
         _judge(ruleset, route, built[name].defaults, [(g, d["params"][0]) for g, d in zip(mine, groups)])
     return built

@@ -130,3 +130,13 @@ def test_a_modifier_option_the_optimizer_of_its_parameters_does_not_take_is_refu
     with pytest.raises(OptimizerError, match="amsgrad .*are not options of optimizer 'sgd' \\(SGD\\)") as caught:
         lrrules.build(lrrules.loads(text, "r.yaml"), model())
     assert caught.value.line == 9
+
+
+def test_settings_the_optimizer_refuses_are_placed_at_the_files_defaults() -> None:
+    text = "version: 1\ndefaults:\n  lr: 0.1\n  eps: -1.0\nrules:\n  - {name: all, match: '*'}\n"
+    with pytest.raises(ValueError) as torch_says:
+        torch.optim.AdamW([nn.Parameter(torch.ones(1))], eps=-1.0)
+    with pytest.raises(OptimizerError) as caught:
+        lrrules.build(lrrules.loads(text, "r.yaml"), model())
+    assert caught.value.path == "r.yaml" and caught.value.line == 3  # the defaults block, not only the file
+    assert str(torch_says.value) in caught.value.message and "AdamW refused the settings" in caught.value.message
