@@ -1,12 +1,9 @@
 """Several optimizers as one: what :func:`lrrules.build` returns for a file with ``optimizers:``.
 
-torch's own Muon documentation builds two optimizers by hand and steps both; schedulers, Lightning
-and the Hugging Face Trainer each take one. :class:`CombinedOptimizer` is a
-``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are read from its optimizers each
-time, never copied: an inner ``load_state_dict`` replaces that optimizer's group dicts and state
-(accelerate calls it when it wraps the optimizer, Lightning when it resumes), and a scheduler must
-still set ``group["lr"]`` in the dict the inner optimizer reads. ``step``, ``zero_grad``,
-``state_dict`` and ``load_state_dict`` go to each.
+Schedulers, Lightning and the Hugging Face Trainer each take one optimizer. A
+:class:`CombinedOptimizer` reads its ``param_groups`` and ``state`` from its optimizers at each
+access, never copies them: an inner ``load_state_dict`` (accelerate's, Lightning's) replaces that
+optimizer's group dicts, and a scheduler must set ``group["lr"]`` in the dict the inner one reads.
 
 >>> optimizer, plan = lrrules.build("muon.yaml", model)        # doctest: +SKIP
 >>> optimizer.optimizers["muon"]                                # doctest: +SKIP
@@ -15,7 +12,6 @@ Muon (...)
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -24,11 +20,11 @@ import torch
 from .errors import ResumeError, UsageError
 
 
-class CombinedState(MutableMapping):  # type: ignore[type-arg]
+class CombinedState(MutableMapping[torch.Tensor, Any]):
     """``CombinedOptimizer.state``: each tensor's entry lives in the state of the optimizer that owns it.
 
-    A read of ``state[p]`` gives (and, as torch's ``defaultdict`` does, creates) the owner's entry;
-    a write goes there too; a tensor no combined optimizer holds is a ``KeyError``, never an entry
+    ``state[p]`` reads (and, as torch's ``defaultdict`` does, creates) or writes the owner's entry,
+    read afresh each time; a tensor no combined optimizer holds is a ``KeyError``, never an entry
     planted in the first optimizer's state (which its ``state_dict()`` could not save).
     """
 
@@ -36,29 +32,21 @@ class CombinedState(MutableMapping):  # type: ignore[type-arg]
         self._optimizers = optimizers
         self._owners: dict[torch.Tensor, torch.optim.Optimizer] = {}
 
-    def owner(self, param: torch.Tensor) -> torch.optim.Optimizer | None:
-        """The optimizer whose groups hold ``param``, or ``None``."""
-        found = self._owners.get(param)
-        if found is None:  # built on first use, and again if an inner optimizer gained a group
+    def _owner(self, param: torch.Tensor) -> torch.optim.Optimizer:
+        if isinstance(param, torch.Tensor) and param not in self._owners:  # again if a group was added
             self._owners = {p: o for o in self._optimizers.values() for g in o.param_groups for p in g["params"]}
-            found = self._owners.get(param)
-        return found
-
-    def _owner_or_raise(self, param: torch.Tensor) -> torch.optim.Optimizer:
-        found = self.owner(param) if isinstance(param, torch.Tensor) else None
-        if found is None:
+        if not isinstance(param, torch.Tensor) or param not in self._owners:
             raise KeyError(param)
-        return found
+        return self._owners[param]
 
     def __getitem__(self, param: torch.Tensor) -> Any:
-        # The inner state is read each time: an inner load_state_dict replaces it.
-        return self._owner_or_raise(param).state[param]
+        return self._owner(param).state[param]
 
     def __setitem__(self, param: torch.Tensor, value: Any) -> None:
-        self._owner_or_raise(param).state[param] = value
+        self._owner(param).state[param] = value
 
     def __delitem__(self, param: torch.Tensor) -> None:
-        del self._owner_or_raise(param).state[param]
+        del self._owner(param).state[param]
 
     def __contains__(self, param: object) -> bool:
         return any(param in o.state for o in self._optimizers.values())
@@ -73,27 +61,23 @@ class CombinedState(MutableMapping):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return sum(len(o.state) for o in self._optimizers.values())
 
-    def __repr__(self) -> str:
-        return f"CombinedState({ {n: len(o.state) for n, o in self._optimizers.items()} })"
 
-
-class CombinedGroups(list):  # type: ignore[type-arg]
-    """The combined optimizer's groups, read afresh: a list whose dicts are the inner optimizers' own.
-    Growing or shrinking it would change a copy nobody steps, so it refuses to; a group dict's values
-    (``lr``, ``weight_decay``) are live and may be set."""
+class CombinedGroups(list[dict[str, Any]]):
+    """The combined optimizer's groups, read afresh: the inner optimizers' own dicts (their ``lr`` may
+    be set), in a list that refuses to grow or shrink (that would change a copy nobody steps)."""
 
     def _refuse(self, *_: Any, **__: Any) -> None:
         raise UsageError("CombinedOptimizer.param_groups is read from its optimizers: add a group to one of them "
                          "(optimizer.optimizers[NAME].add_param_group), then build a new CombinedOptimizer")
 
+    # One refusal for list's methods, whose signatures differ (mypy's assignment error).
     append = extend = insert = remove = pop = clear = __delitem__ = __iadd__ = _refuse  # type: ignore[assignment]
 
 
 class CombinedOptimizer(torch.optim.Optimizer):
     """One optimizer over several named ones; ``optimizers`` maps each name to its optimizer.
-
-    ``param_groups`` is a new list of the inner optimizers' current group dicts at each read (the
-    plan's group order); assigning a list of as many groups hands each optimizer its share.
+    ``param_groups`` lists the inner optimizers' current group dicts (the plan's group order);
+    assigning a list of as many groups hands each optimizer its share.
 
     >>> combined = CombinedOptimizer({"muon": Muon(mats), "adamw": AdamW(rest)})  # doctest: +SKIP
     >>> combined.step(); combined.zero_grad()                                                          # doctest: +SKIP
@@ -110,7 +94,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
         self._building = None
         self._state = CombinedState(self.optimizers)
 
-    @property  # type: ignore[override]
+    @property
     def param_groups(self) -> list[dict[str, Any]]:
         if self._building is not None:
             return self._building
@@ -129,7 +113,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
         for optimizer, size in zip(self.optimizers.values(), sizes):
             optimizer.param_groups, groups = groups[:size], groups[size:]
 
-    @property  # type: ignore[override]
+    @property  # type: ignore[override]  # torch declares state a plain attribute
     def state(self) -> CombinedState:
         return self._state
 
@@ -143,26 +127,17 @@ class CombinedOptimizer(torch.optim.Optimizer):
         return {"optimizers": self.optimizers, "defaults": self.defaults}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _building=None, _state=CombinedState(state["optimizers"]))
-        for hooks in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
-                      "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks",
-                      "_optimizer_load_state_dict_post_hooks"):
-            self.__dict__.setdefault(hooks, OrderedDict())
-        self._patch_step_function()
-
-    def __repr__(self) -> str:
-        return "CombinedOptimizer(" + ", ".join(f"{n}={type(o).__name__}" for n, o in self.optimizers.items()) + ")"
+        super().__setstate__({**state, "_building": None, "_state": CombinedState(state["optimizers"])})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if self._building is not None:
-            super().add_param_group(param_group)
-            return
+            return super().add_param_group(param_group)
         # A group added here alone would be in no optimizer that steps: its parameters would never train.
         raise UsageError("add a param group to one of the combined optimizers (optimizer.optimizers[NAME]."
                          "add_param_group), then build a new CombinedOptimizer")
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Evaluate ``closure`` once (with gradients), then step every optimizer."""
         loss = None
         if closure is not None:
@@ -198,9 +173,7 @@ class CombinedOptimizer(torch.optim.Optimizer):
             raise ResumeError(f"this state dict holds optimizers {found}, this one {sorted(self.optimizers)}; "
                               "it was saved from another combination")
         types = state.get("types") or {}
-        for name, optimizer in self.optimizers.items():
-            # Another optimizer's moments (SGD's momentum_buffer into AdamW) load without a word and
-            # fail, or mislead, at the next step.
+        for name, optimizer in self.optimizers.items():  # SGD's momentum_buffer in AdamW would load and mislead
             if name in types and types[name] != type(optimizer).__name__:
                 raise ResumeError(f"optimizer '{name}' was {types[name]} when this state was saved and is "
                                   f"{type(optimizer).__name__} now; its state cannot be carried over")

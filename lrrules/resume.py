@@ -1,14 +1,9 @@
 """Safe resume: an optimizer state dict is loaded only onto the group layout it was saved under.
 
-Optimizer state is matched to parameters by position. When the grouping changes between a save and
-a restart (a rule edited, a parameter moved to another group, a shape changed), a plain
-``optimizer.load_state_dict`` puts moments onto the wrong tensors without a word. lrrules records
-the layout (each group's parameter names and shapes, and its settings) in the state dict and
-checks it on load.
-
->>> optimizer = lrrules.build_optimizer("rules.yaml", model)     # doctest: +SKIP
->>> torch.save(optimizer.state_dict(), "opt.pt")                   # doctest: +SKIP
->>> report = lrrules.load_optimizer_state(optimizer, torch.load("opt.pt"), plan)   # doctest: +SKIP
+torch matches optimizer state to parameters by position: when the grouping changes between a save
+and a restart (a rule edited, a shape changed), ``optimizer.load_state_dict`` puts moments onto the
+wrong tensors without a word. lrrules records each group's parameter names, shapes and settings in
+the state dict and checks them on load.
 """
 
 from __future__ import annotations
@@ -32,7 +27,7 @@ SHOWN = 10
 
 def layout(plan: Plan) -> list[dict[str, Any]]:
     """Each group's parameter names and shapes, in order, with its settings: what the state dict records."""
-    shapes = {r.info.name: list(r.info.shape) for r in plan.rows}  # the rows, not plan.params: no settings needed
+    shapes = {p.name: list(p.shape) for p in plan.params}
     return [
         {"params": list(g.params), "shapes": [shapes[n] for n in g.params], "lr": g.lr,
          "weight_decay": g.weight_decay, "options": {k: list(v) if isinstance(v, tuple) else v
@@ -42,19 +37,15 @@ def layout(plan: Plan) -> list[dict[str, Any]]:
 
 
 def fingerprint(plan: Plan) -> str:
-    """A hash of the ordered group layout (names and shapes); equal layouts have equal fingerprints."""
-    return _hash(layout(plan))
-
-
-def _hash(groups: list[dict[str, Any]]) -> str:
-    text = json.dumps([[g["params"], g["shapes"]] for g in groups], separators=(",", ":"))
+    """:attr:`Plan.fingerprint`, for the plan.py that still calls it here (issue 22 moves it into plan.py)."""
+    text = json.dumps([[g["params"], g["shapes"]] for g in layout(plan)], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
     """Make ``optimizer.state_dict()`` carry the plan's layout under ``"lrrules"``."""
     groups = layout(plan)
-    record = {"fingerprint": _hash(groups), "groups": groups}
+    record = {"fingerprint": plan.fingerprint, "groups": groups}
 
     def add_record(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict[RECORD_KEY] = record
@@ -64,7 +55,7 @@ def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
 
     def check_layout(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
         # Trainers (Hugging Face, Lightning) call optimizer.load_state_dict themselves: the check runs there.
-        _saved_layout(state_dict, record["groups"])
+        _saved_layout(state_dict, groups)
         return {k: v for k, v in state_dict.items() if k != RECORD_KEY}
 
     optimizer.register_load_state_dict_pre_hook(check_layout)
@@ -72,7 +63,7 @@ def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
 
 @dataclass(frozen=True)
 class SettingChange:
-    """A group whose setting differs between the checkpoint and the rules."""
+    """A setting of a group that differs between the checkpoint and the rules."""
 
     group: int
     setting: str
@@ -98,13 +89,13 @@ class ResumeReport:
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any], plan: Plan) -> ResumeReport:
-    """Load ``state_dict`` into ``optimizer`` if it was saved under ``plan``'s group layout.
+    """Load ``state_dict`` into ``optimizer`` if it was saved under ``plan``'s group layout; else
+    raise :class:`ResumeError` naming each parameter that moved, appeared, disappeared or changed
+    shape. Where only settings differ (an lr edited), it loads (the optimizer then holds the
+    checkpoint's values, as after ``optimizer.load_state_dict``) and the report lists them.
 
-    Raises :class:`ResumeError`, saying which parameters moved between groups, appeared, disappeared
-    or changed shape, when the layout differs. When only settings differ (an lr edited in the rule
-    file), it loads, and the report lists each group whose settings changed: like
-    ``optimizer.load_state_dict``, the optimizer then holds the checkpoint's values (a scheduler's
-    current lr among them).
+    >>> print(lrrules.load_optimizer_state(optimizer, torch.load("opt.pt"), plan))   # doctest: +SKIP
+    optimizer state loaded; layout 3f2a... unchanged
     """
     groups = layout(plan)
     current = [list(g.get("param_names", [])) for g in optimizer.param_groups]
@@ -118,20 +109,18 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
         optimizer.load_state_dict(dict(state_dict))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ResumeError(f"torch could not load the optimizer state: {exc!r}") from None
-    changed = []
+    changed: list[SettingChange] = []
     for index, (old, new) in enumerate(zip(saved["groups"], groups)):
-        for key in ("lr", "weight_decay"):
-            if old.get(key) is not None and old.get(key) != new[key]:
-                changed.append(SettingChange(index, key, old[key], new[key]))
-        for key in sorted(set(old.get("options", {})) | set(new["options"])):
-            if old.get("options", {}).get(key) != new["options"].get(key):
-                changed.append(SettingChange(index, key, old.get("options", {}).get(key), new["options"].get(key)))
-    return ResumeReport(_hash(groups), tuple(changed))
+        was, now = old.get("options", {}), new["options"]
+        pairs = [(k, old[k], new[k]) for k in ("lr", "weight_decay") if old.get(k) is not None]
+        pairs += [(k, was.get(k), now.get(k)) for k in sorted(set(was) | set(now))]
+        changed += [SettingChange(index, k, a, b) for k, a, b in pairs if a != b]
+    return ResumeReport(plan.fingerprint, tuple(changed))
 
 
 def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any]:
-    """The layout record ``state_dict`` was saved with (or one read from its ``param_names``), checked
-    well-formed; raises :class:`ResumeError` naming each parameter that moved from ``groups``."""
+    """The layout record ``state_dict`` was saved with (or read from its ``param_names``), checked
+    against ``groups``: raises :class:`ResumeError` naming each parameter that moved."""
     saved = state_dict.get(RECORD_KEY)
     if saved is None:  # an empty or damaged record is checked as one, never taken for none
         saved = _from_param_names(state_dict)
@@ -141,48 +130,44 @@ def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -
         raise ResumeError("the optimizer state was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
     _check_state(state_dict, saved["groups"], groups)
-    return saved  # type: ignore[no-any-return]
+    return saved
 
 
 def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
-    """The part torch loads (``param_groups`` and ``state``) agrees with the layout record: torch matches
-    state to tensors by position, so an edit there (ids reordered, ``param_names`` that disagree, a group
-    longer than recorded, a moment of another shape) would load state onto other tensors without a word."""
+    """The part torch loads (``param_groups``, ``state``) agrees with the record: torch matches state to
+    tensors by position, so an edit there (ids reordered, a moment of another shape) would misplace it."""
     parts = state_dict.get("optimizers")
-    if isinstance(parts, Mapping) and "param_groups" not in state_dict:
-        # Several optimizers from one file (lrrules.combined): each holds some of the record's groups,
-        # found by their parameter names, and numbers its own parameters from 0.
-        by_names = {tuple(r["params"]): (r, n) for r, n in zip(saved, groups)}
-        for label, part in parts.items():
-            torch_groups = part.get("param_groups") if isinstance(part, Mapping) else None
-            if not isinstance(torch_groups, list):
-                raise ResumeError(f"optimizer '{label}' of the state dict has no param_groups; it was edited")
-            pairs = []
-            for i, group in enumerate(torch_groups):
-                named = group.get("param_names") if isinstance(group, Mapping) else None
-                found = by_names.get(tuple(named)) if isinstance(named, list) else None
-                if found is None:
-                    raise ResumeError(f"optimizer '{label}': group {i} of the state dict matches no group of its "
-                                      "layout record by its param_names; it was edited, and is not loaded")
-                pairs.append(found)
-            _check_part(part, torch_groups, pairs, f"optimizer '{label}': ")
+    if not isinstance(parts, Mapping) or "param_groups" in state_dict:
+        torch_groups = state_dict.get("param_groups")
+        if not isinstance(torch_groups, list) or len(torch_groups) != len(saved):
+            count = len(torch_groups) if isinstance(torch_groups, list) else "no"
+            raise ResumeError(f"the state dict has {count} param_groups but its layout record has {len(saved)} "
+                              "groups; it was edited, and is not loaded")
+        _check_part(state_dict, torch_groups, list(zip(saved, groups)), "")
         return
-    torch_groups = state_dict.get("param_groups")
-    if not isinstance(torch_groups, list) or len(torch_groups) != len(saved):
-        count = len(torch_groups) if isinstance(torch_groups, list) else "no"
-        raise ResumeError(f"the state dict has {count} param_groups but its layout record has {len(saved)} groups; "
-                          "it was edited, and is not loaded")
-    _check_part(state_dict, torch_groups, list(zip(saved, groups)), "")
+    # Several optimizers (lrrules.combined): each holds some of the record's groups, found by their
+    # param_names, and numbers its own parameters from 0.
+    by_names = {tuple(r["params"]): (r, n) for r, n in zip(saved, groups)}
+    for label, part in parts.items():
+        torch_groups = part.get("param_groups") if isinstance(part, Mapping) else None
+        torch_groups = torch_groups if isinstance(torch_groups, list) else [None]
+        found = [by_names.get(tuple(g["param_names"])) if isinstance(g, Mapping) and isinstance(g.get("param_names"), list)
+                 else None for g in torch_groups]
+        pairs = [f for f in found if f is not None]
+        if len(pairs) < len(found):
+            raise ResumeError(f"optimizer '{label}': group {found.index(None)} of the state dict matches no group of "
+                              "its layout record by its param_names; it was edited, and is not loaded")
+        _check_part(part, torch_groups, pairs, f"optimizer '{label}': ")
 
 
 def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: list[tuple[dict[str, Any], dict[str, Any]]],
                 prefix: str) -> None:
-    """One optimizer's ``param_groups`` and ``state`` against the record's groups and today's they stand for."""
-    names_at: list[str] = []
-    shapes_at: list[Any] = []
-    totals_at: list[int] = []
+    """One optimizer's ``param_groups`` and ``state`` against the record's groups (and today's)."""
+    # Each id's parameter today: its name, its shape, and its group's size (LBFGS keeps flat vectors of it).
+    params = [(n, tuple(s), sum(math.prod(x) for x in now["shapes"])) for _, now in pairs
+              for n, s in zip(now["params"], now["shapes"])]
     next_id = 0
-    for i, (group, (record, now)) in enumerate(zip(torch_groups, pairs)):
+    for i, (group, (record, _)) in enumerate(zip(torch_groups, pairs)):
         ids = group.get("params") if isinstance(group, Mapping) else None
         if not isinstance(ids, list) or len(ids) != len(record["params"]):
             size = len(ids) if isinstance(ids, list) else "no"
@@ -200,30 +185,25 @@ def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: l
             raise ResumeError(f"{prefix}group {i}: its param_names disagree with the layout record at position {wrong} "
                               f"({_shown(list(named)[wrong:wrong + 1])} against {_shown(record['params'][wrong:wrong + 1])}); "
                               "the state dict was edited, and is not loaded")
-        names_at += now["params"]
-        shapes_at += now["shapes"]
-        whole = sum(math.prod(shape) for shape in now["shapes"])  # LBFGS keeps the group's flattened vectors
-        totals_at += [whole] * len(now["params"])
     state = state_dict.get("state", {})
     if not isinstance(state, Mapping):
         raise ResumeError(f"{prefix}the state dict's 'state' is not a mapping of parameter id to its state")
     for key, values in state.items():
         if not (type(key) is int and 0 <= key < next_id):
             raise ResumeError(f"{prefix}the state dict holds state for parameter id {key!r}, which no group holds")
+        name, shape, whole = params[key]
         if not isinstance(values, Mapping):
-            raise ResumeError(f"{prefix}the state of '{names_at[key]}' is not a mapping")
-        shape = tuple(shapes_at[key])
+            raise ResumeError(f"{prefix}the state of '{name}' is not a mapping")
         for moment, value in values.items():
             found = getattr(value, "shape", None)
-            if found is not None and not _fits(tuple(found), shape) and tuple(found) != (totals_at[key],):
-                raise ResumeError(f"{prefix}the state '{moment}' of '{names_at[key]}' has shape {tuple(found)}, but the "
+            if found is not None and not _fits(tuple(found), shape) and tuple(found) != (whole,):
+                raise ResumeError(f"{prefix}the state '{moment}' of '{name}' has shape {tuple(found)}, but the "
                                   f"parameter's is {shape}; it belongs to another tensor, and is not loaded")
 
 
 def _fits(moment: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether a state tensor of shape ``moment`` can be a parameter of ``shape``'s: a scalar (a step),
-    the parameter's own shape, or a factored statistic (Adafactor's rows or columns: size 1 where it
-    differs). (A vector over the whole group, as LBFGS keeps, is allowed by the caller.)"""
+    the parameter's own shape, or a factored statistic (Adafactor's rows or columns: 1 where it differs)."""
     if not moment or moment == shape:
         return True
     return len(moment) == len(shape) and math.prod(moment) < math.prod(shape) and all(m in (s, 1) for m, s in zip(moment, shape))

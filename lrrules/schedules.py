@@ -1,14 +1,10 @@
 """Per-rule schedules: each group's ``lr_schedule`` formula as a torch ``LambdaLR`` (one function per group).
 
-A rule or modifier's ``lr_schedule: "min(1, step / 500)"`` scales the lr of what it matches over
-time: warm a new head up while the backbone waits (``"1 if step >= 500 else 0"``), ramp a block in
-instead of unfreezing it abruptly. The formula reads ``step`` (the scheduler's step count, from 0),
-``epoch`` (``step // steps_per_epoch``), ``total_steps`` and the file's vars, through the same safe
-evaluator as every other formula. A group without one keeps factor 1.
-
-The user's global schedule composes by multiplication: pass it as ``base`` (a function of the step,
-one per group, or a ``LambdaLR`` such as Hugging Face's ``get_cosine_schedule_with_warmup``), and
-the lr of each group at step ``s`` is ``initial_lr * base(s) * rule(s)``.
+``lr_schedule: "min(1, step / 500)"`` on a rule scales the lr of what it matches over time (warm a
+new head up while the backbone waits). The formula reads ``step`` (from 0), ``epoch`` (``step //
+steps_per_epoch``), ``total_steps`` and the file's vars; a group without one keeps factor 1. The
+global schedule, given as ``base`` (a function of the step, one per group, or a ``LambdaLR`` such as
+Hugging Face's), composes by multiplication: at step ``s`` a group's lr is ``initial_lr * base(s) * rule(s)``.
 
 >>> scheduler = lrrules.rule_scheduler(optimizer, plan, total_steps=1000)      # doctest: +SKIP
 >>> for batch in data:                                                           # doctest: +SKIP
@@ -18,6 +14,7 @@ the lr of each group at step ``s`` is ``initial_lr * base(s) * rule(s)``.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
@@ -49,10 +46,10 @@ def rule_lambdas(plan: Plan, total_steps: int | None = None, steps_per_epoch: in
     total_steps = _whole("total_steps", total_steps)
     steps_per_epoch = _whole("steps_per_epoch", steps_per_epoch)
     bases = _bases(base, len(plan.groups))
-    out = []
+    out: list[Factor] = []
     for group, outer in zip(plan.groups, bases):
         rule = _factor(plan, group.index, group.lr_schedule, total_steps, steps_per_epoch)
-        out.append(_times(outer, rule) if outer is not None else rule)
+        out.append(rule if outer is None else _times(outer, rule))
     return out
 
 
@@ -74,32 +71,24 @@ def rule_scheduler(optimizer: torch.optim.Optimizer, plan: Plan, total_steps: in
 
 def _whole(name: str, value: Any) -> int | None:
     """Refuse a step count that cannot work: ``steps_per_epoch=0`` would divide by zero at the first
-    step, ``-1`` count epochs backwards, ``2.5`` or ``True`` make epochs that are not whole numbers."""
+    step, ``-1`` count epochs backwards, ``2.5`` or ``True`` make epochs that are not whole numbers.
+    An integer of another kind (numpy's, a 0-d tensor) is one ``operator.index`` takes."""
     if value is None:
         return None
-    if isinstance(value, bool) or not _integral(value) or int(value) < 1:
-        raise UsageError(f"{name}={value!r}: give a whole number of steps >= 1 (or leave it out)")
-    return int(value)
-
-
-def _integral(value: Any) -> bool:
-    """An int, or an integer of another kind (numpy's, a 0-d integer tensor): what ``operator.index`` accepts."""
-    import operator
-
     try:
-        operator.index(value)
+        whole = operator.index(value)
     except TypeError:
-        return False
-    return True
+        whole = 0
+    if isinstance(value, bool) or whole < 1:
+        raise UsageError(f"{name}={value!r}: give a whole number of steps >= 1 (or leave it out)")
+    return whole
 
 
 def _bases(base: Base, n: int) -> list[Factor | None]:
     lambdas = getattr(base, "lr_lambdas", None)  # a LambdaLR: its functions, one per group
     if lambdas is not None:
         base = list(lambdas)
-    if base is None:
-        return [None] * n
-    if callable(base):
+    if base is None or callable(base):
         return [base] * n
     found = list(base)
     if len(found) != n or not all(callable(f) for f in found):

@@ -90,3 +90,53 @@ def test_check_refuses_an_unknown_muon_word_at_its_line(tmp_path: Path, capsys: 
     assert main(["check", str(rules), "--model", "resnet18", "--no-cache"]) == 2
     err = capsys.readouterr().err
     assert f"{rules}:5:" in err and "did you mean 'match_rms_adamw'" in err
+
+
+def test_a_rule_value_torch_refuses_is_placed_at_the_rule_and_quotes_torch() -> None:
+    text = "version: 1\ndefaults: {lr: 0.001}\nrules:\n  - {name: all, match: '*', options: {betas: [1.5, 0.9]}}\n"
+    with pytest.raises(ValueError) as torch_says:
+        torch.optim.AdamW([nn.Parameter(torch.ones(1))], betas=(1.5, 0.9))
+    with pytest.raises(OptimizerError) as caught:
+        lrrules.build(lrrules.loads(text, "r.yaml"), model())
+    assert (caught.value.line, caught.value.col) == (4, text.splitlines()[3].index("[1.5") + 1)
+    assert str(torch_says.value) in caught.value.message and "group 'all'" in caught.value.message
+
+
+def test_judge_groups_lets_each_optimizer_judge_its_groups_without_tensors() -> None:
+    from lrrules.optim import judge_groups
+
+    names = [("0.weight", (8, 4)), ("0.bias", (8,)), ("2.weight", (2, 8)), ("2.bias", (2,))]
+    bad = lrrules.loads(SEVERAL.format(value="match_rms_adam"), "r.yaml")
+    with pytest.raises(OptimizerError, match="optimizer 'muon' \\(Muon\\) refuses group 'mats'") as caught:
+        judge_groups(bad, lrrules.resolve_names(bad, names))
+    assert caught.value.line == 7
+    good = lrrules.loads(SEVERAL.format(value="original"), "r.yaml")
+    judge_groups(good, lrrules.resolve_names(good, names))  # no error: torch takes it
+
+
+def test_the_signature_check_leaves_values_to_torch() -> None:
+    from lrrules.optim import check_optimizer
+
+    # torch builds a param group with these betas without a word: no message may say it refuses them.
+    text = "version: 1\ndefaults: {lr: 0.001}\nrules:\n  - {name: all, match: '*', options: {betas: [1.5, 0.9]}}\n"
+    torch.optim.AdamW([{"params": [nn.Parameter(torch.ones(1))], "betas": (1.5, 0.9)}])
+    check_optimizer(lrrules.loads(text, "r.yaml"))
+
+
+def test_a_modifier_option_the_optimizer_of_its_parameters_does_not_take_is_refused_at_the_modifier() -> None:
+    text = ("version: 1\ndefaults: {lr: 0.1}\noptimizers:\n  sgd: {type: SGD}\nrules:\n"
+            "  - {name: w, match: {ndim: 2}, optimizer: sgd}\n  - {name: rest, fallback: true}\n"
+            "modifiers:\n  - {name: ams, match: '*', options: {amsgrad: true}}\n")
+    with pytest.raises(OptimizerError, match="amsgrad .*are not options of optimizer 'sgd' \\(SGD\\)") as caught:
+        lrrules.build(lrrules.loads(text, "r.yaml"), model())
+    assert caught.value.line == 9
+
+
+def test_settings_the_optimizer_refuses_are_placed_at_the_files_defaults() -> None:
+    text = "version: 1\ndefaults:\n  lr: 0.1\n  eps: -1.0\nrules:\n  - {name: all, match: '*'}\n"
+    with pytest.raises(ValueError) as torch_says:
+        torch.optim.AdamW([nn.Parameter(torch.ones(1))], eps=-1.0)
+    with pytest.raises(OptimizerError) as caught:
+        lrrules.build(lrrules.loads(text, "r.yaml"), model())
+    assert caught.value.path == "r.yaml" and caught.value.line == 3  # the defaults block, not only the file
+    assert str(torch_says.value) in caught.value.message and "AdamW refused the settings" in caught.value.message

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lrrules
-from lrrules.resume import ResumeError, fingerprint
+from lrrules.resume import ResumeError
 
 from .conftest import TinyNet
 
@@ -116,8 +116,8 @@ def test_an_optimizer_built_some_other_way_is_refused(tiny: TinyNet) -> None:
 
 
 def test_fingerprint_changes_with_the_layout_only(tiny: TinyNet) -> None:
-    assert fingerprint(rules().resolve(tiny)) == fingerprint(rules().resolve(TinyNet()))
-    assert fingerprint(rules().resolve(tiny)) != fingerprint(rules(no_decay="'fc.*'").resolve(tiny))
+    assert rules().resolve(tiny).fingerprint == rules().resolve(TinyNet()).fingerprint
+    assert rules().resolve(tiny).fingerprint != rules(no_decay="'fc.*'").resolve(tiny).fingerprint
 
 
 def test_resume_through_a_file_on_disk(tmp_path: Path, tiny: TinyNet) -> None:
