@@ -200,6 +200,13 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
         return [_located(e, model.label) for e in exc.errors]
     except ResolveError as exc:
         return [Finding(name, 0, 0, "error", str(exc), model.label)]
+    if ruleset.optimizers and not plan.conflicts:  # several optimizers: each group judged as build judges it
+        from .optim import judge_groups
+
+        try:
+            judge_groups(ruleset, plan)
+        except OptimizerError as exc:
+            return [_optimizer_finding(exc, name)]
     found = []
     lines = problems(plan) + conflict_hints(ruleset, plan.conflicts) + nothing_trains(plan)
     lines += [f"strict: {w}" for w in plan.warnings()] if strict else []
