@@ -3,9 +3,8 @@
 A pure function of the rule set's value, cached by that value: two equal rule sets share one
 compiled form, and nothing is stored on the rule set, which stays plain data (copyable, picklable,
 comparable). Resolution only looks things up in what this builds: the claiming rules and modifiers
-with their matchers in name order (so nothing depends on their order in the file), an index of
-their literal prefixes, the fallback, and the phases' and layer patterns' matchers. No torch, no
-model.
+with their matchers in name order (so nothing depends on their order in the file), the fallback,
+and the phases' and layer patterns' matchers. No torch, no model.
 
 >>> compiled = compile_rules(lrrules.load("rules.yaml"))       # doctest: +SKIP
 >>> [entry.name for entry in compiled.claiming]                 # doctest: +SKIP
@@ -19,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .language import Modifier, Rule, RuleSet
-from .matching import Index, Matcher, compile_matcher
+from .matching import Matcher, compile_matcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +48,14 @@ class Compiled:
     claiming: list[Entry]
     fallback: Entry | None
     modifiers: list[Entry]
-    claim_index: Index
-    modifier_index: Index
     #: Each phase's (freeze, unfreeze) matchers, ``None`` where the phase has none.
     phases: tuple[tuple[Matcher | None, Matcher | None], ...]
     #: The matchers of ``layers: {by: patterns}``, in order; empty under any other layering.
     layer_patterns: tuple[Matcher, ...] = ()
     #: For each claiming rule, every rule it takes precedence over (``overrides``, transitively).
     beats: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: The variables the formulas of every entry read.
+    reads: frozenset[str] = frozenset()
 
 
 def formula_names(spec: Rule | Modifier) -> frozenset[str]:
@@ -98,9 +97,10 @@ def _compile(rules: RuleSet) -> Compiled:
     phases = tuple(tuple(None if spec is None else compile_matcher(spec) for spec in (p.freeze, p.unfreeze))
                    for p in rules.phases)
     layer_patterns = tuple(compile_matcher(m) for m in getattr(rules.layers, "patterns", None) or ())
-    return Compiled(claiming, fallback, modifiers, Index([e.spec.match for e in claiming]),
-                    Index([e.spec.match for e in modifiers]), phases, layer_patterns,  # type: ignore[arg-type]
-                    precedence({r.name: r.overrides for r in rules.rules if not r.fallback}))
+    entries = [*claiming, *modifiers, *([fallback] if fallback else [])]
+    return Compiled(claiming, fallback, modifiers, phases, layer_patterns,  # type: ignore[arg-type]
+                    precedence({r.name: r.overrides for r in rules.rules if not r.fallback}),
+                    frozenset().union(*(e.formulas for e in entries)))
 
 
 def precedence(overrides: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:

@@ -65,7 +65,7 @@ def test_the_legacy_format_is_read_with_its_names_in_order(tmp_path: Path) -> No
     assert path.read_bytes()[:4] != b"PK\x03\x04"  # truly the old format
     assert read(path) == expected(sd)
     plan = lrrules.resolve_names(lrrules.loads(RULES), path)
-    assert [r.info.name for r in plan.rows] == [n for n, _ in expected(sd)]
+    assert [r.name for r in plan.params] == [n for n, _ in expected(sd)]
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -217,7 +217,7 @@ def test_a_distributed_checkpoint_folder_gives_what_torchs_own_reader_gives(tmp_
               and not n.endswith(("running_mean", "running_var"))]
     assert read(folder) == theirs == expected({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
     plan = lrrules.resolve_names(lrrules.loads(RULES), folder)
-    assert [r.info.name for r in plan.rows] == [n for n, _ in theirs]
+    assert [r.name for r in plan.params] == [n for n, _ in theirs]
 
 
 @pytest.mark.parametrize("damage", ["code", "garbage", "empty", "not-metadata"])
@@ -258,7 +258,7 @@ def test_an_upper_case_extension_is_read_as_its_kind(tmp_path: Path, name: str) 
     else:
         torch.save(sd, path)
         assert read(path) == expected(sd)
-    assert [r.info.name for r in lrrules.resolve_names(lrrules.loads(RULES), path).rows]
+    assert [r.name for r in lrrules.resolve_names(lrrules.loads(RULES), path).params]
 
 
 def hf_cache_repo(root: Path, sd: dict[str, torch.Tensor], shards: int = 2) -> Path:
