@@ -23,7 +23,7 @@ from .formula import Formula, compile_formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
 from .layers import assign, unordered
 from .matching import Captures
-from .params import MAX_DIMS, ParamInfo, collect, wrapped_prefix
+from .params import MAX_DIMS, ParamInfo, wrapped_prefix
 from .plan import Assignment, Conflict, Frozen, Group, PhaseEffect, Plan, Status, Step, hashable
 from .routes import NDIM_LIMITS, optimizer_type, refused_shape
 
@@ -47,6 +47,8 @@ def resolve(rules: RuleSet, model: torch.nn.Module, base: Any = None) -> Plan:
 
     >>> plan = resolve(lrrules.load("rules.yaml"), model)      # doctest: +SKIP
     """
+    from .params import collect  # looked up at the call: a test stands in for it
+
     params, tensors = collect(model)
     plan = resolve_params(rules, params, tensors, model, base=None if base is None else base_shapes(base))
     # A weak reference to the model, to refuse tensors replaced after this point.
@@ -127,6 +129,7 @@ class _Resolver:
         self.num_tensors, self.base = num_tensors, base
         self.settled: dict[Any, Values | Conflict | str] = {}
         self.formulas: dict[tuple[str, tuple[Any, ...]], float] = {}
+        self.reads: dict[tuple[tuple[str, int], ...], list[str]] = {}  # which entries -> what their formulas read
         self.limits = {route: NDIM_LIMITS.get(optimizer_type(rules, route))
                        for route in [DEFAULT_OPTIMIZER, *rules.optimizers]}
         self.numbers: dict[tuple[Any, ...], int] = {}  # a group's key -> its number
@@ -215,8 +218,11 @@ class _Resolver:
         """The settings of ``info`` (or a conflict, or the note of a freeze), computed once per
         distinct entries, captures and values of the variables their formulas read."""
         entries = [claimed, *modifiers] if claimed else modifiers
-        reads = sorted(frozenset().union(*(e.formulas for e, _ in entries)))
-        key = (tuple([(e.kind, e.order, tuple(found.items())) for e, found in entries]),
+        which = tuple([(e.kind, e.order) for e, _ in entries])
+        reads = self.reads.get(which)
+        if reads is None:
+            reads = self.reads[which] = sorted(frozenset().union(*(e.formulas for e, _ in entries)))
+        key = (which, tuple([tuple(found.items()) for _, found in entries]),
                tuple([variable(self, info, n) for n in reads]))
         found = self.settled.get(key)
         if found is None:
@@ -236,8 +242,8 @@ def choose_claim(candidates: Sequence[tuple[str, Entry, Captures]], beats: Mappi
     >>> choose_claim([], {}) is None
     True
     """
-    if not candidates:
-        return None
+    if len(candidates) < 2:
+        return candidates[0] if candidates else None
     beaten = frozenset().union(*(beats.get(e.name, frozenset()) for _, e, _ in candidates))
     left = [c for c in candidates if c[1].name not in beaten]
     if len({e.name for _, e, _ in left}) == 1:
