@@ -399,79 +399,60 @@ def fail(rules: RuleSet, loc: tuple[str | int, ...], message: str, formula: Form
     """The error for ``message`` at ``loc`` in the rule file, with the formula and caret where given."""
     expr = formula.text if formula is not None else ""
     return RuleFileError([RuleError(message, rules.locate(loc, offset), loc, expr, offset)])
-def environment(ctx: _Resolver, info: ParamInfo, captures: Captures, names: Iterable[str]) -> dict[str, Any]:
-    """The variables ``names`` (the names a formula reads) that have a value for ``info``: the
-    captures first, then the file's ``vars``, then the parameter's and the layering's (:func:`variable`).
-
-    >>> environment(ctx, ParamInfo("w", (3, 4), None, True, 0), {}, ["dim1", "dim2"])   # doctest: +SKIP
-    {'dim1': 4}
-    """
-    env = {}
-    for name in names:
-        if name in captures:
-            env[name] = captures[name]
-        elif name in ctx.rules.vars:
-            env[name] = ctx.rules.vars[name]
-        else:
-            found = variable(ctx, info, name)
-            if found is not _NONE:
-                env[name] = found
-    return env
-
-
 _NONE = object()  # a variable with no value for a parameter (dim2 of a matrix, the layer of none)
 
+_PARAMETER_VARIABLES = {
+    "base_lr": lambda r, info: r.rules.defaults.lr,
+    "base_weight_decay": lambda r, info: r.rules.defaults.weight_decay,
+    "num_layers": lambda r, info: r.num_layers,
+    "num_tensors": lambda r, info: r.num_tensors,
+    "index": lambda r, info: info.index,
+    "ndim": lambda r, info: info.ndim,
+    "numel": lambda r, info: info.numel,
+    "fan_in": lambda r, info: info.fan_in,
+    "fan_out": lambda r, info: info.fan_out,
+}
 
-def variable(ctx: _Resolver, info: ParamInfo, name: str) -> Any:
+
+def variable(r: _Resolver, info: ParamInfo, name: str) -> Any:
     """The value of the parameter's or the layering's variable ``name`` for ``info``, or ``_NONE``
-    (no such variable, or no value for this parameter). Read by :func:`environment`, and by
-    :func:`settle`'s key, where the names no parameter changes are the same for every one.
-
-    >>> variable(ctx, ParamInfo("w", (3, 4), None, True, 0), "ndim")   # doctest: +SKIP
-    2
-    """
+    (no such variable, or no value for this parameter: the ``dim2`` of a matrix)."""
     if name in ("layer", "depth"):
-        layer = ctx.layers[info.index]
-        if layer is None:
-            return _NONE
-        return layer if name == "layer" else ctx.num_layers - 1 - layer
+        layer = r.layers[info.index]
+        return _NONE if layer is None else layer if name == "layer" else r.num_layers - 1 - layer
     if name in DIM_NAMES:
         k = int(name[3:])
         return info.shape[k] if k < len(info.shape) else _NONE
     if name in BASE_VARIABLES:
-        return base_variable(ctx.base, info, name)
+        return base_variable(r.base, info, name)
     getter = _PARAMETER_VARIABLES.get(name)
-    return _NONE if getter is None else getter(ctx, info)
+    return _NONE if getter is None else getter(r, info)
 
 
-_PARAMETER_VARIABLES = {
-    "base_lr": lambda ctx, info: ctx.rules.defaults.lr,
-    "base_weight_decay": lambda ctx, info: ctx.rules.defaults.weight_decay,
-    "num_layers": lambda ctx, info: ctx.num_layers,
-    "index": lambda ctx, info: info.index,
-    "num_tensors": lambda ctx, info: ctx.num_tensors,
-    "ndim": lambda ctx, info: info.ndim,
-    "numel": lambda ctx, info: info.numel,
-    "fan_in": lambda ctx, info: info.fan_in,
-    "fan_out": lambda ctx, info: info.fan_out,
-}
+def environment(r: _Resolver, info: ParamInfo, captures: Captures, names: Iterable[str]) -> dict[str, Any]:
+    """The variables ``names`` that have a value for ``info``: the captures first, then the file's
+    ``vars``, then the parameter's and the layering's (:func:`variable`)."""
+    env = {}
+    for name in names:
+        found = captures[name] if name in captures else r.rules.vars.get(name, _NONE)
+        found = variable(r, info, name) if found is _NONE else found
+        if found is not _NONE:
+            env[name] = found
+    return env
 
 
 # --- base shapes (muP) -----------------------------------------------------------------------------
 
-#: A tensor's base shape: its size at the base width in each dimension; ``None`` for a dimension that
-#: is no width (mup's base-shape files write ``null`` there).
+#: A tensor's size at the base width in each dimension; ``None`` for a dimension that is no width.
 BaseShape = tuple[int | None, ...]
-#: Every name of the base model's tensors to its base shape.
 BaseShapes = Mapping[str, BaseShape]
 #: The variables muP defines per tensor from its base shape (mup's ``InfShape``).
 BASE_VARIABLES = frozenset({"width_mult", "ninf"})
 
 
 def base_shapes(base: Any) -> dict[str, BaseShape]:
-    """Each name's base shape, from ``base``: a model at the base width (its parameters' shapes,
-    every name of a tied tensor), :class:`ParamInfo` records (a checkpoint's), or a mapping of
-    name to shape (mup's base shapes: ``None`` for a dimension that is no width).
+    """Each name's base shape, from a model at the base width, :class:`ParamInfo` records (a
+    checkpoint's), or a mapping of name to shape (mup's: ``None`` for a dimension that is no width).
 
     >>> base_shapes({"fc.weight": [64, None]})
     {'fc.weight': (64, None)}
@@ -480,22 +461,20 @@ def base_shapes(base: Any) -> dict[str, BaseShape]:
         from .params import collect
 
         base = collect(base)[0]
-    if isinstance(base, Mapping):
-        out = {}
-        for name, shape in base.items():
-            dims = tuple(shape)
-            if not isinstance(name, str) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool)
-                                                                   and d >= 0) for d in dims):
-                raise ModelError(f"base shape of {name!r} is {list(dims)}: sizes are whole numbers >= 0 "
-                                 "(None for a dimension that is no width)")
-            out[name] = dims
-        return out
-    return {name: tuple(p.shape) for p in base for name in p.names}
+    if not isinstance(base, Mapping):
+        return {name: tuple(p.shape) for p in base for name in p.names}
+    out = {}
+    for name, shape in base.items():
+        dims = tuple(shape)
+        if not isinstance(name, str) or not all(d is None or (type(d) is int and d >= 0) for d in dims):
+            raise ModelError(f"base shape of {name!r} is {list(dims)}: sizes are whole numbers >= 0 "
+                             "(None for a dimension that is no width)")
+        out[name] = dims
+    return out
 
 
 def _check_base(base: BaseShapes, params: Sequence[ParamInfo]) -> None:
-    """Refuse a base that has tensors the model lacks (mup asserts the two name sets are equal); a
-    tensor of the model missing from the base is said where a formula reads its base shape."""
+    """Refuse a base with tensors the model lacks (mup asserts the two name sets are equal)."""
     names = {n for p in params for n in p.names}
     extra = sorted(n for n in base if n not in names)
     if extra:
@@ -505,13 +484,11 @@ def _check_base(base: BaseShapes, params: Sequence[ParamInfo]) -> None:
 
 
 def _base_shape(base: BaseShapes | None, info: ParamInfo) -> BaseShape | None:
-    """``info``'s base shape under any of its names, or ``None``."""
     return None if base is None else next((base[n] for n in info.names if n in base), None)
 
 
 def infinite_dims(base: BaseShapes | None, info: ParamInfo) -> tuple[tuple[int, int], ...] | None:
-    """The (base size, size) of each dimension of ``info`` that differs from its base shape, in
-    order: muP's infinite ("width") dimensions; ``None`` when the tensor has no base shape."""
+    """(base size, size) of each dimension that differs from the base shape: muP's width dimensions."""
     shape = _base_shape(base, info)
     if shape is None or len(shape) != len(info.shape):
         return None
@@ -519,75 +496,70 @@ def infinite_dims(base: BaseShapes | None, info: ParamInfo) -> tuple[tuple[int, 
 
 
 def base_variable(base: BaseShapes | None, info: ParamInfo, name: str) -> Any:
-    """The muP variable ``name`` of ``info``, as mup's ``InfShape`` defines it, or ``_NONE``.
-
-    ``ninf``: how many dimensions differ from the base shape; ``width_mult``: size / base size of
-    the last of them (for a matrix with both, the fan-in's), 1 when none differ, no value when more
-    than two do (mup's optimizers refuse those).
-    """
+    """mup's ``InfShape``: ``ninf``, how many dimensions differ from the base; ``width_mult``, size /
+    base size of the last of them, 1 when none differ, no value when more than two do."""
     dims = infinite_dims(base, info)
-    if dims is None:
+    if dims is None or (name == "width_mult" and len(dims) > 2):
         return _NONE
-    if name == "ninf":
-        return len(dims)
-    if len(dims) > 2:
-        return _NONE
-    return dims[-1][1] / dims[-1][0] if dims else 1
+    return len(dims) if name == "ninf" else dims[-1][1] / dims[-1][0] if dims else 1
 
 
 def base_problem(base: BaseShapes | None, info: ParamInfo, name: str) -> str:
     """Why the muP variable ``name`` has no value for ``info``."""
+    shape = _base_shape(base, info)
     if base is None:
         return (f"'{name}' (muP) reads the base shapes, and none were given: pass the same architecture at the "
                 "base width (resolve(rules, model, base=narrow_model), build(..., base=...), --base-model SPEC)")
-    shape = _base_shape(base, info)
     if shape is None:
         return f"parameter '{info.name}' is not in the base model; the base must be the same architecture"
     if len(shape) != len(info.shape):
         return (f"parameter '{info.name}' has shape {list(info.shape)} and base shape {list(shape)}: "
                 "another number of dimensions")
-    dims = infinite_dims(base, info) or ()
-    return (f"parameter '{info.name}' (shape {list(info.shape)}, base {list(shape)}) has {len(dims)} width "
-            "dimensions; muP defines width_mult for at most two (mup's optimizers refuse more)")
+    return (f"parameter '{info.name}' (shape {list(info.shape)}, base {list(shape)}) has "
+            f"{len(infinite_dims(base, info) or ())} width dimensions; muP defines width_mult for at most two "
+            "(mup's optimizers refuse more)")
 
 
-def evaluate(rules: RuleSet, cache: dict[tuple[str, tuple[Any, ...]], float], entry: Entry,
-             where: tuple[str, ...], value: Any, info: ParamInfo, env: Mapping[str, Any],
-             base: BaseShapes | None = None) -> tuple[Any, Step]:
+# --- settle ----------------------------------------------------------------------------------------
+
+
+def _missing(r: _Resolver, info: ParamInfo, name: str) -> str:
+    """Why the variable ``name`` a formula reads has no value for ``info``."""
+    if name in DIM_NAMES:
+        return (f"parameter '{info.name}' has shape {list(info.shape)}, so no {name}; add "
+                f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
+    if name in ("layer", "depth"):
+        return f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
+    if name in BASE_VARIABLES:
+        return base_problem(r.base, info, name)
+    return f"regex group '{name}' captured nothing for parameter '{info.name}'"
+
+
+def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, info: ParamInfo,
+             env: Mapping[str, Any]) -> tuple[Any, Step]:
     """The value of setting ``where`` of ``entry`` for ``info`` (a plain number as it is, a formula
-    evaluated in ``env``, through ``cache``) and the :class:`Step` that records it (``base``: the
-    base shapes, for the message when a muP variable has no value)."""
+    evaluated in ``env``, once per distinct input) and the :class:`Step` that records it."""
     if not isinstance(value, Formula):
         return value, Step(entry.name, ".".join(where), None, {}, value)
     loc = (entry.kind, entry.i, *where)
-    missing = value.names - env.keys()
+    missing = sorted(value.names - env.keys())
     if missing:
-        name = sorted(missing)[0]
-        if name in DIM_NAMES:
-            why = (f"parameter '{info.name}' has shape {list(info.shape)}, so no {name}; add "
-                   f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
-        elif name in ("layer", "depth"):
-            why = f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
-        elif name in BASE_VARIABLES:
-            why = base_problem(base, info, name)
-        else:
-            why = f"regex group '{name}' captured nothing for parameter '{info.name}'"
-        spot = re.search(rf"\b{name}\b", value.text)
-        raise fail(rules, loc, why, value, spot.start() if spot else None)
+        spot = re.search(rf"\b{missing[0]}\b", value.text)
+        raise fail(r.rules, loc, _missing(r, info, missing[0]), value, spot.start() if spot else None)
     names = sorted(value.names)
     key = (value.text, tuple(env[n] for n in names))
-    result = cache.get(key)
+    result = r.formulas.get(key)
     if result is None:
         shown = ", ".join(f"{n}={env[n]!r}" for n in names)
         try:
             result = value.evaluate(env)
         except FormulaError as exc:
-            raise fail(rules, loc, f"{exc.message} for parameter '{info.name}' ({shown})", value, exc.offset) from None
+            raise fail(r.rules, loc, f"{exc.message} for parameter '{info.name}' ({shown})", value, exc.offset) from None
         option = where[0] == "options"  # an option may be negative (Adafactor's beta2_decay); a rate may not
         if not math.isfinite(result) or (result < 0 and not option):
-            raise fail(rules, loc, f"gives {result} for parameter '{info.name}' ({shown}); "
+            raise fail(r.rules, loc, f"gives {result} for parameter '{info.name}' ({shown}); "
                        f"the value must be a finite number{'' if option else ' >= 0'}", value, 0)
-        cache[key] = result
+        r.formulas[key] = result
     return result, Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result)
 
 
@@ -599,9 +571,8 @@ def chosen(info: ParamInfo, field: str, claimed: Matched | None, modifiers: list
         return Conflict(info.name, "modifiers", tuple(given), field)
     if given:
         return next(iter(given.values()))
-    if claimed is not None and getattr(claimed[0].spec, field) is not None:
-        return getattr(claimed[0].spec, field)
-    return default
+    own = getattr(claimed[0].spec, field) if claimed is not None else None
+    return default if own is None else own
 
 
 def settle_values(ctx: _Resolver, info: ParamInfo, claimed: Matched | None, modifiers: list[Matched]
@@ -627,28 +598,39 @@ def settle_values(ctx: _Resolver, info: ParamInfo, claimed: Matched | None, modi
         if isinstance(raw, Formula):
             env = environment(ctx, info, captures, raw.names)
             env.update((k, bases[k]) for k in raw.names & bases.keys())
-        result, step = evaluate(rules, ctx.formulas, entry, where, raw, info, env, ctx.base)
+        result, step = evaluate(ctx, entry, where, raw, info, env)
         steps.append(step)
         return result
 
     options = dict(named.options if named is not None else rules.defaults.options)
-    scale, absolute, wd = _claimed_values(claimed, base_wd, options, value)
-    modified = _modifier_values(info, modifiers, value)
-    if isinstance(modified, Conflict):
-        return modified
-    lr_mult, wd_mult, set_values = modified
-    absolute = set_values.pop("lr", absolute)
-    wd = set_values.pop("weight_decay", wd)
-    options.update((k.removeprefix("options."), v) for k, v in set_values.items())
+    claim = _entry_values(claimed, value) if claimed is not None else {}
+    options.update((k[8:], v) for k, v in claim.items() if k.startswith("options."))
+    set_by: dict[str, dict[str, Any]] = {}  # what the modifiers set, by setting and modifier
+    lr_mult = wd_mult = 1.0
+    for matched in modifiers:
+        for setting, result in _entry_values(matched, value).items():
+            if setting == "lr_mult":
+                lr_mult *= result
+            elif setting == "weight_decay_mult":
+                wd_mult *= result
+            else:
+                set_by.setdefault(setting, {})[matched[0].name] = result
+    for setting, by in set_by.items():
+        if len({hashable(v) for v in by.values()}) > 1:
+            return Conflict(info.name, "modifiers", tuple(by), setting)
+        if setting.startswith("options."):
+            options[setting[8:]] = next(iter(by.values()))
+    absolute = next(iter(set_by["lr"].values())) if "lr" in set_by else claim.get("lr")
+    wd = (next(iter(set_by["weight_decay"].values())) if "weight_decay" in set_by
+          else claim.get("weight_decay", base_wd * claim.get("weight_decay_mult", 1.0))) * wd_mult
     if absolute is not None:
         lr = absolute * lr_mult
         lr_scale = lr / rules.defaults.lr
     else:
-        lr_scale = scale * lr_mult
+        lr_scale = claim.get("lr_mult", 1.0) * lr_mult
         lr = base_lr * lr_scale
         if base_lr != rules.defaults.lr:  # lr_scale stays relative to defaults.lr, the plan's base_lr
             lr_scale = lr / rules.defaults.lr
-    wd *= wd_mult
     # Each value is finite, but their product may not be (1e300 x 1e10): the final ones are checked.
     if not (math.isfinite(lr) and math.isfinite(lr_scale) and math.isfinite(wd)):
         entry = claimed[0] if claimed is not None else modifiers[0][0]
@@ -660,53 +642,14 @@ def settle_values(ctx: _Resolver, info: ParamInfo, claimed: Matched | None, modi
     return Values(lr, lr_scale, wd, options, tuple(steps), route, schedule, key)
 
 
-def _claimed_values(claimed: Matched | None, base_wd: float, options: dict[str, Any],
-                    value: Any) -> tuple[float, float | None, float]:
-    """The claiming entry's lr multiplier, absolute lr (or ``None``) and weight decay; its options go
-    into ``options``."""
-    scale, absolute, wd = 1.0, None, base_wd
-    if claimed is None:
-        return scale, absolute, wd
-    entry, captures = claimed
-    spec = entry.spec
-    if spec.lr is not None:
-        absolute = value(entry, captures, ("lr",), spec.lr)
-    elif spec.lr_mult is not None:
-        scale = value(entry, captures, ("lr_mult",), spec.lr_mult)
-    if spec.weight_decay is not None:
-        wd = value(entry, captures, ("weight_decay",), spec.weight_decay)
-    elif spec.weight_decay_mult is not None:
-        wd = base_wd * value(entry, captures, ("weight_decay_mult",), spec.weight_decay_mult)
-    for key, raw in (spec.options or {}).items():
-        options[key] = value(entry, captures, ("options", key), raw)
-    return scale, absolute, wd
-
-
-def _modifier_values(info: ParamInfo, modifiers: list[Matched], value: Any
-                     ) -> tuple[float, float, dict[str, Any]] | Conflict:
-    """The modifiers' product of lr multipliers, of weight decay multipliers, and the values they set
-    (``lr``, ``weight_decay``, ``options.KEY``); two modifiers setting one of them differently are a
-    conflict."""
-    set_by: dict[str, dict[str, Any]] = {}
-    lr_mult = wd_mult = 1.0
-    for entry, found in modifiers:
-        spec = entry.spec
-        for field in SETTING_FIELDS:
-            raw = getattr(spec, field)
-            if raw is None:
-                continue
-            result = value(entry, found, (field,), raw)
-            if field == "lr_mult":
-                lr_mult *= result
-            elif field == "weight_decay_mult":
-                wd_mult *= result
-            else:
-                set_by.setdefault(field, {})[entry.name] = result
-        for key, raw in (spec.options or {}).items():
-            set_by.setdefault(f"options.{key}", {})[entry.name] = value(entry, found, ("options", key), raw)
+def _entry_values(matched: Matched, value: Any) -> dict[str, Any]:
+    """The settings one entry gives (``lr_mult``, ``options.momentum`` ...), each through ``value``."""
+    entry, captures = matched
     out = {}
-    for setting, values in set_by.items():
-        if len({hashable(v) for v in values.values()}) > 1:
-            return Conflict(info.name, "modifiers", tuple(values), setting)
-        out[setting] = next(iter(values.values()))
-    return lr_mult, wd_mult, out
+    for field in SETTING_FIELDS:
+        raw = getattr(entry.spec, field)
+        if raw is not None:
+            out[field] = value(entry, captures, (field,), raw)
+    for key, raw in (entry.spec.options or {}).items():
+        out[f"options.{key}"] = value(entry, captures, ("options", key), raw)
+    return out
