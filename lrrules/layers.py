@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import LayerError, MatchError
 from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
@@ -96,20 +96,19 @@ def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module) -> Layering:
     """
     cached = getattr(model, "timm_layer_map", None)  # a model-source cache entry keeps the map (modelcache.py)
     if cached is not None:
-        count = model.timm_layer_count  # type: ignore[attr-defined]
+        count: int = getattr(model, "timm_layer_count")
         return [cached.get(p.name, count - 1) for p in params], count
     from timm.models import group_parameters
-    from timm.optim import auto_group_layers
+    import timm.optim
 
-    inner = unwrap(model)
+    inner: Any = unwrap(model)
     if hasattr(inner, "group_matcher"):
-        raw = group_parameters(inner, inner.group_matcher(coarse=False), reverse=True)  # type: ignore[operator]
+        raw = group_parameters(inner, inner.group_matcher(coarse=False), reverse=True)
     else:
-        raw = auto_group_layers(inner)
-    layer_map = {clean_name(name): layer for name, layer in raw.items()}
+        raw = cast(Any, timm.optim).auto_group_layers(inner)  # neither exported by name nor annotated in timm
+    layer_map: dict[str, int] = {clean_name(name): layer for name, layer in raw.items()}
     count = max(layer_map.values(), default=0) + 1
-    last = count - 1
-    return [layer_map.get(p.name, last) for p in params], count
+    return [layer_map.get(p.name, count - 1) for p in params], count
 
 
 # --- by: blocks --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ A tensor reachable under several names (tied weights, a module used twice) is on
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ModelError
@@ -138,7 +138,7 @@ def _module_class() -> type:
     return torch.nn.Module
 
 
-def wrapped_prefix(params: list[ParamInfo] | tuple[ParamInfo, ...]) -> str | None:
+def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
     """The wrapper-looking beginning every parameter name shares (``module.``), if there is one."""
     for prefix in WRAPPER_PREFIXES:
         if params and all(p.name.startswith(prefix) for p in params):
@@ -230,6 +230,8 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
     extra: dict[int, list[tuple[str, Owner]]] = {}  # the other names of tensors met again, with their owners
     owners: dict[int, Owner] = {}  # id(module) -> what the rules see of it
     lazy: list[str] = []  # parameters a lazy module makes at its first forward pass
+    from torch.nn.parameter import is_lazy
+
     inner = unwrap(model)
     _probe(inner)
     for prefix, module, holder in _modules(inner):
@@ -249,7 +251,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
             try:
                 shape = tuple(tensor.shape)
             except RuntimeError:
-                if not _uninitialized(tensor):
+                if not is_lazy(tensor):
                     raise
                 lazy.append(name)
                 continue
@@ -287,12 +289,6 @@ def _probe(model: Any) -> None:
                 raise
             except BaseException as exc:
                 raise _ModelRaised(f"{call}()", exc) from None
-
-
-def _uninitialized(tensor: Any) -> bool:
-    from torch.nn.parameter import UninitializedTensorMixin
-
-    return isinstance(tensor, UninitializedTensorMixin)
 
 
 def _refuse_one_name_for_two(infos: list[ParamInfo]) -> None:

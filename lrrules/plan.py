@@ -399,7 +399,7 @@ def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
             f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     _check_tensors_current(plan)
     by_name = {a.name: plan.tensors[a.index] for a in plan.params}
-    out = []
+    out: list[dict[str, Any]] = []
     for group in plan.groups:
         if optimizer is not None and group.optimizer != optimizer:
             continue

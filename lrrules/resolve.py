@@ -14,7 +14,7 @@ import dataclasses
 import math
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .compile import Compiled, Entry, compile_rules
@@ -65,7 +65,7 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
     ``base`` (see :func:`base_shapes`) only by the muP variables. ``ordered=False`` (a safetensors
     checkpoint) refuses what depends on the parameters' order instead of computing it wrongly.
 
-    >>> rules = lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\nrules:\\n  - {name: all, match: '*'}\\n")
+    >>> rules = RuleSet.model_validate({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "all", "match": "*"}]})
     >>> resolve_params(rules, [ParamInfo("fc.weight", (10, 4), None, True, 0)]).params[0].lr
     0.1
     """
@@ -148,8 +148,8 @@ class _Resolver:
         claimed: Matched | None = None
         matched_as = None
         if chosen is not None:
-            matched_as, entry, captures = chosen
-            claimed = (entry, captures)
+            matched_as, entry, caught = chosen
+            claimed = (entry, caught)
         elif self.compiled.fallback is not None:
             claimed = (self.compiled.fallback, {})
             self.used.add(self.compiled.fallback.name)
@@ -541,7 +541,7 @@ def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, inf
     evaluated in ``env``, once per distinct input) and the :class:`Step` that records it."""
     if not isinstance(value, Formula):
         return value, Step(entry.name, ".".join(where), None, {}, value)
-    loc = (entry.kind, entry.i, *where)
+    loc: tuple[str | int, ...] = (entry.kind, entry.i, *where)
     missing = sorted(value.names - env.keys())
     if missing:
         spot = re.search(rf"\b{missing[0]}\b", value.text)
