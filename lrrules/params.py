@@ -31,12 +31,9 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoi
 
 
 class ParamInfo(NamedTuple):
-    """One parameter tensor as the rules see it.
-
-    ``name`` is its first name in registration order, ``aliases`` its other names (tied weights),
-    ``module`` the class name of the module that owns it (``None`` when only names are known),
-    ``index`` its position among the model's parameters. A named tuple: a large model has many.
-    """
+    """One parameter tensor as the rules see it: its first name in registration order, its other
+    names (``aliases``: tied weights), its owning module's class name (``None`` when only names are
+    known), its position among the model's parameters. A named tuple: a large model has many."""
 
     name: str
     shape: tuple[int, ...]
@@ -45,15 +42,12 @@ class ParamInfo(NamedTuple):
     index: int  # type: ignore[assignment]  # a field, where tuple has a method
     aliases: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()  # the class names of the owning module's base classes, nearest first
-    #: The owning module's plain attributes (numbers, strings, bools: ``groups``, ``in_channels``), as
-    #: ``(name, value)`` pairs, for ``where:`` conditions; empty where only names are known (a checkpoint).
+    #: The owning module's plain attributes (``groups``, ``in_channels``) for ``where:``; empty from a checkpoint.
     attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
-    #: The owning module of each alias, as ``(class name, base class names, attrs)`` in ``aliases``'
-    #: order, where one is not the first name's owner (a tied ``lm_head.weight`` is a Linear's, its
-    #: ``embed.weight`` an Embedding's); empty where every name has one owner, or only names are known.
+    #: Each alias's owner (class name, bases, attrs) where one differs from the first name's (a tied
+    #: ``lm_head.weight`` is a Linear's, its ``embed.weight`` an Embedding's); else empty.
     alias_modules: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]], ...] = ()
-    #: What the tensor does in its model, each role with its evidence (``("head", "...")``): see
-    #: :mod:`lrrules.roles`. From a checkpoint only the roles names decide.
+    #: What the tensor does in its model, each role with its evidence (see :mod:`lrrules.roles`).
     roles: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -81,13 +75,11 @@ class ParamInfo(NamedTuple):
         return self.module, self.bases, self.attrs
 
     @property
-    def fan_in(self) -> int:
-        """Inputs per output, as ``torch.nn.init`` counts them; see :func:`fans`."""
+    def fan_in(self) -> int:  # see fans()
         return fans(self.shape)[0]
 
     @property
     def fan_out(self) -> int:
-        """Outputs per input, as ``torch.nn.init`` counts them; see :func:`fans`."""
         return fans(self.shape)[1]
 
 
@@ -98,14 +90,9 @@ MAX_DIMS = 8
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a tensor of ``shape``.
-
-    2-D and more: torch's ``nn.init._calculate_fan_in_and_fan_out``: ``fan_in = dim1 * receptive``,
-    ``fan_out = dim0 * receptive`` with ``receptive`` the product of the dimensions after the second
-    (a Linear ``(out, in)`` gives ``(in, out)``; a Conv2d ``(out, in/groups, kh, kw)`` gives
-    ``(in/groups*kh*kw, out*kh*kw)``; an Embedding ``(num, dim)`` gives ``(dim, num)``, torch's
-    convention). 1-D (a bias, a norm's scale): a weight with one constant input, ``(1, dim0)``.
-    0-D: ``(1, 1)``.
+    """``(fan_in, fan_out)`` of a tensor of ``shape``: from 2-D on, as torch's ``nn.init`` counts them
+    (``dim1`` and ``dim0`` times the product of the dimensions after the second: a Linear ``(out, in)``
+    gives ``(in, out)``); 1-D (a bias) is a weight with one constant input, ``(1, dim0)``; 0-D ``(1, 1)``.
 
     >>> fans((64, 3, 7, 7))
     (147, 3136)

@@ -35,9 +35,7 @@ class Step:
     value: Any
 
     def to_dict(self) -> dict[str, Any]:
-        return {"entry": self.entry, "setting": self.setting, "formula": self.formula,
-                "variables": dict(self.variables), "value": list(self.value) if isinstance(self.value, tuple)
-                else self.value}
+        return _json(self, "entry setting formula variables value")
 
 
 class Assignment(NamedTuple):
@@ -71,12 +69,8 @@ class Assignment(NamedTuple):
         return math.prod(self.shape)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("name", "aliases", "shape", "numel", "module", "index", "layer", "status",
-                                             "group", "rule", "modifiers", "captures", "lr", "lr_scale",
-                                             "weight_decay", "options", "note", "trains", "matched_as", "steps")}
-        out.update(aliases=list(self.aliases), shape=list(self.shape), modifiers=list(self.modifiers),
-                   captures=dict(self.captures), options=_plain(self.options), steps=[s.to_dict() for s in self.steps])
-        return out
+        return _json(self, "name aliases shape numel module index layer status group rule modifiers captures lr "
+                           "lr_scale weight_decay options note trains matched_as steps")
 
 
 @dataclass(frozen=True)
@@ -98,19 +92,7 @@ class Group:
     lr_schedule: str | None = None  # the formula of step scaling its lr (see lrrules.schedules)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "lr": self.lr,
-            "lr_scale": self.lr_scale,
-            "weight_decay": self.weight_decay,
-            "options": _plain(self.options),
-            "params": list(self.params),
-            "numel": self.numel,
-            "rules": list(self.rules),
-            "optimizer": self.optimizer,
-            "lr_schedule": self.lr_schedule,
-        }
+        return _json(self, "index name lr lr_scale weight_decay options params numel rules optimizer lr_schedule")
 
 
 @dataclass(frozen=True)
@@ -141,8 +123,7 @@ class Conflict:
                 "make one rule claim it")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"param": self.param, "kind": self.kind, "rules": list(self.rules), "setting": self.setting,
-                "names": list(self.names), "message": self.message}
+        return _json(self, "param kind rules setting names message")
 
 
 @dataclass(frozen=True)
@@ -152,8 +133,8 @@ class Frozen:
     param: str
     reason: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"param": self.param, "reason": self.reason}
+    def to_dict(self) -> dict[str, Any]:
+        return _json(self, "param reason")
 
 
 @dataclass(frozen=True)
@@ -176,8 +157,7 @@ class PhaseEffect:
         return f"epoch {self.from_epoch}" if self.from_epoch is not None else f"step {self.from_step}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "from_epoch": self.from_epoch, "from_step": self.from_step,
-                "freeze": list(self.freeze), "unfreeze": list(self.unfreeze)}
+        return _json(self, "index from_epoch from_step freeze unfreeze")
 
 
 @dataclass(frozen=True)
@@ -238,11 +218,10 @@ class Plan:
         return dataclasses.replace(self, params=params, phase_frozen=frozen, when=when)
 
     def apply_phase(self, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
-        """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``),
-        and return the names frozen. Call it at the start of each epoch (or step); it depends on the
-        epoch alone, so a run resumed at epoch N is in the state of one that ran to it. The optimizer
-        keeps every parameter in its group: a frozen one has its gradient set to ``None``, so the
-        optimizer skips it (no momentum or weight decay step), its state kept.
+        """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``)
+        and return the names frozen; it depends on the epoch alone, so a resumed run is in the state of
+        one that ran to it. A frozen tensor keeps its group, its gradient set to ``None`` (the optimizer
+        skips it: no momentum or weight decay step).
 
         >>> for epoch in range(start, epochs):                          # doctest: +SKIP
         ...     plan.apply_phase(epoch=epoch)
@@ -313,8 +292,7 @@ class Plan:
 
     def apply_freeze(self) -> int:
         """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed.
-        Raises :class:`PlanProblemsError` on a plan that holds no tensors (resolved from a checkpoint's
-        names, or copied), as :meth:`apply_phase` does, rather than silently freezing nothing."""
+        A plan that holds no tensors (from a checkpoint's names, or copied) is refused, not ignored."""
         _need_tensors(self)
         if self.frozen:  # a stale plan would freeze tensors the model no longer trains
             _check_tensors_current(self)
@@ -328,25 +306,9 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: ``groups``, ``params``, ``unmatched``, ``conflicts``, ``frozen``, ``unused_rules``."""
-        return {
-            "source": self.source,
-            "base_lr": self.base_lr,
-            "base_weight_decay": self.base_weight_decay,
-            "base_options": _plain(self.base_options),
-            "num_layers": self.num_layers,
-            "ok": self.ok,
-            "groups": [g.to_dict() for g in self.groups],
-            "params": [a.to_dict() for a in self.params],
-            "unmatched": list(self.unmatched),
-            "conflicts": [c.to_dict() for c in self.conflicts],
-            "frozen": [f.to_dict() for f in self.frozen],
-            "unused_rules": list(self.unused_rules),
-            "zero_lr": list(self.zero_lr),
-            "warnings": list(self.cautions),
-            "phases": [p.to_dict() for p in self.phases],
-            "when": self.when,
-            "phase_frozen": sorted(self.phase_frozen),
-        }
+        return {**_json(self, "source base_lr base_weight_decay base_options num_layers ok groups params unmatched "
+                              "conflicts frozen unused_rules zero_lr"), "warnings": list(self.cautions),
+                **_json(self, "phases when"), "phase_frozen": sorted(self.phase_frozen)}
 
     @property
     def rows(self) -> _Rows:
@@ -453,8 +415,19 @@ def hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+def _json(obj: Any, keys: str) -> dict[str, Any]:
+    """The attributes ``keys`` of ``obj`` as plain JSON types: tuples as lists, records by their to_dict()."""
+    return {k: _plain_value(getattr(obj, k)) for k in keys.split()}
+
+
+def _plain_value(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -504,5 +477,5 @@ def _compared(a: Assignment | None, b: Assignment | None, route_a: str | None = 
     keys = list(dict.fromkeys([*a.options, *b.options]))
     return [status, ("trains", a.trains, b.trains), ("optimizer", route_a, route_b), ("lr", a.lr, b.lr),
             ("weight_decay", a.weight_decay, b.weight_decay)] + [
-        (f"options.{k}", _plain(a.options).get(k), _plain(b.options).get(k)) for k in keys
+        (f"options.{k}", _plain_value(a.options.get(k)), _plain_value(b.options.get(k))) for k in keys
     ]

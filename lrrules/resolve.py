@@ -51,9 +51,7 @@ def resolve(rules: RuleSet, model: torch.nn.Module, base: Any = None) -> Plan:
 
     params, tensors = collect(model)
     plan = resolve_params(rules, params, tensors, model, base=None if base is None else base_shapes(base))
-    # A weak reference to the model, to refuse tensors replaced after this point.
-    object.__setattr__(plan, "model", weakref.ref(model))
-    return plan
+    return dataclasses.replace(plan, model=weakref.ref(model))  # to refuse tensors replaced after this
 
 
 def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequence[Any] = (),
@@ -106,8 +104,7 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
 
 
 class Values(NamedTuple):
-    """The final settings of a trainable parameter, shared by the parameters that resolve alike;
-    ``group_key`` is what makes two parameters share an optimizer group."""
+    """A trainable parameter's final settings; ``group_key``: what makes two share a group."""
 
     lr: float
     lr_scale: float
@@ -138,7 +135,7 @@ class _Resolver:
         self.conflicts: list[Conflict] = []
 
     def one(self, info: ParamInfo) -> Assignment:
-        """One parameter matched, claimed and settled; a conflict also goes into :attr:`conflicts`."""
+        """One parameter matched, claimed and settled (a conflict also goes into :attr:`conflicts`)."""
         candidates, modifiers = self.match(info)
         if not info.requires_grad:
             return self.untrained(info, "frozen", None, MODEL_FROZEN)
@@ -170,9 +167,8 @@ class _Resolver:
         captures: Captures = {}
         for _, found in ([claimed] if claimed else []) + modifiers:
             captures = {**captures, **found} if captures else found  # a matcher's own result, never changed
-        number = self.numbers.get(values.group_key)
-        if number is None:
-            number = self.numbers[values.group_key] = len(self.group_values)
+        number = self.numbers.setdefault(values.group_key, len(self.group_values))
+        if number == len(self.group_values):
             self.group_values.append(values)
         return Assignment(info.name, info.shape, info.module, info.index, self.layers[info.index], "trainable", rule,
                           tuple(e.name for e, _ in modifiers), captures, values.lr, values.lr_scale,
