@@ -157,6 +157,17 @@ def plain_attributes(module: Any) -> tuple[tuple[str, int | float | str | bool],
 _PLAIN = frozenset({int, float, str, bool})
 
 
+def _attributes(module: Any, public: dict[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, Any], ...]:
+    """:func:`plain_attributes`, the public names of each layout of instance attributes sorted once
+    (``public``: layout -> its public names); the modules of one class almost always share one."""
+    state = vars(module)
+    layout = tuple(state)
+    names = public.get(layout)
+    if names is None:
+        names = public[layout] = tuple(sorted(k for k in layout if not k.startswith("_")))
+    return tuple([(k, v) for k in names if type(v := state[k]) in _PLAIN])
+
+
 def clean_name(name: str) -> str:
     """``layer1._orig_mod.0._checkpoint_wrapped_module.conv.weight`` -> ``layer1.0.conv.weight``."""
     if "_" not in name:
@@ -216,6 +227,8 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
     position: dict[int, int] = {}  # id(tensor) -> its index
     extra: dict[int, list[tuple[str, Owner]]] = {}  # the other names of tensors met again, with their owners
     owners: dict[int, Owner] = {}  # id(module) -> what the rules see of it
+    layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+    new = tuple.__new__  # ParamInfo(...) without the named tuple's Python-level __new__: ~100k of them
     lazy: list[str] = []  # parameters a lazy module makes at its first forward pass
     from torch.nn.parameter import is_lazy
 
@@ -224,7 +237,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
     for prefix, module, holder in _modules(inner):
         owner = owners.get(id(holder))
         if owner is None:
-            owner = owners[id(holder)] = (type(holder).__name__, _bases(type(holder)), plain_attributes(holder))
+            owner = owners[id(holder)] = (type(holder).__name__, _bases(type(holder)), _attributes(holder, layouts))
         for local, tensor in module._parameters.items():
             if tensor is None:
                 continue
@@ -243,7 +256,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
                 lazy.append(name)
                 continue
             position[id(tensor)] = len(infos)
-            infos.append(ParamInfo(name, shape, owner[0], tensor.requires_grad, len(infos), (), *owner[1:]))
+            infos.append(new(ParamInfo, (name, shape, owner[0], tensor.requires_grad, len(infos), (), *owner[1:], (), ())))
             tensors.append(tensor)
     if lazy:
         raise ModelError(f"{len(lazy)} parameter(s) do not exist yet ({', '.join(lazy[:5])}"
@@ -259,7 +272,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
     from .roles import model_roles
 
     roles = model_roles(inner, infos, tensors)
-    return [ParamInfo(*info[:-1], found) for info, found in zip(infos, roles)], tensors
+    return [new(ParamInfo, (*info[:-1], found)) for info, found in zip(infos, roles)], tensors
 
 
 def _probe(model: Any) -> None:
@@ -306,17 +319,23 @@ def _modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
         raise _ModelRaised("named_modules()", exc) from None
     by_name: dict[str, Any] = {}
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
+    wrapper_kinds: dict[type, bool] = {}
     for module_name, module in found:
         by_name.setdefault(module_name, module)
-        if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
+        kind = type(module)
+        wrapper = wrapper_kinds.get(kind)
+        if wrapper is None:
+            wrapper = wrapper_kinds[kind] = bool({k.__name__ for k in kind.__mro__} & _ROOT_WRAPPERS)
+        if wrapper and module_name:
             wrappers.add(module_name)
         if not module._parameters:
             continue
         owner = module
-        parts = module_name.split(".")
-        if type(module) is ParametrizationList and len(parts) >= 2 and parts[-2] == "parametrizations":
-            owner = by_name.get(".".join(parts[:-2]), module)  # `fc.parametrizations.weight`: the tensors are fc's
+        if kind is ParametrizationList:  # `fc.parametrizations.weight`: the tensors are fc's
+            path, _, middle = module_name.rpartition(".")[0].rpartition(".")
+            owner = by_name.get(path, module) if middle == "parametrizations" else module
         if wrappers:
-            parts = [p for i, p in enumerate(parts) if not (p == "module" and ".".join(parts[:i]) in wrappers)]
-        module_name = clean_name(".".join(parts))
+            parts = module_name.split(".")
+            module_name = ".".join(p for i, p in enumerate(parts) if not (p == "module" and ".".join(parts[:i]) in wrappers))
+        module_name = clean_name(module_name)
         yield module_name + "." if module_name else "", module, owner
