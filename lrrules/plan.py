@@ -1,10 +1,8 @@
 """The result of resolving a rule file against a model: a :class:`Plan`, plain immutable data.
 
-A plan says, for every parameter, which rule claimed it, which modifiers changed it, what it
-captured and what it ends up with (one :class:`Assignment` each); it groups the trainable
-parameters into the fewest optimizer groups; and it lists every problem. Nothing mutates a plan.
-Only the methods named for it touch tensors: :meth:`Plan.param_groups` hands them out,
-:meth:`Plan.apply_freeze` and :meth:`Plan.apply_phase` set ``requires_grad``.
+One :class:`Assignment` per parameter (its rule, modifiers, captures, settings), the fewest optimizer
+groups, every problem. Only the methods named for it touch tensors: :meth:`Plan.param_groups`,
+:meth:`Plan.apply_freeze` and :meth:`Plan.apply_phase`.
 """
 
 from __future__ import annotations
@@ -25,8 +23,7 @@ Status = Literal["trainable", "frozen", "unmatched", "conflict"]
 
 @dataclass(frozen=True)
 class Step:
-    """One value a rule or modifier gave a parameter: ``setting`` (``lr_mult``, ``options.momentum``)
-    from ``entry``, the ``formula`` (``None`` for a plain number) with the ``variables`` it read."""
+    """One value ``entry`` gave a parameter's ``setting``, by ``formula`` (``None``: a number) from ``variables``."""
 
     entry: str
     setting: str
@@ -39,10 +36,8 @@ class Step:
 
 
 class Assignment(NamedTuple):
-    """One parameter's outcome. ``lr`` and the other settings are ``None`` unless it trains.
-
-    A named tuple (immutable, and cheap: a large model has ~100k of them).
-    """
+    """One parameter's outcome; ``lr`` and the other settings are ``None`` unless it trains. A named
+    tuple: immutable, and cheap (a large model has ~100k)."""
 
     name: str
     shape: tuple[int, ...]
@@ -85,8 +80,7 @@ class Group:
     params: tuple[str, ...]
     numel: int
     rules: tuple[str, ...]
-    #: Unique and readable: the names of the rules and modifiers that made it (``head+no-decay``),
-    #: ``#2``, ``#3`` ... after repeats. The param group's ``name`` key (Lightning's LearningRateMonitor).
+    #: Unique and readable (``head+no-decay``, ``head#2``): the param group's ``name`` (Lightning's LR monitor).
     name: str = ""
     optimizer: str = "default"  # the named optimizer it goes to
     lr_schedule: str | None = None  # the formula of step scaling its lr (see lrrules.schedules)
@@ -97,8 +91,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Conflict:
-    """A parameter that cannot get one setting: two claiming rules, two modifiers setting one value
-    differently, or tied names claimed by different rules. ``rules`` names every entry involved."""
+    """A parameter that cannot get one setting (two claiming rules, disagreeing modifiers, tied names
+    claimed by two rules, an optimizer that cannot take it); ``rules`` names every entry involved."""
 
     param: str
     kind: Literal["rules", "modifiers", "tied", "optimizer"]
@@ -139,7 +133,7 @@ class Frozen:
 
 @dataclass(frozen=True)
 class PhaseEffect:
-    """A training phase resolved: when it starts and which grouped parameters it freezes and unfreezes."""
+    """A training phase resolved: when it starts, which grouped parameters it freezes and unfreezes."""
 
     index: int
     from_epoch: int | None
@@ -148,13 +142,10 @@ class PhaseEffect:
     unfreeze: tuple[str, ...]
 
     def started(self, epoch: int | None, step: int | None) -> bool:
-        if self.from_epoch is not None:
-            return epoch is not None and epoch >= self.from_epoch
-        return step is not None and self.from_step is not None and step >= self.from_step
+        at, start = (epoch, self.from_epoch) if self.from_epoch is not None else (step, self.from_step)
+        return at is not None and start is not None and at >= start
 
-    @property
-    def when(self) -> str:
-        return f"epoch {self.from_epoch}" if self.from_epoch is not None else f"step {self.from_step}"
+    when = property(lambda self: f"epoch {self.from_epoch}" if self.from_epoch is not None else f"step {self.from_step}")
 
     def to_dict(self) -> dict[str, Any]:
         return _json(self, "index from_epoch from_step freeze unfreeze")
@@ -164,8 +155,7 @@ class PhaseEffect:
 class Plan:
     """Every parameter's assignment, the optimizer groups, and the problems found.
 
-    >>> plan = lrrules.load("rules.yaml").resolve(model)          # doctest: +SKIP
-    >>> optimizer = torch.optim.AdamW(plan.param_groups())         # doctest: +SKIP
+    >>> optimizer = torch.optim.AdamW(lrrules.load("rules.yaml").resolve(model).param_groups())  # doctest: +SKIP
     """
 
     source: str
@@ -262,17 +252,11 @@ class Plan:
         return lines
 
     def param_groups(self, lr_scale: bool = False, optimizer: str | None = None) -> list[dict[str, Any]]:
-        """The optimizer param groups: ``params``, ``param_names``, ``lr``, ``weight_decay`` and the
-        other options of each group. Raises :class:`PlanProblemsError` listing every problem if any
-        parameter is unmatched or in conflict, or the model's tensors are no longer the plan's.
-
-        By default ``lr`` is each group's final lr, which every torch scheduler and timm's schedulers
-        keep in proportion. ``lr_scale=True`` gives timm's own convention instead: ``lr`` is the base
-        lr and ``lr_scale`` the group's multiplier, which timm's schedulers apply. Never mix the two:
-        a group with both a final lr and an lr_scale is scaled twice by timm's schedulers.
-
-        A plan that routes parameters to several optimizers (``optimizers:``) gives the groups of one
-        at a time: ``param_groups(optimizer="muon")`` (``"default"``: the single ``optimizer:``).
+        """The optimizer param groups (``params``, ``param_names``, ``lr``, ``weight_decay``, options);
+        :class:`PlanProblemsError` listing every problem if a parameter is unmatched or in conflict.
+        ``lr`` is each group's final lr; ``lr_scale=True`` gives timm's convention instead (``lr`` the
+        base lr, ``lr_scale`` the multiplier timm's schedulers apply: never both). With several
+        optimizers, one at a time: ``param_groups(optimizer="muon")`` (``"default"``: ``optimizer:``).
 
         >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
         """
@@ -311,9 +295,7 @@ class Plan:
                 **_json(self, "phases when"), "phase_frozen": sorted(self.phase_frozen)}
 
     @property
-    def rows(self) -> _Rows:
-        """Transitional (issue 22): report, cli and resume read ``rows.infos`` and ``row.info`` until
-        they read :attr:`infos` and :attr:`params`; delete then."""
+    def rows(self) -> _Rows:  # transitional (issue 22): delete once report, cli, resume read infos and params
         return _Rows(_Row(info) for info in self.infos)
 
 
@@ -322,9 +304,7 @@ class _Row(NamedTuple):
 
 
 class _Rows(tuple[_Row, ...]):
-    @property
-    def infos(self) -> tuple[ParamInfo, ...]:
-        return tuple(r.info for r in self)
+    infos = property(lambda self: tuple(r.info for r in self))
 
 
 apply_freeze = Plan.apply_freeze  # as a function: optim's build calls it
@@ -347,10 +327,8 @@ def nothing_trains(plan: Plan) -> str | None:
 
 def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
               fresh: bool = False) -> list[dict[str, Any]]:
-    """:meth:`Plan.param_groups`. Every call checks that the model's tensors are still the plan's
-    (another thread may have replaced one since ``build`` resolved); ``fresh`` changes nothing now."""
-    routes = list(dict.fromkeys(g.optimizer for g in plan.groups))
-    if optimizer is None and len(routes) > 1:
+    """:meth:`Plan.param_groups`, checking the model's tensors are still the plan's (``fresh``: unused)."""
+    if optimizer is None and len(routes := list(dict.fromkeys(g.optimizer for g in plan.groups))) > 1:
         # One optimizer given every group would take the others' options as unknown keys, unread.
         raise PlanProblemsError(f"{plan.source}: the rules route parameters to several optimizers "
                                 f"({', '.join(routes)}); use lrrules.build, or param_groups(optimizer=NAME) "
