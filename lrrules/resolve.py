@@ -117,8 +117,7 @@ class Values(NamedTuple):
 
 
 class _Resolver:
-    """One resolution's read-only inputs and what it finds: each distinct input's settings, each
-    formula value, the groups' settings in order of first appearance, the entries used, the conflicts."""
+    """One resolution's inputs, its caches (settings, formula values) and findings (groups, used, conflicts)."""
 
     def __init__(self, rules: RuleSet, compiled: Compiled, layers: Sequence[int | None], num_layers: int,
                  num_tensors: int, base: BaseShapes | None) -> None:
@@ -184,9 +183,8 @@ class _Resolver:
         return self.untrained(info, "conflict", None, conflict.message)
 
     def match(self, info: ParamInfo) -> tuple[list[tuple[str, Entry, Captures]], list[Matched]]:
-        """The claiming rules that match ``info`` under each of its names (tied weights have several),
-        as (name, entry, captures), and the modifiers that match it under any (once, with the
-        captures of the first name that matched); their names go into :attr:`used`."""
+        """The claiming rules matching ``info`` under each of its names (tied weights), as (name,
+        entry, captures), and the modifiers matching it under any (once, the first name's captures)."""
         views = [info] if not info.aliases else [info._replace(name=n) for n in info.names]
         candidates = []
         modifiers: dict[str, Matched] = {}
@@ -256,10 +254,9 @@ def choose_claim(candidates: Sequence[tuple[str, Entry, Captures]], beats: Mappi
 
 def make_groups(rules: RuleSet, assignments: list[Assignment], values: Sequence[Values]
                 ) -> tuple[tuple[Assignment, ...], tuple[Group, ...]]:
-    """The optimizer groups of the trainable parameters (numbered in order of first appearance, the
-    settings of each in ``values``). With ``optimizers:``, the groups of one optimizer are next to each
-    other, in the order the optimizers are named (the combined optimizer's param_groups are the
-    plan's groups, in its order), and the assignments renumbered to match."""
+    """The groups of the trainable parameters (numbered by first appearance, each one's settings in
+    ``values``); with ``optimizers:``, each optimizer's together, in the order they are named (the
+    combined optimizer's order), the assignments renumbered to match."""
     members: list[list[int]] = [[] for _ in values]
     for position, a in enumerate(assignments):
         if a.group is not None:
@@ -304,9 +301,8 @@ def group_name(made_by: tuple[str, ...], taken: set[str], last: dict[str, int] |
 
 
 def underflowed_groups(groups: Sequence[Group], assignments: Sequence[Assignment]) -> dict[int, tuple[Step, ...]]:
-    """The groups whose lr is 0 though nothing the file wrote is 0 (issue 21): a product of nonzero
-    multipliers, or a formula (``0.5 ** depth`` over thousands of layers), rounded to 0; each with the
-    lr steps that led there. A 0 written as a number, or by a formula that did not round, is meant."""
+    """The groups whose lr rounded to 0 though nothing the file wrote is 0 (``0.5 ** depth`` over
+    thousands of layers), each with its lr steps; a 0 written, or a formula's exact 0, is meant."""
     zero = {g.index for g in groups if g.lr == 0.0}
     found: dict[int, tuple[Step, ...]] = {}
     for a in assignments:
@@ -349,13 +345,8 @@ def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int, read
 
 
 def muon_route_cautions(rules: RuleSet, params: Sequence[ParamInfo], groups: Sequence[Group]) -> list[str]:
-    """A warning for each head or embedding tensor (by role, see :mod:`lrrules.roles`) routed to an
-    optimizer whose type is a Muon (``Muon``, ``SingleDeviceMuon``, timm's ``muon``); ``check
-    --strict`` fails on them.
-
-    >>> muon_route_cautions(rules, plan.infos, plan.groups)          # doctest: +SKIP
-    ["'lm_head.weight' is the head (...) and is routed to optimizer 'muon' (a Muon); ..."]
-    """
+    """A warning for each head or embedding tensor (by role) routed to a Muon (``Muon``,
+    ``SingleDeviceMuon``, timm's ``muon``); ``check --strict`` fails on them."""
     by_name = {p.name: p for p in params}
     out = []
     for group in groups:
@@ -374,8 +365,7 @@ def muon_route_cautions(rules: RuleSet, params: Sequence[ParamInfo], groups: Seq
 
 def phase_effects(rules: RuleSet, compiled: Compiled, infos: Sequence[ParamInfo],
                   assignments: Sequence[Assignment]) -> tuple[PhaseEffect, ...]:
-    """What each training phase freezes and unfreezes among the grouped (trainable) parameters, each
-    under any of its names, as the rules see it (``lm_head.*`` freezes a tied ``lm_head.weight``)."""
+    """What each phase freezes and unfreezes among the trainable parameters, under any of their names."""
     grouped = [info for info, a in zip(infos, assignments) if a.status == "trainable"] if rules.phases else []
     effects = []
     for k, phase in enumerate(rules.phases):
