@@ -192,7 +192,8 @@ def resolve_model(rules: RuleSet, model: Model, base: BaseShapes | None = None) 
 def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None, strict: bool) -> list[Finding]:
     """The plan's problems on one model, as one finding; an error of the file, at its place."""
     from .lint import conflict_hints
-    from .report import nothing_trains, problems
+    from .plan import nothing_trains
+    from .report import problems
 
     try:
         plan = resolve_model(ruleset, model, base)
@@ -208,7 +209,7 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
         except OptimizerError as exc:
             return [_optimizer_finding(exc, name)]
     found = []
-    lines = problems(plan) + conflict_hints(ruleset, plan.conflicts) + nothing_trains(plan)
+    lines = problems(plan) + conflict_hints(ruleset, plan.conflicts) + [why for why in [nothing_trains(plan)] if why]
     lines += [f"strict: {w}" for w in plan.warnings()] if strict else []
     if lines:
         found.append(Finding(name, 0, 0, "problem", "\n".join(lines), model.label))

@@ -1,45 +1,40 @@
 """Compiling a rule set: a :class:`~lrrules.language.RuleSet` in, the matchers resolution runs out.
 
-A pure function of the rule set's value, cached by that value: two equal rule sets share one
-compiled form, and nothing is stored on the rule set, which stays plain data (copyable, picklable,
-comparable). Resolution only looks things up in what this builds: the claiming rules and modifiers
-with their matchers in name order (so nothing depends on their order in the file), an index of
-their literal prefixes, the fallback, and the phases' and layer patterns' matchers. No torch, no
-model.
+A pure function of the rule set's value, cached by that value: equal rule sets share one compiled
+form, and nothing is stored on the rule set, which stays plain data. The claiming rules and
+modifiers are kept in name order, so nothing depends on their order in the file. No torch, no model.
 
->>> compiled = compile_rules(lrrules.load("rules.yaml"))       # doctest: +SKIP
->>> [entry.name for entry in compiled.claiming]                 # doctest: +SKIP
+>>> [e.name for e in compile_rules(lrrules.load("lrrules:llrd")).claiming]      # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from graphlib import TopologicalSorter
 
 from .language import Modifier, Rule, RuleSet
-from .matching import Index, Matcher, compile_matcher
+from .matching import Matcher, compile_matcher
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Entry:
-    """A claiming rule or modifier with its compiled matcher."""
+    """A claiming rule or modifier with its compiled matcher (``None`` for the fallback)."""
 
     kind: str  # "rules" or "modifiers"
     i: int  # position in the file, for error locations
-    order: int  # position by name: every loop over entries runs in this order
+    order: int  # position by name
     spec: Rule | Modifier
     matcher: Matcher | None
     formulas: frozenset[str]  # the names its formulas read
-    name: str = ""
-    freeze: bool = False
-    key: tuple[str, int] = ("", 0)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "name", self.spec.name)
-        object.__setattr__(self, "freeze", self.spec.freeze)
-        object.__setattr__(self, "key", (self.kind, self.order))
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def freeze(self) -> bool:
+        return self.spec.freeze
 
 
 @dataclass(frozen=True)
@@ -49,58 +44,53 @@ class Compiled:
     claiming: list[Entry]
     fallback: Entry | None
     modifiers: list[Entry]
-    claim_index: Index
-    modifier_index: Index
     #: Each phase's (freeze, unfreeze) matchers, ``None`` where the phase has none.
     phases: tuple[tuple[Matcher | None, Matcher | None], ...]
     #: The matchers of ``layers: {by: patterns}``, in order; empty under any other layering.
-    layer_patterns: tuple[Matcher, ...] = ()
+    layer_patterns: tuple[Matcher, ...]
     #: For each claiming rule, every rule it takes precedence over (``overrides``, transitively).
-    beats: Mapping[str, frozenset[str]] = field(default_factory=dict)
-
-
-def formula_names(spec: Rule | Modifier) -> frozenset[str]:
-    """The variables the formulas of ``spec`` read."""
-    return frozenset().union(*(f.names for _, f in spec.formulas()))
+    beats: Mapping[str, frozenset[str]]
+    #: The variables the formulas of every entry read.
+    reads: frozenset[str]
 
 
 #: How many compiled rule sets are kept; a sweep over many overrides would otherwise keep them all.
 CACHE_SIZE = 64
-_cache: OrderedDict[str, Compiled] = OrderedDict()
-_lock = threading.Lock()
+_cache: dict[str, Compiled] = {}
 
 
 def compile_rules(rules: RuleSet) -> Compiled:
     """The compiled form of ``rules``, from the cache when an equal rule set was compiled before."""
     key = rules.model_dump_json(round_trip=True)
-    with _lock:
-        found = _cache.get(key)
-        if found is not None:
-            _cache.move_to_end(key)
-            return found
-    compiled = _compile(rules)
-    with _lock:
-        _cache[key] = compiled
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return compiled
+    found = _cache.pop(key, None) or _compile(rules)
+    _cache[key] = found  # last in, the most recent
+    while len(_cache) > CACHE_SIZE:
+        _cache.pop(next(iter(_cache)), None)
+    return found
+
+
+def _entries(kind: str, specs: Sequence[Rule | Modifier]) -> list[Entry]:
+    ordered = sorted(((i, s) for i, s in enumerate(specs) if not getattr(s, "fallback", False)),
+                     key=lambda x: x[1].name)
+    return [Entry(kind, i, n, s, compile_matcher(s.match), formula_names(s)) for n, (i, s) in enumerate(ordered)]
 
 
 def _compile(rules: RuleSet) -> Compiled:
-    claiming_specs = sorted(((i, r) for i, r in enumerate(rules.rules) if not r.fallback), key=lambda x: x[1].name)
-    modifier_specs = sorted(enumerate(rules.modifiers), key=lambda x: x[1].name)
-    claiming = [Entry("rules", i, n, r, compile_matcher(r.match), formula_names(r))
-                for n, (i, r) in enumerate(claiming_specs)]
-    modifiers = [Entry("modifiers", i, n, m, compile_matcher(m.match), formula_names(m))
-                 for n, (i, m) in enumerate(modifier_specs)]
-    fallback = next((Entry("rules", i, -1, r, None, formula_names(r))
-                     for i, r in enumerate(rules.rules) if r.fallback), None)
-    phases = tuple(tuple(None if spec is None else compile_matcher(spec) for spec in (p.freeze, p.unfreeze))
-                   for p in rules.phases)
+    claiming, modifiers = _entries("rules", rules.rules), _entries("modifiers", rules.modifiers)
+    fallback = next((Entry("rules", i, -1, r, None, formula_names(r)) for i, r in enumerate(rules.rules)
+                     if r.fallback), None)
+    phases = tuple((None if p.freeze is None else compile_matcher(p.freeze),
+                    None if p.unfreeze is None else compile_matcher(p.unfreeze)) for p in rules.phases)
     layer_patterns = tuple(compile_matcher(m) for m in getattr(rules.layers, "patterns", None) or ())
-    return Compiled(claiming, fallback, modifiers, Index([e.spec.match for e in claiming]),
-                    Index([e.spec.match for e in modifiers]), phases, layer_patterns,  # type: ignore[arg-type]
-                    precedence({r.name: r.overrides for r in rules.rules if not r.fallback}))
+    entries = [*claiming, *modifiers, *([fallback] if fallback else [])]
+    return Compiled(claiming, fallback, modifiers, phases, layer_patterns,
+                    precedence({r.name: r.overrides for r in rules.rules if not r.fallback}),
+                    frozenset().union(*(e.formulas for e in entries)))
+
+
+def formula_names(spec: Rule | Modifier) -> frozenset[str]:
+    """The variables the formulas of ``spec`` read."""
+    return frozenset().union(*(f.names for _, f in spec.formulas()))
 
 
 def precedence(overrides: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:
@@ -109,19 +99,9 @@ def precedence(overrides: Mapping[str, Sequence[str]]) -> dict[str, frozenset[st
     >>> sorted(precedence({"a": ["b"], "b": ["c"], "c": []})["a"])
     ['b', 'c']
     """
+    direct = {name: [n for n in beaten if n in overrides] for name, beaten in overrides.items()}
     out: dict[str, frozenset[str]] = {}
-    for start in overrides:
-        stack = [start]  # iterative depth-first: a long chain of overrides must not hit the recursion limit
-        while stack:
-            name = stack[-1]
-            if name in out:
-                stack.pop()
-                continue
-            direct = [n for n in overrides.get(name, ()) if n in overrides]
-            todo = [n for n in direct if n not in out]
-            if todo:
-                stack.extend(todo)
-                continue
-            out[name] = frozenset(direct).union(*(out[n] for n in direct))
-            stack.pop()
+    for name in TopologicalSorter(direct).static_order():  # the rules a rule beats come first
+        if name in direct:
+            out[name] = frozenset(direct[name]).union(*(out[n] for n in direct[name]))
     return {k: v for k, v in out.items() if v}

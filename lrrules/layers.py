@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import LayerError, MatchError
 from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
@@ -58,23 +58,17 @@ def unordered(what: str) -> str:
 
 
 def by_module(params: Sequence[ParamInfo], level: int) -> Layering:
-    numbers: dict[str, int] = {}
-    layers: list[int | None] = []
-    for p in params:
-        key = ".".join(p.name.split(".")[:-1][:level])  # the owning module's path, cut to `level` parts
-        layers.append(numbers.setdefault(key, len(numbers)))
+    numbers: dict[str, int] = {}  # the owning module's path, cut to `level` parts -> its layer
+    layers: list[int | None] = [numbers.setdefault(".".join(p.name.split(".")[:-1][:level]), len(numbers))
+                                for p in params]
     return layers, len(numbers)
 
 
 def by_patterns(params: Sequence[ParamInfo], patterns: Sequence[Any],
                 matchers: Sequence[Matcher] | None = None) -> Layering:
     # ``matchers``: the patterns already compiled (lrrules.compile keeps them with the rule set's).
-    if matchers is None:
-        matchers = [compile_matcher(m) for m in patterns]
-    layers: list[int | None] = []
-    for p in params:
-        layers.append(_first_match(matchers, p))
-    return layers, len(matchers)
+    matchers = matchers or [compile_matcher(m) for m in patterns]
+    return [_first_match(matchers, p) for p in params], len(matchers)
 
 
 def _first_match(matchers: Sequence[Matcher], param: ParamInfo) -> int | None:
@@ -96,20 +90,19 @@ def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module) -> Layering:
     """
     cached = getattr(model, "timm_layer_map", None)  # a model-source cache entry keeps the map (modelcache.py)
     if cached is not None:
-        count = model.timm_layer_count  # type: ignore[attr-defined]
+        count: int = getattr(model, "timm_layer_count")
         return [cached.get(p.name, count - 1) for p in params], count
     from timm.models import group_parameters
-    from timm.optim import auto_group_layers
+    import timm.optim
 
-    inner = unwrap(model)
+    inner: Any = unwrap(model)
     if hasattr(inner, "group_matcher"):
-        raw = group_parameters(inner, inner.group_matcher(coarse=False), reverse=True)  # type: ignore[operator]
+        raw = group_parameters(inner, inner.group_matcher(coarse=False), reverse=True)
     else:
-        raw = auto_group_layers(inner)
-    layer_map = {clean_name(name): layer for name, layer in raw.items()}
+        raw = cast(Any, timm.optim).auto_group_layers(inner)  # neither exported by name nor annotated in timm
+    layer_map: dict[str, int] = {clean_name(name): layer for name, layer in raw.items()}
     count = max(layer_map.values(), default=0) + 1
-    last = count - 1
-    return [layer_map.get(p.name, last) for p in params], count
+    return [layer_map.get(p.name, count - 1) for p in params], count
 
 
 # --- by: blocks --------------------------------------------------------------------------------
@@ -130,10 +123,6 @@ _MIN_TOWER = 0.1
 #: A stack holding less than this share of the model's elements is a detail inside a block, not its blocks.
 _MIN_STACK = 0.1
 _NUMBERED = re.compile(r"(.*?)(\d+)")
-
-
-def _parts(name: str) -> list[str]:
-    return name.split(".")
 
 
 def _signature(rest: Sequence[tuple[str, int]]) -> frozenset[tuple[str, int]]:
@@ -157,7 +146,7 @@ def _stacks(params: Sequence[ParamInfo], inside: int, nested: bool = False) -> d
     children: dict[Stack, dict[int, list[int]]] = {}
     holding: set[tuple[Stack, int]] = set()  # the children that hold modules, not only tensors
     for pos, p in enumerate(params):
-        parts = _parts(p.name)[:-1]
+        parts = p.name.split(".")[:-1]
         for k in range(inside, len(parts)):
             numbered = _numbered(parts[k])
             if numbered is not None:
@@ -177,7 +166,7 @@ def _stacks(params: Sequence[ParamInfo], inside: int, nested: bool = False) -> d
         if len(blocks) < 2 or any(_inside_block(path, f, fs) for f, fs in found):
             continue
         depth = len(path) + 1
-        sigs = [_signature([(".".join(_parts(params[i].name)[depth:]), params[i].ndim) for i in members])
+        sigs = [_signature([(".".join(params[i].name.split(".")[depth:]), params[i].ndim) for i in members])
                 for members in blocks.values()]
         if any(len(a & b) >= _ALIKE * len(a | b) for n, a in enumerate(sigs) for b in sigs[n + 1 :]):
             found[(path, stem)] = blocks
@@ -250,7 +239,7 @@ def by_blocks(params: Sequence[ParamInfo]) -> Layering:
     for pos, p in enumerate(params):
         if layers[pos] is not None:
             continue
-        parts = _parts(p.name)
+        parts = p.name.split(".")
         # The tower it belongs with: the one sharing the longest name prefix (none: the first tower).
         tower, unit_starts = max(starts, key=lambda s: (_common(s[0], parts), -s[1][0][0]))
         if _common(tower, parts) == 0:
@@ -264,7 +253,7 @@ def by_blocks(params: Sequence[ParamInfo]) -> Layering:
 
 
 def _holds_modules(params: Sequence[ParamInfo], members: Sequence[int], depth: int) -> bool:
-    return any(len(_parts(params[i].name)) > depth + 1 for i in members)
+    return any(len(params[i].name.split(".")) > depth + 1 for i in members)
 
 
 def _common(path: tuple[str, ...], parts: Sequence[str]) -> int:

@@ -319,38 +319,3 @@ def shared_name(a: str, b: str) -> str | None:
                 continue
             step(state, (i if x == "*" else i + 1, j if y == "*" else j + 1), char)
     return None
-
-
-# --- routes by role: what the resolver sees once it knows each tensor's roles ---------------------
-
-#: The roles Muon's author keeps off Muon ("embeddings, classifier heads ... should be optimized
-#: using AdamW"): a tensor with one of them routed to a Muon is likely a mistake.
-OFF_MUON = ("head", "embedding")
-
-
-def muon_route_cautions(rules: RuleSet, params: Sequence[Any], groups: Sequence[Any]) -> list[str]:
-    """A warning for each head or embedding tensor (by role, see :mod:`lrrules.roles`) that a plan
-    routes to an optimizer whose type is a Muon (``Muon``, ``SingleDeviceMuon``, timm's ``muon``);
-    ``check --strict`` fails on them. ``params`` are the plan's :class:`~lrrules.params.ParamInfo`,
-    ``groups`` its groups.
-
-    >>> muon_route_cautions(rules, infos, plan.groups)          # doctest: +SKIP
-    ["'lm_head.weight' is the head (...) and is routed to optimizer 'muon' (a Muon); ..."]
-    """
-    from .routes import optimizer_type
-
-    by_name = {p.name: p for p in params}
-    out = []
-    for group in groups:
-        kind = optimizer_type(rules, group.optimizer)
-        if not kind.lower().endswith("muon"):
-            continue
-        for name in group.params:
-            info = by_name.get(name)
-            found = [(role, why) for role, why in (info.roles if info is not None else ()) if role in OFF_MUON]
-            if found:
-                role, why = found[0]
-                out.append(f"'{name}' is the {role} ({why}) and is routed to optimizer '{group.optimizer}' (a {kind}); "
-                           "Muon is for hidden matrices, heads and embeddings belong to AdamW: exclude it with "
-                           "{not: {role: [head, embedding]}} or match {role: hidden}")
-    return out

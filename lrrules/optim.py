@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import Location, OptimizerError, UsageError, did_you_mean
 from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
 from .loader import load
+from .plan import nothing_trains
 from .resolve import resolve
 from .resume import attach
 from .routes import optimizer_type
@@ -232,11 +233,8 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
     plan = resolve(ruleset, model, base)
     built = _built(ruleset, plan, routes, lambda name: plan.param_groups(optimizer=name))
     if not built:  # torch's own word, "optimizer got an empty parameter list", names no rule
-        from .report import nothing_trains
-
         who = "each optimizer of the file" if ruleset.optimizers else routes[DEFAULT_OPTIMIZER].label
-        why = (nothing_trains(plan) or [f"nothing trains: the model has {len(plan.params)} parameters and no rule "
-                                        "trains any"])[0]
+        why = nothing_trains(plan) or f"nothing trains: the model has {len(plan.params)} parameters and no rule trains any"
         raise OptimizerError(f"{why} ({who} would get no parameter to train)", ruleset.path)
     if ruleset.optimizers:
         from .combined import CombinedOptimizer

@@ -11,7 +11,7 @@ A tensor reachable under several names (tied weights, a module used twice) is on
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ModelError
@@ -31,12 +31,9 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoi
 
 
 class ParamInfo(NamedTuple):
-    """One parameter tensor as the rules see it.
-
-    ``name`` is its first name in registration order, ``aliases`` its other names (tied weights),
-    ``module`` the class name of the module that owns it (``None`` when only names are known),
-    ``index`` its position among the model's parameters. A named tuple: a large model has many.
-    """
+    """One parameter tensor as the rules see it: its first name in registration order, its other
+    names (``aliases``: tied weights), its owning module's class name (``None`` when only names are
+    known), its position among the model's parameters. A named tuple: a large model has many."""
 
     name: str
     shape: tuple[int, ...]
@@ -45,15 +42,12 @@ class ParamInfo(NamedTuple):
     index: int  # type: ignore[assignment]  # a field, where tuple has a method
     aliases: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()  # the class names of the owning module's base classes, nearest first
-    #: The owning module's plain attributes (numbers, strings, bools: ``groups``, ``in_channels``), as
-    #: ``(name, value)`` pairs, for ``where:`` conditions; empty where only names are known (a checkpoint).
+    #: The owning module's plain attributes (``groups``, ``in_channels``) for ``where:``; empty from a checkpoint.
     attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
-    #: The owning module of each alias, as ``(class name, base class names, attrs)`` in ``aliases``'
-    #: order, where one is not the first name's owner (a tied ``lm_head.weight`` is a Linear's, its
-    #: ``embed.weight`` an Embedding's); empty where every name has one owner, or only names are known.
+    #: Each alias's owner (class name, bases, attrs) where one differs from the first name's (a tied
+    #: ``lm_head.weight`` is a Linear's, its ``embed.weight`` an Embedding's); else empty.
     alias_modules: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]], ...] = ()
-    #: What the tensor does in its model, each role with its evidence (``("head", "...")``): see
-    #: :mod:`lrrules.roles`. From a checkpoint only the roles names decide.
+    #: What the tensor does in its model, each role with its evidence (see :mod:`lrrules.roles`).
     roles: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -81,29 +75,24 @@ class ParamInfo(NamedTuple):
         return self.module, self.bases, self.attrs
 
     @property
-    def fan_in(self) -> int:
-        """Inputs per output, as ``torch.nn.init`` counts them; see :func:`fans`."""
+    def fan_in(self) -> int:  # see fans()
         return fans(self.shape)[0]
 
     @property
     def fan_out(self) -> int:
-        """Outputs per input, as ``torch.nn.init`` counts them; see :func:`fans`."""
         return fans(self.shape)[1]
 
 
+#: What the rules see of a parameter's owning module: its class name, base class names, plain attributes.
+Owner = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]
 #: Shapes have dimensions ``dim0`` .. ``dim{MAX_DIMS - 1}`` as formula variables.
 MAX_DIMS = 8
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a tensor of ``shape``.
-
-    2-D and more: torch's ``nn.init._calculate_fan_in_and_fan_out``: ``fan_in = dim1 * receptive``,
-    ``fan_out = dim0 * receptive`` with ``receptive`` the product of the dimensions after the second
-    (a Linear ``(out, in)`` gives ``(in, out)``; a Conv2d ``(out, in/groups, kh, kw)`` gives
-    ``(in/groups*kh*kw, out*kh*kw)``; an Embedding ``(num, dim)`` gives ``(dim, num)``, torch's
-    convention). 1-D (a bias, a norm's scale): a weight with one constant input, ``(1, dim0)``.
-    0-D: ``(1, 1)``.
+    """``(fan_in, fan_out)`` of a tensor of ``shape``: from 2-D on, as torch's ``nn.init`` counts them
+    (``dim1`` and ``dim0`` times the product of the dimensions after the second: a Linear ``(out, in)``
+    gives ``(in, out)``); 1-D (a bias) is a weight with one constant input, ``(1, dim0)``; 0-D ``(1, 1)``.
 
     >>> fans((64, 3, 7, 7))
     (147, 3136)
@@ -136,7 +125,7 @@ def _module_class() -> type:
     return torch.nn.Module
 
 
-def wrapped_prefix(params: list[ParamInfo] | tuple[ParamInfo, ...]) -> str | None:
+def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
     """The wrapper-looking beginning every parameter name shares (``module.``), if there is one."""
     for prefix in WRAPPER_PREFIXES:
         if params and all(p.name.startswith(prefix) for p in params):
@@ -169,9 +158,8 @@ _PLAIN = frozenset({int, float, str, bool})
 
 
 def _attributes(module: Any, public: dict[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, Any], ...]:
-    """:func:`plain_attributes`, with the public attribute names of each layout of instance
-    attributes worked out once (``public``: the layout seen, as its names in order -> the public
-    ones, sorted); the modules of one class almost always share one layout."""
+    """:func:`plain_attributes`, the public names of each layout of instance attributes sorted once
+    (``public``: layout -> its public names); the modules of one class almost always share one."""
     state = vars(module)
     layout = tuple(state)
     names = public.get(layout)
@@ -236,58 +224,39 @@ def _clip(text: str, limit: int = 300) -> str:
 def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
     infos: list[ParamInfo] = []
     tensors: list[Any] = []
-    position: dict[int, int] = {}
-    extra: dict[int, list[str]] = {}  # other names of tensors met more than once
-    owners: dict[int, list[tuple[str, tuple[str, ...], Any]]] = {}  # the owner of each of those names
-    kinds: dict[type, tuple[str, tuple[str, ...]]] = {}  # class -> its name and its bases' names
-    shared: dict[Any, Any] = {}  # equal attribute tuples kept once: a large model has few distinct ones
+    position: dict[int, int] = {}  # id(tensor) -> its index
+    extra: dict[int, list[tuple[str, Owner]]] = {}  # the other names of tensors met again, with their owners
+    owners: dict[int, Owner] = {}  # id(module) -> what the rules see of it
     layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+    new = tuple.__new__  # ParamInfo(...) without the named tuple's Python-level __new__: ~100k of them
     lazy: list[str] = []  # parameters a lazy module makes at its first forward pass
-    new = tuple.__new__
+    from torch.nn.parameter import is_lazy
+
     inner = unwrap(model)
     _probe(inner)
-    stripped: list[str] = []  # the wrapper parts the walk took out of the names
-    try:
-        walk = list(_walk(inner, stripped))
-    except _CustomWalk:  # a module names its children itself: its own named_modules() walks them
-        walk = list(_named_modules(inner))
-        stripped.append("?")
-    for prefix, module, holder in walk:
-        attrs = kind = None
+    for prefix, module, holder in _modules(inner):
+        owner = owners.get(id(holder))
+        if owner is None:
+            owner = owners[id(holder)] = (type(holder).__name__, _bases(type(holder)), _attributes(holder, layouts))
         for local, tensor in module._parameters.items():
             if tensor is None:
                 continue
+            name = prefix + local
             seen = position.get(id(tensor))
             if seen is not None:
                 others = extra.setdefault(seen, [])
-                name = prefix + local
-                if name != infos[seen].name and name not in others:
-                    others.append(name)
-                    owner = type(holder)
-                    found = kinds.get(owner)
-                    if found is None:
-                        found = kinds[owner] = (owner.__name__, _bases(owner))
-                    held = _attributes(holder, layouts)
-                    owners.setdefault(seen, []).append((*found, shared.setdefault(held, held)))
+                if name != infos[seen].name and all(name != n for n, _ in others):
+                    others.append((name, owner))
                 continue
             try:
                 shape = tuple(tensor.shape)
             except RuntimeError:
-                if not _uninitialized(tensor):
+                if not is_lazy(tensor):
                     raise
-                lazy.append(prefix + local)
+                lazy.append(name)
                 continue
-            if kind is None:  # once per module, and only for one that holds new tensors
-                owner = type(holder)
-                kind = kinds.get(owner)
-                if kind is None:
-                    kind = kinds[owner] = (owner.__name__, _bases(owner))
-                attrs = _attributes(holder, layouts)
-                attrs = shared.setdefault(attrs, attrs)
             position[id(tensor)] = len(infos)
-            # tuple.__new__ is ParamInfo(...) without the named tuple's Python-level __new__ (a third of the cost)
-            infos.append(new(ParamInfo, (prefix + local, shape, kind[0], tensor.requires_grad,
-                                         len(infos), (), kind[1], attrs, (), ())))
+            infos.append(new(ParamInfo, (name, shape, owner[0], tensor.requires_grad, len(infos), (), *owner[1:], (), ())))
             tensors.append(tensor)
     if lazy:
         raise ModelError(f"{len(lazy)} parameter(s) do not exist yet ({', '.join(lazy[:5])}"
@@ -296,16 +265,14 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
                          "before resolving, so that their shapes are known")
     for i, others in extra.items():
         if others:
-            kind = (infos[i].module, infos[i].bases, infos[i].attrs)
-            found = owners[i]
-            infos[i] = infos[i]._replace(aliases=tuple(others),
-                                         alias_modules=tuple(found) if any(k != kind for k in found) else ())
-    if stripped:  # only a name with a part taken out can collide with another
-        _refuse_one_name_for_two(infos)
+            mine = (infos[i].module, infos[i].bases, infos[i].attrs)
+            infos[i] = infos[i]._replace(aliases=tuple(n for n, _ in others), alias_modules=tuple(
+                o for _, o in others) if any(o != mine for _, o in others) else ())
+    _refuse_one_name_for_two(infos)
     from .roles import model_roles
 
-    infos = [new(ParamInfo, (*info[:-1], roles)) for info, roles in zip(infos, model_roles(inner, infos, tensors))]
-    return infos, tensors
+    roles = model_roles(inner, infos, tensors)
+    return [new(ParamInfo, (*info[:-1], found)) for info, found in zip(infos, roles)], tensors
 
 
 def _probe(model: Any) -> None:
@@ -324,12 +291,6 @@ def _probe(model: Any) -> None:
                 raise _ModelRaised(f"{call}()", exc) from None
 
 
-def _uninitialized(tensor: Any) -> bool:
-    from torch.nn.parameter import UninitializedTensorMixin
-
-    return isinstance(tensor, UninitializedTensorMixin)
-
-
 def _refuse_one_name_for_two(infos: list[ParamInfo]) -> None:
     """Two tensors under one name (a user's attribute called ``_orig_mod`` or ``module`` taken out as a
     wrapper's part) would let one rule setting stand for both and hand the optimizer the wrong one."""
@@ -343,56 +304,11 @@ def _refuse_one_name_for_two(infos: list[ParamInfo]) -> None:
                      "has an attribute of one of those names that is not a wrapper; rename it")
 
 
-class _CustomWalk(Exception):
-    """A module overrides ``named_modules``: :func:`_walk` cannot stand in for it."""
-
-
-def _walk(model: torch.nn.Module, stripped: list[str]) -> Iterator[tuple[str, Any, Any]]:
-    """``(name prefix, module, owner)`` for every module holding parameters, as
-    ``model.named_modules(remove_duplicate=False)`` orders them, with the name parts wrappers insert
-    left out (each one taken out goes into ``stripped``). ``owner`` is the module the rules see as the parameters' owner: the module itself,
-    except for a parametrization's ``original`` tensors (``fc.parametrizations.weight.original0``),
-    which are the parametrized module's (``fc``, a Linear). One loop with a stack: torch's walk is a
-    generator per level, each item passed up through every level above it."""
-    from torch.nn import Module, ModuleDict
-    from torch.nn.utils.parametrize import ParametrizationList
-
-    stock = Module.named_modules
-    wrapper_kinds: dict[type, bool] = {}
-    stack: list[tuple[str, Any, bool, Any]] = [("", model, True, None)]
-    while stack:
-        prefix, module, root, owner = stack.pop()
-        kind = type(module)
-        if kind.named_modules is not stock:
-            raise _CustomWalk
-        listed = kind is ParametrizationList
-        if module._parameters:
-            yield prefix, module, owner if listed and owner is not None else module
-        children = module._modules
-        if not children:
-            continue
-        wrapper = wrapper_kinds.get(kind)
-        if wrapper is None:
-            wrapper = wrapper_kinds[kind] = bool({k.__name__ for k in kind.__mro__} & _ROOT_WRAPPERS)
-        wrapper = wrapper and not root  # the model itself is unwrapped already; its `module.` stays
-        for name, child in reversed(children.items()):
-            if child is None:
-                continue
-            if listed:
-                below = None  # a parametrization's own modules own what they hold
-            elif owner is not None:
-                below = owner  # the `parametrizations` dict: its lists' tensors are the owner's
-            else:
-                below = module if name == "parametrizations" and type(child) is ModuleDict else None
-            if name in WRAPPER_PARTS or (wrapper and name == "module"):
-                stripped.append(name)
-                stack.append((prefix, child, False, below))
-            else:
-                stack.append((f"{prefix}{name}.", child, False, below))
-
-
-def _named_modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
-    """What :func:`_walk` gives, through ``named_modules``: for models whose modules walk themselves."""
+def _modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
+    """``(name prefix, module, owner)`` for every module holding parameters, in torch's order, with
+    the name parts wrappers insert left out. ``owner`` is the module the rules see as the parameters'
+    owner: the module itself, except for a parametrization's ``original`` tensors
+    (``fc.parametrizations.weight.original0``), which are the parametrized module's (``fc``)."""
     from torch.nn.utils.parametrize import ParametrizationList
 
     try:
@@ -401,22 +317,25 @@ def _named_modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
         raise
     except BaseException as exc:
         raise _ModelRaised("named_modules()", exc) from None
-    by_name = {}
+    by_name: dict[str, Any] = {}
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
+    wrapper_kinds: dict[type, bool] = {}
     for module_name, module in found:
         by_name.setdefault(module_name, module)
-        if module_name and {k.__name__ for k in type(module).__mro__} & _ROOT_WRAPPERS:
+        kind = type(module)
+        wrapper = wrapper_kinds.get(kind)
+        if wrapper is None:
+            wrapper = wrapper_kinds[kind] = bool({k.__name__ for k in kind.__mro__} & _ROOT_WRAPPERS)
+        if wrapper and module_name:
             wrappers.add(module_name)
         if not module._parameters:
             continue
         owner = module
-        if type(module) is ParametrizationList:  # `fc.parametrizations.weight`: the tensors are fc's
+        if kind is ParametrizationList:  # `fc.parametrizations.weight`: the tensors are fc's
+            path, _, middle = module_name.rpartition(".")[0].rpartition(".")
+            owner = by_name.get(path, module) if middle == "parametrizations" else module
+        if wrappers:
             parts = module_name.split(".")
-            if len(parts) >= 2 and parts[-2] == "parametrizations":
-                owner = by_name.get(".".join(parts[:-2]), module)
-        if wrappers and module_name:
-            parts = module_name.split(".")
-            module_name = ".".join(p for i, p in enumerate(parts)
-                                   if not (p == "module" and ".".join(parts[:i]) in wrappers))
+            module_name = ".".join(p for i, p in enumerate(parts) if not (p == "module" and ".".join(parts[:i]) in wrappers))
         module_name = clean_name(module_name)
         yield module_name + "." if module_name else "", module, owner

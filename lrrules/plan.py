@@ -1,28 +1,29 @@
 """The result of resolving a rule file against a model: a :class:`Plan`, plain immutable data.
 
-A plan says, for every parameter, which rule claimed it, which modifiers changed it, what it
-captured and what it ends up with; it groups the trainable parameters into the fewest optimizer
-groups; and it lists every problem: unmatched and conflicting parameters, unused rules, zero
-learning rates. Nothing mutates a plan. The methods that touch tensors (:meth:`Plan.param_groups`,
-:meth:`Plan.apply_freeze`, :meth:`Plan.apply_phase`) are kept for their callers and run the
-functions of :mod:`lrrules.apply`, the one module whose functions change models.
+One :class:`Assignment` per parameter (its rule, modifiers, captures, settings), the fewest optimizer
+groups, every problem. Only the methods named for it touch tensors: :meth:`Plan.param_groups`,
+:meth:`Plan.apply_freeze` and :meth:`Plan.apply_phase`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Iterator, Mapping, Sequence
+import hashlib
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
+
+from .errors import PlanProblemsError, ResolveError, printable
+from .params import ParamInfo, unwrap
 
 Status = Literal["trainable", "frozen", "unmatched", "conflict"]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One value a rule or modifier gave a parameter: ``setting`` (``lr_mult``, ``options.momentum``)
-    from ``entry``, the ``formula`` (``None`` for a plain number) with the ``variables`` it read."""
+    """One value ``entry`` gave a parameter's ``setting``, by ``formula`` (``None``: a number) from ``variables``."""
 
     entry: str
     setting: str
@@ -31,65 +32,40 @@ class Step:
     value: Any
 
     def to_dict(self) -> dict[str, Any]:
-        return {"entry": self.entry, "setting": self.setting, "formula": self.formula,
-                "variables": dict(self.variables), "value": list(self.value) if isinstance(self.value, tuple)
-                else self.value}
+        return _json(self, "entry setting formula variables value")
 
 
-@dataclass(frozen=True)
-class Assignment:
-    """One parameter's outcome. ``lr`` and the other settings are ``None`` unless it trains."""
+class Assignment(NamedTuple):
+    """One parameter's outcome; ``lr`` and the other settings are ``None`` unless it trains. A named
+    tuple: immutable, and cheap (a large model has ~100k)."""
 
     name: str
     shape: tuple[int, ...]
     module: str | None
-    index: int
+    index: int  # type: ignore[assignment]  # a field, where tuple has a method
     layer: int | None
     status: Status
     rule: str | None = None
     modifiers: tuple[str, ...] = ()
-    captures: Mapping[str, int | str] = field(default_factory=dict)
+    captures: Mapping[str, int | str] = {}  # never mutated
     lr: float | None = None
     lr_scale: float | None = None
     weight_decay: float | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = {}
     group: int | None = None
     aliases: tuple[str, ...] = ()
     note: str = ""
     steps: tuple[Step, ...] = ()
     trains: bool = True  # False while a training phase freezes it (it keeps its group)
-    matched_as: str | None = None  # the name its rule matched, where it has several (tied weights)
+    matched_as: str | None = None  # the name its rule matched (a tied tensor has several); None: none claimed it
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "aliases": list(self.aliases),
-            "shape": list(self.shape),
-            "numel": self.numel,
-            "module": self.module,
-            "index": self.index,
-            "layer": self.layer,
-            "status": self.status,
-            "group": self.group,
-            "rule": self.rule,
-            "modifiers": list(self.modifiers),
-            "captures": dict(self.captures),
-            "lr": self.lr,
-            "lr_scale": self.lr_scale,
-            "weight_decay": self.weight_decay,
-            "options": _plain(self.options),
-            "note": self.note,
-            "trains": self.trains,
-            "matched_as": self.matched_as,
-            "steps": [s.to_dict() for s in self.steps],
-        }
+        return _json(self, "name aliases shape numel module index layer status group rule modifiers captures lr "
+                           "lr_scale weight_decay options note trains matched_as steps")
 
 
 @dataclass(frozen=True)
@@ -104,32 +80,19 @@ class Group:
     params: tuple[str, ...]
     numel: int
     rules: tuple[str, ...]
-    #: Unique and readable: the names of the rules and modifiers that made it (``head+no-decay``),
-    #: ``#2``, ``#3`` ... after repeats. The param group's ``name`` key (Lightning's LearningRateMonitor).
+    #: Unique and readable (``head+no-decay``, ``head#2``): the param group's ``name`` (Lightning's LR monitor).
     name: str = ""
     optimizer: str = "default"  # the named optimizer it goes to
     lr_schedule: str | None = None  # the formula of step scaling its lr (see lrrules.schedules)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "lr": self.lr,
-            "lr_scale": self.lr_scale,
-            "weight_decay": self.weight_decay,
-            "options": _plain(self.options),
-            "params": list(self.params),
-            "numel": self.numel,
-            "rules": list(self.rules),
-            "optimizer": self.optimizer,
-            "lr_schedule": self.lr_schedule,
-        }
+        return _json(self, "index name lr lr_scale weight_decay options params numel rules optimizer lr_schedule")
 
 
 @dataclass(frozen=True)
 class Conflict:
-    """A parameter that cannot get one setting: two claiming rules, two modifiers setting one value
-    differently, or tied names claimed by different rules. ``rules`` names every entry involved."""
+    """A parameter that cannot get one setting (two claiming rules, disagreeing modifiers, tied names
+    claimed by two rules, an optimizer that cannot take it); ``rules`` names every entry involved."""
 
     param: str
     kind: Literal["rules", "modifiers", "tied", "optimizer"]
@@ -154,8 +117,7 @@ class Conflict:
                 "make one rule claim it")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"param": self.param, "kind": self.kind, "rules": list(self.rules), "setting": self.setting,
-                "names": list(self.names), "message": self.message}
+        return _json(self, "param kind rules setting names message")
 
 
 @dataclass(frozen=True)
@@ -165,133 +127,13 @@ class Frozen:
     param: str
     reason: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"param": self.param, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class Settled:
-    """The final settings of a trainable parameter, shared by every parameter that resolves alike."""
-
-    lr: float
-    lr_scale: float
-    weight_decay: float
-    options: Mapping[str, Any]
-    steps: tuple[Step, ...] = ()
-    optimizer: str = "default"
-    lr_schedule: str | None = None
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        """What makes two parameters share an optimizer group."""
-        return (self.lr, self.lr_scale, self.weight_decay,
-                tuple(sorted((k, hashable(v)) for k, v in self.options.items())), self.optimizer, self.lr_schedule)
-
-
-class Outcome(NamedTuple):
-    """What a parameter's :class:`Row` says besides the parameter and its layer. Parameters that
-    resolve alike share one: a plan holds one per distinct outcome, not one per tensor."""
-
-    status: Status
-    rule: str | None = None
-    modifiers: tuple[str, ...] = ()
-    captures: Mapping[str, int | str] = {}  # never mutated
-    settled: Settled | None = None
-    group: int | None = None
-    note: str = ""
-    #: the name the claiming rule matched: ``None`` for the parameter's own name (so that outcomes are
-    #: shared), another of its names (tied weights), or ``""`` where no rule claimed it
-    matched_as: str | None = ""
-
-
-class Row(NamedTuple):
-    """One parameter's outcome as the resolver records it: the parameter (``info``, a ``ParamInfo``),
-    its layer, and its shared :class:`Outcome`, whose fields read as the row's own (``row.rule``,
-    ``row.settled``). :attr:`Plan.params` makes an :class:`Assignment` of it when asked, so resolving
-    a large model builds no object it need not."""
-
-    info: Any  # ParamInfo
-    layer: int | None
-    outcome: Outcome
-
-    status = property(lambda self: self[2].status)
-    rule = property(lambda self: self[2].rule)
-    modifiers = property(lambda self: self[2].modifiers)
-    captures = property(lambda self: self[2].captures)
-    settled = property(lambda self: self[2].settled)
-    group = property(lambda self: self[2].group)
-    note = property(lambda self: self[2].note)
-
-    @property
-    def matched_as(self) -> str:
-        """The name the claiming rule matched (one of a tied tensor's names); ``""`` where none claimed it."""
-        name = self[2].matched_as
-        return self[0].name if name is None else name
-
-    def assignment(self, trains: bool = True) -> Assignment:
-        info, o = self.info, self.outcome
-        s = o.settled
-        return Assignment(
-            info.name, info.shape, info.module, info.index, self.layer, o.status, o.rule, o.modifiers,
-            dict(o.captures), s.lr if s else None, s.lr_scale if s else None, s.weight_decay if s else None,
-            dict(s.options) if s else {}, o.group, info.aliases, o.note, s.steps if s else (),
-            trains and o.status == "trainable", self.matched_as or None,
-        )
-
-
-class Rows(Sequence[Row]):
-    """Every parameter's :class:`Row`, in registration order, kept as three columns: the parameters,
-    their layers, and their outcomes (shared among parameters that resolve alike). A row is made when
-    it is read, so a million-tensor plan holds three lists of references, not a million row objects.
-
-    >>> rows = Rows((info,), (None,), (Outcome("frozen"),)); rows[0].status      # doctest: +SKIP
-    'frozen'
-    """
-
-    __slots__ = ("infos", "layers", "outcomes")
-
-    def __init__(self, infos: Sequence[Any], layers: Sequence[int | None], outcomes: Sequence[Outcome]) -> None:
-        if not len(infos) == len(layers) == len(outcomes):
-            raise ValueError("one layer and one outcome per parameter")
-        self.infos = tuple(infos)
-        self.layers = tuple(layers)
-        self.outcomes = tuple(outcomes)
-
-    def __len__(self) -> int:
-        return len(self.infos)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return tuple(map(_row, self.infos[index], self.layers[index], self.outcomes[index]))
-        return _row(self.infos[index], self.layers[index], self.outcomes[index])
-
-    def __iter__(self) -> Iterator[Row]:
-        return map(_row, self.infos, self.layers, self.outcomes)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Rows):
-            return (self.infos, self.layers, self.outcomes) == (other.infos, other.layers, other.outcomes)
-        return isinstance(other, Sequence) and tuple(self) == tuple(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Rows({len(self)} rows)"
-
-    def __getstate__(self) -> tuple[tuple[Any, ...], ...]:
-        return self.infos, self.layers, self.outcomes
-
-    def __setstate__(self, state: tuple[tuple[Any, ...], ...]) -> None:
-        self.infos, self.layers, self.outcomes = state
-
-
-def _row(info: Any, layer: int | None, outcome: Outcome, _new: Any = tuple.__new__) -> Row:
-    return _new(Row, (info, layer, outcome))  # Row(...) without the named tuple's Python-level __new__
+    def to_dict(self) -> dict[str, Any]:
+        return _json(self, "param reason")
 
 
 @dataclass(frozen=True)
 class PhaseEffect:
-    """A training phase resolved: when it starts and which grouped parameters it freezes and unfreezes."""
+    """A training phase resolved: when it starts, which grouped parameters it freezes and unfreezes."""
 
     index: int
     from_epoch: int | None
@@ -300,32 +142,27 @@ class PhaseEffect:
     unfreeze: tuple[str, ...]
 
     def started(self, epoch: int | None, step: int | None) -> bool:
-        if self.from_epoch is not None:
-            return epoch is not None and epoch >= self.from_epoch
-        return step is not None and self.from_step is not None and step >= self.from_step
+        at, start = (epoch, self.from_epoch) if self.from_epoch is not None else (step, self.from_step)
+        return at is not None and start is not None and at >= start
 
-    @property
-    def when(self) -> str:
-        return f"epoch {self.from_epoch}" if self.from_epoch is not None else f"step {self.from_step}"
+    when = property(lambda self: f"epoch {self.from_epoch}" if self.from_epoch is not None else f"step {self.from_step}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "from_epoch": self.from_epoch, "from_step": self.from_step,
-                "freeze": list(self.freeze), "unfreeze": list(self.unfreeze)}
+        return _json(self, "index from_epoch from_step freeze unfreeze")
 
 
 @dataclass(frozen=True)
 class Plan:
     """Every parameter's assignment, the optimizer groups, and the problems found.
 
-    >>> plan = lrrules.load("rules.yaml").resolve(model)          # doctest: +SKIP
-    >>> optimizer = torch.optim.AdamW(plan.param_groups())         # doctest: +SKIP
+    >>> optimizer = torch.optim.AdamW(lrrules.load("rules.yaml").resolve(model).param_groups())  # doctest: +SKIP
     """
 
     source: str
     base_lr: float
     base_weight_decay: float
     unmatched_mode: Literal["error", "defaults"]
-    rows: Rows = field(repr=False)  # a sequence of Row
+    params: tuple[Assignment, ...] = field(repr=False)  # every parameter's, in registration order
     groups: tuple[Group, ...]
     unmatched: tuple[str, ...]
     conflicts: tuple[Conflict, ...]
@@ -341,22 +178,16 @@ class Plan:
     tensors: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     cautions: tuple[str, ...] = ()  # what the resolver saw that is likely a mistake (see warnings())
     schedule_vars: Mapping[str, float] = field(default_factory=dict)  # the vars lr_schedule formulas read
+    infos: tuple[ParamInfo, ...] = field(default=(), repr=False)  # the parameters as resolved, by index
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (pickle, deepcopy) is the plan's data only: the weak model reference cannot be
         # pickled, and copied tensors would be trained by no model. A copied plan is names-only, so
         # param_groups(), apply_freeze() and apply_phase() refuse it as they refuse one from a checkpoint.
-        state = {k: v for k, v in self.__dict__.items() if k != "params"}
-        state.update(model=None, tensors=())
-        return state
+        return {**self.__dict__, "model": None, "tensors": ()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-    @functools.cached_property
-    def params(self) -> tuple[Assignment, ...]:
-        """Every parameter's :class:`Assignment`, in registration order."""
-        return tuple(row.assignment(row.info.name not in self.phase_frozen) for row in self.rows)
 
     def frozen_at(self, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
         """The grouped parameters the training phases freeze at ``epoch`` (or ``step``): every phase
@@ -372,21 +203,31 @@ class Plan:
         """This plan as it stands at ``epoch`` (or ``step``): the same groups, with the parameters the
         phases freeze then marked ``trains=False``."""
         when = ", ".join(f"{k} {v}" for k, v in (("epoch", epoch), ("step", step)) if v is not None)
-        return dataclasses.replace(self, phase_frozen=self.frozen_at(epoch, step), when=when)
+        frozen = self.frozen_at(epoch, step)
+        params = tuple(a._replace(trains=a.status == "trainable" and a.name not in frozen) for a in self.params)
+        return dataclasses.replace(self, params=params, phase_frozen=frozen, when=when)
 
     def apply_phase(self, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
-        """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``),
-        and return the names frozen. Call it at the start of each epoch (or step); it depends on the
-        epoch alone, so a run resumed at epoch N is in the state of one that ran to it. The optimizer
-        keeps every parameter in its group: a frozen one has its gradient set to ``None``, so the
-        optimizer skips it (no momentum or weight decay step), its state kept.
+        """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``)
+        and return the names frozen; it depends on the epoch alone, so a resumed run is in the state of
+        one that ran to it. A frozen tensor keeps its group, its gradient set to ``None`` (the optimizer
+        skips it: no momentum or weight decay step).
 
         >>> for epoch in range(start, epochs):                          # doctest: +SKIP
         ...     plan.apply_phase(epoch=epoch)
         """
-        from .apply import apply_phase
-
-        return apply_phase(self, epoch, step)
+        frozen = self.frozen_at(epoch, step)
+        # Toggling the old tensors of a model whose parameters were replaced would freeze nothing it trains.
+        _check_tensors_current(self)
+        for a in self.params:
+            if a.status == "trainable":
+                tensor = self.tensors[a.index]
+                tensor.requires_grad_(a.name not in frozen)
+                if a.name in frozen:
+                    # A zero gradient still moves a tensor under momentum or weight decay, and
+                    # zero_grad(set_to_none=False) would keep one; None makes the optimizer skip it.
+                    tensor.grad = None
+        return frozen
 
     @property
     def ok(self) -> bool:
@@ -411,30 +252,23 @@ class Plan:
         return lines
 
     def param_groups(self, lr_scale: bool = False, optimizer: str | None = None) -> list[dict[str, Any]]:
-        """The optimizer param groups: ``params``, ``param_names``, ``lr``, ``weight_decay`` and the
-        other options of each group. Raises :class:`PlanProblemsError` listing every problem if any
-        parameter is unmatched or in conflict.
-
-        By default ``lr`` is each group's final lr, which every torch scheduler and timm's schedulers
-        keep in proportion. ``lr_scale=True`` gives timm's own convention instead: ``lr`` is the base
-        lr and ``lr_scale`` the group's multiplier, which timm's schedulers apply. Never mix the two:
-        a group with both a final lr and an lr_scale is scaled twice by timm's schedulers.
-
-        A plan that routes parameters to several optimizers (``optimizers:``) gives the groups of one
-        at a time: ``param_groups(optimizer="muon")`` (``"default"``: the single ``optimizer:``).
+        """The optimizer param groups (``params``, ``param_names``, ``lr``, ``weight_decay``, options);
+        :class:`PlanProblemsError` listing every problem if a parameter is unmatched or in conflict.
+        ``lr`` is each group's final lr; ``lr_scale=True`` gives timm's convention instead (``lr`` the
+        base lr, ``lr_scale`` the multiplier timm's schedulers apply: never both). With several
+        optimizers, one at a time: ``param_groups(optimizer="muon")`` (``"default"``: ``optimizer:``).
 
         >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
         """
-        from .apply import param_groups
-
-        return param_groups(self, lr_scale, optimizer)
+        return groups_of(self, lr_scale, optimizer)
 
     @property
     def fingerprint(self) -> str:
-        """A hash of the ordered group layout (parameter names and shapes); see :mod:`lrrules.resume`."""
-        from .resume import fingerprint
-
-        return fingerprint(self)
+        """A hash of the ordered group layout (parameter names and shapes): equal layouts, equal
+        fingerprints; an optimizer state saved under another layout is refused on resume."""
+        shapes = {a.name: list(a.shape) for a in self.params}
+        text = json.dumps([[list(g.params), [shapes[n] for n in g.params]] for g in self.groups], separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def group_lrs(self) -> list[float]:
         """Each group's lr, in group order: ``OneCycleLR(optimizer, max_lr=plan.group_lrs(), ...)``."""
@@ -442,35 +276,116 @@ class Plan:
 
     def apply_freeze(self) -> int:
         """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed.
-
-        Raises :class:`PlanProblemsError` on a plan that holds no tensors (resolved from a checkpoint's
-        names, or copied), as :meth:`apply_phase` does, rather than silently freezing nothing.
-        """
-        from .apply import apply_freeze
-
-        return apply_freeze(self)
+        A plan that holds no tensors (from a checkpoint's names, or copied) is refused, not ignored."""
+        _need_tensors(self)
+        if self.frozen:  # a stale plan would freeze tensors the model no longer trains
+            _check_tensors_current(self)
+        changed = 0
+        for a in self.params:
+            tensor = self.tensors[a.index]
+            if a.status == "frozen" and tensor.requires_grad:
+                tensor.requires_grad_(False)
+                changed += 1
+        return changed
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: ``groups``, ``params``, ``unmatched``, ``conflicts``, ``frozen``, ``unused_rules``."""
-        return {
-            "source": self.source,
-            "base_lr": self.base_lr,
-            "base_weight_decay": self.base_weight_decay,
-            "base_options": _plain(self.base_options),
-            "num_layers": self.num_layers,
-            "ok": self.ok,
-            "groups": [g.to_dict() for g in self.groups],
-            "params": [a.to_dict() for a in self.params],
-            "unmatched": list(self.unmatched),
-            "conflicts": [c.to_dict() for c in self.conflicts],
-            "frozen": [f.to_dict() for f in self.frozen],
-            "unused_rules": list(self.unused_rules),
-            "zero_lr": list(self.zero_lr),
-            "warnings": list(self.cautions),
-            "phases": [p.to_dict() for p in self.phases],
-            "when": self.when,
-            "phase_frozen": sorted(self.phase_frozen),
-        }
+        return {**_json(self, "source base_lr base_weight_decay base_options num_layers ok groups params unmatched "
+                              "conflicts frozen unused_rules zero_lr"), "warnings": list(self.cautions),
+                **_json(self, "phases when"), "phase_frozen": sorted(self.phase_frozen)}
+
+    @property
+    def rows(self) -> _Rows:  # transitional (issue 22): delete once report, cli, resume read infos and params
+        return _Rows(_Row(info) for info in self.infos)
+
+
+class _Row(NamedTuple):
+    info: ParamInfo
+
+
+class _Rows(tuple[_Row, ...]):
+    infos = property(lambda self: tuple(r.info for r in self))
+
+
+apply_freeze = Plan.apply_freeze  # as a function: optim's build calls it
+
+
+def nothing_trains(plan: Plan) -> str | None:
+    """The problem when the model has parameters and the plan trains none of them (every one frozen,
+    none unmatched or in conflict): the optimizer would get an empty list. ``None`` otherwise."""
+    if not plan.params or plan.unmatched or plan.conflicts or any(g.lr > 0 for g in plan.groups):
+        return None
+    if plan.groups:
+        zero = sum(len(g.params) for g in plan.groups)
+        return printable(f"nothing trains: every group has lr 0 ({zero} tensors) and the other "
+                         f"{len(plan.params) - zero} are frozen; give the parameters that should train an lr above 0")
+    reasons = list(dict.fromkeys(f.reason for f in plan.frozen))
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return printable(f"nothing trains: all {len(plan.params)} tensors are frozen{why}; give the parameters that "
+                     "should train a rule without 'freeze'")
+
+
+def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
+              fresh: bool = False) -> list[dict[str, Any]]:
+    """:meth:`Plan.param_groups`, checking the model's tensors are still the plan's (``fresh``: unused)."""
+    if optimizer is None and len(routes := list(dict.fromkeys(g.optimizer for g in plan.groups))) > 1:
+        # One optimizer given every group would take the others' options as unknown keys, unread.
+        raise PlanProblemsError(f"{plan.source}: the rules route parameters to several optimizers "
+                                f"({', '.join(routes)}); use lrrules.build, or param_groups(optimizer=NAME) "
+                                "for each")
+    if not plan.ok:
+        problems = plan.problems()
+        raise PlanProblemsError(
+            f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    _check_tensors_current(plan)
+    by_name = {a.name: plan.tensors[a.index] for a in plan.params}
+    out: list[dict[str, Any]] = []
+    for group in plan.groups:
+        if optimizer is not None and group.optimizer != optimizer:
+            continue
+        lr = {"lr": plan.base_lr, "lr_scale": group.lr_scale} if lr_scale else {"lr": group.lr}
+        out.append({"params": [by_name[n] for n in group.params], "param_names": list(group.params),
+                    "name": group.name, **lr, "weight_decay": group.weight_decay,
+                    **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()}})
+    meta = [n for g in out for n, t in zip(g["param_names"], g["params"]) if t.is_meta]
+    if meta:
+        # A meta tensor has a shape and no values: an optimizer over it steps nothing, and the model's
+        # to_empty() replaces every one, so even a plan resolved before it holds tensors nothing trains.
+        raise ResolveError(
+            f"{plan.source}: {len(meta)} parameter(s) are on the meta device ({', '.join(meta[:3])}"
+            f"{', ...' if len(meta) > 3 else ''}): they have a shape and no values, and an optimizer over them "
+            "would train nothing; build the model on a real device (after model.to_empty(device=...), "
+            "initialise it and resolve the rules again against the model as it is then)")
+    return out
+
+
+def _need_tensors(plan: Plan) -> None:
+    if not plan.tensors:
+        raise PlanProblemsError(f"{plan.source}: this plan was resolved from names only; it holds no tensors")
+
+
+def _check_tensors_current(plan: Plan) -> None:
+    # A parameter replaced in the model after resolution (model.fc = nn.Linear(...), to_empty(), or
+    # another thread between collecting and grouping) would be handed out as the old tensor, which no
+    # forward pass uses: training it changes nothing.
+    _need_tensors(plan)
+    module = plan.model() if plan.model is not None else None
+    if module is None:
+        return
+    try:
+        current = {id(t) for t in unwrap(module).parameters()}
+    except Exception as exc:  # the model's own parameters() raising
+        raise ResolveError(f"{plan.source}: the model's parameters cannot be listed: {type(exc).__name__}: "
+                           f"{str(exc)[:300]}") from None
+    held = [id(t) for t in plan.tensors]
+    if len(current) == len(held) and current.issuperset(held):
+        return
+    names = {a.index: a.name for a in plan.params}
+    gone = [names.get(i, f"#{i}") for i, t in enumerate(held) if t not in current]
+    what = (f"{len(gone)} parameter(s) were replaced or removed ({', '.join(gone[:5])})" if gone
+            else f"{len(current - set(held))} parameter(s) were added")
+    raise ResolveError(f"{plan.source}: {what} in the model after the plan was resolved; resolve the "
+                       "rules against the model as it is now")
 
 
 def hashable(value: Any) -> Any:
@@ -478,8 +393,19 @@ def hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+def _json(obj: Any, keys: str) -> dict[str, Any]:
+    """The attributes ``keys`` of ``obj`` as plain JSON types: tuples as lists, records by their to_dict()."""
+    return {k: _plain_value(getattr(obj, k)) for k in keys.split()}
+
+
+def _plain_value(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -529,5 +455,5 @@ def _compared(a: Assignment | None, b: Assignment | None, route_a: str | None = 
     keys = list(dict.fromkeys([*a.options, *b.options]))
     return [status, ("trains", a.trains, b.trains), ("optimizer", route_a, route_b), ("lr", a.lr, b.lr),
             ("weight_decay", a.weight_decay, b.weight_decay)] + [
-        (f"options.{k}", _plain(a.options).get(k), _plain(b.options).get(k)) for k in keys
+        (f"options.{k}", _plain_value(a.options.get(k)), _plain_value(b.options.get(k))) for k in keys
     ]

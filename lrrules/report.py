@@ -19,7 +19,7 @@ import yaml
 
 from .errors import printable
 from .params import ParamInfo
-from .plan import Assignment, Change, Plan
+from .plan import Assignment, Change, Plan, nothing_trains
 from .roles import describe
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ def summary(plan: Plan) -> list[str]:
         lines.append(f"frozen by phases at {plan.when}: {len(plan.phase_frozen)} tensors (they keep their groups)")
         frozen_now = set(plan.phase_frozen)
         lines.append(f"  {_names([a.name for a in plan.params if a.name in frozen_now])}")  # the model's order
-    lines += problems(plan) + nothing_trains(plan)
+    lines += problems(plan) + [why for why in [nothing_trains(plan)] if why]
     lines += [f"warning: {w}" for w in plan.warnings()]
     return [printable(line) for line in lines]  # names come from the model and the file: no escapes
 
@@ -265,21 +265,6 @@ def problems(plan: Plan) -> list[str]:
         lines.append(f"conflicts (error): {len(plan.conflicts)}")
         lines += [f"  {m}" for m in _cut([c.message for c in plan.conflicts])]
     return [printable(line) for line in lines]
-
-
-def nothing_trains(plan: Plan) -> list[str]:
-    """A problem line when the model has parameters and the plan trains none of them (every one
-    frozen, none unmatched or in conflict): the optimizer would get an empty list. Empty otherwise."""
-    if not plan.params or plan.unmatched or plan.conflicts or any(g.lr > 0 for g in plan.groups):
-        return []
-    if plan.groups:
-        zero = sum(len(g.params) for g in plan.groups)
-        return [printable(f"nothing trains: every group has lr 0 ({zero} tensors) and the other "
-                          f"{len(plan.params) - zero} are frozen; give the parameters that should train an lr above 0")]
-    reasons = list(dict.fromkeys(f.reason for f in plan.frozen))
-    why = f" ({'; '.join(reasons)})" if reasons else ""
-    return [printable(f"nothing trains: all {len(plan.params)} tensors are frozen{why}; give the parameters that "
-                      "should train a rule without 'freeze'")]
 
 
 # --- check findings ----------------------------------------------------------------------------

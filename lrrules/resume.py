@@ -8,8 +8,6 @@ the state dict and checks them on load.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,12 +32,6 @@ def layout(plan: Plan) -> list[dict[str, Any]]:
                                                       for k, v in g.options.items()}}
         for g in plan.groups
     ]
-
-
-def fingerprint(plan: Plan) -> str:
-    """:attr:`Plan.fingerprint`, for the plan.py that still calls it here (issue 22 moves it into plan.py)."""
-    text = json.dumps([[g["params"], g["shapes"]] for g in layout(plan)], separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:

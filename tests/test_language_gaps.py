@@ -22,7 +22,7 @@ def _rules(body: str, head: str = "") -> lrrules.RuleSet:
 
 
 def _options(plan: lrrules.Plan) -> dict[str, dict]:
-    return {r.info.name: r.settled.options for r in plan.rows if r.settled is not None}
+    return {r.name: r.options for r in plan.params if r.lr is not None}
 
 
 # --- a word in options is the option's value -------------------------------------------------------
@@ -74,9 +74,9 @@ def test_where_reads_vars_as_set_on_the_command_line() -> None:
     text = ("version: 1\nvars: {dw: 4}\ndefaults: {lr: 0.1}\nrules:\n"
             "  - {name: depthwise, match: {module: Conv2d, where: 'groups == dw'}, lr_mult: 2}\n"
             "  - {name: rest, fallback: true}\n")
-    lrs = {r.info.name: r.settled.lr for r in resolve(lrrules.loads(text), model).rows}
+    lrs = {r.name: r.lr for r in resolve(lrrules.loads(text), model).params}
     assert lrs == {"0.weight": 0.2, "0.bias": 0.2, "1.weight": 0.1, "1.bias": 0.1}
-    lrs = {r.info.name: r.settled.lr for r in resolve(lrrules.loads(text, overrides={"dw": 1}), model).rows}
+    lrs = {r.name: r.lr for r in resolve(lrrules.loads(text, overrides={"dw": 1}), model).params}
     assert lrs == {"0.weight": 0.1, "0.bias": 0.1, "1.weight": 0.2, "1.bias": 0.2}
 
 
@@ -85,7 +85,7 @@ def test_a_where_reading_vars_survives_pickle() -> None:
                    head="vars: {n: 5}\n")
     copy = pickle.loads(pickle.dumps(rules))
     assert copy == rules
-    by = {r.info.name: r.rule for r in resolve(copy, nn.Linear(2, 3)).rows}
+    by = {r.name: r.rule for r in resolve(copy, nn.Linear(2, 3)).params}
     assert by == {"weight": "big", "bias": "rest"}
 
 
@@ -132,7 +132,7 @@ def test_two_listed_pattern_layers_are_not_warned_about() -> None:
                    "rules:\n  - {name: all, match: '*', lr_mult: '0.5 ** depth'}\n")
     plan = resolve(rules, model)
     assert plan.cautions == () and plan.num_layers == 2
-    assert {r.info.name: r.settled.lr for r in plan.rows}["0.weight"] == 0.05
+    assert {r.name: r.lr for r in plan.params}["0.weight"] == 0.05
 
 
 def test_a_coarse_computed_layering_is_still_warned_about() -> None:

@@ -14,7 +14,7 @@ from lrrules.errors import MatchError
 from lrrules.language import RuleSet
 from lrrules.loader import loads
 from lrrules.matching import compile_matcher
-from lrrules.names import resolve_names
+from lrrules.sources import resolve_names
 from lrrules.params import ParamInfo
 from lrrules.resolve import resolve_params
 

@@ -35,7 +35,7 @@ def _reference(model: nn.Module, base: nn.Module, adam: Callable[..., torch.opti
 
 
 def _ours(plan: lrrules.Plan) -> dict[str, tuple[float, float]]:
-    return {r.info.name: (r.settled.lr, r.settled.weight_decay) for r in plan.rows if r.settled is not None}
+    return {r.name: (r.lr, r.weight_decay) for r in plan.params if r.lr is not None}
 
 
 def _assert_equal(got: dict[str, tuple[float, float]], want: dict[str, tuple[float, float]]) -> None:
@@ -220,5 +220,5 @@ def test_width_mult_is_the_last_width_dimensions_ratio_by_hand() -> None:
                           "  - {name: all, match: '*', lr: 'width_mult * 1000 + ninf'}\n")
     model = nn.ParameterDict({"a": nn.Parameter(torch.zeros(48, 16)), "b": nn.Parameter(torch.zeros(7, 16)),
                               "c": nn.Parameter(torch.zeros(7))})
-    got = {r.info.name: r.settled.lr for r in resolve(rules, model, base={"a": (24, 4), "b": (7, 8), "c": (7,)}).rows}
+    got = {r.name: r.lr for r in resolve(rules, model, base={"a": (24, 4), "b": (7, 8), "c": (7,)}).params}
     assert got == {"a": 16 / 4 * 1000 + 2, "b": 16 / 8 * 1000 + 1, "c": 1000 + 0}

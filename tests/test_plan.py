@@ -69,33 +69,37 @@ def _blocks(count: int) -> list[ParamInfo]:
     return [ParamInfo(n, (4, 4) if n.endswith("fc.weight") else (4,), None, True, i) for i, n in enumerate(names)]
 
 
-def test_parameters_that_resolve_alike_share_one_outcome() -> None:
-    # A plan of a large model holds one outcome per distinct result, not one row object per tensor.
+def test_each_parameter_gets_its_rule_layer_captures_and_lr() -> None:
     rules = lrrules.loads("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.05}\nlayers: {by: module, level: 2}\n"
                           "rules:\n  - {name: early, match: {regex: '^blocks\\.(?P<b>[0-4])\\.'}, lr_mult: '0.5 ** b'}\n"
                           "  - {name: rest, fallback: true, lr_mult: 2}\n"
                           "modifiers:\n  - {name: no-decay, match: {ndim: 1}, weight_decay: 0}\n")
     params = _blocks(100)
     plan = resolve_params(rules, params)
-    # by hand: blocks 0-4 give one outcome per block and ndim (captures differ), the rest one per ndim
-    assert len({id(o) for o in plan.rows.outcomes}) == 5 * 2 + 2
-    for row, info in zip(plan.rows, params):
+    # by hand: blocks 0-4 give one group per block and ndim (decay or not), the rest one per ndim
+    assert len(plan.groups) == 5 * 2 + 2
+    for a, info in zip(plan.params, params):
         b = int(info.name.split(".")[1])
-        assert row.info is info and row.layer == b
-        assert row.rule == ("early" if b < 5 else "rest") and row.matched_as == (info.name if b < 5 else "")
-        assert row.settled.lr == pytest.approx(0.1 * (0.5 ** b if b < 5 else 2))
-        assert dict(row.captures) == ({"b": b} if b < 5 else {})
+        assert (a.name, a.shape, a.index, a.layer) == (info.name, info.shape, info.index, b)
+        assert a.rule == ("early" if b < 5 else "rest") and a.matched_as == (info.name if b < 5 else None)
+        assert a.lr == pytest.approx(0.1 * (0.5 ** b if b < 5 else 2))
+        assert a.weight_decay == (0.05 if info.name.endswith("fc.weight") else 0)
+        assert dict(a.captures) == ({"b": b} if b < 5 else {})
+    assert plan.infos == tuple(params)
 
 
-def test_rows_read_as_a_tuple_of_rows_and_survive_a_copy() -> None:
+def test_a_copied_plan_equals_the_original_and_holds_no_tensors() -> None:
     import copy
     import pickle
 
-    plan = resolve_params(lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: fc, match: '*.fc.*'}\n"
-                                        "  - {name: rest, fallback: true, freeze: true}\n"), _blocks(4))
-    rows = plan.rows
-    listed = list(rows)
-    assert len(rows) == len(listed) == 12 and rows[-1] == listed[-1] and rows[2:5] == tuple(listed[2:5])
-    assert rows == tuple(listed) and [r.status for r in rows].count("frozen") == 4
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    plan = lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: first, match: '0.*'}\n"
+                         "  - {name: rest, fallback: true, freeze: true}\n").resolve(model)
+    assert [a.status for a in plan.params] == ["trainable", "trainable", "frozen", "frozen"]
     for copied in (pickle.loads(pickle.dumps(plan)), copy.deepcopy(plan)):
-        assert copied.rows == rows and copied.to_dict() == plan.to_dict()
+        assert copied == plan and copied.params == plan.params and copied.to_dict() == plan.to_dict()
+        assert copied.fingerprint == plan.fingerprint
+        with pytest.raises(PlanProblemsError, match="resolved from names only"):
+            copied.param_groups()

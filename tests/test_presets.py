@@ -18,7 +18,7 @@ def _use(name: str, **vars: float) -> lrrules.RuleSet:
 
 
 def _settings(plan: lrrules.Plan) -> dict[str, tuple[float, float]]:
-    return {r.info.name: (r.settled.lr, r.settled.weight_decay) for r in plan.rows if r.settled is not None}
+    return {r.name: (r.lr, r.weight_decay) for r in plan.params if r.lr is not None}
 
 
 def _from_groups(groups: list[dict], names: dict[int, str]) -> dict[str, tuple[float, float]]:
@@ -118,12 +118,12 @@ def test_muon_split_sends_only_hidden_matrices_to_muon() -> None:
 
     model = LM()
     plan = _use("muon", lr=0.02, adamw_lr=3e-4).resolve(model)
-    rows = {r.info.name: r for r in plan.rows}
+    rows = {r.name: r for r in plan.params}
     for name, p in model.named_parameters():
         to_muon = p.ndim == 2 and not name.startswith(("embed", "lm_head"))
         assert rows[name].rule == ("muon" if to_muon else "adamw"), name
         want = 0.02 if to_muon else 3e-4  # torch.optim.Muon applies its shape factor itself
-        assert rows[name].settled.lr == pytest.approx(want), name
+        assert rows[name].lr == pytest.approx(want), name
     muon_params = [p for g in plan.param_groups(optimizer="muon") for p in g["params"]]
     expected = [p for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith(("embed", "lm_head"))]
     assert {id(p) for p in muon_params} == {id(p) for p in expected}  # all torch.optim.Muon accepts

@@ -77,8 +77,8 @@ def _under(names: list[str], prefixes: list[str]) -> bool:
 
 
 def _rows(plan: lrrules.Plan) -> dict[str, tuple[str, float, float]]:
-    return {r.info.name: (r.settled.optimizer, r.settled.lr, r.settled.weight_decay) for r in plan.rows
-            if r.settled is not None}  # a frozen tensor has no settings
+    return {r.name: (plan.groups[r.group].optimizer, r.lr, r.weight_decay) for r in plan.params
+            if r.lr is not None}  # a frozen tensor has no settings
 
 
 ALL = [*FAMILIES, *TIMM]

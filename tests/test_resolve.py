@@ -290,12 +290,12 @@ def test_the_resolver_gives_what_a_straightforward_loop_gives(params: list[Param
             resolve_params(rules, params)
         return
     plan = resolve_params(rules, params)
-    for row in plan.rows:
-        want = expected[row.info.name]
-        assert row.status == want[0], row.info.name
+    for row in plan.params:
+        want = expected[row.name]
+        assert row.status == want[0], row.name
         if row.status == "trainable":
-            assert (row.rule, row.modifiers, dict(row.captures)) == want[1:4], row.info.name
-            assert (row.settled.lr, row.settled.lr_scale, row.settled.weight_decay) == want[4:], row.info.name
+            assert (row.rule, row.modifiers, dict(row.captures)) == want[1:4], row.name
+            assert (row.lr, row.lr_scale, row.weight_decay) == want[4:], row.name
     # One group per distinct setting, in order of first appearance, each its parameters in model order.
     groups: dict[tuple[float, ...], list[str]] = {}
     for name, want in expected.items():

@@ -22,7 +22,7 @@ def _rules(match: str, extra: str = "") -> lrrules.RuleSet:
 
 
 def _picked(rules: lrrules.RuleSet, model: nn.Module) -> set[str]:
-    return {r.info.name for r in rules.resolve(model).rows if r.rule == "picked"}
+    return {r.name for r in rules.resolve(model).params if r.rule == "picked"}
 
 
 def test_a_plain_cnn_has_its_head_norms_biases_and_hidden_convolutions() -> None:
@@ -68,10 +68,10 @@ def test_peft_modules_to_save_copy_of_the_head_is_the_head_and_the_example_sends
     name = "base_model.model.lm_head.modules_to_save.default.weight"
     assert "head" in _roles(model)[name]
     plan = lrrules.load("examples/muon-adamw.yaml").resolve(model)
-    rows = {r.info.name: r for r in plan.rows if r.settled is not None}
-    assert rows[name].settled.optimizer == "default"  # AdamW
+    rows = {r.name: r for r in plan.params if r.lr is not None}
+    assert plan.groups[rows[name].group].optimizer == "default"  # AdamW
     lora = [n for n in rows if "lora_" in n]
-    assert lora and all(rows[n].settled.optimizer == "muon" for n in lora)
+    assert lora and all(plan.groups[rows[n].group].optimizer == "muon" for n in lora)
     assert not plan.warnings()
 
 

@@ -35,7 +35,7 @@ def _torch_fans(t: torch.Tensor) -> tuple[int, int]:
 
 
 def _lrs(plan: lrrules.Plan) -> dict[str, float]:
-    return {r.info.name: r.settled.lr for r in plan.rows if r.settled is not None}
+    return {r.name: r.lr for r in plan.params if r.lr is not None}
 
 
 @pytest.mark.parametrize("family", list(_models()))
@@ -186,9 +186,9 @@ def test_mmengine_custom_keys_port_equals_mmengine(seed: int) -> None:
     params = [ParamInfo(n, s, "Module", True, i) for i, (n, s) in enumerate(_mask2former_names())]
     plan = resolve_params(ruleset, params)
     assert not plan.conflicts and not plan.unmatched
-    for row in plan.rows:
-        want_lr, want_wd = _mmengine_reference(keys, row.info.name, 1e-4, 0.05)
-        assert (row.settled.lr, row.settled.weight_decay) == pytest.approx((want_lr, want_wd)), row.info.name
+    for row in plan.params:
+        want_lr, want_wd = _mmengine_reference(keys, row.name, 1e-4, 0.05)
+        assert (row.lr, row.weight_decay) == pytest.approx((want_lr, want_wd)), row.name
 
 
 def _resolve(rules: list[dict], names: list[str]) -> lrrules.Plan:
@@ -200,10 +200,10 @@ def test_overlap_without_precedence_stays_a_conflict() -> None:
     rules = [{"name": "a", "match": "x.*", "lr": 2}, {"name": "b", "match": "*.w", "lr": 3},
              {"name": "c", "match": "x.w", "lr": 4, "overrides": ["a"]}]
     plan = _resolve(rules, ["x.w", "x.v", "y.w"])
-    by = {r.info.name: r for r in plan.rows}
+    by = {r.name: r for r in plan.params}
     # c beats a, but nothing ranks b against c on x.w: a conflict naming both.
     assert [set(c.rules) for c in plan.conflicts] == [{"b", "c"}]
-    assert by["x.v"].settled.lr == 2 and by["y.w"].settled.lr == 3
+    assert by["x.v"].lr == 2 and by["y.w"].lr == 3
 
 
 def test_precedence_is_transitive_and_order_free() -> None:
@@ -211,7 +211,7 @@ def test_precedence_is_transitive_and_order_free() -> None:
              "overrides": ["a"]}, {"name": "c", "match": "x.w*", "lr": 3, "overrides": ["b"]}]
     for seed in range(6):
         random.Random(seed).shuffle(rules)
-        by = {r.info.name: r.settled.lr for r in _resolve(rules, ["x.w", "x.v", "y"]).rows}
+        by = {r.name: r.lr for r in _resolve(rules, ["x.w", "x.v", "y"]).params}
         assert by == {"x.w": 3, "x.v": 2, "y": 1}
 
 
@@ -245,8 +245,8 @@ rules:
 """)
     info = ParamInfo("wte.weight", (10, 4), "Embedding", True, 0, aliases=("lm_head.weight",))
     plan = resolve_params(ruleset, [info])
-    assert not plan.conflicts and plan.rows[0].rule == "head" and plan.rows[0].settled.lr == 3
-    assert plan.rows[0].matched_as == "lm_head.weight"
+    assert not plan.conflicts and plan.params[0].rule == "head" and plan.params[0].lr == 3
+    assert plan.params[0].matched_as == "lm_head.weight"
 
 
 def test_the_documented_mask2former_port_equals_mmengine() -> None:
@@ -258,9 +258,9 @@ def test_the_documented_mask2former_port_equals_mmengine() -> None:
     plan = resolve_params(lrrules.loads(block), params)
     assert not plan.conflicts
     keys = _mask2former_custom_keys()
-    for row in plan.rows:
-        want = _mmengine_reference(keys, row.info.name, 1e-4, 0.05)
-        assert (row.settled.lr, row.settled.weight_decay) == pytest.approx(want), row.info.name
+    for row in plan.params:
+        want = _mmengine_reference(keys, row.name, 1e-4, 0.05)
+        assert (row.lr, row.weight_decay) == pytest.approx(want), row.name
 
 
 # --- group names -------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ def test_where_picks_depthwise_convs_like_mmengine(arch: str) -> None:
     with torch.device("meta"):
         model = timm.create_model(arch, pretrained=False)
     plan = lrrules.loads(DWCONV).resolve(model)
-    picked = {r.info.name for r in plan.rows if r.settled.weight_decay == pytest.approx(0.05 * 0.3)}
+    picked = {r.name for r in plan.params if r.weight_decay == pytest.approx(0.05 * 0.3)}
     assert picked == _dwconv_reference(model)
     assert bool(picked) == (arch != "resnet18")
     if arch == "convnext_atto" and pytest.importorskip("mmengine"):  # its depthwise convs have biases
@@ -425,7 +425,7 @@ rules:
     shape_only = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules: [{name: a, match: {where: 'dim1 == 1'}}, "
                                "{name: b, fallback: true}]")
     plan = resolve_params(shape_only, [ParamInfo("a.weight", (2, 1, 3, 3), None, True, 0)])
-    assert plan.rows[0].rule == "a"
+    assert plan.params[0].rule == "a"
 
 
 def test_where_is_checked_when_the_file_loads() -> None:
@@ -473,7 +473,7 @@ def test_mmengine_custom_keys_port_equals_mmengine_itself() -> None:
 
 
 def _settings_of(plan: lrrules.Plan) -> dict[str, tuple[float, float]]:
-    return {r.info.name: (r.settled.lr, r.settled.weight_decay) for r in plan.rows}
+    return {r.name: (r.lr, r.weight_decay) for r in plan.params}
 
 
 @pytest.mark.slow  # a short Lightning run
