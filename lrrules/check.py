@@ -115,7 +115,7 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
         model = _as_model(item, opened)
         if not base:
             base.append(_base_shapes(base_model, opened))
-        found += _on_model(ruleset, name, model, base[0], strict)
+        found += _on_model(ruleset, name, model, base[0], strict, cache)
     return found
 
 
@@ -189,7 +189,8 @@ def resolve_model(rules: RuleSet, model: Model, base: BaseShapes | None = None) 
     return resolve_params(rules, model.params, model.tensors, model.module, model.ordered, base)
 
 
-def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None, strict: bool) -> list[Finding]:
+def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None, strict: bool,
+              cache: bool = True) -> list[Finding]:
     """The plan's problems on one model, as one finding; an error of the file, at its place."""
     from .lint import conflict_hints
     from .plan import nothing_trains
@@ -202,10 +203,10 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
     except ResolveError as exc:
         return [Finding(name, 0, 0, "error", str(exc), model.label)]
     if ruleset.optimizers and not plan.conflicts:  # several optimizers: each group judged as build judges it
-        from .optim import judge_groups
+        from .sources import check_optimizer_cached
 
         try:
-            judge_groups(ruleset, plan)
+            check_optimizer_cached(ruleset, cache, plan)
         except OptimizerError as exc:
             return [_optimizer_finding(exc, name)]
     found = []

@@ -273,7 +273,7 @@ def test_cli_check_checks_each_optimizer_with_the_options_routed_to_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lrrules.cli import main
 
-    good = SPLIT.replace("optimizer: sgd}", "optimizer: sgd, options: {dampening: 0.1}}")
+    good = SPLIT.replace("optimizer: sgd}", "optimizer: sgd, options: {dampening: 0.0}}")
     (tmp_path / "good.yaml").write_text(good)
     assert main(["check", str(tmp_path / "good.yaml"), "--model", "tests.conftest:TinyNet"]) == 0
     (tmp_path / "bad.yaml").write_text(good.replace("dampening", "dampning"))
@@ -344,3 +344,20 @@ def test_explain_names_the_optimizer_each_tensor_goes_to(tmp_path: Path, capsys:
     assert main([*argv, "*", "--format", "json"]) == 0
     routes = {d["name"]: (d["optimizer"], d["optimizer_type"]) for d in json.loads(capsys.readouterr().out)}
     assert routes["fc.bias"] == ("second", "SGD") and routes["layer1.0.weight"] == ("default", "AdamW")
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_check_with_a_model_refuses_a_group_value_its_optimizer_refuses_at_the_rule_as_build_does(
+        tmp_path: Path, use_cache: bool) -> None:
+    """SGD refuses Nesterov with dampening only in its constructor: ``check --model`` finds what
+    ``build`` would refuse, at the rule that sets it, from the cache as from a first run."""
+    text = SPLIT.replace("optimizer: sgd}", "optimizer: sgd, options: {dampening: 0.1}}")
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(lrrules.errors.OptimizerError, match="Nesterov"):
+        lrrules.build(lrrules.load(path), TinyNet())
+    for _ in range(2):  # the second time, a remembered pass would hide it: a failure is never remembered
+        found = lrrules.check(str(path), [TinyNet()], cache=use_cache)
+        errors = [f for f in found if f.level == "error"]
+        assert [(f.line, "Nesterov" in f.message) for f in errors] == [(text.splitlines().index(
+            "  - {name: convs, match: {ndim: 4}, optimizer: sgd, options: {dampening: 0.1}}") + 1, True)]

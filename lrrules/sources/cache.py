@@ -30,6 +30,7 @@ from ..params import ParamInfo
 
 if TYPE_CHECKING:
     from ..language import RuleSet
+    from ..plan import Plan
     from . import Model
 
 FORMAT = 5  # bumped whenever an entry's layout changes: older entries then miss instead of being misread
@@ -335,19 +336,25 @@ def _write(key: str, model: Model) -> None:
                                                        "params": rows}))
 
 
-def check_optimizer_cached(rules: RuleSet, use_cache: bool = True) -> None:
-    """:func:`lrrules.optim.check_optimizers` on ``rules``, skipped where the same rule set passed it
-    under the same library versions and optimizer code (a pass is remembered, never a failure).
+def check_optimizer_cached(rules: RuleSet, use_cache: bool = True, plan: Plan | None = None) -> None:
+    """:func:`lrrules.optim.check_optimizers` on ``rules`` and, given a ``plan``, :func:`~lrrules.optim.judge_groups`
+    on its groups, skipped where the same rule set (and groups) passed under the same library versions and
+    optimizer code (a pass is remembered, never a failure).
 
     >>> check_optimizer_cached(lrrules.load("rules.yaml"))          # doctest: +SKIP
     """
-    key = json.dumps({"format": FORMAT, "rules": rules.model_dump_json(round_trip=True),
+    shapes = {} if plan is None else {a.name: list(a.shape) for a in plan.params}
+    groups = [] if plan is None else sorted({repr((g.optimizer, g.lr, g.weight_decay, sorted(g.options.items()),
+                                                   shapes[g.params[0]])) for g in plan.groups})
+    key = json.dumps({"format": FORMAT, "rules": rules.model_dump_json(round_trip=True), "groups": groups,
                       "python": platform.python_version(), "libraries": {name: _version(name) for name in _LIBRARIES},
                       "optim": hashlib.sha256((_ROOT / "optim.py").read_bytes()).hexdigest()}, sort_keys=True)
     folder, name = cache_dir().parent / "optimizer-checks", hashlib.sha256(key.encode()).hexdigest()
     if not use_cache or _read_entry(folder, name) != key.encode():
-        from ..optim import check_optimizers  # only where a check runs: a remembered pass needs none of it
+        from ..optim import check_optimizers, judge_groups  # only where a check runs: a remembered pass needs none
 
         check_optimizers(rules)
+        if plan is not None:
+            judge_groups(rules, plan)
         if use_cache:
             _write_entry(folder, name, key.encode())
