@@ -7,8 +7,8 @@ here, returning one index per parameter (``None`` where a parameter has no layer
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from .errors import LayerError, MatchError
 from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
@@ -21,7 +21,17 @@ if TYPE_CHECKING:
 Layering = tuple[list[int | None], int]
 
 
-def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | None = None,
+@runtime_checkable
+class KnownLayers(Protocol):
+    """timm's layer map already computed, as a model-source cache entry keeps it (no module, no torch)."""
+
+    @property
+    def timm_layer_map(self) -> Mapping[str, int]: ...
+    @property
+    def timm_layer_count(self) -> int: ...
+
+
+def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | KnownLayers | None = None,
            ordered: bool = True, matchers: Sequence[Matcher] | None = None) -> Layering:
     """Each parameter's layer index under ``spec``, and the number of layers.
 
@@ -81,17 +91,16 @@ def _first_match(matchers: Sequence[Matcher], param: ParamInfo) -> int | None:
     return None
 
 
-def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module) -> Layering:
+def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module | KnownLayers) -> Layering:
     """timm's layer map, as ``timm.optim.param_groups_layer_decay`` builds it.
 
     Models with ``group_matcher`` use it (fine-grained); others use timm's fallback, which puts the
     classifier named in the model's ``pretrained_cfg`` last. Parameters outside the map go in the
     last layer, as timm does.
     """
-    cached = getattr(model, "timm_layer_map", None)  # a model-source cache entry keeps the map (modelcache.py)
-    if cached is not None:
-        count: int = getattr(model, "timm_layer_count")
-        return [cached.get(p.name, count - 1) for p in params], count
+    if isinstance(model, KnownLayers):  # a model-source cache entry (sources/cache.py)
+        count = model.timm_layer_count
+        return [model.timm_layer_map.get(p.name, count - 1) for p in params], count
     from timm.models import group_parameters
     import timm.optim
 

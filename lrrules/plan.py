@@ -294,20 +294,7 @@ class Plan:
                               "conflicts frozen unused_rules zero_lr"), "warnings": list(self.cautions),
                 **_json(self, "phases when"), "phase_frozen": sorted(self.phase_frozen)}
 
-    @property
-    def rows(self) -> _Rows:  # transitional (issue 22): delete once report, cli, resume read infos and params
-        return _Rows(_Row(info) for info in self.infos)
 
-
-class _Row(NamedTuple):
-    info: ParamInfo
-
-
-class _Rows(tuple[_Row, ...]):
-    infos = property(lambda self: tuple(r.info for r in self))
-
-
-apply_freeze = Plan.apply_freeze  # as a function: optim's build calls it
 
 
 def nothing_trains(plan: Plan) -> str | None:

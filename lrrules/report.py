@@ -367,7 +367,7 @@ def explain_rows(plan: Plan, chosen: Sequence[Assignment], types: Mapping[str, s
     """``explain``'s JSON: each chosen parameter with the optimizer it goes to, that optimizer's type
     (``types``: :func:`lrrules.check.optimizer_types`) and its roles with their evidence (``None`` on a
     checkpoint, where roles are mostly undecided)."""
-    infos = plan.rows.infos
+    infos = plan.infos
     out = []
     for a in chosen:
         route = plan.groups[a.group].optimizer if a.group is not None else None
@@ -391,7 +391,7 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
         lines = [f"{a.name}  [{shape}, {a.module or 'no module'}]"]
         if a.aliases:
             lines.append(f"  also named: {', '.join(a.aliases)}")
-        lines.append(f"  roles: {describe(plan.rows.infos[a.index])}")
+        lines.append(f"  roles: {describe(plan.infos[a.index])}")
         if a.layer is not None:
             lines.append(f"  layer {a.layer} of {plan.num_layers} (depth {plan.num_layers - 1 - a.layer})")
         if a.status == "conflict":

@@ -21,7 +21,7 @@ from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, ModelError, RuleError, RuleFileError
 from .formula import Formula, compile_formula
 from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
-from .layers import assign, unordered
+from .layers import KnownLayers, assign, unordered
 from .matching import Captures
 from .params import MAX_DIMS, ParamInfo, wrapped_prefix
 from .plan import Assignment, Conflict, Frozen, Group, PhaseEffect, Plan, Status, Step, hashable
@@ -55,7 +55,7 @@ def resolve(rules: RuleSet, model: torch.nn.Module, base: Any = None) -> Plan:
 
 
 def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequence[Any] = (),
-                   model: torch.nn.Module | None = None, ordered: bool = True,
+                   model: torch.nn.Module | KnownLayers | None = None, ordered: bool = True,
                    base: BaseShapes | None = None) -> Plan:
     """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
 

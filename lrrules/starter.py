@@ -168,11 +168,13 @@ def checked_starter(model: Model, source: str = "<init>", **options: Any) -> tup
 
     >>> text, plan = checked_starter(open_model("resnet18"), layer_decay=0.75)  # doctest: +SKIP
     """
-    from .check import resolve_model
+    from .layers import KnownLayers
     from .loader import loads
+    from .resolve import resolve_params
 
-    text = starter(model.params, model.module, model.label, **options)
-    plan = resolve_model(loads(text, source), model)
+    module = None if isinstance(model.module, KnownLayers) else model.module  # init opens its model uncached
+    text = starter(model.params, module, model.label, **options)
+    plan = resolve_params(loads(text, source), model.params, model.tensors, model.module, model.ordered)
     if not plan.ok or plan.unused_rules:
         raise UsageError("the starting file does not resolve cleanly:\n  " + "\n  ".join(
             plan.problems() + plan.warnings()))
