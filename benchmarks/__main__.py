@@ -93,7 +93,7 @@ def resolve_section(quick: bool) -> tuple[list[dict[str, Any]], dict[str, dict[s
         fit[label] = {}
         for spec, rules in loaded.items():
             try:
-                why = unfit(rules, rules.resolve(twin))
+                why = unfit(rules, lrrules.resolve(rules, twin))
             except lrrules.LrrulesError as exc:
                 why = str(exc).splitlines()[0].split(": ", 2)[-1]
             why = (why or "measured").split("; ")[0]
@@ -101,7 +101,7 @@ def resolve_section(quick: bool) -> tuple[list[dict[str, Any]], dict[str, dict[s
             if why != "measured":
                 continue
             anchor = timed(lambda: walk(model))
-            ours = timed(lambda: rules.resolve(model))
+            ours = timed(lambda: lrrules.resolve(rules, model))
             target = 3.0 if label == "deepseek-v3" else None
             rows.append(row(name, f"resolve `{spec}`", ours, "`named_parameters()`", anchor, target))
         del model, twin

@@ -53,7 +53,7 @@ def train(rank: int, world: int, mode: str, steps: int, store: str) -> None:
     model = timm.create_model("resnet18", pretrained=False, num_classes=2)
 
     rules = lrrules.load(RULES)
-    rules.resolve(model).apply_freeze()        # 1. freeze on the bare model: DDP fixes its buckets when built
+    lrrules.resolve(rules, model).apply_freeze()        # 1. freeze on the bare model: DDP fixes its buckets when built
     model = wrap(model, mode)                  # 2. wrap (FSDP2 swaps parameters for sharded DTensors)
     optimizer, plan = lrrules.build(rules, model)       # 3. build the optimizer on the wrapped model
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .sources import resolve_names
     from .optim import Built, build, build_optimizer
     from .plan import Plan
+    from .resolver import resolve
     from .resume import load_optimizer_state
     from .schedules import rule_scheduler
 
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 # time) needs none of the optimizer code, and `import lrrules` stays as cheap as loading a file.
 _LAZY = {
     "Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
-    "load_optimizer_state": "resume", "resolve_names": "sources", "rule_scheduler": "schedules",
+    "load_optimizer_state": "resume", "resolve": "resolver", "resolve_names": "sources", "rule_scheduler": "schedules",
 }
 
 
@@ -62,6 +63,7 @@ __all__ = [
     "load_optimizer_state",
     "load",
     "loads",
+    "resolve",
     "resolve_names",
     "rule_scheduler",
 ]

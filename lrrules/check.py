@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .language import RuleSet
     from .plan import Change, Plan
-    from .resolve import BaseShapes
+    from .resolver import BaseShapes
     from .sources import Model
 
 Level = Literal["error", "problem", "warning", "note"]
@@ -173,18 +173,18 @@ def _as_model(item: Model | str | torch.nn.Module, opened: Callable[[str], Model
 def _base_shapes(base_model: Model | str | None, opened: Callable[[str], Model]) -> BaseShapes | None:
     if base_model is None:
         return None
-    from .resolve import base_shapes
+    from .resolver import base_shapes
 
     return base_shapes(_as_model(base_model, opened).params)
 
 
 def resolve_model(rules: RuleSet, model: Model, base: BaseShapes | None = None) -> Plan:
     """The plan of ``rules`` on a :class:`~lrrules.sources.Model` (a built module or a checkpoint's
-    parameters); ``base``: muP's base shapes (:func:`lrrules.resolve.base_shapes`).
+    parameters); ``base``: muP's base shapes (:func:`lrrules.resolver.base_shapes`).
 
     >>> plan = resolve_model(lrrules.load("rules.yaml"), open_model("resnet18"))  # doctest: +SKIP
     """
-    from .resolve import resolve_params
+    from .resolver import resolve_params
 
     return resolve_params(rules, model.params, model.tensors, model.module, model.ordered, base)
 

@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo,
                       field_validator, model_validator)
@@ -30,16 +30,12 @@ from pydantic_core import PydanticCustomError
 
 from .errors import POINTER_KEY, ExpressionError, FormulaError, Location, Pointer, RegexError, did_you_mean
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
-from .params import MAX_DIMS
 from .reader import SourceMap
 from .regexes import check_regex, compile_regex, growth_budget
 from .roles import ALIASES, ROLES
 
-if TYPE_CHECKING:
-    import torch
-
-    from .plan import Plan
-
+#: Shapes have dimensions ``dim0`` .. ``dim{MAX_DIMS - 1}`` as formula variables.
+MAX_DIMS = 8
 #: The variables every formula may read; a rule's named regex groups are added to these.
 VARIABLES = {
     "base_lr": "the lr in `defaults`",
@@ -797,15 +793,6 @@ class RuleSet(BaseModel):
     def locate(self, loc: Sequence[str | int], offset: int | None = None) -> Location:
         """``file:line:col`` of a place in the document (when loaded from a file)."""
         return (self._source or SourceMap(self.path)).locate(loc, offset=offset)
-
-    def resolve(self, model: torch.nn.Module) -> Plan:
-        """Compile this rule set against ``model`` into a :class:`~lrrules.plan.Plan`.
-
-        >>> plan = lrrules.load("rules.yaml").resolve(model)    # doctest: +SKIP
-        """
-        from .resolve import resolve
-
-        return resolve(self, model)
 
 
 def json_schema() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from .errors import Location, OptimizerError, UsageError, did_you_mean
 from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
 from .loader import load
 from .plan import nothing_trains
-from .resolve import resolve
+from .resolver import resolve
 from .resume import attach
 from .routes import optimizer_type
 from .signatures import check_options, options_of, type_location

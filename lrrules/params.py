@@ -85,8 +85,6 @@ class ParamInfo(NamedTuple):
 
 #: What the rules see of a parameter's owning module: its class name, base class names, plain attributes.
 Owner = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]
-#: Shapes have dimensions ``dim0`` .. ``dim{MAX_DIMS - 1}`` as formula variables.
-MAX_DIMS = 8
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:

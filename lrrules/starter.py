@@ -170,7 +170,7 @@ def checked_starter(model: Model, source: str = "<init>", **options: Any) -> tup
     """
     from .layers import KnownLayers
     from .loader import loads
-    from .resolve import resolve_params
+    from .resolver import resolve_params
 
     module = None if isinstance(model.module, KnownLayers) else model.module  # init opens its model uncached
     text = starter(model.params, module, model.label, **options)

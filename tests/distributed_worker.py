@@ -61,14 +61,14 @@ def run(rank: int, world: int, store: str, out: str, mode: str) -> None:
     try:
         rules = lrrules.loads(RULES)
         torch.manual_seed(0)
-        bare = rules.resolve(TinyNet())
+        bare = lrrules.resolve(rules, TinyNet())
         expected = {a.name: [a.status, a.lr] for a in bare.params}
 
         torch.manual_seed(0)
         model = TinyNet()
-        rules.resolve(model).apply_freeze()  # before wrapping: DDP fixes its gradient buckets at construction
+        lrrules.resolve(rules, model).apply_freeze()  # before wrapping: DDP fixes its gradient buckets at construction
         model = wrap(model, mode)
-        plan = rules.resolve(model)
+        plan = lrrules.resolve(rules, model)
         optimizer = lrrules.build_optimizer(rules, model)
         updates: list[list[Any]] = []
         for step in range(2):
@@ -93,7 +93,7 @@ def run(rank: int, world: int, store: str, out: str, mode: str) -> None:
             "expected": expected,
             "resolved": {a.name: [a.status, a.lr] for a in plan.params},
             # torch.compile on top of the wrapper: names only (compiling a forward is minutes on a CPU)
-            "compiled": {a.name: [a.status, a.lr] for a in rules.resolve(torch.compile(model)).params},
+            "compiled": {a.name: [a.status, a.lr] for a in lrrules.resolve(rules, torch.compile(model)).params},
             "groups_per_rank": every,
             "updates": updates,
             "frozen": frozen,

@@ -35,7 +35,7 @@ WRAPS: list[Callable[[nn.Module], nn.Module]] = [
 def test_param_groups_hand_out_every_tensor_once_through_any_wrapper(tiny: TinyNet,
                                                                      wrap: Callable[[nn.Module], nn.Module]) -> None:
     model = wrap(tiny)
-    groups = lrrules.loads(RULES).resolve(model).param_groups()
+    groups = lrrules.resolve(lrrules.loads(RULES), model).param_groups()
     handed = [id(p) for g in groups for p in g["params"]]
     assert sorted(handed) == sorted({id(p) for p in model.parameters()})
 
@@ -43,14 +43,14 @@ def test_param_groups_hand_out_every_tensor_once_through_any_wrapper(tiny: TinyN
 @pytest.mark.parametrize("wrap", WRAPS, ids=["bare", "compile", "DataParallel", "compile+DataParallel", "inner"])
 def test_a_tensor_replaced_inside_a_wrapper_is_refused(tiny: TinyNet, wrap: Callable[[nn.Module], nn.Module]) -> None:
     model = wrap(tiny)
-    plan = lrrules.loads(RULES).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(RULES), model)
     tiny.fc = nn.Linear(tiny.fc.in_features, tiny.fc.out_features)
     with pytest.raises(LrrulesError, match="after the plan was resolved"):
         plan.param_groups()
 
 
 def test_a_tied_tensor_is_handed_out_once(tied: TiedLM) -> None:
-    groups = lrrules.loads(RULES).resolve(tied).param_groups()
+    groups = lrrules.resolve(lrrules.loads(RULES), tied).param_groups()
     handed = [id(p) for g in groups for p in g["params"]]
     assert len(handed) == len(set(handed)) == len({id(p) for p in tied.parameters()})
 

@@ -670,7 +670,7 @@ def test_tables_fit_a_width_and_shorten_cells_visibly(width: int, rules: str) ->
     from lrrules.sources import open_model
 
     model = "vit_tiny_patch16_224" if "vit" in rules else "resnet18"
-    plan = load(rules).resolve(open_model(model).module)
+    plan = lrrules.resolve(load(rules), open_model(model).module)
     if rules == UNFREEZING:
         plan = plan.at(epoch=1)
     for per_param in (False, True):
@@ -703,7 +703,7 @@ def test_plot_labels_layers_or_names_and_constant_panels() -> None:
     from lrrules.sources import open_model
 
     model = open_model("resnet18").module
-    plan = load(EXAMPLE).resolve(model)
+    plan = lrrules.resolve(load(EXAMPLE), model)
     lr_axis, wd_axis = figure(plan).axes
     # By hand: the example's layers are conv1/bn1, then layer1..layer4, then fc: 7 layers, labelled 0..6.
     labels = [t.get_text() for t in wd_axis.get_xticklabels()]
@@ -715,8 +715,8 @@ def test_plot_labels_layers_or_names_and_constant_panels() -> None:
 
     from lrrules import loads
 
-    flat = loads("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.01}\nrules:\n"
-                                     "  - {name: all, match: '*'}\n").resolve(model)
+    flat = lrrules.resolve(loads("version: 1\ndefaults: {lr: 0.1, weight_decay: 0.01}\nrules:\n"
+                                     "  - {name: all, match: '*'}\n"), model)
     lr_axis, wd_axis = figure(flat).axes
     assert list(lr_axis.get_yticks()) == [0.1] and list(wd_axis.get_yticks()) == [0.01]  # constant panels
 
@@ -727,7 +727,7 @@ def test_plot_at_an_epoch_draws_the_phase_frozen(tmp_path: Path, capsys: pytest.
     from lrrules.plot import figure
     from lrrules.sources import open_model
 
-    plan = load(UNFREEZING).resolve(open_model("resnet18").module)
+    plan = lrrules.resolve(load(UNFREEZING), open_model("resnet18").module)
     for epoch in (0, 1, 3):
         at = plan.at(epoch=epoch)
         lr_axis, _ = figure(at).axes

@@ -55,7 +55,7 @@ def test_a_copied_rule_set_equals_the_original_and_resolves_the_same(rules: Rule
     assert copied == rules
     assert copied.path == rules.path  # the source map travels too: messages still name the file
     model = TinyNet()
-    assert copied.resolve(model).to_dict() == rules.resolve(model).to_dict()
+    assert lrrules.resolve(copied, model).to_dict() == lrrules.resolve(rules, model).to_dict()
 
 
 def test_a_copied_formula_still_evaluates_and_keeps_its_names(rules: RuleSet) -> None:
@@ -66,12 +66,12 @@ def test_a_copied_formula_still_evaluates_and_keeps_its_names(rules: RuleSet) ->
 
 def test_resolving_leaves_the_rule_set_as_it_was(rules: RuleSet) -> None:
     before = pickle.dumps(rules)
-    rules.resolve(TinyNet())
+    lrrules.resolve(rules, TinyNet())
     assert pickle.dumps(rules) == before
 
 
 def test_a_copied_plan_keeps_its_data_and_drops_the_live_model(rules: RuleSet) -> None:
-    plan = rules.resolve(TinyNet())
+    plan = lrrules.resolve(rules, TinyNet())
     for copied in (pickle.loads(pickle.dumps(plan)), copy.deepcopy(plan)):
         assert copied == plan
         assert copied.to_dict() == plan.to_dict()
@@ -79,11 +79,11 @@ def test_a_copied_plan_keeps_its_data_and_drops_the_live_model(rules: RuleSet) -
 
 
 def _resolve_in_worker(rules: RuleSet) -> dict:
-    return rules.resolve(TinyNet()).to_dict()
+    return lrrules.resolve(rules, TinyNet()).to_dict()
 
 
 @pytest.mark.slow
 def test_a_spawn_started_worker_receives_and_resolves_a_rule_set(rules: RuleSet) -> None:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         result = pool.apply(_resolve_in_worker, (rules,))
-    assert result == rules.resolve(TinyNet()).to_dict()
+    assert result == lrrules.resolve(rules, TinyNet()).to_dict()

@@ -39,7 +39,7 @@ def resnet18() -> torch.nn.Module:
 
 
 def lrs(path: str, model: torch.nn.Module) -> dict[str, float]:
-    return {a.name: a.lr for a in lrrules.load(EXAMPLES / path).resolve(model).params}  # type: ignore[misc]
+    return {a.name: a.lr for a in lrrules.resolve(lrrules.load(EXAMPLES / path), model).params}  # type: ignore[misc]
 
 
 def test_per_tensor_table_matches_the_classic_loop() -> None:
@@ -68,13 +68,13 @@ def test_per_module_table_matches_the_classic_loop() -> None:
 
 
 def test_frozen_backbone_trains_only_the_head() -> None:
-    plan = lrrules.load(EXAMPLES / "resnet18-frozen-backbone.yaml").resolve(resnet18())
+    plan = lrrules.resolve(lrrules.load(EXAMPLES / "resnet18-frozen-backbone.yaml"), resnet18())
     assert [n for g in plan.groups for n in g.params] == ["fc.weight", "fc.bias"]
     assert plan.groups[0].lr == pytest.approx(0.1) and plan.groups[0].options["momentum"] == 0.9
 
 
 def test_no_decay_example_takes_decay_off_biases_and_norms_only() -> None:
-    plan = lrrules.load(EXAMPLES / "no-decay-bias-norm.json").resolve(resnet18())
+    plan = lrrules.resolve(lrrules.load(EXAMPLES / "no-decay-bias-norm.json"), resnet18())
     decay = {a.name: a.weight_decay for a in plan.params}
     assert decay["layer1.0.conv1.weight"] == 0.05 and decay["fc.weight"] == 0.05
     assert decay["fc.bias"] == 0 and decay["layer1.0.bn1.weight"] == 0 and decay["bn1.bias"] == 0
@@ -93,7 +93,7 @@ def test_vit_example_is_timms_own_layer_decay() -> None:
                                           no_weight_decay_list=model.no_weight_decay())
         for p in g["params"]
     }
-    plan = lrrules.load(EXAMPLES / "vit-timm-layer-decay.yaml").resolve(model)
+    plan = lrrules.resolve(lrrules.load(EXAMPLES / "vit-timm-layer-decay.yaml"), model)
     assert {a.name: (a.lr_scale, a.weight_decay) for a in plan.params} == expected
 
 

@@ -201,7 +201,7 @@ def test_an_example_gives_its_documented_settings_on_the_real_model(case: str, t
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     file, make, spec, expect = CASES[case]
     model = make()
-    plan = lrrules.load(EXAMPLES / file).resolve(model)
+    plan = lrrules.resolve(lrrules.load(EXAMPLES / file), model)
     assert plan.ok and not plan.warnings()
     expected = expect(model)
     got: dict[str, tuple[float, float, str] | None] = {}
@@ -222,7 +222,7 @@ def test_an_example_gives_its_documented_settings_on_the_real_model(case: str, t
 @pytest.mark.parametrize("size", ["base", "large"])
 def test_bert_decays_monotonically_from_the_head_down(size: str) -> None:
     model = hf_model(bert_config(size))
-    lrs = {a.name: a.lr for a in lrrules.load(EXAMPLES / "bert-layerwise-decay.yaml").resolve(model).params}
+    lrs = {a.name: a.lr for a in lrrules.resolve(lrrules.load(EXAMPLES / "bert-layerwise-decay.yaml"), model).params}
     layers = model.config.num_hidden_layers
     by_layer = [lrs[f"bert.encoder.layer.{i}.output.dense.weight"] for i in range(layers)]
     assert by_layer == sorted(by_layer) and len(set(by_layer)) == layers, "each layer above trains faster"
@@ -232,7 +232,7 @@ def test_bert_decays_monotonically_from_the_head_down(size: str) -> None:
 
 
 def test_the_gradual_unfreezing_phases_open_one_stage_an_epoch_on_resnet18() -> None:
-    plan = lrrules.load(EXAMPLES / "resnet18-gradual-unfreezing.yaml").resolve(resnet18())
+    plan = lrrules.resolve(lrrules.load(EXAMPLES / "resnet18-gradual-unfreezing.yaml"), resnet18())
     names = [a.name for a in plan.params]
     trains = {epoch: {n for n in names if n not in plan.frozen_at(epoch=epoch)} for epoch in range(4)}
     assert trains[0] == {n for n in names if n.startswith("fc.")}
@@ -244,7 +244,7 @@ def test_the_gradual_unfreezing_phases_open_one_stage_an_epoch_on_resnet18() -> 
 def test_the_head_warmup_schedule_holds_the_backbone_until_the_head_is_warm() -> None:
     from lrrules.schedules import rule_lambdas
 
-    plan = lrrules.load(EXAMPLES / "resnet18-head-warmup.yaml").resolve(resnet18())
+    plan = lrrules.resolve(lrrules.load(EXAMPLES / "resnet18-head-warmup.yaml"), resnet18())
     lambdas = rule_lambdas(plan, total_steps=2000)
     for group, factor in zip(plan.groups, lambdas):
         head = group.params[0].startswith("fc.")

@@ -3,6 +3,7 @@ never a traceback, never a hang, and nothing resolved."""
 
 from __future__ import annotations
 
+import lrrules
 import json
 import re
 from pathlib import Path
@@ -131,7 +132,7 @@ def test_json_rule_file_errors_point_into_the_json(tmp_path: Path, capsys: pytes
 
 from lrrules.errors import LrrulesError, RuleFileError  # noqa: E402
 from lrrules.loader import load, loads  # noqa: E402
-from lrrules.resolve import resolve_params  # noqa: E402
+from lrrules.resolver import resolve_params  # noqa: E402
 from tests.conftest import params as make_params  # noqa: E402
 
 SLOW_REGEXES = [
@@ -794,8 +795,8 @@ def test_a_malformed_layout_record_is_a_resume_error(record: object) -> None:
     if record is None:
         state["param_groups"] = [{"param_names": 5}]
     with pytest.raises(ResumeError):
-        load_optimizer_state(optimizer, state, loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n"
-                                                     "  - {name: a, match: '*'}\n").resolve(model))
+        load_optimizer_state(optimizer, state, lrrules.resolve(loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n"
+                                                     "  - {name: a, match: '*'}\n"), model))
 
 
 def test_a_state_dict_that_torch_refuses_is_a_resume_error() -> None:
@@ -804,7 +805,7 @@ def test_a_state_dict_that_torch_refuses_is_a_resume_error() -> None:
 
     model = torch.nn.Linear(2, 2)
     optimizer, state = built(model)
-    plan = loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: '*'}\n").resolve(model)
+    plan = lrrules.resolve(loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: a, match: '*'}\n"), model)
     with pytest.raises(ResumeError):
         load_optimizer_state(optimizer, {**state, "param_groups": [{"bad": 1}]}, plan)
     with pytest.raises(ResumeError):
@@ -814,7 +815,7 @@ def test_a_state_dict_that_torch_refuses_is_a_resume_error() -> None:
 @pytest.mark.parametrize("change", ["replace", "add", "remove"])
 def test_a_parameter_changed_in_the_model_after_resolution_is_not_handed_out(change: str) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
-    plan = loads("version: 1\ndefaults: {lr: 0.1}\nunmatched: defaults\n").resolve(model)
+    plan = lrrules.resolve(loads("version: 1\ndefaults: {lr: 0.1}\nunmatched: defaults\n"), model)
     if change == "replace":
         model[1] = torch.nn.Linear(2, 2)
     elif change == "add":

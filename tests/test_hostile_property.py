@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lrrules.errors import LrrulesError
 from lrrules.loader import loads
 from lrrules.report import plan_rows, plan_table, to_csv, to_json
-from lrrules.resolve import resolve_params
+from lrrules.resolver import resolve_params
 
 from .conftest import params
 

@@ -17,10 +17,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lrrules"
 
 ORDER = [
     "errors", "formula", "regexes", "reader", "roles", "inherit", "language", "loader",
-    "params", "matching", "layers", "compile", "routes", "plan", "resolve",
+    "params", "matching", "layers", "compile", "routes", "plan", "resolver",
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "report", "starter", "plot",
-    "sources.checkpoints", "sources.cache", "sources.names", "sources",
+    "sources.checkpoints", "sources.names", "sources.cache", "sources",
     "check", "cli", "__main__", "__init__",
 ]
 

@@ -12,7 +12,7 @@ import pytest
 import lrrules
 
 HOMES = {"Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
-         "load_optimizer_state": "resume", "resolve_names": "sources", "rule_scheduler": "schedules",
+         "load_optimizer_state": "resume", "resolve": "resolver", "resolve_names": "sources", "rule_scheduler": "schedules",
          "RuleSet": "language", "load": "loader", "loads": "loader", "LrrulesError": "errors",
          "PlanProblemsError": "errors", "ResumeError": "errors", "RuleError": "errors", "RuleFileError": "errors",
          "Finding": "check", "check": "check"}
@@ -41,3 +41,16 @@ def test_importing_lrrules_and_loading_a_file_leave_the_optimizer_code_unimporte
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_resolve_takes_what_load_opens_as_build_does() -> None:
+    """``lrrules.resolve`` and ``lrrules.build`` take a spec or a RuleSet alike: a preset by name here."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    by_name = lrrules.resolve("lrrules:no-decay-1d", model)
+    loaded = lrrules.resolve(lrrules.load("lrrules:no-decay-1d"), model)
+    assert by_name.params == loaded.params and by_name.groups == loaded.groups
+    assert {a.name for a in by_name.params if a.weight_decay == 0} == {"0.bias", "1.weight", "1.bias", "2.bias"}
+    _, built = lrrules.build("lrrules:no-decay-1d", model)
+    assert built.groups == by_name.groups

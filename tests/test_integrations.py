@@ -58,7 +58,7 @@ def test_lightning_configure_optimizers_and_the_phase_callback() -> None:
     module = example("lightning_module")
     result = module.run(epochs=4, batches=1)
     assert result["groups"] == result["planned_groups"]
-    plan = lrrules.load(module.RULES).resolve(module.Classifier(lrrules.load(module.RULES)).model)
+    plan = lrrules.resolve(lrrules.load(module.RULES), module.Classifier(lrrules.load(module.RULES)).model)
     grouped = sum(len(g.params) for g in plan.groups)
     assert result["trainable_per_epoch"] == [grouped - len(plan.frozen_at(epoch=e)) for e in range(4)]
     assert result["trainable_per_epoch"] == sorted(result["trainable_per_epoch"]), "unfreezing, stage by stage"

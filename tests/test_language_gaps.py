@@ -14,7 +14,7 @@ from torch import nn
 import lrrules
 from lrrules.errors import RuleFileError
 from lrrules.language import VARIABLES
-from lrrules.resolve import resolve
+from lrrules.resolver import resolve
 
 
 def _rules(body: str, head: str = "") -> lrrules.RuleSet:

@@ -94,21 +94,21 @@ def test_torchvision_blocks_run_in_order_from_stem_to_classifier(name: str, bloc
 
 @pytest.mark.parametrize("kind,layers", [("bert", "timm"), ("llama", "module"), ("t5", "timm"), ("clip", "timm")])
 def test_timm_or_module_layers_on_hugging_face_models_warn_and_name_blocks(kind: str, layers: str) -> None:
-    plan = lrrules.loads(LLRD % layers).resolve(hf(kind))
+    plan = lrrules.resolve(lrrules.loads(LLRD % layers), hf(kind))
     assert plan.num_layers < 3
     assert any(f"'by: {layers}' puts this model in {plan.num_layers} layer(s)" in w and "by: blocks" in w
                for w in plan.warnings())
-    assert not lrrules.loads(LLRD % "blocks").resolve(hf(kind)).warnings()
+    assert not lrrules.resolve(lrrules.loads(LLRD % "blocks"), hf(kind)).warnings()
 
 
 def test_a_layering_too_coarse_for_layer_decay_is_a_warning_and_strict_fails(
         hf_dir: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = hf("bert")
-    coarse = lrrules.loads(LLRD % "module").resolve(model)
+    coarse = lrrules.resolve(lrrules.loads(LLRD % "module"), model)
     assert coarse.num_layers < 3
     (warning,) = [w for w in coarse.warnings() if "layer" in w]
     assert "depth" in warning and "by: blocks" in warning
-    fine = lrrules.loads(LLRD % "blocks").resolve(model)
+    fine = lrrules.resolve(lrrules.loads(LLRD % "blocks"), model)
     assert not fine.warnings() and fine.num_layers == 6
     rules = tmp_path / "rules.yaml"
     rules.write_text(LLRD % "module")

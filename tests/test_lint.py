@@ -74,7 +74,7 @@ def test_a_file_that_freezes_everything_is_found_without_a_model(case: str, tmp_
     # The finding is true: on every model, no group trains (none at all, or each at lr 0).
     rules = lrrules.load(path)
     for model in models.values():
-        assert all(g.lr == 0 for g in rules.resolve(model).groups)  # type: ignore[arg-type]
+        assert all(g.lr == 0 for g in lrrules.resolve(rules, model).groups)  # type: ignore[arg-type]
 
 
 #: Files that train something on some model: no finding without a model (conservative).
@@ -115,7 +115,7 @@ def test_phases_that_freeze_everything_from_the_start(unit: str, tmp_path: Path,
     code, _, err = _check(capsys, path)
     line = text.splitlines().index(f"  - {{from_{unit}: 0, freeze: {{regex: '.*'}}}}") + 1
     assert code == 1 and err.startswith(f"{path}:{line}:") and "nothing trains at any point" in err
-    plan = lrrules.load(path).resolve(models["resnet18"])  # type: ignore[arg-type]
+    plan = lrrules.resolve(lrrules.load(path), models["resnet18"])  # type: ignore[arg-type]
     assert len(plan.at(**{unit: 0}).phase_frozen) == sum(len(g.params) for g in plan.groups)
 
 

@@ -16,7 +16,7 @@ from lrrules.loader import loads
 from lrrules.matching import compile_matcher
 from lrrules.sources import resolve_names
 from lrrules.params import ParamInfo
-from lrrules.resolve import resolve_params
+from lrrules.resolver import resolve_params
 
 
 def param(name: str, shape: tuple[int, ...] = (2, 2), module: str | None = "Linear", **kw: object) -> ParamInfo:

@@ -51,27 +51,27 @@ def test_a_model_on_the_meta_device_gets_no_optimizer(call: str) -> None:
     model = meta_net()
     with pytest.raises(ResolveError, match="meta device") as info:
         if call == "param_groups":
-            ruleset().resolve(model).param_groups()
+            lrrules.resolve(ruleset(), model).param_groups()
         else:
             getattr(lrrules, call)(ruleset(), model)
     assert "fc.weight" in str(info.value) or "parameter(s)" in str(info.value)
 
 
 def test_resolving_on_meta_still_works_for_reports() -> None:
-    plan = ruleset().resolve(meta_net())
+    plan = lrrules.resolve(ruleset(), meta_net())
     assert plan.ok and {a.name: a.lr for a in plan.params}["fc.weight"] == pytest.approx(0.1)
 
 
 def test_a_plan_resolved_before_to_empty_is_refused_and_one_resolved_after_builds() -> None:
     model = meta_net()
-    plan = ruleset().resolve(model)
+    plan = lrrules.resolve(ruleset(), model)
     model.to_empty(device="cpu")
     assert not any(p.is_meta for p in model.parameters())
     with pytest.raises(ResolveError, match="replaced"):
         plan.param_groups()
     with pytest.raises(ResolveError, match="replaced"):
         plan.apply_phase(epoch=0)
-    groups = ruleset().resolve(model).param_groups()
+    groups = lrrules.resolve(ruleset(), model).param_groups()
     handed = [p for g in groups for p in g["params"]]
     assert {id(p) for p in handed} == {id(p) for p in model.parameters()} and len(handed) == len(set(map(id, handed)))
 
@@ -106,7 +106,7 @@ def add_a_module(model: TinyNet) -> None:
 def test_a_stale_plan_refuses_to_touch_or_hand_out_tensors(change: Any, call: str) -> None:
     model = TinyNet()
     freeze = "  - {name: stem, match: 'bn1.*', freeze: true}\n" if call == "apply_freeze" else ""
-    plan = lrrules.loads(BASE + freeze + PHASES).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(BASE + freeze + PHASES), model)
     change(model)
     before = {n: p.requires_grad for n, p in model.named_parameters()}
     with pytest.raises(ResolveError, match="after the plan was resolved"):
@@ -119,7 +119,7 @@ def test_a_stale_plan_refuses_to_touch_or_hand_out_tensors(change: Any, call: st
 
 def test_apply_phase_on_a_current_plan_freezes_what_it_says() -> None:
     model = TinyNet()
-    plan = ruleset().resolve(model)
+    plan = lrrules.resolve(ruleset(), model)
     assert plan.apply_phase(epoch=0) == {"conv1.weight"}
     assert not model.conv1.weight.requires_grad and model.fc.weight.requires_grad
 

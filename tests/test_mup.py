@@ -13,7 +13,7 @@ from torch import nn
 import lrrules
 from lrrules.cli import main
 from lrrules.errors import LrrulesError, ModelError, RuleFileError
-from lrrules.resolve import base_shapes, resolve
+from lrrules.resolver import base_shapes, resolve
 
 mup = pytest.importorskip("mup")
 

@@ -61,21 +61,21 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> lrrules.RuleSet:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_state_dict_gives_the_plan_its_model_gives(rules: lrrules.RuleSet, family: str) -> None:
     model = build(family, num_classes=3)
-    assert _summary(lrrules.resolve_names(rules, model.state_dict())) == _summary(rules.resolve(model))
+    assert _summary(lrrules.resolve_names(rules, model.state_dict())) == _summary(lrrules.resolve(rules, model))
 
 
 @pytest.mark.parametrize("family", FAMILIES[:2])
 def test_a_list_of_names_and_shapes_gives_the_plan_its_model_gives(rules: lrrules.RuleSet, family: str) -> None:
     model = build(family, num_classes=3)
     pairs = [(n, list(p.shape)) for n, p in model.named_parameters()]
-    assert _summary(lrrules.resolve_names(rules, pairs)) == _summary(rules.resolve(model))
-    assert _summary(lrrules.resolve_names(rules, dict(pairs))) == _summary(rules.resolve(model))
+    assert _summary(lrrules.resolve_names(rules, pairs)) == _summary(lrrules.resolve(rules, model))
+    assert _summary(lrrules.resolve_names(rules, dict(pairs))) == _summary(lrrules.resolve(rules, model))
 
 
 def test_each_checkpoint_kind_gives_the_plan_of_the_model_it_was_saved_from(
         rules: lrrules.RuleSet, tmp_path: Path) -> None:
     model = _tiny()
-    expected = _summary(rules.resolve(model))
+    expected = _summary(lrrules.resolve(rules, model))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     torch.save(state, tmp_path / "m.pt")
     save_file(state, str(tmp_path / "m.safetensors"))
@@ -103,7 +103,7 @@ def test_problems_are_reported_as_for_a_model(tmp_path: Path) -> None:
     pairs = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
     plan = lrrules.resolve_names(path, pairs)
     assert not plan.ok
-    assert plan.problems() == lrrules.load(path).resolve(model).problems()
+    assert plan.problems() == lrrules.resolve(lrrules.load(path), model).problems()
 
 
 @pytest.mark.parametrize(("source", "message"), [

@@ -15,7 +15,7 @@ from lrrules.cli import main
 from lrrules.errors import RuleFileError
 from lrrules.language import _RESERVED_OPTIONS
 from lrrules.params import ParamInfo
-from lrrules.resolve import resolve_params
+from lrrules.resolver import resolve_params
 
 PARAMS = [ParamInfo(f"p{i}", (2,), None, True, i) for i in range(40)]
 

@@ -93,7 +93,7 @@ def test_a_model_whose_own_walk_raises_is_a_model_error_naming_the_source(method
     assert str(info.value).startswith("pkg:broken: ") and method in str(info.value)
     assert error.__name__ in str(info.value)
     with pytest.raises(ModelError):  # and the library's resolve, without a source, names the class
-        lrrules.loads(ALL).resolve(model)
+        lrrules.resolve(lrrules.loads(ALL), model)
 
 
 def test_a_child_that_walks_itself_and_raises_is_refused_too() -> None:
@@ -321,7 +321,7 @@ rules:
   - {name: head, match: {module: Linear, where: "out_features == 5"}, lr_mult: 10}
   - {name: body, fallback: true}
 """
-    plan = lrrules.loads(text).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(text), model)
     assert plan.ok
     expected = {n for n, _ in model.named_parameters() if n.startswith("classifier.")}
     assert {a.name for a in plan.params if a.rule == "head"} == expected
@@ -332,7 +332,7 @@ def test_init_finds_a_classifier_under_weight_norm_as_the_head(wrap: Any) -> Non
     model = layered(wrap)
     infos, _ = collect(model)
     assert head_prefixes(infos, model) == ["classifier"]
-    plan = lrrules.loads(starter(infos, model, "m", no_decay_norm_bias=True)).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(starter(infos, model, "m", no_decay_norm_bias=True)), model)
     assert plan.ok and not plan.warnings()
     on_head = {a.name for a in plan.params if a.rule == "head"}
     assert on_head == {n for n, _ in model.named_parameters() if n.startswith("classifier.")}
@@ -363,7 +363,7 @@ def test_dinos_prototypes_under_weight_norm_are_the_head_of_init(old: bool) -> N
     model = DINO(old)
     infos, _ = collect(model)
     assert head_prefixes(infos, model) == ["head.last_layer"]
-    plan = lrrules.loads(starter(infos, model, "dino")).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(starter(infos, model, "dino")), model)
     assert plan.ok
     trained = {n for n, p in model.named_parameters() if n.startswith("head.last_layer.") and p.requires_grad}
     assert {a.name for a in plan.params if a.rule == "head"} == trained
@@ -414,7 +414,7 @@ def test_a_zero_size_tensor_in_a_formula_dividing_by_its_size_is_a_rule_error() 
     text = ALL.replace('match: "*"}', 'match: "*", lr_mult: "1 / numel"}')
     line = text.splitlines().index('  - {name: all, match: "*", lr_mult: "1 / numel"}') + 1
     with pytest.raises(LrrulesError, match=r"plist\.1") as info:
-        lrrules.loads(text).resolve(model)
+        lrrules.resolve(lrrules.loads(text), model)
     assert f":{line}:" in str(info.value) and "numel=0" in str(info.value)
 
 
@@ -442,7 +442,7 @@ rules:
 
 
 def test_a_module_matcher_sees_the_owner_of_a_tied_tensors_other_name(tied: TiedLM) -> None:
-    plan = lrrules.loads(TIED_MODULE).resolve(tied)
+    plan = lrrules.resolve(lrrules.loads(TIED_MODULE), tied)
     row = next(a for a in plan.params if a.name == "embed.weight")
     assert row.rule == "head" and row.matched_as == "head.weight" and row.lr == pytest.approx(0.01)
     assert not plan.unused_rules
@@ -451,13 +451,13 @@ def test_a_module_matcher_sees_the_owner_of_a_tied_tensors_other_name(tied: Tied
 def test_a_module_matcher_does_not_lend_one_names_owner_to_another(tied: TiedLM) -> None:
     # embed.weight is an Embedding's: `{glob: embed.*, module: Linear}` must not claim it through lm_head's Linear
     text = TIED_MODULE.replace('glob: "head.*"', 'glob: "embed.*"')
-    plan = lrrules.loads(text).resolve(tied)
+    plan = lrrules.resolve(lrrules.loads(text), tied)
     assert next(a for a in plan.params if a.name == "embed.weight").rule == "body"
 
 
 def test_a_phase_freezing_the_head_freezes_a_tied_head(tied: TiedLM) -> None:
     text = TIED_MODULE + "phases:\n  - {from_epoch: 0, freeze: 'head.*'}\n  - {from_epoch: 2, unfreeze: '*'}\n"
-    plan = lrrules.loads(text).resolve(tied)
+    plan = lrrules.resolve(lrrules.loads(text), tied)
     assert plan.frozen_at(epoch=0) == {"embed.weight"}
     plan.apply_phase(epoch=0)
     assert not tied.head.weight.requires_grad and tied.embed.weight is tied.head.weight
@@ -480,7 +480,7 @@ def test_on_hugging_face_lms_a_phase_and_a_module_rule_reach_the_tied_lm_head(ki
     names = {n for n, p in model.named_parameters(remove_duplicate=False) if p is head}
     assert len(names) > 1, "the test needs a tied lm_head"
     text = TIED_MODULE.replace("head.*", "lm_head.*") + "phases:\n  - {from_epoch: 0, freeze: 'lm_head.*'}\n"
-    plan = lrrules.loads(text).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(text), model)
     row = next(a for a in plan.params if set(a.aliases) | {a.name} == names)
     assert row.rule == "head" and row.matched_as == "lm_head.weight"
     assert plan.frozen_at(epoch=0) == {row.name}
@@ -534,7 +534,7 @@ def test_generated_models_give_each_tensor_once_with_every_name_and_owner(model:
     names = torch_names(model)
     if not names:
         with pytest.raises(LrrulesError):
-            lrrules.loads(ALL).resolve(model).param_groups()
+            lrrules.resolve(lrrules.loads(ALL), model).param_groups()
         return
     infos, tensors = collect(model)
     assert [id(t) for t in tensors] == list(names)
@@ -544,7 +544,7 @@ def test_generated_models_give_each_tensor_once_with_every_name_and_owner(model:
         for name in info.names:  # each name's owner, as torch's walk places it
             owner = type(owner_of(model, name))
             assert info.owner(name)[0] == owner.__name__, (name, info)
-    plan = lrrules.loads(ALL).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(ALL), model)
     groups = plan.param_groups()
     handed = [id(p) for g in groups for p in g["params"]]
     assert sorted(handed) == sorted(names) and len(handed) == len(set(handed))
@@ -565,7 +565,7 @@ def test_on_generated_models_any_name_of_a_tensor_with_its_owner_claims_it(model
             f"  - {{name: picked, match: {{glob: '{_glob_escape(name)}', module: '{owner}'}}, lr_mult: 10}}\n"
             "  - {name: rest, fallback: true}\n"
             f"phases:\n  - {{from_epoch: 0, freeze: '{_glob_escape(name)}'}}\n")
-    plan = lrrules.loads(text).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(text), model)
     first = names[tensor_id][0]
     row = next(a for a in plan.params if a.name == first)
     assert row.rule == "picked"
@@ -575,10 +575,10 @@ def test_on_generated_models_any_name_of_a_tensor_with_its_owner_claims_it(model
 def test_a_where_beside_a_module_matcher_reads_the_attributes_of_the_tied_names_owner(tied: TiedLM) -> None:
     # head.weight is the Linear's (out_features 10), embed.weight the Embedding's (no out_features)
     text = TIED_MODULE.replace("module: Linear}", 'module: Linear, where: "out_features == 10"}')
-    plan = lrrules.loads(text).resolve(tied)
+    plan = lrrules.resolve(lrrules.loads(text), tied)
     assert next(a for a in plan.params if a.name == "embed.weight").rule == "head"
     text = TIED_MODULE.replace("module: Linear}", 'module: Linear, where: "out_features == 11"}')
-    assert next(a for a in lrrules.loads(text).resolve(tied).params if a.name == "embed.weight").rule == "body"
+    assert next(a for a in lrrules.resolve(lrrules.loads(text), tied).params if a.name == "embed.weight").rule == "body"
 
 
 @pytest.mark.slow  # transformers' import

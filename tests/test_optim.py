@@ -99,7 +99,7 @@ def test_build_gives_the_plan_the_optimizer_holds(tmp_path: Path, tiny: TinyNet)
 
 
 def test_building_changes_nothing_the_plan_says(tmp_path: Path, tiny: TinyNet) -> None:
-    before = lrrules.load(rules_file(tmp_path)).resolve(TinyNet()).to_dict()
+    before = lrrules.resolve(lrrules.load(rules_file(tmp_path)), TinyNet()).to_dict()
     built = lrrules.build(rules_file(tmp_path), tiny)
     assert built.plan.to_dict() == before
     # The stem is frozen by the rule, not reported as frozen in the model by a second resolution.

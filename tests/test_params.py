@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lrrules
 import pytest
 import torch
 from torch import nn
@@ -100,9 +101,9 @@ def test_a_wrapper_lrrules_does_not_know_is_named_in_a_warning(tiny: TinyNet) ->
 
     rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n  - {name: head, match: 'fc.*'}\n"
                           "  - {name: rest, fallback: true}\n")
-    plan = rules.resolve(UnknownWrapper(tiny))
+    plan = lrrules.resolve(rules, UnknownWrapper(tiny))
     assert any("starts with 'module.'" in w and "model.module" in w for w in plan.warnings())
-    assert not any("starts with" in w for w in rules.resolve(MMDataParallel(tiny)).warnings())
+    assert not any("starts with" in w for w in lrrules.resolve(rules, MMDataParallel(tiny)).warnings())
 
 
 def test_module_matchers_match_base_classes_like_isinstance() -> None:
@@ -120,7 +121,7 @@ def test_module_matchers_match_base_classes_like_isinstance() -> None:
     rules = lrrules.loads("version: 1\ndefaults: {lr: 1.0}\nrules:\n"
                           "  - {name: norms, match: {module: ['LayerNorm', 'BatchNorm*']}}\n"
                           "  - {name: rest, fallback: true}\n")
-    claimed = {a.name: a.rule for a in rules.resolve(model).params}
+    claimed = {a.name: a.rule for a in lrrules.resolve(rules, model).params}
     wanted = {n: "norms" if isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)) else "rest"
               for mn, m in model.named_children() for n in (f"{mn}.weight", f"{mn}.bias")}
     assert claimed == wanted

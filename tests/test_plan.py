@@ -10,7 +10,7 @@ import lrrules
 from lrrules.errors import PlanProblemsError
 from lrrules.params import ParamInfo
 from lrrules.plan import diff_plans
-from lrrules.resolve import resolve_params
+from lrrules.resolver import resolve_params
 
 PARAMS = [ParamInfo("a.weight", (2, 2), "Linear", True, 0), ParamInfo("a.bias", (2,), "Linear", True, 1),
           ParamInfo("b.weight", (2, 2), "Linear", True, 2)]
@@ -95,8 +95,8 @@ def test_a_copied_plan_equals_the_original_and_holds_no_tensors() -> None:
     from torch import nn
 
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
-    plan = lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: first, match: '0.*'}\n"
-                         "  - {name: rest, fallback: true, freeze: true}\n").resolve(model)
+    plan = lrrules.resolve(lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: first, match: '0.*'}\n"
+                         "  - {name: rest, fallback: true, freeze: true}\n"), model)
     assert [a.status for a in plan.params] == ["trainable", "trainable", "frozen", "frozen"]
     for copied in (pickle.loads(pickle.dumps(plan)), copy.deepcopy(plan)):
         assert copied == plan and copied.params == plan.params and copied.to_dict() == plan.to_dict()

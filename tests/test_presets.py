@@ -63,7 +63,7 @@ def test_no_decay_1d_equals_timms_bare_call(arch: str) -> None:
     model = timm.create_model(arch, pretrained=False)
     names = {id(p): n for n, p in model.named_parameters()}
     want = _from_groups(param_groups_weight_decay(model, weight_decay=0.03), names)
-    got = _settings(_use("no-decay-1d", lr=0.5, weight_decay=0.03).resolve(model))
+    got = _settings(lrrules.resolve(_use("no-decay-1d", lr=0.5, weight_decay=0.03), model))
     assert got == {n: (0.5, wd) for n, (_, wd) in want.items()}
 
 
@@ -82,7 +82,7 @@ def test_llrd_is_layer_decay_over_the_blocks() -> None:
             self.head = nn.Linear(8, 2)
 
     model = Encoder(4)
-    got = _settings(_use("llrd", lr=1e-3, layer_decay=0.5, weight_decay=0.1).resolve(model))
+    got = _settings(lrrules.resolve(_use("llrd", lr=1e-3, layer_decay=0.5, weight_decay=0.1), model))
     # By hand: embeddings are layer 0, block i layer i + 1, the head layer 5, of 6 layers; the top
     # block trains at lr with the head, each block below at 0.5 times the one above.
     layer = {"embed": 0, "head": 5, **{f"blocks.{i}": i + 1 for i in range(4)}}
@@ -94,7 +94,7 @@ def test_llrd_is_layer_decay_over_the_blocks() -> None:
 
 def test_mup_hidden_matrices_at_base_over_width_mult() -> None:
     # Against mup itself: tests/test_mup.py. Here by hand: only the hidden matrix has two width dims.
-    from lrrules.resolve import resolve
+    from lrrules.resolver import resolve
 
     def mlp(width: int) -> nn.Sequential:
         return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
@@ -117,7 +117,7 @@ def test_muon_split_sends_only_hidden_matrices_to_muon() -> None:
             self.lm_head = nn.Linear(16, 50, bias=False)
 
     model = LM()
-    plan = _use("muon", lr=0.02, adamw_lr=3e-4).resolve(model)
+    plan = lrrules.resolve(_use("muon", lr=0.02, adamw_lr=3e-4), model)
     rows = {r.name: r for r in plan.params}
     for name, p in model.named_parameters():
         to_muon = p.ndim == 2 and not name.startswith(("embed", "lm_head"))
@@ -153,7 +153,7 @@ def test_lora_plus_equals_peft() -> None:
                                               loraplus_lr_embedding=1e-5, loraplus_weight_decay=0.01)
         want = _from_groups(optimizer.param_groups, names)
         rules = _use("lora-plus", lr=2e-4, ratio=8, embedding_lr=1e-5, weight_decay=0.01)
-        plan = rules.resolve(model)
+        plan = lrrules.resolve(rules, model)
         got = _settings(plan)
         assert got.keys() == want.keys(), bias
         for name in want:

@@ -103,7 +103,7 @@ def test_muon_routes_like_muons_reference_split(family: str) -> None:
     model, embeds, heads = _model(family)
     hidden, rest = _muon_reference(model, embeds, heads)
     assert hidden or family == "resnet18"
-    got = _rows(_use("muon", lr=0.02, adamw_lr=3e-4, weight_decay=0.01).resolve(model))
+    got = _rows(lrrules.resolve(_use("muon", lr=0.02, adamw_lr=3e-4, weight_decay=0.01), model))
     names = _names(model)
     for p in hidden:
         assert got[names[id(p)][0]] == ("muon", 0.02, 0.01), names[id(p)]
@@ -112,13 +112,13 @@ def test_muon_routes_like_muons_reference_split(family: str) -> None:
 
 
 def test_gpt2_conv1d_and_bert_output_dense_go_to_muon_resnet_fc_to_adamw() -> None:
-    gpt2 = _rows(_use("muon").resolve(_model("gpt2")[0]))
+    gpt2 = _rows(lrrules.resolve(_use("muon"), _model("gpt2")[0]))
     assert gpt2["transformer.h.0.attn.c_attn.weight"][0] == "muon"
-    bert = _rows(_use("muon").resolve(_model("bert-cls")[0]))
+    bert = _rows(lrrules.resolve(_use("muon"), _model("bert-cls")[0]))
     assert bert["bert.encoder.layer.0.attention.output.dense.weight"][0] == "muon"
     assert bert["bert.encoder.layer.0.output.dense.weight"][0] == "muon"
     assert bert["classifier.weight"][0] == "default"
-    resnet = _rows(_use("muon").resolve(_model("resnet18")[0]))
+    resnet = _rows(lrrules.resolve(_use("muon"), _model("resnet18")[0]))
     assert resnet["fc.weight"][0] == resnet["fc.bias"][0] == "default"
 
 
@@ -184,7 +184,7 @@ def test_no_decay_equals_timms_create_optimizer_v2(arch: str) -> None:
     with torch.device("meta"):
         model = timm.create_model(arch, pretrained=False)
     want = _timm_decays(model)
-    got = {n: wd for n, (_, _, wd) in _rows(_use("no-decay", lr=0.5, weight_decay=0.03).resolve(model)).items()}
+    got = {n: wd for n, (_, _, wd) in _rows(lrrules.resolve(_use("no-decay", lr=0.5, weight_decay=0.03), model)).items()}
     assert got == want
 
 
@@ -193,7 +193,7 @@ def test_no_decay_equals_create_optimizer_v2_on_each_family(family: str) -> None
     pytest.importorskip("timm")
     model = _model(family)[0]
     want = _timm_decays(model)
-    got = _rows(_use("no-decay", lr=0.5, weight_decay=0.03).resolve(model))
+    got = _rows(lrrules.resolve(_use("no-decay", lr=0.5, weight_decay=0.03), model))
     assert {n: wd for n, (_, _, wd) in got.items()} == want
     assert all(lr == 0.5 for _, lr, _ in got.values())
 
@@ -244,7 +244,7 @@ def _llrd_reference(model: nn.Module, embeds: list[str], stacks: list[str], lr: 
 def test_llrd_equals_the_hand_written_bert_loop(family: str) -> None:
     model = _model(family)[0]
     want = _llrd_reference(model, *LLRD[family], lr=1e-3, decay=0.8, weight_decay=0.01)
-    got = _rows(_use("llrd", lr=1e-3, layer_decay=0.8, weight_decay=0.01).resolve(model))
+    got = _rows(lrrules.resolve(_use("llrd", lr=1e-3, layer_decay=0.8, weight_decay=0.01), model))
     assert got.keys() == want.keys()
     for name, (lr, wd) in want.items():
         assert got[name][1] == pytest.approx(lr, rel=1e-12, abs=0) and got[name][2] == wd, (name, got[name], (lr, wd))
@@ -272,7 +272,7 @@ def test_lora_plus_equals_peft(family: str, targets: list[str]) -> None:
                                           loraplus_lr_embedding=1e-5, loraplus_weight_decay=0.01)
     want = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
     got = {n: (lr, wd) for n, (_, lr, wd) in
-           _rows(_use("lora-plus", lr=2e-4, ratio=8, embedding_lr=1e-5, weight_decay=0.01).resolve(model)).items()}
+           _rows(lrrules.resolve(_use("lora-plus", lr=2e-4, ratio=8, embedding_lr=1e-5, weight_decay=0.01), model)).items()}
     assert got.keys() == want.keys()
     for name, (lr, wd) in want.items():
         assert got[name] == pytest.approx((lr, wd), rel=1e-12), name

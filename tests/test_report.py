@@ -35,7 +35,7 @@ def plans() -> dict[tuple[str, str], lrrules.Plan]:
         patch.chdir(ROOT)
         for rules, spec in CASES:
             model = open_model(spec)
-            out[rules, spec] = lrrules.load(rules).resolve(model.module)
+            out[rules, spec] = lrrules.resolve(lrrules.load(rules), model.module)
     return out
 
 
@@ -135,7 +135,7 @@ def test_the_diff_table_fits_80_columns_naming_the_files_above_it(summary: bool)
 
     model = open_model("resnet18").module
     old, new = "examples/resnet18-discriminative.yaml", "examples/resnet18-frozen-backbone.yaml"
-    old_plan, new_plan = lrrules.load(old).resolve(model), lrrules.load(new).resolve(model)
+    old_plan, new_plan = lrrules.resolve(lrrules.load(old), model), lrrules.resolve(lrrules.load(new), model)
     changes = diff_plans(old_plan, new_plan)
     rows = diff_summary(changes, old_plan, new_plan) if summary else None
     lines = diff_table(changes, old, new, rows, width=80).splitlines()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import lrrules
 from lrrules.language import RuleSet
 from lrrules.params import ParamInfo
-from lrrules.resolve import resolve_params
+from lrrules.resolver import resolve_params
 
 from .conftest import TiedLM, TinyNet
 
@@ -106,7 +106,7 @@ def test_param_groups_feed_a_torch_optimizer(tiny: TinyNet) -> None:
         "rules:\n  - {name: head, match: 'fc.*', lr_mult: 10}\n  - {name: rest, fallback: true}\n"
         "modifiers:\n  - {name: no-decay, match: {ndim: 1}, weight_decay: 0}\n"
     )
-    plan = rules.resolve(tiny)
+    plan = lrrules.resolve(rules, tiny)
     groups = plan.param_groups()
     optimizer = torch.optim.AdamW(groups)
     named = dict(tiny.named_parameters())
@@ -124,19 +124,19 @@ def test_param_groups_feed_a_torch_optimizer(tiny: TinyNet) -> None:
 def test_timm_style_groups_carry_the_base_lr_and_the_scale(tiny: TinyNet) -> None:
     rules = lrrules.loads("version: 1\ndefaults: {lr: 0.01}\nrules:\n  - {name: head, match: 'fc.*', lr_mult: 10}\n"
                           "  - {name: rest, fallback: true, lr_mult: 0.5}\n")
-    groups = rules.resolve(tiny).param_groups(lr_scale=True)
+    groups = lrrules.resolve(rules, tiny).param_groups(lr_scale=True)
     assert [(g["lr"], g["lr_scale"]) for g in groups] == [(0.01, 0.5), (0.01, 10.0)]
 
 
 def test_tied_weight_goes_into_one_group_once(tied: TiedLM) -> None:
     rules = lrrules.loads("version: 1\ndefaults: {lr: 0.01}\nrules:\n  - {name: all, match: '*'}\n")
-    plan = rules.resolve(tied)
+    plan = lrrules.resolve(rules, tied)
     assert plan.params[0].aliases == ("head.weight",)
     torch.optim.SGD(plan.param_groups())  # torch refuses a tensor in two groups
 
 
 def test_plan_is_immutable_and_its_report_is_json(tiny: TinyNet) -> None:
-    plan = lrrules.loads("version: 1\ndefaults: {lr: 0.01}\nrules:\n  - {name: all, match: '*'}\n").resolve(tiny)
+    plan = lrrules.resolve(lrrules.loads("version: 1\ndefaults: {lr: 0.01}\nrules:\n  - {name: all, match: '*'}\n"), tiny)
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.groups = ()  # type: ignore[misc]
     report = json.loads(json.dumps(plan.to_dict()))
@@ -147,7 +147,7 @@ def test_plan_is_immutable_and_its_report_is_json(tiny: TinyNet) -> None:
 
 def test_resolving_twice_gives_equal_plans(tiny: TinyNet) -> None:
     rules = lrrules.load("examples/resnet18-discriminative.yaml")
-    assert rules.resolve(tiny).to_dict() == rules.resolve(tiny).to_dict()
+    assert lrrules.resolve(rules, tiny).to_dict() == lrrules.resolve(rules, tiny).to_dict()
 
 
 # --- the resolver against a straightforward one ------------------------------------------------------
@@ -305,7 +305,7 @@ def test_the_resolver_gives_what_a_straightforward_loop_gives(params: list[Param
 
 
 def test_group_names_stay_unique_and_numbered_when_a_rule_name_looks_like_a_numbered_one() -> None:
-    from lrrules.resolve import group_name
+    from lrrules.resolver import group_name
 
     taken: set[str] = set()
     last: dict[str, int] = {}

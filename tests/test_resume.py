@@ -51,13 +51,13 @@ def restart(ruleset: lrrules.RuleSet, num_classes: int = 2) -> tuple[torch.nn.Mo
     model = TinyNet()
     if num_classes != 2:
         model.fc = torch.nn.Linear(8, num_classes)
-    return model, lrrules.build_optimizer(ruleset, model), ruleset.resolve(model)
+    return model, lrrules.build_optimizer(ruleset, model), lrrules.resolve(ruleset, model)
 
 
 def test_same_layout_loads_every_moment_onto_its_own_parameter(tiny: TinyNet) -> None:
     old = trained(rules(), tiny)
     state = saved(old)
-    assert state["lrrules"]["fingerprint"] == rules().resolve(tiny).fingerprint
+    assert state["lrrules"]["fingerprint"] == lrrules.resolve(rules(), tiny).fingerprint
 
     model, optimizer, plan = restart(rules())
     report = lrrules.load_optimizer_state(optimizer, state, plan)
@@ -89,7 +89,7 @@ def test_a_changed_shape_is_refused(tiny: TinyNet) -> None:
 def test_a_changed_lr_loads_and_says_which_groups_changed(tiny: TinyNet) -> None:
     state = saved(trained(rules(head=10), tiny))
     _, optimizer, plan = restart(rules(head=20))
-    assert plan.fingerprint == rules(head=10).resolve(tiny).fingerprint, "an lr is not part of the layout"
+    assert plan.fingerprint == lrrules.resolve(rules(head=10), tiny).fingerprint, "an lr is not part of the layout"
     report = lrrules.load_optimizer_state(optimizer, state, plan)
     assert [(c.group, c.setting, c.saved, c.now) for c in report.changed] == [
         (2, "lr", pytest.approx(0.1), pytest.approx(0.2)), (3, "lr", pytest.approx(0.1), pytest.approx(0.2))]
@@ -110,14 +110,14 @@ def test_a_state_dict_without_a_record_is_checked_by_its_param_names(tiny: TinyN
 
 
 def test_an_optimizer_built_some_other_way_is_refused(tiny: TinyNet) -> None:
-    plan = rules().resolve(tiny)
+    plan = lrrules.resolve(rules(), tiny)
     with pytest.raises(ResumeError, match="not built from this plan"):
         lrrules.load_optimizer_state(torch.optim.SGD(tiny.parameters(), lr=0.1), {}, plan)
 
 
 def test_fingerprint_changes_with_the_layout_only(tiny: TinyNet) -> None:
-    assert rules().resolve(tiny).fingerprint == rules().resolve(TinyNet()).fingerprint
-    assert rules().resolve(tiny).fingerprint != rules(no_decay="'fc.*'").resolve(tiny).fingerprint
+    assert lrrules.resolve(rules(), tiny).fingerprint == lrrules.resolve(rules(), TinyNet()).fingerprint
+    assert lrrules.resolve(rules(), tiny).fingerprint != lrrules.resolve(rules(no_decay="'fc.*'"), tiny).fingerprint
 
 
 def test_resume_through_a_file_on_disk(tmp_path: Path, tiny: TinyNet) -> None:
@@ -146,7 +146,7 @@ def test_a_parameter_frozen_by_a_phase_does_not_move_under_momentum_and_weight_d
     model = TinyNet()
     ruleset = lrrules.loads(text)
     optimizer = lrrules.build_optimizer(ruleset, model)
-    plan = ruleset.resolve(model)
+    plan = lrrules.resolve(ruleset, model)
     for epoch in range(3):
         plan.apply_phase(epoch=epoch)
         if epoch == 1:

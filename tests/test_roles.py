@@ -22,7 +22,7 @@ def _rules(match: str, extra: str = "") -> lrrules.RuleSet:
 
 
 def _picked(rules: lrrules.RuleSet, model: nn.Module) -> set[str]:
-    return {r.name for r in rules.resolve(model).params if r.rule == "picked"}
+    return {r.name for r in lrrules.resolve(rules, model).params if r.rule == "picked"}
 
 
 def test_a_plain_cnn_has_its_head_norms_biases_and_hidden_convolutions() -> None:
@@ -67,7 +67,7 @@ def test_peft_modules_to_save_copy_of_the_head_is_the_head_and_the_example_sends
                                 peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"]))
     name = "base_model.model.lm_head.modules_to_save.default.weight"
     assert "head" in _roles(model)[name]
-    plan = lrrules.load("examples/muon-adamw.yaml").resolve(model)
+    plan = lrrules.resolve(lrrules.load("examples/muon-adamw.yaml"), model)
     rows = {r.name: r for r in plan.params if r.lr is not None}
     assert plan.groups[rows[name].group].optimizer == "default"  # AdamW
     lora = [n for n in rows if "lora_" in n]

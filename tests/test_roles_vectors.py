@@ -28,7 +28,7 @@ def _vector_like(shape: tuple[int, ...]) -> bool:
 @pytest.mark.parametrize("parametrized", [False, True])
 def test_vectors_in_matrix_form_are_not_hidden_and_go_to_adamw(parametrized: bool) -> None:
     model = Gains(parametrized)
-    plan = lrrules.load("lrrules:muon").resolve(model)
+    plan = lrrules.resolve(lrrules.load("lrrules:muon"), model)
     routed = {name: g.optimizer for g in plan.groups for name in g.params}
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     on_muon = {n for n, o in routed.items() if o == "muon"}
@@ -46,7 +46,7 @@ def test_a_modifier_can_give_conv1d_the_linear_reading_of_muons_factor() -> None
         model = GPT2Model(GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, n_positions=16))
     text = ("version: 1\nextends: lrrules:muon\nmodifiers:\n  - {name: conv1d-factor, match: {module: Conv1D, role: hidden},"
             " lr_mult: \"sqrt(max(1, dim1 / dim0)) / sqrt(max(1, dim0 / dim1))\"}\n")
-    plan = lrrules.loads(text).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(text), model)
     lrs = {name: g.lr for g in plan.groups for name in g.params}
     base = lrrules.load("lrrules:muon").vars["lr"]
     for name, p in model.named_parameters():

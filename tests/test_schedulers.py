@@ -22,7 +22,7 @@ rules:
 
 def setup() -> tuple[torch.optim.Optimizer, list[float]]:
     model = TinyNet()
-    plan = lrrules.loads(RULES).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(RULES), model)
     return torch.optim.SGD(plan.param_groups(), lr=0.01), plan.group_lrs()
 
 
@@ -73,7 +73,7 @@ def test_timm_cosine_scheduler_keeps_the_ratios() -> None:
 
 def test_timm_cosine_scheduler_with_timm_style_groups() -> None:
     model = TinyNet()
-    plan = lrrules.loads(RULES).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(RULES), model)
     optimizer = torch.optim.SGD(plan.param_groups(lr_scale=True), lr=0.01)
     scheduler = CosineLRScheduler(optimizer, t_initial=10)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(plan.group_lrs())

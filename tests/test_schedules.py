@@ -88,7 +88,7 @@ rules:
   - {{name: head, match: "fc.*", lr_schedule: "{formula}"}}
   - {{name: body, fallback: true}}
 """
-    plan = lrrules.loads(text).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(text), TinyNet())
     total, per_epoch = 12, 5
     lambdas = rule_lambdas(plan, total_steps=total, steps_per_epoch=per_epoch)
     for step in range(total):
@@ -102,10 +102,10 @@ def test_a_modifiers_schedule_replaces_the_rules_and_two_that_disagree_conflict(
     text = RULES + """modifiers:
   - {name: ramp-conv1, match: "conv1.*", lr_schedule: "min(1, step / 10)"}
 """
-    plan = lrrules.loads(text).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(text), TinyNet())
     assert {a.name: plan.groups[a.group].lr_schedule for a in plan.params}["conv1.weight"] == "min(1, step / 10)"
     clash = text + '  - {name: other, match: "conv1.*", lr_schedule: "1"}\n'
-    plan = lrrules.loads(clash).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(clash), TinyNet())
     assert [(c.param, c.setting) for c in plan.conflicts] == [("conv1.weight", "lr_schedule")]
 
 

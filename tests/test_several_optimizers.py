@@ -141,7 +141,7 @@ modifiers:
 
 
 def test_each_optimizer_is_the_defaults_of_what_is_routed_to_it() -> None:
-    plan = lrrules.loads(SPLIT).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(SPLIT), TinyNet())
     for a in plan.params:
         sgd = len(a.shape) == 4
         base = 0.1 if sgd else 0.01
@@ -176,7 +176,7 @@ def models() -> list[tuple[str, torch.nn.Module]]:
 def test_every_tensor_muon_cannot_take_is_refused_by_name(name: str, model: torch.nn.Module) -> None:
     everything = lrrules.loads("version: 1\ndefaults: {lr: 0.1}\noptimizers: {m: {type: Muon}}\n"
                                "rules: [{name: all, match: '*', optimizer: m}]")
-    plan = everything.resolve(model)
+    plan = lrrules.resolve(everything, model)
     refused = {c.param for c in plan.conflicts if c.kind == "optimizer"}
     assert refused == {n for n, p in model.named_parameters() if p.ndim != 2}
     assert all("Muon" in c.message and "'all'" in c.message for c in plan.conflicts)
@@ -184,7 +184,7 @@ def test_every_tensor_muon_cannot_take_is_refused_by_name(name: str, model: torc
         plan.param_groups()
     split = lrrules.loads("version: 1\ndefaults: {lr: 0.1}\noptimizers: {m: {type: Muon}}\n"
                           "rules: [{name: mats, match: {ndim: 2}, optimizer: m}, {name: rest, fallback: true}]")
-    plan = split.resolve(model)
+    plan = lrrules.resolve(split, model)
     assert plan.ok
     assert sum(len(g.params) for g in plan.groups) == len(list(model.parameters()))
 
@@ -205,7 +205,7 @@ def test_file_errors_are_placed(text: str, where: str, says: str) -> None:
 def test_two_modifiers_routing_one_parameter_differently_conflict() -> None:
     text = SPLIT + "  - {name: to-adamw, match: 'conv1.*', optimizer: default}\n" \
                    "  - {name: to-sgd, match: 'conv1.*', optimizer: sgd}\n"
-    plan = lrrules.loads(text).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(text), TinyNet())
     assert [(c.param, c.setting) for c in plan.conflicts] == [("conv1.weight", "optimizer")]
 
 
@@ -261,7 +261,7 @@ def test_a_closure_runs_once_per_step() -> None:
 
 
 def test_plan_param_groups_come_one_optimizer_at_a_time() -> None:
-    plan = lrrules.loads(SPLIT).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(SPLIT), TinyNet())
     with pytest.raises(PlanProblemsError, match="several optimizers.*default, sgd"):
         plan.param_groups()
     sgd = plan.param_groups(optimizer="sgd")

@@ -49,7 +49,7 @@ rules:
   - {name: matrices, match: {ndim: [2, 3, 4, 5]}, lr_mult: "sqrt(max(1, fan_out / fan_in))"}
   - {name: vectors, match: {ndim: 1}, lr_mult: "base_width / fan_out"}
 """)
-    got = _lrs(rules.resolve(model))
+    got = _lrs(lrrules.resolve(rules, model))
     want = {}
     for name, p in model.named_parameters():
         fan_in, fan_out = _torch_fans(p)
@@ -70,7 +70,7 @@ rules:
   - {name: more, match: {ndim: [3, 4, 5]}, lr: "dim0 + 1000 * dim1 + 1e6 * dim2"}
   - {name: one, match: {ndim: 1}, lr: "dim0"}
 """)
-    got = _lrs(rules.resolve(model))
+    got = _lrs(lrrules.resolve(rules, model))
     for name, p in model.named_parameters():
         s = list(p.shape)
         want = s[0] + (1000 * s[1] if p.ndim >= 2 else 0) + (1e6 * s[2] if p.ndim >= 3 else 0)
@@ -88,7 +88,7 @@ rules:
   - {name: hidden, match: {ndim: 2}, lr: "base_lr / (fan_in / base_fan_in)"}
   - {name: rest, fallback: true}
 """)
-    got = _lrs(rules.resolve(model))
+    got = _lrs(lrrules.resolve(rules, model))
     assert got["0.weight"] == pytest.approx(0.1 / (32 / 32))
     assert got["1.weight"] == pytest.approx(0.1 / (128 / 32))
     assert got["2.weight"] == pytest.approx(0.1 / (128 / 32))
@@ -103,7 +103,7 @@ rules:
   - {name: all, match: "*", lr_mult: "dim1"}
 """)
     with pytest.raises(lrrules.RuleFileError) as info:
-        rules.resolve(nn.Linear(2, 3))
+        lrrules.resolve(rules, nn.Linear(2, 3))
     message = str(info.value)
     assert "bias" in message and "no dim1" in message and "ndim" in message
 
@@ -115,7 +115,7 @@ import random  # noqa: E402
 import yaml  # noqa: E402
 
 from lrrules.params import ParamInfo  # noqa: E402
-from lrrules.resolve import resolve_params  # noqa: E402
+from lrrules.resolver import resolve_params  # noqa: E402
 
 DEPTHS = [2, 2, 6, 2]  # Swin-T in Mask2Former
 
@@ -278,7 +278,7 @@ rules:
 modifiers:
   - {name: no-decay, match: {ndim: 1}, weight_decay: 0}
 """)
-    plan = rules.resolve(model)
+    plan = lrrules.resolve(rules, model)
     names = [g.name for g in plan.groups]
     assert len(set(names)) == len(names) == len(plan.groups)
     # Three matrix lrs (fan_in 4, 8, 16): one rule, three groups, told apart by a suffix.
@@ -306,7 +306,7 @@ def test_set_lr_sweeps_the_base_lr(lr: float, tmp_path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(VARS_FILE)
     model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
-    plan = lrrules.load(path, overrides={"lr": lr}).resolve(model)
+    plan = lrrules.resolve(lrrules.load(path, overrides={"lr": lr}), model)
     got = _lrs(plan)
     assert got["0.weight"] == pytest.approx(lr) and got["2.weight"] == pytest.approx(10 * lr)
     assert plan.groups[0].weight_decay == pytest.approx(0.1)
@@ -364,7 +364,7 @@ def test_where_picks_depthwise_convs_like_mmengine(arch: str) -> None:
 
     with torch.device("meta"):
         model = timm.create_model(arch, pretrained=False)
-    plan = lrrules.loads(DWCONV).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(DWCONV), model)
     picked = {r.name for r in plan.params if r.weight_decay == pytest.approx(0.05 * 0.3)}
     assert picked == _dwconv_reference(model)
     assert bool(picked) == (arch != "resnet18")
@@ -391,7 +391,7 @@ rules:
   - {name: wide, match: {where: "fan_out > fan_in"}, lr: 2}
   - {name: rest, match: {where: "fan_out <= fan_in"}, lr: 3}
 """)
-    got = _lrs(rules.resolve(model))
+    got = _lrs(lrrules.resolve(rules, model))
     for name, p in model.named_parameters():
         fan_in, fan_out = _torch_fans(p)
         assert got[name] == (2 if fan_out > fan_in else 3), name
@@ -406,7 +406,7 @@ rules:
   - {name: rest, fallback: true}
 """, path="r.yaml")
     with pytest.raises(lrrules.RuleFileError) as info:
-        rules.resolve(nn.Sequential(nn.Conv2d(2, 2, 1, groups=2), nn.Linear(2, 2)))
+        lrrules.resolve(rules, nn.Sequential(nn.Conv2d(2, 2, 1, groups=2), nn.Linear(2, 2)))
     error = info.value.errors[0]
     assert "has no groups" in error.message and "module:" in error.message and error.line == 5
 
@@ -466,7 +466,7 @@ def test_mmengine_custom_keys_port_equals_mmengine_itself() -> None:
     random.Random(0).shuffle(rules)
     ruleset = lrrules.loads(yaml.safe_dump({"version": 1, "defaults": {"lr": 1e-4, "weight_decay": 0.05},
                                             "rules": rules}))
-    got = _settings_of(ruleset.resolve(model))
+    got = _settings_of(lrrules.resolve(ruleset, model))
     assert got.keys() == want.keys()
     for name in want:
         assert got[name] == pytest.approx(want[name]), name
@@ -504,7 +504,7 @@ modifiers:
             return self.net(batch).pow(2).mean()
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.AdamW(rules.resolve(self).param_groups())
+            return torch.optim.AdamW(lrrules.resolve(rules, self).param_groups())
 
     data = torch.utils.data.DataLoader(torch.randn(8, 4), batch_size=4)
     trainer = L.Trainer(max_steps=2, logger=CSVLogger(tmp_path), callbacks=[LearningRateMonitor()],
@@ -512,7 +512,7 @@ modifiers:
                         enable_checkpointing=False, accelerator="cpu")
     module = Module()
     trainer.fit(module, data)
-    plan = rules.resolve(module)
+    plan = lrrules.resolve(rules, module)
     with open(next(tmp_path.rglob("metrics.csv"))) as f:
         logged = {k: v for row in csv.DictReader(f) for k, v in row.items() if k.startswith("lr-") and v}
     assert {k: float(v) for k, v in logged.items()} == pytest.approx(

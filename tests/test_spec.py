@@ -11,7 +11,7 @@ import yaml
 from lrrules.errors import RuleFileError
 from lrrules.loader import loads
 from lrrules.params import ParamInfo
-from lrrules.resolve import resolve_params
+from lrrules.resolver import resolve_params
 
 CASES = sorted((Path(__file__).parent / "spec").glob("*.yaml"))
 

@@ -41,7 +41,7 @@ def files(tmp_path: Path, **texts: str) -> dict[str, Path]:
 
 
 def lrs(rules: RuleSet) -> dict[str, float]:
-    return {a.name: a.lr for a in rules.resolve(TinyNet()).params}  # type: ignore[misc]
+    return {a.name: a.lr for a in lrrules.resolve(rules, TinyNet()).params}  # type: ignore[misc]
 
 
 # --- extends -------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ phases:
 
 
 def test_phases_build_on_each_other_epoch_by_epoch() -> None:
-    plan = lrrules.loads(PHASED).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(PHASED), TinyNet())
     everything = {a.name for a in plan.params}
     head = {"fc.weight", "fc.bias"}
     layer2 = {n for n in everything if n.startswith("layer2.")}
@@ -193,7 +193,7 @@ def test_phases_build_on_each_other_epoch_by_epoch() -> None:
 
 
 def test_phased_parameters_stay_in_their_groups() -> None:
-    plan = lrrules.loads(PHASED).resolve(TinyNet())
+    plan = lrrules.resolve(lrrules.loads(PHASED), TinyNet())
     assert sum(len(g.params) for g in plan.groups) == len(plan.params)
     at0 = plan.at(epoch=0)
     assert [g.params for g in at0.groups] == [g.params for g in plan.groups]
@@ -222,19 +222,19 @@ def test_a_resumed_phased_run_matches_an_uninterrupted_one() -> None:
     torch.manual_seed(0)
     straight = TinyNet()
     straight_opt = lrrules.build_optimizer(rules, straight)
-    straight_plan = rules.resolve(straight)
+    straight_plan = lrrules.resolve(rules, straight)
     train(straight, straight_opt, straight_plan, range(0, 5))
 
     torch.manual_seed(0)
     first = TinyNet()
     first_opt = lrrules.build_optimizer(rules, first)
-    train(first, first_opt, rules.resolve(first), range(0, 3))
+    train(first, first_opt, lrrules.resolve(rules, first), range(0, 3))
     model_state, optimizer_state = copy.deepcopy(first.state_dict()), copy.deepcopy(first_opt.state_dict())
 
     resumed = TinyNet()
     resumed.load_state_dict(model_state)
     resumed_opt = lrrules.build_optimizer(rules, resumed)
-    resumed_plan = rules.resolve(resumed)
+    resumed_plan = lrrules.resolve(rules, resumed)
     lrrules.load_optimizer_state(resumed_opt, optimizer_state, resumed_plan)
     train(resumed, resumed_opt, resumed_plan, range(3, 5))
 
@@ -249,7 +249,7 @@ def test_frozen_phase_parameters_do_not_move() -> None:
     model = TinyNet()
     optimizer = lrrules.build_optimizer(rules, model)
     before = copy.deepcopy(model.state_dict())
-    train(model, optimizer, rules.resolve(model), range(0, 1))
+    train(model, optimizer, lrrules.resolve(rules, model), range(0, 1))
     assert torch.equal(model.conv1.weight, before["conv1.weight"])
     assert not torch.equal(model.fc.weight, before["fc.weight"])
 
@@ -271,7 +271,7 @@ def test_lightning_callback_applies_the_phase_each_epoch() -> None:
     pytest.importorskip("lightning")
     from lrrules.lightning import phase_callback
 
-    plan = lrrules.loads(PHASED).resolve(model := TinyNet())
+    plan = lrrules.resolve(lrrules.loads(PHASED), model := TinyNet())
 
     class Trainer:
         current_epoch = 2

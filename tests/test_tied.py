@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lrrules
 import json
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def test_lm_head_rule_claims_the_tied_embedding_and_the_fallback_does_not_confli
 
     model, names = _tied_head(kind)
     assert len(names) > 1, "the test needs a tied head"
-    plan = lrrules.loads(ORDINARY).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(ORDINARY), model)
     assert plan.ok and not plan.conflicts
     tied = next(a for a in plan.params if set(a.aliases) | {a.name} == names)
     assert tied.rule == "head" and tied.matched_as == "lm_head.weight"
@@ -79,7 +80,7 @@ def test_two_rules_on_two_names_of_one_tensor_name_both_names_and_rules() -> Non
 
     model, _ = _tied_head("gpt2")
     text = ORDINARY + "  - name: embeddings\n    match: 'transformer.wte.*'\n    lr_mult: 0.5\n"
-    plan = lrrules.loads(text).resolve(model)
+    plan = lrrules.resolve(lrrules.loads(text), model)
     (conflict,) = plan.conflicts
     assert conflict.kind == "tied"
     assert dict(zip(conflict.names, conflict.rules)) == {"transformer.wte.weight": "embeddings",
@@ -103,7 +104,7 @@ def test_init_on_hugging_face_models_checks_clean(kind: str, hf_dir: Any, tmp_pa
 def test_init_on_a_model_whose_last_parameter_is_an_alias_makes_it_the_head(tied: Any) -> None:
     from lrrules.loader import loads
     from lrrules.params import collect
-    from lrrules.resolve import resolve_params
+    from lrrules.resolver import resolve_params
     from lrrules.starter import starter
 
     params, tensors = collect(tied)
@@ -123,7 +124,7 @@ def test_init_on_hugging_face_models_makes_the_task_head_fast(kind: str) -> None
     from lrrules.loader import loads
     from lrrules.params import collect
     from lrrules.sources import on_meta
-    from lrrules.resolve import resolve_params
+    from lrrules.resolver import resolve_params
     from lrrules.starter import starter
 
     config = tiny_hf_config(kind)

@@ -14,7 +14,7 @@ from timm.optim import param_groups_layer_decay
 
 from lrrules.loader import loads
 from lrrules.params import collect
-from lrrules.resolve import resolve_params
+from lrrules.resolver import resolve_params
 from lrrules.starter import starter
 
 DECAY, WEIGHT_DECAY = 0.7, 0.05

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lrrules
 import pytest
 import timm
 import torch
@@ -44,7 +45,7 @@ def test_layer_decay_equals_timm_for_every_parameter(name: str) -> None:
         for p in group["params"]:
             expected[names[id(p)]] = (group["lr_scale"], group["weight_decay"])
 
-    plan = layer_decay_rules(no_wd, 0.7, 0.05).resolve(model)
+    plan = lrrules.resolve(layer_decay_rules(no_wd, 0.7, 0.05), model)
 
     assert plan.ok and not plan.frozen
     got = {a.name: (a.lr_scale, a.weight_decay) for a in plan.params}
@@ -56,6 +57,6 @@ def test_layer_decay_survives_torch_compile() -> None:
     with torch.device("meta"):
         model = timm.create_model("vit_tiny_patch16_224", pretrained=False)
     rules = layer_decay_rules(["pos_embed", "cls_token"], 0.75, 0.05)
-    bare = {a.name: (a.lr, a.weight_decay) for a in rules.resolve(model).params}
-    compiled = {a.name: (a.lr, a.weight_decay) for a in rules.resolve(torch.compile(model)).params}
+    bare = {a.name: (a.lr, a.weight_decay) for a in lrrules.resolve(rules, model).params}
+    compiled = {a.name: (a.lr, a.weight_decay) for a in lrrules.resolve(rules, torch.compile(model)).params}
     assert compiled == bare

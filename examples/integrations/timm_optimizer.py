@@ -27,7 +27,7 @@ def run(steps: int = 20) -> dict[str, Any]:
     torch.manual_seed(0)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=32, patch_size=8)
     rules = lrrules.load(RULES)
-    plan = rules.resolve(model)
+    plan = lrrules.resolve(rules, model)
     optimizer = create_optimizer_v2(plan.param_groups(lr_scale=True), opt="adamw", lr=rules.defaults.lr,
                                     weight_decay=rules.defaults.weight_decay)
     scheduler = CosineLRScheduler(optimizer, t_initial=2 * steps, warmup_t=2, warmup_lr_init=1e-6, t_in_epochs=False)

@@ -33,7 +33,7 @@ def resolve_names(rules: str | Path | RuleSet, source: Source, *, ordered: bool 
     """
     from ..language import RuleSet
     from ..loader import load
-    from ..resolve import resolve_params
+    from ..resolver import resolve_params
 
     ruleset = rules if isinstance(rules, RuleSet) else load(rules)
     params, in_order = names_and_shapes(source)

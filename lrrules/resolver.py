@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,10 +21,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, ModelError, RuleError, RuleFileError
 from .formula import Formula, compile_formula
-from .language import DEFAULT_OPTIMIZER, SETTING_FIELDS, RuleSet
+from .language import DEFAULT_OPTIMIZER, MAX_DIMS, SETTING_FIELDS, RuleSet
 from .layers import KnownLayers, assign, unordered
+from .loader import load
 from .matching import Captures
-from .params import MAX_DIMS, ParamInfo, wrapped_prefix
+from .params import ParamInfo, wrapped_prefix
 from .plan import Assignment, Conflict, Frozen, Group, PhaseEffect, Plan, Status, Step, hashable
 from .routes import NDIM_LIMITS, optimizer_type, refused_shape
 
@@ -39,15 +41,19 @@ MIN_LAYERS = 3
 Matched = tuple[Entry, Captures]
 
 
-def resolve(rules: RuleSet, model: torch.nn.Module, base: Any = None) -> Plan:
-    """Resolve ``rules`` against ``model`` (bare, compiled or DDP-wrapped: names are unwrapped).
+def resolve(rules: RuleSet | str | os.PathLike[str], model: torch.nn.Module, base: Any = None) -> Plan:
+    """The :class:`~lrrules.plan.Plan` of ``rules`` (a :class:`RuleSet`, or anything :func:`lrrules.load`
+    opens: a path, ``lrrules:NAME``, ...) on ``model`` (bare, compiled or DDP-wrapped: names are unwrapped).
 
     ``base`` gives the base shapes the muP variables (``width_mult``, ``ninf``) read: the same
     architecture at the base width, as a model or anything :func:`base_shapes` takes.
 
-    >>> plan = resolve(lrrules.load("rules.yaml"), model)      # doctest: +SKIP
+    >>> plan = lrrules.resolve("rules.yaml", model)      # doctest: +SKIP
     """
     from .params import collect  # looked up at the call: a test stands in for it
+
+    if not isinstance(rules, RuleSet):
+        rules = load(rules)
 
     params, tensors = collect(model)
     plan = resolve_params(rules, params, tensors, model, base=None if base is None else base_shapes(base))
