@@ -15,10 +15,12 @@ run: $(STAMP)
 	$(VENV)/bin/lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2
 
 test: $(STAMP)
+	$(PY) -m mypy lrrules
 	$(PY) -m pytest
 
 # Everything but the tests marked slow (distributed runs, examples, integrations, subprocesses).
 test-fast: $(STAMP)
+	$(PY) -m mypy lrrules
 	$(PY) -m pytest -m "not slow"
 
 schema: $(STAMP)

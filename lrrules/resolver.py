@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .compile import Compiled, Entry, compile_rules
@@ -41,7 +41,7 @@ MIN_LAYERS = 3
 Matched = tuple[Entry, Captures]
 
 
-def resolve(rules: RuleSet | str | os.PathLike[str], model: torch.nn.Module, base: Any = None) -> Plan:
+def resolve(rules: RuleSet | str | Path, model: torch.nn.Module, base: Any = None) -> Plan:
     """The :class:`~lrrules.plan.Plan` of ``rules`` (a :class:`RuleSet`, or anything :func:`lrrules.load`
     opens: a path, ``lrrules:NAME``, ...) on ``model`` (bare, compiled or DDP-wrapped: names are unwrapped).
 
