@@ -81,7 +81,8 @@ def run() -> None:
 
 def _cmd_resolve(args: argparse.Namespace) -> int:
     from .lint import conflict_hints
-    from .report import plan_rows, plan_table, render
+    from .report import plan_rows, plan_table
+    from .tables import render
 
     rules, model = _rules(args.rules, args.set), _model(args)
     plan = _plan(rules, model, args)
@@ -93,7 +94,8 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from .layers import assign
-    from .report import param_rows, param_table, render
+    from .report import param_rows, param_table
+    from .tables import render
 
     model = _model(args)
     layers: list[int | None] = [None] * len(model.params)
@@ -130,7 +132,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .check import optimizer_types
     from .lint import modifier_hints
-    from .report import explain_rows, explain_text, explained, render
+    from .explain import explain_rows, explain_text, explained
+    from .tables import render
 
     rules, model = _rules(args.rules, args.set), _model(args)
     plan = _plan(rules, model, args)
@@ -146,7 +149,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     from .check import changes
-    from .report import diff_summary, diff_table, render
+    from .explain import diff_summary, diff_table
+    from .tables import render
 
     old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
     model = _model(args)
@@ -186,7 +190,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .report import flattened, to_json, to_yaml
+    from .report import flattened
+    from .tables import to_json, to_yaml
 
     data = flattened(_rules(args.rules, args.set))
     _print(to_json(data) if args.format == "json" else to_yaml(data).rstrip("\n"))
