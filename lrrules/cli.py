@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,15 +110,14 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .check import Finding, check, parse_overrides
+    from .check import check, parse_overrides
     from .report import findings_github, findings_json, findings_text
 
     opened = functools.cache(lambda spec: _model(args, spec))  # each model built once, for every file
     overrides = parse_overrides(args.set)
-    found: list[Finding] = []
-    for spec in args.rules:
-        found += check(spec, args.model or (), strict=args.strict, overrides=overrides,
-                       base_model=args.base_model, open_model=opened, cache=not args.no_cache)
+    found = [f for spec in args.rules
+             for f in check(spec, args.model or (), strict=args.strict, overrides=overrides,
+                            base_model=args.base_model, open_model=opened, cache=not args.no_cache)]
     if args.format == "text":
         err, out = findings_text(found)
     else:
@@ -152,8 +152,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from .explain import diff_summary, diff_table
     from .tables import render
 
-    old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
-    model = _model(args)
+    old_rules, new_rules, model = _rules(args.old, args.set), _rules(args.new, args.set), _model(args)
     old_plan, new_plan = _plan(old_rules, model, args), _plan(new_rules, model, args)
     found = changes(old_rules, new_rules, old_plan, new_plan)
     summary = diff_summary(found, old_plan, new_plan) if args.summary else None
@@ -164,6 +163,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from .language import json_schema_text
     from .starter import checked_starter, schema_reference
 
     model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
@@ -179,8 +179,6 @@ def _cmd_init(args: argparse.Namespace) -> int:
         return EXIT_OK
     _write(out, text, args.force)
     if beside is not None and not beside.exists():
-        from .language import json_schema_text
-
         _write(beside, json_schema_text(), True)
         _complain(f"wrote {beside}, the JSON Schema the file's first line points to")
     _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {out} --model {model.label}")
@@ -249,13 +247,11 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
 
 
 def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
-    from .sources import cached_open_model
-    from .sources import parse_model_args
+    from .sources import cached_open_model, parse_model_args
 
-    model: Model = cached_open_model(spec if spec is not None else args.model, args.num_classes,
-                                     parse_model_args(args.model_arg), use_cache=cache and not args.no_cache,
-                                     cache_factory=args.cache_factory)
-    return model
+    return cached_open_model(spec if spec is not None else args.model, args.num_classes,
+                             parse_model_args(args.model_arg), use_cache=cache and not args.no_cache,
+                             cache_factory=args.cache_factory)
 
 
 def _plan(rules: RuleSet, model: Model, args: argparse.Namespace) -> Plan:
@@ -283,8 +279,7 @@ def _layers(text: str) -> Any:
     if kind in simple and not level:
         return simple[kind](by=kind)
     # A level is a module depth: a few digits (thousands would reach Python's int-conversion limit).
-    if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6
-                             and int(level) >= 1):
+    if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6 and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
     raise UsageError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
 
@@ -314,8 +309,6 @@ def _writable(out: Path, force: bool) -> None:
 def _width(args: argparse.Namespace) -> int | None:
     """The terminal's width for tables; ``None`` (no limit) with --wide or when the output is not a
     terminal: a pipe or a file gets every character, for the tools that read it."""
-    import shutil
-
     if getattr(args, "wide", False) or not sys.stdout.isatty():
         return None
     return max(40, shutil.get_terminal_size().columns)
