@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,7 +82,8 @@ def run() -> None:
 
 def _cmd_resolve(args: argparse.Namespace) -> int:
     from .lint import conflict_hints
-    from .report import plan_rows, plan_table, render
+    from .report import plan_rows, plan_table
+    from .tables import render
 
     rules, model = _rules(args.rules, args.set), _model(args)
     plan = _plan(rules, model, args)
@@ -93,7 +95,8 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from .layers import assign
-    from .report import param_rows, param_table, render
+    from .report import param_rows, param_table
+    from .tables import render
 
     model = _model(args)
     layers: list[int | None] = [None] * len(model.params)
@@ -107,15 +110,14 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .check import Finding, check, parse_overrides
+    from .check import check, parse_overrides
     from .report import findings_github, findings_json, findings_text
 
     opened = functools.cache(lambda spec: _model(args, spec))  # each model built once, for every file
     overrides = parse_overrides(args.set)
-    found: list[Finding] = []
-    for spec in args.rules:
-        found += check(spec, args.model or (), strict=args.strict, overrides=overrides,
-                       base_model=args.base_model, open_model=opened, cache=not args.no_cache)
+    found = [f for spec in args.rules
+             for f in check(spec, args.model or (), strict=args.strict, overrides=overrides,
+                            base_model=args.base_model, open_model=opened, cache=not args.no_cache)]
     if args.format == "text":
         err, out = findings_text(found)
     else:
@@ -130,7 +132,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .check import optimizer_types
     from .lint import modifier_hints
-    from .report import explain_rows, explain_text, explained, render
+    from .explain import explain_rows, explain_text, explained
+    from .tables import render
 
     rules, model = _rules(args.rules, args.set), _model(args)
     plan = _plan(rules, model, args)
@@ -146,10 +149,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     from .check import changes
-    from .report import diff_summary, diff_table, render
+    from .explain import diff_summary, diff_table
+    from .tables import render
 
-    old_rules, new_rules = _rules(args.old, args.set), _rules(args.new, args.set)
-    model = _model(args)
+    old_rules, new_rules, model = _rules(args.old, args.set), _rules(args.new, args.set), _model(args)
     old_plan, new_plan = _plan(old_rules, model, args), _plan(new_rules, model, args)
     found = changes(old_rules, new_rules, old_plan, new_plan)
     summary = diff_summary(found, old_plan, new_plan) if args.summary else None
@@ -160,6 +163,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from .language import json_schema_text
     from .starter import checked_starter, schema_reference
 
     model = _model(args, cache=False)  # the starter reads the module itself (its classifier)
@@ -175,8 +179,6 @@ def _cmd_init(args: argparse.Namespace) -> int:
         return EXIT_OK
     _write(out, text, args.force)
     if beside is not None and not beside.exists():
-        from .language import json_schema_text
-
         _write(beside, json_schema_text(), True)
         _complain(f"wrote {beside}, the JSON Schema the file's first line points to")
     _complain(f"wrote {out} ({len(plan.groups)} groups); check it with: lrrules check {out} --model {model.label}")
@@ -186,7 +188,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .report import flattened, to_json, to_yaml
+    from .report import flattened
+    from .tables import to_json, to_yaml
 
     data = flattened(_rules(args.rules, args.set))
     _print(to_json(data) if args.format == "json" else to_yaml(data).rstrip("\n"))
@@ -244,13 +247,11 @@ def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
 
 
 def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
-    from .sources import cached_open_model
-    from .sources import parse_model_args
+    from .sources import cached_open_model, parse_model_args
 
-    model: Model = cached_open_model(spec if spec is not None else args.model, args.num_classes,
-                                     parse_model_args(args.model_arg), use_cache=cache and not args.no_cache,
-                                     cache_factory=args.cache_factory)
-    return model
+    return cached_open_model(spec if spec is not None else args.model, args.num_classes,
+                             parse_model_args(args.model_arg), use_cache=cache and not args.no_cache,
+                             cache_factory=args.cache_factory)
 
 
 def _plan(rules: RuleSet, model: Model, args: argparse.Namespace) -> Plan:
@@ -278,8 +279,7 @@ def _layers(text: str) -> Any:
     if kind in simple and not level:
         return simple[kind](by=kind)
     # A level is a module depth: a few digits (thousands would reach Python's int-conversion limit).
-    if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6
-                             and int(level) >= 1):
+    if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6 and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
     raise UsageError(f"--layers takes tensor, module, module:N, timm or blocks, got {text!r}")
 
@@ -309,8 +309,6 @@ def _writable(out: Path, force: bool) -> None:
 def _width(args: argparse.Namespace) -> int | None:
     """The terminal's width for tables; ``None`` (no limit) with --wide or when the output is not a
     terminal: a pipe or a file gets every character, for the tools that read it."""
-    import shutil
-
     if getattr(args, "wide", False) or not sys.stdout.isatty():
         return None
     return max(40, shutil.get_terminal_size().columns)

@@ -604,7 +604,7 @@ def test_a_rule_file_key_or_file_name_with_escapes_is_escaped_in_errors(tmp_path
 
 
 def test_csv_neutralises_formulas_and_quotes_carriage_returns() -> None:
-    from lrrules.report import to_csv
+    from lrrules.tables import to_csv
 
     rows = [{"name": n, "lr": -0.5, "shape": [2]} for n in ("=1+2", "+x", "-y", "@SUM(A1)", "\tz", "a\rb", "ok")]
     text = to_csv(rows)

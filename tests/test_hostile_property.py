@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from lrrules.errors import LrrulesError
 from lrrules.loader import loads
-from lrrules.report import plan_rows, plan_table, to_csv, to_json
+from lrrules.report import plan_rows, plan_table
+from lrrules.tables import to_csv, to_json
 from lrrules.resolver import resolve_params
 
 from .conftest import params

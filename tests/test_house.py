@@ -19,7 +19,7 @@ ORDER = [
     "errors", "formula", "regexes", "reader", "roles", "inherit", "language", "loader",
     "params", "matching", "layers", "compile", "routes", "plan", "resolver",
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
-    "lint", "report", "starter", "plot",
+    "lint", "tables", "report", "explain", "starter", "plot",
     "sources.checkpoints", "sources.names", "sources.cache", "sources",
     "check", "cli", "__main__", "__init__",
 ]

@@ -11,7 +11,8 @@ import pytest
 
 import lrrules
 from tests.conftest import ROOT
-from lrrules.report import plan_rows, plan_table, to_csv
+from lrrules.report import plan_rows, plan_table
+from lrrules.tables import to_csv
 from lrrules.sources import open_model
 
 #: (rule file, model): files of every kind (stage decay, per-tensor decay, timm layer decay, frozen,
@@ -131,7 +132,7 @@ def test_a_file_with_one_optimizer_shows_no_optimizer_column(plans: dict[tuple[s
 @pytest.mark.parametrize("summary", [False, True])
 def test_the_diff_table_fits_80_columns_naming_the_files_above_it(summary: bool) -> None:
     from lrrules.plan import diff_plans
-    from lrrules.report import diff_summary, diff_table
+    from lrrules.explain import diff_summary, diff_table
 
     model = open_model("resnet18").module
     old, new = "examples/resnet18-discriminative.yaml", "examples/resnet18-frozen-backbone.yaml"
