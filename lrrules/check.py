@@ -281,7 +281,7 @@ def optimizer_types(rules: RuleSet) -> dict[str, str]:
     >>> optimizer_types(lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\n"))  # doctest: +SKIP
     {'default': 'AdamW'}
     """
-    from .language import DEFAULT_OPTIMIZER
+    from .vocabulary import DEFAULT_OPTIMIZER
     from .routes import optimizer_type
 
     return {name: optimizer_type(rules, name) for name in [DEFAULT_OPTIMIZER, *rules.optimizers]}
@@ -294,7 +294,7 @@ def changes(old_rules: RuleSet, new_rules: RuleSet, old_plan: Plan, new_plan: Pl
     >>> changes(old, new, old.resolve(model), new.resolve(model))  # doctest: +SKIP
     [Change(param='(optimizer)', setting='type', old='AdamW', new='SGD'), ...]
     """
-    from .language import DEFAULT_OPTIMIZER
+    from .vocabulary import DEFAULT_OPTIMIZER
     from .plan import Change, diff_plans
 
     old_types, new_types = optimizer_types(old_rules), optimizer_types(new_rules)

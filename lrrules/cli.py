@@ -272,7 +272,7 @@ def _plan(rules: RuleSet, model: Model, args: argparse.Namespace) -> Plan:
 
 
 def _layers(text: str) -> Any:
-    from .language import BlocksLayers, ModuleLayers, TensorLayers, TimmLayers
+    from .fields import BlocksLayers, ModuleLayers, TensorLayers, TimmLayers
 
     kind, _, level = text.partition(":")
     simple = {"blocks": BlocksLayers, "tensor": TensorLayers, "timm": TimmLayers}

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
-from .language import Modifier, Rule, RuleSet
+from .entries import Modifier, Rule
+from .language import RuleSet
 from .matching import Matcher, compile_matcher
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from .errors import LayerError, MatchError
-from .language import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
+from .fields import BlocksLayers, ModuleLayers, PatternLayers, TensorLayers, TimmLayers
 from .matching import Matcher, compile_matcher
 from .params import ParamInfo, clean_name, unwrap
 

@@ -16,7 +16,8 @@ import yaml
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from .language import Rule, RuleSet
+    from .entries import Rule
+    from .language import RuleSet
     from .plan import Conflict
 
 #: A rule holding only these gives its parameters the base lr: rarely what its author wanted.

@@ -17,10 +17,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .entries import OPTION_TAGS, Defaults, Modifier, Optimizer, Rule
 from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError, did_you_mean
+from .fields import LAYER_TAGS, MATCHER_TAGS, MatchFields, ModuleLayers, PatternLayers
 from .inherit import flatten
-from .language import (LAYER_TAGS, MATCHER_TAGS, OPTION_TAGS, Defaults, EntrySummary, MatchFields, Modifier,
-                       ModuleLayers, Optimizer, PatternLayers, Rule, RuleSet, cross_entry_problems)
+from .language import EntrySummary, RuleSet, cross_entry_problems
 from .reader import MAX_BYTES, MAX_DEPTH, SourceMap, parse, read
 
 

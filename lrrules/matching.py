@@ -18,7 +18,7 @@ import regex
 
 from .errors import FormulaError, MatchError
 from .formula import Formula
-from .language import MatchFields
+from .fields import MatchFields
 from .params import ParamInfo
 from .regexes import compile_regex
 from .roles import NAME_ROLES, canonical

@@ -11,14 +11,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .entries import Defaults, Optimizer
 from .errors import Location, OptimizerError, UsageError, did_you_mean
-from .language import DEFAULT_OPTIMIZER, Defaults, Optimizer, RuleSet
+from .language import RuleSet
 from .loader import load
 from .plan import nothing_trains
 from .resolver import resolve
 from .resume import attach
 from .routes import optimizer_type
 from .signatures import check_options, options_of, type_location
+from .vocabulary import DEFAULT_OPTIMIZER
 
 if TYPE_CHECKING:
     import torch

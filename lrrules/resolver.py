@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, ModelError, RuleError, RuleFileError
 from .formula import Formula, compile_formula
-from .language import DEFAULT_OPTIMIZER, MAX_DIMS, SETTING_FIELDS, RuleSet
+from .language import RuleSet
 from .layers import KnownLayers, assign, unordered
 from .loader import load
 from .matching import Captures
 from .params import ParamInfo, wrapped_prefix
 from .plan import Assignment, Conflict, Frozen, Group, PhaseEffect, Plan, Status, Step, hashable
 from .routes import NDIM_LIMITS, optimizer_type, refused_shape
+from .vocabulary import DEFAULT_OPTIMIZER, MAX_DIMS, SETTING_FIELDS
 
 if TYPE_CHECKING:
     import torch

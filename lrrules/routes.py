@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .language import DEFAULT_OPTIMIZER, DEFAULT_TYPE
+from .vocabulary import DEFAULT_OPTIMIZER, DEFAULT_TYPE
 
 if TYPE_CHECKING:
     from .language import RuleSet

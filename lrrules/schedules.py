@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from .errors import FormulaError, LrrulesError, UsageError
 from .formula import Formula, compile_formula
-from .language import SCHEDULE_VARIABLES
+from .vocabulary import SCHEDULE_VARIABLES
 
 if TYPE_CHECKING:
     import torch

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import Location, OptimizerError, did_you_mean
 from .optimizer_table import OPTIONS, TIMM, TORCH, UNAVAILABLE
 
-from .language import DEFAULT_TYPE
+from .vocabulary import DEFAULT_TYPE
 
 if TYPE_CHECKING:
     from .language import RuleSet

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .language import DEFAULT_TYPE
+from .vocabulary import DEFAULT_TYPE
 from .params import ParamInfo, clean_name, unwrap
 from .roles import holder
 

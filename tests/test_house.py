@@ -16,7 +16,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "lrrules"
 
 ORDER = [
-    "errors", "formula", "regexes", "reader", "roles", "inherit", "language", "loader",
+    "errors", "formula", "regexes", "reader", "roles", "inherit", "vocabulary", "fields", "entries",
+    "language", "loader",
     "params", "matching", "layers", "compile", "routes", "plan", "resolver",
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "tables", "report", "explain", "starter", "plot",

@@ -13,7 +13,7 @@ from torch import nn
 
 import lrrules
 from lrrules.errors import RuleFileError
-from lrrules.language import VARIABLES
+from lrrules.vocabulary import VARIABLES
 from lrrules.resolver import resolve
 
 

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from lrrules.sources import cache as modelcache
 from lrrules.cli import main
-from lrrules.language import TimmLayers
+from lrrules.fields import TimmLayers
 from lrrules.layers import assign
 from lrrules.sources.cache import cache_dir, cached_open_model
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import lrrules
 from lrrules.cli import main
 from lrrules.errors import RuleFileError
-from lrrules.language import _RESERVED_OPTIONS
+from lrrules.vocabulary import _RESERVED_OPTIONS
 from lrrules.params import ParamInfo
 from lrrules.resolver import resolve_params
 

@@ -1,0 +1,294 @@
+"""What a rule file's entries set: rules and modifiers (their lr, weight decay, options, routing
+and schedule), the defaults, and the optimizers; formulas are compiled as they validate.
+
+>>> Rule.model_validate({"name": "all", "match": "*", "lr_mult": "2 * depth"}).lr_mult.text
+'2 * depth'
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo, \
+    field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import FormulaError, Pointer, did_you_mean
+from .fields import (VAR_NAMES, VAR_VALUES, Count, Matcher, Number, Strict, check_number, checked_formula, in_text,
+                     matcher_groups, refuse)
+from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
+from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, SETTING_FIELDS, VARIABLES, reserved_option
+
+Setting = Annotated[Union[float, str], BeforeValidator(check_number), Field(description=FORMULA_HELP)]
+
+
+def _option_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "<bool>"
+    if isinstance(value, (list, tuple)):
+        return "<list>"
+    return "<none>" if value is None else "<value>"
+
+
+OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
+# An option's value: a boolean, a list of numbers, null, or a number (in rules also a formula or a
+# word), chosen by the input's type so that an error names only the one that applies.
+_Bool = Annotated[bool, Tag("<bool>")]
+_List = Annotated[list[Number], Tag("<list>")]
+_None = Annotated[None, Tag("<none>")]
+#: An option in rules: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a word that
+#: names no variable is text (``proj_type: std``), anything else a formula.
+OptionValue = Annotated[Union[_Bool, _List, _None, Annotated[
+    Union[int, float, str], BeforeValidator(functools.partial(check_number, negative=True)),
+    Field(description="A number (negative where the optimizer takes it), a word (an option's text value: "
+          "proj_type: std), or a formula. " + FORMULA_HELP), Tag("<value>")]], Discriminator(_option_kind)]
+#: An option in defaults: a number, kept an integer where it is one.
+DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[Count, Number], Tag("<value>")]],
+                          Discriminator(_option_kind)]
+
+
+class _Settings(Strict):
+    """What a rule or modifier sets; each number may be a formula.
+
+    ``name`` and ``match`` come first: a formula's names are checked against the match's regex
+    groups, and pydantic validates fields in the order they are declared.
+    """
+
+    name: Annotated[str, Field(min_length=1, description="A unique name, shown in reports.")]
+    match: Matcher | None = Field(None, description="Which parameters this entry applies to.")
+    lr: Setting | None = Field(None, description="The lr, replacing base_lr. " + FORMULA_HELP)
+    lr_mult: Setting | None = Field(None, description="A multiplier on base_lr. " + FORMULA_HELP)
+    weight_decay: Setting | None = Field(None, description="The weight decay. " + FORMULA_HELP)
+    weight_decay_mult: Setting | None = Field(None, description="A multiplier on base_weight_decay.")
+    options: dict[str, OptionValue] | None = Field(
+        None, description="Other optimizer options for these parameters (momentum, betas, eps, ...).")
+    freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
+    # issue 13 (several optimizers, per-rule schedules): routing and the schedule formula.
+    optimizer: OptimizerName | None = Field(
+        None, description="The name of an optimizer under the top-level `optimizers` that these parameters go to.")
+    lr_schedule: str | None = Field(
+        None, description="A formula of step, epoch, total_steps (and vars) scaling these parameters' lr over "
+        "time; lrrules.rule_scheduler turns it into a scheduler (see docs/language.md).")
+    remove: bool = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
+
+    @field_validator(*SETTING_FIELDS, mode="after")
+    @classmethod
+    def _compile_setting(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        return checked_formula(value, _names(info))
+
+    @field_validator("lr_schedule", mode="after")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_formula(value, set(SCHEDULE_VARIABLES) | VAR_NAMES.get())
+            except FormulaError as exc:
+                raise in_text("formula", exc) from None
+        return value
+
+    @field_validator("options", mode="after")
+    @classmethod
+    def _compile_options(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        out, names = {}, _names(info)
+        for key, item in value.items():
+            _check_option_name(key)
+            out[key] = _option_text(item, names, key) if isinstance(item, str) else item
+        return out
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> _Settings:
+        if self.remove:
+            extra = sorted(self.model_fields_set - {"name", "remove"})
+            if extra:
+                raise PydanticCustomError("remove", "an entry with 'remove: true' only names what it removes; "
+                                          "drop {fields}", {"fields": ", ".join(extra)})
+            return self
+        if self.lr is not None and self.lr_mult is not None:
+            raise PydanticCustomError("settings", "give either lr or lr_mult, not both", {})
+        if self.weight_decay is not None and self.weight_decay_mult is not None:
+            raise PydanticCustomError("settings", "give either weight_decay or weight_decay_mult, not both", {})
+        if self.freeze:
+            given = [f for f in (*SETTING_FIELDS, "options", "optimizer", "lr_schedule") if getattr(self, f) is not None]
+            if given:
+                raise PydanticCustomError("settings", "freeze takes the parameters out of training, so {fields} "
+                                          "would never apply; remove it", {"fields": " and ".join(given)})
+        return self
+
+    def formulas(self) -> Iterator[tuple[tuple[str, ...], Formula]]:
+        """Each formula this entry holds, with its path inside the entry."""
+        for name in SETTING_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, Formula):
+                yield (name,), value
+        for key, value in (self.options or {}).items():
+            if isinstance(value, Formula):
+                yield ("options", key), value
+
+
+def _names(info: ValidationInfo) -> set[str] | None:
+    if "match" not in info.data:
+        return None  # the match itself failed; its error is reported, and its groups are unknown
+    return set(VARIABLES) | VAR_NAMES.get() | matcher_groups(info.data["match"])
+
+
+#: A word an option takes as its text value (``std``, ``cholesky_qr``, ``adamw``): no formula.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+
+def _option_text(text: str, names: set[str] | None, key: str) -> str | Formula:
+    """An option's text: a word that names no variable (nor comes close to one: ``dpeth`` stays a
+    formula, so its error says "did you mean 'depth'?") is the option's value as written; the
+    rest is a formula, which may be negative (an option is no rate)."""
+    if (names is not None and _WORD.match(text) and text not in names and text not in FUNCTIONS
+            and text not in CONSTANTS and not did_you_mean(text, names, cutoff=0.8)):
+        return text
+    return checked_formula(text, names, key, negative=True)
+
+
+def _check_option_name(key: str) -> None:
+    why = reserved_option(key)
+    if why is not None:
+        raise refuse("option", "'{key}' is not an option here: {why}", Pointer((key,), key=True), key=key, why=why)
+
+
+class Rule(_Settings):
+    """A claiming rule: every trainable parameter must be claimed by exactly one rule."""
+
+    match: Matcher | None = Field(None, description="Which parameters this rule claims.")
+    fallback: bool = Field(False, description="Claims only the parameters no other rule claims.")
+    overrides: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Names of rules this rule takes precedence over where both match "
+        "(transitively); any other overlap stays a conflict. Never depends on the order in the file.")
+
+    @model_validator(mode="after")
+    def _match_or_fallback(self) -> Rule:
+        if self.remove:
+            return self
+        if self.fallback and self.match is not None:
+            raise PydanticCustomError("rule", "a fallback rule claims what no other rule claims; remove 'match'", {})
+        if not self.fallback and self.match is None:
+            raise PydanticCustomError("rule", "a rule needs 'match' (or 'fallback: true')", {})
+        return self
+
+
+class Modifier(_Settings):
+    """A modifier: applies on top of whichever rule claimed a parameter; may overlap others."""
+
+    match: Matcher | None = Field(None, description="Which parameters this modifier changes (required).")
+
+    @model_validator(mode="after")
+    def _needs_match(self) -> Modifier:
+        if self.match is None and not self.remove:
+            raise PydanticCustomError("modifier", "a modifier needs 'match'", {})
+        return self
+
+
+#: Keys of `defaults` that other tools use for lr and weight decay: a mistake here, not an option.
+_MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
+
+
+def _over_vars(value: Any) -> Any:
+    """A formula in `defaults` (``lr: "lr"``, ``lr: "3 * base"``) reads only ``vars``; evaluated now."""
+    if not isinstance(value, str):
+        return value
+    names = VAR_NAMES.get()
+    if not names:
+        return value  # no vars, so no formula: text here is a wrong type, said so by Number
+    try:
+        return compile_formula(value, names).evaluate(VAR_VALUES.get())
+    except FormulaError as exc:
+        raise in_text("formula", exc, "{message}; a formula in defaults reads only vars") from None
+
+
+#: A number of `defaults`, or a formula over `vars` (so ``--set lr=3e-4`` sweeps the base lr).
+VarsNumber = Annotated[Number, BeforeValidator(_over_vars, json_schema_input_type=Union[float, str])]
+
+
+class Defaults(BaseModel):
+    """What every parameter starts from; any other key is an optimizer option (betas, eps, momentum, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    lr: Annotated[VarsNumber, Field(gt=0, description="The base learning rate (base_lr); a number or a formula "
+                                    "over vars.")]
+    weight_decay: Annotated[VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a "
+                                              "number or a formula over vars.")] = 0.0
+    __pydantic_extra__: dict[str, DefaultOption]
+
+    @model_validator(mode="after")
+    def _known_looking_options(self) -> Defaults:
+        for key in self.model_extra or {}:
+            _check_option_name(key)
+            hint = did_you_mean(_MISSPELT.get(key, key), ["lr", "weight_decay"], cutoff=0.75)
+            if hint:
+                raise refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The optimizer options other than lr and weight_decay."""
+        return dict(self.model_extra or {})
+
+
+class Optimizer(Strict):
+    """The optimizer build_optimizer makes."""
+
+    type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
+                               "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
+
+
+OptimizerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+
+
+def _any_option(value: Any) -> Any:
+    # A value read by an optimizer keeps its type: ns_steps: 5 stays an int, a string stays a string.
+    if isinstance(value, float):
+        check_number(value, negative=True)
+    if isinstance(value, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise PydanticCustomError("option", "a list option holds numbers only", {})
+    if isinstance(value, dict):
+        raise PydanticCustomError("option", "an option is a number, a string, a boolean, null or a list of numbers", {})
+    return value
+
+
+class NamedOptimizer(BaseModel):
+    """One of several optimizers (``optimizers: {NAME: {type, lr, ...}}``): its values are the defaults
+    of the parameters routed to it (``optimizer: NAME`` on a rule or modifier)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description=(
+        "A torch.optim class name (Muon, AdamW, SGD, ...) or a timm optimizer name; a class the caller "
+        "passes for this name (build(..., optimizers={NAME: cls})) replaces it."))]
+    lr: Annotated[Number, Field(gt=0, description="base_lr of what is routed here (defaults.lr if absent).")] | None = (
+        None)
+    weight_decay: Annotated[Number, Field(ge=0, description="base_weight_decay of what is routed here.")] | None = None
+    group_keys: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list, description="Keys the optimizer reads per param group without taking them in its "
+        "constructor (timm Muon's use_fallback, LARS's lars_exclude): allowed in options, put in every group.")
+    __pydantic_extra__: dict[str, Annotated[Union[bool, int, float, str, list[Union[int, float]], None],
+                                            BeforeValidator(_any_option)]]
+
+    @model_validator(mode="after")
+    def _options_are_options(self) -> NamedOptimizer:
+        for key in self.model_extra or {}:
+            if key in ("optimizer", "optimizers"):
+                raise refuse("option", "'{key}' is not an option here", Pointer((key,), key=True), key=key)
+            _check_option_name(key)
+        for i, key in enumerate(self.group_keys):
+            if reserved_option(key) is not None:
+                raise refuse("option", "'{key}' is not an option here: {why}", Pointer(("group_keys", i)),
+                              key=key, why=reserved_option(key))
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The constructor options other than lr and weight_decay, types kept."""
+        return dict(self.model_extra or {})
