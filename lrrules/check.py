@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .language import RuleSet
     from .plan import Change, Plan
-    from .resolver import BaseShapes
+    from .variables import BaseShapes
     from .sources import Model
 
 Level = Literal["error", "problem", "warning", "note"]
@@ -173,7 +173,7 @@ def _as_model(item: Model | str | torch.nn.Module, opened: Callable[[str], Model
 def _base_shapes(base_model: Model | str | None, opened: Callable[[str], Model]) -> BaseShapes | None:
     if base_model is None:
         return None
-    from .resolver import base_shapes
+    from .variables import base_shapes
 
     return base_shapes(_as_model(base_model, opened).params)
 

@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lrrules"
 
 ORDER = [
     "errors", "formula", "regexes", "reader", "roles", "inherit", "language", "loader",
-    "params", "matching", "layers", "compile", "routes", "plan", "resolver",
+    "params", "matching", "layers", "compile", "routes", "plan", "variables", "cautions",
+    "resolver",
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "report", "starter", "plot",
     "sources.checkpoints", "sources.names", "sources.cache", "sources",
