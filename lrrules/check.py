@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .language import RuleSet
     from .plan import Change, Plan
-    from .resolver import BaseShapes
+    from .variables import BaseShapes
     from .sources import Model
 
 Level = Literal["error", "problem", "warning", "note"]
@@ -173,14 +173,14 @@ def _as_model(item: Model | str | torch.nn.Module, opened: Callable[[str], Model
 def _base_shapes(base_model: Model | str | None, opened: Callable[[str], Model]) -> BaseShapes | None:
     if base_model is None:
         return None
-    from .resolver import base_shapes
+    from .variables import base_shapes
 
     return base_shapes(_as_model(base_model, opened).params)
 
 
 def resolve_model(rules: RuleSet, model: Model, base: BaseShapes | None = None) -> Plan:
     """The plan of ``rules`` on a :class:`~lrrules.sources.Model` (a built module or a checkpoint's
-    parameters); ``base``: muP's base shapes (:func:`lrrules.resolver.base_shapes`).
+    parameters); ``base``: muP's base shapes (:func:`lrrules.variables.base_shapes`).
 
     >>> plan = resolve_model(lrrules.load("rules.yaml"), open_model("resnet18"))  # doctest: +SKIP
     """

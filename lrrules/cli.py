@@ -257,7 +257,7 @@ def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True
 def _plan(rules: RuleSet, model: Model, args: argparse.Namespace) -> Plan:
     """The plan on ``model`` (muP's base shapes from --base-model, built once), at --epoch or --step."""
     from .check import resolve_model
-    from .resolver import base_shapes
+    from .variables import base_shapes
 
     if args.base_model is not None and not hasattr(args, "base_shapes"):  # diff resolves twice
         args.base_shapes = base_shapes(_model(args, args.base_model).params)

@@ -5,7 +5,8 @@ modifier under each of its names (:meth:`_Resolver.match`), one claiming rule is
 (:func:`choose_claim`), and its settings are computed (:func:`settle_values`) once per distinct
 combination of entries, captures and the variables their formulas read, then reused. The trainable
 parameters go into one optimizer group per distinct final setting (:func:`make_groups`). Nothing
-here depends on the order of the rules in the file, and nothing touches an optimizer.
+here depends on the order of the rules in the file, and nothing touches an optimizer. What a
+formula reads is in :mod:`lrrules.variables`; the warnings the plan carries are in :mod:`lrrules.cautions`.
 """
 
 from __future__ import annotations
@@ -14,31 +15,28 @@ import dataclasses
 import math
 import re
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .cautions import model_cautions, muon_route_cautions, underflow_caution, underflowed_groups
 from .compile import Compiled, Entry, compile_rules
-from .errors import FormulaError, LayerError, MatchError, ModelError, RuleError, RuleFileError
-from .formula import Formula, compile_formula
+from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
+from .formula import Formula
 from .language import RuleSet
 from .layers import KnownLayers, assign, unordered
 from .loader import load
 from .matching import Captures
-from .params import ParamInfo, wrapped_prefix
+from .params import ParamInfo
 from .plan import Assignment, Conflict, Frozen, Group, PhaseEffect, Plan, Status, Step, hashable
 from .routes import NDIM_LIMITS, optimizer_type, refused_shape
-from .vocabulary import DEFAULT_OPTIMIZER, MAX_DIMS, SETTING_FIELDS
+from .variables import BASE_VARIABLES, BaseShapes, base_shapes, check_base, environment, missing, variable
+from .vocabulary import DEFAULT_OPTIMIZER, SETTING_FIELDS
 
 if TYPE_CHECKING:
     import torch
 
 MODEL_FROZEN = "requires_grad=False in the model"
-DIM_NAMES = tuple(f"dim{k}" for k in range(MAX_DIMS))
-#: The roles Muon is not for (its README: embeddings and heads belong to AdamW).
-OFF_MUON = ("head", "embedding")
-#: Fewer layers than this make `decay ** depth` one or two rates: layer decay that does nothing.
-MIN_LAYERS = 3
 Matched = tuple[Entry, Captures]
 
 
@@ -54,7 +52,7 @@ def resolve(rules: RuleSet | str | Path, model: torch.nn.Module, base: Any = Non
     from .params import collect  # looked up at the call: a test stands in for it
 
     if not isinstance(rules, RuleSet):
-        rules = load(rules)
+        rules = load(rules if isinstance(rules, str) else Path(rules))
 
     params, tensors = collect(model)
     plan = resolve_params(rules, params, tensors, model, base=None if base is None else base_shapes(base))
@@ -86,7 +84,7 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
     except MatchError as exc:
         raise fail(rules, ("layers", "patterns", *exc.at), exc.message) from None
     if base is not None and reads & BASE_VARIABLES:
-        _check_base(base, params)
+        check_base(base, params)
     resolver = _Resolver(rules, compiled, layers, num_layers, len(params), base)
     assignments, groups = make_groups(rules, [resolver.one(info) for info in params], resolver.group_values)
     underflowed = underflowed_groups(groups, assignments)
@@ -103,7 +101,7 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
         zero_lr=tuple(n for g in groups if g.lr == 0.0 and g.index not in underflowed for n in g.params),
         base_options=rules.defaults.options, num_layers=num_layers,
         phases=phase_effects(rules, compiled, params, assignments), tensors=tuple(tensors),
-        cautions=(_cautions(rules, params, num_layers, reads) + tuple(underflow_caution(groups[k]) for k in underflowed)
+        cautions=(model_cautions(rules, params, num_layers, reads) + tuple(underflow_caution(groups[k]) for k in underflowed)
                   + tuple(muon_route_cautions(rules, params, groups))),
         schedule_vars=dict(rules.vars) if any(g.lr_schedule for g in groups) else {},
         infos=tuple(params),
@@ -307,69 +305,6 @@ def group_name(made_by: tuple[str, ...], taken: set[str], last: dict[str, int] |
     return name
 
 
-def underflowed_groups(groups: Sequence[Group], assignments: Sequence[Assignment]) -> dict[int, tuple[Step, ...]]:
-    """The groups whose lr rounded to 0 though nothing the file wrote is 0 (``0.5 ** depth`` over
-    thousands of layers), each with its lr steps; a 0 written, or a formula's exact 0, is meant."""
-    zero = {g.index for g in groups if g.lr == 0.0}
-    found: dict[int, tuple[Step, ...]] = {}
-    for a in assignments:
-        if a.group not in zero:
-            continue
-        zero.discard(a.group)
-        steps = tuple(st for st in a.steps if st.setting in ("lr", "lr_mult"))
-        if not any(st.value == 0 and (st.formula is None or not compile_formula(st.formula, None).underflows(
-                st.variables)) for st in steps):
-            found[a.group] = steps
-    return found
-
-
-def underflow_caution(group: Group) -> str:
-    """The warning for a group whose lr rounded to 0."""
-    names = ", ".join(f"'{n}'" for n in group.params[:3]) + (
-        f" and {len(group.params) - 3} more" if len(group.params) > 3 else "")
-    return (f"{names}: the lr rounds to 0 (group '{group.name}', made by {', '.join(group.rules)}), below the "
-            "smallest float though no factor is 0: a lr of 0 trains nothing, a frozen tensor in disguise; "
-            "freeze it ('freeze: true') if that is meant, or bound the multiplier (max(..., 1e-6))")
-
-
-def _cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int, reads: frozenset[str]) -> tuple[str, ...]:
-    """Warnings about the model and the layering (as timm warns when its layer decay has one layer)."""
-    out = []
-    prefix = wrapped_prefix(params)
-    if prefix is not None:
-        out.append(f"every parameter name starts with '{prefix}': the model looks wrapped in something lrrules "
-                   "does not unwrap; pass the inner model (model.module) so that anchored rules match")
-    used = sorted(reads & {"layer", "depth", "num_layers"})
-    # A layering the user listed (by: patterns) has the layers they meant, however few.
-    if used and num_layers < MIN_LAYERS and len(params) >= MIN_LAYERS and rules.layers.by != "patterns":
-        strategy = rules.layers.by
-        instead = ("'layers: {by: patterns, ...}' to name the layers by hand" if strategy == "blocks" else
-                   "'layers: {by: blocks}' (the repeated block stacks, any model) or 'by: timm' on a model "
-                   "timm groups")
-        out.append(f"the formulas read {', '.join(used)}, but layers 'by: {strategy}' puts this model in "
-                   f"{num_layers} layer(s), so they give at most {num_layers} values; use {instead}")
-    return tuple(out)
-
-
-def muon_route_cautions(rules: RuleSet, params: Sequence[ParamInfo], groups: Sequence[Group]) -> list[str]:
-    """A warning for each head or embedding tensor (by role) routed to a Muon (``Muon``,
-    ``SingleDeviceMuon``, timm's ``muon``); ``check --strict`` fails on them."""
-    by_name = {p.name: p for p in params}
-    out = []
-    for group in groups:
-        kind = optimizer_type(rules, group.optimizer)
-        if not kind.lower().endswith("muon"):
-            continue
-        for name in group.params:
-            found = [(role, why) for role, why in by_name[name].roles if role in OFF_MUON]
-            if found:
-                role, why = found[0]
-                out.append(f"'{name}' is the {role} ({why}) and is routed to optimizer '{group.optimizer}' (a {kind}); "
-                           "Muon is for hidden matrices, heads and embeddings belong to AdamW: exclude it with "
-                           "{not: {role: [head, embedding]}} or match {role: hidden}")
-    return out
-
-
 def phase_effects(rules: RuleSet, compiled: Compiled, infos: Sequence[ParamInfo],
                   assignments: Sequence[Assignment]) -> tuple[PhaseEffect, ...]:
     """What each phase freezes and unfreezes among the trainable parameters, under any of their names."""
@@ -392,140 +327,9 @@ def fail(rules: RuleSet, loc: tuple[str | int, ...], message: str, formula: Form
     """The error for ``message`` at ``loc`` in the rule file, with the formula and caret where given."""
     expr = formula.text if formula is not None else ""
     return RuleFileError([RuleError(message, rules.locate(loc, offset), loc, expr, offset)])
-_NONE = object()  # a variable with no value for a parameter (dim2 of a matrix, the layer of none)
-
-_PARAMETER_VARIABLES = {
-    "base_lr": lambda r, info: r.rules.defaults.lr,
-    "base_weight_decay": lambda r, info: r.rules.defaults.weight_decay,
-    "num_layers": lambda r, info: r.num_layers,
-    "num_tensors": lambda r, info: r.num_tensors,
-    "index": lambda r, info: info.index,
-    "ndim": lambda r, info: info.ndim,
-    "numel": lambda r, info: info.numel,
-    "fan_in": lambda r, info: info.fan_in,
-    "fan_out": lambda r, info: info.fan_out,
-}
-
-
-def variable(r: _Resolver, info: ParamInfo, name: str) -> Any:
-    """The value of the parameter's or the layering's variable ``name`` for ``info``, or ``_NONE``
-    (no such variable, or no value for this parameter: the ``dim2`` of a matrix)."""
-    if name in ("layer", "depth"):
-        layer = r.layers[info.index]
-        return _NONE if layer is None else layer if name == "layer" else r.num_layers - 1 - layer
-    if name in DIM_NAMES:
-        k = int(name[3:])
-        return info.shape[k] if k < len(info.shape) else _NONE
-    if name in BASE_VARIABLES:
-        return base_variable(r.base, info, name)
-    getter = _PARAMETER_VARIABLES.get(name)
-    return _NONE if getter is None else getter(r, info)
-
-
-def environment(r: _Resolver, info: ParamInfo, captures: Captures, names: Iterable[str]) -> dict[str, Any]:
-    """The variables ``names`` that have a value for ``info``: the captures first, then the file's
-    ``vars``, then the parameter's and the layering's (:func:`variable`)."""
-    env = {}
-    for name in names:
-        found = captures[name] if name in captures else r.rules.vars.get(name, _NONE)
-        found = variable(r, info, name) if found is _NONE else found
-        if found is not _NONE:
-            env[name] = found
-    return env
-
-
-# --- base shapes (muP) -----------------------------------------------------------------------------
-
-#: A tensor's size at the base width in each dimension; ``None`` for a dimension that is no width.
-BaseShape = tuple[int | None, ...]
-BaseShapes = Mapping[str, BaseShape]
-#: The variables muP defines per tensor from its base shape (mup's ``InfShape``).
-BASE_VARIABLES = frozenset({"width_mult", "ninf"})
-
-
-def base_shapes(base: Any) -> dict[str, BaseShape]:
-    """Each name's base shape, from a model at the base width, :class:`ParamInfo` records (a
-    checkpoint's), or a mapping of name to shape (mup's: ``None`` for a dimension that is no width).
-
-    >>> base_shapes({"fc.weight": [64, None]})
-    {'fc.weight': (64, None)}
-    """
-    if hasattr(base, "named_parameters"):
-        from .params import collect
-
-        base = collect(base)[0]
-    if not isinstance(base, Mapping):
-        return {name: tuple(p.shape) for p in base for name in p.names}
-    out = {}
-    for name, shape in base.items():
-        dims = tuple(shape)
-        if not isinstance(name, str) or not all(d is None or (type(d) is int and d >= 0) for d in dims):
-            raise ModelError(f"base shape of {name!r} is {list(dims)}: sizes are whole numbers >= 0 "
-                             "(None for a dimension that is no width)")
-        out[name] = dims
-    return out
-
-
-def _check_base(base: BaseShapes, params: Sequence[ParamInfo]) -> None:
-    """Refuse a base with tensors the model lacks (mup asserts the two name sets are equal)."""
-    names = {n for p in params for n in p.names}
-    extra = sorted(n for n in base if n not in names)
-    if extra:
-        shown = ", ".join(f"'{n}'" for n in extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
-        raise ModelError(f"the base model has tensors the model lacks ({shown}); the base must be the same "
-                         "architecture at the base width")
-
-
-def _base_shape(base: BaseShapes | None, info: ParamInfo) -> BaseShape | None:
-    return None if base is None else next((base[n] for n in info.names if n in base), None)
-
-
-def infinite_dims(base: BaseShapes | None, info: ParamInfo) -> tuple[tuple[int, int], ...] | None:
-    """(base size, size) of each dimension that differs from the base shape: muP's width dimensions."""
-    shape = _base_shape(base, info)
-    if shape is None or len(shape) != len(info.shape):
-        return None
-    return tuple((b, d) for b, d in zip(shape, info.shape) if b is not None and b != d)
-
-
-def base_variable(base: BaseShapes | None, info: ParamInfo, name: str) -> Any:
-    """mup's ``InfShape``: ``ninf``, how many dimensions differ from the base; ``width_mult``, size /
-    base size of the last of them, 1 when none differ, no value when more than two do."""
-    dims = infinite_dims(base, info)
-    if dims is None or (name == "width_mult" and len(dims) > 2):
-        return _NONE
-    return len(dims) if name == "ninf" else dims[-1][1] / dims[-1][0] if dims else 1
-
-
-def base_problem(base: BaseShapes | None, info: ParamInfo, name: str) -> str:
-    """Why the muP variable ``name`` has no value for ``info``."""
-    shape = _base_shape(base, info)
-    if base is None:
-        return (f"'{name}' (muP) reads the base shapes, and none were given: pass the same architecture at the "
-                "base width (resolve(rules, model, base=narrow_model), build(..., base=...), --base-model SPEC)")
-    if shape is None:
-        return f"parameter '{info.name}' is not in the base model; the base must be the same architecture"
-    if len(shape) != len(info.shape):
-        return (f"parameter '{info.name}' has shape {list(info.shape)} and base shape {list(shape)}: "
-                "another number of dimensions")
-    return (f"parameter '{info.name}' (shape {list(info.shape)}, base {list(shape)}) has "
-            f"{len(infinite_dims(base, info) or ())} width dimensions; muP defines width_mult for at most two "
-            "(mup's optimizers refuse more)")
 
 
 # --- settle ----------------------------------------------------------------------------------------
-
-
-def _missing(r: _Resolver, info: ParamInfo, name: str) -> str:
-    """Why the variable ``name`` a formula reads has no value for ``info``."""
-    if name in DIM_NAMES:
-        return (f"parameter '{info.name}' has shape {list(info.shape)}, so no {name}; add "
-                f"'ndim: [{int(name[3:]) + 1}, ...]' (or more) to the match, or use fan_in / fan_out")
-    if name in ("layer", "depth"):
-        return f"parameter '{info.name}' has no layer: it matches none of layers.patterns; add one that covers it"
-    if name in BASE_VARIABLES:
-        return base_problem(r.base, info, name)
-    return f"regex group '{name}' captured nothing for parameter '{info.name}'"
 
 
 def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, info: ParamInfo,
@@ -535,10 +339,10 @@ def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, inf
     if not isinstance(value, Formula):
         return value, Step(entry.name, ".".join(where), None, {}, value)
     loc: tuple[str | int, ...] = (entry.kind, entry.i, *where)
-    missing = sorted(value.names - env.keys())
-    if missing:
-        spot = re.search(rf"\b{missing[0]}\b", value.text)
-        raise fail(r.rules, loc, _missing(r, info, missing[0]), value, spot.start() if spot else None)
+    absent = sorted(value.names - env.keys())
+    if absent:
+        spot = re.search(rf"\b{absent[0]}\b", value.text)
+        raise fail(r.rules, loc, missing(r, info, absent[0]), value, spot.start() if spot else None)
     names = sorted(value.names)
     key = (value.text, tuple(env[n] for n in names))
     result = r.formulas.get(key)

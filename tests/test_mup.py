@@ -13,7 +13,8 @@ from torch import nn
 import lrrules
 from lrrules.cli import main
 from lrrules.errors import LrrulesError, ModelError, RuleFileError
-from lrrules.resolver import base_shapes, resolve
+from lrrules.resolver import resolve
+from lrrules.variables import base_shapes
 
 mup = pytest.importorskip("mup")
 
