@@ -25,7 +25,9 @@ from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, SETTING_
 Setting = Annotated[Union[float, str], BeforeValidator(check_number), Field(description=FORMULA_HELP)]
 
 
-def _option_kind(value: Any) -> str:
+def _option_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return None  # no kind: one error saying what an option may be, not one per number type
     if isinstance(value, bool):
         return "<bool>"
     if isinstance(value, (list, tuple)):
@@ -33,6 +35,9 @@ def _option_kind(value: Any) -> str:
     return "<none>" if value is None else "<value>"
 
 
+_NOT_A_MAPPING = dict(custom_error_type="option_mapping", custom_error_message=(
+    "an option's value is a number, a word, true/false, null or a list, not a mapping "
+    "(an option is written flat under defaults or a rule's options: `momentum: 0.9`)"))
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
 # An option's value: a boolean, a list of numbers, null, or a number (in rules also a formula or a
 # word), chosen by the input's type so that an error names only the one that applies.
@@ -44,10 +49,10 @@ _None = Annotated[None, Tag("<none>")]
 OptionValue = Annotated[Union[_Bool, _List, _None, Annotated[
     Union[int, float, str], BeforeValidator(functools.partial(check_number, negative=True)),
     Field(description="A number (negative where the optimizer takes it), a word (an option's text value: "
-          "proj_type: std), or a formula. " + FORMULA_HELP), Tag("<value>")]], Discriminator(_option_kind)]
+          "proj_type: std), or a formula. " + FORMULA_HELP), Tag("<value>")]], Discriminator(_option_kind, **_NOT_A_MAPPING)]
 #: An option in defaults: a number, kept an integer where it is one.
 DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[Count, Number], Tag("<value>")]],
-                          Discriminator(_option_kind)]
+                          Discriminator(_option_kind, **_NOT_A_MAPPING)]
 
 
 class _Settings(Strict):

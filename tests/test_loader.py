@@ -306,3 +306,20 @@ def test_vars_of_the_wrong_type_are_an_error_at_their_place() -> None:
     with pytest.raises(RuleFileError) as caught:
         lrrules.loads("version: 1\ndefaults: {lr: 0.1}\nvars: 1\n", "r.yaml")
     assert [(e.line, e.col, e.loc) for e in caught.value.errors] == [(3, 7, ("vars",))]
+
+
+@pytest.mark.parametrize(("text", "place", "loc"), [
+    ("defaults:\n  lr: 0.1\n  options: {amsgrad: true}\n", (3, 12), ("defaults", "options")),
+    ("defaults:\n  lr: 0.1\n  momentum: {a: 1}\n", (3, 13), ("defaults", "momentum")),
+    ("defaults: {lr: 0.1}\nrules:\n  - {name: r, match: 'fc.*', options: {betas: {b1: 0.9}}}\n", (3, 47),
+     ("rules", 0, "options", "betas")),
+])
+def test_a_mapping_where_an_option_value_goes_is_one_error_saying_what_an_option_may_be(
+        text: str, place: tuple[int, int], loc: tuple[str | int, ...]) -> None:
+    """Not pydantic's internals (one error per number type it tried, named after its validators)."""
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.loads("version: 1\n" + text + ("rules:\n  - {name: all, fallback: true}\n" if "rules" not in text else
+                                              "  - {name: all, fallback: true}\n"))
+    [error] = caught.value.errors
+    assert (error.line - 1, error.col) == place and tuple(error.loc) == loc
+    assert "not a mapping" in error.message and "function-" not in error.message and "_plain_number" not in str(error)
