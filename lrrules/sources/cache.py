@@ -337,9 +337,9 @@ def _write(key: str, model: Model) -> None:
 
 
 def check_optimizer_cached(rules: RuleSet, use_cache: bool = True, plan: Plan | None = None) -> None:
-    """:func:`lrrules.optim.check_optimizers` on ``rules`` and, given a ``plan``, :func:`~lrrules.optim.judge_groups`
-    on its groups, skipped where the same rule set (and groups) passed under the same library versions and
-    optimizer code (a pass is remembered, never a failure).
+    """:func:`lrrules.optim.check_optimizers` on ``rules`` or, given a ``plan``, :func:`~lrrules.optim.judge_groups`
+    on its groups (``check`` has checked the optimizers alone first), skipped where the same rule set (and
+    groups) passed under the same library versions and optimizer code (a pass is remembered, never a failure).
 
     >>> check_optimizer_cached(lrrules.load("rules.yaml"))          # doctest: +SKIP
     """
@@ -353,8 +353,9 @@ def check_optimizer_cached(rules: RuleSet, use_cache: bool = True, plan: Plan | 
     if not use_cache or _read_entry(folder, name) != key.encode():
         from ..optim import check_optimizers, judge_groups  # only where a check runs: a remembered pass needs none
 
-        check_optimizers(rules)
-        if plan is not None:
+        if plan is None:
+            check_optimizers(rules)
+        else:  # check() has checked the optimizers alone already: only the groups are new
             judge_groups(rules, plan)
         if use_cache:
             _write_entry(folder, name, key.encode())
