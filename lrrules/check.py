@@ -12,7 +12,8 @@ import functools
 import os
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -46,6 +47,8 @@ class Finding:
     message: str
     model: str = ""
     strict: bool = False
+    #: Tensors claimed by each rule and modifier on each model (a check of several models).
+    claims: Mapping[str, Mapping[str, int]] | None = field(default=None, compare=False, hash=False)
 
     @property
     def exit_code(self) -> int:
@@ -67,8 +70,9 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types: ``file``, ``line``, ``col`` (``None`` for the whole file), ``severity``, ..."""
-        return {"file": self.path, "line": self.line or None, "col": self.col or None,
-                "severity": self.level, "model": self.model or None, "message": self.message}
+        out = {"file": self.path, "line": self.line or None, "col": self.col or None,
+               "severity": self.level, "model": self.model or None, "message": self.message}
+        return out | ({"claims": {e: dict(row) for e, row in self.claims.items()}} if self.claims else {})
 
 
 def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.Module] = (), *,
@@ -111,11 +115,39 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
     found = [Finding(name, 0, 0, "note", note) for note in notes]
     opened = open_model or _opener(cache)
     base: list[BaseShapes | None] = []  # muP's base shapes: made once, when a plan first needs them
+    plans: dict[str, Plan] = {}
     for item in models:
         model = _as_model(item, opened)
         if not base:
             base.append(_base_shapes(base_model, opened))
-        found += _on_model(ruleset, name, model, base[0], strict, cache)
+        more, plan = _on_model(ruleset, name, model, base[0], strict, cache)
+        found += more
+        if plan is not None:
+            plans[model.label] = plan
+    return found + _unused(ruleset, plans, strict)
+
+
+def _unused(ruleset: RuleSet, plans: Mapping[str, Plan], strict: bool) -> list[Finding]:
+    """A warning at each rule or modifier that claims nothing on every model (failing under
+    ``strict``); with several models, one warning that never fails with the table of models x entries
+    (tensors claimed) when an entry claims nothing on some of them: a shared file's CNN rule claims
+    nothing on the ViT, and that is no mistake."""
+    entries = [(kind, i, e.name) for kind in ("rules", "modifiers") for i, e in enumerate(getattr(ruleset, kind))]
+    claims = {label: Counter(n for a in plan.params for n in (a.rule, *a.modifiers) if n)
+              for label, plan in plans.items()}
+    table = {entry: {label: counts[entry] for label, counts in claims.items()} for _, _, entry in entries}
+    found = []
+    for kind, i, entry in entries:
+        if plans and not any(table[entry].values()):
+            where, on = ruleset.locate((kind, i)), f" on any of {len(plans)} models" if len(plans) > 1 else ""
+            found.append(Finding(where.path, where.line, where.col, "warning", f"rule '{entry}' matches no parameter{on}",
+                                 next(iter(plans)) if len(plans) == 1 else "", strict))
+    if len(plans) > 1 and any(0 in row.values() for row in table.values()):
+        width = max(len(e) for e in table)
+        lines = [f"  {'rule':<{width}}  " + "  ".join(plans)]
+        lines += [f"  {e:<{width}}  " + "  ".join(f"{n:>{len(m)}}" for m, n in row.items()) for e, row in table.items()]
+        found.append(Finding(ruleset.path, 0, 0, "warning", "tensors claimed per model (a rule unused on one model "
+                             "but used on another is fine):\n" + "\n".join(lines), claims=table))
     return found
 
 
@@ -190,7 +222,7 @@ def resolve_model(rules: RuleSet, model: Model, base: BaseShapes | None = None) 
 
 
 def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None, strict: bool,
-              cache: bool = True) -> list[Finding]:
+              cache: bool = True) -> tuple[list[Finding], Plan | None]:
     """The plan's problems on one model, as one finding; an error of the file, at its place."""
     from .lint import conflict_hints
     from .plan import nothing_trains
@@ -199,19 +231,20 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
     try:
         plan = resolve_model(ruleset, model, base)
     except RuleFileError as exc:
-        return [_located(e, model.label) for e in exc.errors]
+        return [_located(e, model.label) for e in exc.errors], None
     except ResolveError as exc:
-        return [Finding(name, 0, 0, "error", str(exc), model.label)]
+        return [Finding(name, 0, 0, "error", str(exc), model.label)], None
     if ruleset.optimizers and not plan.conflicts:  # several optimizers: each group judged as build judges it
         from .sources import check_optimizer_cached
 
         try:
             check_optimizer_cached(ruleset, cache, plan)
         except OptimizerError as exc:
-            return [_optimizer_finding(exc, name)]
+            return [_optimizer_finding(exc, name)], None
     found = []
     lines = problems(plan) + conflict_hints(ruleset, plan.conflicts) + [why for why in [nothing_trains(plan)] if why]
-    lines += [f"strict: {w}" for w in plan.warnings()] if strict else []
+    unused = {f"rule '{r}' matches no parameter" for r in plan.unused_rules}  # judged across models
+    lines += [f"strict: {w}" for w in plan.warnings() if w not in unused] if strict else []
     if lines:
         found.append(Finding(name, 0, 0, "problem", "\n".join(lines), model.label))
     unnormal = _not_nfc([p.name for p in model.params]) if plan.unused_rules else ""
@@ -220,7 +253,7 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
                              "parameter, and names are matched as written, code point by code point: a glob "
                              "typed in NFC does not match a name in NFD (copy the name from `lrrules params`)",
                              model.label, strict))
-    return found
+    return found, plan
 
 
 def _located(error: RuleError, model: str = "") -> Finding:

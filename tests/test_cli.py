@@ -202,9 +202,10 @@ def test_check_lists_problems_per_model(tmp_path: Path, capsys: pytest.CaptureFi
 def test_check_strict_fails_on_unused_rules_and_zero_lr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rules = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n"
                             "  - {name: typo, match: 'decoder.*'}\nmodifiers:\n  - {name: z, match: 'fc.*', lr: 0}\n")
-    assert run(capsys, "check", rules, "--model", "resnet18")[0] == 0
-    code, out, _ = run(capsys, "check", rules, "--model", "resnet18", "--strict")
-    assert code == 1 and "strict: rule 'typo' matches no parameter" in out and "lr = 0" in out
+    code, _, err = run(capsys, "check", rules, "--model", "resnet18")
+    assert code == 0 and f"{rules}:5:5: warning: rule 'typo' matches no parameter (on resnet18)" in err
+    code, out, err = run(capsys, "check", rules, "--model", "resnet18", "--strict")
+    assert code == 1 and "rule 'typo' matches no parameter" in err and "lr = 0" in out
 
 
 def test_check_without_a_model_validates_the_file_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
