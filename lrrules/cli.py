@@ -231,9 +231,54 @@ def _model_names(prefix: str, **_: Any) -> list[str]:
     sources = [s for s in ("torchvision:", "hf:") if s.startswith(prefix)]
     if ":" in prefix or "/" in prefix or "." in prefix:
         return sources
-    import timm
+    return sources + [name for name in _timm_names() if name.startswith(prefix)]
 
-    return sources + list(timm.list_models(prefix + "*"))
+
+def _timm_names() -> list[str]:
+    """timm's model names, listed once per timm version into the model cache: importing timm takes
+    seconds, too long for each TAB."""
+    from importlib import metadata
+
+    from .sources.cache import cache_dir
+
+    try:
+        listed = cache_dir() / f"timm-{metadata.version('timm')}-models.txt"
+    except metadata.PackageNotFoundError:
+        return []
+    try:
+        return listed.read_text(encoding="utf-8").split()
+    except OSError:
+        import timm
+
+        names: list[str] = timm.list_models()
+    try:
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        listed.write_text("\n".join(names), encoding="utf-8")
+    except OSError:  # a read-only cache: the next TAB lists them again
+        pass
+    return names
+
+
+def _rule_files(prefix: str, **kwargs: Any) -> list[str]:
+    """RULES completions: the shipped presets (``lrrules:NAME``), then files."""
+    from argcomplete.completers import FilesCompleter
+
+    presets = [f"lrrules:{p.stem}" for p in sorted((Path(__file__).parent / "presets").glob("*.yaml"))]
+    return [p for p in presets if p.startswith(prefix)] + list(FilesCompleter()(prefix, **kwargs))
+
+
+def _set_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """--set completions: ``NAME=`` for each var of the rule files named before it."""
+    from .loader import load
+
+    specs = getattr(parsed_args, "rules", None) or [getattr(parsed_args, k, None) for k in ("old", "new")]
+    names: dict[str, None] = {}
+    for spec in [specs] if isinstance(specs, str) else specs:
+        try:
+            names |= dict.fromkeys(load(spec).vars) if spec else {}
+        except (LrrulesError, OSError):  # a file not written yet completes nothing
+            pass
+    return [f"{name}=" for name in names if name.startswith(prefix)]
 
 
 # --- arguments and output ----------------------------------------------------------------------
@@ -308,8 +353,9 @@ def _writable(out: Path, force: bool) -> None:
 
 def _width(args: argparse.Namespace) -> int | None:
     """The terminal's width for tables; ``None`` (no limit) with --wide or when the output is not a
-    terminal: a pipe or a file gets every character, for the tools that read it."""
-    if getattr(args, "wide", False) or not sys.stdout.isatty():
+    terminal: a pipe or a file gets every character, unless ``COLUMNS`` says a width (as argparse and
+    rich read it)."""
+    if getattr(args, "wide", False) or not (sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()):
         return None
     return max(40, shutil.get_terminal_size().columns)
 
@@ -360,8 +406,7 @@ _MODEL_HELP = ("a timm name (resnet18), torchvision:NAME, hf:PATH (a local confi
                "only), package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; "
                "safetensors are read without importing torch)")
 _WIDE_HELP = ("tables at full width in a terminal too (fitted to it otherwise: short headers, a narrower bar, secondary "
-              "columns left out, long names cut); output to a pipe or a file is always at full width, so there "
-              "--wide changes nothing")
+              "columns left out, long names cut); a pipe or a file gets full width unless COLUMNS is set")
 
 
 def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], text: tuple[str, str, str],
@@ -374,7 +419,8 @@ def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int],
                                                      epilog=f"example:\n  {example}", formatter_class=_HelpFormatter)
     p.set_defaults(run=run)
     if rules:
-        p.add_argument("rules", metavar="RULES", help=rules, nargs="+" if rules.startswith("the rule files") else None)
+        option = p.add_argument("rules", metavar="RULES", help=rules, nargs="+" if rules.startswith("the rule files") else None)
+        setattr(option, "completer", _rule_files)  # argcomplete reads it
     if model:
         many = model == "many"
         option = p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
@@ -392,8 +438,9 @@ def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int],
         p.add_argument("--format", choices=formats, default="table", help="output format (default: table)")
         p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     if sets:
-        p.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
-                       help="override one of the rule file's vars (repeatable)")
+        option = p.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
+                                help="override one of the rule file's vars (repeatable)")
+        setattr(option, "completer", _set_names)
     if phases:
         p.add_argument("--epoch", type=int, metavar="N", help="show the plan at this epoch of its training phases")
         p.add_argument("--step", type=int, metavar="N", help="show the plan at this step of its training phases")
@@ -429,7 +476,7 @@ def _parser() -> argparse.ArgumentParser:
         "Check RULES alone (schema, regexes, formulas, a file that trains nothing, a decay-only rule where a "
         "modifier was meant) or against each --model (unmatched and conflicting parameters, the optimizer and its "
         "options; against a checkpoint without importing torch). Prints nothing when clean.",
-        "lrrules check rules.yaml --model resnet18 --model resnet50 --format github"), model="many",
+        "lrrules check examples/resnet18-discriminative.yaml --model resnet18 --model resnet50 --format github"), model="many",
         rules="the rule files ('-' reads one from stdin)")
     p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
     p.add_argument("--format", choices=("text", "github", "json"), default="text",
@@ -447,7 +494,7 @@ def _parser() -> argparse.ArgumentParser:
         "the parameters whose settings differ between two rule files",
         "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight decay or "
         "options differ. OLD or NEW may be a git revision of a file: REV:path.",
-        "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18"), model="one", formats=_TABLES, phases=True, rules="")
+        "lrrules diff examples/resnet18-discriminative.yaml examples/resnet18-frozen-backbone.yaml --model resnet18 --summary"), model="one", formats=_TABLES, phases=True, rules="")
     p.add_argument("old", metavar="OLD", help="the old rule file, or REV:path")
     p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
     p.add_argument("--summary", action="store_true",
@@ -495,5 +542,5 @@ def _more_commands(commands: Any) -> None:
     p = _command(commands, "show", _cmd_show, (
         "print a rule file flattened: extends resolved, vars set",
         "Print RULES as lrrules reads it: the files it extends merged in, --set applied, defaults left out. "
-        "Needs no model.", "lrrules show experiments/lr-sweep.yaml --set decay=0.8"))
+        "Needs no model.", "lrrules show examples/bert-layerwise-decay.yaml --set decay=0.9"))
     p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
