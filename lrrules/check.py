@@ -102,6 +102,8 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
             _alone(ruleset, strict)
     except OptimizerError as exc:
         return [_optimizer_finding(exc, name)]
+    if not models:
+        return found
     opened = open_model or _opener(cache)
     base: list[BaseShapes | None] = []  # muP's base shapes: made once, when a plan first needs them
     plans: dict[str, Plan] = {}
@@ -175,9 +177,7 @@ def resolve_model(rules: RuleSet, model: Model, base: BaseShapes | None = None) 
 def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None, strict: bool,
               cache: bool) -> tuple[list[Finding], Plan | None]:
     """The plan's problems on one model, as one finding (an error of the file at its place), and the plan."""
-    from .lint import conflict_hints
     from .plan import nothing_trains
-    from .report import problems
 
     try:
         plan = resolve_model(ruleset, model, base)
@@ -192,7 +192,12 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
     except OptimizerError as exc:
         return [_optimizer_finding(exc, name)], None
     unused = {f"rule '{r}' matches no parameter" for r in plan.unused_rules}  # judged across models
-    lines = problems(plan) + conflict_hints(ruleset, plan.conflicts) + [why for why in [nothing_trains(plan)] if why]
+    lines = [why for why in [nothing_trains(plan)] if why]
+    if plan.unmatched or plan.conflicts:  # as the report prints them; a clean plan imports neither module
+        from .lint import conflict_hints
+        from .report import problems
+
+        lines = problems(plan) + conflict_hints(ruleset, plan.conflicts) + lines
     lines += [f"strict: {w}" for w in plan.warnings() if w not in unused] if strict else []
     found = [Finding(name, 0, 0, "problem", "\n".join(lines), model.label)] if lines else []
     odd = [n for n in (p.name for p in model.params) if not n.isascii() and unicodedata.normalize("NFC", n) != n]
