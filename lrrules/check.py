@@ -98,20 +98,21 @@ def check(rules: str | Path | RuleSet, models: Sequence[Model | str | torch.nn.M
     except UsageError as exc:  # a file that cannot be read: a missing path, a directory
         return [Finding(name, 0, 0, "error", str(exc))]
     try:
-        found = [Finding(name, 0, 0, "note", n) for n in _optimizer(ruleset, cache)] if models else \
-            _alone(ruleset, strict)
+        if not models:
+            return _alone(ruleset, strict)
+        found = [Finding(name, 0, 0, "note", note) for note in _optimizer(ruleset, cache)]
     except OptimizerError as exc:
         return [_optimizer_finding(exc, name)]
-    if not models:
-        return found
     opened = open_model or _opener(cache)
-    base: list[BaseShapes | None] = []  # muP's base shapes: made once, when a plan first needs them
+    base: BaseShapes | None = None
     plans: dict[str, Plan] = {}
-    for item in models:
+    for i, item in enumerate(models):
         model = _as_model(item, opened)
-        if not base:
-            base.append(_base_shapes(base_model, opened))
-        more, plan = _on_model(ruleset, name, model, base[0], strict, cache)
+        if i == 0 and base_model is not None:  # muP's base shapes: made once, when a plan first needs them
+            from .variables import base_shapes
+
+            base = base_shapes(_as_model(base_model, opened).params)
+        more, plan = _on_model(ruleset, name, model, base, strict, cache)
         found += more
         if plan is not None:
             plans[model.label] = plan
@@ -158,12 +159,6 @@ def _as_model(item: Model | str | torch.nn.Module, opened: Callable[[str], Model
 
     params, tensors = collect(item, type(item).__name__)
     return Model(type(item).__name__, params, item, tensors)
-
-
-def _base_shapes(base_model: Model | str | None, opened: Callable[[str], Model]) -> BaseShapes | None:
-    from .variables import base_shapes
-
-    return None if base_model is None else base_shapes(_as_model(base_model, opened).params)
 
 
 def resolve_model(rules: RuleSet, model: Model, base: BaseShapes | None = None) -> Plan:
@@ -274,26 +269,18 @@ def parse_overrides(sets: Sequence[str]) -> dict[str, float]:
 
 
 def optimizer_types(rules: RuleSet) -> dict[str, str]:
-    """The type of each optimizer a parameter may be routed to, by name (``default``: the single one).
-
-    >>> optimizer_types(lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\n"))  # doctest: +SKIP
-    {'default': 'AdamW'}
-    """
-    from .vocabulary import DEFAULT_OPTIMIZER
+    """The type of each optimizer a parameter may be routed to, by name (``default``: the single one)."""
     from .routes import optimizer_type
+    from .vocabulary import DEFAULT_OPTIMIZER
 
     return {name: optimizer_type(rules, name) for name in [DEFAULT_OPTIMIZER, *rules.optimizers]}
 
 
 def changes(old_rules: RuleSet, new_rules: RuleSet, old_plan: Plan, new_plan: Plan) -> list[Change]:
     """What ``lrrules diff`` lists: the optimizers' own changes first (a new type or default changes
-    every group, not one parameter), then each parameter's (:func:`lrrules.plan.diff_plans`).
-
-    >>> changes(old, new, old.resolve(model), new.resolve(model))  # doctest: +SKIP
-    [Change(param='(optimizer)', setting='type', old='AdamW', new='SGD'), ...]
-    """
-    from .vocabulary import DEFAULT_OPTIMIZER
+    every group, not one parameter), then each parameter's (:func:`lrrules.plan.diff_plans`)."""
     from .plan import Change, diff_plans
+    from .vocabulary import DEFAULT_OPTIMIZER
 
     old_types, new_types = optimizer_types(old_rules), optimizer_types(new_rules)
     whole = [Change("(optimizer)", "type", old_types[DEFAULT_OPTIMIZER], new_types[DEFAULT_OPTIMIZER]),
