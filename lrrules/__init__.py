@@ -13,24 +13,25 @@ from typing import TYPE_CHECKING, Any
 # the module would leave `lrrules.check` the module. check.py imports nothing heavy.
 from .check import Finding, check
 from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
-from .language import RuleSet
-from .loader import load, loads
 
 if TYPE_CHECKING:
-    from .sources import resolve_names
+    from .language import RuleSet
+    from .loader import load, loads
     from .optim import Built, build, build_optimizer
     from .plan import Plan
     from .resolver import resolve
     from .resume import load_optimizer_state
     from .schedules import rule_scheduler
+    from .sources import resolve_names
 
 __version__ = "0.1.0"
 
-# Imported when first used: a command answered from the model cache (lrrules resolve, a second
-# time) needs none of the optimizer code, and `import lrrules` stays as cheap as loading a file.
+# Imported when first used: the rule language (pydantic models, built at import) only when a file is
+# read, so `lrrules --version` and TAB completion skip it; the optimizer code only when one is built.
 _LAZY = {
-    "Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan",
-    "load_optimizer_state": "resume", "resolve": "resolver", "resolve_names": "sources", "rule_scheduler": "schedules",
+    "Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan": "plan", "RuleSet": "language",
+    "load": "loader", "loads": "loader", "load_optimizer_state": "resume", "resolve": "resolver",
+    "resolve_names": "sources", "rule_scheduler": "schedules",
 }
 
 
@@ -47,23 +48,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__all__ = [
-    "Built",
-    "Finding",
-    "LrrulesError",
-    "Plan",
-    "PlanProblemsError",
-    "RuleError",
-    "RuleFileError",
-    "ResumeError",
-    "RuleSet",
-    "build",
-    "build_optimizer",
-    "check",
-    "load_optimizer_state",
-    "load",
-    "loads",
-    "resolve",
-    "resolve_names",
-    "rule_scheduler",
-]
+__all__ = ["Built", "Finding", "LrrulesError", "Plan", "PlanProblemsError", "RuleError", "RuleFileError", "ResumeError",
+           "RuleSet", "build", "build_optimizer", "check", "load_optimizer_state", "load", "loads", "resolve",
+           "resolve_names", "rule_scheduler"]

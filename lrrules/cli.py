@@ -1,13 +1,12 @@
 """The ``lrrules`` command line: it parses arguments, calls the library, prints, and maps errors to
-exit codes, here and nowhere else: 0 clean (or an empty diff); 1 problems (unmatched or conflicting
-parameters, with --strict also unused rules and lr = 0; a non-empty diff); 2 invalid (the rule file,
-the model, or the command line: the reason on stderr, no traceback). Only what a command needs is
-imported: ``lrrules schema`` and ``lrrules check RULES`` without a model never import torch or timm.
+exit codes, here and nowhere else (0 clean, 1 problems, 2 invalid: the reason on stderr, never a
+traceback). Only what a command needs is imported: ``check RULES`` without a model never imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shutil
@@ -32,11 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (``sys.argv[1:]`` by default); returns the exit code."""
     parser = _parser()
     if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: argcomplete answers and exits
-        try:
+        with contextlib.suppress(ImportError):
             import argcomplete
-        except ImportError:
-            pass
-        else:
+
             argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
@@ -44,13 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LrrulesError as exc:  # a rule-file error already starts with its file:line:col
         _complain(str(exc) if isinstance(exc, RuleFileError) else f"lrrules: error: {exc}")
         return exit_code(exc)
-    except BrokenPipeError:
-        # `lrrules params ... | head -2`: stop quietly, as Unix tools do. Python would still flush
-        # stdout at exit and complain, so stdout goes to /dev/null.
-        try:
+    except BrokenPipeError:  # `lrrules params | head -2`: quiet, as Unix tools are; Python's flush at exit too
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a stdout without a descriptor
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):  # stdout replaced by something without a descriptor
-            pass
         return EXIT_PIPE
     except OSError as exc:  # writing an output file (-o /missing/dir/x.json), or a full disk
         _complain(f"lrrules: error: {f'{exc.filename}: ' if exc.filename else ''}{exc.strerror or exc}")
@@ -60,16 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def exit_code(exc: LrrulesError) -> int:
-    """The one place errors map to codes: 1 for rules that are valid but leave parameters unmatched
-    or in conflict (:class:`PlanProblemsError`), 2 for anything else lrrules refuses."""
+    """The one place errors map to codes: 1 for a :class:`PlanProblemsError`, 2 for any other."""
     return EXIT_PROBLEMS if isinstance(exc, PlanProblemsError) else EXIT_INVALID
 
 
 def _complain(text: str) -> None:
-    try:
+    with contextlib.suppress(BrokenPipeError):
         print(printable(text, lines=True), file=sys.stderr)
-    except BrokenPipeError:
-        pass
 
 
 def run() -> None:
@@ -85,8 +75,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
     from .report import plan_rows, plan_table
     from .tables import render
 
-    rules, model = _rules(args.rules, args.set), _model(args)
-    plan = _plan(rules, model, args)
+    rules, model, plan = _plan(args)
     _print(render(args.format, plan.to_dict, lambda: plan_rows(plan, args.params),
                   lambda: plan_table(plan, f"{args.rules} on {model.label}", args.params, _unicode(), _width(args),
                                      conflict_hints(rules, plan.conflicts))))
@@ -111,13 +100,17 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .check import check, parse_overrides
-    from .report import findings_github, findings_json, findings_text
 
     opened = functools.cache(lambda spec: _model(args, spec))  # each model built once, for every file
     overrides = parse_overrides(args.set)
-    found = [f for spec in args.rules
-             for f in check(spec, args.model or (), strict=args.strict, overrides=overrides,
-                            base_model=args.base_model, open_model=opened, cache=not args.no_cache)]
+    found = [f for spec in args.rules for f in check(spec, args.model or (), strict=args.strict, overrides=overrides,
+                                                     base_model=args.base_model, open_model=opened,
+                                                     cache=not args.no_cache)]
+    if not found:  # clean, the usual answer: the report module is not even imported
+        _print("[]" if args.format == "json" else "")
+        return EXIT_OK
+    from .report import findings_github, findings_json, findings_text
+
     if args.format == "text":
         err, out = findings_text(found)
     else:
@@ -126,17 +119,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if err:
         _complain(err)
     _print(out)
-    return max((f.exit_code for f in found), default=EXIT_OK)
+    return max(f.exit_code for f in found)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .check import optimizer_types
-    from .lint import modifier_hints
     from .explain import explain_rows, explain_text, explained
+    from .lint import modifier_hints
     from .tables import render
 
-    rules, model = _rules(args.rules, args.set), _model(args)
-    plan = _plan(rules, model, args)
+    rules, model, plan = _plan(args)
     chosen = explained(plan, args.pattern)
     if not chosen:
         raise UsageError(f"no parameter of {model.label} matches '{args.pattern}'; "
@@ -152,8 +144,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from .explain import diff_summary, diff_table
     from .tables import render
 
-    old_rules, new_rules, model = _rules(args.old, args.set), _rules(args.new, args.set), _model(args)
-    old_plan, new_plan = _plan(old_rules, model, args), _plan(new_rules, model, args)
+    (old_rules, model, old_plan), (new_rules, _, new_plan) = _plan(args, args.old), _plan(args, args.new)
     found = changes(old_rules, new_rules, old_plan, new_plan)
     summary = diff_summary(found, old_plan, new_plan) if args.summary else None
     rows = summary if summary is not None else [c.to_dict() for c in found]
@@ -188,10 +179,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from .check import parse_overrides
+    from .loader import load
     from .report import flattened
     from .tables import to_json, to_yaml
 
-    data = flattened(_rules(args.rules, args.set))
+    data = flattened(load(args.rules, parse_overrides(args.set)))
     _print(to_json(data) if args.format == "json" else to_yaml(data).rstrip("\n"))
     return EXIT_OK
 
@@ -199,19 +192,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .language import json_schema_text
 
-    if args.output:
-        _write(Path(args.output), json_schema_text(), True)
-    else:
-        sys.stdout.write(json_schema_text())
+    _write(Path(args.output), json_schema_text(), True) if args.output else sys.stdout.write(json_schema_text())
     return EXIT_OK
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plot import plot
 
-    rules, model = _rules(args.rules, args.set), _model(args)
     _writable(Path(args.output), force=True)
-    plan = _plan(rules, model, args)
+    _, model, plan = _plan(args)
     title = f"{args.rules} on {model.label}" + (f" at {plan.when}" if plan.phase_frozen or plan.when else "")
     _complain(f"wrote {plot(plan, args.output, title=title)}")
     return EXIT_OK
@@ -226,24 +215,58 @@ def _cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _model_names(prefix: str, **_: Any) -> list[str]:
-    """--model completions: the timm names starting with ``prefix``, and the other sources' prefixes."""
-    sources = [s for s in ("torchvision:", "hf:") if s.startswith(prefix)]
-    if ":" in prefix or "/" in prefix or "." in prefix:
-        return sources
-    import timm
+# --- completions (argcomplete calls them with the word so far) ---------------------------------
 
-    return sources + list(timm.list_models(prefix + "*"))
+
+def _model_names(prefix: str, **_: Any) -> list[str]:
+    """--model: the timm names starting with ``prefix``, and the other sources' prefixes."""
+    sources = [s for s in ("torchvision:", "hf:") if s.startswith(prefix)]
+    return sources if ":" in prefix or "/" in prefix or "." in prefix else \
+        sources + [name for name in _timm_names() if name.startswith(prefix)]
+
+
+def _timm_names() -> list[str]:
+    """timm's model names, listed once per timm version in the model cache (importing timm takes seconds)."""
+    from importlib import metadata
+
+    from .sources.cache import cache_dir
+
+    try:
+        listed = cache_dir() / f"timm-{metadata.version('timm')}-models.txt"
+        return listed.read_text(encoding="utf-8").split()
+    except metadata.PackageNotFoundError:
+        return []
+    except OSError:
+        import timm
+
+        names: list[str] = timm.list_models()
+    with contextlib.suppress(OSError):  # a read-only cache: the next TAB lists them again
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        listed.write_text("\n".join(names), encoding="utf-8")
+    return names
+
+
+def _rule_files(prefix: str, **kwargs: Any) -> list[str]:
+    """RULES: the shipped presets (``lrrules:NAME``), then files."""
+    from argcomplete.completers import FilesCompleter
+
+    presets = [f"lrrules:{p.stem}" for p in sorted((Path(__file__).parent / "presets").glob("*.yaml"))]
+    return [p for p in presets if p.startswith(prefix)] + list(FilesCompleter()(prefix, **kwargs))
+
+
+def _set_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """--set: ``NAME=`` for each var of the rule files named before it."""
+    from .loader import load
+
+    specs = getattr(parsed_args, "rules", None) or [getattr(parsed_args, k, None) for k in ("old", "new")]
+    names: dict[str, None] = {}
+    for spec in [specs] if isinstance(specs, str) else specs:
+        with contextlib.suppress(LrrulesError, OSError):  # a file not written yet completes nothing
+            names |= dict.fromkeys(load(spec).vars) if spec else {}
+    return [f"{name}=" for name in names if name.startswith(prefix)]
 
 
 # --- arguments and output ----------------------------------------------------------------------
-
-
-def _rules(spec: str, sets: Sequence[str] = ()) -> RuleSet:
-    from .check import parse_overrides
-    from .loader import load
-
-    return load(spec, parse_overrides(sets))
 
 
 def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True) -> Model:
@@ -254,30 +277,31 @@ def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True
                              cache_factory=args.cache_factory)
 
 
-def _plan(rules: RuleSet, model: Model, args: argparse.Namespace) -> Plan:
-    """The plan on ``model`` (muP's base shapes from --base-model, built once), at --epoch or --step."""
-    from .check import resolve_model
+def _plan(args: argparse.Namespace, spec: str | None = None) -> tuple[RuleSet, Model, Plan]:
+    """The rule file (``spec`` or RULES), the model, the plan (muP's base shapes from --base-model) at --epoch or --step."""
+    from .check import parse_overrides, resolve_model
+    from .loader import load
     from .variables import base_shapes
 
+    rules, model = load(spec or args.rules, parse_overrides(args.set)), _model(args)
     if args.base_model is not None and not hasattr(args, "base_shapes"):  # diff resolves twice
         args.base_shapes = base_shapes(_model(args, args.base_model).params)
     plan = resolve_model(rules, model, getattr(args, "base_shapes", None))
-    if getattr(args, "epoch", None) is None and getattr(args, "step", None) is None:
-        return plan
+    if args.epoch is None and args.step is None:
+        return rules, model, plan
     if not plan.phases:  # nothing would change: say so rather than print the plan as if it had
         option = "--epoch" if args.epoch is not None else "--step"
         raise UsageError(f"{plan.source or 'the rule file'} has no phases; {option} shows the plan at a point "
                          "of a file's training `phases:`, so leave it out here")
-    return plan.at(epoch=args.epoch, step=args.step)
+    return rules, model, plan.at(epoch=args.epoch, step=args.step)
 
 
 def _layers(text: str) -> Any:
     from .fields import BlocksLayers, ModuleLayers, TensorLayers, TimmLayers
 
     kind, _, level = text.partition(":")
-    simple = {"blocks": BlocksLayers, "tensor": TensorLayers, "timm": TimmLayers}
-    if kind in simple and not level:
-        return simple[kind](by=kind)
+    if kind in ("blocks", "tensor", "timm") and not level:
+        return {"blocks": BlocksLayers, "tensor": TensorLayers, "timm": TimmLayers}[kind](by=kind)
     # A level is a module depth: a few digits (thousands would reach Python's int-conversion limit).
     if kind == "module" and (not level or level.isascii() and level.isdigit() and len(level) <= 6 and int(level) >= 1):
         return ModuleLayers(by="module", level=int(level or 1))
@@ -285,8 +309,6 @@ def _layers(text: str) -> Any:
 
 
 def _write(out: Path, text: str, force: bool) -> None:
-    """Write ``text`` to ``out``, a regular file or none: writing to a FIFO would block until a reader
-    came, and to a device or directory is never what ``-o`` means."""
     _writable(out, force)
     try:  # the OSError of write() or close() names no file: say which one
         with open(out, "w", encoding="utf-8") as handle:
@@ -296,6 +318,7 @@ def _write(out: Path, text: str, force: bool) -> None:
 
 
 def _writable(out: Path, force: bool) -> None:
+    """``-o`` takes a regular file or none: a FIFO would block until read; a device or directory is never meant."""
     kinds = {"is_dir": "a directory", "is_fifo": "a named pipe", "is_char_device": "a device",
              "is_block_device": "a device", "is_socket": "a socket"}
     kind = next((name for test, name in kinds.items() if getattr(out, test)()), None)
@@ -307,9 +330,9 @@ def _writable(out: Path, force: bool) -> None:
 
 
 def _width(args: argparse.Namespace) -> int | None:
-    """The terminal's width for tables; ``None`` (no limit) with --wide or when the output is not a
-    terminal: a pipe or a file gets every character, for the tools that read it."""
-    if getattr(args, "wide", False) or not sys.stdout.isatty():
+    """The terminal's width for tables; ``None`` (no limit) with --wide, or on a pipe or a file (for the
+    tools that read it) unless ``COLUMNS`` says one, as argparse and rich read it."""
+    if getattr(args, "wide", False) or not (sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()):
         return None
     return max(40, shutil.get_terminal_size().columns)
 
@@ -318,13 +341,11 @@ def _unicode() -> bool:
     """Whether bars may use block characters: the output encoding takes them and the locale is a
     UTF-8 one (Python runs LC_ALL=C as UTF-8 itself, PEP 538, but the terminal behind it may not)."""
     locale_name = next((os.environ[k] for k in ("LC_ALL", "LC_CTYPE", "LANG") if os.environ.get(k)), "")
-    if locale_name and "utf8" not in locale_name.lower().replace("-", ""):
-        return False
     try:
         "█▏".encode(sys.stdout.encoding or "ascii")
     except (UnicodeEncodeError, LookupError):
         return False
-    return True
+    return not locale_name or "utf8" in locale_name.lower().replace("-", "")
 
 
 def _print(text: str) -> None:
@@ -333,12 +354,11 @@ def _print(text: str) -> None:
     if text:
         text = printable(text, lines=True)
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-        try:
-            text.encode(encoding)
-        except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: a name as \u65e5
-            text = text.encode(encoding, "backslashreplace").decode(encoding)
-        except LookupError:
-            pass
+        with contextlib.suppress(LookupError):
+            try:
+                text.encode(encoding)
+            except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: a name as \u65e5
+                text = text.encode(encoding, "backslashreplace").decode(encoding)
         print(text)
 
 
@@ -355,49 +375,44 @@ class _HelpFormatter(argparse.HelpFormatter):
             super().add_text(text)
 
 
-_TABLES = ("table", "json", "yaml", "csv")
-_MODEL_HELP = ("a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, config "
-               "only), package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; "
-               "safetensors are read without importing torch)")
-_WIDE_HELP = ("tables at full width in a terminal too (fitted to it otherwise: short headers, a narrower bar, secondary "
-              "columns left out, long names cut); output to a pipe or a file is always at full width, so there "
-              "--wide changes nothing")
+_Option = tuple[str, str, dict[str, Any]]  # flags, help, argparse keywords
+_FLAG: dict[str, Any] = {"action": "store_true"}
+_N: dict[str, Any] = {"type": int, "metavar": "N"}
+_F: dict[str, Any] = {"type": float, "metavar": "F"}
+_MODEL = ("a timm name (resnet18), torchvision:NAME, hf:PATH (a local config) or hf:ORG/NAME (a hub id, config only), "
+          "package.module:factory, or a checkpoint (.safetensors, .safetensors.index.json, .pt, .pth; safetensors are "
+          "read without importing torch)")
+_MODEL_OPTIONS: list[_Option] = [
+    ("--base-model", "the model at muP's base width, any --model form (lrrules:mup)", {"metavar": "M"}),
+    ("--num-classes", "the classifier's size", _N),
+    ("--model-arg", "passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)",
+     {"action": "append", "default": [], "metavar": "KEY=VALUE"}),
+    ("--no-cache", "build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)", _FLAG),
+    ("--cache-factory", "cache a package.module:factory model too (not by default: its code is not in the key)", _FLAG)]
+_WIDE = ("--wide", "tables at full width in a terminal too (fitted to it otherwise: short headers, a narrower bar, "
+         "secondary columns left out, long names cut); a pipe or a file gets full width unless COLUMNS is set", _FLAG)
+_TABLE = ("--format", "output format (default: table)", {"choices": ("table", "json", "yaml", "csv"), "default": "table"})
+#: The arguments each word of a command's "takes" adds, as (flags, help, argparse keywords).
+_TAKES: dict[str, list[_Option]] = {
+    "rules": [("rules", "the rule file (YAML, or JSON by its .json name)", {"metavar": "RULES", "completer": _rule_files})],
+    "files": [("rules", "the rule files ('-' reads one from stdin)",
+               {"metavar": "RULES", "nargs": "+", "completer": _rule_files})],
+    "model": [("--model", _MODEL, {"required": True, "metavar": "M", "completer": _model_names}), *_MODEL_OPTIONS],
+    "models": [("--model", _MODEL + " (repeatable)", {"action": "append", "metavar": "M", "completer": _model_names}),
+               *_MODEL_OPTIONS],
+    "table": [_TABLE, _WIDE],  # table3: the first three formats
+    "table3": [(_TABLE[0], _TABLE[1], {**_TABLE[2], "choices": ("table", "json", "yaml")}), _WIDE],
+    "set": [("--set", "override one of the rule file's vars (repeatable)",
+             {"action": "append", "default": [], "metavar": "NAME=NUMBER", "completer": _set_names})],
+    "phases": [("--epoch", "show the plan at this epoch of its training phases", _N),
+               ("--step", "show the plan at this step of its training phases", _N)]}
+_OUTPUT = ("-o --output", "write here instead of to stdout", {"metavar": "FILE"})
 
 
-def _command(commands: Any, name: str, run: Callable[[argparse.Namespace], int], text: tuple[str, str, str],
-             *, model: str = "", formats: Sequence[str] = (), sets: bool = True, phases: bool = False,
-             rules: str = "the rule file") -> argparse.ArgumentParser:
-    """A subcommand; ``text``: its summary, description and example; ``model``: "one", "many" (repeatable,
-    optional) or "" (none), with the options every --model takes; ``formats``: --format and --wide."""
-    summary, description, example = text
-    p: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=description,
-                                                     epilog=f"example:\n  {example}", formatter_class=_HelpFormatter)
-    p.set_defaults(run=run)
-    if rules:
-        p.add_argument("rules", metavar="RULES", help=rules, nargs="+" if rules.startswith("the rule files") else None)
-    if model:
-        many = model == "many"
-        option = p.add_argument("--model", required=not many, metavar="M", action="append" if many else "store",
-                                help=_MODEL_HELP + (" (repeatable)" if many else ""))
-        setattr(option, "completer", _model_names)  # argcomplete reads it
-        p.add_argument("--base-model", metavar="M", help="the model at muP's base width, any --model form (lrrules:mup)")
-        p.add_argument("--num-classes", type=int, metavar="N", help="the classifier's size")
-        p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="passed to the "
-                       "model's constructor (repeatable; VALUE is read as JSON if it can be)")
-        p.add_argument("--no-cache", action="store_true",
-                       help="build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)")
-        p.add_argument("--cache-factory", action="store_true",
-                       help="cache a package.module:factory model too (not by default: its code is not in the key)")
-    if formats:
-        p.add_argument("--format", choices=formats, default="table", help="output format (default: table)")
-        p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
-    if sets:
-        p.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER",
-                       help="override one of the rule file's vars (repeatable)")
-    if phases:
-        p.add_argument("--epoch", type=int, metavar="N", help="show the plan at this epoch of its training phases")
-        p.add_argument("--step", type=int, metavar="N", help="show the plan at this step of its training phases")
-    return p
+def _add(p: argparse.ArgumentParser, flags: str, help: str, options: dict[str, Any]) -> None:
+    action = p.add_argument(*flags.split(), help=help, **{k: v for k, v in options.items() if k != "completer"})
+    if "completer" in options:
+        setattr(action, "completer", options["completer"])  # argcomplete reads it
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -407,93 +422,76 @@ def _parser() -> argparse.ArgumentParser:
         "non-empty diff; 2 invalid rule file, model or usage")
     parser.add_argument("--version", action="version", version=f"lrrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = _command(commands, "resolve", _cmd_resolve, (
-        "resolve a rule file against a model: the optimizer groups",
-        "Resolve RULES against a model (built on the meta device, nothing downloaded) and print the optimizer "
-        "groups, then every unmatched or conflicting parameter.",
-        "lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2"),
-        model="one", formats=_TABLES, phases=True, rules="the rule file (YAML, or JSON by its .json name)")
-    p.add_argument("--params", action="store_true", help="one row per parameter instead of per group")
-
-    p = _command(commands, "params", _cmd_params, (
-        "list a model's parameters, to write rules against",
-        "List every parameter: name, shape, elements, owning module class, whether it trains, and its layer "
-        "index under --layers.", "lrrules params --model vit_tiny_patch16_224 --layers timm"),
-        model="one", formats=_TABLES, sets=False, rules="")
-    p.add_argument("--layers", default=None, metavar="HOW",
-                   help="how layers are counted: tensor, module, module:N, timm or blocks (default: module)")
-
-    p = _command(commands, "check", _cmd_check, (
-        "the CI gate: silent and exit 0 when the rules are clean",
-        "Check RULES alone (schema, regexes, formulas, a file that trains nothing, a decay-only rule where a "
-        "modifier was meant) or against each --model (unmatched and conflicting parameters, the optimizer and its "
-        "options; against a checkpoint without importing torch). Prints nothing when clean.",
-        "lrrules check rules.yaml --model resnet18 --model resnet50 --format github"), model="many",
-        rules="the rule files ('-' reads one from stdin)")
-    p.add_argument("--strict", action="store_true", help="also fail on unused rules and on lr = 0")
-    p.add_argument("--format", choices=("text", "github", "json"), default="text",
-                   help="text (default), github (GitHub Actions annotations) or json (a list of findings)")
-
-    p = _command(commands, "explain", _cmd_explain, (
-        "why a parameter gets its settings",
-        "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the regex groups "
-        "captured, the layer, each formula with its variables filled in, and the result.",
-        "lrrules explain examples/resnet18-discriminative.yaml --model resnet18 'layer2.0.*'"),
-        model="one", formats=_TABLES[:3], phases=True)
-    p.add_argument("pattern", metavar="PATTERN", help="a glob over parameter names")
-
-    p = _command(commands, "diff", _cmd_diff, (
-        "the parameters whose settings differ between two rule files",
-        "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight decay or "
-        "options differ. OLD or NEW may be a git revision of a file: REV:path.",
-        "lrrules diff HEAD~1:rules.yaml rules.yaml --model resnet18"), model="one", formats=_TABLES, phases=True, rules="")
-    p.add_argument("old", metavar="OLD", help="the old rule file, or REV:path")
-    p.add_argument("new", metavar="NEW", help="the new rule file, or REV:path")
-    p.add_argument("--summary", action="store_true",
-                   help="one row per rule and setting (with the count and first names) instead of per parameter")
-    _more_commands(commands)
+    for name, (run, summary, description, example, takes, own) in _COMMANDS.items():
+        p = commands.add_parser(name, help=summary, description=description, epilog=f"example:\n  {example}",
+                                formatter_class=_HelpFormatter)
+        p.set_defaults(run=run)
+        for option in [option for word in takes.split() for option in _TAKES[word]] + own:
+            _add(p, *option)
     return parser
 
 
-def _more_commands(commands: Any) -> None:
-    p = _command(commands, "init", _cmd_init, (
-        "write a starting rule file for a model",
-        "Write a rule file for the model that resolves cleanly: a fast head, optionally layer decay over the "
-        "rest and no weight decay for biases and norms.",
-        "lrrules init --model convnext_tiny --layer-decay 0.75 --no-decay-norm-bias -o rules.yaml"),
-        model="one", sets=False, rules="")
-    p.add_argument("--lr", type=float, default=1e-3, help="the base lr (default: 0.001)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="the base weight decay (default: 0.05)")
-    p.add_argument("--layer-decay", type=float, metavar="F", help="multiply the lr by F per layer from the head")
-    p.add_argument("--head-mult", type=float, default=10.0, metavar="F", help="the head's lr multiplier (10)")
-    p.add_argument("--no-decay-norm-bias", action="store_true", help="no weight decay for biases and norms")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of to stdout")
-    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    p.add_argument("--schema", metavar="PATH", help="the JSON Schema's path or URL for the editor comment")
-
-    p = _command(commands, "schema", _cmd_schema, (
-        "print the JSON Schema of rule files",
-        "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
-        "lrrules schema -o lrrules.schema.json"), sets=False, rules="")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of to stdout")
-
-    p = _command(commands, "plot", _cmd_plot, (
-        "plot lr and weight decay per parameter (needs matplotlib)",
-        "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by rule. Needs "
-        "the optional extra: pip install 'lrrules[plot]'.",
-        "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png"), model="one", phases=True)
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image: .png, .svg or .pdf")
-
-    p = _command(commands, "completion", _cmd_completion, (
-        "print the shell completion script",
-        "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
-        "(subcommands, options, timm model names). Needs: pip install 'lrrules[completion]'.",
-        'eval "$(lrrules completion bash)"   # in ~/.bashrc'), sets=False, rules="")
-    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
-
-    p = _command(commands, "show", _cmd_show, (
-        "print a rule file flattened: extends resolved, vars set",
-        "Print RULES as lrrules reads it: the files it extends merged in, --set applied, defaults left out. "
-        "Needs no model.", "lrrules show experiments/lr-sweep.yaml --set decay=0.8"))
-    p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
+#: Each command: its function, summary, description, example, what it takes (words of _TAKES), its own arguments.
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str, str, str, list[Any]]] = {
+    "resolve": (_cmd_resolve, "resolve a rule file against a model: the optimizer groups",
+                "Resolve RULES against a model (built on the meta device, nothing downloaded) and print the optimizer "
+                "groups, then every unmatched or conflicting parameter.",
+                "lrrules resolve examples/resnet18-discriminative.yaml --model resnet18 --num-classes 2",
+                "rules model table set phases", [("--params", "one row per parameter instead of per group", _FLAG)]),
+    "params": (_cmd_params, "list a model's parameters, to write rules against",
+               "List every parameter: name, shape, elements, owning module class, whether it trains, and its layer "
+               "index under --layers.", "lrrules params --model vit_tiny_patch16_224 --layers timm", "model table",
+               [("--layers", "how layers are counted: tensor, module, module:N, timm or blocks (default: module)",
+                 {"metavar": "HOW"})]),
+    "check": (_cmd_check, "the CI gate: silent and exit 0 when the rules are clean",
+              "Check RULES alone (schema, regexes, formulas, a file that trains nothing, a decay-only rule where a "
+              "modifier was meant) or against each --model (unmatched and conflicting parameters, rules that claim "
+              "nothing on every model, the optimizer and its options; against a checkpoint without importing torch). "
+              "Prints nothing when clean.",
+              "lrrules check examples/resnet18-discriminative.yaml --model resnet18 --model resnet50 --format github",
+              "files models set", [("--strict", "also fail on unused rules and on lr = 0", _FLAG),
+                                   ("--format", "text (default), github (GitHub Actions annotations) or json (a list "
+                                    "of findings)", {"choices": ("text", "github", "json"), "default": "text"})]),
+    "explain": (_cmd_explain, "why a parameter gets its settings",
+                "For each parameter matching PATTERN (a glob): the rules and modifiers that matched, the regex groups "
+                "captured, the layer, each formula with its variables filled in, and the result.",
+                "lrrules explain examples/resnet18-discriminative.yaml --model resnet18 'layer2.0.*'",
+                "rules model table3 set phases", [("pattern", "a glob over parameter names", {"metavar": "PATTERN"})]),
+    "diff": (_cmd_diff, "the parameters whose settings differ between two rule files",
+             "Resolve OLD and NEW against the model and list every parameter whose status, lr, weight decay or "
+             "options differ. OLD or NEW may be a git revision of a file: REV:path.",
+             "lrrules diff examples/resnet18-discriminative.yaml examples/resnet18-frozen-backbone.yaml "
+             "--model resnet18 --summary", "model table set phases",
+             [("old", "the old rule file, or REV:path", {"metavar": "OLD", "completer": _rule_files}),
+              ("new", "the new rule file, or REV:path", {"metavar": "NEW", "completer": _rule_files}),
+              ("--summary", "one row per rule and setting (with the count and first names) instead of per parameter",
+               _FLAG)]),
+    "init": (_cmd_init, "write a starting rule file for a model",
+             "Write a rule file for the model that resolves cleanly: a fast head, optionally layer decay over the "
+             "rest and no weight decay for biases and norms.",
+             "lrrules init --model convnext_tiny --layer-decay 0.75 --no-decay-norm-bias -o rules.yaml", "model",
+             [("--lr", "the base lr (default: 0.001)", {"type": float, "default": 1e-3}),
+              ("--weight-decay", "the base weight decay (default: 0.05)", {"type": float, "default": 0.05}),
+              ("--layer-decay", "multiply the lr by F per layer from the head", _F),
+              ("--head-mult", "the head's lr multiplier (10)", {**_F, "default": 10.0}),
+              ("--no-decay-norm-bias", "no weight decay for biases and norms", _FLAG), _OUTPUT,
+              ("--force", "overwrite FILE if it exists", _FLAG),
+              ("--schema", "the JSON Schema's path or URL for the editor comment", {"metavar": "PATH"})]),
+    "schema": (_cmd_schema, "print the JSON Schema of rule files",
+               "Print the JSON Schema of the rule language (the same as schemas/lrrules.schema.json).",
+               "lrrules schema -o lrrules.schema.json", "", [_OUTPUT]),
+    "plot": (_cmd_plot, "plot lr and weight decay per parameter (needs matplotlib)",
+             "Plot each parameter's lr (log scale) and weight decay in registration order, coloured by rule. Needs "
+             "the optional extra: pip install 'lrrules[plot]'.",
+             "lrrules plot examples/resnet18-discriminative.yaml --model resnet18 -o lr.png", "rules model set phases",
+             [("-o --output", "the image: .png, .svg or .pdf", {"required": True, "metavar": "FILE"})]),
+    "completion": (_cmd_completion, "print the shell completion script",
+                   "Print the completion script for bash, zsh or fish, generated from this parser by argcomplete "
+                   "(subcommands, options, timm model names, presets, --set vars). Needs: pip install "
+                   "'lrrules[completion]'.", 'eval "$(lrrules completion bash)"   # in ~/.bashrc', "",
+                   [("shell", "the shell", {"choices": ("bash", "zsh", "fish")})]),
+    "show": (_cmd_show, "print a rule file flattened: extends resolved, vars set",
+             "Print RULES as lrrules reads it: the files it extends merged in, --set applied, defaults left out. "
+             "Needs no model.", "lrrules show examples/bert-layerwise-decay.yaml --set decay=0.9", "rules set",
+             [("--format", "output format (default: yaml)", {"choices": ("yaml", "json"), "default": "yaml"})]),
+}

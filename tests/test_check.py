@@ -111,3 +111,51 @@ def test_a_finding_prints_with_its_place_and_model() -> None:
     finding = Finding("r.yaml", 3, 5, "problem", "unmatched", "resnet18")
     assert finding.text() == "r.yaml:3:5: unmatched (on resnet18)"
     assert Finding("r.yaml", 0, 0, "warning", "odd").text() == "r.yaml: warning: odd"
+
+
+SHARED = ("version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: cnn-head, match: 'fc.*', lr_mult: 10}\n"
+          "  - {name: vit-head, match: 'head.*', lr_mult: 10}\n  - {name: body, fallback: true}\n")
+MODELS = ["resnet18", "vit_tiny_patch16_224"]
+
+
+def _claimed(glob: str) -> dict[str, int]:
+    """Tensors ``glob`` names in each of MODELS, counted from timm's own modules on the meta device."""
+    import fnmatch
+
+    timm = pytest.importorskip("timm")
+    torch = pytest.importorskip("torch")
+    with torch.device("meta"):
+        names = {m: [n for n, _ in timm.create_model(m, pretrained=False).named_parameters()] for m in MODELS}
+    return {m: len(fnmatch.filter(names[m], glob)) for m in MODELS}
+
+
+def test_a_rule_of_a_shared_file_unused_on_one_model_does_not_fail(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    (path,) = _files(tmp_path, shared=SHARED)
+    found = lrrules.check(path, MODELS, strict=True)
+    (table,) = found  # one warning, the table of models x rules, and it never fails
+    assert (table.level, table.exit_code, table.line) == ("warning", 0, 0)
+    assert table.claims is not None and dict(table.claims["cnn-head"]) == _claimed("fc.*")
+    assert dict(table.claims["vit-head"]) == _claimed("head.*") and _claimed("head.*")["resnet18"] == 0
+    assert "cnn-head" in table.message and "vit_tiny_patch16_224" in table.message
+    flags = [arg for m in MODELS for arg in ("--model", m)]
+    code, out, _ = _cli(capsys, "check", path, *flags, "--strict", "--format", "json")
+    assert code == 0 and json.loads(out) == [f.to_dict() for f in found]
+    assert json.loads(out)[0]["claims"]["cnn-head"] == _claimed("fc.*")
+    code, _, err = _cli(capsys, "check", path, *flags, "--strict")
+    assert code == 0 and "cnn-head" in err and "vit-head" in err
+
+
+def test_a_rule_unused_on_every_model_is_a_warning_that_fails_under_strict(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (path,) = _files(tmp_path, typo=SHARED + "  - {name: typo, match: 'decoder.*'}\n")
+    flags = [arg for m in MODELS for arg in ("--model", m)]
+    for strict, code in ((False, 0), (True, 1)):
+        unused, table = lrrules.check(path, MODELS, strict=strict)
+        assert (unused.level, unused.line, unused.col, unused.exit_code) == ("warning", 7, 5, code)
+        assert "'typo' matches no parameter on any of 2 models" in unused.message
+        assert table.claims is not None and set(table.claims["typo"].values()) == {0}
+        assert _cli(capsys, "check", path, *flags, *["--strict"] * strict)[0] == code
+    # One model: a warning at each rule claiming nothing there, failing under strict; no table.
+    found = lrrules.check(path, MODELS[:1], strict=True)
+    assert [(f.line, f.model, f.exit_code) for f in found] == [(5, "resnet18", 1), (7, "resnet18", 1)]

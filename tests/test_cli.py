@@ -202,9 +202,10 @@ def test_check_lists_problems_per_model(tmp_path: Path, capsys: pytest.CaptureFi
 def test_check_strict_fails_on_unused_rules_and_zero_lr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rules = write(tmp_path, "version: 1\ndefaults: {lr: 0.1}\nrules:\n  - {name: all, match: '*'}\n"
                             "  - {name: typo, match: 'decoder.*'}\nmodifiers:\n  - {name: z, match: 'fc.*', lr: 0}\n")
-    assert run(capsys, "check", rules, "--model", "resnet18")[0] == 0
-    code, out, _ = run(capsys, "check", rules, "--model", "resnet18", "--strict")
-    assert code == 1 and "strict: rule 'typo' matches no parameter" in out and "lr = 0" in out
+    code, _, err = run(capsys, "check", rules, "--model", "resnet18")
+    assert code == 0 and f"{rules}:5:5: warning: rule 'typo' matches no parameter (on resnet18)" in err
+    code, out, err = run(capsys, "check", rules, "--model", "resnet18", "--strict")
+    assert code == 1 and "rule 'typo' matches no parameter" in err and "lr = 0" in out
 
 
 def test_check_without_a_model_validates_the_file_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -800,3 +801,30 @@ def test_init_writes_a_rule_file_that_loads_for_a_head_named_beyond_the_basic_pl
     rules = lrrules.loads(text, "init.yaml")
     assert [r.match for r in rules.rules if r.name == "head"] == [f"{head}.*"]
     assert yaml.safe_load(text)["rules"][0]["match"] == f"{head}.*"
+
+
+def test_every_file_a_help_example_reads_is_in_the_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    commands = ["resolve", "params", "check", "explain", "diff", "init", "schema", "plot", "completion", "show"]
+    named = []
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        example = capsys.readouterr().out.split("example:\n", 1)[1].splitlines()[0].split("#")[0].split()
+        assert f"lrrules {command}" in " ".join(example).replace('"$(', "")
+        # What the example reads (not what -o writes): a rule file, a config, a checkpoint.
+        for before, word in zip(example, example[1:]):
+            if before not in ("-o", "--output") and word.endswith((".yaml", ".yml", ".json")):
+                named.append(word.rpartition(":")[2] if ":" in word and "/" not in word.split(":")[0] else word)
+    assert len(named) >= 6 and [n for n in named if not (root / n).is_file()] == []
+
+
+def test_an_explicit_columns_fits_the_table_on_a_pipe_too(capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, full, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18", "--params")
+    assert code == 0 and max(map(len, full.splitlines())) > 80  # a pipe: every character
+    monkeypatch.setenv("COLUMNS", "80")
+    code, fitted, _ = run(capsys, "resolve", EXAMPLE, "--model", "resnet18", "--params")
+    assert code == 0 and max(map(len, fitted.splitlines())) <= 80
+    assert run(capsys, "resolve", EXAMPLE, "--model", "resnet18", "--params", "--wide")[1] == full

@@ -33,8 +33,7 @@ def test_pre_commit_runs_the_shipped_hook(tmp_path: Path) -> None:
     _git(hooks, "add", ".")
     subprocess.run(["git", "commit", "-qm", "hooks"], cwd=hooks, check=True, env=env)
     rev = _git(hooks, "rev-parse", "HEAD")
-    # `language: python` would pip-install lrrules and torch into a fresh environment; the test runs
-    # the manifest's entry (`lrrules check`) with this interpreter instead, through `language: system`.
+    # The manifest's `language: system` runs the `lrrules` on PATH: this interpreter's.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "lrrules").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m lrrules "$@"\n')
@@ -49,7 +48,8 @@ def test_pre_commit_runs_the_shipped_hook(tmp_path: Path) -> None:
     (project / "unrelated.yaml").write_text(BAD)  # not a rule file by the hook's `files:`
     (project / ".pre-commit-config.yaml").write_text(
         f"repos:\n  - repo: {hooks}\n    rev: {rev}\n    hooks:\n"
-        f"      - id: lrrules-check\n        language: system\n        args: [--model, resnet18, --num-classes, '2']\n")
+        f"      - id: lrrules-check\n        args: [--model, resnet18, --num-classes, '2']\n"
+        f"      - id: lrrules-check\n        alias: alone\n")  # the file alone: no torch import
     _git(project, "init", "-q")
     _git(project, "add", ".")
 
@@ -63,6 +63,9 @@ def test_pre_commit_runs_the_shipped_hook(tmp_path: Path) -> None:
     assert "configs/bad.lrrules.yaml:4:" in out and "lr_mult" in out  # the place and the fix
     assert "configs/partial.lrrules.yaml on resnet18:" in out and "conv1.weight" in out
     assert "unrelated.yaml" not in out and "good.lrrules.yaml" not in out
+    # The hook installed nothing: no environment of its own in pre-commit's cache (`language: python`
+    # would have made one there and pip-installed torch into it).
+    assert (tmp_path / "cache").is_dir() and not list((tmp_path / "cache").glob("*/py_env-*"))
 
     (project / "configs" / "bad.lrrules.yaml").write_text(BAD.replace("lr_mul", "lr_mult"))
     (project / "configs" / "partial.lrrules.yaml").write_text(PARTIAL.replace("'layer*'", "'*'"))
