@@ -51,7 +51,21 @@ def lint(rules: RuleSet) -> list[Lint]:
     [('rules', 0, 'freeze')]
     """
     found = [f for f in (frozen_everywhere(rules), phases_freeze_everything(rules)) if f is not None]
-    return found + decay_rule_overlaps(rules)
+    return unjudged_types(rules) + found + decay_rule_overlaps(rules)
+
+
+def unjudged_types(rules: RuleSet) -> list[Lint]:
+    """A warning at each optimizer ``type`` that the torch-free table lacks and that only torch can
+    judge here (:func:`lrrules.signatures.names_optimizer`): a newer torch's class, or a typo."""
+    from .optimizer_table import GENERATED_WITH, TIMM, TORCH
+    from .errors import did_you_mean
+    from .signatures import named_types, names_optimizer
+
+    made = f"torch {GENERATED_WITH['torch']} and timm {GENERATED_WITH['timm']}"
+    return [Lint(loc, f"optimizer type '{name}' is not one of {made}, the versions the torch-free table "
+                      f"knows{did_you_mean(name, [*TORCH, *TIMM], n=3)}; if it is a newer torch's class, "
+                      "`lrrules check --model` (or `lrrules.build`) asks torch", "warning")
+            for loc, name in named_types(rules) if names_optimizer(name) is None]
 
 
 # --- nothing trains ----------------------------------------------------------------------------

@@ -12,12 +12,12 @@ from __future__ import annotations
 import ast
 import inspect
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import Location, OptimizerError, did_you_mean
-from .optimizer_table import OPTIONS, TIMM, TORCH, UNAVAILABLE
-
+from .optimizer_table import GENERATED_WITH, OPTIONS, TIMM, TORCH, UNAVAILABLE
 from .vocabulary import DEFAULT_TYPE
 
 if TYPE_CHECKING:
@@ -151,21 +151,63 @@ def check(ruleset: RuleSet) -> list[str] | None:
     return []
 
 
-def check_names(ruleset: RuleSet) -> None:
-    """Every optimizer ``type`` the file names (``optimizer:`` and each of ``optimizers:``) must be in
-    the table, which holds every torch.optim class and timm optimizer of the installed versions
-    (tests/test_signatures.py keeps it so): what ``check`` without a model asks, without torch.
-    Raises :class:`OptimizerError` at the ``type`` value, with "did you mean".
+def check_names(ruleset: RuleSet) -> list[tuple[Loc, str]]:
+    """Judge every optimizer ``type`` the file names (``optimizer:`` and each of ``optimizers:``)
+    without importing torch: what ``check`` without a model asks. A name that surely names no
+    optimizer (:func:`names_optimizer`) raises :class:`OptimizerError` at the ``type`` value, with
+    "did you mean"; the ``(loc, name)`` of those that cannot be judged without torch are returned.
 
     >>> check_names(lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\noptimizer: {type: AdamWW}\\nrules: []"))  # doctest: +SKIP
     Traceback (most recent call last):
     lrrules.errors.OptimizerError: <rules>:3:20: optimizer type 'AdamWW' names no optimizer (did you mean 'AdamW', ...?); ...
     """
-    named: list[tuple[Loc, str]] = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
-    named += [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
-    for loc, name in named:
-        if known(name) is None:
+    unjudged = []
+    for loc, name in named_types(ruleset):
+        verdict = names_optimizer(name)
+        if verdict is False:
             raise unknown_name(ruleset, name, at=loc)
+        if verdict is None:
+            unjudged.append((loc, name))
+    return unjudged
+
+
+def named_types(ruleset: RuleSet) -> list[tuple[Loc, str]]:
+    """Each optimizer ``type`` the file names, with its place, ``optimizer:`` then ``optimizers:``."""
+    named: list[tuple[Loc, str]] = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
+    return named + [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
+
+
+def names_optimizer(name: str) -> bool | None:
+    """Whether ``name`` names an optimizer: ``True`` where the table knows it (or an imported torch
+    has it), ``False`` where it surely does not, ``None`` where that cannot be known without torch.
+
+    The table is complete for the torch and timm it was generated from (tests/test_signatures.py
+    keeps it so), so a name it lacks is refused where those versions are installed, or where torch
+    is imported and lacks it too. Elsewhere (no torch, as under the pre-commit hook, or another
+    version) it may be a newer torch's: a warning, and torch decides where it runs. The versions
+    are read from the packages' metadata, and only for a name the table lacks.
+
+    >>> names_optimizer("AdamW"), names_optimizer("AdamWW")   # torch 2.14.1 and timm 1.0.31 installed
+    (True, False)
+    """
+    if known(name) is not None:
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(getattr(torch.optim, name, None), type):
+        return True
+    timm_same = installed("timm") in (None, GENERATED_WITH["timm"])  # no timm: no timm name can be built
+    torch_same = torch is not None or installed("torch") == GENERATED_WITH["torch"]
+    return False if timm_same and torch_same else None
+
+
+def installed(package: str) -> str | None:
+    """The installed version of ``package``, read from its metadata (no import); ``None`` if absent."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def option_values(ruleset: RuleSet) -> list[tuple[Loc, str, Any]]:
