@@ -12,7 +12,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -76,8 +77,10 @@ T = TypeVar("T")
 FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
-def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None) -> Model:
+def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None,
+               quiet: bool = False) -> Model:
     """The model ``spec`` names (see the module's docstring); raises :class:`ModelError` when it cannot.
+    A build that takes over a second shows a status line on a terminal's stderr (:func:`status`).
 
     >>> open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
     'conv1.weight'
@@ -85,14 +88,54 @@ def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[st
     args = _own_args(dict(model_args or {}), num_classes)
     num_classes = args.pop("num_classes", num_classes)
     if spec.lower().endswith(CHECKPOINTS) or is_distributed_checkpoint(Path(spec)):
-        return _checkpoint(spec)
-    if spec.startswith("hf:"):
-        return _built(spec, _huggingface(spec[3:], num_classes, args))
-    if spec.startswith("torchvision:"):
-        return _built(spec, _torchvision(spec[len("torchvision:"):], num_classes, args))
-    if FACTORY.fullmatch(spec):
-        return _built(spec, _factory(spec, num_classes, args))
-    return _built(spec, build(spec, num_classes=num_classes, **args))
+        with status(f"reading {spec}", quiet):
+            return _checkpoint(spec)
+    kind = next((k for k in ("hf", "torchvision") if spec.startswith(k + ":")), "factory" if FACTORY.fullmatch(spec)
+                else "timm")
+    with status(f"building {spec.removeprefix(kind + ':')} ({kind})", quiet):
+        if kind == "hf":
+            return _built(spec, _huggingface(spec[3:], num_classes, args))
+        if kind == "torchvision":
+            return _built(spec, _torchvision(spec[len("torchvision:"):], num_classes, args))
+        if kind == "factory":
+            return _built(spec, _factory(spec, num_classes, args))
+        return _built(spec, build(spec, num_classes=num_classes, **args))
+
+
+#: Seconds a model may take to build before a status line says what is being built.
+STATUS_AFTER = 1.0
+
+
+@contextlib.contextmanager
+def status(what: str, quiet: bool = False) -> Iterator[None]:
+    """While the block runs past :data:`STATUS_AFTER` seconds, ``what ...`` on stderr, cleared when
+    it ends: a cold 70B-shaped config builds for half a minute, which reads as a hang in silence.
+    Nothing where ``quiet`` or stderr is not a terminal (a pipe, a log, CI).
+
+    >>> with status("building vit_small (timm)"): model = build("vit_small_patch16_224")  # doctest: +SKIP
+    """
+    stream = sys.stderr
+    if quiet or not stream.isatty():
+        yield
+        return
+    shown = threading.Event()
+
+    def show() -> None:
+        stream.write(f"{what} ...")
+        stream.flush()
+        shown.set()
+
+    timer = threading.Timer(STATUS_AFTER, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()  # a line being written is finished before it is cleared
+        if shown.is_set():
+            stream.write("\r\x1b[K")  # back to the line's start, and erase it
+            stream.flush()
 
 
 #: --model-arg keys that would load weights: lrrules reads names and shapes and never downloads.

@@ -251,10 +251,10 @@ def _entry_name(key: str) -> str:
 
 
 def cached_open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None,
-                      use_cache: bool = True, cache_factory: bool = False) -> Model:
+                      use_cache: bool = True, cache_factory: bool = False, quiet: bool = False) -> Model:
     """:func:`~lrrules.sources.open_model`, answered from the cache where it holds the same key; then
     ``module`` is a :class:`~lrrules.sources.TimmLayerMap` (``None`` for a checkpoint) and there are no
-    tensors. ``use_cache=False`` neither reads nor writes the cache.
+    tensors. ``use_cache=False`` neither reads nor writes the cache; ``quiet``: no status line.
 
     >>> cached_open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
     'conv1.weight'
@@ -267,13 +267,13 @@ def cached_open_model(spec: str, num_classes: int | None = None, model_args: Map
     factory = FACTORY.fullmatch(spec) and not spec.startswith(("hf:", "torchvision:"))
     fast = spec.lower().endswith(CHECKPOINTS[:2]) or is_distributed_checkpoint(Path(spec))
     if not use_cache or (factory and not cache_factory) or fast:
-        return open_model(spec, num_classes, args)
+        return open_model(spec, num_classes, args, quiet)
     key = cache_key(spec, num_classes, args)
     found = _read(key)
     if found is not None:
         label, params, ordered, layers = found
         return Model(label, params, None if layers is None else TimmLayerMap(*layers), [], ordered)
-    model = open_model(spec, num_classes, args)
+    model = open_model(spec, num_classes, args, quiet)
     _write(key, model)
     return model
 
