@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import printable
 from .params import ParamInfo
 from .plan import Assignment, Plan, nothing_trains
-from .tables import Column, align, fit, fmt_num, fmt_opt, fmt_value, log_bottom, lr_bar, to_json
+from .tables import Column, fit, fmt_num, fmt_value, log_bottom, lr_bar, to_json
 
 if TYPE_CHECKING:
     from .check import Finding
@@ -58,8 +58,8 @@ def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bo
         columns = [
             Column("name", [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else "") for a in params], "text"),
             Column("shape", ["x".join(map(str, a.shape)) or "scalar" for a in params], drop=1),
-            Column("layer", [fmt_opt(a.layer) for a in params], drop=2),
-            Column("group", [fmt_opt(a.group) for a in params]),
+            Column("layer", [fmt_value(a.layer) for a in params], drop=2),
+            Column("group", [fmt_value(a.group) for a in params]),
             Column("rule", [claimed_by(a) for a in params], "text"),
             Column("modifiers", [", ".join(a.modifiers) or "-" for a in params], "text", short="mods", drop=-1),
             Column("lr", [fmt_num(a.lr) if a.lr is not None else a.status for a in params]),
@@ -206,16 +206,16 @@ def param_rows(params: Sequence[ParamInfo], layers: Sequence[int | None]) -> lis
 def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | None = None) -> str:
     """The :func:`param_rows` as an aligned table with a totals line (names and classes shorten within
     ``width``; numbers never)."""
-    header = ["name", "shape", "numel", "module", "trains", "layer"]
-    body = [
-        [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""),
-         "x".join(map(str, r["shape"])) or "scalar", f"{r['numel']:,}", r["module"] or "-",
-         "yes" if r["requires_grad"] else "no", fmt_opt(r["layer"])]
-        for r in rows
+    columns = [
+        Column("name", [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else "") for r in rows], "text"),
+        Column("shape", ["x".join(map(str, r["shape"])) or "scalar" for r in rows]),
+        Column("numel", [f"{r['numel']:,}" for r in rows]),
+        Column("module", [r["module"] or "-" for r in rows], "text"),
+        Column("trains", ["yes" if r["requires_grad"] else "no" for r in rows]),
+        Column("layer", [fmt_value(r["layer"]) for r in rows]),
     ]
     total = sum(r["numel"] for r in rows)
-    lines = align([header, *body], width, fixed={1, 2, 4, 5})
-    return "\n".join(lines + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
+    return "\n".join(fit(columns, width, True) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
 def flattened(rules: RuleSet) -> dict[str, Any]:

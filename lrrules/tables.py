@@ -37,8 +37,7 @@ def to_yaml(data: Any) -> str:
     lr: 0.1
     betas: [0.9, 0.99]
     """
-    text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
-    return text
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100))
 
 
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
@@ -173,10 +172,6 @@ def lr_bar(value: float | None, top: float, unicode: bool, bottom: float | None 
     return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8]).rstrip() or "▏"
 
 
-def fmt_opt(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
 def fmt_num(value: float) -> str:
     return f"{value:.4g}"
 
@@ -199,8 +194,7 @@ def align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = T
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(_cells(r[i]) for r in rows) for i in range(len(rows[0]))]
     if width:
-        if fixed is None:  # the lr bar (headed "" or "(log)") by default
-            fixed = {i for i, header in enumerate(rows[0]) if header in ("", "(log)")}
+        fixed = fixed or set()
         floors = [w if i in fixed else max(10, _cells(rows[0][i])) for i, w in enumerate(widths)]
         while (over := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
             i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
