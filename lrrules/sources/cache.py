@@ -1,14 +1,11 @@
 """A cache of what a command-line model source yields, so that a second ``check`` on the same model
-builds nothing and imports no torch: JSON in ``$XDG_CACHE_HOME/lrrules/models``, the parameters and
-timm's layer map under a key of all that could change them (the source and its arguments, library
-versions, lrrules' model code, the size and time of each file read). A user's factory is cached only
-when asked; safetensors sources never (their header reads as fast as an entry).
+builds nothing and imports no torch: signed JSON in ``$XDG_CACHE_HOME/lrrules/models``, under a key
+of all that could change it (the source and its arguments, library versions, lrrules' model code,
+each file read). A user's factory is cached only when asked; safetensors sources never.
 
-The cache is a place others may reach: a folder another user owns or others can write is not used;
-an entry is read only as a regular file of ours (no link, no FIFO) that starts with the SHA-256 of
-its text and holds its key, and is written to a new file (``O_EXCL | O_NOFOLLOW``), synced, and
-renamed over the old one: a reader never sees half an entry.
-"""
+Others may reach the folder: one another user owns or others can write is not used; an entry is
+read only as a regular file of ours (no link, no FIFO) whose SHA-256 it starts with matches, and is
+written to a new file (``O_EXCL | O_NOFOLLOW``), synced and renamed over the old: never half read."""
 
 from __future__ import annotations
 
@@ -44,8 +41,8 @@ _WARNED: set[tuple[Path, str]] = set()
 
 
 def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/lrrules/models``, or ``~/.cache/lrrules/models`` (a relative ``XDG_CACHE_HOME``
-    is ignored, as the XDG Base Directory specification says).
+    """``$XDG_CACHE_HOME/lrrules/models``, else ``~/.cache/lrrules/models`` (a relative
+    ``XDG_CACHE_HOME`` is ignored, as the XDG Base Directory specification says).
 
     >>> cache_dir().parts[-2:]
     ('lrrules', 'models')
@@ -68,8 +65,8 @@ def _untrusted(st: os.stat_result, folder: bool) -> str:
 
 
 def _open_folder(folder: Path, create: bool) -> int | None:
-    """A descriptor of ``folder`` where it and lrrules' folder above it (whoever writes there can replace
-    it) are directories of ours that no one else may write; else ``None``, with a warning if unsafe."""
+    """A descriptor of ``folder`` where it and lrrules' folder above it are directories of ours
+    that no one else may write; else ``None``, with a warning (once) if unsafe."""
     try:
         if create:
             folder.parent.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +154,7 @@ _AFTER = len(_SIGNED) + 64
 
 
 def _signed(data: dict[str, Any]) -> bytes:
-    """``data`` as JSON that starts with the SHA-256 of the rest of its text (see :func:`_verified`).
+    """``data`` as JSON that starts with the SHA-256 of the rest of its text.
 
     >>> _verified(_signed({"a": 1}))["a"], _verified(_signed({"a": 1}).replace(b"1", b"2"))
     (1, None)
@@ -193,8 +190,7 @@ def _version(name: str) -> str | None:
 
 
 def _files(spec: str, model_args: Mapping[str, Any]) -> list[list[Any]]:
-    """Path, size and time of each file the source reads (a torch checkpoint, a Hugging Face config
-    folder); for a hub id, the commit its cache resolves to and that config's SHA-256."""
+    """Path, size and time of each file the source reads; for a hub id, its cached commit and config's SHA-256."""
     if spec.startswith("hf:"):
         where = Path(spec[3:])
         folder = where.parent if where.name.endswith(".json") else where
@@ -252,9 +248,9 @@ def _entry_name(key: str) -> str:
 
 def cached_open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None,
                       use_cache: bool = True, cache_factory: bool = False, quiet: bool = False) -> Model:
-    """:func:`~lrrules.sources.open_model`, answered from the cache where it holds the same key; then
-    ``module`` is a :class:`~lrrules.sources.TimmLayerMap` (``None`` for a checkpoint) and there are no
-    tensors. ``use_cache=False`` neither reads nor writes the cache; ``quiet``: no status line.
+    """:func:`~lrrules.sources.open_model`, answered from the cache where it holds the same key (then
+    ``module`` is a :class:`~lrrules.sources.TimmLayerMap` or ``None``, and there are no tensors).
+    ``use_cache=False`` neither reads nor writes the cache; ``quiet``: no status line.
 
     >>> cached_open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
     'conv1.weight'
@@ -279,8 +275,8 @@ def cached_open_model(spec: str, num_classes: int | None = None, model_args: Map
 
 
 def _read(key: str) -> tuple[str, list[ParamInfo], bool, tuple[dict[str, int], int] | None] | None:
-    """The entry for ``key``: label, parameters, order, timm's layer map and count; ``None`` where there
-    is none, or it is not ours, not signed, or not as written."""
+    """The entry for ``key`` (label, parameters, order, timm's layer map and count), or ``None`` where
+    there is none, or it is not ours, not signed, or not as written."""
     try:
         data = _verified(_read_entry(cache_dir(), _entry_name(key)))
         params = []
@@ -338,8 +334,8 @@ def _write(key: str, model: Model) -> None:
 
 def check_optimizer_cached(rules: RuleSet, use_cache: bool = True, plan: Plan | None = None) -> None:
     """:func:`lrrules.optim.check_optimizers` on ``rules`` or, given a ``plan``, :func:`~lrrules.optim.judge_groups`
-    on its groups (``check`` has checked the optimizers alone first), skipped where the same rule set (and
-    groups) passed under the same library versions and optimizer code (a pass is remembered, never a failure).
+    on its groups, skipped where the same rule set (and groups) passed under the same library versions
+    and optimizer code (a pass is remembered, never a failure).
 
     >>> check_optimizer_cached(lrrules.load("rules.yaml"))          # doctest: +SKIP
     """
