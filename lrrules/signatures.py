@@ -172,13 +172,25 @@ def names_optimizer(name: str) -> bool | None:
 
 
 def installed(package: str) -> str | None:
-    """The installed version of ``package``, read from its metadata (no import); ``None`` if absent."""
+    """The installed version of ``package`` (``None``: not installed), without importing it: the
+    ``Version:`` line of its metadata alone, as ``importlib.metadata.version`` parses the whole file
+    as an email first (a third of a cached command's time for five libraries).
+
+    >>> installed("no-such-package-x") is None
+    True
+    """
     from importlib import metadata
 
     try:
-        return metadata.version(package)
+        dist = metadata.distribution(package)
     except metadata.PackageNotFoundError:
         return None
+    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
+        if not line:  # the headers end at the first blank line
+            break
+        if line.startswith("Version:"):
+            return line[len("Version:"):].strip()
+    return dist.version
 
 
 def option_values(ruleset: RuleSet) -> list[tuple[Loc, str, Any]]:

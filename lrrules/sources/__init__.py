@@ -200,11 +200,15 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.
     args = {"pretrained": False, **kwargs}
     if num_classes is not None:
         args["num_classes"] = num_classes
+    return _meta_built(lambda: timm.create_model(name, **args), f"timm could not build '{name}' with {args}")
+
+
+def _meta_built(make: Callable[[], torch.nn.Module], failed: str) -> torch.nn.Module:
+    """:func:`on_meta` of a library's constructor; its failure a :class:`ModelError`, ``failed: why``."""
     try:
-        model: torch.nn.Module = on_meta(lambda: timm.create_model(name, **args))
+        return on_meta(make)
     except Exception as exc:
-        raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
-    return model
+        raise ModelError(f"{failed}: {exc}") from None
 
 
 def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
@@ -217,11 +221,8 @@ def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> to
         raise ModelError(f"'{name}' is not a torchvision model{did_you_mean(name, names, n=3)}")
     if num_classes is not None:
         args["num_classes"] = num_classes
-    try:
-        model: torch.nn.Module = on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))
-    except Exception as exc:
-        raise ModelError(f"torchvision could not build '{name}': {exc}") from None
-    return model
+    return _meta_built(lambda: torchvision.models.get_model(name, weights=None, **args),
+                       f"torchvision could not build '{name}'")
 
 
 def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
@@ -255,12 +256,9 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
                          f"transformers ({transformers.__version__}) does not have"
                          f"{did_you_mean(architectures[0], known, n=3)}; fix 'architectures' in config.json, or "
                          "upgrade transformers")
-    try:  # AutoModel.from_config is not annotated in transformers
-        model: torch.nn.Module = on_meta(lambda: model_class(config) if model_class is not None
-                                         else transformers.AutoModel.from_config(config))  # type: ignore[no-untyped-call]
-    except Exception as exc:
-        raise ModelError(f"hf:{path}: transformers could not build the model: {exc}") from None
-    return model
+    return _meta_built(lambda: model_class(config) if model_class is not None  # from_config is not annotated
+                       else transformers.AutoModel.from_config(config),  # type: ignore[no-untyped-call]
+                       f"hf:{path}: transformers could not build the model")
 
 
 #: A Hugging Face hub model id: ``name`` or ``org/name`` (letters, digits, ``-``, ``_``, ``.``).

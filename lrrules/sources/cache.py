@@ -19,11 +19,11 @@ import secrets
 import stat
 import warnings
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..params import ParamInfo
+from ..signatures import installed
 
 if TYPE_CHECKING:
     from ..language import RuleSet
@@ -174,21 +174,6 @@ def _verified(raw: bytes | None) -> Any:
         return None
 
 
-def _version(name: str) -> str | None:
-    """``importlib.metadata.version(name)`` from the ``Version:`` line alone: the stdlib parses the whole
-    file as an email first, a third of a cached command's time for five libraries."""
-    try:
-        dist = metadata.distribution(name)
-    except metadata.PackageNotFoundError:
-        return None
-    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
-        if not line:  # the headers end at the first blank line
-            break
-        if line.startswith("Version:"):
-            return line[len("Version:"):].strip()
-    return dist.version
-
-
 def _files(spec: str, model_args: Mapping[str, Any]) -> list[list[Any]]:
     """Path, size and time of each file the source reads; for a hub id, its cached commit and config's SHA-256."""
     if spec.startswith("hf:"):
@@ -212,12 +197,9 @@ def _files(spec: str, model_args: Mapping[str, Any]) -> list[list[Any]]:
 def _hub_revision(model_id: str, revision: Any) -> list[Any]:
     try:
         from huggingface_hub import constants
-
-        hub = Path(constants.HF_HUB_CACHE)
-    except ImportError:
-        home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-        hub = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub")
-    repo = hub / ("models--" + model_id.replace("/", "--"))
+    except ImportError:  # no hub client, so no transformers: the build fails, and nothing is cached
+        return ["hub", model_id, None, None]
+    repo = Path(constants.HF_HUB_CACHE) / ("models--" + model_id.replace("/", "--"))
     commit, digest = str(revision or "main"), None
     with contextlib.suppress(OSError, ValueError):  # a commit hash itself, or nothing cached
         commit = (repo / "refs" / commit).read_text(encoding="utf-8").strip()
@@ -238,7 +220,7 @@ def cache_key(spec: str, num_classes: int | None, model_args: Mapping[str, Any])
     return json.dumps({
         "format": FORMAT, "spec": spec, "num_classes": num_classes, "model_args": dict(model_args),
         "cwd": os.getcwd() if FACTORY.fullmatch(spec) else None, "python": platform.python_version(),
-        "libraries": {name: _version(name) for name in _LIBRARIES}, "lrrules_code": own,
+        "libraries": {name: installed(name) for name in _LIBRARIES}, "lrrules_code": own,
         "files": _files(spec, model_args)}, sort_keys=True, default=repr)
 
 
@@ -343,7 +325,7 @@ def check_optimizer_cached(rules: RuleSet, use_cache: bool = True, plan: Plan | 
     groups = [] if plan is None else sorted({repr((g.optimizer, g.lr, g.weight_decay, sorted(g.options.items()),
                                                    shapes[g.params[0]])) for g in plan.groups})
     key = json.dumps({"format": FORMAT, "rules": rules.model_dump_json(round_trip=True), "groups": groups,
-                      "python": platform.python_version(), "libraries": {name: _version(name) for name in _LIBRARIES},
+                      "python": platform.python_version(), "libraries": {name: installed(name) for name in _LIBRARIES},
                       "optim": hashlib.sha256((_ROOT / "optim.py").read_bytes()).hexdigest()}, sort_keys=True)
     folder, name = cache_dir().parent / "optimizer-checks", hashlib.sha256(key.encode()).hexdigest()
     if not use_cache or _read_entry(folder, name) != key.encode():
