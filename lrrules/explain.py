@@ -77,11 +77,8 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
                     filled = ", ".join(f"{k}={v!r}" for k, v in step.variables.items())
                     where = f" with {filled}" if filled else ""
                     lines.append(f"  {step.entry}: {step.setting} = {step.formula}{where} -> {fmt_num(step.value)}")
-            for phase in plan.phases:
-                if a.name in phase.freeze:
-                    lines.append(f"  phase {phase.index} (from {phase.when}) freezes it")
-                if a.name in phase.unfreeze:
-                    lines.append(f"  phase {phase.index} (from {phase.when}) unfreezes it")
+            lines += [f"  phase {p.index} (from {p.when}) {verb} it" for p in plan.phases
+                      for verb, names in (("freezes", p.freeze), ("unfreezes", p.unfreeze)) if a.name in names]
             if not a.trains:
                 lines.append(f"  frozen by the phases at {plan.when} (it keeps its group)")
             if a.group is not None:
