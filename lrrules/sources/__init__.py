@@ -132,8 +132,8 @@ def status(what: str, quiet: bool = False) -> Iterator[None]:
     finally:
         timer.cancel()
         timer.join()  # a line being written is finished before it is cleared
-        if shown.is_set():
-            stream.write("\r\x1b[K")  # back to the line's start, and erase it
+        if shown.is_set():  # blanked, with no cursor code (lrrules prints none: docs/cli.md)
+            stream.write("\r" + " " * (len(what) + 4) + "\r")
             stream.flush()
 
 
