@@ -25,9 +25,8 @@ def explained(plan: Plan, pattern: str) -> list[Assignment]:
 
 
 def explain_rows(plan: Plan, chosen: Sequence[Assignment], types: Mapping[str, str]) -> list[dict[str, Any]]:
-    """``explain``'s JSON: each chosen parameter with the optimizer it goes to, that optimizer's type
-    (``types``: :func:`lrrules.check.optimizer_types`) and its roles with their evidence (``None`` on a
-    checkpoint, where roles are mostly undecided)."""
+    """``explain``'s JSON: each chosen parameter with its optimizer, that optimizer's type (``types``:
+    :func:`lrrules.check.optimizer_types`) and its roles with their evidence (``None`` on a checkpoint)."""
     infos = plan.infos
     out = []
     for a in chosen:
@@ -78,11 +77,8 @@ def explain_text(plan: Plan, chosen: Sequence[Assignment], hints: Mapping[str, s
                     filled = ", ".join(f"{k}={v!r}" for k, v in step.variables.items())
                     where = f" with {filled}" if filled else ""
                     lines.append(f"  {step.entry}: {step.setting} = {step.formula}{where} -> {fmt_num(step.value)}")
-            for phase in plan.phases:
-                if a.name in phase.freeze:
-                    lines.append(f"  phase {phase.index} (from {phase.when}) freezes it")
-                if a.name in phase.unfreeze:
-                    lines.append(f"  phase {phase.index} (from {phase.when}) unfreezes it")
+            lines += [f"  phase {p.index} (from {p.when}) {verb} it" for p in plan.phases
+                      for verb, names in (("freezes", p.freeze), ("unfreezes", p.unfreeze)) if a.name in names]
             if not a.trains:
                 lines.append(f"  frozen by the phases at {plan.when} (it keeps its group)")
             if a.group is not None:
@@ -105,8 +101,8 @@ def diff_table(changes: Sequence[Change], old: str, new: str,
                summary_rows: Sequence[dict[str, Any]] | None = None, width: int | None = None,
                unicode: bool = True) -> str:
     """The changes a row per parameter and setting, or per rule and setting given ``summary_rows``
-    (:func:`diff_summary`). Within ``width`` the files' columns are headed ``old`` and ``new`` (named
-    above), values are never cut, the examples column is the one left out; a cut text ends in ``…``."""
+    (:func:`diff_summary`). Narrowed to ``width``, the files' columns are headed ``old`` and ``new``
+    (named above) and the examples column goes first; values are never cut."""
     if not changes:
         return printable(f"no parameter's settings differ between {old} and {new}")
     count = len({c.param for c in changes if not c.param.startswith("(")})
@@ -133,10 +129,9 @@ def diff_table(changes: Sequence[Change], old: str, new: str,
 
 
 def diff_summary(changes: Sequence[Change], old_plan: Plan, new_plan: Plan) -> list[dict[str, Any]]:
-    """The changes grouped by the rule that claims the parameter (in the new plan, else the old) and
-    by setting: one row each with the distinct old and new values, the count and the parameters (in
-    the model's order). The optimizer's own changes are rows of their own, ``(optimizer)`` and
-    ``(defaults)``, with no parameters."""
+    """The changes grouped by the rule claiming the parameter (in the new plan, else the old) and by
+    setting: a row each with the distinct old and new values, the count and the parameters in model
+    order; the optimizer's own changes as rows ``(optimizer)`` and ``(defaults)``, with no parameters."""
     rule = {a.name: a.rule or a.status for a in old_plan.params}
     rule.update({a.name: a.rule or a.status for a in new_plan.params})
     grouped: dict[tuple[str, str], dict[str, Any]] = {}

@@ -1,8 +1,7 @@
-"""What a rule file says about every model, from the file alone (``lrrules check RULES`` without
-``--model``), each at its place: a file that freezes every parameter whatever the model, and a rule
-that only turns weight decay off beside a rule claiming some of its names (a modifier was meant).
-Conservative: only matchers whose meaning needs no names are read (``*``, ``.*``, a fallback, plain
-globs compared); what depends on a module, a shape or a formula's value waits for a model. Torch-free.
+"""What a rule file decides for every model, from the file alone (``lrrules check RULES``), each at
+its place: an optimizer type only torch can judge, a file that trains nothing whatever the model, a
+rule that only turns weight decay off beside another claiming its names (a modifier was meant).
+Conservative and torch-free: what depends on a module, a shape or a formula's value waits for a model.
 """
 
 from __future__ import annotations
@@ -51,7 +50,21 @@ def lint(rules: RuleSet) -> list[Lint]:
     [('rules', 0, 'freeze')]
     """
     found = [f for f in (frozen_everywhere(rules), phases_freeze_everything(rules)) if f is not None]
-    return found + decay_rule_overlaps(rules)
+    return unjudged_types(rules) + found + decay_rule_overlaps(rules)
+
+
+def unjudged_types(rules: RuleSet) -> list[Lint]:
+    """A warning at each optimizer ``type`` that the torch-free table lacks and that only torch can
+    judge here (:func:`lrrules.signatures.names_optimizer`): a newer torch's class, or a typo."""
+    from .optimizer_table import GENERATED_WITH, TIMM, TORCH
+    from .errors import did_you_mean
+    from .signatures import named_types, names_optimizer
+
+    made = f"torch {GENERATED_WITH['torch']} and timm {GENERATED_WITH['timm']}"
+    return [Lint(loc, f"optimizer type '{name}' is not one of {made}, the versions the torch-free table "
+                      f"knows{did_you_mean(name, [*TORCH, *TIMM], n=3)}; if it is a newer torch's class, "
+                      "`lrrules check --model` (or `lrrules.build`) asks torch", "warning")
+            for loc, name in named_types(rules) if names_optimizer(name) is None]
 
 
 # --- nothing trains ----------------------------------------------------------------------------
@@ -62,7 +75,8 @@ def frozen_everywhere(rules: RuleSet) -> Lint | None:
     (or sets a constant lr of 0), and one of them claims every name (a fallback, ``'*'``, ``.*``).
     ``None`` otherwise (the base lr is above 0, so names no rule claims would train or be unmatched)."""
     claiming = [(i, r) for i, r in enumerate(rules.rules) if not r.remove]
-    if not claiming or any(_lr_set_by_modifier(m) for m in rules.modifiers):
+    # A modifier's `lr` replaces the rule's: a modifier giving a nonzero (or unknown) lr trains.
+    if not claiming or any(not m.remove and m.lr is not None and _constant(m.lr) != 0 for m in rules.modifiers):
         return None
     # With `optimizers:`, a rule or modifier may route to an optimizer of its own lr: the base is unknown.
     base = None if rules.optimizers else rules.defaults.lr
@@ -109,11 +123,6 @@ def _zero_lr(rule: Rule, base_lr: float | None) -> float | None:
     return base_lr
 
 
-def _lr_set_by_modifier(modifier: Any) -> bool:
-    # A modifier's `lr` replaces the rule's: a modifier giving a nonzero (or unknown) lr trains.
-    return not modifier.remove and modifier.lr is not None and _constant(modifier.lr) != 0
-
-
 def _constant(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
@@ -145,14 +154,11 @@ def matches_every_name(matcher: Any) -> bool:
 # --- weight decay off, written as a rule -------------------------------------------------------
 
 
-def decay_only(entry: Any) -> bool:
+def decay_only(entry: Rule) -> bool:
     """Whether a rule sets nothing but weight decay (``weight_decay`` or ``weight_decay_mult``)."""
-    if getattr(entry, "remove", False) or getattr(entry, "fallback", False) or entry.freeze:
+    if entry.remove or entry.fallback or entry.freeze or all(getattr(entry, k) is None for k in DECAY_SETTINGS):
         return False
-    if not any(getattr(entry, k) is not None for k in DECAY_SETTINGS):
-        return False
-    others = ("lr", "lr_mult", "options", "optimizer", "lr_schedule")
-    return all(getattr(entry, k) is None for k in others)
+    return all(getattr(entry, k) is None for k in ("lr", "lr_mult", "options", "optimizer", "lr_schedule"))
 
 
 def as_modifier(rule: Rule) -> str:
@@ -164,8 +170,8 @@ def as_modifier(rule: Rule) -> str:
         match: '*.bias'
         weight_decay: 0
     """
-    entry = rule.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-    entry = _whole({k: v for k, v in entry.items() if k not in ("overrides",)})
+    entry = _whole(rule.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True,
+                                   exclude={"overrides"}))
     # One key a line, indented as docs/language.md writes entries; a matcher's mapping on one line.
     lines = [f"{k}: {_flow(v)}" for k, v in entry.items()]
     return "modifiers:\n  - " + "\n    ".join(lines)
@@ -173,7 +179,7 @@ def as_modifier(rule: Rule) -> str:
 
 def _flow(value: Any) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    return text[:-3].rstrip() if text.endswith("\n...") else text  # a lone scalar's end-of-document mark
+    return text.removesuffix("\n...").rstrip()  # a lone scalar's end-of-document mark
 
 
 def _whole(value: Any) -> Any:
@@ -250,27 +256,19 @@ def decay_rule_overlaps(rules: RuleSet) -> list[Lint]:
 def _literal_ends_agree(a: str, b: str) -> bool:
     # The text before the first wildcard and after the last: every name either glob matches
     # starts and ends with them, so one of each pair must start (end) the other.
-    head_a, head_b = _glob_prefix(a), _glob_prefix(b)
-    tail_a, tail_b = _glob_suffix(a), _glob_suffix(b)
+    (head_a, tail_a), (head_b, tail_b) = _literal_ends(a), _literal_ends(b)
     return (head_a.startswith(head_b) or head_b.startswith(head_a)) and (
         tail_a.endswith(tail_b) or tail_b.endswith(tail_a))
 
 
-def _glob_prefix(pattern: str) -> str:
-    return pattern[:min((i for i, c in enumerate(pattern) if c in "*?["), default=len(pattern))]
-
-
-def _glob_suffix(pattern: str) -> str:
-    cut = max((i for i, c in enumerate(pattern) if c in "*?["), default=-1)
-    return pattern[cut + 1:]
+def _literal_ends(pattern: str) -> tuple[str, str]:
+    wild = [i for i, c in enumerate(pattern) if c in "*?["]
+    return (pattern[:wild[0]], pattern[wild[-1] + 1:]) if wild else (pattern, pattern)
 
 
 def _plain_globs(matcher: Any) -> Sequence[str]:
-    if isinstance(matcher, str):
-        return [matcher] if "[" not in matcher else []
-    if isinstance(matcher, list):
-        return [] if any("[" in g for g in matcher) else matcher
-    return []
+    globs = [matcher] if isinstance(matcher, str) else matcher if isinstance(matcher, list) else []
+    return [] if any("[" in g for g in globs) else globs
 
 
 def shared_name(a: str, b: str) -> str | None:

@@ -1,8 +1,5 @@
-"""``lrrules plot``: lr (log scale) and weight decay per parameter, coloured by rule.
-
-matplotlib is an optional extra (``pip install 'lrrules[plot]'``); it is imported only here, and
-only when a plot is asked for.
-"""
+"""``lrrules plot``: lr (log scale) and weight decay per parameter, coloured by rule. matplotlib is
+an optional extra (``pip install 'lrrules[plot]'``), imported only when a plot is asked for."""
 
 from __future__ import annotations
 
@@ -32,10 +29,9 @@ NAME_TICKS = 24
 
 
 def figure(plan: Plan, title: str = "") -> Any:
-    """The plot of ``plan`` as a matplotlib Figure: lr (log) over weight decay, one point per
-    parameter in registration order, coloured by rule; grey lines where a parameter is frozen (by a
-    rule, or by the phases at ``plan.when``). The x-axis is labelled with layers where the plan has
-    them, else with parameter names; a panel whose values are all equal shows that one value."""
+    """The plot of ``plan`` as a matplotlib Figure: lr (log) over weight decay, a point per parameter
+    in registration order coloured by rule, grey lines where one is frozen (by a rule, or the phases
+    at ``plan.when``); the x-axis labelled with layers, else names; a constant panel shows its value."""
     try:
         from matplotlib.figure import Figure
         from matplotlib.ticker import NullLocator
@@ -69,7 +65,7 @@ def figure(plan: Plan, title: str = "") -> Any:
         firsts: dict[int, int] = {}
         for at, layer in layers:
             firsts.setdefault(layer, at)
-        step = max(1, len(firsts) // NAME_TICKS + (len(firsts) % NAME_TICKS > 0))
+        step = max(1, -(-len(firsts) // NAME_TICKS))
         shown = sorted(firsts.items())[::step]
         wd_axis.set_xticks([at for _, at in shown], [str(layer) for layer, _ in shown])
         wd_axis.set_xlabel("layer (a tick at each layer's first parameter)")

@@ -1,6 +1,6 @@
-"""Reports of what the library made, for people (tables) and programs (rows for JSON, YAML, CSV, GitHub
-annotations): a Plan's groups and problems, a model's parameters, ``check``'s findings, ``show``'s file.
-Each a function from data to text, built with :mod:`lrrules.tables`."""
+"""Reports of what the library made, for people (tables) and programs (rows for JSON, YAML, CSV,
+GitHub annotations): a Plan's groups and problems, a model's parameters, ``check``'s findings,
+``show``'s file; each a function from data to text built with :mod:`lrrules.tables`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import printable
 from .params import ParamInfo
 from .plan import Assignment, Plan, nothing_trains
-from .tables import Column, align, fit, fmt_num, fmt_opt, fmt_value, log_bottom, lr_bar, to_json
+from .tables import Column, fit, fmt_num, fmt_value, log_bottom, lr_bar, to_json
 
 if TYPE_CHECKING:
     from .check import Finding
@@ -24,8 +24,7 @@ SHOWN = 20  # names a problem list shows before it says how many more there are
 
 
 def plan_rows(plan: Plan, per_param: bool) -> list[dict[str, Any]]:
-    """One row per group, or per parameter, for CSV. Each row names the optimizer its group goes
-    to (``default``: the single ``optimizer:``), as the JSON's groups do."""
+    """One row per group, or per parameter, for CSV, each naming the optimizer its group goes to."""
     if per_param:
         keys = ("name", "shape", "module", "layer", "status", "trains", "group", "rule", "modifiers", "lr",
                 "lr_scale", "weight_decay", "options")
@@ -40,7 +39,7 @@ def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bo
                width: int | None = None, hints: Sequence[str] = ()) -> str:
     """The groups (or each parameter) as a table with an lr bar (and an ``optimizer`` column where the
     file has several), then every problem and the ``hints`` on them (:func:`lrrules.lint.conflict_hints`),
-    fitted to ``width`` as :func:`lrrules.tables.fit` says."""
+    fitted to ``width`` (:func:`lrrules.tables.fit`)."""
     lines = [printable(title)] if title else []
     base = f"base lr {fmt_num(plan.base_lr)}, base weight decay {fmt_num(plan.base_weight_decay)}"
     lines.append(base + "".join(f", {k} {fmt_value(v)}" for k, v in plan.base_options.items()))
@@ -58,8 +57,8 @@ def plan_table(plan: Plan, title: str = "", per_param: bool = False, unicode: bo
         columns = [
             Column("name", [a.name + (f" (= {', '.join(a.aliases)})" if a.aliases else "") for a in params], "text"),
             Column("shape", ["x".join(map(str, a.shape)) or "scalar" for a in params], drop=1),
-            Column("layer", [fmt_opt(a.layer) for a in params], drop=2),
-            Column("group", [fmt_opt(a.group) for a in params]),
+            Column("layer", [fmt_value(a.layer) for a in params], drop=2),
+            Column("group", [fmt_value(a.group) for a in params]),
             Column("rule", [claimed_by(a) for a in params], "text"),
             Column("modifiers", [", ".join(a.modifiers) or "-" for a in params], "text", short="mods", drop=-1),
             Column("lr", [fmt_num(a.lr) if a.lr is not None else a.status for a in params]),
@@ -135,9 +134,8 @@ def problems(plan: Plan) -> list[str]:
 
 
 def findings_text(findings: Sequence[Finding]) -> tuple[str, str]:
-    """The findings as ``check`` prints them by default: ``(stderr, stdout)``. What is found in a
-    file, at its place, goes to stderr as a compiler's does; a model's problems to stdout, under a
-    ``FILE on MODEL:`` heading each."""
+    """The findings as ``check`` prints them: ``(stderr, stdout)``. What is found in a file, at its
+    place, goes to stderr as a compiler's does; a model's problems to stdout under ``FILE on MODEL:``."""
     err = [f.text() for f in findings if f.level == "note"]  # what was not checked, first
     err += [f.text() for f in findings if f.level not in ("note", "problem") or f.level == "problem" and not f.model]
     out: list[str] = []
@@ -204,23 +202,22 @@ def param_rows(params: Sequence[ParamInfo], layers: Sequence[int | None]) -> lis
 
 
 def param_table(rows: Sequence[dict[str, Any]], num_layers: int, width: int | None = None) -> str:
-    """The :func:`param_rows` as an aligned table with a totals line (names and classes shorten within
-    ``width``; numbers never)."""
-    header = ["name", "shape", "numel", "module", "trains", "layer"]
-    body = [
-        [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""),
-         "x".join(map(str, r["shape"])) or "scalar", f"{r['numel']:,}", r["module"] or "-",
-         "yes" if r["requires_grad"] else "no", fmt_opt(r["layer"])]
-        for r in rows
+    """The :func:`param_rows` as a table with a totals line, fitted to ``width``."""
+    columns = [
+        Column("name", [r["name"] + (f" (= {', '.join(r['aliases'])})" if r["aliases"] else "") for r in rows], "text"),
+        Column("shape", ["x".join(map(str, r["shape"])) or "scalar" for r in rows]),
+        Column("numel", [f"{r['numel']:,}" for r in rows]),
+        Column("module", [r["module"] or "-" for r in rows], "text"),
+        Column("trains", ["yes" if r["requires_grad"] else "no" for r in rows]),
+        Column("layer", [fmt_value(r["layer"]) for r in rows]),
     ]
     total = sum(r["numel"] for r in rows)
-    lines = align([header, *body], width, fixed={1, 2, 4, 5})
-    return "\n".join(lines + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
+    return "\n".join(fit(columns, width, True) + [f"{len(rows)} tensors, {total:,} elements, {num_layers} layers"])
 
 
 def flattened(rules: RuleSet) -> dict[str, Any]:
-    """``show``'s data: the file as lrrules reads it (extends merged, vars set), defaults left out,
-    the optimizer's type kept (a default, but an empty mapping would hide it)."""
+    """``show``'s data: the file as lrrules reads it (extends merged, vars set), defaults left out
+    but the optimizer's type (an empty mapping would hide it)."""
     data = rules.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
     data = {"version": rules.version, **data}
     if rules.optimizer is not None:
@@ -251,7 +248,7 @@ def _cut(items: Sequence[Any]) -> list[Any]:
 
 
 def _wrapped(lines: Sequence[str], width: int | None) -> list[str]:
-    """Long lines (the lists of names) wrapped at ``width``, continuation lines indented under them."""
+    """Long lines (lists of names) wrapped at ``width``, continuation lines indented under them."""
     if not width:
         return list(lines)
     out = []

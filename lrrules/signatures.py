@@ -1,10 +1,7 @@
-"""Checking a rule file's optimizer and its options without importing torch or timm.
-
-The options each optimizer takes come from :mod:`lrrules.optimizer_table`; the values torch refuses
-when it constructs an optimizer (a negative ``eps``, ``betas`` outside ``[0, 1)``, SGD's ``nesterov``
-without momentum) are checked by the rules torch applies, so ``lrrules check RULES --model
-model.safetensors`` finds them with no torch import. A name the table does not know is not guessed
-at: :func:`check` returns ``None`` and the caller asks torch (:func:`lrrules.optim.check_optimizer`).
+"""Checking a rule file's optimizer and its options without importing torch or timm: the options
+each optimizer takes come from :mod:`lrrules.optimizer_table`, and the values torch refuses when it
+constructs an optimizer (a negative ``eps``, ``betas`` outside ``[0, 1)``, SGD's ``nesterov``
+without momentum) are checked by torch's own rules. A name the table lacks is left to torch.
 """
 
 from __future__ import annotations
@@ -12,12 +9,12 @@ from __future__ import annotations
 import ast
 import inspect
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import Location, OptimizerError, did_you_mean
-from .optimizer_table import OPTIONS, TIMM, TORCH, UNAVAILABLE
-
+from .optimizer_table import GENERATED_WITH, OPTIONS, TIMM, TORCH, UNAVAILABLE
 from .vocabulary import DEFAULT_TYPE
 
 if TYPE_CHECKING:
@@ -27,10 +24,9 @@ Loc = tuple[str | int, ...]
 
 
 class Known(NamedTuple):
-    """An optimizer the table knows: its label, its options (``None``: any keyword), whether they
-    are known at all, and whether it is one of torch's (whose value checks apply)."""
+    """An optimizer the table knows: its options (``None``: any keyword), whether they are known
+    at all (timm's that need a package), and whether it is torch's (whose value checks apply)."""
 
-    label: str
     options: Mapping[str, Any] | None
     available: bool
     torch: bool
@@ -46,32 +42,14 @@ def known(name: str) -> Known | None:
     if entry == UNAVAILABLE - 1:
         return None
     if entry == UNAVAILABLE:
-        return Known(name, None, False, False)
-    return Known(name, None if entry is None else decode(OPTIONS[entry]), True, name in TORCH)
-
-
-def encode(options: Mapping[str, Any] | None) -> str | None:
-    """The table's text for an optimizer's options: what a check reads of each default, ``name#``
-    for a number, ``name=0.9,0.999`` for numbers in a tuple (a list of that length), ``name`` else.
-
-    >>> encode({"lr": 0.001, "betas": (0.9, 0.999), "foreach": None})
-    'lr# betas=0.9,0.999 foreach'
-    """
-    if options is None:
-        return None
-    words = []
-    for name, default in options.items():
-        if isinstance(default, tuple) and all(_number(d) for d in default):
-            name += "=" + ",".join(map(repr, default))
-        elif _number(default):
-            name += "#"
-        words.append(name)
-    return " ".join(words)
+        return Known(None, False, False)
+    return Known(None if entry is None else decode(OPTIONS[entry]), True, name in TORCH)
 
 
 def decode(text: str) -> dict[str, Any]:
-    """:func:`encode` read back: a number's default as 0 (torch's own for SGD's momentum and
-    dampening, which the nesterov check reads), a tuple as written, any other as ``None``.
+    """An optimizer's options from the table's text (``name#`` a number, ``name=0.9,0.999`` numbers
+    in a tuple, ``name`` else): a number's default as 0 (torch's own for SGD's momentum and dampening,
+    which the nesterov check reads), a tuple as written, any other as ``None``.
 
     >>> decode("lr# betas=0.9,0.999 foreach")
     {'lr': 0, 'betas': (0.9, 0.999), 'foreach': None}
@@ -104,15 +82,17 @@ def options_of(factory: Any) -> dict[str, Any] | None:
 
 
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, tuple) and all(_number(v) for v in value):
+    if value is None or isinstance(value, (bool, int, float, str)) or _numbers(value):
         return value
     return ...
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, tuple) and all(_number(v) for v in value)
 
 
 def type_location(ruleset: RuleSet) -> Location:
@@ -125,20 +105,10 @@ def _locate(ruleset: RuleSet, loc: Loc, key: bool = False) -> Location:
     return source.locate(loc, key=key) if source is not None else Location(ruleset.path)
 
 
-def unknown_name(ruleset: RuleSet, name: str, also: list[str] | None = None, at: Loc | None = None) -> OptimizerError:
-    """The error for a ``type`` that names no optimizer, placed at the ``type`` value (``at``: another
-    optimizer's, such as ``("optimizers", "muon", "type")``)."""
-    hint = did_you_mean(name, [*TORCH, *TIMM, *(also or [])], n=3)
-    return OptimizerError(f"optimizer type '{name}' names no optimizer{hint}; use a torch.optim class name "
-        "such as AdamW or SGD, or a timm optimizer name", type_location(ruleset) if at is None else _locate(ruleset, at))
-
-
 def check(ruleset: RuleSet) -> list[str] | None:
-    """Check the rule file's optimizer and options from the table, without torch: the notes to show
-    (what could not be checked), or ``None`` where the table does not know the name (ask torch).
-
-    Raises :class:`OptimizerError` with the file:line:col of the option key or value at fault.
-    """
+    """Check the file's optimizer and options from the table: the notes on what could not be checked,
+    or ``None`` where the table lacks the name (torch decides). Raises :class:`OptimizerError` at the
+    option key or value at fault."""
     name = ruleset.optimizer.type if ruleset.optimizer else DEFAULT_TYPE
     found = known(name)
     if found is None:
@@ -151,38 +121,95 @@ def check(ruleset: RuleSet) -> list[str] | None:
     return []
 
 
-def check_names(ruleset: RuleSet) -> None:
-    """Every optimizer ``type`` the file names (``optimizer:`` and each of ``optimizers:``) must be in
-    the table, which holds every torch.optim class and timm optimizer of the installed versions
-    (tests/test_signatures.py keeps it so): what ``check`` without a model asks, without torch.
-    Raises :class:`OptimizerError` at the ``type`` value, with "did you mean".
+def check_names(ruleset: RuleSet) -> list[tuple[Loc, str]]:
+    """Judge each optimizer ``type`` of the file (:func:`named_types`) without torch: one that surely
+    names no optimizer (:func:`names_optimizer`) raises :class:`OptimizerError` at its value, with
+    "did you mean"; those only torch can judge are returned with their places.
 
     >>> check_names(lrrules.loads("version: 1\\ndefaults: {lr: 0.1}\\noptimizer: {type: AdamWW}\\nrules: []"))  # doctest: +SKIP
     Traceback (most recent call last):
     lrrules.errors.OptimizerError: <rules>:3:20: optimizer type 'AdamWW' names no optimizer (did you mean 'AdamW', ...?); ...
     """
+    unjudged = []
+    for loc, name in named_types(ruleset):
+        verdict = names_optimizer(name)
+        if verdict is False:
+            raise OptimizerError(f"optimizer type '{name}' names no optimizer{did_you_mean(name, [*TORCH, *TIMM], n=3)}; "
+                                 "use a torch.optim class name such as AdamW or SGD, or a timm optimizer name",
+                                 _locate(ruleset, loc))
+        if verdict is None:
+            unjudged.append((loc, name))
+    return unjudged
+
+
+def named_types(ruleset: RuleSet) -> list[tuple[Loc, str]]:
+    """Each optimizer ``type`` the file names, with its place, ``optimizer:`` then ``optimizers:``."""
     named: list[tuple[Loc, str]] = [(("optimizer", "type"), ruleset.optimizer.type)] if ruleset.optimizer else []
-    named += [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
-    for loc, name in named:
-        if known(name) is None:
-            raise unknown_name(ruleset, name, at=loc)
+    return named + [(("optimizers", key, "type"), spec.type) for key, spec in ruleset.optimizers.items()]
+
+
+def names_optimizer(name: str) -> bool | None:
+    """Whether ``name`` names an optimizer: ``True`` where the table knows it (or an imported torch
+    has it), ``False`` where it surely does not, ``None`` where that cannot be known without torch.
+
+    The table is complete for the torch and timm it was generated from (tests/test_signatures.py
+    keeps it so), so a name it lacks is refused where those versions are installed, or where torch
+    is imported and lacks it too. Elsewhere (no torch, as under the pre-commit hook, or another
+    version) it may be a newer torch's: a warning, and torch decides where it runs. The versions
+    are read from the packages' metadata, and only for a name the table lacks.
+
+    >>> names_optimizer("AdamW"), names_optimizer("AdamWW")   # torch 2.14.1 and timm 1.0.31 installed
+    (True, False)
+    """
+    if known(name) is not None:
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(getattr(torch.optim, name, None), type):
+        return True
+    timm_same = installed("timm") in (None, GENERATED_WITH["timm"])  # no timm: no timm name can be built
+    torch_same = torch is not None or installed("torch") == GENERATED_WITH["torch"]
+    return False if timm_same and torch_same else None
+
+
+def installed(package: str) -> str | None:
+    """The installed version of ``package`` (``None``: not installed), without importing it: the
+    ``Version:`` line of its metadata alone, as ``importlib.metadata.version`` parses the whole file
+    as an email first (a third of a cached command's time for five libraries).
+
+    >>> installed("no-such-package-x") is None
+    True
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return None
+    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
+        if not line:  # the headers end at the first blank line
+            break
+        if line.startswith("Version:"):
+            return line[len("Version:"):].strip()
+    return dist.version
 
 
 def option_values(ruleset: RuleSet) -> list[tuple[Loc, str, Any]]:
     """Every option the file sets, with its place: ``(("defaults", "eps"), "eps", 1e-8)``, ..."""
-    found: list[tuple[Loc, str, Any]] = [(("defaults", key), key, value)
-                                         for key, value in ruleset.defaults.options.items()]
+    return [(loc + ("options", key) if loc != ("defaults",) else loc + (key,), key, value)
+            for loc, options in _option_sets(ruleset) for key, value in options.items()]
+
+
+def _option_sets(ruleset: RuleSet) -> list[tuple[Loc, Mapping[str, Any]]]:
+    """The defaults' options and each rule's and modifier's, with the entry's place."""
+    sets: list[tuple[Loc, Mapping[str, Any]]] = [(("defaults",), ruleset.defaults.options)]
     for kind, entries in (("rules", ruleset.rules), ("modifiers", ruleset.modifiers)):
-        for i, entry in enumerate(entries):
-            found += [((kind, i, "options", key), key, value) for key, value in (entry.options or {}).items()]
-    return found
+        sets += [((kind, i), entry.options or {}) for i, entry in enumerate(entries)]
+    return sets
 
 
 def _where(loc: Loc, ruleset: RuleSet) -> str:
-    if loc[0] == "defaults":
-        return "defaults"
     entries = ruleset.rules if loc[0] == "rules" else ruleset.modifiers
-    return f"{loc[0]} '{entries[int(loc[1])].name}'"
+    return "defaults" if loc[0] == "defaults" else f"{loc[0]} '{entries[int(loc[1])].name}'"
 
 
 def check_options(ruleset: RuleSet, name: str, options: Mapping[str, Any], torch_rules: bool = True) -> None:
@@ -192,29 +219,27 @@ def check_options(ruleset: RuleSet, name: str, options: Mapping[str, Any], torch
     values = option_values(ruleset)
     for loc, key, _ in values:
         if key not in options:
-            hint = did_you_mean(key, options)
             takes = ", ".join(sorted(set(options) - {"lr", "weight_decay"}))
-            raise OptimizerError(f"option '{key}' (in {_where(loc, ruleset)}) "
-                                 f"is not an option of {name}{hint}; {name} takes: {takes}", _locate(ruleset, loc, key=True))
+            raise OptimizerError(f"option '{key}' (in {_where(loc, ruleset)}) is not an option of {name}"
+                                 f"{did_you_mean(key, options)}; {name} takes: {takes}", _locate(ruleset, loc, key=True))
     for loc, key, value in values:
         default = options[key]
-        if isinstance(default, tuple) and all(_number(d) for d in default):
-            if not isinstance(value, list) or len(value) != len(default):
-                got = f"a list of {len(value)}" if isinstance(value, list) else repr(value)
-                raise OptimizerError(f"option '{key}' of {name} takes a list of "
-                                     f"{len(default)} numbers (such as {list(default)}), got {got}", _locate(ruleset, loc))
-        elif isinstance(value, list) and _number(default):
+        if _numbers(default) and (not isinstance(value, list) or len(value) != len(default)):
+            got = f"a list of {len(value)}" if isinstance(value, list) else repr(value)
+            raise OptimizerError(f"option '{key}' of {name} takes a list of "
+                                 f"{len(default)} numbers (such as {list(default)}), got {got}", _locate(ruleset, loc))
+        if isinstance(value, list) and _number(default):
             raise OptimizerError(f"option '{key}' of {name} takes one number, not a list", _locate(ruleset, loc))
     if torch_rules:
         _check_values(ruleset, name, options, values)
 
 
-#: Options torch's optimizers refuse below 0 when they are constructed.
+#: Options torch's optimizers refuse below 0 when they are constructed, but where torch does not
+#: check one an optimizer takes (tests/test_signatures.py compares with torch).
 _NOT_NEGATIVE = ("eps", "momentum", "weight_decay", "lr_decay", "initial_accumulator_value")
-#: Options whose allowed range depends on the optimizer: (optimizer, option) -> (low, high, high included).
-#: Where torch does not check an option it takes (tests/test_signatures.py compares with torch).
 _UNCHECKED = {("Muon", "eps")}
-_RANGES = {("Adadelta", "rho"): (0.0, 1.0, True), ("RMSprop", "alpha"): (0.0, float("inf"), True)}
+#: Options whose allowed range depends on the optimizer: (optimizer, option) -> [low, high].
+_RANGES = {("Adadelta", "rho"): (0.0, 1.0), ("RMSprop", "alpha"): (0.0, float("inf"))}
 #: Options that take one of a few words; torch checks them in the constructor only, and a group with
 #: another word steps without a word (Muon: no shape factor at all).
 _CHOICES = {("Muon", "adjust_lr_fn"): ("original", "match_rms_adamw")}
@@ -231,14 +256,13 @@ def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], value
         if key in _NOT_NEGATIVE and (name, key) not in _UNCHECKED and _number(value) and value < 0:
             raise refuse(loc, f"'{key}' of {name} must be >= 0, got {value}")
         if (name, key) in _RANGES and _number(value):
-            low, high, closed = _RANGES[(name, key)]
-            if not (low <= value and (value <= high if closed else value < high)):
+            low, high = _RANGES[(name, key)]
+            if not low <= value <= high:
                 raise refuse(loc, f"'{key}' of {name} must be in [{low}, {high}], got {value}")
         if (name, key) in _CHOICES and value is not None and value not in _CHOICES[(name, key)]:
             words = _CHOICES[(name, key)]
-            hint = did_you_mean(str(value), words)
-            raise OptimizerError(f"option '{key}' of {name} takes one of {', '.join(map(repr, words))}, got {value!r}{hint}",
-                                 _locate(ruleset, loc))
+            raise OptimizerError(f"option '{key}' of {name} takes one of {', '.join(map(repr, words))}, got {value!r}"
+                                 f"{did_you_mean(str(value), words)}", _locate(ruleset, loc))
         if key == "betas" and isinstance(value, list):
             for i, beta in enumerate(value):
                 if _number(beta) and not 0.0 <= beta < 1.0:
@@ -250,25 +274,16 @@ def _check_values(ruleset: RuleSet, name: str, options: Mapping[str, Any], value
 def _check_nesterov(ruleset: RuleSet, name: str, options: Mapping[str, Any], refuse: Any) -> None:
     """SGD refuses ``nesterov: true`` unless momentum > 0 and dampening = 0, for the settings it is
     built with (the defaults) and, as it would apply them, for each group that sets its own."""
-    base = {k: options[k] for k in ("nesterov", "momentum", "dampening")}
-    base.update({k: v for k, v in ruleset.defaults.options.items() if k in base})
-    places: list[tuple[Loc, dict[str, Any]]] = [(("defaults",), base)]
-    for kind, entries in (("rules", ruleset.rules), ("modifiers", ruleset.modifiers)):
-        for i, entry in enumerate(entries):
-            own = {k: v for k, v in (entry.options or {}).items() if k in base}
-            if own:
-                places.append(((kind, i, "options"), {**base, **own}))
-    for loc, settings in places:
+    keys = ("nesterov", "momentum", "dampening")
+    base = {k: options[k] for k in keys} | {k: v for k, v in ruleset.defaults.options.items() if k in keys}
+    for loc, written in _option_sets(ruleset):
+        own = {k: v for k, v in written.items() if k in keys}
+        if loc != ("defaults",) and not own:
+            continue
+        settings = {**base, **own}
         if settings["nesterov"] is True and _number(settings["momentum"]) and _number(settings["dampening"]):
             if settings["momentum"] <= 0 or settings["dampening"] != 0:
-                written = _entry_options(ruleset, loc)
-                at = next((loc + (k,) for k in ("nesterov", "momentum", "dampening") if k in written), loc)
+                where = loc if loc == ("defaults",) else loc + ("options",)
+                at = next((where + (k,) for k in keys if k in written), where)
                 raise refuse(at, f"'nesterov' of {name} needs momentum > 0 and dampening = 0, got momentum "
                                  f"{settings['momentum']} and dampening {settings['dampening']}")
-
-
-def _entry_options(ruleset: RuleSet, loc: Loc) -> Mapping[str, Any]:
-    if loc[0] == "defaults":
-        return ruleset.defaults.options
-    entries = ruleset.rules if loc[0] == "rules" else ruleset.modifiers
-    return entries[int(loc[1])].options or {}

@@ -1,9 +1,6 @@
-"""``lrrules init``: a starting rule file for a model, that resolves cleanly against it.
-
-The file has a fast head (the model's classifier), an optional layer decay over the rest, and
-optionally no weight decay for biases, norms and the model's ``no_weight_decay()`` names. It begins
-with the ``yaml-language-server`` line that makes editors check it against the JSON Schema.
-"""
+"""``lrrules init``: a starting rule file for a model that resolves cleanly against it: a fast head
+(the classifier), optionally a layer decay over the rest and no weight decay for biases, norms and
+``no_weight_decay()`` names, under the ``yaml-language-server`` line that has editors check it."""
 
 from __future__ import annotations
 
@@ -26,13 +23,12 @@ if TYPE_CHECKING:
     from .plan import Plan
     from .sources import Model
 
+
 def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) -> list[str]:
-    """The module names of the model's classifiers, each once: every name in timm's
-    ``pretrained_cfg['classifier']`` (a tuple for distilled and two-branch heads) that holds
-    parameters; a Hugging Face model's task heads (what lies outside its base model) and output
-    embeddings; for other models, the module holding the last parameter registered. A model without a
-    classifier (timm's ``num_classes=0``) gets none, and so does a "head" that would hold every parameter.
-    """
+    """The module names of the model's classifiers, each once: the names in timm's
+    ``pretrained_cfg['classifier']`` that hold parameters; a Hugging Face model's task heads (outside
+    its base model) and output embeddings; else the module holding the last parameter registered. None
+    for a model without a classifier, nor for a "head" that would hold every parameter."""
     names = [n for p in params for n in p.names]
     inner = unwrap(model) if model is not None else None
     candidates: list[Any]
@@ -53,8 +49,7 @@ def head_prefixes(params: Sequence[ParamInfo], model: torch.nn.Module | None) ->
 
 
 def _hf_heads(model: Any) -> list[str]:
-    """A Hugging Face model's heads: its top-level modules outside the base model, and the module
-    of its output embeddings (an LM head, often tied to the input embedding)."""
+    """A Hugging Face model's top-level modules outside the base model, and its output embeddings' module."""
     heads = []
     base = getattr(model, "base_model_prefix", "")
     if base and hasattr(model, base):
@@ -69,10 +64,8 @@ def _hf_heads(model: Any) -> list[str]:
 def _last_name(params: Sequence[ParamInfo], model: Any) -> str | None:
     """The name of the parameter registered last, counting a tied tensor's later names."""
     if model is not None:
-        last = None
-        for last, _ in model.named_parameters(remove_duplicate=False):
-            pass
-        return clean_name(last) if last else None
+        names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+        return clean_name(names[-1]) if names else None
     return params[-1].name if params else None
 
 
@@ -87,10 +80,8 @@ def starter(
     no_decay_norm_bias: bool = False,
     schema: str = "lrrules.schema.json",
 ) -> str:
-    """The text of a starting rule file for ``params`` (and ``model``, where one was built).
-
-    ``schema`` is where editors find the JSON Schema (``lrrules schema`` writes it), relative to the file.
-    """
+    """The text of a starting rule file for ``params`` (and ``model``, where one was built);
+    ``schema``: where editors find the JSON Schema (``lrrules schema`` writes it), relative to the file."""
     heads = head_prefixes(params, model)
     timm_model = model is not None and hasattr(unwrap(model), "pretrained_cfg")
     lines = [
@@ -162,9 +153,8 @@ def _quote(text: str) -> str:
 
 
 def checked_starter(model: Model, source: str = "<init>", **options: Any) -> tuple[str, Plan]:
-    """``lrrules init``: the :func:`starter` text for ``model`` and its plan, which resolves cleanly
-    (a starting file that does not is lrrules' bug: :class:`UsageError` with the problems).
-    ``options``: :func:`starter`'s keywords.
+    """The :func:`starter` text for ``model`` (``options``: its keywords) and its plan, which resolves
+    cleanly: a starting file that does not is lrrules' bug (:class:`UsageError` with the problems).
 
     >>> text, plan = checked_starter(open_model("resnet18"), layer_decay=0.75)  # doctest: +SKIP
     """
@@ -182,9 +172,9 @@ def checked_starter(model: Model, source: str = "<init>", **options: Any) -> tup
 
 
 def schema_reference(out: Path | None, given: str | None = None) -> tuple[str, Path | None]:
-    """The JSON Schema's path that the first line of the file written to ``out`` names (``given``,
-    else ``schemas/lrrules.schema.json`` of the working folder, relative to the file), and where the
-    schema must be written for that line to resolve (``None``: nowhere).
+    """The JSON Schema's path that the file written to ``out`` names on its first line (``given``, else
+    ``schemas/lrrules.schema.json`` relative to the file), and where the schema must be written for
+    it to resolve (``None``: nowhere).
 
     >>> schema_reference(None, "https://example.org/lrrules.schema.json")
     ('https://example.org/lrrules.schema.json', None)

@@ -1,6 +1,6 @@
 """Text for people and programs, knowing nothing of plans: JSON, YAML and CSV, aligned columns that
-give way in a narrow terminal, and the lr bar. The reports (:mod:`lrrules.report`, :mod:`lrrules.explain`)
-are built from these pieces."""
+give way in a narrow terminal, and the lr bar; :mod:`lrrules.report` and :mod:`lrrules.explain`
+build from these pieces."""
 
 from __future__ import annotations
 
@@ -37,8 +37,7 @@ def to_yaml(data: Any) -> str:
     lr: 0.1
     betas: [0.9, 0.99]
     """
-    text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
-    return text
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100))
 
 
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
@@ -97,10 +96,10 @@ def render(fmt: str, data: Callable[[], Any], rows: Callable[[], Sequence[dict[s
 
 @dataclass
 class Column:
-    """A table column and how it may give way in a narrow terminal: a ``text`` column is shortened
-    (its cut cells ending in an ellipsis), a ``number`` column never is, the ``bar`` is redrawn
-    narrower; ``short`` is its header's short name; ``drop`` its rank among the columns left out
-    when nothing else fits (0: never; -1: only when it says nothing, ``-`` in every row)."""
+    """A table column and how it gives way in a narrow terminal: ``text`` is shortened (a cut cell
+    ends in an ellipsis), a ``number`` never is, the ``bar`` is redrawn narrower; ``short``: the
+    header's short name; ``drop``: its rank among columns left out when nothing else fits (0: never;
+    -1: only when it says nothing, ``-`` in every row)."""
 
     header: str
     cells: list[str]
@@ -122,8 +121,8 @@ class Column:
 
 def fit(columns: list[Column], width: int | None, unicode: bool) -> list[str]:
     """The columns as aligned lines within ``width``, giving way in the order docs/cli.md ("In a
-    terminal") gives: short headers, columns of ``-`` only, a narrower bar, ``drop`` 1 columns, shorter
-    text, then higher ``drop`` ranks; room left goes back to the bar. A number is never cut."""
+    terminal") gives: short headers, columns of ``-`` only, a narrower bar, ``drop`` 1 columns,
+    shorter text, then higher ``drop`` ranks; room left goes back to the bar. A number is never cut."""
 
     def over(cols: list[Column], floors: bool = False) -> int:
         used = sum(c.floor if floors else c.width for c in cols)
@@ -160,7 +159,7 @@ def log_bottom(lrs: Sequence[float]) -> float | None:
 
 def lr_bar(value: float | None, top: float, unicode: bool, bottom: float | None = None, chars: int = BAR_WIDTH) -> str:
     """A bar ``value / top`` of ``chars`` characters; on a log scale from ``bottom`` (one eighth, so
-    the smallest lr still shows) to ``top`` (full) when ``bottom`` is given."""
+    the smallest lr shows) to ``top`` (full) when ``bottom`` is given."""
     if value is None or top <= 0:
         return ""
     if bottom is not None and value > 0:
@@ -171,10 +170,6 @@ def lr_bar(value: float | None, top: float, unicode: bool, bottom: float | None 
     if not unicode:  # whole characters only: rounded, and at least one for any lr above zero
         return "#" * (max(1, round(eighths / 8)) if value > 0 else 0)
     return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8]).rstrip() or "▏"
-
-
-def fmt_opt(value: int | None) -> str:
-    return "-" if value is None else str(value)
 
 
 def fmt_num(value: float) -> str:
@@ -199,8 +194,7 @@ def align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = T
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(_cells(r[i]) for r in rows) for i in range(len(rows[0]))]
     if width:
-        if fixed is None:  # the lr bar (headed "" or "(log)") by default
-            fixed = {i for i, header in enumerate(rows[0]) if header in ("", "(log)")}
+        fixed = fixed or set()
         floors = [w if i in fixed else max(10, _cells(rows[0][i])) for i, w in enumerate(widths)]
         while (over := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
             i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
@@ -214,7 +208,7 @@ def align(rows: Iterable[list[str]], width: int | None = None, unicode: bool = T
 
 def _cells(text: str) -> int:
     """The columns a terminal gives ``text``: two for a wide (East Asian) character, none for a
-    combining mark, one for any other (``len`` counts ``日`` as one and ``e`` + accent as two)."""
+    combining mark, one for any other."""
     if text.isascii():
         return len(text)
     return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

@@ -316,3 +316,56 @@ def test_a_decay_only_rule_that_outranks_the_other_through_a_chain_of_overrides_
                       "  - {name: all, match: '*', lr_mult: 1, overrides: [blocks]}\n")
     path.write_text(reverse)
     assert _check(capsys, path, "--strict") == (0, "", "")
+
+
+# --- an optimizer type the torch-free table lacks ------------------------------------------------
+
+TYPES = "version: 1\ndefaults: {lr: 0.1}\noptimizer: {type: AdamW}\noptimizers:\n  other: {type: %s}\nrules: []\n"
+
+
+def test_a_typo_in_an_optimizers_entry_is_refused_without_a_model_at_its_place(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(TYPES % "SGDD")
+    code, _, err = _check(capsys, path)
+    assert code == 2 and err.startswith(f"{path}:5:17: optimizer type 'SGDD' names no optimizer (did you mean 'SGD'"), err
+
+
+class _FakeOptim:
+    class AdamX:  # a class a newer torch has and the table does not
+        pass
+
+
+class _FakeTorch:
+    optim = _FakeOptim
+
+
+@pytest.mark.parametrize(("torch_here", "name", "expected"), [
+    (None, "AdamX", "warning"),        # no torch to ask (as under the pre-commit hook): a warning
+    (None, "AdamWW", "warning"),
+    (_FakeTorch, "AdamX", "accepted"),  # an imported torch that has the class
+    (_FakeTorch, "AdamWW", "refused"),  # an imported torch that lacks it
+])
+def test_a_type_the_table_lacks_is_refused_only_where_torch_could_not_have_it(
+        torch_here: object, name: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import lrrules.signatures
+
+    # Another torch than the table's is installed, and timm is not: the table may lack a new class.
+    monkeypatch.setattr(lrrules.signatures, "installed", lambda package: "9.9" if package == "torch" else None)
+    if torch_here is None:
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+    else:
+        monkeypatch.setitem(sys.modules, "torch", torch_here)
+    path = tmp_path / "r.yaml"
+    path.write_text(TYPES % name)
+    code, out, err = _check(capsys, path)
+    if expected == "accepted":
+        assert (code, out, err) == (0, "", "")
+    elif expected == "refused":
+        assert code == 2 and f":5:17: optimizer type '{name}' names no optimizer" in err, err
+    else:
+        assert code == 0 and f"r.yaml:5:17: warning: optimizer type '{name}' is not one of torch " in err, err
+        assert _check(capsys, path, "--strict")[0] == 1

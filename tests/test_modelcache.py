@@ -69,8 +69,8 @@ def test_a_changed_checkpoint_is_read_again(tmp_path: Path, builds: list[str]) -
 
 def test_another_library_version_is_another_entry(builds: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     cached_open_model("test_vit")
-    real = modelcache._version
-    monkeypatch.setattr(modelcache, "_version", lambda name: "9.9" if name == "timm" else real(name))
+    real = modelcache.installed
+    monkeypatch.setattr(modelcache, "installed", lambda name: "9.9" if name == "timm" else real(name))
     cached_open_model("test_vit")
     assert builds == ["test_vit"] * 2
 
@@ -210,7 +210,7 @@ def test_the_versions_in_the_key_are_what_importlib_metadata_reads(name: str) ->
         expected: str | None = metadata.version(name)
     except metadata.PackageNotFoundError:
         expected = None
-    assert modelcache._version(name) == expected
+    assert modelcache.installed(name) == expected
 
 
 @pytest.mark.parametrize("sharded", [False, True])

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import numbers
 import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,9 +19,27 @@ import lrrules
 from lrrules.errors import OptimizerError
 from lrrules.optim import check_optimizer
 from lrrules.optimizer_table import GENERATED_WITH, OPTIONS, TIMM, TORCH, UNAVAILABLE
-from lrrules.signatures import check, decode, encode, known, options_of
+from lrrules.signatures import check, decode, known, options_of
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def encode(options: dict[str, Any] | None) -> str | None:
+    """The table's text for an optimizer's options (:func:`lrrules.signatures.decode` reads it back):
+    ``name#`` for a number, ``name=0.9,0.999`` for numbers in a tuple, ``name`` else."""
+    if options is None:
+        return None
+    def number(value: Any) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+    words = []
+    for name, default in options.items():
+        if isinstance(default, tuple) and all(number(d) for d in default):
+            name += "=" + ",".join(map(repr, default))
+        elif number(default):
+            name += "#"
+        words.append(name)
+    return " ".join(words)
 
 
 # The table is regenerated here, by the test that keeps it true: `python tests/test_signatures.py`

@@ -1,9 +1,8 @@
 """Where a model comes from on the command line, ``--model SPEC``: a timm name (``resnet18``),
 ``torchvision:NAME``, ``hf:FOLDER`` or ``hf:ORG/NAME`` (a Hugging Face config, local or a hub id's),
 ``package.module:factory`` (the user's own), or a checkpoint (``.safetensors``, an index, ``.pt``,
-a torch.distributed.checkpoint folder: names and shapes only). Models are built on the meta device,
-and nothing is downloaded but a hub config. No core module imports this wing.
-"""
+a torch.distributed.checkpoint folder: names and shapes only). Models are built on the meta device;
+nothing is downloaded but a hub config. No core module imports this wing."""
 
 from __future__ import annotations
 
@@ -12,7 +11,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,8 +33,8 @@ __all__ = ["Model", "TimmLayerMap", "open_model", "parse_model_args", "cached_op
 
 @dataclass(frozen=True)
 class TimmLayerMap:
-    """What ``layers: {by: timm}`` reads from a module, kept in the model cache: each parameter's layer
-    and the number of layers. The resolver takes it where it takes the module."""
+    """What ``layers: {by: timm}`` reads from a module, kept in the model cache: each parameter's
+    layer and the number of layers."""
 
     timm_layer_map: dict[str, int]
     timm_layer_count: int
@@ -76,8 +76,10 @@ T = TypeVar("T")
 FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
-def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None) -> Model:
+def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None,
+               quiet: bool = False) -> Model:
     """The model ``spec`` names (see the module's docstring); raises :class:`ModelError` when it cannot.
+    A build that takes over a second shows a status line on a terminal's stderr (:func:`status`).
 
     >>> open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
     'conv1.weight'
@@ -85,14 +87,54 @@ def open_model(spec: str, num_classes: int | None = None, model_args: Mapping[st
     args = _own_args(dict(model_args or {}), num_classes)
     num_classes = args.pop("num_classes", num_classes)
     if spec.lower().endswith(CHECKPOINTS) or is_distributed_checkpoint(Path(spec)):
-        return _checkpoint(spec)
-    if spec.startswith("hf:"):
-        return _built(spec, _huggingface(spec[3:], num_classes, args))
-    if spec.startswith("torchvision:"):
-        return _built(spec, _torchvision(spec[len("torchvision:"):], num_classes, args))
-    if FACTORY.fullmatch(spec):
-        return _built(spec, _factory(spec, num_classes, args))
-    return _built(spec, build(spec, num_classes=num_classes, **args))
+        with status(f"reading {spec}", quiet):
+            return _checkpoint(spec)
+    kind = next((k for k in ("hf", "torchvision") if spec.startswith(k + ":")), "factory" if FACTORY.fullmatch(spec)
+                else "timm")
+    with status(f"building {spec.removeprefix(kind + ':')} ({kind})", quiet):
+        if kind == "hf":
+            return _built(spec, _huggingface(spec[3:], num_classes, args))
+        if kind == "torchvision":
+            return _built(spec, _torchvision(spec[len("torchvision:"):], num_classes, args))
+        if kind == "factory":
+            return _built(spec, _factory(spec, num_classes, args))
+        return _built(spec, build(spec, num_classes=num_classes, **args))
+
+
+#: Seconds a model may take to build before a status line says what is being built.
+STATUS_AFTER = 1.0
+
+
+@contextlib.contextmanager
+def status(what: str, quiet: bool = False) -> Iterator[None]:
+    """While the block runs past :data:`STATUS_AFTER` seconds, ``what ...`` on stderr, cleared when
+    it ends: a cold 70B-shaped config builds for half a minute, which reads as a hang in silence.
+    Nothing where ``quiet`` or stderr is not a terminal (a pipe, a log, CI).
+
+    >>> with status("building vit_small (timm)"): model = build("vit_small_patch16_224")  # doctest: +SKIP
+    """
+    stream = sys.stderr
+    if quiet or not stream.isatty():
+        yield
+        return
+    shown = threading.Event()
+
+    def show() -> None:
+        stream.write(f"{what} ...")
+        stream.flush()
+        shown.set()
+
+    timer = threading.Timer(STATUS_AFTER, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()  # a line being written is finished before it is cleared
+        if shown.is_set():  # blanked, with no cursor code (lrrules prints none: docs/cli.md)
+            stream.write("\r" + " " * (len(what) + 4) + "\r")
+            stream.flush()
 
 
 #: --model-arg keys that would load weights: lrrules reads names and shapes and never downloads.
@@ -101,7 +143,7 @@ _WEIGHT_ARGS = ("pretrained", "weights", "checkpoint_path", "pretrained_cfg_over
 
 def _own_args(args: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
     """``args`` checked for what lrrules sets itself: ``num_classes`` once (from either option), and
-    nothing that loads weights (``pretrained=false`` is what lrrules does anyway, and is dropped)."""
+    nothing that loads weights (``pretrained=false``, what lrrules does anyway, is dropped)."""
     for key in _WEIGHT_ARGS:
         if key in args:
             if args[key] in (False, None, "", "none", "None"):
@@ -158,11 +200,15 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> torch.nn.
     args = {"pretrained": False, **kwargs}
     if num_classes is not None:
         args["num_classes"] = num_classes
+    return _meta_built(lambda: timm.create_model(name, **args), f"timm could not build '{name}' with {args}")
+
+
+def _meta_built(make: Callable[[], torch.nn.Module], failed: str) -> torch.nn.Module:
+    """:func:`on_meta` of a library's constructor; its failure a :class:`ModelError`, ``failed: why``."""
     try:
-        model: torch.nn.Module = on_meta(lambda: timm.create_model(name, **args))
+        return on_meta(make)
     except Exception as exc:
-        raise ModelError(f"timm could not build '{name}' with {args}: {exc}") from None
-    return model
+        raise ModelError(f"{failed}: {exc}") from None
 
 
 def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
@@ -175,11 +221,8 @@ def _torchvision(name: str, num_classes: int | None, args: dict[str, Any]) -> to
         raise ModelError(f"'{name}' is not a torchvision model{did_you_mean(name, names, n=3)}")
     if num_classes is not None:
         args["num_classes"] = num_classes
-    try:
-        model: torch.nn.Module = on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))
-    except Exception as exc:
-        raise ModelError(f"torchvision could not build '{name}': {exc}") from None
-    return model
+    return _meta_built(lambda: torchvision.models.get_model(name, weights=None, **args),
+                       f"torchvision could not build '{name}'")
 
 
 def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> torch.nn.Module:
@@ -213,12 +256,9 @@ def _huggingface(path: str, num_classes: int | None, args: dict[str, Any]) -> to
                          f"transformers ({transformers.__version__}) does not have"
                          f"{did_you_mean(architectures[0], known, n=3)}; fix 'architectures' in config.json, or "
                          "upgrade transformers")
-    try:  # AutoModel.from_config is not annotated in transformers
-        model: torch.nn.Module = on_meta(lambda: model_class(config) if model_class is not None
-                                         else transformers.AutoModel.from_config(config))  # type: ignore[no-untyped-call]
-    except Exception as exc:
-        raise ModelError(f"hf:{path}: transformers could not build the model: {exc}") from None
-    return model
+    return _meta_built(lambda: model_class(config) if model_class is not None  # from_config is not annotated
+                       else transformers.AutoModel.from_config(config),  # type: ignore[no-untyped-call]
+                       f"hf:{path}: transformers could not build the model")
 
 
 #: A Hugging Face hub model id: ``name`` or ``org/name`` (letters, digits, ``-``, ``_``, ``.``).
@@ -310,8 +350,7 @@ def on_meta(make: Callable[[], T], retry: Callable[[Exception], bool] = lambda e
     """``make()`` on the meta device (no memory for weights), or where that fails and ``retry(error)``
     says so, on the CPU: some constructors compute with their tensors while they build.
 
-    >>> import torch
-    >>> on_meta(lambda: torch.nn.Linear(2, 3)).weight.device
+    >>> on_meta(lambda: __import__("torch").nn.Linear(2, 3)).weight.device
     device(type='meta')
     """
     import torch
@@ -331,9 +370,7 @@ def meta_failed(exc: Exception) -> bool:
     """Whether an error is the meta device's (``Tensor.item() cannot be called on meta tensors``,
     ``the 'Meta' backend``), not the user's own ("metadata", "metaclass"): the CPU may then succeed.
 
-    >>> meta_failed(RuntimeError("Tensor.item() cannot be called on meta tensors"))
-    True
-    >>> meta_failed(KeyError("missing metadata")), meta_failed(NotImplementedError("subclass it"))
-    (False, False)
+    >>> meta_failed(RuntimeError("Tensor.item() cannot be called on meta tensors")), meta_failed(KeyError("metadata"))
+    (True, False)
     """
     return re.search(r"(?<![a-z])meta(?![a-z])", str(exc), re.IGNORECASE) is not None

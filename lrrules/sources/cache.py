@@ -1,14 +1,11 @@
 """A cache of what a command-line model source yields, so that a second ``check`` on the same model
-builds nothing and imports no torch: JSON in ``$XDG_CACHE_HOME/lrrules/models``, the parameters and
-timm's layer map under a key of all that could change them (the source and its arguments, library
-versions, lrrules' model code, the size and time of each file read). A user's factory is cached only
-when asked; safetensors sources never (their header reads as fast as an entry).
+builds nothing and imports no torch: signed JSON in ``$XDG_CACHE_HOME/lrrules/models``, under a key
+of all that could change it (the source and its arguments, library versions, lrrules' model code,
+each file read). A user's factory is cached only when asked; safetensors sources never.
 
-The cache is a place others may reach: a folder another user owns or others can write is not used;
-an entry is read only as a regular file of ours (no link, no FIFO) that starts with the SHA-256 of
-its text and holds its key, and is written to a new file (``O_EXCL | O_NOFOLLOW``), synced, and
-renamed over the old one: a reader never sees half an entry.
-"""
+Others may reach the folder: one another user owns or others can write is not used; an entry is
+read only as a regular file of ours (no link, no FIFO) whose SHA-256 it starts with matches, and is
+written to a new file (``O_EXCL | O_NOFOLLOW``), synced and renamed over the old: never half read."""
 
 from __future__ import annotations
 
@@ -22,11 +19,11 @@ import secrets
 import stat
 import warnings
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..params import ParamInfo
+from ..signatures import installed
 
 if TYPE_CHECKING:
     from ..language import RuleSet
@@ -44,8 +41,8 @@ _WARNED: set[tuple[Path, str]] = set()
 
 
 def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/lrrules/models``, or ``~/.cache/lrrules/models`` (a relative ``XDG_CACHE_HOME``
-    is ignored, as the XDG Base Directory specification says).
+    """``$XDG_CACHE_HOME/lrrules/models``, else ``~/.cache/lrrules/models`` (a relative
+    ``XDG_CACHE_HOME`` is ignored, as the XDG Base Directory specification says).
 
     >>> cache_dir().parts[-2:]
     ('lrrules', 'models')
@@ -68,8 +65,8 @@ def _untrusted(st: os.stat_result, folder: bool) -> str:
 
 
 def _open_folder(folder: Path, create: bool) -> int | None:
-    """A descriptor of ``folder`` where it and lrrules' folder above it (whoever writes there can replace
-    it) are directories of ours that no one else may write; else ``None``, with a warning if unsafe."""
+    """A descriptor of ``folder`` where it and lrrules' folder above it are directories of ours
+    that no one else may write; else ``None``, with a warning (once) if unsafe."""
     try:
         if create:
             folder.parent.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +154,7 @@ _AFTER = len(_SIGNED) + 64
 
 
 def _signed(data: dict[str, Any]) -> bytes:
-    """``data`` as JSON that starts with the SHA-256 of the rest of its text (see :func:`_verified`).
+    """``data`` as JSON that starts with the SHA-256 of the rest of its text.
 
     >>> _verified(_signed({"a": 1}))["a"], _verified(_signed({"a": 1}).replace(b"1", b"2"))
     (1, None)
@@ -177,24 +174,8 @@ def _verified(raw: bytes | None) -> Any:
         return None
 
 
-def _version(name: str) -> str | None:
-    """``importlib.metadata.version(name)`` from the ``Version:`` line alone: the stdlib parses the whole
-    file as an email first, a third of a cached command's time for five libraries."""
-    try:
-        dist = metadata.distribution(name)
-    except metadata.PackageNotFoundError:
-        return None
-    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
-        if not line:  # the headers end at the first blank line
-            break
-        if line.startswith("Version:"):
-            return line[len("Version:"):].strip()
-    return dist.version
-
-
 def _files(spec: str, model_args: Mapping[str, Any]) -> list[list[Any]]:
-    """Path, size and time of each file the source reads (a torch checkpoint, a Hugging Face config
-    folder); for a hub id, the commit its cache resolves to and that config's SHA-256."""
+    """Path, size and time of each file the source reads; for a hub id, its cached commit and config's SHA-256."""
     if spec.startswith("hf:"):
         where = Path(spec[3:])
         folder = where.parent if where.name.endswith(".json") else where
@@ -216,12 +197,9 @@ def _files(spec: str, model_args: Mapping[str, Any]) -> list[list[Any]]:
 def _hub_revision(model_id: str, revision: Any) -> list[Any]:
     try:
         from huggingface_hub import constants
-
-        hub = Path(constants.HF_HUB_CACHE)
-    except ImportError:
-        home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-        hub = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub")
-    repo = hub / ("models--" + model_id.replace("/", "--"))
+    except ImportError:  # no hub client, so no transformers: the build fails, and nothing is cached
+        return ["hub", model_id, None, None]
+    repo = Path(constants.HF_HUB_CACHE) / ("models--" + model_id.replace("/", "--"))
     commit, digest = str(revision or "main"), None
     with contextlib.suppress(OSError, ValueError):  # a commit hash itself, or nothing cached
         commit = (repo / "refs" / commit).read_text(encoding="utf-8").strip()
@@ -242,7 +220,7 @@ def cache_key(spec: str, num_classes: int | None, model_args: Mapping[str, Any])
     return json.dumps({
         "format": FORMAT, "spec": spec, "num_classes": num_classes, "model_args": dict(model_args),
         "cwd": os.getcwd() if FACTORY.fullmatch(spec) else None, "python": platform.python_version(),
-        "libraries": {name: _version(name) for name in _LIBRARIES}, "lrrules_code": own,
+        "libraries": {name: installed(name) for name in _LIBRARIES}, "lrrules_code": own,
         "files": _files(spec, model_args)}, sort_keys=True, default=repr)
 
 
@@ -251,10 +229,10 @@ def _entry_name(key: str) -> str:
 
 
 def cached_open_model(spec: str, num_classes: int | None = None, model_args: Mapping[str, Any] | None = None,
-                      use_cache: bool = True, cache_factory: bool = False) -> Model:
-    """:func:`~lrrules.sources.open_model`, answered from the cache where it holds the same key; then
-    ``module`` is a :class:`~lrrules.sources.TimmLayerMap` (``None`` for a checkpoint) and there are no
-    tensors. ``use_cache=False`` neither reads nor writes the cache.
+                      use_cache: bool = True, cache_factory: bool = False, quiet: bool = False) -> Model:
+    """:func:`~lrrules.sources.open_model`, answered from the cache where it holds the same key (then
+    ``module`` is a :class:`~lrrules.sources.TimmLayerMap` or ``None``, and there are no tensors).
+    ``use_cache=False`` neither reads nor writes the cache; ``quiet``: no status line.
 
     >>> cached_open_model("resnet18", num_classes=2).params[0].name        # doctest: +SKIP
     'conv1.weight'
@@ -267,20 +245,20 @@ def cached_open_model(spec: str, num_classes: int | None = None, model_args: Map
     factory = FACTORY.fullmatch(spec) and not spec.startswith(("hf:", "torchvision:"))
     fast = spec.lower().endswith(CHECKPOINTS[:2]) or is_distributed_checkpoint(Path(spec))
     if not use_cache or (factory and not cache_factory) or fast:
-        return open_model(spec, num_classes, args)
+        return open_model(spec, num_classes, args, quiet)
     key = cache_key(spec, num_classes, args)
     found = _read(key)
     if found is not None:
         label, params, ordered, layers = found
         return Model(label, params, None if layers is None else TimmLayerMap(*layers), [], ordered)
-    model = open_model(spec, num_classes, args)
+    model = open_model(spec, num_classes, args, quiet)
     _write(key, model)
     return model
 
 
 def _read(key: str) -> tuple[str, list[ParamInfo], bool, tuple[dict[str, int], int] | None] | None:
-    """The entry for ``key``: label, parameters, order, timm's layer map and count; ``None`` where there
-    is none, or it is not ours, not signed, or not as written."""
+    """The entry for ``key`` (label, parameters, order, timm's layer map and count), or ``None`` where
+    there is none, or it is not ours, not signed, or not as written."""
     try:
         data = _verified(_read_entry(cache_dir(), _entry_name(key)))
         params = []
@@ -338,8 +316,8 @@ def _write(key: str, model: Model) -> None:
 
 def check_optimizer_cached(rules: RuleSet, use_cache: bool = True, plan: Plan | None = None) -> None:
     """:func:`lrrules.optim.check_optimizers` on ``rules`` or, given a ``plan``, :func:`~lrrules.optim.judge_groups`
-    on its groups (``check`` has checked the optimizers alone first), skipped where the same rule set (and
-    groups) passed under the same library versions and optimizer code (a pass is remembered, never a failure).
+    on its groups, skipped where the same rule set (and groups) passed under the same library versions
+    and optimizer code (a pass is remembered, never a failure).
 
     >>> check_optimizer_cached(lrrules.load("rules.yaml"))          # doctest: +SKIP
     """
@@ -347,7 +325,7 @@ def check_optimizer_cached(rules: RuleSet, use_cache: bool = True, plan: Plan | 
     groups = [] if plan is None else sorted({repr((g.optimizer, g.lr, g.weight_decay, sorted(g.options.items()),
                                                    shapes[g.params[0]])) for g in plan.groups})
     key = json.dumps({"format": FORMAT, "rules": rules.model_dump_json(round_trip=True), "groups": groups,
-                      "python": platform.python_version(), "libraries": {name: _version(name) for name in _LIBRARIES},
+                      "python": platform.python_version(), "libraries": {name: installed(name) for name in _LIBRARIES},
                       "optim": hashlib.sha256((_ROOT / "optim.py").read_bytes()).hexdigest()}, sort_keys=True)
     folder, name = cache_dir().parent / "optimizer-checks", hashlib.sha256(key.encode()).hexdigest()
     if not use_cache or _read_entry(folder, name) != key.encode():

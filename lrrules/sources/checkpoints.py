@@ -1,12 +1,12 @@
-"""Checkpoints read for names and shapes, never values: safetensors headers (a file, or an index's
+"""Checkpoints read for names and shapes, never values: safetensors headers (a file, an index's
 shards) without torch, torch state dicts (``weights_only``, on the meta device), torch.distributed
 checkpoint metadata (a restricted unpickler). Each reader gives ``(name, shape, is a parameter)``
-per tensor in the file's order; a damaged file is a :class:`ModelError` naming it and the tensor.
-"""
+per tensor in the file's order; a damaged file is a :class:`ModelError` naming it and the tensor."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -30,31 +30,20 @@ MAX_READERS = 8
 
 
 def clip(text: str) -> str:
-    """``text`` cut to 60 characters, for a message.
-
-    >>> clip("x" * 70)[-5:]
-    'xx...'
-    """
+    """``text`` cut to 60 characters, for a message: ``clip("x" * 70)[-5:] == 'xx...'``."""
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def is_param(name: str, integer: bool) -> bool:
-    """Whether a checkpoint's tensor is a parameter: not integer, not a BatchNorm statistic.
-
-    >>> is_param("bn1.running_mean", False), is_param("fc.weight", False)
-    (False, True)
-    """
+    """Whether a checkpoint's tensor is a parameter: not integer, not a BatchNorm statistic
+    (``is_param("bn1.running_mean", False)`` is ``False``)."""
     return not integer and not name.endswith(_BUFFER_SUFFIXES)
 
 
 def read_safetensors(path: Path) -> list[Entry]:
     """Each tensor of a safetensors file, from its header, refused as safetensors refuses it: a header
     that is no strict JSON object (NaN, a key twice), an unknown dtype, data offsets that do not hold
-    shape x dtype bytes or do not cover the data end to end.
-
-    >>> read_safetensors(Path("model.safetensors"))[0]                  # doctest: +SKIP
-    ('fc.bias', (10,), True)
-    """
+    shape x dtype bytes or do not cover the data end to end. ``[('fc.bias', (10,), True), ...]``."""
     data_size, header = _header(path)
     entries: list[Entry] = []
     spans: list[tuple[int, int, str]] = []
@@ -137,9 +126,7 @@ def _checked(path: Path, name: str, info: Any, data_size: int) -> tuple[tuple[in
     if bits is None:
         raise ModelError(f"{path}: tensor '{clip(name)}' has dtype {clip(repr(dtype))}, which is no "
                          f"safetensors dtype (known: {', '.join(_DTYPE_BITS)})")
-    count = 1
-    for d in shape:
-        count *= d
+    count = math.prod(shape)
     if count > 2**63:
         raise ModelError(f"{path}: tensor '{clip(name)}' has shape {clip(repr(list(shape)))}, more than 2**63 "
                          "elements; the header is damaged")
@@ -160,11 +147,8 @@ def _checked(path: Path, name: str, info: Any, data_size: int) -> tuple[tuple[in
 
 def read_index(path: Path) -> list[Entry]:
     """Each tensor a sharded checkpoint's index names, in its order, several shards read at once; an
-    error names the first bad shard in the index's order, as reading them in turn would.
-
-    >>> read_index(Path("model.safetensors.index.json"))[0]                 # doctest: +SKIP
-    ('model.embed_tokens.weight', (128256, 8192), True)
-    """
+    error names the first bad shard in the index's order, as reading them in turn would:
+    ``[('model.embed_tokens.weight', (128256, 8192), True), ...]``."""
     try:
         weight_map = json.loads(path.read_text())["weight_map"]
     except (ValueError, KeyError, TypeError, RecursionError, OSError):
@@ -224,11 +208,8 @@ STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "
 def read_state_dict(path: Path) -> list[Entry]:
     """Each tensor of a torch checkpoint (a state dict, or one a training checkpoint holds under
     :data:`STATE_DICT_KEYS`), loaded with ``weights_only=True`` onto the meta device: a file that
-    needs code run to load (a pickled ``nn.Module``) is refused, never run.
-
-    >>> read_state_dict(Path("model.pt"))[0]                       # doctest: +SKIP
-    ('conv1.weight', (64, 3, 7, 7), True)
-    """
+    needs code run to load (a pickled ``nn.Module``) is refused, never run: ``[('conv1.weight',
+    (64, 3, 7, 7), True), ...]``."""
     import pickle
     import zipfile
 
@@ -291,21 +272,14 @@ MAX_DCP_METADATA = 256 << 20
 
 
 def is_distributed_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a torch.distributed.checkpoint folder (it holds ``.metadata``).
-
-    >>> is_distributed_checkpoint(Path("model.safetensors"))
-    False
-    """
+    """Whether ``path`` is a torch.distributed.checkpoint folder (it holds ``.metadata``), as ``checkpoint/`` is."""
     return path.is_dir() and (path / ".metadata").is_file()
 
 
 def read_distributed(folder: Path) -> list[Entry]:
     """Each tensor a torch.distributed.checkpoint folder holds, from its ``.metadata`` alone, unpickled
-    allowing only :data:`_DCP_GLOBALS` (torch's own reader unpickles it freely).
-
-    >>> read_distributed(Path("checkpoint/"))[0]                   # doctest: +SKIP
-    ('model.fc.weight', (10, 512), True)
-    """
+    allowing only :data:`_DCP_GLOBALS` (torch's own reader unpickles it freely): ``[('model.fc.weight',
+    (10, 512), True), ...]``."""
     import io
     import pickle
 
