@@ -274,7 +274,7 @@ def _model(args: argparse.Namespace, spec: str | None = None, cache: bool = True
 
     return cached_open_model(spec if spec is not None else args.model, args.num_classes,
                              parse_model_args(args.model_arg), use_cache=cache and not args.no_cache,
-                             cache_factory=args.cache_factory)
+                             cache_factory=args.cache_factory, quiet=args.quiet)
 
 
 def _plan(args: argparse.Namespace, spec: str | None = None) -> tuple[RuleSet, Model, Plan]:
@@ -388,7 +388,8 @@ _MODEL_OPTIONS: list[_Option] = [
     ("--model-arg", "passed to the model's constructor (repeatable; VALUE is read as JSON if it can be)",
      {"action": "append", "default": [], "metavar": "KEY=VALUE"}),
     ("--no-cache", "build the model, neither reading nor writing the model cache ($XDG_CACHE_HOME/lrrules)", _FLAG),
-    ("--cache-factory", "cache a package.module:factory model too (not by default: its code is not in the key)", _FLAG)]
+    ("--cache-factory", "cache a package.module:factory model too (not by default: its code is not in the key)", _FLAG),
+    ("-q --quiet", "no status line on stderr while a slow model builds (never shown on a pipe anyway)", _FLAG)]
 _WIDE = ("--wide", "tables at full width in a terminal too (fitted to it otherwise: short headers, a narrower bar, "
          "secondary columns left out, long names cut); a pipe or a file gets full width unless COLUMNS is set", _FLAG)
 _TABLE = ("--format", "output format (default: table)", {"choices": ("table", "json", "yaml", "csv"), "default": "table"})
