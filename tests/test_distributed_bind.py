@@ -1,0 +1,156 @@
+"""Resolve once on the whole model (on the meta device), bind to what one rank holds: a pipeline
+stage keeps the whole model's layer decay; a held tensor the plan does not know is refused by name.
+One process, no process group (the sharded cases run on two gloo ranks: test_distributed_engines.py)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import lrrules
+from lrrules.distributed import bind, stage_caution
+from lrrules.errors import ResolveError
+
+RULES = """
+version: 1
+defaults: {lr: 1.0, weight_decay: 0.0}
+optimizer: {type: SGD}
+layers: {by: blocks}
+rules:
+  - {name: all, match: "*", lr_mult: "0.5 ** depth"}
+"""
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+
+
+class LM(nn.Module):
+    """embed, 8 numbered blocks, norm, head: timm-style layers 0 (embed) to 9 (head)."""
+
+    def __init__(self, n: int = 8) -> None:
+        super().__init__()
+        self.embed: nn.Module | None = nn.Embedding(10, 4)
+        self.layers = nn.ModuleDict({str(i): Block() for i in range(n)})
+        self.norm: nn.Module | None = nn.LayerNorm(4)
+        self.head: nn.Module | None = nn.Linear(4, 10)
+
+
+def stage(first: int, last: int) -> LM:
+    """The model as torchtitan leaves one pipeline stage: the other stages' blocks deleted, their ends None."""
+    model = LM()
+    for i in range(8):
+        if not first <= i <= last:
+            del model.layers[str(i)]
+    if first > 0:
+        model.embed = None
+    if last < 7:
+        model.norm = model.head = None
+    return model
+
+
+def whole_plan() -> lrrules.Plan:
+    with torch.device("meta"):
+        return lrrules.resolve(lrrules.loads(RULES), LM())
+
+
+def lrs(plan: lrrules.Plan) -> dict[str, float | None]:
+    return {a.name: a.lr for a in plan.params}
+
+
+def test_a_stage_bound_to_the_whole_models_plan_gets_the_whole_models_lrs() -> None:
+    plan = whole_plan()
+    first = bind(plan, stage(0, 3))
+    assert lrs(first)["layers.0.attn.weight"] == pytest.approx(0.5**8)  # 0.0039, as on the whole model
+    assert sorted(lrs(first)) == sorted(n for n in lrs(plan) if n.startswith(("embed.", *(f"layers.{i}." for i in range(4)))))
+    assert first.num_layers == plan.num_layers == 10
+    last = bind(plan, stage(4, 7))
+    assert lrs(last)["head.weight"] == pytest.approx(1.0) and lrs(last)["layers.4.norm.bias"] == pytest.approx(0.5**4)
+    # the optimizer holds exactly this stage's tensors, each at its whole-model lr
+    model = stage(4, 7)
+    optimizer, bound = lrrules.build(lrrules.loads(RULES), model, plan=plan)
+    held = {id(p) for p in model.parameters()}
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == held
+    for group in optimizer.param_groups:
+        assert all(group["lr"] == pytest.approx(lrs(plan)[n]) for n in group["param_names"])
+
+
+def test_a_stage_given_as_a_submodule_binds_with_its_prefix() -> None:
+    plan = whole_plan()
+    blocks = stage(4, 7).layers
+    bound = bind(plan, blocks, prefix="layers.")
+    assert lrs(bound)["layers.5.attn.weight"] == pytest.approx(0.5**3)
+    with pytest.raises(ResolveError, match=r"'4\.attn\.weight'.*prefix="):
+        bind(plan, blocks)
+
+
+def test_a_stage_resolved_alone_is_told_its_depth_counts_only_its_blocks() -> None:
+    alone = stage(4, 7)
+    assert lrs(lrrules.resolve(lrrules.loads(RULES), alone))["layers.4.attn.weight"] == pytest.approx(0.5**4)
+    caution = stage_caution(lrrules.resolve(lrrules.loads(RULES), alone).infos)
+    assert caution is not None and "'layers.'" in caution and "4 to 7" in caution and "lrrules.bind" in caution
+    with pytest.warns(UserWarning, match="pipeline stage"):
+        lrrules.build(lrrules.loads(RULES), alone)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lrrules.build(lrrules.loads(RULES), LM())  # numbered from 0: no caution
+    assert stage_caution(lrrules.resolve(lrrules.loads(RULES), stage(0, 3)).infos) is None
+
+
+def test_a_held_tensor_the_plan_does_not_know_or_of_another_shape_is_refused_by_name() -> None:
+    plan = whole_plan()
+    extra = stage(0, 3)
+    extra.layers["0"].gate = nn.Linear(4, 1)
+    with pytest.raises(ResolveError, match=r"not in the plan: 'layers\.0\.gate\.weight', 'layers\.0\.gate\.bias'"):
+        bind(plan, extra)
+    wider = stage(0, 3)
+    wider.layers["2"].attn = nn.Linear(4, 6)
+    with pytest.raises(ResolveError, match=r"'layers\.2\.attn\.weight' \(6, 4\) \(the plan's \(4, 4\)\)"):
+        bind(plan, wider)
+
+
+PHASED = """
+version: 1
+defaults: {lr: 0.1, weight_decay: 0.1}
+optimizer: {type: AdamW}
+rules:
+  - {name: head, match: "head.*"}
+  - {name: body, fallback: true}
+phases:
+  - {from_epoch: 0, freeze: "layers.*"}
+  - {from_epoch: 1, unfreeze: "layers.*"}
+"""
+
+
+def test_a_phase_applied_before_build_leaves_its_tensors_in_their_groups() -> None:
+    rules = lrrules.loads(PHASED)
+    model = LM(2)
+    lrrules.resolve(rules, model).apply_phase(epoch=0)  # too early: before the optimizer exists
+    optimizer, plan = lrrules.build(rules, model)
+    grouped = {n for g in optimizer.param_groups for n in g["param_names"]}
+    assert "layers.0.attn.weight" in grouped, "the phase that unfreezes it later finds it in its group"
+    assert not model.layers["0"].attn.weight.requires_grad, "and it stays frozen until then"
+    plan.apply_phase(epoch=1)
+    assert model.layers["0"].attn.weight.requires_grad
+
+
+def test_adamw_with_weight_decay_leaves_a_tensor_whose_grad_is_none_exactly_still() -> None:
+    rules = lrrules.loads(PHASED)
+    model = LM(2)
+    optimizer, plan = lrrules.build(rules, model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if n is not None}
+    for epoch in range(2):
+        plan.apply_phase(epoch=0)  # layers.* frozen: grad None, skipped by AdamW (weight decay too)
+        optimizer.zero_grad()
+        out = model.head(model.norm(model.layers["1"].attn(model.embed(torch.tensor([1, 2])))))
+        out.square().mean().backward()
+        optimizer.step()
+    after = dict(model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before if n.startswith("layers."))
+    assert not torch.equal(before["head.weight"], after["head.weight"])
