@@ -5,6 +5,7 @@ One process, no process group (the sharded cases run on two gloo ranks: test_dis
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -154,3 +155,33 @@ def test_adamw_with_weight_decay_leaves_a_tensor_whose_grad_is_none_exactly_stil
     after = dict(model.named_parameters())
     assert all(torch.equal(before[n], after[n]) for n in before if n.startswith("layers."))
     assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
+@pytest.mark.slow
+def test_the_lightning_callback_applies_phases_by_step() -> None:
+    lightning = pytest.importorskip("lightning.pytorch")
+    from lrrules.lightning import phase_callback
+
+    rules = lrrules.loads(PHASED.replace("from_epoch: 0", "from_step: 0").replace("from_epoch: 1", "from_step: 2"))
+    seen: list[bool] = []
+
+    class Module(lightning.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = LM(2)
+            self.built = lrrules.build(rules, self.net)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            seen.append(self.net.layers["0"].attn.weight.requires_grad)
+            h = self.net.layers["0"].attn(self.net.embed(batch[0]))
+            return self.net.head(h).square().mean()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return self.built.optimizer
+
+    module = Module()
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randint(0, 10, (4, 2))), batch_size=1)
+    trainer = lightning.Trainer(max_steps=4, callbacks=[phase_callback(module.built.plan)], logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, data)
+    assert seen == [False, False, True, True], "frozen at steps 0 and 1, unfrozen from step 2"
