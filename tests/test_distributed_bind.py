@@ -185,3 +185,42 @@ def test_the_lightning_callback_applies_phases_by_step() -> None:
                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, data)
     assert seen == [False, False, True, True], "frozen at steps 0 and 1, unfrozen from step 2"
+
+
+class FullyShardedDataParallel(nn.Module):
+    """What FSDP1 leaves a rank (FSDP1 needs an accelerator, so its layout is built by hand here): the
+    wrapped module's parameters as 1-D views of this rank's shard, and one flat parameter whose
+    ``_fqns`` and ``_shapes`` record the original names and shapes."""
+
+    def __init__(self, module: nn.Module, use_orig_params: bool) -> None:
+        super().__init__()
+        names, shapes = zip(*[(n, p.shape) for n, p in module.named_parameters()])
+        flat = nn.Parameter(torch.zeros(sum(s.numel() for s in shapes) // 2))
+        flat._fqns, flat._shapes = names, shapes  # type: ignore[attr-defined]
+        self._fsdp_wrapped_module = module
+        if use_orig_params:  # each parameter a view into the shard (its first half, on rank 0)
+            for name, shape in zip(names, shapes):
+                owner, _, local = name.rpartition(".")
+                view = nn.Parameter(torch.zeros(shape.numel() // 2))
+                setattr(module.get_submodule(owner) if owner else module, local, view)
+            self.__dict__["_flat_param"] = flat
+        else:
+            for name in names:
+                owner, _, local = name.rpartition(".")
+                delattr(module.get_submodule(owner) if owner else module, local)
+            self._flat_param = flat
+
+
+def test_fsdp1_is_bound_by_its_original_shapes_and_its_flat_parameter_refused() -> None:
+    rules = lrrules.loads(RULES)
+    plan = whole_plan()
+    wrapped = FullyShardedDataParallel(LM(), use_orig_params=True)
+    bound = bind(plan, wrapped)
+    assert {a.name: a.shape for a in bound.params} == {a.name: a.shape for a in plan.params}
+    assert lrs(bound) == lrs(plan)
+    with pytest.raises(lrrules.LrrulesError, match="FSDP1.*resolve on the model before wrapping"):
+        lrrules.build(rules, wrapped)  # resolved on 1-D views, each rank would get another plan
+    optimizer, _ = lrrules.build(rules, wrapped, plan=plan)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(plan.params)
+    with pytest.raises(ResolveError, match=r"'_flat_param' is FSDP1's flat parameter \(use_orig_params=False\)"):
+        bind(plan, FullyShardedDataParallel(LM(), use_orig_params=False))
