@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ResolveError
+from .errors import ResolveError, UsageError
+from .language import RuleSet
 from .params import ParamInfo, clean_name, collect, unwrap
 from .plan import Assignment, Group, Plan
+from .resolver import MODEL_FROZEN, resolve, resolve_params
+from .variables import base_shapes
 
 if TYPE_CHECKING:
     import torch
@@ -95,6 +99,37 @@ def bind(plan: Plan, module: torch.nn.Module, prefix: str = "") -> BoundPlan:
                            f"{_listed(wrong)}; resolve on the model these tensors come from")
     rows.sort(key=lambda row: row[0].index)
     return split(restricted(plan, rows, module), ddp_unreduced(module))
+
+
+def placed(ruleset: RuleSet, model: torch.nn.Module, plan: Plan | None = None, base: Any = None) -> BoundPlan:
+    """The plan :func:`lrrules.build` makes its groups from: ``plan`` bound to ``model``, else the
+    rules resolved on ``model``, its groups split by DTensor kind (FSDP1 refused: each rank would
+    resolve its own 1-D views). A stage resolved alone is warned about."""
+    if plan is not None:
+        return bind(plan, model)
+    if is_fsdp1(model):
+        raise UsageError("FSDP1 (FullyShardedDataParallel) shows each rank flat views of its shard; resolve on the "
+                         "model before wrapping, then lrrules.build(rules, model, plan=plan)")
+    bound = split(_phased(ruleset, resolve(ruleset, model, base), model, base), ddp_unreduced(model))
+    stage = stage_caution(bound.infos) if bound.num_layers else None
+    if stage:
+        warnings.warn(f"{ruleset.path}: {stage}", stacklevel=3)
+    return bound
+
+
+def _phased(ruleset: RuleSet, plan: Plan, model: torch.nn.Module, base: Any) -> Plan:
+    """``plan`` with the tensors a phase governs in their groups even where the model has them frozen
+    (a phase applied before build): left out, the phase that unfreezes them would find nothing."""
+    frozen = {f.param for f in plan.frozen if f.reason == MODEL_FROZEN}
+    if not ruleset.phases or not frozen:
+        return plan
+    infos = [i._replace(requires_grad=True) if i.name in frozen else i for i in plan.infos]
+    whole = resolve_params(ruleset, infos, plan.tensors, model, base=None if base is None else base_shapes(base))
+    governed = frozen & {n for p in whole.phases for n in (*p.freeze, *p.unfreeze)}
+    if governed != frozen:
+        infos = [i._replace(requires_grad=True) if i.name in governed else i for i in plan.infos]
+        whole = resolve_params(ruleset, infos, plan.tensors, model, base=None if base is None else base_shapes(base))
+    return dataclasses.replace(whole, model=plan.model) if governed else plan
 
 
 def restricted(plan: Plan, rows: Sequence[tuple[Assignment, Any]], module: Any) -> Plan:

@@ -7,23 +7,19 @@ word); option values are judged by the optimizer's constructor, the only place t
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .distributed import bind, ddp_unreduced, is_fsdp1, split, stage_caution
+from .distributed import placed
 from .entries import Defaults, Optimizer
 from .errors import Location, OptimizerError, UsageError, did_you_mean
 from .language import RuleSet
 from .loader import load
 from .plan import Plan, nothing_trains
-from .resolver import MODEL_FROZEN, resolve, resolve_params
 from .resume import attach
 from .routes import optimizer_type
 from .signatures import check_options, options_of, type_location
-from .variables import base_shapes
 from .vocabulary import DEFAULT_OPTIMIZER
 
 if TYPE_CHECKING:
@@ -243,16 +239,7 @@ def build(rules: str | Path | RuleSet | Plan, model: torch.nn.Module,
     if DEFAULT_OPTIMIZER in given and not ruleset.optimizers:  # its type's limits do not apply
         ruleset = ruleset.model_copy(update={"optimizer": None})
     routes = {name: _route(ruleset, name, given) for name in names}
-    if plan is not None:
-        plan = bind(plan, model)
-    elif is_fsdp1(model):  # its parameters are 1-D views of each rank's shard: each rank would resolve another plan
-        raise UsageError("FSDP1 (FullyShardedDataParallel) shows each rank flat views of its shard; resolve on the "
-                         "model before wrapping, then lrrules.build(rules, model, plan=plan)")
-    else:
-        plan = split(_phased(ruleset, resolve(ruleset, model, base), model, base), ddp_unreduced(model))
-        stage = stage_caution(plan.infos) if plan.num_layers else None
-        if stage:
-            warnings.warn(f"{ruleset.path}: {stage}", stacklevel=2)
+    plan = placed(ruleset, model, plan, base)
     built = _built(ruleset, plan, routes, lambda name: plan.param_groups(optimizer=name))
     if not built:  # torch's own word, "optimizer got an empty parameter list", names no rule
         who = "each optimizer of the file" if ruleset.optimizers else routes[DEFAULT_OPTIMIZER].label
@@ -268,21 +255,6 @@ def build(rules: str | Path | RuleSet | Plan, model: torch.nn.Module,
     plan.apply_freeze()
     attach(optimizer, plan)
     return Built(optimizer, plan)
-
-
-def _phased(ruleset: RuleSet, plan: Plan, model: torch.nn.Module, base: Any) -> Plan:
-    """``plan`` with the tensors a phase governs in their groups even where the model has them frozen
-    (a phase applied before build): left out, the phase that unfreezes them would find nothing."""
-    frozen = {f.param for f in plan.frozen if f.reason == MODEL_FROZEN}
-    if not ruleset.phases or not frozen:
-        return plan
-    infos = [i._replace(requires_grad=True) if i.name in frozen else i for i in plan.infos]
-    whole = resolve_params(ruleset, infos, plan.tensors, model, base=None if base is None else base_shapes(base))
-    governed = frozen & {n for p in whole.phases for n in (*p.freeze, *p.unfreeze)}
-    if governed != frozen:
-        infos = [i._replace(requires_grad=True) if i.name in governed else i for i in plan.infos]
-        whole = resolve_params(ruleset, infos, plan.tensors, model, base=None if base is None else base_shapes(base))
-    return dataclasses.replace(whole, model=plan.model) if governed else plan
 
 
 def build_optimizer(rules: str | Path | RuleSet, model: torch.nn.Module,
