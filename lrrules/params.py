@@ -10,6 +10,7 @@ A tensor reachable under several names (tied weights, a module used twice) is on
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -107,9 +108,11 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP, DataParallel, DeepSpeed and ``torch.compile`` wrappers (any nesting)."""
+    from torch.nn import Module
+
     while True:
-        kinds = {k.__name__ for k in type(model).__mro__}
-        if kinds & _ROOT_WRAPPERS and isinstance(getattr(model, "module", None), _module_class()):
+        kinds = _kinds(type(model))
+        if kinds & _ROOT_WRAPPERS and isinstance(getattr(model, "module", None), Module):
             model = model.module  # type: ignore[assignment]
         elif "OptimizedModule" in kinds and hasattr(model, "_orig_mod"):
             model = model._orig_mod  # type: ignore[assignment]
@@ -117,10 +120,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def _module_class() -> type:
-    import torch
-
-    return torch.nn.Module
+@functools.lru_cache(maxsize=4096)
+def _kinds(kind: type) -> frozenset[str]:
+    """The names of ``kind`` and its bases: a wrapper is known by name, so that torch need not be imported."""
+    return frozenset(k.__name__ for k in kind.__mro__)
 
 
 def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
@@ -131,6 +134,7 @@ def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _bases(kind: type) -> tuple[str, ...]:
     """The class names of ``kind``'s bases below ``nn.Module`` (``MyNorm`` -> ``('LayerNorm',)``)."""
     names = []
@@ -168,7 +172,7 @@ def _attributes(module: Any, public: dict[tuple[str, ...], tuple[str, ...]]) -> 
 
 def clean_name(name: str) -> str:
     """``layer1._orig_mod.0._checkpoint_wrapped_module.conv.weight`` -> ``layer1.0.conv.weight``."""
-    if "_" not in name:
+    if "_orig_mod" not in name and "_wrapped_module" not in name:
         return name
     return ".".join(part for part in name.split(".") if part not in WRAPPER_PARTS)
 
@@ -220,6 +224,10 @@ def _clip(text: str, limit: int = 300) -> str:
 
 
 def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
+    from torch.nn.parameter import is_lazy
+
+    from .roles import model_roles
+
     infos: list[ParamInfo] = []
     tensors: list[Any] = []
     position: dict[int, int] = {}  # id(tensor) -> its index
@@ -228,11 +236,10 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
     layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
     new = tuple.__new__  # ParamInfo(...) without the named tuple's Python-level __new__: ~100k of them
     lazy: list[str] = []  # parameters a lazy module makes at its first forward pass
-    from torch.nn.parameter import is_lazy
-
     inner = unwrap(model)
     _probe(inner)
-    for prefix, module, holder in _modules(inner):
+    walk = _walk(inner)  # the one walk of the module tree; the roles read it too
+    for prefix, module, holder in _holders(walk):
         owner = owners.get(id(holder))
         if owner is None:
             owner = owners[id(holder)] = (type(holder).__name__, _bases(type(holder)), _attributes(holder, layouts))
@@ -267,9 +274,7 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
             infos[i] = infos[i]._replace(aliases=tuple(n for n, _ in others), alias_modules=tuple(
                 o for _, o in others) if any(o != mine for _, o in others) else ())
     _refuse_one_name_for_two(infos)
-    from .roles import model_roles
-
-    roles = model_roles(inner, infos, tensors)
+    roles = model_roles(inner, infos, tensors, walk)
     return [new(ParamInfo, (*info[:-1], found)) for info, found in zip(infos, roles)], tensors
 
 
@@ -302,29 +307,29 @@ def _refuse_one_name_for_two(infos: list[ParamInfo]) -> None:
                      "has an attribute of one of those names that is not a wrapper; rename it")
 
 
-def _modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
-    """``(name prefix, module, owner)`` for every module holding parameters, in torch's order, with
-    the name parts wrappers insert left out. ``owner`` is the module the rules see as the parameters'
-    owner: the module itself, except for a parametrization's ``original`` tensors
-    (``fc.parametrizations.weight.original0``), which are the parametrized module's (``fc``)."""
-    from torch.nn.utils.parametrize import ParametrizationList
-
+def _walk(model: torch.nn.Module) -> list[tuple[str, Any]]:
+    """The model's own ``named_modules(remove_duplicate=False)``, its failure named."""
     try:
-        found = list(model.named_modules(remove_duplicate=False))
+        return list(model.named_modules(remove_duplicate=False))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
         raise _ModelRaised("named_modules()", exc) from None
+
+
+def _holders(walk: list[tuple[str, Any]]) -> Iterator[tuple[str, Any, Any]]:
+    """``(name prefix, module, owner)`` for every module of ``walk`` holding parameters, with the
+    name parts wrappers insert left out. ``owner`` is the module the rules see as the parameters'
+    owner: the module itself, except for a parametrization's ``original`` tensors
+    (``fc.parametrizations.weight.original0``), which are the parametrized module's (``fc``)."""
+    from torch.nn.utils.parametrize import ParametrizationList
+
     by_name: dict[str, Any] = {}
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
-    wrapper_kinds: dict[type, bool] = {}
-    for module_name, module in found:
+    for module_name, module in walk:
         by_name.setdefault(module_name, module)
         kind = type(module)
-        wrapper = wrapper_kinds.get(kind)
-        if wrapper is None:
-            wrapper = wrapper_kinds[kind] = bool({k.__name__ for k in kind.__mro__} & _ROOT_WRAPPERS)
-        if wrapper and module_name:
+        if module_name and _kinds(kind) & _ROOT_WRAPPERS:
             wrappers.add(module_name)
         if not module._parameters:
             continue

@@ -74,9 +74,11 @@ def holder(name: str) -> str:
     return ".".join(parts)
 
 
-def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Sequence[Any]) -> list[tuple[Role, ...]]:
+def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Sequence[Any],
+                walk: Sequence[tuple[str, Any]] | None = None) -> list[tuple[Role, ...]]:
     """Each parameter's roles with their evidence, in the order of ``infos`` (``tensors`` the
-    tensors themselves, as :func:`lrrules.params.collect` returns them).
+    tensors themselves, as :func:`lrrules.params.collect` returns them; ``walk`` the model's
+    ``named_modules(remove_duplicate=False)``, which every step reads: the tree is walked once).
 
     >>> from torch import nn
     >>> from lrrules.params import collect
@@ -84,67 +86,114 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
     >>> [[role for role, _ in roles] for roles in model_roles(model, *collect(model))]
     [['hidden'], ['bias'], ['head'], ['head', 'bias']]
     """
-    from torch import nn
-
+    walk = list(model.named_modules(remove_duplicate=False)) if walk is None else walk
     position = {id(t): i for i, t in enumerate(tensors)}
-    found: list[dict[str, str]] = [{} for _ in infos]
+    found: dict[int, dict[str, str]] = {}
 
     def mark(own: Any, role: str, why: str) -> None:
         for i in (position.get(id(t)) for t in own):
             if i is not None:
-                found[i].setdefault(role, why)
+                found.setdefault(i, {}).setdefault(role, why)
 
-    # Each walks the whole module tree: found once, read by the heads, the inputs and no_weight_decay().
-    hf, timm = _hf_model(model), _timm_model(model)
-    for module, why in _heads(model, hf, timm):
+    hf, timm = _hf_model(walk), _timm_model(walk)
+    for module, why in _heads(walk, hf, timm, len(tensors)):
         mark(module.parameters(), "head", why)  # every tensor under it, its children's too
     for module, why in _inputs(hf, timm):
         mark(module.parameters(), "embedding", why)
-    norms = tuple(k for k in (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, getattr(nn, "RMSNorm", None),
-                              nn.LocalResponseNorm) if k is not None)
-    for module_name, module in model.named_modules():
-        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
-            mark(module.parameters(), "embedding", f"an nn.{'Embedding' if isinstance(module, nn.Embedding) else 'EmbeddingBag'}")
-            if _POSITION_PART.fullmatch(module_name.rsplit(".", 1)[-1]):
-                mark(module.parameters(), "position", f"an embedding named '{module_name.rsplit('.', 1)[-1]}'")
-        own = {local: t for local, t in module._parameters.items() if t is not None}
-        classes = takewhile(lambda k: k.__name__ not in ("Module", "object"), type(module).__mro__)
-        named = next((k.__name__ for k in classes if "Norm" in k.__name__), None)
-        if own and isinstance(module, norms):
-            torch_class = next(k.__name__ for k in type(module).__mro__ if k.__module__.startswith("torch.nn"))
-            mark(own.values(), "norm", f"its module is an nn.{torch_class} (isinstance)")
-        elif own and named and all(t.ndim <= 1 for t in own.values()):
-            mark(own.values(), "norm", f"its module's class {named} is a norm (1-D gains)")
-        for local, tensor in own.items():
-            if _is_bias(local, tensor.ndim):
-                mark([tensor], "bias", f"1-D, registered as '{local}' on a {type(module).__name__}")
-            if _POSITION_PART.fullmatch(local):
-                mark([tensor], "position", f"a tensor named '{local}'")
-    for i, patterns in _no_weight_decay(model, timm, infos):
-        found[i].setdefault("no_weight_decay", f"the model's no_weight_decay() lists '{patterns}'")
+    kinds: dict[type, tuple[str | None, str | None, str | None]] = {}
+    said: dict[tuple[str, str], tuple[str | None, str | None]] = {}  # (local name, class) -> bias, position evidence
+    for module_name, module in walk:
+        own = [(local, t) for local, t in module._parameters.items() if t is not None]
+        if not own:
+            continue
+        kind = type(module)
+        embedding, norm, named = kinds.get(kind) or kinds.setdefault(kind, _kind(kind))
+        if embedding:
+            mark(module.parameters(), "embedding", embedding)
+            last = module_name.rsplit(".", 1)[-1]
+            if _POSITION_PART.fullmatch(last):
+                mark(module.parameters(), "position", f"an embedding named '{last}'")
+        if norm or (named and all(t.ndim <= 1 for _, t in own)):
+            mark((t for _, t in own), "norm", norm or f"its module's class {named} is a norm (1-D gains)")
+        for local, tensor in own:
+            bias, place = said.get((local, kind.__name__)) or said.setdefault((local, kind.__name__), (
+                f"1-D, registered as '{local}' on a {kind.__name__}" if _is_bias(local, 1) else None,
+                f"a tensor named '{local}'" if _POSITION_PART.fullmatch(local) else None))
+            i = position.get(id(tensor))
+            if i is not None and (place or (bias and tensor.ndim == 1)):
+                roles = found.setdefault(i, {})
+                if bias and tensor.ndim == 1:
+                    roles.setdefault("bias", bias)
+                if place:
+                    roles.setdefault("position", place)
+    for i, patterns in _no_weight_decay(walk, timm, infos):
+        found.setdefault(i, {}).setdefault("no_weight_decay", f"the model's no_weight_decay() lists '{patterns}'")
         found[i].setdefault("position", f"the model's no_weight_decay() lists '{patterns}'")
-    out = []
-    for info, roles in zip(infos, found):
+    return _ordered(infos, found)
+
+
+_NOT_HIDDEN = frozenset({"embedding", "head", "position", "norm"})
+
+
+def _ordered(infos: Sequence[ParamInfo], found: dict[int, dict[str, str]]) -> list[tuple[Role, ...]]:
+    """Each tensor's roles in :data:`ROLES` order, ``hidden`` added; equal role sets share one tuple."""
+    out: list[tuple[Role, ...]] = []
+    wide: dict[tuple[int, ...], bool] = {}
+    hidden: dict[str | None, str] = {}
+    done: dict[tuple[tuple[str, str], ...], tuple[Role, ...]] = {}
+    for i, info in enumerate(infos):
+        roles = found.get(i, {})
+        shape = info.shape
         # A tensor with fewer than two dimensions wider than 1 is a vector in matrix form (weight_norm's
         # magnitude g of shape (out, 1), a (1, d) gain): a gain, not a hidden matrix (Muon leaves it to AdamW).
-        wide = sum(1 for d in info.shape if d > 1)
-        if info.ndim >= 2 and wide >= 2 and not roles.keys() & {"embedding", "head", "position", "norm"}:
-            kind = info.module or "module"
-            layout = " (stored (in, out))" if kind == "Conv1D" else ""
-            roles["hidden"] = f"a {info.ndim}-D tensor of a {kind}{layout}, neither embedding, head, position nor norm"
-        out.append(tuple((r, roles[r]) for r in ROLES if r in roles))
+        if len(shape) >= 2 and not roles.keys() & _NOT_HIDDEN and (
+                wide.get(shape) if shape in wide else wide.setdefault(shape, sum(d > 1 for d in shape) >= 2)):
+            why = hidden.get(info.module)
+            if why is None:
+                layout = " (stored (in, out))" if info.module == "Conv1D" else ""
+                why = hidden[info.module] = (f"a {{ndim}}-D tensor of a {info.module or 'module'}{layout}, "
+                                             "neither embedding, head, position nor norm")
+            roles["hidden"] = why.replace("{ndim}", str(len(shape)), 1)
+        key = tuple(roles.items())
+        got = done.get(key)
+        if got is None:
+            got = done[key] = tuple((r, roles[r]) for r in ROLES if r in roles)
+        out.append(got)
     return out
 
 
-def _hf_model(model: Any) -> Any:
-    """The outermost Hugging Face model (``PreTrainedModel``) in ``model``: itself, or the one a peft
-    wrapper holds."""
-    return next((m for m in model.modules() if any(k.__name__ == "PreTrainedModel" for k in type(m).__mro__)), None)
+def _kind(kind: type) -> tuple[str | None, str | None, str | None]:
+    """What a module class says of its tensors: the embedding evidence, the norm evidence by
+    ``isinstance``, and the name of a class of its own named like a norm."""
+    from torch import nn
+
+    norms = tuple(k for k in (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, getattr(nn, "RMSNorm", None),
+                              nn.LocalResponseNorm) if k is not None)
+    embedding = ("an nn.Embedding" if issubclass(kind, nn.Embedding) else
+                 "an nn.EmbeddingBag" if issubclass(kind, nn.EmbeddingBag) else None)
+    torch_class = next(k.__name__ for k in kind.__mro__ if k.__module__.startswith("torch.nn"))
+    norm = f"its module is an nn.{torch_class} (isinstance)" if issubclass(kind, norms) else None
+    classes = takewhile(lambda k: k.__name__ not in ("Module", "object"), kind.__mro__)
+    return embedding, norm, next((k.__name__ for k in classes if "Norm" in k.__name__), None)
 
 
-def _timm_model(model: Any) -> tuple[Any, dict[str, Any]] | None:
+def _hf_model(walk: Sequence[tuple[str, Any]]) -> Any:
+    """The outermost Hugging Face model (``PreTrainedModel``) in the walk: the model, or the one a
+    peft wrapper holds."""
+    kinds: dict[type, bool] = {}
+    for _, m in walk:
+        kind = type(m)
+        hit = kinds.get(kind)
+        if hit is None:
+            hit = kinds[kind] = any(k.__name__ == "PreTrainedModel" for k in kind.__mro__)
+        if hit:
+            return m
+    return None
+
+
+def _timm_model(walk: Sequence[tuple[str, Any]]) -> tuple[Any, dict[str, Any]] | None:
     """The outermost module timm built and its ``pretrained_cfg`` (or older ``default_cfg``)."""
-    found = ((m, vars(m).get("pretrained_cfg") or vars(m).get("default_cfg")) for m in model.modules())
+    found = ((m, vars(m).get("pretrained_cfg") or vars(m).get("default_cfg")) for _, m in walk)
     return next(((m, cfg) for m, cfg in found if isinstance(cfg, dict)), None)
 
 
@@ -155,9 +204,10 @@ def _submodules(root: Any, names: Any) -> Iterator[tuple[str, Any]]:
                 yield name, root.get_submodule(name)
 
 
-def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | None) -> list[tuple[Any, str]]:
+def _heads(walk: Sequence[tuple[str, Any]], hf: Any, timm: tuple[Any, dict[str, Any]] | None,
+           count: int) -> list[tuple[Any, str]]:
     """The output modules, each with the evidence for it (``hf``, ``timm``: what :func:`_hf_model`
-    and :func:`_timm_model` found in ``model``)."""
+    and :func:`_timm_model` found; ``count``: how many tensors the model has)."""
     if hf is not None:
         output = _module(hf, "get_output_embeddings")
         heads = [] if output is None else [(output, "the module get_output_embeddings() returns")]
@@ -172,12 +222,13 @@ def _heads(model: torch.nn.Module, hf: Any, timm: tuple[Any, dict[str, Any]] | N
         root, cfg = timm
         return [(module, f"timm's pretrained_cfg['classifier'] names '{name}'")
                 for name, module in _submodules(root, cfg.get("classifier"))]
-    names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
-    if not names or "." not in names[-1]:
+    # the last parameter registered (named_parameters(remove_duplicate=False)'s last name)
+    last = next(((n, m) for n, m in reversed(walk) if any(t is not None for t in m._parameters.values())), None)
+    if last is None or not last[0]:
         return []
-    owner_name = holder(names[-1])
-    owner = model.get_submodule(owner_name)
-    if sum(1 for _ in owner.parameters()) == sum(1 for _ in model.parameters()):
+    owner_name = holder(last[0] + ".w")
+    owner = walk[0][1].get_submodule(owner_name)
+    if sum(1 for _ in owner.parameters()) == count:
         return []  # a "head" that is the whole model is no head
     return [(owner, f"'{owner_name}' holds the last parameter registered (no Hugging Face or timm head to read)")]
 
@@ -213,15 +264,15 @@ def _module(owner: Any, method: str) -> Any:
     return found if isinstance(found, torch.nn.Module) else None
 
 
-def _no_weight_decay(model: torch.nn.Module, timm: tuple[Any, dict[str, Any]] | None,
+def _no_weight_decay(walk: Sequence[tuple[str, Any]], timm: tuple[Any, dict[str, Any]] | None,
                      infos: Sequence[ParamInfo]) -> Iterator[tuple[int, str]]:
     """``(index, pattern)`` for each parameter the model's ``no_weight_decay()`` lists, matched as
     timm's ``create_optimizer_v2`` matches them (``fnmatch`` over the parameter's name)."""
-    owner = timm[0] if timm is not None else model
+    owner = timm[0] if timm is not None else walk[0][1]
     found = _ask(owner, "no_weight_decay")
     listed = sorted({str(entry) for entry in found}) if isinstance(found, (set, frozenset, list, tuple)) else []
     # timm matches the names it sees, those of the module that has the hook.
-    prefix = next((name + "." for name, m in model.named_modules() if m is owner and name), "") if listed else ""
+    prefix = next((name + "." for name, m in walk if m is owner and name), "") if listed else ""
     for i, info in enumerate(infos if listed else ()):
         for name in info.names:
             local = name[len(prefix):] if prefix and name.startswith(prefix) else name
