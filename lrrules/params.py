@@ -10,9 +10,9 @@ A tensor reachable under several names (tied weights, a module used twice) is on
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterator, Sequence
+from itertools import takewhile
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ModelError
@@ -120,10 +120,15 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-@functools.lru_cache(maxsize=4096)
 def _kinds(kind: type) -> frozenset[str]:
-    """The names of ``kind`` and its bases: a wrapper is known by name, so that torch need not be imported."""
-    return frozenset(k.__name__ for k in kind.__mro__)
+    """The names of ``kind`` and its bases (a wrapper is known by name: DeepSpeed need not be imported)."""
+    found = _KINDS.get(kind)
+    if found is None:
+        found = _KINDS[kind] = frozenset(k.__name__ for k in kind.__mro__)
+    return found
+
+
+_KINDS: dict[type, frozenset[str]] = {}  # per class, as _BASES
 
 
 def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
@@ -134,15 +139,16 @@ def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
 def _bases(kind: type) -> tuple[str, ...]:
     """The class names of ``kind``'s bases below ``nn.Module`` (``MyNorm`` -> ``('LayerNorm',)``)."""
-    names = []
-    for base in kind.__mro__[1:]:
-        if base.__name__ in ("Module", "object"):
-            break
-        names.append(base.__name__)
-    return tuple(names)
+    found = _BASES.get(kind)
+    if found is None:
+        names = (base.__name__ for base in kind.__mro__[1:])
+        found = _BASES[kind] = tuple(takewhile(lambda n: n not in ("Module", "object"), names))
+    return found
+
+
+_BASES: dict[type, tuple[str, ...]] = {}
 
 
 def plain_attributes(module: Any) -> tuple[tuple[str, int | float | str | bool], ...]:
