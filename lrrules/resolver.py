@@ -130,7 +130,7 @@ class _Resolver:
         self.num_tensors, self.base = num_tensors, base
         self.settled: dict[Any, Values | Conflict | str] = {}
         self.formulas: dict[tuple[str, tuple[Any, ...]], float] = {}
-        self.reads: dict[tuple[tuple[str, int], ...], list[str]] = {}  # which entries -> what their formulas read
+        self.reads: dict[tuple[int | None, ...], list[str]] = {}  # (claim, *modifiers) -> what their formulas read
         self.limits = {route: NDIM_LIMITS.get(optimizer_type(rules, route))
                        for route in [DEFAULT_OPTIMIZER, *rules.optimizers]}
         self.numbers: dict[tuple[Any, ...], int] = {}  # a group's key -> its number
@@ -174,10 +174,10 @@ class _Resolver:
         number = self.numbers.setdefault(values.group_key, len(self.group_values))
         if number == len(self.group_values):
             self.group_values.append(values)
-        return Assignment(info.name, info.shape, info.module, info.index, self.layers[info.index], "trainable", rule,
-                          tuple(e.name for e, _ in modifiers), captures, values.lr, values.lr_scale,
-                          values.weight_decay, values.options, number, info.aliases,
-                          "" if rule else "claimed by no rule; given the defaults", values.steps, True, matched_as)
+        return _NEW(Assignment, (info.name, info.shape, info.module, info.index, self.layers[info.index], "trainable",
+                                 rule, tuple([e.name for e, _ in modifiers]), captures, values.lr, values.lr_scale,
+                                 values.weight_decay, values.options, number, info.aliases,
+                                 "" if rule else "claimed by no rule; given the defaults", values.steps, True, matched_as))
 
     def untrained(self, info: ParamInfo, status: Status, rule: str | None, note: str) -> Assignment:
         return Assignment(info.name, info.shape, info.module, info.index, self.layers[info.index], status, rule,
@@ -190,45 +190,48 @@ class _Resolver:
     def match(self, info: ParamInfo) -> tuple[list[tuple[str, Entry, Captures]], list[Matched]]:
         """The claiming rules matching ``info`` under each of its names (tied weights), as (name,
         entry, captures), and the modifiers matching it under any (once, the first name's captures)."""
-        views = [info] if not info.aliases else [info._replace(name=n) for n in info.names]
-        candidates = []
+        candidates: list[tuple[str, Entry, Captures]] = []
         modifiers: dict[str, Matched] = {}
-        for view in views:
-            for entry in self.compiled.claiming:
-                found = self.test(entry, view)
-                if found is not None:
-                    candidates.append((view.name, entry, found))
-            for entry in self.compiled.modifiers:
-                found = self.test(entry, view)
-                if found is not None and entry.name not in modifiers:
-                    modifiers[entry.name] = (entry, found)
-        return candidates, sorted(modifiers.values(), key=lambda m: m[0].order)
-
-    def test(self, entry: Entry, view: ParamInfo) -> Captures | None:
+        used = self.used
+        entry = None
         try:
-            found = entry.matcher.match(view)  # type: ignore[union-attr]  # every entry but the fallback has one
+            for view in (info,) if not info.aliases else [info._replace(name=n) for n in info.names]:
+                for entry in self.compiled.claiming:
+                    found = entry.matcher.match(view)  # type: ignore[union-attr]  # only the fallback has none
+                    if found is not None:
+                        candidates.append((view.name, entry, found))
+                        used.add(entry.name)
+                for entry in self.compiled.modifiers:
+                    found = entry.matcher.match(view)  # type: ignore[union-attr]
+                    if found is not None:
+                        modifiers.setdefault(entry.name, (entry, found))
+                        used.add(entry.name)
         except MatchError as exc:
+            assert entry is not None
             raise fail(self.rules, (entry.kind, entry.i, "match"), exc.message) from None
-        if found is not None:
-            self.used.add(entry.name)
-        return found
+        found_modifiers = list(modifiers.values())  # in name order, the order they are compiled in
+        return candidates, found_modifiers if not info.aliases else sorted(found_modifiers, key=lambda m: m[0].order)
 
     def settle(self, info: ParamInfo, claimed: Matched | None, modifiers: list[Matched]) -> Values | Conflict | str:
         """The settings of ``info`` (or a conflict, or the note of a freeze), computed once per
         distinct entries, captures and values of the variables their formulas read."""
         entries = [claimed, *modifiers] if claimed else modifiers
-        which = tuple([(e.kind, e.order) for e, _ in entries])
+        which = (claimed[0].order if claimed else None, *[e.order for e, _ in modifiers])
         reads = self.reads.get(which)
         if reads is None:
             reads = self.reads[which] = sorted(frozenset().union(*(e.formulas for e, _ in entries)))
-        key = (which, tuple([tuple(found.items()) for _, found in entries]),
-               tuple([variable(self, info, n) for n in reads]))
+        caught = any(found for _, found in entries)
+        key = which if not reads and not caught else (
+            which, tuple([tuple(found.items()) for _, found in entries]), tuple([variable(self, info, n) for n in reads]))
         found = self.settled.get(key)
         if found is None:
             freezers = [e.name for e, _ in entries if e.freeze]
             found = self.settled[key] = ("frozen by " + ", ".join(f"'{n}'" for n in freezers) if freezers
                                          else settle_values(self, info, claimed, modifiers))
         return found
+
+
+_NEW = tuple.__new__  # an Assignment without the named tuple's Python-level __new__: ~100k of them
 
 
 def choose_claim(candidates: Sequence[tuple[str, Entry, Captures]], beats: Mapping[str, frozenset[str]]
