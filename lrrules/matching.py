@@ -85,6 +85,8 @@ class Module:
 
     patterns: tuple[str, ...]
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _seen: dict[tuple[str | None, tuple[str, ...]], bool] = field(init=False, repr=False, compare=False,
+                                                                  default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_regex", _glob_regex(self.patterns))
@@ -99,7 +101,10 @@ class Module:
         # The class or any of its bases, the way isinstance sees it: `MyNorm(nn.LayerNorm)` is a LayerNorm.
         # Under a tied tensor's other name, the module holding that name (lm_head.weight: a Linear).
         module, bases, _ = param.owner(param.name) if param.alias_modules else (param.module, param.bases, ())
-        found = (module is not None and self._regex.match(module)) or any(self._regex.match(b) for b in bases)
+        found = self._seen.get((module, bases))
+        if found is None:  # once per class: a model has few classes and many tensors
+            found = self._seen[(module, bases)] = bool(
+                (module is not None and self._regex.match(module)) or any(self._regex.match(b) for b in bases))
         return {} if found else None
 
 
