@@ -322,8 +322,10 @@ def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
                                 "for each")
     if not plan.ok:
         problems = plan.problems()
-        raise PlanProblemsError(
-            f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        # the names wrapped in a prefix, or in a wrapper lrrules does not know: why nothing is claimed
+        hints = [f"\n(hint: {c})" for c in plan.cautions if c.startswith(("every name ", "every parameter name "))]
+        raise PlanProblemsError(f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  "
+                                + "\n  ".join(problems) + "".join(hints))
     _check_tensors_current(plan)
     by_name = {a.name: plan.tensors[a.index] for a in plan.params}
     out: list[dict[str, Any]] = []

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .cautions import model_cautions, muon_route_cautions, underflow_caution, underflowed_groups
+from .cautions import model_cautions, muon_route_cautions, prefix_caution, underflow_caution, underflowed_groups
 from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
 from .formula import Formula
@@ -89,11 +89,13 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
     assignments, groups = make_groups(rules, [resolver.one(info) for info in params], resolver.group_values)
     underflowed = underflowed_groups(groups, assignments)
     names = sorted(r.name for r in rules.rules) + sorted(m.name for m in rules.modifiers)
+    unmatched = tuple(a.name for a in assignments if a.status == "unmatched" or (a.status == "trainable" and a.rule is None))
+    unused = [e for e in (*compiled.claiming, *compiled.modifiers) if e.name not in resolver.used]
+    prefix = prefix_caution(params, unused, len(unmatched))
     return Plan(
         source=rules.path, base_lr=rules.defaults.lr, base_weight_decay=rules.defaults.weight_decay,
         unmatched_mode=rules.unmatched, params=assignments, groups=groups,
-        unmatched=tuple(a.name for a in assignments if a.status == "unmatched"
-                        or (a.status == "trainable" and a.rule is None)),
+        unmatched=unmatched,
         conflicts=tuple(resolver.conflicts),
         frozen=tuple(Frozen(a.name, a.note) for a in assignments if a.status == "frozen"),
         unused_rules=tuple(n for n in names if n not in resolver.used),
@@ -101,8 +103,8 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
         zero_lr=tuple(n for g in groups if g.lr == 0.0 and g.index not in underflowed for n in g.params),
         base_options=rules.defaults.options, num_layers=num_layers,
         phases=phase_effects(rules, compiled, params, assignments), tensors=tuple(tensors),
-        cautions=(model_cautions(rules, params, num_layers, reads) + tuple(underflow_caution(groups[k]) for k in underflowed)
-                  + tuple(muon_route_cautions(rules, params, groups))),
+        cautions=(model_cautions(rules, params, num_layers, reads) + (() if prefix is None else (prefix,))
+                  + tuple(underflow_caution(groups[k]) for k in underflowed) + tuple(muon_route_cautions(rules, params, groups))),
         schedule_vars=dict(rules.vars) if any(g.lr_schedule for g in groups) else {},
         infos=tuple(params),
     )
