@@ -1,12 +1,9 @@
 """Resolution: a compiled rule set and a model's parameters in, a :class:`~lrrules.plan.Plan` out.
 
-One pass over the parameters (:class:`_Resolver`): each is matched against every claiming rule and
-modifier under each of its names (:meth:`_Resolver.match`), one claiming rule is chosen
-(:func:`choose_claim`), and its settings are computed (:func:`settle_values`) once per distinct
-combination of entries, captures and the variables their formulas read, then reused. The trainable
-parameters go into one optimizer group per distinct final setting (:func:`make_groups`). Nothing
-here depends on the order of the rules in the file, and nothing touches an optimizer. What a
-formula reads is in :mod:`lrrules.variables`; the warnings the plan carries are in :mod:`lrrules.cautions`.
+One pass over the parameters: each is matched against every rule and modifier under each of its
+names, one claiming rule is chosen (:func:`choose_claim`), its settings computed once per distinct
+entries, captures and variables read (:func:`settle_values`); one group per distinct final setting.
+Nothing depends on the order of the rules in the file.
 """
 
 from __future__ import annotations
@@ -41,11 +38,8 @@ Matched = tuple[Entry, Captures]
 
 
 def resolve(rules: RuleSet | str | Path, model: torch.nn.Module, base: Any = None) -> Plan:
-    """The :class:`~lrrules.plan.Plan` of ``rules`` (a :class:`RuleSet`, or anything :func:`lrrules.load`
-    opens: a path, ``lrrules:NAME``, ...) on ``model`` (bare, compiled or DDP-wrapped: names are unwrapped).
-
-    ``base`` gives the base shapes the muP variables (``width_mult``, ``ninf``) read: the same
-    architecture at the base width, as a model or anything :func:`base_shapes` takes.
+    """The :class:`~lrrules.plan.Plan` of ``rules`` (a :class:`RuleSet` or what :func:`lrrules.load` opens)
+    on ``model`` (bare, compiled or DDP-wrapped); ``base``: the muP base shapes (:func:`base_shapes`).
 
     >>> plan = lrrules.resolve("rules.yaml", model)      # doctest: +SKIP
     """
@@ -62,11 +56,9 @@ def resolve(rules: RuleSet | str | Path, model: torch.nn.Module, base: Any = Non
 def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequence[Any] = (),
                    model: torch.nn.Module | KnownLayers | None = None, ordered: bool = True,
                    base: BaseShapes | None = None) -> Plan:
-    """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
-
-    ``model`` is needed only by ``layers: {by: timm}``, ``tensors`` only by ``Plan.param_groups``,
-    ``base`` (see :func:`base_shapes`) only by the muP variables. ``ordered=False`` (a safetensors
-    checkpoint) refuses what depends on the parameters' order instead of computing it wrongly.
+    """Resolve ``rules`` against :class:`ParamInfo` records; ``model`` only for ``layers: {by: timm}``,
+    ``tensors`` for ``Plan.param_groups``; ``ordered=False`` (a safetensors checkpoint) refuses what
+    depends on the parameters' order.
 
     >>> rules = RuleSet.model_validate({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "all", "match": "*"}]})
     >>> resolve_params(rules, [ParamInfo("fc.weight", (10, 4), None, True, 0)]).params[0].lr
@@ -111,7 +103,7 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
 
 
 class Values(NamedTuple):
-    """A trainable parameter's final settings; ``group_key``: what makes two share a group."""
+    """A trainable parameter's final settings; equal ``group_key``, one group."""
 
     lr: float
     lr_scale: float
@@ -124,7 +116,7 @@ class Values(NamedTuple):
 
 
 class _Resolver:
-    """One resolution's inputs, its caches (settings, formula values) and findings (groups, used, conflicts)."""
+    """One resolution's inputs, caches and findings."""
 
     def __init__(self, rules: RuleSet, compiled: Compiled, layers: Sequence[int | None], num_layers: int,
                  num_tensors: int, base: BaseShapes | None) -> None:
@@ -238,10 +230,8 @@ _NEW = tuple.__new__  # an Assignment without the named tuple's Python-level __n
 
 def choose_claim(candidates: Sequence[tuple[str, Entry, Captures]], beats: Mapping[str, frozenset[str]]
                  ) -> tuple[str, Entry, Captures] | Conflict | None:
-    """The claim step: the candidates (name matched, rule, captures) under all of a parameter's names
-    in, the claiming one out. A rule another candidate ``overrides`` (``beats``, transitive) drops out;
-    one rule left claims (through the first name it matched); none gives ``None``; two or more are a
-    conflict: ``rules`` when one name has several, else ``tied`` (two rules, two names).
+    """The claiming candidate (name matched, rule, captures): those another ``overrides`` (``beats``)
+    drop out; one rule left claims, none is ``None``, several a conflict (``tied``: on two names).
 
     >>> choose_claim([], {}) is None
     True
@@ -264,9 +254,8 @@ def choose_claim(candidates: Sequence[tuple[str, Entry, Captures]], beats: Mappi
 
 def make_groups(rules: RuleSet, assignments: list[Assignment], values: Sequence[Values]
                 ) -> tuple[tuple[Assignment, ...], tuple[Group, ...]]:
-    """The groups of the trainable parameters (numbered by first appearance, each one's settings in
-    ``values``); with ``optimizers:``, each optimizer's together, in the order they are named (the
-    combined optimizer's order), the assignments renumbered to match."""
+    """The groups (by first appearance, settings in ``values``), each optimizer's together in the order
+    they are named, the assignments renumbered to match."""
     members: list[list[int]] = [[] for _ in values]
     for position, a in enumerate(assignments):
         if a.group is not None:
@@ -291,9 +280,8 @@ def make_groups(rules: RuleSet, assignments: list[Assignment], values: Sequence[
 
 
 def group_name(made_by: tuple[str, ...], taken: set[str], last: dict[str, int] | None = None) -> str:
-    """A readable group name not in ``taken`` (which it joins): the names of the entries that made the
-    group, joined by ``+``; ``#2``, ``#3`` ... when that is taken. ``last`` keeps the number each name
-    stopped at, so thousands of groups of one rule are named in linear time.
+    """The entries' names joined by ``+``, ``#2``, ``#3`` ... when taken; joins ``taken``. ``last``: the
+    number each name stopped at (thousands of groups of one rule in linear time).
 
     >>> taken = set(); group_name(("head", "no-decay"), taken), group_name(("head", "no-decay"), taken)
     ('head+no-decay', 'head+no-decay#2')
@@ -339,8 +327,7 @@ def fail(rules: RuleSet, loc: tuple[str | int, ...], message: str, formula: Form
 
 def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, info: ParamInfo,
              env: Mapping[str, Any]) -> tuple[Any, Step]:
-    """The value of setting ``where`` of ``entry`` for ``info`` (a plain number as it is, a formula
-    evaluated in ``env``, once per distinct input) and the :class:`Step` that records it."""
+    """Setting ``where`` of ``entry`` for ``info`` (a formula evaluated once per distinct input) and its :class:`Step`."""
     if not isinstance(value, Formula):
         return value, Step(entry.name, ".".join(where), None, {}, value)
     loc: tuple[str | int, ...] = (entry.kind, entry.i, *where)
@@ -366,8 +353,7 @@ def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, inf
 
 
 def chosen(info: ParamInfo, field: str, claimed: Matched | None, modifiers: list[Matched], default: Any) -> Any:
-    """``optimizer`` or ``lr_schedule``: a modifier's replaces the claiming rule's; two modifiers that
-    disagree are a conflict."""
+    """``optimizer`` or ``lr_schedule``: a modifier's over the rule's; two that disagree, a conflict."""
     given = {e.name: getattr(e.spec, field) for e, _ in modifiers if getattr(e.spec, field) is not None}
     if len(set(given.values())) > 1:
         return Conflict(info.name, "modifiers", tuple(given), field)
@@ -379,8 +365,7 @@ def chosen(info: ParamInfo, field: str, claimed: Matched | None, modifiers: list
 
 def settle_values(ctx: _Resolver, info: ParamInfo, claimed: Matched | None, modifiers: list[Matched]
                   ) -> Values | Conflict:
-    """The settings of ``info`` from its claiming entry and modifiers (:meth:`_Resolver.settle` calls
-    it once per distinct input)."""
+    """The settings of ``info`` from its claiming entry and modifiers."""
     rules = ctx.rules
     route = chosen(info, "optimizer", claimed, modifiers, DEFAULT_OPTIMIZER)
     schedule = chosen(info, "lr_schedule", claimed, modifiers, None)

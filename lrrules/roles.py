@@ -1,16 +1,14 @@
-"""What each parameter tensor *does* in its model: its roles, read from the model's structure.
+"""What each parameter tensor *does* in its model, read from the model's structure, with the evidence.
 
-A recipe such as Muon's split ("hidden matrices to Muon; embeddings, the head, gains and biases to
-AdamW") is defined by what a tensor does, and names differ in every family (``lm_head``,
-``classifier``, ``fc``, ``score``), so each role is decided from the model itself, with the evidence
-that decided it: ``embedding``, ``head`` (also ``output``, ``unembedding``), ``norm``, ``bias``,
-``position``, ``no_weight_decay`` and ``hidden``; docs/language.md#roles says by which evidence. A
-tensor may have several roles. From names and shapes alone (a checkpoint) only ``bias`` is decided.
+Muon's split ("hidden matrices to Muon; embeddings, the head, gains and biases to AdamW") is defined
+by what a tensor does, and names differ in every family (``lm_head``, ``classifier``, ``fc``), so the
+roles (docs/language.md#roles) come from the model; from names and shapes alone only ``bias``.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
@@ -62,8 +60,7 @@ def name_roles(name: str, shape: tuple[int, ...]) -> tuple[Role, ...]:
 
 
 def holder(name: str) -> str:
-    """The module path holding parameter ``name``; for a parametrization's tensor, the parametrized
-    module's, not the bookkeeping module torch puts between them (DINO's head under ``weight_norm``).
+    """The module path holding parameter ``name``; a parametrization's tensor's is the parametrized module's.
 
     >>> holder("head.fc.parametrizations.weight.original0"), holder("head.fc.weight_g")
     ('head.fc', 'head.fc')
@@ -76,9 +73,9 @@ def holder(name: str) -> str:
 
 def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Sequence[Any],
                 walk: Sequence[tuple[str, Any]] | None = None) -> list[tuple[Role, ...]]:
-    """Each parameter's roles with their evidence, in the order of ``infos`` (``tensors`` the
-    tensors themselves, as :func:`lrrules.params.collect` returns them; ``walk`` the model's
-    ``named_modules(remove_duplicate=False)``, which every step reads: the tree is walked once).
+    """Each parameter's roles with their evidence, in the order of ``infos`` and ``tensors`` (as
+    :func:`lrrules.params.collect` gives them); ``walk``: the ``named_modules(remove_duplicate=False)``
+    that collect read, so that the tree is walked once.
 
     >>> from torch import nn
     >>> from lrrules.params import collect
@@ -101,7 +98,6 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
     for module, why in _inputs(hf, timm):
         mark(module.parameters(), "embedding", why)
     kinds: dict[type, tuple[str | None, str | None, str | None]] = {}
-    said: dict[tuple[str, str], tuple[str | None, str | None]] = {}  # (local name, class) -> bias, position evidence
     for module_name, module in walk:
         own = [(local, t) for local, t in module._parameters.items() if t is not None]
         if not own:
@@ -110,67 +106,54 @@ def model_roles(model: torch.nn.Module, infos: Sequence[ParamInfo], tensors: Seq
         embedding, norm, named = kinds.get(kind) or kinds.setdefault(kind, _kind(kind))
         if embedding:
             mark(module.parameters(), "embedding", embedding)
-            last = module_name.rsplit(".", 1)[-1]
-            if _POSITION_PART.fullmatch(last):
+            if _is_position(last := module_name.rsplit(".", 1)[-1]):
                 mark(module.parameters(), "position", f"an embedding named '{last}'")
         if norm or (named and all(t.ndim <= 1 for _, t in own)):
             mark((t for _, t in own), "norm", norm or f"its module's class {named} is a norm (1-D gains)")
         for local, tensor in own:
-            bias, place = said.get((local, kind.__name__)) or said.setdefault((local, kind.__name__), (
-                f"1-D, registered as '{local}' on a {kind.__name__}" if _is_bias(local, 1) else None,
-                f"a tensor named '{local}'" if _POSITION_PART.fullmatch(local) else None))
-            i = position.get(id(tensor))
-            if i is not None and (place or (bias and tensor.ndim == 1)):
-                roles = found.setdefault(i, {})
-                if bias and tensor.ndim == 1:
-                    roles.setdefault("bias", bias)
-                if place:
-                    roles.setdefault("position", place)
+            if _is_bias(local, tensor.ndim):
+                mark([tensor], "bias", f"1-D, registered as '{local}' on a {kind.__name__}")
+            if _is_position(local):
+                mark([tensor], "position", f"a tensor named '{local}'")
     for i, patterns in _no_weight_decay(walk, timm, infos):
         found.setdefault(i, {}).setdefault("no_weight_decay", f"the model's no_weight_decay() lists '{patterns}'")
         found[i].setdefault("position", f"the model's no_weight_decay() lists '{patterns}'")
     return _ordered(infos, found)
 
 
-_NOT_HIDDEN = frozenset({"embedding", "head", "position", "norm"})
+@functools.lru_cache(maxsize=4096)
+def _is_position(local: str) -> bool:
+    return _POSITION_PART.fullmatch(local) is not None
 
 
 def _ordered(infos: Sequence[ParamInfo], found: dict[int, dict[str, str]]) -> list[tuple[Role, ...]]:
     """Each tensor's roles in :data:`ROLES` order, ``hidden`` added; equal role sets share one tuple."""
     out: list[tuple[Role, ...]] = []
-    wide: dict[tuple[int, ...], bool] = {}
-    hidden: dict[str | None, str] = {}
-    done: dict[tuple[tuple[str, str], ...], tuple[Role, ...]] = {}
+    shared: dict[tuple[tuple[str, str], ...], tuple[Role, ...]] = {}
     for i, info in enumerate(infos):
         roles = found.get(i, {})
-        shape = info.shape
         # A tensor with fewer than two dimensions wider than 1 is a vector in matrix form (weight_norm's
         # magnitude g of shape (out, 1), a (1, d) gain): a gain, not a hidden matrix (Muon leaves it to AdamW).
-        if len(shape) >= 2 and not roles.keys() & _NOT_HIDDEN and (
-                wide.get(shape) if shape in wide else wide.setdefault(shape, sum(d > 1 for d in shape) >= 2)):
-            why = hidden.get(info.module)
-            if why is None:
-                layout = " (stored (in, out))" if info.module == "Conv1D" else ""
-                why = hidden[info.module] = (f"a {{ndim}}-D tensor of a {info.module or 'module'}{layout}, "
-                                             "neither embedding, head, position nor norm")
-            roles["hidden"] = why.replace("{ndim}", str(len(shape)), 1)
+        if info.ndim >= 2 and not roles.keys() & _NOT_HIDDEN and sum(d > 1 for d in info.shape) >= 2:
+            layout = " (stored (in, out))" if info.module == "Conv1D" else ""
+            roles["hidden"] = (f"a {info.ndim}-D tensor of a {info.module or 'module'}{layout}, neither embedding, "
+                               "head, position nor norm")
         key = tuple(roles.items())
-        got = done.get(key)
-        if got is None:
-            got = done[key] = tuple((r, roles[r]) for r in ROLES if r in roles)
-        out.append(got)
+        out.append(shared.get(key) or shared.setdefault(key, tuple((r, roles[r]) for r in ROLES if r in roles)))
     return out
+
+
+_NOT_HIDDEN = frozenset({"embedding", "head", "position", "norm"})
 
 
 def _kind(kind: type) -> tuple[str | None, str | None, str | None]:
     """What a module class says of its tensors: the embedding evidence, the norm evidence by
-    ``isinstance``, and the name of a class of its own named like a norm."""
+    ``isinstance``, the name of a class of its own named like a norm."""
     from torch import nn
 
     norms = tuple(k for k in (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, getattr(nn, "RMSNorm", None),
                               nn.LocalResponseNorm) if k is not None)
-    embedding = ("an nn.Embedding" if issubclass(kind, nn.Embedding) else
-                 "an nn.EmbeddingBag" if issubclass(kind, nn.EmbeddingBag) else None)
+    embedding = next((f"an nn.{k.__name__}" for k in (nn.Embedding, nn.EmbeddingBag) if issubclass(kind, k)), None)
     torch_class = next(k.__name__ for k in kind.__mro__ if k.__module__.startswith("torch.nn"))
     norm = f"its module is an nn.{torch_class} (isinstance)" if issubclass(kind, norms) else None
     classes = takewhile(lambda k: k.__name__ not in ("Module", "object"), kind.__mro__)
