@@ -1,7 +1,5 @@
-"""What a resolution saw that is likely a mistake (:attr:`~lrrules.plan.Plan.cautions`): a model that
-looks wrapped, a layering too coarse for the formulas that read it, an lr rounded to 0, and a head
-or embedding routed to a Muon. Each is a warning; ``check --strict`` fails on them.
-"""
+"""What a resolution saw that is likely a mistake (:attr:`~lrrules.plan.Plan.cautions`): names that
+look wrapped, a layering too coarse, an lr rounded to 0, a head routed to a Muon (``check --strict`` fails)."""
 
 from __future__ import annotations
 
@@ -27,8 +25,7 @@ MIN_LAYERS = 3
 
 
 def underflowed_groups(groups: Sequence[Group], assignments: Sequence[Assignment]) -> dict[int, tuple[Step, ...]]:
-    """The groups whose lr rounded to 0 though nothing the file wrote is 0 (``0.5 ** depth`` over
-    thousands of layers), each with its lr steps; a 0 written, or a formula's exact 0, is meant."""
+    """The groups whose lr rounded to 0 (``0.5 ** depth`` over thousands of layers) though no factor is 0."""
     zero = {g.index for g in groups if g.lr == 0.0}
     found: dict[int, tuple[Step, ...]] = {}
     for a in assignments:
@@ -71,8 +68,7 @@ def model_cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int,
 
 
 def muon_route_cautions(rules: RuleSet, params: Sequence[ParamInfo], groups: Sequence[Group]) -> list[str]:
-    """A warning for each head or embedding tensor (by role) routed to a Muon (``Muon``,
-    ``SingleDeviceMuon``, timm's ``muon``); ``check --strict`` fails on them."""
+    """A warning for each head or embedding tensor (by role) routed to a Muon (torch's, timm's)."""
     by_name = {p.name: p for p in params}
     out = []
     for group in groups:
@@ -90,8 +86,7 @@ def muon_route_cautions(rules: RuleSet, params: Sequence[ParamInfo], groups: Seq
 
 
 
-#: The share of names a prefix must start for it to be the model's wrapping (a loss module's own
-#: tensors beside a LightningModule's ``model`` are the rest).
+#: The share of names a prefix must start (a loss module's tensors beside a LightningModule's ``model``).
 PREFIX_SHARE = 0.9
 
 
