@@ -18,7 +18,7 @@ from .params import ParamInfo, unwrap
 Status = Literal["trainable", "frozen", "unmatched", "conflict"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One value ``entry`` gave a parameter's ``setting``, by ``formula`` (``None``: a number) from ``variables``."""
 

@@ -113,6 +113,7 @@ class Values(NamedTuple):
     optimizer: str
     lr_schedule: str | None
     group_key: tuple[Any, ...]
+    modifiers: tuple[str, ...]  # the names of the modifiers that made it, one tuple for all its tensors
 
 
 class _Resolver:
@@ -123,7 +124,7 @@ class _Resolver:
         self.rules, self.compiled, self.layers, self.num_layers = rules, compiled, layers, num_layers
         self.num_tensors, self.base = num_tensors, base
         self.settled: dict[Any, Values | Conflict | str] = {}
-        self.formulas: dict[tuple[str, tuple[Any, ...]], float] = {}
+        self.formulas: dict[tuple[Any, ...], float] = {}  # (formula, an option's?, values) -> value
         self.reads: dict[tuple[int | None, ...], list[str]] = {}  # (claim, *modifiers) -> what their formulas read
         self.limits = {route: NDIM_LIMITS.get(optimizer_type(rules, route))
                        for route in [DEFAULT_OPTIMIZER, *rules.optimizers]}
@@ -169,7 +170,7 @@ class _Resolver:
         if number == len(self.group_values):
             self.group_values.append(values)
         return _NEW(Assignment, (info.name, info.shape, info.module, info.index, self.layers[info.index], "trainable",
-                                 rule, tuple([e.name for e, _ in modifiers]), captures, values.lr, values.lr_scale,
+                                 rule, values.modifiers, captures, values.lr, values.lr_scale,
                                  values.weight_decay, values.options, number, info.aliases,
                                  "" if rule else "claimed by no rule; given the defaults", values.steps, True, matched_as))
 
@@ -336,7 +337,9 @@ def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, inf
         spot = re.search(rf"\b{absent[0]}\b", value.text)
         raise fail(r.rules, loc, missing(r, info, absent[0]), value, spot.start() if spot else None)
     names = sorted(value.names)
-    key = (value.text, tuple(env[n] for n in names))
+    values = tuple([env[n] for n in names])
+    option = where[0] == "options"  # an option may be negative (Adafactor's beta2_decay); a rate may not
+    key = (value.text, option, values)
     result = r.formulas.get(key)
     if result is None:
         shown = ", ".join(f"{n}={env[n]!r}" for n in names)
@@ -344,12 +347,11 @@ def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, inf
             result = value.evaluate(env)
         except FormulaError as exc:
             raise fail(r.rules, loc, f"{exc.message} for parameter '{info.name}' ({shown})", value, exc.offset) from None
-        option = where[0] == "options"  # an option may be negative (Adafactor's beta2_decay); a rate may not
         if not math.isfinite(result) or (result < 0 and not option):
             raise fail(r.rules, loc, f"gives {result} for parameter '{info.name}' ({shown}); "
                        f"the value must be a finite number{'' if option else ' >= 0'}", value, 0)
         r.formulas[key] = result
-    return result, Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result)
+    return result, Step(entry.name, ".".join(where), value.text, dict(zip(names, values)), result)
 
 
 def chosen(info: ParamInfo, field: str, claimed: Matched | None, modifiers: list[Matched], default: Any) -> Any:
@@ -426,7 +428,7 @@ def settle_values(ctx: _Resolver, info: ParamInfo, claimed: Matched | None, modi
                    f"(x{lr_scale} base) and weight decay {wd}; the final values must be finite: the multipliers "
                    "overflow")
     key = (lr, lr_scale, wd, tuple(sorted((k, hashable(v)) for k, v in options.items())), route, schedule)
-    return Values(lr, lr_scale, wd, options, tuple(steps), route, schedule, key)
+    return Values(lr, lr_scale, wd, options, tuple(steps), route, schedule, key, tuple(e.name for e, _ in modifiers))
 
 
 def _entry_values(matched: Matched, value: Any) -> dict[str, Any]:
