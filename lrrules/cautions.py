@@ -1,18 +1,19 @@
-"""What a resolution saw that is likely a mistake (:attr:`~lrrules.plan.Plan.cautions`): a model that
-looks wrapped, a layering too coarse for the formulas that read it, an lr rounded to 0, and a head
-or embedding routed to a Muon. Each is a warning; ``check --strict`` fails on them.
-"""
+"""What a resolution saw that is likely a mistake (:attr:`~lrrules.plan.Plan.cautions`): names that
+look wrapped, a layering too coarse, an lr rounded to 0, a head routed to a Muon (``check --strict`` fails)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .errors import MatchError
 from .formula import compile_formula
-from .params import wrapped_prefix
+from .params import WRAPPER_PREFIXES, wrapped_prefix
 from .routes import optimizer_type
 
 if TYPE_CHECKING:
+    from .compile import Entry
     from .language import RuleSet
     from .params import ParamInfo
     from .plan import Assignment, Group, Step
@@ -24,8 +25,7 @@ MIN_LAYERS = 3
 
 
 def underflowed_groups(groups: Sequence[Group], assignments: Sequence[Assignment]) -> dict[int, tuple[Step, ...]]:
-    """The groups whose lr rounded to 0 though nothing the file wrote is 0 (``0.5 ** depth`` over
-    thousands of layers), each with its lr steps; a 0 written, or a formula's exact 0, is meant."""
+    """The groups whose lr rounded to 0 (``0.5 ** depth`` over thousands of layers) though no factor is 0."""
     zero = {g.index for g in groups if g.lr == 0.0}
     found: dict[int, tuple[Step, ...]] = {}
     for a in assignments:
@@ -68,8 +68,7 @@ def model_cautions(rules: RuleSet, params: Sequence[ParamInfo], num_layers: int,
 
 
 def muon_route_cautions(rules: RuleSet, params: Sequence[ParamInfo], groups: Sequence[Group]) -> list[str]:
-    """A warning for each head or embedding tensor (by role) routed to a Muon (``Muon``,
-    ``SingleDeviceMuon``, timm's ``muon``); ``check --strict`` fails on them."""
+    """A warning for each head or embedding tensor (by role) routed to a Muon (torch's, timm's)."""
     by_name = {p.name: p for p in params}
     out = []
     for group in groups:
@@ -85,3 +84,56 @@ def muon_route_cautions(rules: RuleSet, params: Sequence[ParamInfo], groups: Seq
                            "{not: {role: [head, embedding]}} or match {role: hidden}")
     return out
 
+
+
+#: The share of names a prefix must start (a loss module's tensors beside a LightningModule's ``model``).
+PREFIX_SHARE = 0.9
+
+
+def shared_prefixes(names: Sequence[str]) -> list[str]:
+    """The runs of whole leading name parts that nine names in ten share (Lightning's ``model.``,
+    peft's ``base_model.model.``), shortest first.
+
+    >>> shared_prefixes(["model.fc.weight", "model.fc.bias", "model.head.weight"])
+    ['model.']
+    """
+    found = [""]
+    while True:
+        prefix = found[-1]
+        rest = Counter(n[len(prefix):].split(".", 1)[0] for n in names
+                       if n.startswith(prefix) and "." in n[len(prefix):])
+        part, count = rest.most_common(1)[0] if rest else ("", 0)
+        if count < PREFIX_SHARE * len(names):
+            return found[1:]
+        found.append(prefix + part + ".")
+
+
+def prefix_caution(params: Sequence[ParamInfo], unused: Sequence[Entry], unmatched: int) -> str | None:
+    """The hint for names wrapped in one prefix (``build(rules, self)`` in a LightningModule gives
+    ``model.``; peft ``base_model.model.``) when rules that match nothing as written would match
+    names without it (the shortest such prefix): else dozens of "claimed by no rule" lines say nothing of why."""
+    for prefix in shared_prefixes([p.name for p in params]) if unused and len(params) > 1 else []:
+        if any(prefix.startswith(w) for w in WRAPPER_PREFIXES):
+            return None  # the wrapped-model caution says it
+        inner = [p._replace(name=p.name[len(prefix):], aliases=()) for p in params if p.name.startswith(prefix)]
+        would = [e.name for e in unused if any(_matches(e, p) for p in inner)]
+        if would:
+            path = prefix[:-1]
+            strip = (f"self.{path}" if all(part.isidentifier() for part in path.split("."))
+                     else f"model.get_submodule('{path}')")
+            lost = f"{unmatched} tensors are claimed by no rule and " if unmatched else ""
+            return (f"every name starts with '{prefix}'; {lost}{_names(would)} nothing as written and would "
+                    f"match without it: strip it (e.g. build(rules, {strip})) or match it ('{prefix}*')")
+    return None
+
+
+def _matches(entry: Entry, param: ParamInfo) -> bool:
+    try:
+        return entry.matcher is not None and entry.matcher.match(param) is not None
+    except MatchError:  # a matcher this source cannot answer says so where it is resolved
+        return False
+
+
+def _names(entries: Sequence[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    return f"rules {shown} match" if len(entries) > 1 else f"rule {shown} matches"

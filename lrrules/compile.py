@@ -1,8 +1,6 @@
-"""Compiling a rule set: a :class:`~lrrules.language.RuleSet` in, the matchers resolution runs out.
-
-A pure function of the rule set's value, cached by that value: equal rule sets share one compiled
-form, and nothing is stored on the rule set, which stays plain data. The claiming rules and
-modifiers are kept in name order, so nothing depends on their order in the file. No torch, no model.
+"""Compiling a rule set: a :class:`~lrrules.language.RuleSet` in, the matchers resolution runs out,
+cached by the rule set's value (nothing is stored on it); entries in name order, so nothing depends
+on their order in the file.
 
 >>> [e.name for e in compile_rules(lrrules.load("lrrules:llrd")).claiming]      # doctest: +SKIP
 """

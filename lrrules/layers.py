@@ -1,8 +1,5 @@
-"""Layer indices for the formula variables ``layer``, ``num_layers`` and ``depth``.
-
-Layer 0 is nearest the input. Each strategy of the rule file's ``layers`` section is one function
-here, returning one index per parameter (``None`` where a parameter has no layer) and the count.
-"""
+"""Layer indices for the formula variables ``layer``, ``num_layers`` and ``depth`` (0 nearest the
+input): one function per strategy of ``layers:``, one index per parameter (``None``: none) and the count."""
 
 from __future__ import annotations
 
@@ -33,10 +30,8 @@ class KnownLayers(Protocol):
 
 def assign(spec: Any, params: Sequence[ParamInfo], model: torch.nn.Module | KnownLayers | None = None,
            ordered: bool = True, matchers: Sequence[Matcher] | None = None) -> Layering:
-    """Each parameter's layer index under ``spec``, and the number of layers.
-
-    ``ordered=False`` says the parameters are not in the model's order (a safetensors checkpoint
-    stores them sorted by name); a strategy that counts in registration order is then refused.
+    """Each parameter's layer index under ``spec``, and the number of layers; ``ordered=False`` (a
+    safetensors checkpoint, sorted by name) refuses a strategy that counts in registration order.
 
     >>> assign(ModuleLayers(by="module"), params)    # doctest: +SKIP
     ([0, 0, 1, 1], 2)
@@ -76,7 +71,6 @@ def by_module(params: Sequence[ParamInfo], level: int) -> Layering:
 
 def by_patterns(params: Sequence[ParamInfo], patterns: Sequence[Any],
                 matchers: Sequence[Matcher] | None = None) -> Layering:
-    # ``matchers``: the patterns already compiled (lrrules.compile keeps them with the rule set's).
     matchers = matchers or [compile_matcher(m) for m in patterns]
     return [_first_match(matchers, p) for p in params], len(matchers)
 
@@ -92,12 +86,8 @@ def _first_match(matchers: Sequence[Matcher], param: ParamInfo) -> int | None:
 
 
 def by_timm(params: Sequence[ParamInfo], model: torch.nn.Module | KnownLayers) -> Layering:
-    """timm's layer map, as ``timm.optim.param_groups_layer_decay`` builds it.
-
-    Models with ``group_matcher`` use it (fine-grained); others use timm's fallback, which puts the
-    classifier named in the model's ``pretrained_cfg`` last. Parameters outside the map go in the
-    last layer, as timm does.
-    """
+    """timm's layer map as ``param_groups_layer_decay`` builds it (``group_matcher``, else timm's
+    fallback); parameters outside the map in the last layer, as timm does."""
     if isinstance(model, KnownLayers):  # a model-source cache entry (sources/cache.py)
         count = model.timm_layer_count
         return [model.timm_layer_map.get(p.name, count - 1) for p in params], count
@@ -191,8 +181,7 @@ def _inside_block(path: tuple[str, ...], container: tuple[str, ...], stem: str) 
 
 
 def _units(params: Sequence[ParamInfo], blocks: dict[int, list[int]], path: tuple[str, ...]) -> list[list[int]]:
-    """A stack's blocks in order, each split into the blocks of a stack it holds (with what comes
-    before and after them in it) where that stack holds most of the block."""
+    """A stack's blocks in order, each split into the blocks of a stack holding most of it (and what is around them)."""
     out: list[list[int]] = []
     for number in sorted(blocks, key=lambda b: min(blocks[b])):
         members = blocks[number]
@@ -212,11 +201,7 @@ def _units(params: Sequence[ParamInfo], blocks: dict[int, list[int]], path: tupl
 
 
 def by_blocks(params: Sequence[ParamInfo]) -> Layering:
-    """Layers from the model's repeated block stacks, for any model (see the comment above).
-
-    Layer 0 is what comes before every stack, the last layer what comes after; a model with no
-    stacks is counted by top-level module instead.
-    """
+    """Layers from the model's repeated block stacks (see above); no stacks: by top-level module."""
     stacks = _stacks(params, 0)
     # Blocks that hold modules are the model's blocks; a Sequential of bare layers (timm's deep stem
     # `conv1.0`, `conv1.1`) counts only in a model that has nothing else (VGG's `features.N`).

@@ -1,10 +1,6 @@
-"""Matchers compiled once from a rule file, matched against many parameters.
-
-A compiled matcher answers ``match(param)`` with ``None`` (no match) or a dict of the named regex
-groups it captured (empty when there are none), so a report can say what matched and why. Globs
-become one regular expression per matcher. Resolution tries every matcher on every name, a plain
-loop: what a regex may cost on one name is bounded when it is compiled (:mod:`lrrules.regexes`).
-"""
+"""Matchers compiled once from a rule file: ``match(param)`` gives ``None`` or the named regex groups
+captured (``{}`` when none). Resolution tries every matcher on every name, a plain loop; what a
+regex may cost is bounded when it is compiled (:mod:`lrrules.regexes`)."""
 
 from __future__ import annotations
 
@@ -52,8 +48,7 @@ class Glob:
 
 
 def _capture(value: str) -> int | str:
-    # int() takes any Unicode digits ('²' is a digit to str.isdigit but not to int) and would
-    # spend quadratic time on thousands of them: only short runs of ASCII digits become numbers.
+    # only short runs of ASCII digits: int() of thousands of (Unicode) digits is quadratic
     if value.isascii() and value.isdigit() and len(value) <= MAX_CAPTURE_DIGITS:
         return int(value)
     return value
@@ -61,14 +56,12 @@ def _capture(value: str) -> int | str:
 
 @dataclass(frozen=True)
 class Regex:
-    """``regex:``: one of the patterns is found in the name (searched, not anchored); its named
-    groups are the captures, runs of ASCII digits as numbers."""
+    """``regex:``: a pattern is found in the name (searched); its named groups captured, digits as numbers."""
 
     patterns: tuple[str, ...]
     _compiled: tuple[regex.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Compiled here, once per rule set: the shared cache may hold fewer patterns than a file has.
         object.__setattr__(self, "_compiled", tuple(compile_regex(p) for p in self.patterns))
 
     def match(self, param: ParamInfo) -> Captures | None:
@@ -85,6 +78,8 @@ class Module:
 
     patterns: tuple[str, ...]
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _seen: dict[tuple[str | None, tuple[str, ...]], bool] = field(init=False, repr=False, compare=False,
+                                                                  default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_regex", _glob_regex(self.patterns))
@@ -96,10 +91,12 @@ class Module:
                 "(a checkpoint holds only names and shapes); match by name or ndim instead",
                 "module",
             )
-        # The class or any of its bases, the way isinstance sees it: `MyNorm(nn.LayerNorm)` is a LayerNorm.
-        # Under a tied tensor's other name, the module holding that name (lm_head.weight: a Linear).
+        # the class or a base, as isinstance sees it; under a tied tensor's other name, that name's module
         module, bases, _ = param.owner(param.name) if param.alias_modules else (param.module, param.bases, ())
-        found = (module is not None and self._regex.match(module)) or any(self._regex.match(b) for b in bases)
+        found = self._seen.get((module, bases))
+        if found is None:  # once per class: a model has few classes and many tensors
+            found = self._seen[(module, bases)] = bool(
+                (module is not None and self._regex.match(module)) or any(self._regex.match(b) for b in bases))
         return {} if found else None
 
 
@@ -134,7 +131,6 @@ class Where:
     condition: Formula
 
     def match(self, param: ParamInfo) -> Captures | None:
-        # Under a tied tensor's other name, the attributes of the module holding that name.
         env: dict[str, Any] = dict(param.owner(param.name)[2] if param.alias_modules else param.attrs)
         env.update(ndim=param.ndim, numel=param.numel, fan_in=param.fan_in, fan_out=param.fan_out)
         env.update((f"dim{k}", n) for k, n in enumerate(param.shape))
@@ -195,7 +191,7 @@ class Not:
 
 
 def compile_matcher(spec: Any) -> Matcher:
-    """Turn a validated matcher (a glob, a list of globs, or :class:`MatchFields`) into a matcher.
+    """A validated matcher (a glob, a list of globs, or :class:`MatchFields`) compiled.
 
     >>> m = compile_matcher("fc.*")
     >>> m.match(ParamInfo("fc.bias", (2,), "Linear", True, 0))
@@ -207,7 +203,7 @@ def compile_matcher(spec: Any) -> Matcher:
         return Glob(tuple(spec))
     assert isinstance(spec, MatchFields)
     parts: list[Matcher] = []
-    # Cheap tests first: a failed ndim or glob spares the regex its time.
+    # cheap tests first: a failed ndim or glob spares the regex
     if spec.ndim is not None:
         parts.append(Ndim(frozenset(spec.ndim)))
     if spec.glob is not None:
@@ -224,7 +220,7 @@ def compile_matcher(spec: Any) -> Matcher:
         parts.extend(compile_matcher(s) for s in spec.all_)
     if spec.any_ is not None:
         parts.append(AnyOf(tuple(compile_matcher(s) for s in spec.any_)))
-    if spec.where is not None:  # last: `module: Conv2d` first spares a Linear the question of its groups
+    if spec.where is not None:  # last: `module: Conv2d` spares a Linear the question of its groups
         condition: Any = spec.where  # a str to the schema, a Formula once validated
         assert isinstance(condition, Formula)
         parts.append(Where(condition))

@@ -1,17 +1,15 @@
-"""Collecting a model's parameters as :class:`ParamInfo`: names, shapes, owners, in registration order.
+"""A model's parameters as :class:`ParamInfo`: names, shapes, owners, in registration order.
 
-Names are the model's own with the parts wrappers add taken away (``module.`` of DDP and
-DataParallel, ``_orig_mod.`` of ``torch.compile``, ``_checkpoint_wrapped_module.`` of activation
-checkpointing, ``_fsdp_wrapped_module.`` of FSDP), so one rule file serves the bare and the wrapped
-model. Wrappers are recognised by class and base classes, so subclasses (MMEngine's) unwrap too.
-A tensor reachable under several names (tied weights, a module used twice) is one
-:class:`ParamInfo` with every name it has.
+Names lose the parts wrappers add (DDP's ``module.``, ``_orig_mod.``, FSDP's and activation
+checkpointing's), so one rule file serves the bare and the wrapped model; wrappers are known by
+class and bases (MMEngine's subclasses too). A tied tensor is one record with all its names.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from itertools import takewhile
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ModelError
@@ -21,19 +19,14 @@ if TYPE_CHECKING:
 
 #: Name parts that wrappers insert and that lrrules removes.
 WRAPPER_PARTS = frozenset({"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"})
-#: Wrapper classes whose ``.module`` is the real model (their names start with ``module.``), matched
-#: against the class and all its bases, so subclasses (MMEngine's ``MMDistributedDataParallel``)
-#: unwrap too; DeepSpeed's is named here so that DeepSpeed need not be imported.
+#: Wrapper classes whose ``.module`` is the real model, by name (DeepSpeed need not be imported).
 _ROOT_WRAPPERS = frozenset({"DistributedDataParallel", "DataParallel", "DeepSpeedEngine"})
-#: Name beginnings that wrappers add; a model whose every name still starts with one is likely wrapped
-#: in something lrrules does not know.
+#: Name beginnings of a model likely wrapped in something lrrules does not know.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "model.module.")
 
 
 class ParamInfo(NamedTuple):
-    """One parameter tensor as the rules see it: its first name in registration order, its other
-    names (``aliases``: tied weights), its owning module's class name (``None`` when only names are
-    known), its position among the model's parameters. A named tuple: a large model has many."""
+    """One parameter tensor as the rules see it; ``module`` is ``None`` when only names are known."""
 
     name: str
     shape: tuple[int, ...]
@@ -44,8 +37,7 @@ class ParamInfo(NamedTuple):
     bases: tuple[str, ...] = ()  # the class names of the owning module's base classes, nearest first
     #: The owning module's plain attributes (``groups``, ``in_channels``) for ``where:``; empty from a checkpoint.
     attrs: tuple[tuple[str, int | float | str | bool], ...] = ()
-    #: Each alias's owner (class name, bases, attrs) where one differs from the first name's (a tied
-    #: ``lm_head.weight`` is a Linear's, its ``embed.weight`` an Embedding's); else empty.
+    #: Each alias's owner (class name, bases, attrs) where one differs from the first name's; else empty.
     alias_modules: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]], ...] = ()
     #: What the tensor does in its model, each role with its evidence (see :mod:`lrrules.roles`).
     roles: tuple[tuple[str, str], ...] = ()
@@ -63,8 +55,7 @@ class ParamInfo(NamedTuple):
         return (self.name, *self.aliases)
 
     def owner(self, name: str) -> tuple[str | None, tuple[str, ...], tuple[tuple[str, Any], ...]]:
-        """The class name, base class names and plain attributes of the module that holds ``name``,
-        one of :attr:`names`.
+        """The class name, bases and plain attributes of the module holding ``name``, one of :attr:`names`.
 
         >>> ParamInfo("embed.weight", (10, 4), "Embedding", True, 0, ("head.weight",),
         ...           alias_modules=(("Linear", (), (("out_features", 10),)),)).owner("head.weight")
@@ -88,9 +79,7 @@ Owner = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a tensor of ``shape``: from 2-D on, as torch's ``nn.init`` counts them
-    (``dim1`` and ``dim0`` times the product of the dimensions after the second: a Linear ``(out, in)``
-    gives ``(in, out)``); 1-D (a bias) is a weight with one constant input, ``(1, dim0)``; 0-D ``(1, 1)``.
+    """``(fan_in, fan_out)`` as torch's ``nn.init`` counts them; 1-D (a bias: one constant input) ``(1, dim0)``.
 
     >>> fans((64, 3, 7, 7))
     (147, 3136)
@@ -107,9 +96,11 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP, DataParallel, DeepSpeed and ``torch.compile`` wrappers (any nesting)."""
+    from torch.nn import Module
+
     while True:
-        kinds = {k.__name__ for k in type(model).__mro__}
-        if kinds & _ROOT_WRAPPERS and isinstance(getattr(model, "module", None), _module_class()):
+        kinds = _kinds(type(model))
+        if kinds & _ROOT_WRAPPERS and isinstance(getattr(model, "module", None), Module):
             model = model.module  # type: ignore[assignment]
         elif "OptimizedModule" in kinds and hasattr(model, "_orig_mod"):
             model = model._orig_mod  # type: ignore[assignment]
@@ -117,10 +108,15 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def _module_class() -> type:
-    import torch
+def _kinds(kind: type) -> frozenset[str]:
+    """The names of ``kind`` and its bases (a wrapper is known by name: DeepSpeed need not be imported)."""
+    found = _KINDS.get(kind)
+    if found is None:
+        found = _KINDS[kind] = frozenset(k.__name__ for k in kind.__mro__)
+    return found
 
-    return torch.nn.Module
+
+_KINDS: dict[type, frozenset[str]] = {}  # per class, as _BASES
 
 
 def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
@@ -133,12 +129,14 @@ def wrapped_prefix(params: Sequence[ParamInfo]) -> str | None:
 
 def _bases(kind: type) -> tuple[str, ...]:
     """The class names of ``kind``'s bases below ``nn.Module`` (``MyNorm`` -> ``('LayerNorm',)``)."""
-    names = []
-    for base in kind.__mro__[1:]:
-        if base.__name__ in ("Module", "object"):
-            break
-        names.append(base.__name__)
-    return tuple(names)
+    found = _BASES.get(kind)
+    if found is None:
+        names = (base.__name__ for base in kind.__mro__[1:])
+        found = _BASES[kind] = tuple(takewhile(lambda n: n not in ("Module", "object"), names))
+    return found
+
+
+_BASES: dict[type, tuple[str, ...]] = {}
 
 
 def plain_attributes(module: Any) -> tuple[tuple[str, int | float | str | bool], ...]:
@@ -156,8 +154,7 @@ _PLAIN = frozenset({int, float, str, bool})
 
 
 def _attributes(module: Any, public: dict[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, Any], ...]:
-    """:func:`plain_attributes`, the public names of each layout of instance attributes sorted once
-    (``public``: layout -> its public names); the modules of one class almost always share one."""
+    """:func:`plain_attributes`, each layout of attribute names sorted once (``public``: layout -> public names)."""
     state = vars(module)
     layout = tuple(state)
     names = public.get(layout)
@@ -168,18 +165,14 @@ def _attributes(module: Any, public: dict[tuple[str, ...], tuple[str, ...]]) -> 
 
 def clean_name(name: str) -> str:
     """``layer1._orig_mod.0._checkpoint_wrapped_module.conv.weight`` -> ``layer1.0.conv.weight``."""
-    if "_" not in name:
+    if "_orig_mod" not in name and "_wrapped_module" not in name:
         return name
     return ".".join(part for part in name.split(".") if part not in WRAPPER_PARTS)
 
 
 def collect(model: torch.nn.Module, source: str | None = None) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
-    """Every parameter tensor of ``model`` once, in registration order, with the tensors themselves.
-
-    A model that cannot be read as it stands is refused with :class:`~lrrules.errors.ModelError`
-    naming ``source`` (the ``--model`` text; the model's class without one): its own
-    ``named_modules()`` or ``named_parameters()`` raising, parameters a lazy module has not made yet,
-    two tensors left with one name once wrapper parts are taken out, the model changed while read.
+    """Every parameter tensor of ``model`` once, in registration order, with the tensors themselves;
+    :class:`~lrrules.errors.ModelError` naming ``source`` (the ``--model`` text) for a model that cannot be read.
 
     >>> infos, tensors = collect(torch.nn.Linear(2, 3))      # doctest: +SKIP
     >>> [(p.name, p.shape) for p in infos]                    # doctest: +SKIP
@@ -194,8 +187,7 @@ def collect(model: torch.nn.Module, source: str | None = None) -> tuple[list[Par
         raise ModelError(f"{where}: the model's modules nest too deeply to walk") from None
     except KeyboardInterrupt:
         raise
-    # the model's own code (a property, __getattr__; sys.exit() or GeneratorExit in it too, which
-    # must not end `check` with exit 0 or a traceback), or another thread changing it
+    # the model's own code (sys.exit() in it too must not end `check` with exit 0), or a thread changing it
     except BaseException as exc:
         call, error = (exc.call, exc.error) if isinstance(exc, _ModelRaised) else ("", exc)
         if isinstance(error, RuntimeError) and "changed size during iteration" in str(error):
@@ -220,6 +212,10 @@ def _clip(text: str, limit: int = 300) -> str:
 
 
 def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Parameter]]:
+    from torch.nn.parameter import is_lazy
+
+    from .roles import model_roles
+
     infos: list[ParamInfo] = []
     tensors: list[Any] = []
     position: dict[int, int] = {}  # id(tensor) -> its index
@@ -228,11 +224,10 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
     layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
     new = tuple.__new__  # ParamInfo(...) without the named tuple's Python-level __new__: ~100k of them
     lazy: list[str] = []  # parameters a lazy module makes at its first forward pass
-    from torch.nn.parameter import is_lazy
-
     inner = unwrap(model)
     _probe(inner)
-    for prefix, module, holder in _modules(inner):
+    walk = _walk(inner)  # the one walk of the module tree; the roles read it too
+    for prefix, module, holder in _holders(walk):
         owner = owners.get(id(holder))
         if owner is None:
             owner = owners[id(holder)] = (type(holder).__name__, _bases(type(holder)), _attributes(holder, layouts))
@@ -267,15 +262,12 @@ def _collect(model: torch.nn.Module) -> tuple[list[ParamInfo], list[torch.nn.Par
             infos[i] = infos[i]._replace(aliases=tuple(n for n, _ in others), alias_modules=tuple(
                 o for _, o in others) if any(o != mine for _, o in others) else ())
     _refuse_one_name_for_two(infos)
-    from .roles import model_roles
-
-    roles = model_roles(inner, infos, tensors)
+    roles = model_roles(inner, infos, tensors, walk)
     return [new(ParamInfo, (*info[:-1], found)) for info, found in zip(infos, roles)], tensors
 
 
 def _probe(model: Any) -> None:
-    """Call the model's own ``named_parameters``/``named_modules`` where it overrides them: a model
-    whose walk raises fails here, named, rather than later inside the optimizer or ``init``."""
+    """Call the model's own ``named_parameters`` where it overrides it: fail here, named, not in the optimizer."""
     from torch.nn import Module
 
     for call in ("named_parameters", "parameters"):  # named_modules: _named_modules calls it, guarded
@@ -290,8 +282,7 @@ def _probe(model: Any) -> None:
 
 
 def _refuse_one_name_for_two(infos: list[ParamInfo]) -> None:
-    """Two tensors under one name (a user's attribute called ``_orig_mod`` or ``module`` taken out as a
-    wrapper's part) would let one rule setting stand for both and hand the optimizer the wrong one."""
+    """Two tensors left with one name (an attribute called ``_orig_mod`` taken out) would get one setting."""
     names = [n for info in infos for n in info.names]
     if len(set(names)) == len(names):
         return
@@ -302,29 +293,27 @@ def _refuse_one_name_for_two(infos: list[ParamInfo]) -> None:
                      "has an attribute of one of those names that is not a wrapper; rename it")
 
 
-def _modules(model: torch.nn.Module) -> Iterator[tuple[str, Any, Any]]:
-    """``(name prefix, module, owner)`` for every module holding parameters, in torch's order, with
-    the name parts wrappers insert left out. ``owner`` is the module the rules see as the parameters'
-    owner: the module itself, except for a parametrization's ``original`` tensors
-    (``fc.parametrizations.weight.original0``), which are the parametrized module's (``fc``)."""
-    from torch.nn.utils.parametrize import ParametrizationList
-
+def _walk(model: torch.nn.Module) -> list[tuple[str, Any]]:
+    """The model's own ``named_modules(remove_duplicate=False)``, its failure named."""
     try:
-        found = list(model.named_modules(remove_duplicate=False))
+        return list(model.named_modules(remove_duplicate=False))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
         raise _ModelRaised("named_modules()", exc) from None
+
+
+def _holders(walk: list[tuple[str, Any]]) -> Iterator[tuple[str, Any, Any]]:
+    """``(name prefix, module, owner)`` for every module of ``walk`` holding parameters, wrapper parts left
+    out; ``owner`` is the module itself, or for a parametrization's tensors the parametrized module."""
+    from torch.nn.utils.parametrize import ParametrizationList
+
     by_name: dict[str, Any] = {}
     wrappers = set()  # paths of inner wrappers (MMEngine's MMSeparateDistributedDataParallel wraps each part)
-    wrapper_kinds: dict[type, bool] = {}
-    for module_name, module in found:
+    for module_name, module in walk:
         by_name.setdefault(module_name, module)
         kind = type(module)
-        wrapper = wrapper_kinds.get(kind)
-        if wrapper is None:
-            wrapper = wrapper_kinds[kind] = bool({k.__name__ for k in kind.__mro__} & _ROOT_WRAPPERS)
-        if wrapper and module_name:
+        if module_name and _kinds(kind) & _ROOT_WRAPPERS:
             wrappers.add(module_name)
         if not module._parameters:
             continue

@@ -1,9 +1,6 @@
-"""The result of resolving a rule file against a model: a :class:`Plan`, plain immutable data.
-
-One :class:`Assignment` per parameter (its rule, modifiers, captures, settings), the fewest optimizer
-groups, every problem. Only the methods named for it touch tensors: :meth:`Plan.param_groups`,
-:meth:`Plan.apply_freeze` and :meth:`Plan.apply_phase`.
-"""
+"""A :class:`Plan`: one :class:`Assignment` per parameter, the fewest optimizer groups, every problem;
+plain immutable data. Only :meth:`Plan.param_groups`, :meth:`Plan.apply_freeze` and
+:meth:`Plan.apply_phase` touch tensors."""
 
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ from .params import ParamInfo, unwrap
 Status = Literal["trainable", "frozen", "unmatched", "conflict"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One value ``entry`` gave a parameter's ``setting``, by ``formula`` (``None``: a number) from ``variables``."""
 
@@ -36,8 +33,7 @@ class Step:
 
 
 class Assignment(NamedTuple):
-    """One parameter's outcome; ``lr`` and the other settings are ``None`` unless it trains. A named
-    tuple: immutable, and cheap (a large model has ~100k)."""
+    """One parameter's outcome; the settings are ``None`` unless it trains (a named tuple: ~100k of them)."""
 
     name: str
     shape: tuple[int, ...]
@@ -91,8 +87,7 @@ class Group:
 
 @dataclass(frozen=True)
 class Conflict:
-    """A parameter that cannot get one setting (two claiming rules, disagreeing modifiers, tied names
-    claimed by two rules, an optimizer that cannot take it); ``rules`` names every entry involved."""
+    """A parameter that cannot get one setting; ``rules`` names every entry involved."""
 
     param: str
     kind: Literal["rules", "modifiers", "tied", "optimizer"]
@@ -153,10 +148,7 @@ class PhaseEffect:
 
 @dataclass(frozen=True)
 class Plan:
-    """Every parameter's assignment, the optimizer groups, and the problems found.
-
-    >>> optimizer = torch.optim.AdamW(lrrules.load("rules.yaml").resolve(model).param_groups())  # doctest: +SKIP
-    """
+    """>>> optimizer = torch.optim.AdamW(lrrules.resolve("rules.yaml", model).param_groups())  # doctest: +SKIP"""
 
     source: str
     base_lr: float
@@ -181,17 +173,14 @@ class Plan:
     infos: tuple[ParamInfo, ...] = field(default=(), repr=False)  # the parameters as resolved, by index
 
     def __getstate__(self) -> dict[str, Any]:
-        # A copy (pickle, deepcopy) is the plan's data only: the weak model reference cannot be
-        # pickled, and copied tensors would be trained by no model. A copied plan is names-only, so
-        # param_groups(), apply_freeze() and apply_phase() refuse it as they refuse one from a checkpoint.
+        # A copy is the plan's data only (copied tensors would be trained by no model): names-only, refused as such.
         return {**self.__dict__, "model": None, "tensors": ()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
     def frozen_at(self, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
-        """The grouped parameters the training phases freeze at ``epoch`` (or ``step``): every phase
-        that has started applies, in order, so later phases build on earlier ones."""
+        """The grouped parameters the phases started by ``epoch`` (or ``step``) freeze, applied in order."""
         frozen: set[str] = set()
         for phase in self.phases:
             if phase.started(epoch, step):
@@ -200,32 +189,26 @@ class Plan:
         return frozenset(frozen)
 
     def at(self, epoch: int | None = None, step: int | None = None) -> Plan:
-        """This plan as it stands at ``epoch`` (or ``step``): the same groups, with the parameters the
-        phases freeze then marked ``trains=False``."""
+        """This plan at ``epoch`` (or ``step``): the same groups, what the phases freeze ``trains=False``."""
         when = ", ".join(f"{k} {v}" for k, v in (("epoch", epoch), ("step", step)) if v is not None)
         frozen = self.frozen_at(epoch, step)
         params = tuple(a._replace(trains=a.status == "trainable" and a.name not in frozen) for a in self.params)
         return dataclasses.replace(self, params=params, phase_frozen=frozen, when=when)
 
     def apply_phase(self, epoch: int | None = None, step: int | None = None) -> frozenset[str]:
-        """Set ``requires_grad`` on the grouped parameters as the phases say at ``epoch`` (or ``step``)
-        and return the names frozen; it depends on the epoch alone, so a resumed run is in the state of
-        one that ran to it. A frozen tensor keeps its group, its gradient set to ``None`` (the optimizer
-        skips it: no momentum or weight decay step).
+        """Set ``requires_grad`` as the phases say at ``epoch`` (or ``step``, alone: a resumed run is in
+        the same state); return the names frozen. A frozen tensor keeps its group, its gradient ``None``.
 
-        >>> for epoch in range(start, epochs):                          # doctest: +SKIP
-        ...     plan.apply_phase(epoch=epoch)
+        >>> plan.apply_phase(epoch=epoch)                          # doctest: +SKIP
         """
         frozen = self.frozen_at(epoch, step)
-        # Toggling the old tensors of a model whose parameters were replaced would freeze nothing it trains.
         _check_tensors_current(self)
         for a in self.params:
             if a.status == "trainable":
                 tensor = self.tensors[a.index]
                 tensor.requires_grad_(a.name not in frozen)
                 if a.name in frozen:
-                    # A zero gradient still moves a tensor under momentum or weight decay, and
-                    # zero_grad(set_to_none=False) would keep one; None makes the optimizer skip it.
+                    # a zero gradient still moves it under momentum or weight decay; None is skipped
                     tensor.grad = None
         return frozen
 
@@ -235,15 +218,14 @@ class Plan:
         return not self.conflicts and not (self.unmatched and self.unmatched_mode == "error")
 
     def problems(self) -> list[str]:
-        """One line per problem that stops :meth:`param_groups`: unmatched and conflicting parameters."""
+        """One line per unmatched or conflicting parameter (what stops :meth:`param_groups`)."""
         lines = [c.message for c in self.conflicts]
         if self.unmatched_mode == "error":
             lines += [f"'{name}' is claimed by no rule; add a rule or a fallback" for name in self.unmatched]
         return lines
 
     def warnings(self) -> list[str]:
-        """Lines about what resolves but is likely a mistake: unused rules, lr = 0, a layering too
-        coarse for the formulas that read it, names that still look wrapped."""
+        """What resolves but is likely a mistake: the cautions, unused rules and phases, lr = 0."""
         lines = list(self.cautions)
         lines += [f"rule '{r}' matches no parameter" for r in self.unused_rules]
         lines += [f"phase {p.index} ({p.when}) matches no parameter" for p in self.phases
@@ -252,11 +234,9 @@ class Plan:
         return lines
 
     def param_groups(self, lr_scale: bool = False, optimizer: str | None = None) -> list[dict[str, Any]]:
-        """The optimizer param groups (``params``, ``param_names``, ``lr``, ``weight_decay``, options);
-        :class:`PlanProblemsError` listing every problem if a parameter is unmatched or in conflict.
-        ``lr`` is each group's final lr; ``lr_scale=True`` gives timm's convention instead (``lr`` the
-        base lr, ``lr_scale`` the multiplier timm's schedulers apply: never both). With several
-        optimizers, one at a time: ``param_groups(optimizer="muon")`` (``"default"``: ``optimizer:``).
+        """The optimizer param groups (:class:`PlanProblemsError` listing every problem first); ``lr`` the
+        group's final lr, or with ``lr_scale=True`` timm's convention (the base lr and ``lr_scale``);
+        with several optimizers one at a time, ``optimizer="muon"`` (``"default"``: ``optimizer:``).
 
         >>> torch.optim.AdamW(plan.param_groups())                   # doctest: +SKIP
         """
@@ -264,8 +244,7 @@ class Plan:
 
     @property
     def fingerprint(self) -> str:
-        """A hash of the ordered group layout (parameter names and shapes): equal layouts, equal
-        fingerprints; an optimizer state saved under another layout is refused on resume."""
+        """A hash of the ordered group layout (names, shapes): a state saved under another is refused on resume."""
         shapes = {a.name: list(a.shape) for a in self.params}
         text = json.dumps([[list(g.params), [shapes[n] for n in g.params]] for g in self.groups], separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -275,8 +254,7 @@ class Plan:
         return [g.lr for g in self.groups]
 
     def apply_freeze(self) -> int:
-        """Set ``requires_grad=False`` on the parameters the rules freeze; returns how many changed.
-        A plan that holds no tensors (from a checkpoint's names, or copied) is refused, not ignored."""
+        """Set ``requires_grad=False`` where the rules freeze; how many changed (a names-only plan is refused)."""
         _need_tensors(self)
         if self.frozen:  # a stale plan would freeze tensors the model no longer trains
             _check_tensors_current(self)
@@ -295,11 +273,8 @@ class Plan:
                 **_json(self, "phases when"), "phase_frozen": sorted(self.phase_frozen)}
 
 
-
-
 def nothing_trains(plan: Plan) -> str | None:
-    """The problem when the model has parameters and the plan trains none of them (every one frozen,
-    none unmatched or in conflict): the optimizer would get an empty list. ``None`` otherwise."""
+    """The problem when the plan trains none of the model's parameters (all frozen or lr 0), else ``None``."""
     if not plan.params or plan.unmatched or plan.conflicts or any(g.lr > 0 for g in plan.groups):
         return None
     if plan.groups:
@@ -314,7 +289,8 @@ def nothing_trains(plan: Plan) -> str | None:
 
 def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
               fresh: bool = False) -> list[dict[str, Any]]:
-    """:meth:`Plan.param_groups`, checking the model's tensors are still the plan's (``fresh``: unused)."""
+    """:meth:`Plan.param_groups`, checking the model's tensors are still the plan's unless ``fresh`` (a
+    plan resolved just now, as :func:`lrrules.build` does: the check would walk the model again)."""
     if optimizer is None and len(routes := list(dict.fromkeys(g.optimizer for g in plan.groups))) > 1:
         # One optimizer given every group would take the others' options as unknown keys, unread.
         raise PlanProblemsError(f"{plan.source}: the rules route parameters to several optimizers "
@@ -322,9 +298,12 @@ def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
                                 "for each")
     if not plan.ok:
         problems = plan.problems()
-        raise PlanProblemsError(
-            f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    _check_tensors_current(plan)
+        # the names wrapped in a prefix, or in a wrapper lrrules does not know: why nothing is claimed
+        hints = [f"\n(hint: {c})" for c in plan.cautions if c.startswith(("every name ", "every parameter name "))]
+        raise PlanProblemsError(f"{plan.source}: cannot build param groups, {len(problems)} problem(s):\n  "
+                                + "\n  ".join(problems) + "".join(hints))
+    if not fresh:
+        _check_tensors_current(plan)
     by_name = {a.name: plan.tensors[a.index] for a in plan.params}
     out: list[dict[str, Any]] = []
     for group in plan.groups:
@@ -336,8 +315,7 @@ def groups_of(plan: Plan, lr_scale: bool = False, optimizer: str | None = None,
                     **{k: tuple(v) if isinstance(v, list) else v for k, v in group.options.items()}})
     meta = [n for g in out for n, t in zip(g["param_names"], g["params"]) if t.is_meta]
     if meta:
-        # A meta tensor has a shape and no values: an optimizer over it steps nothing, and the model's
-        # to_empty() replaces every one, so even a plan resolved before it holds tensors nothing trains.
+        # A meta tensor has no values, and to_empty() replaces it: an optimizer over it trains nothing.
         raise ResolveError(
             f"{plan.source}: {len(meta)} parameter(s) are on the meta device ({', '.join(meta[:3])}"
             f"{', ...' if len(meta) > 3 else ''}): they have a shape and no values, and an optimizer over them "
@@ -352,9 +330,7 @@ def _need_tensors(plan: Plan) -> None:
 
 
 def _check_tensors_current(plan: Plan) -> None:
-    # A parameter replaced in the model after resolution (model.fc = nn.Linear(...), to_empty(), or
-    # another thread between collecting and grouping) would be handed out as the old tensor, which no
-    # forward pass uses: training it changes nothing.
+    # A parameter replaced after resolution (model.fc = ..., to_empty()) would be handed out as the old one.
     _need_tensors(plan)
     module = plan.model() if plan.model is not None else None
     if module is None:
@@ -409,11 +385,8 @@ class Change:
 
 
 def diff_plans(old: Plan, new: Plan) -> list[Change]:
-    """Every setting that differs between ``old`` and ``new``, parameter by parameter, in ``new``'s order.
-
-    Compared: the status (trainable, frozen, unmatched, conflict), the optimizer a trainable one is
-    routed to (``optimizers:`` names; ``default`` the single one), ``lr``, ``weight_decay`` and each
-    option. A parameter that only one plan has shows as ``absent`` in the other.
+    """Every status, route, lr, weight decay and option that differs, in ``new``'s order (``absent``:
+    a parameter one plan lacks).
 
     >>> diff_plans(before, after)                                     # doctest: +SKIP
     [Change(param='lm_head.weight', setting='optimizer', old='muon', new='default')]

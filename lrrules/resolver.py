@@ -1,12 +1,9 @@
 """Resolution: a compiled rule set and a model's parameters in, a :class:`~lrrules.plan.Plan` out.
 
-One pass over the parameters (:class:`_Resolver`): each is matched against every claiming rule and
-modifier under each of its names (:meth:`_Resolver.match`), one claiming rule is chosen
-(:func:`choose_claim`), and its settings are computed (:func:`settle_values`) once per distinct
-combination of entries, captures and the variables their formulas read, then reused. The trainable
-parameters go into one optimizer group per distinct final setting (:func:`make_groups`). Nothing
-here depends on the order of the rules in the file, and nothing touches an optimizer. What a
-formula reads is in :mod:`lrrules.variables`; the warnings the plan carries are in :mod:`lrrules.cautions`.
+One pass over the parameters: each is matched against every rule and modifier under each of its
+names, one claiming rule is chosen (:func:`choose_claim`), its settings computed once per distinct
+entries, captures and variables read (:func:`settle_values`); one group per distinct final setting.
+Nothing depends on the order of the rules in the file.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .cautions import model_cautions, muon_route_cautions, underflow_caution, underflowed_groups
+from .cautions import model_cautions, muon_route_cautions, prefix_caution, underflow_caution, underflowed_groups
 from .compile import Compiled, Entry, compile_rules
 from .errors import FormulaError, LayerError, MatchError, RuleError, RuleFileError
 from .formula import Formula
@@ -41,11 +38,8 @@ Matched = tuple[Entry, Captures]
 
 
 def resolve(rules: RuleSet | str | Path, model: torch.nn.Module, base: Any = None) -> Plan:
-    """The :class:`~lrrules.plan.Plan` of ``rules`` (a :class:`RuleSet`, or anything :func:`lrrules.load`
-    opens: a path, ``lrrules:NAME``, ...) on ``model`` (bare, compiled or DDP-wrapped: names are unwrapped).
-
-    ``base`` gives the base shapes the muP variables (``width_mult``, ``ninf``) read: the same
-    architecture at the base width, as a model or anything :func:`base_shapes` takes.
+    """The :class:`~lrrules.plan.Plan` of ``rules`` (a :class:`RuleSet` or what :func:`lrrules.load` opens)
+    on ``model`` (bare, compiled or DDP-wrapped); ``base``: the muP base shapes (:func:`base_shapes`).
 
     >>> plan = lrrules.resolve("rules.yaml", model)      # doctest: +SKIP
     """
@@ -62,11 +56,9 @@ def resolve(rules: RuleSet | str | Path, model: torch.nn.Module, base: Any = Non
 def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequence[Any] = (),
                    model: torch.nn.Module | KnownLayers | None = None, ordered: bool = True,
                    base: BaseShapes | None = None) -> Plan:
-    """Resolve ``rules`` against parameters described by :class:`ParamInfo`.
-
-    ``model`` is needed only by ``layers: {by: timm}``, ``tensors`` only by ``Plan.param_groups``,
-    ``base`` (see :func:`base_shapes`) only by the muP variables. ``ordered=False`` (a safetensors
-    checkpoint) refuses what depends on the parameters' order instead of computing it wrongly.
+    """Resolve ``rules`` against :class:`ParamInfo` records; ``model`` only for ``layers: {by: timm}``,
+    ``tensors`` for ``Plan.param_groups``; ``ordered=False`` (a safetensors checkpoint) refuses what
+    depends on the parameters' order.
 
     >>> rules = RuleSet.model_validate({"version": 1, "defaults": {"lr": 0.1}, "rules": [{"name": "all", "match": "*"}]})
     >>> resolve_params(rules, [ParamInfo("fc.weight", (10, 4), None, True, 0)]).params[0].lr
@@ -89,11 +81,13 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
     assignments, groups = make_groups(rules, [resolver.one(info) for info in params], resolver.group_values)
     underflowed = underflowed_groups(groups, assignments)
     names = sorted(r.name for r in rules.rules) + sorted(m.name for m in rules.modifiers)
+    unmatched = tuple(a.name for a in assignments if a.status == "unmatched" or (a.status == "trainable" and a.rule is None))
+    unused = [e for e in (*compiled.claiming, *compiled.modifiers) if e.name not in resolver.used]
+    prefix = prefix_caution(params, unused, len(unmatched))
     return Plan(
         source=rules.path, base_lr=rules.defaults.lr, base_weight_decay=rules.defaults.weight_decay,
         unmatched_mode=rules.unmatched, params=assignments, groups=groups,
-        unmatched=tuple(a.name for a in assignments if a.status == "unmatched"
-                        or (a.status == "trainable" and a.rule is None)),
+        unmatched=unmatched,
         conflicts=tuple(resolver.conflicts),
         frozen=tuple(Frozen(a.name, a.note) for a in assignments if a.status == "frozen"),
         unused_rules=tuple(n for n in names if n not in resolver.used),
@@ -101,15 +95,15 @@ def resolve_params(rules: RuleSet, params: Sequence[ParamInfo], tensors: Sequenc
         zero_lr=tuple(n for g in groups if g.lr == 0.0 and g.index not in underflowed for n in g.params),
         base_options=rules.defaults.options, num_layers=num_layers,
         phases=phase_effects(rules, compiled, params, assignments), tensors=tuple(tensors),
-        cautions=(model_cautions(rules, params, num_layers, reads) + tuple(underflow_caution(groups[k]) for k in underflowed)
-                  + tuple(muon_route_cautions(rules, params, groups))),
+        cautions=(model_cautions(rules, params, num_layers, reads) + (() if prefix is None else (prefix,))
+                  + tuple(underflow_caution(groups[k]) for k in underflowed) + tuple(muon_route_cautions(rules, params, groups))),
         schedule_vars=dict(rules.vars) if any(g.lr_schedule for g in groups) else {},
         infos=tuple(params),
     )
 
 
 class Values(NamedTuple):
-    """A trainable parameter's final settings; ``group_key``: what makes two share a group."""
+    """A trainable parameter's final settings; equal ``group_key``, one group."""
 
     lr: float
     lr_scale: float
@@ -119,18 +113,19 @@ class Values(NamedTuple):
     optimizer: str
     lr_schedule: str | None
     group_key: tuple[Any, ...]
+    modifiers: tuple[str, ...]  # the names of the modifiers that made it, one tuple for all its tensors
 
 
 class _Resolver:
-    """One resolution's inputs, its caches (settings, formula values) and findings (groups, used, conflicts)."""
+    """One resolution's inputs, caches and findings."""
 
     def __init__(self, rules: RuleSet, compiled: Compiled, layers: Sequence[int | None], num_layers: int,
                  num_tensors: int, base: BaseShapes | None) -> None:
         self.rules, self.compiled, self.layers, self.num_layers = rules, compiled, layers, num_layers
         self.num_tensors, self.base = num_tensors, base
         self.settled: dict[Any, Values | Conflict | str] = {}
-        self.formulas: dict[tuple[str, tuple[Any, ...]], float] = {}
-        self.reads: dict[tuple[tuple[str, int], ...], list[str]] = {}  # which entries -> what their formulas read
+        self.formulas: dict[tuple[Any, ...], float] = {}  # (formula, an option's?, values) -> value
+        self.reads: dict[tuple[int | None, ...], list[str]] = {}  # (claim, *modifiers) -> what their formulas read
         self.limits = {route: NDIM_LIMITS.get(optimizer_type(rules, route))
                        for route in [DEFAULT_OPTIMIZER, *rules.optimizers]}
         self.numbers: dict[tuple[Any, ...], int] = {}  # a group's key -> its number
@@ -174,10 +169,10 @@ class _Resolver:
         number = self.numbers.setdefault(values.group_key, len(self.group_values))
         if number == len(self.group_values):
             self.group_values.append(values)
-        return Assignment(info.name, info.shape, info.module, info.index, self.layers[info.index], "trainable", rule,
-                          tuple(e.name for e, _ in modifiers), captures, values.lr, values.lr_scale,
-                          values.weight_decay, values.options, number, info.aliases,
-                          "" if rule else "claimed by no rule; given the defaults", values.steps, True, matched_as)
+        return _NEW(Assignment, (info.name, info.shape, info.module, info.index, self.layers[info.index], "trainable",
+                                 rule, values.modifiers, captures, values.lr, values.lr_scale,
+                                 values.weight_decay, values.options, number, info.aliases,
+                                 "" if rule else "claimed by no rule; given the defaults", values.steps, True, matched_as))
 
     def untrained(self, info: ParamInfo, status: Status, rule: str | None, note: str) -> Assignment:
         return Assignment(info.name, info.shape, info.module, info.index, self.layers[info.index], status, rule,
@@ -190,39 +185,39 @@ class _Resolver:
     def match(self, info: ParamInfo) -> tuple[list[tuple[str, Entry, Captures]], list[Matched]]:
         """The claiming rules matching ``info`` under each of its names (tied weights), as (name,
         entry, captures), and the modifiers matching it under any (once, the first name's captures)."""
-        views = [info] if not info.aliases else [info._replace(name=n) for n in info.names]
-        candidates = []
+        candidates: list[tuple[str, Entry, Captures]] = []
         modifiers: dict[str, Matched] = {}
-        for view in views:
-            for entry in self.compiled.claiming:
-                found = self.test(entry, view)
-                if found is not None:
-                    candidates.append((view.name, entry, found))
-            for entry in self.compiled.modifiers:
-                found = self.test(entry, view)
-                if found is not None and entry.name not in modifiers:
-                    modifiers[entry.name] = (entry, found)
-        return candidates, sorted(modifiers.values(), key=lambda m: m[0].order)
-
-    def test(self, entry: Entry, view: ParamInfo) -> Captures | None:
+        used = self.used
+        entry = None
         try:
-            found = entry.matcher.match(view)  # type: ignore[union-attr]  # every entry but the fallback has one
+            for view in (info,) if not info.aliases else [info._replace(name=n) for n in info.names]:
+                for entry in self.compiled.claiming:
+                    found = entry.matcher.match(view)  # type: ignore[union-attr]  # only the fallback has none
+                    if found is not None:
+                        candidates.append((view.name, entry, found))
+                        used.add(entry.name)
+                for entry in self.compiled.modifiers:
+                    found = entry.matcher.match(view)  # type: ignore[union-attr]
+                    if found is not None:
+                        modifiers.setdefault(entry.name, (entry, found))
+                        used.add(entry.name)
         except MatchError as exc:
+            assert entry is not None
             raise fail(self.rules, (entry.kind, entry.i, "match"), exc.message) from None
-        if found is not None:
-            self.used.add(entry.name)
-        return found
+        found_modifiers = list(modifiers.values())  # in name order, the order they are compiled in
+        return candidates, found_modifiers if not info.aliases else sorted(found_modifiers, key=lambda m: m[0].order)
 
     def settle(self, info: ParamInfo, claimed: Matched | None, modifiers: list[Matched]) -> Values | Conflict | str:
         """The settings of ``info`` (or a conflict, or the note of a freeze), computed once per
         distinct entries, captures and values of the variables their formulas read."""
         entries = [claimed, *modifiers] if claimed else modifiers
-        which = tuple([(e.kind, e.order) for e, _ in entries])
+        which = (claimed[0].order if claimed else None, *[e.order for e, _ in modifiers])
         reads = self.reads.get(which)
         if reads is None:
             reads = self.reads[which] = sorted(frozenset().union(*(e.formulas for e, _ in entries)))
-        key = (which, tuple([tuple(found.items()) for _, found in entries]),
-               tuple([variable(self, info, n) for n in reads]))
+        caught = any(found for _, found in entries)
+        key = which if not reads and not caught else (
+            which, tuple([tuple(found.items()) for _, found in entries]), tuple([variable(self, info, n) for n in reads]))
         found = self.settled.get(key)
         if found is None:
             freezers = [e.name for e, _ in entries if e.freeze]
@@ -231,12 +226,13 @@ class _Resolver:
         return found
 
 
+_NEW = tuple.__new__  # an Assignment without the named tuple's Python-level __new__: ~100k of them
+
+
 def choose_claim(candidates: Sequence[tuple[str, Entry, Captures]], beats: Mapping[str, frozenset[str]]
                  ) -> tuple[str, Entry, Captures] | Conflict | None:
-    """The claim step: the candidates (name matched, rule, captures) under all of a parameter's names
-    in, the claiming one out. A rule another candidate ``overrides`` (``beats``, transitive) drops out;
-    one rule left claims (through the first name it matched); none gives ``None``; two or more are a
-    conflict: ``rules`` when one name has several, else ``tied`` (two rules, two names).
+    """The claiming candidate (name matched, rule, captures): those another ``overrides`` (``beats``)
+    drop out; one rule left claims, none is ``None``, several a conflict (``tied``: on two names).
 
     >>> choose_claim([], {}) is None
     True
@@ -259,9 +255,8 @@ def choose_claim(candidates: Sequence[tuple[str, Entry, Captures]], beats: Mappi
 
 def make_groups(rules: RuleSet, assignments: list[Assignment], values: Sequence[Values]
                 ) -> tuple[tuple[Assignment, ...], tuple[Group, ...]]:
-    """The groups of the trainable parameters (numbered by first appearance, each one's settings in
-    ``values``); with ``optimizers:``, each optimizer's together, in the order they are named (the
-    combined optimizer's order), the assignments renumbered to match."""
+    """The groups (by first appearance, settings in ``values``), each optimizer's together in the order
+    they are named, the assignments renumbered to match."""
     members: list[list[int]] = [[] for _ in values]
     for position, a in enumerate(assignments):
         if a.group is not None:
@@ -286,9 +281,8 @@ def make_groups(rules: RuleSet, assignments: list[Assignment], values: Sequence[
 
 
 def group_name(made_by: tuple[str, ...], taken: set[str], last: dict[str, int] | None = None) -> str:
-    """A readable group name not in ``taken`` (which it joins): the names of the entries that made the
-    group, joined by ``+``; ``#2``, ``#3`` ... when that is taken. ``last`` keeps the number each name
-    stopped at, so thousands of groups of one rule are named in linear time.
+    """The entries' names joined by ``+``, ``#2``, ``#3`` ... when taken; joins ``taken``. ``last``: the
+    number each name stopped at (thousands of groups of one rule in linear time).
 
     >>> taken = set(); group_name(("head", "no-decay"), taken), group_name(("head", "no-decay"), taken)
     ('head+no-decay', 'head+no-decay#2')
@@ -334,8 +328,7 @@ def fail(rules: RuleSet, loc: tuple[str | int, ...], message: str, formula: Form
 
 def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, info: ParamInfo,
              env: Mapping[str, Any]) -> tuple[Any, Step]:
-    """The value of setting ``where`` of ``entry`` for ``info`` (a plain number as it is, a formula
-    evaluated in ``env``, once per distinct input) and the :class:`Step` that records it."""
+    """Setting ``where`` of ``entry`` for ``info`` (a formula evaluated once per distinct input) and its :class:`Step`."""
     if not isinstance(value, Formula):
         return value, Step(entry.name, ".".join(where), None, {}, value)
     loc: tuple[str | int, ...] = (entry.kind, entry.i, *where)
@@ -344,7 +337,9 @@ def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, inf
         spot = re.search(rf"\b{absent[0]}\b", value.text)
         raise fail(r.rules, loc, missing(r, info, absent[0]), value, spot.start() if spot else None)
     names = sorted(value.names)
-    key = (value.text, tuple(env[n] for n in names))
+    values = tuple([env[n] for n in names])
+    option = where[0] == "options"  # an option may be negative (Adafactor's beta2_decay); a rate may not
+    key = (value.text, option, values)
     result = r.formulas.get(key)
     if result is None:
         shown = ", ".join(f"{n}={env[n]!r}" for n in names)
@@ -352,17 +347,15 @@ def evaluate(r: _Resolver, entry: Entry, where: tuple[str, ...], value: Any, inf
             result = value.evaluate(env)
         except FormulaError as exc:
             raise fail(r.rules, loc, f"{exc.message} for parameter '{info.name}' ({shown})", value, exc.offset) from None
-        option = where[0] == "options"  # an option may be negative (Adafactor's beta2_decay); a rate may not
         if not math.isfinite(result) or (result < 0 and not option):
             raise fail(r.rules, loc, f"gives {result} for parameter '{info.name}' ({shown}); "
                        f"the value must be a finite number{'' if option else ' >= 0'}", value, 0)
         r.formulas[key] = result
-    return result, Step(entry.name, ".".join(where), value.text, dict(zip(names, key[1])), result)
+    return result, Step(entry.name, ".".join(where), value.text, dict(zip(names, values)), result)
 
 
 def chosen(info: ParamInfo, field: str, claimed: Matched | None, modifiers: list[Matched], default: Any) -> Any:
-    """``optimizer`` or ``lr_schedule``: a modifier's replaces the claiming rule's; two modifiers that
-    disagree are a conflict."""
+    """``optimizer`` or ``lr_schedule``: a modifier's over the rule's; two that disagree, a conflict."""
     given = {e.name: getattr(e.spec, field) for e, _ in modifiers if getattr(e.spec, field) is not None}
     if len(set(given.values())) > 1:
         return Conflict(info.name, "modifiers", tuple(given), field)
@@ -374,8 +367,7 @@ def chosen(info: ParamInfo, field: str, claimed: Matched | None, modifiers: list
 
 def settle_values(ctx: _Resolver, info: ParamInfo, claimed: Matched | None, modifiers: list[Matched]
                   ) -> Values | Conflict:
-    """The settings of ``info`` from its claiming entry and modifiers (:meth:`_Resolver.settle` calls
-    it once per distinct input)."""
+    """The settings of ``info`` from its claiming entry and modifiers."""
     rules = ctx.rules
     route = chosen(info, "optimizer", claimed, modifiers, DEFAULT_OPTIMIZER)
     schedule = chosen(info, "lr_schedule", claimed, modifiers, None)
@@ -436,7 +428,7 @@ def settle_values(ctx: _Resolver, info: ParamInfo, claimed: Matched | None, modi
                    f"(x{lr_scale} base) and weight decay {wd}; the final values must be finite: the multipliers "
                    "overflow")
     key = (lr, lr_scale, wd, tuple(sorted((k, hashable(v)) for k, v in options.items())), route, schedule)
-    return Values(lr, lr_scale, wd, options, tuple(steps), route, schedule, key)
+    return Values(lr, lr_scale, wd, options, tuple(steps), route, schedule, key, tuple(e.name for e, _ in modifiers))
 
 
 def _entry_values(matched: Matched, value: Any) -> dict[str, Any]:

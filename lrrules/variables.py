@@ -1,18 +1,15 @@
-"""The per-tensor variables a formula reads: the parameter's own (``ndim``, ``fan_in``, ``dim0`` ...),
-the layering's (``layer``, ``depth``, ``num_layers``), and muP's from the base shapes (``width_mult``,
-``ninf``), with why one has no value for a tensor. The resolver settles formulas in :func:`environment`.
-"""
+"""The per-tensor variables a formula reads (the tensor's, the layering's, muP's from the base
+shapes), and why one has no value for a tensor."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
 from .vocabulary import MAX_DIMS
 
 if TYPE_CHECKING:
-    from .language import RuleSet
     from .matching import Captures
     from .params import ParamInfo
 
@@ -26,19 +23,9 @@ BaseShapes = Mapping[str, BaseShape]
 BASE_VARIABLES = frozenset({"width_mult", "ninf"})
 
 
-class Scope(Protocol):
-    """What the variables of a tensor are read against: one resolution's rules, layers and base."""
-
-    @property
-    def rules(self) -> RuleSet: ...
-    @property
-    def layers(self) -> Sequence[int | None]: ...
-    @property
-    def num_layers(self) -> int: ...
-    @property
-    def num_tensors(self) -> int: ...
-    @property
-    def base(self) -> BaseShapes | None: ...
+#: What a tensor's variables are read against: the resolver (``rules``, ``layers``, ``num_layers``,
+#: ``num_tensors``, ``base``).
+Scope = Any
 
 
 _PARAMETER_VARIABLES = {
@@ -55,8 +42,7 @@ _PARAMETER_VARIABLES = {
 
 
 def variable(r: Scope, info: ParamInfo, name: str) -> Any:
-    """The value of the parameter's or the layering's variable ``name`` for ``info``, or ``NONE``
-    (no such variable, or no value for this parameter: the ``dim2`` of a matrix)."""
+    """The value of variable ``name`` for ``info``, or ``NONE`` (no such variable, or no value: a matrix's ``dim2``)."""
     if name in ("layer", "depth"):
         layer = r.layers[info.index]
         return NONE if layer is None else layer if name == "layer" else r.num_layers - 1 - layer
@@ -70,8 +56,7 @@ def variable(r: Scope, info: ParamInfo, name: str) -> Any:
 
 
 def environment(r: Scope, info: ParamInfo, captures: Captures, names: Iterable[str]) -> dict[str, Any]:
-    """The variables ``names`` that have a value for ``info``: the captures first, then the file's
-    ``vars``, then the parameter's and the layering's (:func:`variable`)."""
+    """The variables ``names`` that have a value for ``info``: the captures, then ``vars``, then :func:`variable`."""
     env = {}
     for name in names:
         found = captures[name] if name in captures else r.rules.vars.get(name, NONE)
@@ -97,8 +82,8 @@ def missing(r: Scope, info: ParamInfo, name: str) -> str:
 
 
 def base_shapes(base: Any) -> dict[str, BaseShape]:
-    """Each name's base shape, from a model at the base width, :class:`ParamInfo` records (a
-    checkpoint's), or a mapping of name to shape (mup's: ``None`` for a dimension that is no width).
+    """Each name's base shape from a model at the base width, :class:`ParamInfo` records, or a mapping
+    (mup's: ``None`` for a dimension that is no width).
 
     >>> base_shapes({"fc.weight": [64, None]})
     {'fc.weight': (64, None)}
@@ -142,8 +127,8 @@ def infinite_dims(base: BaseShapes | None, info: ParamInfo) -> tuple[tuple[int, 
 
 
 def base_variable(base: BaseShapes | None, info: ParamInfo, name: str) -> Any:
-    """mup's ``InfShape``: ``ninf``, how many dimensions differ from the base; ``width_mult``, size /
-    base size of the last of them, 1 when none differ, no value when more than two do."""
+    """mup's ``InfShape``: ``ninf``, the dimensions that differ; ``width_mult``, size / base size of the last
+    (1 when none differ, none when more than two do)."""
     dims = infinite_dims(base, info)
     if dims is None or (name == "width_mult" and len(dims) > 2):
         return NONE
