@@ -152,32 +152,46 @@ class CombinedOptimizer(torch.optim.Optimizer):
             optimizer.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"optimizers": {name: state_dict}}``, through this optimizer's state-dict hooks (the layout record)."""
+        """torch's layout over every inner group in order (``state``, ``param_groups``, ids numbered
+        across the optimizers, as DCP's ``get_optimizer_state_dict`` reads them) and each optimizer's
+        type, through this optimizer's state-dict hooks (the layout record)."""
         for pre in self._optimizer_state_dict_pre_hooks.values():
             pre(self)
-        state: dict[str, Any] = {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-                                 "types": {n: type(o).__name__ for n, o in self.optimizers.items()}}
+        state: dict[Any, Any] = {}
+        groups: list[dict[str, Any]] = []
+        ids: dict[tuple[int, Any], int] = {}  # (optimizer, its id) -> ours
+        for k, optimizer in enumerate(self.optimizers.values()):
+            part = optimizer.state_dict()
+            for group in part["param_groups"]:
+                groups.append({**group, "params": [ids.setdefault((k, i), len(ids)) for i in group["params"]]})
+            state.update({ids[k, i]: v for i, v in part["state"].items()})
+        result: dict[str, Any] = {"state": state, "param_groups": groups,
+                                  "types": {n: type(o).__name__ for n, o in self.optimizers.items()}}
         for post in self._optimizer_state_dict_post_hooks.values():
-            state = post(self, state) or state
-        return state
+            result = post(self, result) or result
+        return result
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load what :meth:`state_dict` saved into each optimizer, after this optimizer's pre-hooks
-        (the layout check) have seen it."""
+        """Hand each optimizer its share of what :meth:`state_dict` saved (its groups, in order, and
+        their state), after this optimizer's pre-hooks (the layout check) have seen it."""
         state = dict(state_dict)
         for pre in self._optimizer_load_state_dict_pre_hooks.values():
             state = pre(self, state) or state
-        saved = state.get("optimizers")
-        if not isinstance(saved, Mapping) or set(saved) != set(self.optimizers):
-            found = sorted(saved) if isinstance(saved, Mapping) else "none"
-            raise ResumeError(f"this state dict holds optimizers {found}, this one {sorted(self.optimizers)}; "
-                              "it was saved from another combination")
+        groups, saved = state.get("param_groups"), state.get("state", {})
+        sizes = [len(o.param_groups) for o in self.optimizers.values()]
+        if not isinstance(groups, list) or len(groups) != sum(sizes) or not isinstance(saved, Mapping):
+            found = len(groups) if isinstance(groups, list) else "no"
+            raise ResumeError(f"this state dict holds {found} param groups, this optimizer {sum(sizes)} "
+                              f"({', '.join(f'{n}: {k}' for n, k in zip(self.optimizers, sizes))}); it was saved "
+                              "from another combination")
         types = state.get("types") or {}
         for name, optimizer in self.optimizers.items():  # SGD's momentum_buffer in AdamW would load and mislead
             if name in types and types[name] != type(optimizer).__name__:
                 raise ResumeError(f"optimizer '{name}' was {types[name]} when this state was saved and is "
                                   f"{type(optimizer).__name__} now; its state cannot be carried over")
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(saved[name])
+        for optimizer, size in zip(self.optimizers.values(), sizes):
+            mine, groups = groups[:size], groups[size:]
+            ids = {i for g in mine for i in g["params"]}
+            optimizer.load_state_dict({"state": {k: v for k, v in saved.items() if k in ids}, "param_groups": mine})
         for post in self._optimizer_load_state_dict_post_hooks.values():
             post(self)

@@ -9,8 +9,9 @@ from .plan import Plan
 
 
 def phase_callback(plan: Plan) -> Any:
-    """A Lightning ``Callback`` calling ``plan.apply_phase(epoch=trainer.current_epoch)`` as each
-    training epoch starts (a phase depends on the epoch alone, so a resumed run is in the right one).
+    """A Lightning ``Callback`` applying the plan's phases: those ``from_epoch`` as each training epoch
+    starts, those ``from_step`` before each batch (at ``trainer.global_step``); a phase depends on the
+    epoch or step alone, so a resumed run is in the right one.
 
     >>> trainer = Trainer(callbacks=[lrrules.lightning.phase_callback(plan)])    # doctest: +SKIP
     """
@@ -23,8 +24,14 @@ def phase_callback(plan: Plan) -> Any:
         except ImportError:
             raise UsageError("phase_callback needs Lightning: pip install 'lrrules[lightning]'") from None
 
+    by_step = any(p.from_step is not None for p in plan.phases)
+
     class LrrulesPhases(Callback):
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            plan.apply_phase(epoch=trainer.current_epoch)
+            plan.apply_phase(epoch=trainer.current_epoch, step=trainer.global_step)
+
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            if by_step:
+                plan.apply_phase(epoch=trainer.current_epoch, step=trainer.global_step)
 
     return LrrulesPhases()

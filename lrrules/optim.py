@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .distributed import placed
 from .entries import Defaults, Optimizer
 from .errors import Location, OptimizerError, UsageError, did_you_mean
 from .language import RuleSet
 from .loader import load
-from .plan import nothing_trains
-from .resolver import resolve
+from .plan import Plan, nothing_trains
 from .resume import attach
 from .routes import optimizer_type
 from .signatures import check_options, options_of, type_location
@@ -25,7 +25,7 @@ from .vocabulary import DEFAULT_OPTIMIZER
 if TYPE_CHECKING:
     import torch
 
-    from .plan import Group, Plan
+    from .plan import Group
 
 
 def optimizer_class(name: str) -> Any:
@@ -209,8 +209,8 @@ class Built(NamedTuple):
     plan: Plan
 
 
-def build(rules: str | Path | RuleSet, model: torch.nn.Module,
-          optimizers: Mapping[str, Any] | None = None, base: Any = None) -> Built:
+def build(rules: str | Path | RuleSet | Plan, model: torch.nn.Module,
+          optimizers: Mapping[str, Any] | None = None, base: Any = None, plan: Plan | None = None) -> Built:
     """The optimizer for ``model`` with the param groups ``rules`` give it, and the plan it came from.
 
     The plan is resolved before anything is frozen; then the frozen get ``requires_grad=False`` and
@@ -219,10 +219,17 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
     ``optimizers:``, each optimizer (``default``: the single ``optimizer:``) gets the groups routed to
     it, all in one :class:`~lrrules.combined.CombinedOptimizer`. ``optimizers=`` maps a name of the
     file to a class used instead of its ``type``; ``base``: the muP base shapes (``lrrules.resolve``).
+    ``plan``: one resolved on the whole model (``rules`` may be that plan, read again from its file),
+    bound here to the tensors ``model`` holds (:func:`lrrules.bind`).
 
     >>> optimizer, plan = lrrules.build("muon.yaml", model, optimizers={"muon": MyMuon})  # doctest: +SKIP
     """
-    ruleset = rules if isinstance(rules, RuleSet) else load(rules)
+    if isinstance(rules, Plan):
+        if rules.source.startswith("<"):
+            raise UsageError(f"a plan of rules given as text ({rules.source}) cannot be read again: "
+                             "lrrules.build(rules, model, plan=plan)")
+        plan = rules
+    ruleset = rules if isinstance(rules, RuleSet) else load(rules.source if isinstance(rules, Plan) else rules)
     given = dict(optimizers or {})
     names = [DEFAULT_OPTIMIZER, *ruleset.optimizers]
     unknown = sorted(set(given) - set(names))
@@ -232,7 +239,7 @@ def build(rules: str | Path | RuleSet, model: torch.nn.Module,
     if DEFAULT_OPTIMIZER in given and not ruleset.optimizers:  # its type's limits do not apply
         ruleset = ruleset.model_copy(update={"optimizer": None})
     routes = {name: _route(ruleset, name, given) for name in names}
-    plan = resolve(ruleset, model, base)
+    plan = placed(ruleset, model, plan, base)
     built = _built(ruleset, plan, routes, lambda name: plan.param_groups(optimizer=name))
     if not built:  # torch's own word, "optimizer got an empty parameter list", names no rule
         who = "each optimizer of the file" if ruleset.optimizers else routes[DEFAULT_OPTIMIZER].label

@@ -9,11 +9,13 @@ the state dict and checks them on load.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import ResumeError
+from .params import clean_name
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -34,23 +36,43 @@ def layout(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
-    """Make ``optimizer.state_dict()`` carry the plan's layout under ``"lrrules"``."""
+def in_order(optimizer: torch.optim.Optimizer, plan: Plan) -> list[dict[str, Any]]:
+    """:func:`layout` in the optimizer's group order (a combined one lists each optimizer's groups together)."""
     groups = layout(plan)
+    by_names = {tuple(g["params"]): g for g in groups}
+    mine = [by_names.get(tuple(g.get("param_names", ()))) for g in optimizer.param_groups]
+    return [g for g in mine if g is not None] if None not in mine else groups
+
+
+class ResumeWarning(UserWarning):
+    """A resumed optimizer keeps the checkpoint's settings where the rule file now says otherwise."""
+
+
+def attach(optimizer: torch.optim.Optimizer, plan: Plan) -> None:
+    """Make ``optimizer.state_dict()`` carry the plan's layout under ``"lrrules"`` (whole, and in each
+    param group its fingerprint and settings, which DCP's state dict functions carry), checked on load."""
+    groups = in_order(optimizer, plan)
     record = {"fingerprint": plan.fingerprint, "groups": groups}
+
+    def tag(*_: Any) -> None:  # again after a load, which puts the checkpoint's group values in place
+        for group, mine in zip(optimizer.param_groups, groups):
+            group[RECORD_KEY] = {"fingerprint": plan.fingerprint, "lr": mine["lr"], "weight_decay": mine["weight_decay"]}
 
     def add_record(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict[RECORD_KEY] = record
         return state_dict
 
-    optimizer.register_state_dict_post_hook(add_record)
-
     def check_layout(_: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
-        # Trainers (Hugging Face, Lightning) call optimizer.load_state_dict themselves: the check runs there.
-        _saved_layout(state_dict, groups)
+        # Trainers (Hugging Face, Lightning) and DCP call optimizer.load_state_dict themselves: the check runs there.
+        changed = changes(_saved_layout(state_dict, groups, plan.fingerprint)["groups"], groups)
+        if changed:
+            warnings.warn(ResumeWarning(str(ResumeReport(plan.fingerprint, changed))), stacklevel=3)
         return {k: v for k, v in state_dict.items() if k != RECORD_KEY}
 
+    tag()
+    optimizer.register_state_dict_post_hook(add_record)
     optimizer.register_load_state_dict_pre_hook(check_layout)
+    optimizer.register_load_state_dict_post_hook(tag)
 
 
 @dataclass(frozen=True)
@@ -77,7 +99,9 @@ class ResumeReport:
         if not self.changed:
             return f"optimizer state loaded; layout {self.fingerprint} unchanged"
         return (f"optimizer state loaded (layout {self.fingerprint} unchanged); the optimizer keeps the "
-                "checkpoint's values, the rules now say otherwise for:\n  " + "\n  ".join(map(str, self.changed)))
+                "checkpoint's values (and a resumed schedule its own), the rules now say otherwise for:\n  "
+                + "\n  ".join(map(str, self.changed)) + "\nto apply the file's, set each group's lr and "
+                "weight_decay after loading, or start from a fresh optimizer state")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any], plan: Plan) -> ResumeReport:
@@ -89,107 +113,97 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[s
     >>> print(lrrules.load_optimizer_state(optimizer, torch.load("opt.pt"), plan))   # doctest: +SKIP
     optimizer state loaded; layout 3f2a... unchanged
     """
-    groups = layout(plan)
+    groups = in_order(optimizer, plan)
     current = [list(g.get("param_names", [])) for g in optimizer.param_groups]
     if current != [g["params"] for g in groups]:
         raise ResumeError("the optimizer was not built from this plan (its groups hold other parameters); "
                           "build it with lrrules.build_optimizer or plan.param_groups()")
     if not isinstance(state_dict, Mapping):
         raise ResumeError(f"an optimizer state dict is a mapping, not a {type(state_dict).__name__}")
-    saved = _saved_layout(state_dict, groups)
+    saved = _saved_layout(state_dict, groups, plan.fingerprint)
     try:  # the record goes along: an optimizer built by lrrules checks it again in its pre-hook
-        optimizer.load_state_dict(dict(state_dict))
+        with warnings.catch_warnings():  # what it would warn of is this report
+            warnings.simplefilter("ignore", ResumeWarning)
+            optimizer.load_state_dict(dict(state_dict))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ResumeError(f"torch could not load the optimizer state: {exc!r}") from None
+    return ResumeReport(plan.fingerprint, changes(saved["groups"], groups))
+
+
+def changes(saved: list[dict[str, Any]], groups: list[dict[str, Any]]) -> tuple[SettingChange, ...]:
+    """Each setting of a group that the checkpoint's record and the rules give differently."""
     changed: list[SettingChange] = []
-    for index, (old, new) in enumerate(zip(saved["groups"], groups)):
+    for index, (old, new) in enumerate(zip(saved, groups)):
         was, now = old.get("options", {}), new["options"]
         pairs = [(k, old[k], new[k]) for k in ("lr", "weight_decay") if old.get(k) is not None]
-        pairs += [(k, was.get(k), now.get(k)) for k in sorted(set(was) | set(now))]
+        pairs += [(k, was.get(k), now.get(k)) for k in sorted(set(was) | set(now)) if "options" in old]
         changed += [SettingChange(index, k, a, b) for k, a, b in pairs if a != b]
-    return ResumeReport(plan.fingerprint, tuple(changed))
+    return tuple(changed)
 
 
-def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any]:
-    """The layout record ``state_dict`` was saved with (or read from its ``param_names``), checked
-    against ``groups``: raises :class:`ResumeError` naming each parameter that moved."""
+def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]], fingerprint: str) -> dict[str, Any]:
+    """The layout record ``state_dict`` was saved with (or read from its groups' ``param_names`` and
+    tags: all DCP keeps), checked against ``groups``: raises :class:`ResumeError` naming each parameter that moved."""
     saved = state_dict.get(RECORD_KEY)
     if saved is None:  # an empty or damaged record is checked as one, never taken for none
         saved = _from_param_names(state_dict)
     _check_record(saved)
     problems = _layout_problems(saved["groups"], groups)
+    if not problems and saved.get("fingerprint") not in (None, fingerprint):
+        problems = [f"its layout {saved['fingerprint']} is not this plan's {fingerprint} (a shape changed)"]
     if problems:
         raise ResumeError("the optimizer state was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
     _check_state(state_dict, saved["groups"], groups)
-    return saved
+    return dict(saved)
 
 
 def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
     """The part torch loads (``param_groups``, ``state``) agrees with the record: torch matches state to
-    tensors by position, so an edit there (ids reordered, a moment of another shape) would misplace it."""
-    parts = state_dict.get("optimizers")
-    if not isinstance(parts, Mapping) or "param_groups" in state_dict:
-        torch_groups = state_dict.get("param_groups")
-        if not isinstance(torch_groups, list) or len(torch_groups) != len(saved):
-            count = len(torch_groups) if isinstance(torch_groups, list) else "no"
-            raise ResumeError(f"the state dict has {count} param_groups but its layout record has {len(saved)} "
-                              "groups; it was edited, and is not loaded")
-        _check_part(state_dict, torch_groups, list(zip(saved, groups)), "")
-        return
-    # Several optimizers (lrrules.combined): each holds some of the record's groups, found by their
-    # param_names, and numbers its own parameters from 0.
-    by_names = {tuple(r["params"]): (r, n) for r, n in zip(saved, groups)}
-    for label, part in parts.items():
-        torch_groups = part.get("param_groups") if isinstance(part, Mapping) else None
-        torch_groups = torch_groups if isinstance(torch_groups, list) else [None]
-        found = [by_names.get(tuple(g["param_names"])) if isinstance(g, Mapping) and isinstance(g.get("param_names"), list)
-                 else None for g in torch_groups]
-        pairs = [f for f in found if f is not None]
-        if len(pairs) < len(found):
-            raise ResumeError(f"optimizer '{label}': group {found.index(None)} of the state dict matches no group of "
-                              "its layout record by its param_names; it was edited, and is not loaded")
-        _check_part(part, torch_groups, pairs, f"optimizer '{label}': ")
-
-
-def _check_part(state_dict: Mapping[str, Any], torch_groups: list[Any], pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-                prefix: str) -> None:
-    """One optimizer's ``param_groups`` and ``state`` against the record's groups (and today's)."""
+    tensors by position, so an edit there (ids reordered, a moment of another shape) would misplace it.
+    Ids are torch's (0, 1, 2... across the groups) or, from DCP, the parameters' names."""
+    torch_groups = state_dict.get("param_groups")
+    if not isinstance(torch_groups, list) or len(torch_groups) != len(saved):
+        count = len(torch_groups) if isinstance(torch_groups, list) else "no"
+        raise ResumeError(f"the state dict has {count} param_groups but its layout record has {len(saved)} "
+                          "groups; it was edited, and is not loaded")
     # Each id's parameter today: its name, its shape, and its group's size (LBFGS keeps flat vectors of it).
-    params = [(n, tuple(s), sum(math.prod(x) for x in now["shapes"])) for _, now in pairs
+    params = [(n, tuple(s), sum(math.prod(x) for x in now["shapes"])) for now in groups
               for n, s in zip(now["params"], now["shapes"])]
-    next_id = 0
-    for i, (group, (record, _)) in enumerate(zip(torch_groups, pairs)):
+    position: dict[Any, int] = {}
+    for i, (group, record) in enumerate(zip(torch_groups, saved)):
         ids = group.get("params") if isinstance(group, Mapping) else None
         if not isinstance(ids, list) or len(ids) != len(record["params"]):
             size = len(ids) if isinstance(ids, list) else "no"
-            raise ResumeError(f"{prefix}group {i} of the state dict holds {size} parameters but the layout record lists "
+            raise ResumeError(f"group {i} of the state dict holds {size} parameters but the layout record lists "
                               f"{len(record['params'])}; it was edited, and is not loaded")
-        # torch numbers the parameters 0, 1, 2... across the groups in order: other ids were edited
-        if ids != list(range(next_id, next_id + len(ids))):
-            raise ResumeError(f"{prefix}group {i} of the state dict holds parameter ids {_shown(ids)}, not "
-                              f"{_shown(list(range(next_id, next_id + len(ids))))} as torch saves them: they were "
+        first = len(position)
+        if ids != list(range(first, first + len(ids))) and not all(
+                isinstance(k, str) and (n == clean_name(k) or n.endswith("." + clean_name(k)))
+                for k, n in zip(ids, record["params"])):
+            raise ResumeError(f"group {i} of the state dict holds parameter ids {_shown(ids)}, not "
+                              f"{_shown(list(range(first, first + len(ids))))} as torch saves them: they were "
                               "reordered, and the state would go to other parameters")
-        next_id += len(ids)
+        position.update((k, first + j) for j, k in enumerate(ids))
         named = group.get("param_names")
         if named is not None and list(named) != record["params"]:
             wrong = next((k for k, (a, b) in enumerate(zip(named, record["params"])) if a != b), min(len(named), len(ids)))
-            raise ResumeError(f"{prefix}group {i}: its param_names disagree with the layout record at position {wrong} "
+            raise ResumeError(f"group {i}: its param_names disagree with the layout record at position {wrong} "
                               f"({_shown(list(named)[wrong:wrong + 1])} against {_shown(record['params'][wrong:wrong + 1])}); "
                               "the state dict was edited, and is not loaded")
     state = state_dict.get("state", {})
     if not isinstance(state, Mapping):
-        raise ResumeError(f"{prefix}the state dict's 'state' is not a mapping of parameter id to its state")
+        raise ResumeError("the state dict's 'state' is not a mapping of parameter id to its state")
     for key, values in state.items():
-        if not (type(key) is int and 0 <= key < next_id):
-            raise ResumeError(f"{prefix}the state dict holds state for parameter id {key!r}, which no group holds")
-        name, shape, whole = params[key]
+        if type(key) not in (int, str) or key not in position:
+            raise ResumeError(f"the state dict holds state for parameter id {key!r}, which no group holds")
+        name, shape, whole = params[position[key]]
         if not isinstance(values, Mapping):
-            raise ResumeError(f"{prefix}the state of '{name}' is not a mapping")
+            raise ResumeError(f"the state of '{name}' is not a mapping")
         for moment, value in values.items():
             found = getattr(value, "shape", None)
             if found is not None and not _fits(tuple(found), shape) and tuple(found) != (whole,):
-                raise ResumeError(f"{prefix}the state '{moment}' of '{name}' has shape {tuple(found)}, but the "
+                raise ResumeError(f"the state '{moment}' of '{name}' has shape {tuple(found)}, but the "
                                   f"parameter's is {shape}; it belongs to another tensor, and is not loaded")
 
 
@@ -207,11 +221,13 @@ def _shown(items: list[Any]) -> str:
 
 def _from_param_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        groups = [{"params": list(g["param_names"]), "shapes": None} for g in state_dict["param_groups"]]
+        tags = [g.get(RECORD_KEY) if isinstance(g.get(RECORD_KEY), Mapping) else {} for g in state_dict["param_groups"]]
+        groups = [{"params": list(g["param_names"]), "shapes": None, "lr": t.get("lr"),
+                   "weight_decay": t.get("weight_decay")} for g, t in zip(state_dict["param_groups"], tags)]
     except (KeyError, TypeError, AttributeError):
         raise ResumeError("this state dict carries no record of its group layout (not saved from an optimizer "
                           "lrrules built, and its groups have no 'param_names'); it cannot be checked") from None
-    return {"groups": groups}
+    return {"groups": groups, "fingerprint": next((t["fingerprint"] for t in tags if "fingerprint" in t), None)}
 
 
 def _check_record(saved: Any) -> None:

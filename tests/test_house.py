@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lrrules"
 ORDER = [
     "errors", "formula", "regexes", "reader", "roles", "inherit", "vocabulary", "fields", "entries",
     "language", "loader",
-    "params", "matching", "layers", "compile", "routes", "plan", "variables", "cautions", "resolver",
+    "params", "matching", "layers", "compile", "routes", "plan", "variables", "cautions", "resolver", "distributed",
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "tables", "report", "explain", "starter", "plot",
     "engines", "sources.checkpoints", "sources.names", "sources.cache", "sources",
