@@ -10,12 +10,11 @@ hold under ZeRO (see :func:`deepspeed_groups`), so they are refused.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 from .errors import ResumeError, UsageError
 from .plan import Plan
-from .resume import RECORD_KEY, ResumeReport, SettingChange, _check_record, _layout_problems, layout
+from .resume import RECORD_KEY, ResumeReport, ResumeWarning, _check_record, _layout_problems, changes, layout
 
 
 def deepspeed_groups(plan: Plan) -> list[dict[str, Any]]:
@@ -75,15 +74,10 @@ def load_deepspeed_checkpoint(engine: Any, load_dir: str, plan: Plan, tag: str |
         engine.load_checkpoint(load_dir, tag)
     finally:
         hooks.update(ours)
-    report = ResumeReport(plan.fingerprint, tuple(_changes(saved["groups"], groups)))
+    report = ResumeReport(plan.fingerprint, changes(saved["groups"], groups))
     if report.changed:
-        warnings.warn(str(report), stacklevel=2)
+        warnings.warn(ResumeWarning(str(report)), stacklevel=2)
     return report
-
-
-def _changes(saved: list[Mapping[str, Any]], groups: list[dict[str, Any]]) -> list[SettingChange]:
-    return [SettingChange(i, k, old[k], new[k]) for i, (old, new) in enumerate(zip(saved, groups))
-            for k in ("lr", "weight_decay") if old.get(k) is not None and old[k] != new[k]]
 
 
 def _refuse_phases(plan: Plan) -> None:

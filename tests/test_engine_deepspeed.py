@@ -79,3 +79,11 @@ def test_phases_are_refused_with_the_reason(ranks: list[dict[str, object]]) -> N
     for result in ranks:
         assert "phases cannot hold under DeepSpeed ZeRO" in str(result["phases"])
         assert "zero-fills the gradient" in str(result["phases"])
+
+
+def test_an_edited_lr_is_reported_after_the_resume(ranks: list[dict[str, object]]) -> None:
+    for result in ranks:
+        # the head's lr_mult went from 10 to 20: DeepSpeed keeps the checkpoint's 0.1, lrrules says so
+        assert result["edited_lrs"] == [0.01, 0.01, 0.1, 0.1]
+        assert "lr 0.1 in the checkpoint, 0.2 in the rules" in str(result["edited"])
+        assert any(m.startswith("ResumeWarning: ") and "0.2 in the rules" in m for m in result["edited_warnings"])

@@ -14,6 +14,7 @@ import copy
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,16 @@ def resume(out: Path) -> dict[str, Any]:
         refused = ""
     except lrrules.ResumeError as error:
         refused = str(error)
-    return {"straight": straight, "resumed": resumed, "report": str(report), "refused": refused}
+
+    net = model()  # only the head's lr edited: the checkpoint's lr stays, and the change is reported
+    optimizer, plan = lrrules.build(lrrules.loads(RULES.format(optimizer="AdamW", head="2").replace("10", "20")), net)
+    engine, *_ = deepspeed.initialize(model=net, optimizer=optimizer, config=config(2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        edited = load_deepspeed_checkpoint(engine, str(out / "ckpt"), plan, tag="step2")
+    return {"straight": straight, "resumed": resumed, "report": str(report), "refused": refused,
+            "edited": str(edited), "edited_lrs": [g["lr"] for g in engine.optimizer.param_groups],
+            "edited_warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}
 
 
 def groups_from_config() -> list[Any]:
