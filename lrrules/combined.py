@@ -1,13 +1,7 @@
-"""Several optimizers as one: what :func:`lrrules.build` returns for a file with ``optimizers:``.
-
-Schedulers, Lightning and the Hugging Face Trainer each take one optimizer. A
-:class:`CombinedOptimizer` reads its ``param_groups`` and ``state`` from its optimizers at each
-access, never copies them: an inner ``load_state_dict`` (accelerate's, Lightning's) replaces that
+"""Several optimizers as one (schedulers, Lightning, the HF Trainer and DCP take one): what
+:func:`lrrules.build` returns for a file with ``optimizers:``. ``param_groups`` and ``state`` are read
+from the inner optimizers at each access, never copied: an inner ``load_state_dict`` replaces that
 optimizer's group dicts, and a scheduler must set ``group["lr"]`` in the dict the inner one reads.
-
->>> optimizer, plan = lrrules.build("muon.yaml", model)        # doctest: +SKIP
->>> optimizer.optimizers["muon"]                                # doctest: +SKIP
-Muon (...)
 """
 
 from __future__ import annotations
@@ -76,7 +70,7 @@ class CombinedGroups(list[dict[str, Any]]):
 
 class CombinedOptimizer(torch.optim.Optimizer):
     """One optimizer over several named ones; ``optimizers`` maps each name to its optimizer.
-    ``param_groups`` lists the inner optimizers' current group dicts (the plan's group order);
+    ``param_groups`` lists the inner optimizers' current group dicts, optimizer by optimizer;
     assigning a list of as many groups hands each optimizer its share.
 
     >>> combined = CombinedOptimizer({"muon": Muon(mats), "adamw": AdamW(rest)})  # doctest: +SKIP
@@ -152,9 +146,8 @@ class CombinedOptimizer(torch.optim.Optimizer):
             optimizer.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        """torch's layout over every inner group in order (``state``, ``param_groups``, ids numbered
-        across the optimizers, as DCP's ``get_optimizer_state_dict`` reads them) and each optimizer's
-        type, through this optimizer's state-dict hooks (the layout record)."""
+        """torch's layout over every inner group (ids numbered across the optimizers, as DCP reads
+        them) and each optimizer's type, through this optimizer's state-dict hooks (the layout record)."""
         for pre in self._optimizer_state_dict_pre_hooks.values():
             pre(self)
         state: dict[Any, Any] = {}

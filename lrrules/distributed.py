@@ -2,14 +2,15 @@
 
 Interface (fixed; ``lrrules.engines`` and the docs rely on it):
 
-- ``lrrules.bind(plan, module, prefix="") -> Plan``: ``plan``, resolved on the whole model (on the
-  meta device is enough), restricted to the tensors ``module`` holds: an FSDP2- or TP-sharded module
+- ``lrrules.bind(plan, module, prefix="") -> BoundPlan`` (``lrrules.distributed.bind`` until
+  ``__init__`` names it): ``plan``, resolved on the whole model (on the meta device), restricted
+  to the tensors ``module`` holds: an FSDP2- or TP-sharded module
   (DTensors: their global shapes are compared), a pipeline stage (a submodule given with its
   ``prefix``, or the whole model with the other stages deleted or set to ``None``), FSDP1 with
   ``use_orig_params=True`` (original shapes read from its flat parameters). Every setting, layer,
   ``num_layers``, unmatched and unused rule comes from the whole model. A held tensor the plan does not
   know, or of another shape, is a :class:`ResolveError` naming it. A group mixing DTensors of other
-  meshes or placements with plain tensors is split: ``decay`` and ``decay@mesh(dp)[Shard(dim=0)]``.
+  meshes or placements with plain tensors is split: ``rest`` and ``rest@mesh(dp)[S(0)]``.
 - ``lrrules.build(rules, model, plan=bound)`` builds the optimizer over a bound plan's groups;
   ``build(rules, model)`` alone splits groups the same way.
 - State dicts: ``build``'s optimizer and the ``CombinedOptimizer`` save torch's layout (``state``,

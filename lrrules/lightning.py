@@ -28,7 +28,7 @@ def phase_callback(plan: Plan) -> Any:
 
     class LrrulesPhases(Callback):
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            plan.apply_phase(epoch=trainer.current_epoch, step=trainer.global_step)
+            plan.apply_phase(epoch=trainer.current_epoch, step=trainer.global_step if by_step else None)
 
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
             if by_step:

@@ -224,12 +224,11 @@ def build(rules: str | Path | RuleSet | Plan, model: torch.nn.Module,
 
     >>> optimizer, plan = lrrules.build("muon.yaml", model, optimizers={"muon": MyMuon})  # doctest: +SKIP
     """
-    if isinstance(rules, Plan):
+    if isinstance(rules, Plan):  # its rules read again from their file
         if rules.source.startswith("<"):
-            raise UsageError(f"a plan of rules given as text ({rules.source}) cannot be read again: "
-                             "lrrules.build(rules, model, plan=plan)")
-        plan = rules
-    ruleset = rules if isinstance(rules, RuleSet) else load(rules.source if isinstance(rules, Plan) else rules)
+            raise UsageError("a plan of rules given as text cannot be read again: lrrules.build(rules, model, plan=plan)")
+        plan, rules = rules, rules.source
+    ruleset = rules if isinstance(rules, RuleSet) else load(rules)
     given = dict(optimizers or {})
     names = [DEFAULT_OPTIMIZER, *ruleset.optimizers]
     unknown = sorted(set(given) - set(names))

@@ -5,6 +5,7 @@ One process, no process group (the sharded cases run on two gloo ranks: test_dis
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +225,14 @@ def test_fsdp1_is_bound_by_its_original_shapes_and_its_flat_parameter_refused() 
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(plan.params)
     with pytest.raises(ResolveError, match=r"'_flat_param' is FSDP1's flat parameter \(use_orig_params=False\)"):
         bind(plan, FullyShardedDataParallel(LM(), use_orig_params=False))
+
+
+def test_build_takes_the_whole_models_plan_in_place_of_the_rules(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    with torch.device("meta"):
+        plan = lrrules.resolve(str(path), LM())
+    optimizer, bound = lrrules.build(plan, stage(4, 7))  # its rules read again from the file
+    assert lrs(bound)["layers.4.attn.weight"] == pytest.approx(0.5**4)
+    with pytest.raises(lrrules.LrrulesError, match=r"given as text.*plan=plan"):
+        lrrules.build(whole_plan(), stage(4, 7))
