@@ -21,7 +21,7 @@ ORDER = [
     "params", "matching", "layers", "compile", "routes", "plan", "variables", "cautions", "resolver", "distributed",
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "tables", "report", "explain", "starter", "plot",
-    "sources.checkpoints", "sources.names", "sources.cache", "sources",
+    "engines", "sources.checkpoints", "sources.names", "sources.cache", "sources",
     "check", "cli", "__main__", "__init__",
 ]
 

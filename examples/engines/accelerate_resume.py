@@ -1,0 +1,107 @@
+"""Accelerate with DDP on the CPU, two gloo ranks: lrrules.build's optimizer through prepare(),
+save_state() and load_state(), guarded by the layout record in the optimizer's state dict.
+
+    python examples/engines/accelerate_resume.py --out /tmp/acc
+
+Writes, per rank, the parameters of a run that went straight through and of one resumed from its
+checkpoint, and what a foreign rule file's optimizer met on load (tests/test_engine_accelerate.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+import lrrules
+
+RULES = """
+version: 1
+defaults: {{lr: 0.01, weight_decay: 0.1}}
+optimizer: {{type: AdamW}}
+rules:
+  - {{name: head, match: "{head}.*", lr_mult: {mult}}}
+  - {{name: body, match: {{not: "{head}.*"}}}}
+modifiers:
+  - {{name: no-decay, match: {{ndim: 1}}, weight_decay: 0}}
+"""
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 4))  # "0" and "2": same shapes
+
+
+def prepared(accelerator: Any, head: str = "2", mult: int = 10) -> tuple[nn.Module, Any]:
+    accelerator.free_memory()  # save_state/load_state handle every object prepared: this run's alone
+    net = model()
+    optimizer, _ = lrrules.build(lrrules.loads(RULES.format(head=head, mult=mult)), net)
+    return accelerator.prepare(net, optimizer)  # type: ignore[no-any-return]
+
+
+def train(accelerator: Any, net: nn.Module, optimizer: Any, steps: range) -> None:
+    for step in steps:
+        torch.manual_seed(100 + 10 * step + accelerator.process_index)  # each rank its own batch
+        optimizer.zero_grad()
+        accelerator.backward(net(torch.randn(2, 4)).square().mean())
+        optimizer.step()
+
+
+def params(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {n.removeprefix("module."): p.detach().clone() for n, p in net.named_parameters()}
+
+
+def worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    ckpt = str(Path(out, "ckpt"))
+    net, optimizer = prepared(accelerator)
+    train(accelerator, net, optimizer, range(2))
+    accelerator.save_state(ckpt)
+    train(accelerator, net, optimizer, range(2, 4))
+    result: dict[str, Any] = {"straight": params(net)}
+
+    net, optimizer = prepared(accelerator)
+    accelerator.load_state(ckpt)               # optimizer.load_state_dict: lrrules' guard runs there
+    train(accelerator, net, optimizer, range(2, 4))
+    result["resumed"] = params(net)
+
+    net, optimizer = prepared(accelerator, head="0")   # "0" and "2" trade groups: same sizes, other tensors
+    try:
+        accelerator.load_state(ckpt)
+        result["refused"] = ""
+    except lrrules.ResumeError as error:
+        result["refused"] = str(error)
+
+    net, optimizer = prepared(accelerator, mult=20)    # only the head's lr edited
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        accelerator.load_state(ckpt)
+    result["edited_lrs"] = [g["lr"] for g in optimizer.param_groups]
+    result["edited_warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
+    torch.save(result, Path(out, f"rank{rank}.pt"))
+    accelerator.wait_for_everyone()
+    torch.distributed.destroy_process_group()
+
+
+def main(out: Path, port: int = 29534) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    mp.spawn(worker, args=(2, port, str(out)), nprocs=2, join=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=29534)
+    args = parser.parse_args()
+    main(args.out, args.port)
