@@ -163,7 +163,7 @@ def _classes(source: Any) -> dict[str, type]:
     return {type(o).__name__: type(o) for o in items if isinstance(o, torch.optim.Optimizer)}
 
 
-def _defaults(cls: type | None) -> dict[str, Any]:
+def constructor_defaults(cls: type | None) -> dict[str, Any]:
     """What ``cls`` puts in a group the caller gave nothing but params (AdamW's
     ``decoupled_weight_decay`` is in no signature): options equal to these go unwritten."""
     if cls is None:
@@ -260,7 +260,7 @@ class _Writer:
     def _common(self, route: str | None) -> Settings:
         mine = [self.trains[n] for n in self._of(route)]
         keys = dict.fromkeys(k for s in mine for k in s if k != "optimizer")
-        dropped = _defaults(self.classes.get(route or ""))
+        dropped = constructor_defaults(self.classes.get(route or ""))
         out: Settings = {}
         for key in keys:
             if key not in ("lr", "weight_decay") and any(key not in s for s in mine):
@@ -314,8 +314,8 @@ class _Writer:
                 if key in ("lr", "optimizer"):
                     continue
                 if key not in self.base[route] or not _same(self.base[route][key], value):
-                    if key in _defaults(self.classes.get(route or "")) and key not in self.base[route] \
-                            and _same(_defaults(self.classes[route or ""])[key], value):
+                    if key in constructor_defaults(self.classes.get(route or "")) and key not in self.base[route] \
+                            and _same(constructor_defaults(self.classes[route or ""])[key], value):
                         continue
                     wanted.setdefault((key, num(_plain(value))), []).append(name)
             if route != self.routes[0]:
