@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-FORMATS = {"mmengine": "mmengine"}
+FORMATS = {"mmengine": "mmengine", "timm": "timm_args"}
 
 
 def importer(name: str) -> ModuleType:
