@@ -22,7 +22,8 @@ ORDER = [
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "tables", "report", "explain", "starter", "plot",
     "sources.checkpoints", "sources.names", "sources.cache", "sources",
-    "capture", "importers", "importers.mmengine", "importers.timm_args", "importers.command",
+    "capture", "importers", "importers.mmengine", "importers.timm_args", "importers.regex_list",
+    "importers.command",
     "check", "cli", "__main__", "__init__",
 ]
 
