@@ -22,7 +22,7 @@ ORDER = [
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "tables", "report", "explain", "starter", "plot",
     "sources.checkpoints", "sources.names", "sources.cache", "sources",
-    "capture", "importers", "importers.mmengine", "importers.timm_args", "importers.regex_list", "importers.hf",
+    "capture", "importers", "importers.mmengine", "importers.timm_args", "importers.regex_list", "importers.hf", "importers.axolotl",
     "importers.command",
     "check", "cli", "__main__", "__init__",
 ]

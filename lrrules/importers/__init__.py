@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-FORMATS = {"mmengine": "mmengine", "timm": "timm_args", "regex-list": "regex_list", "hf": "hf"}
+FORMATS = {"mmengine": "mmengine", "timm": "timm_args", "regex-list": "regex_list", "hf": "hf", "axolotl": "axolotl"}
 
 
 def importer(name: str) -> ModuleType:
