@@ -39,8 +39,9 @@ def peer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optim
     from peft.optimizers import create_loraplus_optimizer
 
     lr, ratio, embedding, wd, eps = _settings(config)
+    wrapped: Any = model  # peft's annotation says PeftModel; any LoRA-wrapped module works
     optimizer: torch.optim.Optimizer = create_loraplus_optimizer(
-        model, torch.optim.AdamW,  # type: ignore[arg-type]  # any LoRA-wrapped module lr=lr, loraplus_lr_ratio=ratio, loraplus_lr_embedding=embedding,
+        wrapped, torch.optim.AdamW, lr=lr, loraplus_lr_ratio=ratio, loraplus_lr_embedding=embedding,
         loraplus_weight_decay=wd, eps=eps)
     return optimizer
 
