@@ -114,7 +114,8 @@ def test_timm_layer_decay_groups(family: str) -> None:
     from timm.optim import param_groups_layer_decay
 
     def make() -> torch.nn.Module:
-        return timm.create_model(family, pretrained=False, num_classes=3)
+        small = {"depth": 4, "img_size": 32, "patch_size": 8} if family.startswith("vit") else {}
+        return timm.create_model(family, pretrained=False, num_classes=3, **small)
 
     model = make()
     groups = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.75)
