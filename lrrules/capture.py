@@ -202,26 +202,26 @@ def matcher(names: Sequence[str], infos: Sequence[ParamInfo], dont_care: frozens
     for dims in ([0, 1], [2]):
         if {i.name for i in live if i.ndim in dims} == want:
             return f"{{ndim: {dims}}}"
-    allowed, every = want | dont_care, [i.name for i in infos]
-    globs: list[str] = []
-    tails = {n.rsplit(".", 1)[-1] for n in names}
-    for tail in sorted(tails):  # a last part only wanted tensors have: "*.bias"
-        under = {n for n in every if n.rsplit(".", 1)[-1] == tail}
-        if len(under) > 1 and under <= allowed and "." not in tail:
-            globs.append(f"*.{glob_escape(tail)}")
-        else:
-            tails.discard(tail)
+    allowed = want | dont_care
+    # How many unwanted tensors each last part and each module prefix holds: 0 means a glob may take it.
+    tails_all, tails_bad, bad = Counter[str](), Counter[str](), Counter[str]()
+    for info in infos:
+        parts = info.name.split(".")
+        tails_all[parts[-1]] += 1
+        if info.name not in allowed:
+            tails_bad[parts[-1]] += 1
+            bad.update(".".join(parts[:k]) + "." for k in range(1, len(parts)))
+    tails = sorted(t for t in {n.rsplit(".", 1)[-1] for n in names if "." in n}
+                   if tails_all[t] > 1 and not tails_bad[t])  # "*.bias"
+    globs = [f"*.{glob_escape(t)}" for t in tails]
     for name in names:
-        if name.rsplit(".", 1)[-1] in tails and "." in name:
+        parts = name.split(".")
+        if len(parts) > 1 and parts[-1] in tails:
             continue
-        parts, glob = name.split("."), glob_escape(name)
-        for k in range(1, len(parts)):
-            prefix = ".".join(parts[:k]) + "."
-            if {n for n in every if n.startswith(prefix)} <= allowed:
-                glob = glob_escape(prefix) + "*"
-                break
-        if glob not in globs:
-            globs.append(glob)
+        prefix = next((".".join(parts[:k]) + "." for k in range(1, len(parts)) if not bad[".".join(parts[:k]) + "."]),
+                      None)
+        globs.append(glob_escape(prefix) + "*" if prefix else glob_escape(name))
+    globs = list(dict.fromkeys(globs))
     return json.dumps(globs[0]) if len(globs) == 1 else "[" + ", ".join(map(json.dumps, globs)) + "]"
 
 
@@ -252,6 +252,7 @@ class _Writer:
         # The default optimizer is the one whose others are the shortest to route (Muon's matrices: {role: hidden}).
         cost = {r: sum(len(matcher(self._of(o), infos, self.frozen)) for o in routes if o != r) for r in routes}
         self.routes = sorted(routes, key=cost.__getitem__)
+        self.dropped = {r: constructor_defaults(classes.get(r or "")) for r in self.routes}
         self.base = {r: self._common(r) for r in self.routes}
 
     def _of(self, route: str | None) -> list[str]:
@@ -260,7 +261,7 @@ class _Writer:
     def _common(self, route: str | None) -> Settings:
         mine = [self.trains[n] for n in self._of(route)]
         keys = dict.fromkeys(k for s in mine for k in s if k != "optimizer")
-        dropped = constructor_defaults(self.classes.get(route or ""))
+        dropped = self.dropped[route]
         out: Settings = {}
         for key in keys:
             if key not in ("lr", "weight_decay") and any(key not in s for s in mine):
@@ -313,15 +314,14 @@ class _Writer:
             for key, value in s.items():
                 if key in ("lr", "optimizer"):
                     continue
-                if key not in self.base[route] or not _same(self.base[route][key], value):
-                    if key in constructor_defaults(self.classes.get(route or "")) and key not in self.base[route] \
-                            and _same(constructor_defaults(self.classes[route or ""])[key], value):
-                        continue
+                expected = self.base[route].get(key, self.dropped[route].get(key)) if key != "weight_decay" \
+                    else self.base[route].get(key)
+                if not _same(expected, value):
                     wanted.setdefault((key, num(_plain(value))), []).append(name)
             if route != self.routes[0]:
                 wanted.setdefault(("optimizer", self._name(route)), []).append(name)
         if self.frozen:
-            wanted[("freeze", "true")] = sorted(self.frozen, key=[i.name for i in self.infos].index)
+            wanted[("freeze", "true")] = [i.name for i in self.infos if i.name in self.frozen]
         rules: list[str] = []
         modifiers: list[str] = []
         for k, ((key, value), names) in enumerate(wanted.items(), 1):

@@ -2,6 +2,7 @@
 
 Both print the per-tensor comparison of the original's groups with the written file's, and return
 exit code 1 on any difference (lr, weight decay, options, frozen, optimizer; relative 1e-12).
+Building the parser imports nothing heavy: torch comes with the run.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ import argparse
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..capture import comparison, differences, from_optimizer, rules_table, tensor_table
 from ..errors import UsageError
-from ..sources import open_model, parse_model_args
-from . import FORMATS, importer
+from . import FORMATS
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +45,10 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace) -> torch.nn.Module:
+    import torch
+
+    from ..sources import open_model, parse_model_args
+
     module = open_model(args.model, args.num_classes, parse_model_args(args.model_arg)).module
     if not isinstance(module, torch.nn.Module):
         raise UsageError(f"--model {args.model}: the original's groups need the model itself, not names and shapes")
@@ -54,6 +58,8 @@ def _model(args: argparse.Namespace) -> torch.nn.Module:
 
 
 def _finish(text: str, original: Any, model: Any, args: argparse.Namespace) -> int:
+    from ..capture import comparison, differences, rules_table, tensor_table
+
     expected = tensor_table(original, model)
     got = rules_table(text, _model(args), original)  # a fresh model: the file alone decides
     if args.output:
@@ -70,6 +76,8 @@ def _finish(text: str, original: Any, model: Any, args: argparse.Namespace) -> i
 
 def run(args: argparse.Namespace) -> int:
     """``lrrules import``: the rule file for the peer's config, verified against the peer's own groups."""
+    from . import importer
+
     module = importer(args.format)
     config = module.read(args.config)
     if args.llrd is not None:
@@ -80,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_capture(args: argparse.Namespace) -> int:
     """``lrrules capture``: the rule file for what a user's function builds, verified against it."""
+    from ..capture import from_optimizer
+
     script, sep, name = args.function.rpartition(":")
     if not sep or not Path(script).is_file():
         raise UsageError(f"{args.function}: give SCRIPT:FUNC, a Python file and a function in it")
