@@ -199,9 +199,13 @@ def matcher(names: Sequence[str], infos: Sequence[ParamInfo], dont_care: frozens
     for role in _ROLES:
         if {i.name for i in live if any(r == role for r, _ in i.roles)} == want:
             return f"{{role: {role}}}"
+    flat = {i.name for i in live if i.ndim <= 1}
     for dims in ([0, 1], [2]):
         if {i.name for i in live if i.ndim in dims} == want:
             return f"{{ndim: {dims}}}"
+    for role in _ROLES:  # the usual no-decay set: 1-D tensors and what the model says (timm's no_weight_decay)
+        if flat | {i.name for i in live if any(r == role for r, _ in i.roles)} == want:
+            return f"{{any: [{{ndim: [0, 1]}}, {{role: {role}}}]}}"
     allowed = want | dont_care
     # How many unwanted tensors each last part and each module prefix holds: 0 means a glob may take it.
     tails_all, tails_bad, bad = Counter[str](), Counter[str](), Counter[str]()
@@ -259,19 +263,28 @@ class _Writer:
         return [n for n, s in self.trains.items() if s["optimizer"] == route]
 
     def _common(self, route: str | None) -> Settings:
-        mine = [self.trains[n] for n in self._of(route)]
+        names = self._of(route)
+        mine = [self.trains[n] for n in names]
         keys = dict.fromkeys(k for s in mine for k in s if k != "optimizer")
         dropped = self.dropped[route]
         out: Settings = {}
         for key in keys:
             if key not in ("lr", "weight_decay") and any(key not in s for s in mine):
                 continue  # not every group has it: set where it is, by modifiers
-            value = Counter(json.dumps(s.get(key)) for s in mine).most_common(1)[0][0]
-            value = json.loads(value)
+            choices = [json.loads(v) for v, _ in Counter(json.dumps(s.get(key)) for s in mine).most_common(3)]
+            # The lr is the formula's business; for the rest, the value whose exceptions are the shortest to write.
+            value = choices[0] if key == "lr" else min(choices, key=lambda c: self._cost(names, key, c))
             if key not in ("lr", "weight_decay") and key in dropped and _same(value, dropped[key]):
                 continue  # the constructor's own default
             out[key] = value
         return out
+
+    def _cost(self, names: list[str], key: str, value: Any) -> int:
+        others: dict[str, list[str]] = {}
+        for name in names:
+            if not _same(self.trains[name].get(key), value):
+                others.setdefault(json.dumps(self.trains[name].get(key)), []).append(name)
+        return sum(len(matcher(group, self.infos, self.frozen)) for group in others.values())
 
     def _name(self, route: str | None) -> str:
         return "default" if route == self.routes[0] else str(route).lower()
