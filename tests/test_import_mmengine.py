@@ -124,3 +124,19 @@ def test_the_command_reads_a_python_config_and_verifies(tmp_path: Path, capsys: 
     err = capsys.readouterr().err
     assert "62 of 62 tensors the same" in err and "fc.bias" in err
     assert "bias_lr_mult" in out.read_text()
+
+
+def test_an_amp_wrapper_and_an_mmcv_style_config_read_the_same(tmp_path: Path) -> None:
+    new = tmp_path / "new.py"
+    new.write_text("optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic', clip_grad=dict(max_norm=1.0), "
+                   "optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4), "
+                   "paramwise_cfg=dict(norm_decay_mult=0.0))\n")
+    old = tmp_path / "old.py"
+    old.write_text("optimizer = dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4, "
+                   "paramwise_cfg=dict(norm_decay_mult=0.0))\n")
+    model = torchvision.models.resnet18(num_classes=3)
+    texts = [importer.rules(importer.read(str(p))) for p in (new, old)]
+    assert texts[0] == texts[1]
+    original = importer.peer(importer.read(str(new)), model)
+    assert differences(tensor_table(original, model), rules_table(texts[0], torchvision.models.resnet18(num_classes=3),
+                                                                  original)) == []

@@ -31,9 +31,13 @@ def read(path: str) -> dict[str, Any]:
 
     cfg = Config.fromfile(path)
     wrapper = cfg.get("optim_wrapper") or {"optimizer": cfg.get("optimizer"), "paramwise_cfg": cfg.get("paramwise_cfg")}
+    wrapper = dict(wrapper.to_dict() if hasattr(wrapper, "to_dict") else wrapper)
     if not wrapper.get("optimizer"):
         raise UsageError(f"{path}: no optim_wrapper (nor optimizer) in the config")
-    return dict(wrapper.to_dict() if hasattr(wrapper, "to_dict") else wrapper)
+    optimizer = dict(wrapper["optimizer"])
+    if "paramwise_cfg" in optimizer:  # MMCV's older configs keep it inside the optimizer
+        wrapper["paramwise_cfg"] = optimizer.pop("paramwise_cfg")
+    return {**wrapper, "optimizer": optimizer}
 
 
 def peer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -41,7 +45,7 @@ def peer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optim
     from mmengine.logging import MMLogger
     from mmengine.optim import DefaultOptimWrapperConstructor
 
-    wrapper = {"type": "OptimWrapper", **{k: v for k, v in config.items() if k not in ("constructor", "paramwise_cfg")}}
+    wrapper = {"type": "OptimWrapper", "optimizer": config["optimizer"]}  # AMP, clipping: nothing of the groups
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel("WARNING")  # its INFO line per tensor and setting would bury the comparison
