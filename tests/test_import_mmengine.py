@@ -52,6 +52,12 @@ def mask2former_swin_keys() -> dict[str, Any]:
     return keys
 
 
+def tiny_gpt2() -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=2, n_positions=64))
+
+
 CONFIGS: dict[str, tuple[dict[str, Any], Callable[[], torch.nn.Module]]] = {
     "mask2former-r50 (#846)": (
         {"optimizer": ADAMW, "paramwise_cfg": {"custom_keys": {"backbone": {"lr_mult": 0.1, "decay_mult": 1.0},
@@ -76,6 +82,10 @@ CONFIGS: dict[str, tuple[dict[str, Any], Callable[[], torch.nn.Module]]] = {
                           "paramwise_cfg": {"norm_decay_mult": 0.0, "dwconv_decay_mult": 0.5, "bias_lr_mult": 2.0,
                                             "custom_keys": {"classifier": {"lr_mult": 10.0}}}},
                          lambda: torchvision.models.mobilenet_v2(num_classes=3)),
+    # a tied embedding and head: MMEngine meets transformer.wte.weight first and skips lm_head (bypass_duplicate)
+    "gpt2 tied, bypass_duplicate": ({"optimizer": ADAMW, "paramwise_cfg": {
+        "bypass_duplicate": True, "norm_decay_mult": 0.0, "bias_decay_mult": 0.0,
+        "custom_keys": {"lm_head": {"lr_mult": 10.0}, "h.1.": {"lr_mult": 2.0}}}}, lambda: tiny_gpt2()),
     "no weight decay set": ({"optimizer": {"type": "AdamW", "lr": 1e-3},
                              "paramwise_cfg": {"bias_lr_mult": 0.5, "flat_decay_mult": 0.0,
                                                "custom_keys": {"fc": {"lr_mult": 10.0}}}},

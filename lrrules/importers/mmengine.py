@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..capture import constructor_defaults, num
+from ..capture import constructor_defaults, glob_escape, num
 from ..errors import UsageError, did_you_mean
 from ..optim import optimizer_class
 
@@ -100,20 +100,31 @@ def rules(config: Mapping[str, Any], model: torch.nn.Module | None = None) -> st
     if keys:
         out.append("  # custom_keys: MMEngine tries the keys longest first (ties in alphabetical order) as substrings"
                    " of the name; the first that matches decides. Each rule overrides the next: that order.")
+    later = _later_names(model) if cfg.get("bypass_duplicate") else []
+    if later:
+        out.append("  # bypass_duplicate: MMEngine judges a tied tensor by the first name it meets and skips the others;"
+                   " lrrules would match any name, so every entry leaves the later names out")
     for i, key in enumerate(keys):
-        out += _custom_rule(i, key, dict(cfg["custom_keys"][key]), has_wd, keys)
+        out += _custom_rule(i, key, dict(cfg["custom_keys"][key]), has_wd, keys, later)
     out += ["  - {name: rest, fallback: true}", "modifiers:" if _has_flags(cfg, config) else ""]
-    out += _flag_modifiers(cfg, [_key_match(k) for k in keys], has_wd)
-    if cfg.get("bypass_duplicate"):
-        out.append("# bypass_duplicate: MMEngine gives a tied tensor the settings of the first module that holds it; "
-                   "lrrules sees all its names (the comparison shows any difference)")
+    out += _flag_modifiers(cfg, [_key_match(k) for k in keys], has_wd, later)
     if cfg.get("dcn_offset_lr_mult") is not None:
         out.append("# dcn_offset_lr_mult: applies to mmcv's deformable convolutions only; none is here (mmcv-full absent)")
     return "\n".join(line for line in out if line) + "\n"
 
 
-def _custom_rule(i: int, key: str, entry: dict[str, Any], has_wd: bool, keys: list[str]) -> list[str]:
-    lines = [f"  - name: {_name(i, keys)}   # custom_keys[{key!r}]", f"    match: {json.dumps(_key_match(key))}"]
+def _later_names(model: torch.nn.Module | None) -> list[dict[str, Any]]:
+    """``[{not: later names}]``: the names of tied tensors after their first, which MMEngine skips."""
+    from ..params import collect
+
+    names = [glob_escape(a) for info in collect(model)[0] for a in info.aliases] if model is not None else []
+    return [{"not": {"glob": names}}] if names else []
+
+
+def _custom_rule(i: int, key: str, entry: dict[str, Any], has_wd: bool, keys: list[str],
+                 later: list[dict[str, Any]]) -> list[str]:
+    match = {"all": [_key_match(key), *later]} if later else _key_match(key)
+    lines = [f"  - name: {_name(i, keys)}   # custom_keys[{key!r}]", f"    match: {json.dumps(match)}"]
     lr_mult, decay_mult = entry.pop("lr_mult", 1.0), entry.pop("decay_mult", 1.0)
     if "lr" in entry:
         lines.append(f"    lr: {num(float(entry.pop('lr')))}   # an 'lr' of the key replaces base lr * lr_mult")
@@ -142,16 +153,18 @@ def _has_flags(cfg: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
         cfg.get(k) is not None for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult", "flat_decay_mult")))
 
 
-def _flag_modifiers(cfg: Mapping[str, Any], custom: list[dict[str, Any]], has_wd: bool) -> list[str]:
+def _flag_modifiers(cfg: Mapping[str, Any], custom: list[dict[str, Any]], has_wd: bool,
+                    later: list[dict[str, Any]]) -> list[str]:
     """The flags, for tensors no custom key matches (open-mmlab/mmengine#846: MMEngine drops them for
     every tensor a custom key matches, so a backbone norm under custom_keys['backbone'] keeps its decay)."""
-    mine: dict[str, Any] = {"not": {"regex": [w for c in custom for w in c["regex"]]}} if custom else {}
+    mine = [{"not": {"regex": [w for c in custom for w in c["regex"]]}}] if custom else []
+    mine += later
     out = []
     if custom and any(cfg.get(k) is not None for k in FLAGS[1:6]):
         out.append("  # open-mmlab/mmengine#846: MMEngine applies the flags below only where no custom key matched"
                    " (a norm under a custom key keeps its decay), hence the `not` of each")
     if cfg.get("bias_lr_mult") is not None:
-        out.append(_modifier("bias-lr", {"all": [BIAS, {"not": NORMS}, *([mine] if mine else [])]}, "lr_mult", cfg["bias_lr_mult"],
+        out.append(_modifier("bias-lr", {"all": [BIAS, {"not": NORMS}, *mine]}, "lr_mult", cfg["bias_lr_mult"],
                              "bias_lr_mult: a tensor named bias, not of a norm"))
     if not has_wd:
         return out
@@ -164,7 +177,7 @@ def _flag_modifiers(cfg: Mapping[str, Any], custom: list[dict[str, Any]], has_wd
     for flag, match, what in chain:
         if cfg.get(flag) is None:
             continue
-        parts = [match, *({"not": b} for b in before), *([mine] if mine else [])]
+        parts = [match, *({"not": b} for b in before), *mine]
         name = flag.removesuffix("_decay_mult") + "-decay"
         out.append(_modifier(name, {"all": parts} if len(parts) > 1 else match, "weight_decay_mult", cfg[flag],
                              f"{flag}: {what}" + (", none of the flags before it" if before else "")))
