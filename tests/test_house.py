@@ -22,6 +22,8 @@ ORDER = [
     "optimizer_table", "signatures", "combined", "resume", "optim", "schedules", "lightning",
     "lint", "tables", "report", "explain", "starter", "plot",
     "engines", "sources.checkpoints", "sources.names", "sources.cache", "sources",
+    "capture", "importers", "importers.mmengine", "importers.timm_args", "importers.regex_list", "importers.hf", "importers.axolotl",
+    "importers.command",
     "check", "cli", "__main__", "__init__",
 ]
 
