@@ -15,6 +15,7 @@ from .check import Finding, check
 from .errors import LrrulesError, PlanProblemsError, ResumeError, RuleError, RuleFileError
 
 if TYPE_CHECKING:
+    from .capture import from_optimizer
     from .distributed import bind
     from .language import RuleSet
     from .loader import load, loads
@@ -30,7 +31,7 @@ __version__ = "0.1.0"
 # Imported when first used: the rule language (pydantic models, built at import) only when a file is
 # read, so `lrrules --version` and TAB completion skip it; the optimizer code only when one is built.
 _LAZY = {
-    "Built": "optim", "bind": "distributed", "build": "optim", "build_optimizer": "optim", "Plan": "plan", "RuleSet": "language",
+    "Built": "optim", "bind": "distributed", "build": "optim", "build_optimizer": "optim", "from_optimizer": "capture", "Plan": "plan", "RuleSet": "language",
     "load": "loader", "loads": "loader", "load_optimizer_state": "resume", "resolve": "resolver",
     "resolve_names": "sources", "rule_scheduler": "schedules",
 }
@@ -50,5 +51,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Built", "Finding", "LrrulesError", "Plan", "PlanProblemsError", "RuleError", "RuleFileError", "ResumeError",
-           "RuleSet", "bind", "build", "build_optimizer", "check", "load_optimizer_state", "load", "loads", "resolve",
+           "RuleSet", "bind", "build", "build_optimizer", "check", "from_optimizer", "load_optimizer_state", "load", "loads", "resolve",
            "resolve_names", "rule_scheduler"]

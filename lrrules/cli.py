@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import LrrulesError, PlanProblemsError, RuleFileError, UsageError, printable
+from .importers.command import COMMANDS as PEER_COMMANDS
 
 if TYPE_CHECKING:
     from .language import RuleSet
@@ -423,12 +424,13 @@ def _parser() -> argparse.ArgumentParser:
         "non-empty diff; 2 invalid rule file, model or usage")
     parser.add_argument("--version", action="version", version=f"lrrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (run, summary, description, example, takes, own) in _COMMANDS.items():
+    for name, (run, summary, description, example, takes, own) in {**_COMMANDS, **PEER_COMMANDS}.items():
         p = commands.add_parser(name, help=summary, description=description, epilog=f"example:\n  {example}",
                                 formatter_class=_HelpFormatter)
         p.set_defaults(run=run)
-        for option in [option for word in takes.split() for option in _TAKES[word]] + own:
+        for option in [option for word in takes.split() for option in _TAKES[word]] + ([] if callable(own) else own):
             _add(p, *option)
+        own(p) if callable(own) else None  # import and capture add their own (lrrules.importers.command)
     return parser
 
 

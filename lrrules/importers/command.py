@@ -104,3 +104,18 @@ def run_capture(args: argparse.Namespace) -> int:
     model = _model(args)
     original = function(model)
     return _finish(from_optimizer(original, model), original, model, args)
+
+
+#: The two commands as lrrules.cli's table holds them: function, summary, description, example,
+#: what they take of cli's shared options (nothing: they add their own), and their arguments.
+COMMANDS: dict[str, tuple[Any, ...]] = {
+    "import": (run, "write a rule file from a peer's config, verified per tensor",
+               "Write the rule file that gives the groups FORMAT's own code builds from CONFIG (MMEngine paramwise_cfg, "
+               "timm train args, a first-match regex list, Hugging Face TrainingArguments, Axolotl), then compare both "
+               "per tensor on the model; exit 1 on any difference.",
+               "lrrules import timm args.yaml --model vit_small_patch16_224 -o rules.yaml", "", add_arguments),
+    "capture": (run_capture, "the shortest rule file an existing optimizer's groups come to",
+                "Run SCRIPT's FUNC(model), write the shortest rule file giving the groups of the optimizer it returns "
+                "(formulas recovered where the lrs follow one), and compare both per tensor; exit 1 on any difference.",
+                "lrrules capture train.py:make_optimizer --model resnet18 -o rules.yaml", "", add_capture_arguments),
+}
