@@ -17,12 +17,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from pydantic_core import PydanticCustomError
 
 from .errors import FormulaError, Pointer, did_you_mean
-from .fields import (VAR_NAMES, VAR_VALUES, Count, Matcher, Number, Strict, check_number, checked_formula, in_text,
-                     matcher_groups, refuse)
+from .fields import (VAR_NAMES, VAR_VALUES, Count, Flag, Matcher, Number, Strict, check_number, checked_formula,
+                     in_text, matcher_groups, refuse, strict_number)
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, SETTING_FIELDS, VARIABLES, reserved_option
 
-Setting = Annotated[Union[float, str], BeforeValidator(check_number), Field(description=FORMULA_HELP)]
+Setting = Annotated[Union[float, str], BeforeValidator(check_number), Field(description=FORMULA_HELP, json_schema_extra={"ge": 0})]
 
 
 def _option_kind(value: Any) -> str | None:
@@ -38,6 +38,7 @@ def _option_kind(value: Any) -> str | None:
 _NOT_A_MAPPING = dict(custom_error_type="option_mapping", custom_error_message=(
     "an option's value is a number, a word, true/false, null or a list, not a mapping "
     "(an option is written flat under defaults or a rule's options: `momentum: 0.9`)"))
+_finite = functools.partial(check_number, negative=True)
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
 # An option's value: a boolean, a list of numbers, null, or a number (in rules also a formula or a
 # word), chosen by the input's type so that an error names only the one that applies.
@@ -47,11 +48,12 @@ _None = Annotated[None, Tag("<none>")]
 #: An option in rules: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a word that
 #: names no variable is text (``proj_type: std``), anything else a formula.
 OptionValue = Annotated[Union[_Bool, _List, _None, Annotated[
-    Union[int, float, str], BeforeValidator(functools.partial(check_number, negative=True)),
+    Union[int, float, str], BeforeValidator(_finite),
     Field(description="A number (negative where the optimizer takes it), a word (an option's text value: "
           "proj_type: std), or a formula. " + FORMULA_HELP), Tag("<value>")]], Discriminator(_option_kind, **_NOT_A_MAPPING)]
 #: An option in defaults: a number, kept an integer where it is one.
-DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[Count, Number], Tag("<value>")]],
+DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[int, float], BeforeValidator(strict_number),
+                                                                BeforeValidator(_finite), Tag("<value>")]],
                           Discriminator(_option_kind, **_NOT_A_MAPPING)]
 
 
@@ -70,14 +72,14 @@ class _Settings(Strict):
     weight_decay_mult: Setting | None = Field(None, description="A multiplier on base_weight_decay.")
     options: dict[str, OptionValue] | None = Field(
         None, description="Other optimizer options for these parameters (momentum, betas, eps, ...).")
-    freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
+    freeze: Flag = Field(False, description="Take these parameters out of training (requires_grad=False).")
     # issue 13 (several optimizers, per-rule schedules): routing and the schedule formula.
     optimizer: OptimizerName | None = Field(
         None, description="The name of an optimizer under the top-level `optimizers` that these parameters go to.")
     lr_schedule: str | None = Field(
         None, description="A formula of step, epoch, total_steps (and vars) scaling these parameters' lr over "
         "time; lrrules.rule_scheduler turns it into a scheduler (see docs/language.md).")
-    remove: bool = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
+    remove: Flag = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
 
     @field_validator(*SETTING_FIELDS, mode="after")
     @classmethod
@@ -167,7 +169,7 @@ class Rule(_Settings):
     """A claiming rule: every trainable parameter must be claimed by exactly one rule."""
 
     match: Matcher | None = Field(None, description="Which parameters this rule claims.")
-    fallback: bool = Field(False, description="Claims only the parameters no other rule claims.")
+    fallback: Flag = Field(False, description="Claims only the parameters no other rule claims.")
     overrides: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="Names of rules this rule takes precedence over where both match "
         "(transitively); any other overlap stays a conflict. Never depends on the order in the file.")
@@ -242,11 +244,21 @@ class Defaults(BaseModel):
         return dict(self.model_extra or {})
 
 
-class Optimizer(Strict):
-    """The optimizer build_optimizer makes."""
+class Optimizer(BaseModel):
+    """The optimizer build_optimizer makes; any other key is an option, as if written in `defaults`
+    (``optimizer: {type: SGD, momentum: 0.9}``): the rule set moves it there."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
                                "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
+    __pydantic_extra__: dict[str, DefaultOption]
+
+    @model_validator(mode="after")
+    def _options_are_options(self) -> Optimizer:
+        for key in self.model_extra or {}:
+            _check_option_name(key)
+        return self
 
 
 OptimizerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]

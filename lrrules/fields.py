@@ -71,17 +71,21 @@ def _check_glob(pattern: str) -> str:
 
 
 def _listify(value: Any) -> Any:
-    return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+    return [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
 
 
-_WORDS = BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]])  # one, or a list of them
-Glob = Annotated[str, BeforeValidator(_check_glob)]
+def _one_or_list(item: Any) -> BeforeValidator:
+    """A list that may be written as its one item; the schema says both, with the item's bounds."""
+    return BeforeValidator(_listify, json_schema_input_type=Union[item, list[item]])
+
+
+Glob = Annotated[str, BeforeValidator(_check_glob), Field(min_length=1)]
 Regex = Annotated[str, BeforeValidator(lambda v: _check_regex(v) if isinstance(v, str) else v)]
-Globs = Annotated[list[Glob], _WORDS, Field(min_length=1)]
-Regexes = Annotated[list[Regex], _WORDS, Field(min_length=1)]
+Globs = Annotated[list[Glob], _one_or_list(Glob), Field(min_length=1)]
+Regexes = Annotated[list[Regex], _one_or_list(Regex), Field(min_length=1)]
 
 
-def _plain_number(value: Any) -> Any:
+def strict_number(value: Any) -> Any:
     # pydantic's lax mode reads True as 1 and the text '1_000' as 1000; YAML 1.2 and JSON do not.
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number", {})
@@ -95,8 +99,19 @@ def _plain_number(value: Any) -> Any:
 
 
 #: A number where only a number goes (no formula): finite, never a boolean or numeric-looking text.
-Number = Annotated[float, BeforeValidator(_plain_number), Field(allow_inf_nan=False)]
-Count = Annotated[int, BeforeValidator(_plain_number)]
+Number = Annotated[float, BeforeValidator(strict_number), Field(allow_inf_nan=False)]
+Count = Annotated[int, BeforeValidator(strict_number)]
+
+
+def _plain_bool(value: Any) -> Any:
+    # pydantic's lax mode reads 'yes', 'on', 1 and '0' as booleans; YAML 1.2, JSON and the schema do not.
+    if not isinstance(value, bool):
+        raise PydanticCustomError("bool", "Input should be a valid boolean (write true or false)", {})
+    return value
+
+
+#: A yes/no field: a YAML or JSON boolean only.
+Flag = Annotated[bool, BeforeValidator(_plain_bool)]
 
 
 def _check_role(value: Any) -> Any:
@@ -106,13 +121,16 @@ def _check_role(value: Any) -> Any:
     return value
 
 
-Roles = Annotated[list[Annotated[str, BeforeValidator(_check_role)]], _WORDS, Field(min_length=1)]
-Ndims = Annotated[list[Annotated[Count, Field(ge=0)]], BeforeValidator(_listify, json_schema_input_type=Union[
-    int, list[int]]), Field(min_length=1)]
+Role = Annotated[str, BeforeValidator(_check_role), Field(json_schema_extra={"enum": [*ROLES, *ALIASES]})]
+Roles = Annotated[list[Role], _one_or_list(Role), Field(min_length=1)]
+Ndim = Annotated[Count, Field(ge=0)]
+Ndims = Annotated[list[Ndim], _one_or_list(Ndim), Field(min_length=1)]
 
 
 class MatchFields(Strict):
     """A matcher written as a mapping: every field given must match (AND)."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     glob: Globs | None = Field(None, description="Glob(s) over the whole dotted name; `*` crosses dots.")
     regex: Regexes | None = Field(

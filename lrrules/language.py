@@ -192,6 +192,26 @@ class RuleSet(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _inline_options(self) -> RuleSet:
+        # Options written on the single optimizer mean what they mean in `defaults`: moved there,
+        # with their places, so every later message points where they are written.
+        inline = self.optimizer.model_extra if self.optimizer else None
+        if not inline or self.optimizer is None:
+            return self
+        source = self._source or SourceMap(self.path)
+        for key in inline:
+            if key in self.defaults.options:
+                raise refuse("option", "option '{key}' is given twice: here and in defaults (at {there}); keep one",
+                             Pointer(("optimizer", key), key=True), key=key,
+                             there=str(source.locate(("defaults", key), key=True)))
+        source.graft(SourceMap(source.path, dict(source.values), dict(source.keys)), ("optimizer",), ("defaults",),
+                     {key: key for key in inline})
+        defaults = Defaults.model_validate({**self.defaults.model_dump(), **inline})
+        object.__setattr__(self, "defaults", defaults)  # frozen once valid: this is its validation
+        object.__setattr__(self, "optimizer", Optimizer.model_validate({"type": self.optimizer.type}))
+        return self
+
+    @model_validator(mode="after")
     def _routes_known(self) -> RuleSet:
         if DEFAULT_OPTIMIZER in self.optimizers:
             raise refuse("optimizers", "'{name}' names the single `optimizer:`; choose another name",
@@ -229,7 +249,27 @@ def json_schema() -> dict[str, Any]:
     schema["required"] = [k for k in schema["required"] if k != "defaults"]
     schema["if"] = {"not": {"required": ["extends"]}}
     schema["then"] = {"required": ["defaults"]}
-    return schema
+    bounded: dict[str, Any] = _bounds(schema)
+    return bounded
+
+
+_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+def _bounds(node: Any) -> Any:
+    """pydantic writes a bound it applies after a validator as ``ge``/``gt``, which JSON Schema does not
+    read: written as ``minimum``/``exclusiveMinimum`` on the number types it bounds, so the schema refuses
+    what the tool refuses (``lr: 0``)."""
+    if isinstance(node, list):
+        return [_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _bounds(value) for key, value in node.items() if key not in _BOUNDS}
+    bounds = {_BOUNDS[key]: value for key, value in node.items() if key in _BOUNDS}
+    for branch in out.get("anyOf", [out]) if bounds else ():
+        if branch.get("type") in ("number", "integer"):
+            branch.update(bounds)
+    return out
 
 
 def json_schema_text() -> str:
