@@ -35,13 +35,13 @@ _STR, _INT, _FLOAT, _BOOL, _NULL, _SEQ, _MAP = (
 
 @dataclass(frozen=True)
 class Spot:
-    """Where a key or value starts (1-based), and how a scalar was quoted (``'``, ``"`` or ``""``)."""
+    """Where a key or value starts (1-based), how a scalar was quoted, and its file if not the map's."""
 
     line: int
     col: int
     quote: str = ""
     single_line: bool = True
-    path: str = ""  # the file, where it is not the map's own (inherited through 'extends')
+    path: str = ""
 
 
 @dataclass
@@ -52,35 +52,20 @@ class SourceMap:
     values: dict[Loc, Spot] = field(default_factory=dict)
     keys: dict[Loc, Spot] = field(default_factory=dict)
 
-    def spot(self, loc: Sequence[str | int], key: bool = False) -> Spot | None:
-        """The position of ``loc``, or of its nearest enclosing part that has one."""
-        loc = tuple(loc)
-        if key and loc in self.keys:
-            return self.keys[loc]
-        for n in range(len(loc), -1, -1):
-            if (found := self.values.get(loc[:n])) is not None:
-                return found
-        return None
-
     def locate(self, loc: Sequence[str | int], key: bool = False, offset: int | None = None) -> Location:
-        """``file:line:col`` of ``loc``; ``offset`` moves the column into a one-line scalar's text."""
-        spot = self.spot(loc, key)
+        """``file:line:col`` of ``loc`` (its key with ``key``), or of its nearest enclosing part that
+        has one; ``offset`` moves the column into a one-line scalar's text."""
+        loc = tuple(loc)
+        spot = self.keys.get(loc) if key else None
+        spot = spot or next((self.values[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in self.values), None)
         if spot is None:
             return Location(self.path)
         col = spot.col + (len(spot.quote) + offset if offset is not None and spot.single_line else 0)
         return Location(spot.path or self.path, spot.line, col)
 
     def graft(self, other: SourceMap, src: Loc, dst: Loc, heads: Mapping[str | int, str | int] | None = None) -> None:
-        """Copy ``other``'s positions under ``src`` to this map under ``dst``, keeping their file.
-
-        With ``heads``, only the parts of ``src`` whose first key is in it move, each under its new
-        key (``{3: 0}``: ``src[3]`` becomes ``dst[0]``), in one pass however many parts move.
-
-        >>> base = parse("rules: [{name: a}, {name: b}]", "base.yaml")[1]
-        >>> out = SourceMap("child.yaml"); out.graft(base, ("rules",), ("rules",), {1: 0})
-        >>> str(out.locate(("rules", 0, "name")))
-        'base.yaml:1:27'
-        """
+        """Copy ``other``'s positions under ``src`` to this map under ``dst``, keeping their file; with
+        ``heads``, only the parts whose first key is in it, each under its new key (``{3: 0}``)."""
         n = len(src)
         for mine, theirs in ((self.values, other.values), (self.keys, other.keys)):
             for loc, spot in theirs.items():
