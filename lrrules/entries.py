@@ -26,13 +26,9 @@ Setting = Annotated[Union[float, str], BeforeValidator(check_number), Field(desc
 
 
 def _option_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return None  # no kind: one error saying what an option may be, not one per number type
-    if isinstance(value, bool):
-        return "<bool>"
-    if isinstance(value, (list, tuple)):
-        return "<list>"
-    return "<none>" if value is None else "<value>"
+    # A mapping has no kind: one error saying what an option may be, not one per number type.
+    kinds = ((dict, None), (bool, "<bool>"), ((list, tuple), "<list>"), (type(None), "<none>"))
+    return next((tag for kind, tag in kinds if isinstance(value, kind)), "<value>")
 
 
 _NOT_A_MAPPING = dict(custom_error_type="option_mapping", custom_error_message=(
@@ -58,11 +54,8 @@ DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[int, float]
 
 
 class _Settings(Strict):
-    """What a rule or modifier sets; each number may be a formula.
-
-    ``name`` and ``match`` come first: a formula's names are checked against the match's regex
-    groups, and pydantic validates fields in the order they are declared.
-    """
+    """What a rule or modifier sets; each number may be a formula. ``name`` and ``match`` come first:
+    a formula's names are checked against the match's regex groups, validated before it."""
 
     name: Annotated[str, Field(min_length=1, description="A unique name, shown in reports.")]
     match: Matcher | None = Field(None, description="Which parameters this entry applies to.")
@@ -73,7 +66,6 @@ class _Settings(Strict):
     options: dict[str, OptionValue] | None = Field(
         None, description="Other optimizer options for these parameters (momentum, betas, eps, ...).")
     freeze: Flag = Field(False, description="Take these parameters out of training (requires_grad=False).")
-    # issue 13 (several optimizers, per-rule schedules): routing and the schedule formula.
     optimizer: OptimizerName | None = Field(
         None, description="The name of an optimizer under the top-level `optimizers` that these parameters go to.")
     lr_schedule: str | None = Field(
@@ -92,22 +84,16 @@ class _Settings(Strict):
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                compile_formula(value, set(SCHEDULE_VARIABLES) | VAR_NAMES.get())
-            except FormulaError as exc:
-                raise in_text("formula", exc) from None
+            checked_formula(value, set(SCHEDULE_VARIABLES) | VAR_NAMES.get(), condition=True)
         return value
 
     @field_validator("options", mode="after")
     @classmethod
     def _compile_options(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        out, names = {}, _names(info)
-        for key, item in value.items():
-            _check_option_name(key)
-            out[key] = _option_text(item, names, key) if isinstance(item, str) else item
-        return out
+        _check_option_names(value or {})
+        names = _names(info)
+        return None if value is None else {k: _option_text(v, names, k) if isinstance(v, str) else v
+                                           for k, v in value.items()}
 
     @model_validator(mode="after")
     def _one_of_each(self) -> _Settings:
@@ -130,13 +116,9 @@ class _Settings(Strict):
 
     def formulas(self) -> Iterator[tuple[tuple[str, ...], Formula]]:
         """Each formula this entry holds, with its path inside the entry."""
-        for name in SETTING_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, Formula):
-                yield (name,), value
-        for key, value in (self.options or {}).items():
-            if isinstance(value, Formula):
-                yield ("options", key), value
+        found: list[tuple[tuple[str, ...], Any]] = [((name,), getattr(self, name)) for name in SETTING_FIELDS]
+        found += [(("options", key), value) for key, value in (self.options or {}).items()]
+        yield from ((at, value) for at, value in found if isinstance(value, Formula))
 
 
 def _names(info: ValidationInfo) -> set[str] | None:
@@ -159,10 +141,26 @@ def _option_text(text: str, names: set[str] | None, key: str) -> str | Formula:
     return checked_formula(text, names, key, negative=True)
 
 
-def _check_option_name(key: str) -> None:
-    why = reserved_option(key)
-    if why is not None:
-        raise refuse("option", "'{key}' is not an option here: {why}", Pointer((key,), key=True), key=key, why=why)
+def _check_option_names(keys: Any, at: Any = lambda i, key: Pointer((key,), key=True)) -> None:
+    for i, key in enumerate(keys):
+        if (why := reserved_option(key)) is not None:
+            raise refuse("option", "'{key}' is not an option here: {why}", at(i, key), key=key, why=why)
+
+
+class _WithOptions(BaseModel):
+    """A mapping whose keys beyond its fields are optimizer options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @model_validator(mode="after")
+    def _options_are_options(self) -> _WithOptions:
+        _check_option_names(self.model_extra or {})
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The optimizer options (every key but the fields), types kept."""
+        return dict(self.model_extra or {})
 
 
 class Rule(_Settings):
@@ -218,10 +216,8 @@ def _over_vars(value: Any) -> Any:
 VarsNumber = Annotated[Number, BeforeValidator(_over_vars, json_schema_input_type=Union[float, str])]
 
 
-class Defaults(BaseModel):
+class Defaults(_WithOptions):
     """What every parameter starts from; any other key is an optimizer option (betas, eps, momentum, ...)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
     lr: Annotated[VarsNumber, Field(gt=0, description="The base learning rate (base_lr); a number or a formula "
                                     "over vars.")]
@@ -232,33 +228,19 @@ class Defaults(BaseModel):
     @model_validator(mode="after")
     def _known_looking_options(self) -> Defaults:
         for key in self.model_extra or {}:
-            _check_option_name(key)
             hint = did_you_mean(_MISSPELT.get(key, key), ["lr", "weight_decay"], cutoff=0.75)
             if hint:
                 raise refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
         return self
 
-    @property
-    def options(self) -> dict[str, Any]:
-        """The optimizer options other than lr and weight_decay."""
-        return dict(self.model_extra or {})
 
-
-class Optimizer(BaseModel):
+class Optimizer(_WithOptions):
     """The optimizer build_optimizer makes; any other key is an option, as if written in `defaults`
     (``optimizer: {type: SGD, momentum: 0.9}``): the rule set moves it there."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
                                "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
     __pydantic_extra__: dict[str, DefaultOption]
-
-    @model_validator(mode="after")
-    def _options_are_options(self) -> Optimizer:
-        for key in self.model_extra or {}:
-            _check_option_name(key)
-        return self
 
 
 OptimizerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
@@ -275,11 +257,9 @@ def _any_option(value: Any) -> Any:
     return value
 
 
-class NamedOptimizer(BaseModel):
+class NamedOptimizer(_WithOptions):
     """One of several optimizers (``optimizers: {NAME: {type, lr, ...}}``): its values are the defaults
     of the parameters routed to it (``optimizer: NAME`` on a rule or modifier)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description=(
         "A torch.optim class name (Muon, AdamW, SGD, ...) or a timm optimizer name; a class the caller "
@@ -294,18 +274,9 @@ class NamedOptimizer(BaseModel):
                                             BeforeValidator(_any_option)]]
 
     @model_validator(mode="after")
-    def _options_are_options(self) -> NamedOptimizer:
+    def _group_keys_are_options(self) -> NamedOptimizer:
         for key in self.model_extra or {}:
             if key in ("optimizer", "optimizers"):
                 raise refuse("option", "'{key}' is not an option here", Pointer((key,), key=True), key=key)
-            _check_option_name(key)
-        for i, key in enumerate(self.group_keys):
-            if reserved_option(key) is not None:
-                raise refuse("option", "'{key}' is not an option here: {why}", Pointer(("group_keys", i)),
-                              key=key, why=reserved_option(key))
+        _check_option_names(self.group_keys, lambda i, key: Pointer(("group_keys", i)))
         return self
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The constructor options other than lr and weight_decay, types kept."""
-        return dict(self.model_extra or {})
