@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from pydantic_core import PydanticCustomError
 
 from .errors import FormulaError, Pointer, did_you_mean
-from .fields import (VAR_NAMES, VAR_VALUES, Count, Flag, Matcher, Number, Strict, check_number, checked_formula,
+from .fields import (VAR_NAMES, VAR_VALUES, Flag, Matcher, Number, Strict, check_number, checked_formula,
                      in_text, matcher_groups, refuse, strict_number)
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, SETTING_FIELDS, VARIABLES, reserved_option

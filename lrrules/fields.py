@@ -36,16 +36,14 @@ class Strict(BaseModel):
 
 
 def refuse(kind: str, template: str, spot: Pointer, **params: Any) -> PydanticCustomError:
-    """pydantic's error of type ``kind``, its message ``template`` filled from ``params``, with the
-    :class:`~lrrules.errors.Pointer` the loader places it by."""
+    """pydantic's error ``kind``, its ``template`` filled from ``params``, placed by ``spot``."""
     return PydanticCustomError(kind, template, {**params, POINTER_KEY: spot})
 
 
-def in_text(kind: str, exc: ExpressionError, template: str = "{message}", below: tuple[str | int, ...] = (),
-             **params: Any) -> PydanticCustomError:
-    """pydantic's error for a problem inside a formula or regex, with the text and the spot in it
-    (``below``: the text's key inside the value checked, such as an option's name)."""
-    return refuse(kind, template, Pointer(below, expr=exc.expr, offset=exc.offset), message=exc.message, **params)
+def in_text(kind: str, exc: ExpressionError, template: str = "{message}",
+            below: tuple[str | int, ...] = ()) -> PydanticCustomError:
+    """pydantic's error for a problem inside a formula or regex (``below``: the text's key in the value)."""
+    return refuse(kind, template, Pointer(below, expr=exc.expr, offset=exc.offset), message=exc.message)
 
 
 def _check_regex(pattern: str) -> str:

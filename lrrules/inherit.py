@@ -141,26 +141,24 @@ def merge(base: dict[str, Any], base_map: SourceMap, over: dict[str, Any],
 
 def _by_name(key: str, base: list[Any], base_map: SourceMap, over: list[Any], over_map: SourceMap,
              out_map: SourceMap) -> list[Any]:
-    # Keyed by name (an unnamed entry by its own object): replacing keeps the inherited place, and
-    # looking a name up costs the same however many entries a long chain of parents has made.
-    # A name used twice in one file stays twice, so that validation reports it at both places.
+    # Keyed by name: replacing keeps the inherited place, and costs the same however many entries
+    # the parents made. A name used twice in one file stays twice, so validation reports both places.
     entries: dict[Any, tuple[Any, SourceMap, int]] = {}
-    for j, entry in enumerate(base):
-        name = _name_key(entry)
-        entries[name if name not in entries else ("twice", id(entry))] = (entry, base_map, j)
-    seen: set[Any] = set()
-    for j, entry in enumerate(over):
-        if isinstance(entry, dict) and entry.get("remove") is True and set(entry) - {"name", "remove"}:
-            extra = ", ".join(sorted(str(k) for k in set(entry) - {"name", "remove"}))
-            raise RuleFileError([over_map.error(
-                f"an entry with 'remove: true' only names what it removes; drop {extra}", (key, j, "remove"))])
-        name = _name_key(entry)
-        name = ("twice", id(entry)) if name in seen else name
-        seen.add(name)
-        if name in entries and isinstance(entry, dict) and entry.get("remove") is True:
-            del entries[name]
-        else:
-            entries[name] = (entry, over_map, j)
+    for group, where in ((base, base_map), (over, over_map)):
+        seen: set[Any] = set()
+        for j, entry in enumerate(group):
+            remove = isinstance(entry, dict) and entry.get("remove") is True
+            if remove and set(entry) - {"name", "remove"}:
+                extra = ", ".join(sorted(str(k) for k in set(entry) - {"name", "remove"}))
+                raise RuleFileError([where.error(
+                    f"an entry with 'remove: true' only names what it removes; drop {extra}", (key, j, "remove"))])
+            name = _name_key(entry)
+            name = ("twice", id(entry)) if name in seen else name
+            seen.add(name)
+            if remove and name in entries:
+                del entries[name]
+            else:
+                entries[name] = (entry, where, j)
     # Entry j of a map becomes entry k of the result: one graft per map, however many entries.
     moved: dict[int, tuple[SourceMap, dict[str | int, str | int]]] = {}
     for k, (_, where, j) in enumerate(entries.values()):
