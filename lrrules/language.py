@@ -1,11 +1,7 @@
 """The rule language, version 1: a whole rule file (:class:`RuleSet`), the checks across its
-entries, and the JSON Schema generated from it.
-
-Its pieces are in :mod:`lrrules.fields` (values, matchers, layers, phases) and :mod:`lrrules.entries`
-(rules, modifiers, defaults, optimizers), its words in :mod:`lrrules.vocabulary`. The docs quote the
-field descriptions, and validation errors come from them (:mod:`lrrules.loader` reads a file and puts
-them in its place). Formulas and regexes are compiled while the file validates, so a
-:class:`RuleSet` that exists is one that can be resolved; nothing here needs torch or a model.
+entries, and the JSON Schema generated from it. Its pieces are in :mod:`lrrules.fields` and
+:mod:`lrrules.entries`; formulas and regexes compile while the file validates, so a
+:class:`RuleSet` that exists can be resolved; nothing here needs torch or a model.
 
 >>> rules = RuleSet.model_validate({"version": 1, "defaults": {"lr": 1e-3},
 ...                                 "rules": [{"name": "all", "match": "*", "lr_mult": 2}]})
@@ -46,8 +42,7 @@ EntrySummary = tuple[str, int, Any, bool, bool]
 
 def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[str | int, ...], str]]:
     """Every problem between the entries of one file, as ``(loc, message)``: a name used twice, a
-    ``remove`` with nothing inherited to remove, more than one fallback. Pure, so the loader can run
-    it on the raw document and report these beside the field errors.
+    ``remove`` with nothing to remove, a second fallback. Pure: the loader runs it on the raw document.
 
     >>> cross_entry_problems([("rules", 0, "a", False, False), ("modifiers", 0, "a", False, False)])
     [(('modifiers', 0, 'name'), "the name 'a' is used twice (first in rules[0]); names must be unique")]
@@ -67,7 +62,7 @@ def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[st
 
 def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) -> list[tuple[tuple[str | int, ...], str]]:
     """Every problem of the rules' ``overrides``, as ``(loc, message)``: a name that is no claiming
-    rule (a modifier, the fallback, itself, a typo) and a cycle, shown as its chain. Pure.
+    rule, and a cycle, shown as its chain.
 
     >>> a = Rule(name="a", match="x.*", overrides=["b"]); b = Rule(name="b", match="*", overrides=["a"])
     >>> precedence_problems([a, b])[0][1]
@@ -92,8 +87,7 @@ def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) ->
                 why = ("is the fallback, which yields to every rule already" if fallback else
                        "names no rule" + did_you_mean(name, claiming))
                 problems.append((loc, f"overrides: '{name}' {why}"))
-    # A cycle, found by graphlib over the edges between claiming rules (rule -> what it overrides),
-    # reported once at its first rule.
+    # A cycle among claiming rules (rule -> what it overrides), reported once at its first rule.
     graph: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter({name: () for name in claiming})
     for name, rule in ((name, rule) for rule in rules if rule.name in claiming for name in rule.overrides):
         if name in claiming and name != rule.name:
@@ -135,9 +129,8 @@ class RuleSet(BaseModel):
                                 "freeze or unfreeze parameters that stay in their optimizer groups (only "
                                 "requires_grad changes). Every phase that has started applies, in order.")
 
-    # Where each value stands in the file, for messages: set while validating (from the validation
-    # context, never after), copied and pickled with the rule set, left out of equality (see __eq__).
-    # The compiled matchers are not kept here: lrrules.compile caches them by the rule set's value.
+    # Where each value stands in the file, for messages: set while validating (from the context),
+    # left out of equality. The compiled matchers are cached by lrrules.compile, not kept here.
     _source: SourceMap | None = PrivateAttr(None)
 
     @model_validator(mode="wrap")
