@@ -22,7 +22,8 @@ from .fields import (VAR_NAMES, VAR_VALUES, Flag, Matcher, Number, Strict, check
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
 from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, SETTING_FIELDS, VARIABLES, reserved_option
 
-Setting = Annotated[Union[float, str], BeforeValidator(check_number), Field(description=FORMULA_HELP, json_schema_extra={"ge": 0})]
+Setting = Annotated[Union[float, str], BeforeValidator(check_number),
+                    Field(description=FORMULA_HELP, json_schema_extra={"ge": 0})]  # the schema's bound (language._bounds)
 
 
 def _option_kind(value: Any) -> str | None:

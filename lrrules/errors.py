@@ -122,7 +122,8 @@ class RuleError(LrrulesError):
 
     def __str__(self) -> str:
         field = printable(dotted(self.loc))
-        return f"{self.where}: " + (f"{field}: " if field else "") + printable(self.message) + caret(self.expr, self.offset)
+        prefix = f"{self.where}: " + (f"{field}: " if field else "")
+        return prefix + printable(self.message) + caret(self.expr, self.offset)
 
 
 class RuleFileError(LrrulesError):

@@ -48,8 +48,8 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.GtE: operator.ge,
 }
 _REFUSED: dict[type, str] = {
-    **{kind: f"{what} is not allowed" for kind, what in ((ast.Attribute, "attribute access"), (ast.Subscript, "indexing"),
-       (ast.Lambda, "lambda"), (ast.NamedExpr, "assignment"), (ast.Starred, "unpacking"))},
+    **{kind: f"{what} is not allowed" for kind, what in ((ast.Attribute, "attribute access"),
+       (ast.Subscript, "indexing"), (ast.Lambda, "lambda"), (ast.NamedExpr, "assignment"), (ast.Starred, "unpacking"))},
     **{kind: f"{what} are not allowed" for kind, what in ((ast.JoinedStr, "f-strings"), (ast.List, "lists"),
        (ast.Tuple, "tuples"), (ast.Dict, "dicts"), (ast.Set, "sets"), (ast.ListComp, "comprehensions"),
        (ast.GeneratorExp, "comprehensions"), (ast.SetComp, "comprehensions"), (ast.DictComp, "comprehensions"))},

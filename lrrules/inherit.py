@@ -77,21 +77,10 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
     merged: tuple[Any, SourceMap] | None = None
     for i, name in enumerate(listed):
         loc: Loc = ("extends",) if isinstance(parents, str) else ("extends", i)
-        if "\0" in name or not name.strip():
-            raise RuleFileError([source.error("'extends' needs a file name, without NUL characters", loc)])
         try:
-            target = preset(name) if name.startswith(PRESET) else locate(folder, name)
+            target = _parent(name, folder, chain, done, locate)
         except LookupError as exc:
-            raise RuleFileError([source.error(f"'extends' names '{name}', {exc.args[0]}", loc)]) from None
-        files = " -> ".join(str(p) for p in (*chain, target))
-        if target in chain:
-            raise RuleFileError([source.error(f"'extends' makes a cycle: {files}", loc)])
-        if len(chain) >= MAX_EXTENDS_DEPTH:
-            raise RuleFileError([source.error(
-                f"'extends' goes more than {MAX_EXTENDS_DEPTH} files deep from {chain[0]}; flatten the chain", loc)])
-        if target not in done and len(done) >= MAX_EXTENDS_FILES:
-            raise RuleFileError([source.error(f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from "
-                                              f"{chain[0]}; extend fewer files", loc)])
+            raise RuleFileError([source.error(exc.args[0], loc)]) from None
         if target not in done:
             parent_data, parent_map = (read if name.startswith(PRESET) else read_parent)(target)
             _check_parent(parent_data, parent_map, data, source)
@@ -100,6 +89,25 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
         merged = parent if merged is None else merge(*merged, *parent)
     assert merged is not None
     return merge(*merged, {k: v for k, v in data.items() if k != "extends"}, source)
+
+
+def _parent(name: str, folder: PurePath, chain: tuple[PurePath, ...], done: dict[PurePath, Any],
+            locate: Locator) -> PurePath:
+    """The file ``extends`` names; ``LookupError`` saying why it may not be read."""
+    if "\0" in name or not name.strip():
+        raise LookupError("'extends' needs a file name, without NUL characters")
+    try:
+        target = preset(name) if name.startswith(PRESET) else locate(folder, name)
+    except LookupError as exc:
+        raise LookupError(f"'extends' names '{name}', {exc.args[0]}") from None
+    if target in chain:
+        raise LookupError(f"'extends' makes a cycle: {' -> '.join(str(p) for p in (*chain, target))}")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise LookupError(f"'extends' goes more than {MAX_EXTENDS_DEPTH} files deep from {chain[0]}; flatten the chain")
+    if target not in done and len(done) >= MAX_EXTENDS_FILES:
+        raise LookupError(f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from {chain[0]}; "
+                          "extend fewer files")
+    return target
 
 
 def _check_parent(parent: Any, parent_map: SourceMap, child: dict[str, Any], child_map: SourceMap) -> None:
