@@ -20,7 +20,7 @@ from .errors import FormulaError, Pointer, did_you_mean
 from .fields import (VAR_NAMES, VAR_VALUES, Flag, Matcher, Number, Strict, check_number, checked_formula,
                      in_text, matcher_groups, refuse, strict_number)
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
-from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, SETTING_FIELDS, VARIABLES, reserved_option
+from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, RESERVED_OPTIONS, SETTING_FIELDS, VARIABLES
 
 Setting = Annotated[Union[float, str], BeforeValidator(check_number),
                     Field(description=FORMULA_HELP, json_schema_extra={"ge": 0})]  # the schema's bound (language._bounds)
@@ -144,7 +144,7 @@ def _option_text(text: str, names: set[str] | None, key: str) -> str | Formula:
 
 def _check_option_names(keys: Any, at: Any = lambda i, key: Pointer((key,), key=True)) -> None:
     for i, key in enumerate(keys):
-        if (why := reserved_option(key)) is not None:
+        if (why := RESERVED_OPTIONS.get(key)) is not None:
             raise refuse("option", "'{key}' is not an option here: {why}", at(i, key), key=key, why=why)
 
 

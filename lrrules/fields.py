@@ -1,8 +1,6 @@
 """The pieces the rule language's models are built from: numbers, globs, regexes and formulas
 checked as they validate, the matcher (``match:``), and the layers and phases made of matchers.
-
-Each check raises pydantic's error with the place the loader puts it by (:func:`refuse`); the
-file's ``vars`` are visible to formulas while a rule set validates (:data:`VAR_NAMES`).
+Each check raises pydantic's error with the place the loader puts it by (:func:`refuse`).
 
 >>> MatchFields.model_validate({"glob": "*.bias", "ndim": 1}).glob
 ['*.bias']
@@ -185,8 +183,7 @@ def matcher_groups(matcher: Any) -> set[str]:
 
 
 def check_number(value: Any, negative: bool = False) -> Any:
-    """A setting's number (lr, weight_decay...: >= 0), or an option's with ``negative`` (Adafactor's
-    beta2_decay=-0.8; the values torch refuses are checked against the optimizer): finite, no boolean."""
+    """A setting's number (>= 0), or an option's with ``negative`` (Adafactor's beta2_decay=-0.8): finite."""
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
     if isinstance(value, (int, float)) and not abs(value) <= sys.float_info.max:  # inf, nan, a huge integer
