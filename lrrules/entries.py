@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo, \
     field_validator, model_validator
@@ -148,10 +148,25 @@ def _check_option_names(keys: Any, at: Any = lambda i, key: Pointer((key,), key=
             raise refuse("option", "'{key}' is not an option here: {why}", at(i, key), key=key, why=why)
 
 
+#: Keys other tools use for lr and weight decay: a mistake beside them, not an option.
+_MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
+
+
 class _WithOptions(BaseModel):
-    """A mapping whose keys beyond its fields are optimizer options."""
+    """A mapping whose keys beyond its fields are optimizer options; a key that looks like one of
+    its ``near`` fields (``typ``, ``weight_decy``) is a misspelling, not an option."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
+    near: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_misspelt_field(cls, data: Any) -> Any:
+        for key in data if isinstance(data, dict) else ():  # before the values: `typ: SGD` is no number
+            if isinstance(key, str) and key not in cls.model_fields and (
+                    hint := did_you_mean(_MISSPELT.get(key, key), cls.near, cutoff=0.75)):
+                raise refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
+        return data
 
     @model_validator(mode="after")
     def _options_are_options(self) -> _WithOptions:
@@ -196,10 +211,6 @@ class Modifier(_Settings):
         return self
 
 
-#: Keys of `defaults` that other tools use for lr and weight decay: a mistake here, not an option.
-_MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
-
-
 def _over_vars(value: Any) -> Any:
     """A formula in `defaults` (``lr: "lr"``, ``lr: "3 * base"``) reads only ``vars``; evaluated now."""
     if not isinstance(value, str):
@@ -225,14 +236,7 @@ class Defaults(_WithOptions):
     weight_decay: Annotated[VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a "
                                               "number or a formula over vars.")] = 0.0
     __pydantic_extra__: dict[str, DefaultOption]
-
-    @model_validator(mode="after")
-    def _known_looking_options(self) -> Defaults:
-        for key in self.model_extra or {}:
-            hint = did_you_mean(_MISSPELT.get(key, key), ["lr", "weight_decay"], cutoff=0.75)
-            if hint:
-                raise refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
-        return self
+    near = ("lr", "weight_decay")
 
 
 class Optimizer(_WithOptions):
@@ -242,6 +246,7 @@ class Optimizer(_WithOptions):
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
                                "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
     __pydantic_extra__: dict[str, DefaultOption]
+    near = ("type",)
 
 
 OptimizerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]

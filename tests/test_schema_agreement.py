@@ -119,3 +119,12 @@ def test_a_key_that_is_no_option_is_refused_on_the_optimizer_as_in_defaults(key:
         lrrules.loads(f"version: 1\ndefaults: {{lr: 0.1}}\noptimizer: {{type: SGD, {key}: 0.5}}\n", path="r.yaml")
     (error,) = caught.value.errors
     assert error.loc == ("optimizer", key) and (error.line, error.col) == (3, 24) and says in error.message
+
+
+@pytest.mark.parametrize("key", ["typ", "tpye"])
+def test_a_misspelt_type_on_the_optimizer_is_no_option(key: str) -> None:
+    with pytest.raises(RuleFileError) as caught:
+        lrrules.loads(f"version: 1\ndefaults: {{lr: 0.1}}\noptimizer: {{{key}: SGD}}\n", path="r.yaml")
+    (error,) = caught.value.errors
+    assert error.loc == ("optimizer", key) and (error.line, error.col) == (3, 13)
+    assert error.message == f"unknown key '{key}' (did you mean 'type'?)"
