@@ -54,6 +54,12 @@ DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[int, float]
                           Discriminator(_option_kind, **_NOT_A_MAPPING)]
 
 
+def _no_reserved_keys(schema: dict[str, Any], cls: Any = None) -> None:
+    # The schema refuses the keys the tool refuses as options (its fields aside).
+    fields = set(getattr(cls, "model_fields", ()))
+    schema["propertyNames"] = {"not": {"enum": sorted(set(RESERVED_OPTIONS) - fields)}}
+
+
 class _Settings(Strict):
     """What a rule or modifier sets; each number may be a formula. ``name`` and ``match`` come first:
     a formula's names are checked against the match's regex groups, validated before it."""
@@ -64,7 +70,7 @@ class _Settings(Strict):
     lr_mult: Setting | None = Field(None, description="A multiplier on base_lr. " + FORMULA_HELP)
     weight_decay: Setting | None = Field(None, description="The weight decay. " + FORMULA_HELP)
     weight_decay_mult: Setting | None = Field(None, description="A multiplier on base_weight_decay.")
-    options: dict[str, OptionValue] | None = Field(
+    options: Annotated[dict[str, OptionValue], Field(json_schema_extra=_no_reserved_keys)] | None = Field(
         None, description="Other optimizer options for these parameters (momentum, betas, eps, ...).")
     freeze: Flag = Field(False, description="Take these parameters out of training (requires_grad=False).")
     optimizer: OptimizerName | None = Field(
@@ -156,7 +162,7 @@ class _WithOptions(BaseModel):
     """A mapping whose keys beyond its fields are optimizer options; a key that looks like one of
     its ``near`` fields (``typ``, ``weight_decy``) is a misspelling, not an option."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_no_reserved_keys)
     near: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")

@@ -14,6 +14,7 @@ import pytest
 import lrrules
 from lrrules.errors import RuleFileError
 from lrrules.language import json_schema
+from lrrules.vocabulary import RESERVED_OPTIONS
 
 # Every field below holds a valid value here, and nothing in the document depends on another
 # field's value, so a verdict on a document is the verdict on the one value that was replaced.
@@ -128,3 +129,16 @@ def test_a_misspelt_type_on_the_optimizer_is_no_option(key: str) -> None:
     (error,) = caught.value.errors
     assert error.loc == ("optimizer", key) and (error.line, error.col) == (3, 13)
     assert error.message == f"unknown key '{key}' (did you mean 'type'?)"
+
+
+@pytest.mark.parametrize("where", [("defaults",), ("optimizer",), ("optimizers", "adam"), ("rules", 0, "options")],
+                         ids=lambda p: ".".join(map(str, p)))
+def test_schema_and_tool_agree_on_the_keys_that_are_no_options(where: tuple[str | int, ...]) -> None:
+    disagree = []
+    for key in [*RESERVED_OPTIONS, "dampening", "initial_accumulator_value"]:
+        if key in ("lr", "weight_decay") and where[0] != "optimizer" and where[0] != "rules":
+            continue  # the fields of defaults and of a named optimizer
+        doc = _with((*where, key), 0.5)
+        if VALIDATOR.is_valid(doc) != _loads(doc):
+            disagree.append(key)
+    assert not disagree
