@@ -2,7 +2,7 @@
 
 A file inherits its parents' ``defaults``, ``vars``, ``layers``, ``optimizer``, ``unmatched``,
 ``rules``, ``modifiers`` and ``phases``; a key it sets replaces the inherited one, except
-``defaults`` and ``vars``, which merge key by key, and ``rules`` and ``modifiers``, which merge by
+``defaults``, ``vars`` and ``optimizer`` (its options are defaults), which merge key by key, and ``rules`` and ``modifiers``, which merge by
 name: an entry with an inherited name replaces that entry, ``{name: X, remove: true}`` drops it, and
 new names are added. Several parents apply in order, then the file itself. Every position keeps its
 own file, so an error in a parent is reported at ``base.yaml:line:col``.
@@ -17,7 +17,7 @@ from typing import Any
 from .errors import RuleFileError
 from .reader import Loc, SourceMap, read
 
-BY_NAME, BY_KEY = ("rules", "modifiers"), ("defaults", "vars")
+BY_NAME, BY_KEY = ("rules", "modifiers"), ("defaults", "vars", "optimizer")
 #: How deep a chain of ``extends`` may go, and how many files one load may read: past these it is a
 #: mistake (or an attack), never a team's layout.
 MAX_EXTENDS_DEPTH, MAX_EXTENDS_FILES = 32, 256

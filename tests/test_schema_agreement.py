@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -142,3 +143,11 @@ def test_schema_and_tool_agree_on_the_keys_that_are_no_options(where: tuple[str 
         if VALIDATOR.is_valid(doc) != _loads(doc):
             disagree.append(key)
     assert not disagree
+
+
+def test_inline_options_are_inherited_as_defaults_are(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("version: 1\ndefaults: {lr: 0.1}\noptimizer: {type: SGD, momentum: 0.9}\n")
+    (tmp_path / "child.yaml").write_text("version: 1\nextends: base.yaml\noptimizer: {type: SGD, nesterov: true}\n")
+    rules = lrrules.load(tmp_path / "child.yaml")
+    assert rules.defaults.options == {"momentum": 0.9, "nesterov": True}
+    assert str(rules.locate(("defaults", "momentum"))).endswith("base.yaml:3:34")
