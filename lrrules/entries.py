@@ -10,34 +10,32 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo, \
     field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import FormulaError, Pointer, did_you_mean
-from .fields import (VAR_NAMES, VAR_VALUES, Count, Matcher, Number, Strict, check_number, checked_formula, in_text,
-                     matcher_groups, refuse)
+from .fields import (VAR_NAMES, VAR_VALUES, Flag, Matcher, Number, Strict, check_number, checked_formula,
+                     in_text, matcher_groups, refuse, strict_number)
 from .formula import CONSTANTS, FUNCTIONS, Formula, compile_formula
-from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, SETTING_FIELDS, VARIABLES, reserved_option
+from .vocabulary import DEFAULT_TYPE, FORMULA_HELP, SCHEDULE_VARIABLES, RESERVED_OPTIONS, SETTING_FIELDS, VARIABLES
 
-Setting = Annotated[Union[float, str], BeforeValidator(check_number), Field(description=FORMULA_HELP)]
+Setting = Annotated[Union[float, str], BeforeValidator(check_number),
+                    Field(description=FORMULA_HELP, json_schema_extra={"ge": 0})]  # the schema's bound (language._bounds)
 
 
 def _option_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return None  # no kind: one error saying what an option may be, not one per number type
-    if isinstance(value, bool):
-        return "<bool>"
-    if isinstance(value, (list, tuple)):
-        return "<list>"
-    return "<none>" if value is None else "<value>"
+    # A mapping has no kind: one error saying what an option may be, not one per number type.
+    kinds = ((dict, None), (bool, "<bool>"), ((list, tuple), "<list>"), (type(None), "<none>"))
+    return next((tag for kind, tag in kinds if isinstance(value, kind)), "<value>")
 
 
 _NOT_A_MAPPING = dict(custom_error_type="option_mapping", custom_error_message=(
     "an option's value is a number, a word, true/false, null or a list, not a mapping "
     "(an option is written flat under defaults or a rule's options: `momentum: 0.9`)"))
+_finite = functools.partial(check_number, negative=True)
 OPTION_TAGS = frozenset({"<bool>", "<list>", "<none>", "<value>"})
 # An option's value: a boolean, a list of numbers, null, or a number (in rules also a formula or a
 # word), chosen by the input's type so that an error names only the one that applies.
@@ -47,20 +45,24 @@ _None = Annotated[None, Tag("<none>")]
 #: An option in rules: an integer stays an integer (``ns_steps: 5`` is not ``5.0``), a word that
 #: names no variable is text (``proj_type: std``), anything else a formula.
 OptionValue = Annotated[Union[_Bool, _List, _None, Annotated[
-    Union[int, float, str], BeforeValidator(functools.partial(check_number, negative=True)),
+    Union[int, float, str], BeforeValidator(_finite),
     Field(description="A number (negative where the optimizer takes it), a word (an option's text value: "
           "proj_type: std), or a formula. " + FORMULA_HELP), Tag("<value>")]], Discriminator(_option_kind, **_NOT_A_MAPPING)]
 #: An option in defaults: a number, kept an integer where it is one.
-DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[Count, Number], Tag("<value>")]],
+DefaultOption = Annotated[Union[_Bool, _List, _None, Annotated[Union[int, float], BeforeValidator(strict_number),
+                                                                BeforeValidator(_finite), Tag("<value>")]],
                           Discriminator(_option_kind, **_NOT_A_MAPPING)]
 
 
-class _Settings(Strict):
-    """What a rule or modifier sets; each number may be a formula.
+def _no_reserved_keys(schema: dict[str, Any], cls: Any = None) -> None:
+    # The schema refuses the keys the tool refuses as options (its fields aside).
+    fields = set(getattr(cls, "model_fields", ()))
+    schema["propertyNames"] = {"not": {"enum": sorted(set(RESERVED_OPTIONS) - fields)}}
 
-    ``name`` and ``match`` come first: a formula's names are checked against the match's regex
-    groups, and pydantic validates fields in the order they are declared.
-    """
+
+class _Settings(Strict):
+    """What a rule or modifier sets; each number may be a formula. ``name`` and ``match`` come first:
+    a formula's names are checked against the match's regex groups, validated before it."""
 
     name: Annotated[str, Field(min_length=1, description="A unique name, shown in reports.")]
     match: Matcher | None = Field(None, description="Which parameters this entry applies to.")
@@ -68,16 +70,15 @@ class _Settings(Strict):
     lr_mult: Setting | None = Field(None, description="A multiplier on base_lr. " + FORMULA_HELP)
     weight_decay: Setting | None = Field(None, description="The weight decay. " + FORMULA_HELP)
     weight_decay_mult: Setting | None = Field(None, description="A multiplier on base_weight_decay.")
-    options: dict[str, OptionValue] | None = Field(
+    options: Annotated[dict[str, OptionValue], Field(json_schema_extra=_no_reserved_keys)] | None = Field(
         None, description="Other optimizer options for these parameters (momentum, betas, eps, ...).")
-    freeze: bool = Field(False, description="Take these parameters out of training (requires_grad=False).")
-    # issue 13 (several optimizers, per-rule schedules): routing and the schedule formula.
+    freeze: Flag = Field(False, description="Take these parameters out of training (requires_grad=False).")
     optimizer: OptimizerName | None = Field(
         None, description="The name of an optimizer under the top-level `optimizers` that these parameters go to.")
     lr_schedule: str | None = Field(
         None, description="A formula of step, epoch, total_steps (and vars) scaling these parameters' lr over "
         "time; lrrules.rule_scheduler turns it into a scheduler (see docs/language.md).")
-    remove: bool = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
+    remove: Flag = Field(False, description="In a file that extends another: drop the inherited entry of this name.")
 
     @field_validator(*SETTING_FIELDS, mode="after")
     @classmethod
@@ -90,22 +91,16 @@ class _Settings(Strict):
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                compile_formula(value, set(SCHEDULE_VARIABLES) | VAR_NAMES.get())
-            except FormulaError as exc:
-                raise in_text("formula", exc) from None
+            checked_formula(value, set(SCHEDULE_VARIABLES) | VAR_NAMES.get(), condition=True)
         return value
 
     @field_validator("options", mode="after")
     @classmethod
     def _compile_options(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        out, names = {}, _names(info)
-        for key, item in value.items():
-            _check_option_name(key)
-            out[key] = _option_text(item, names, key) if isinstance(item, str) else item
-        return out
+        _check_option_names(value or {})
+        names = _names(info)
+        return None if value is None else {k: _option_text(v, names, k) if isinstance(v, str) else v
+                                           for k, v in value.items()}
 
     @model_validator(mode="after")
     def _one_of_each(self) -> _Settings:
@@ -128,13 +123,9 @@ class _Settings(Strict):
 
     def formulas(self) -> Iterator[tuple[tuple[str, ...], Formula]]:
         """Each formula this entry holds, with its path inside the entry."""
-        for name in SETTING_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, Formula):
-                yield (name,), value
-        for key, value in (self.options or {}).items():
-            if isinstance(value, Formula):
-                yield ("options", key), value
+        found: list[tuple[tuple[str, ...], Any]] = [((name,), getattr(self, name)) for name in SETTING_FIELDS]
+        found += [(("options", key), value) for key, value in (self.options or {}).items()]
+        yield from ((at, value) for at, value in found if isinstance(value, Formula))
 
 
 def _names(info: ValidationInfo) -> set[str] | None:
@@ -157,17 +148,48 @@ def _option_text(text: str, names: set[str] | None, key: str) -> str | Formula:
     return checked_formula(text, names, key, negative=True)
 
 
-def _check_option_name(key: str) -> None:
-    why = reserved_option(key)
-    if why is not None:
-        raise refuse("option", "'{key}' is not an option here: {why}", Pointer((key,), key=True), key=key, why=why)
+def _check_option_names(keys: Any, at: Any = lambda i, key: Pointer((key,), key=True)) -> None:
+    for i, key in enumerate(keys):
+        if (why := RESERVED_OPTIONS.get(key)) is not None:
+            raise refuse("option", "'{key}' is not an option here: {why}", at(i, key), key=key, why=why)
+
+
+#: Keys other tools use for lr and weight decay: a mistake beside them, not an option.
+_MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
+
+
+class _WithOptions(BaseModel):
+    """A mapping whose keys beyond its fields are optimizer options; a key that looks like one of
+    its ``near`` fields (``typ``, ``weight_decy``) is a misspelling, not an option."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_no_reserved_keys)
+    near: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_misspelt_field(cls, data: Any) -> Any:
+        for key in data if isinstance(data, dict) else ():  # before the values: `typ: SGD` is no number
+            if isinstance(key, str) and key not in cls.model_fields and (
+                    hint := did_you_mean(_MISSPELT.get(key, key), cls.near, cutoff=0.75)):
+                raise refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
+        return data
+
+    @model_validator(mode="after")
+    def _options_are_options(self) -> _WithOptions:
+        _check_option_names(self.model_extra or {})
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The optimizer options (every key but the fields), types kept."""
+        return dict(self.model_extra or {})
 
 
 class Rule(_Settings):
     """A claiming rule: every trainable parameter must be claimed by exactly one rule."""
 
     match: Matcher | None = Field(None, description="Which parameters this rule claims.")
-    fallback: bool = Field(False, description="Claims only the parameters no other rule claims.")
+    fallback: Flag = Field(False, description="Claims only the parameters no other rule claims.")
     overrides: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="Names of rules this rule takes precedence over where both match "
         "(transitively); any other overlap stays a conflict. Never depends on the order in the file.")
@@ -195,10 +217,6 @@ class Modifier(_Settings):
         return self
 
 
-#: Keys of `defaults` that other tools use for lr and weight decay: a mistake here, not an option.
-_MISSPELT = {"learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "decay": "weight_decay"}
-
-
 def _over_vars(value: Any) -> Any:
     """A formula in `defaults` (``lr: "lr"``, ``lr: "3 * base"``) reads only ``vars``; evaluated now."""
     if not isinstance(value, str):
@@ -216,37 +234,25 @@ def _over_vars(value: Any) -> Any:
 VarsNumber = Annotated[Number, BeforeValidator(_over_vars, json_schema_input_type=Union[float, str])]
 
 
-class Defaults(BaseModel):
+class Defaults(_WithOptions):
     """What every parameter starts from; any other key is an optimizer option (betas, eps, momentum, ...)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
     lr: Annotated[VarsNumber, Field(gt=0, description="The base learning rate (base_lr); a number or a formula "
                                     "over vars.")]
     weight_decay: Annotated[VarsNumber, Field(ge=0, description="The base weight decay (base_weight_decay); a "
                                               "number or a formula over vars.")] = 0.0
     __pydantic_extra__: dict[str, DefaultOption]
-
-    @model_validator(mode="after")
-    def _known_looking_options(self) -> Defaults:
-        for key in self.model_extra or {}:
-            _check_option_name(key)
-            hint = did_you_mean(_MISSPELT.get(key, key), ["lr", "weight_decay"], cutoff=0.75)
-            if hint:
-                raise refuse("option", "unknown key '{key}'{hint}", Pointer((key,), key=True), key=key, hint=hint)
-        return self
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The optimizer options other than lr and weight_decay."""
-        return dict(self.model_extra or {})
+    near = ("lr", "weight_decay")
 
 
-class Optimizer(Strict):
-    """The optimizer build_optimizer makes."""
+class Optimizer(_WithOptions):
+    """The optimizer build_optimizer makes; any other key is an option, as if written in `defaults`
+    (``optimizer: {type: SGD, momentum: 0.9}``): the rule set moves it there."""
 
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="A torch.optim class name (AdamW, "
                                "SGD, ...), or a timm optimizer name where torch has none.")] = DEFAULT_TYPE
+    __pydantic_extra__: dict[str, DefaultOption]
+    near = ("type",)
 
 
 OptimizerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
@@ -263,11 +269,9 @@ def _any_option(value: Any) -> Any:
     return value
 
 
-class NamedOptimizer(BaseModel):
+class NamedOptimizer(_WithOptions):
     """One of several optimizers (``optimizers: {NAME: {type, lr, ...}}``): its values are the defaults
     of the parameters routed to it (``optimizer: NAME`` on a rule or modifier)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description=(
         "A torch.optim class name (Muon, AdamW, SGD, ...) or a timm optimizer name; a class the caller "
@@ -282,18 +286,9 @@ class NamedOptimizer(BaseModel):
                                             BeforeValidator(_any_option)]]
 
     @model_validator(mode="after")
-    def _options_are_options(self) -> NamedOptimizer:
+    def _group_keys_are_options(self) -> NamedOptimizer:
         for key in self.model_extra or {}:
             if key in ("optimizer", "optimizers"):
                 raise refuse("option", "'{key}' is not an option here", Pointer((key,), key=True), key=key)
-            _check_option_name(key)
-        for i, key in enumerate(self.group_keys):
-            if reserved_option(key) is not None:
-                raise refuse("option", "'{key}' is not an option here: {why}", Pointer(("group_keys", i)),
-                              key=key, why=reserved_option(key))
+        _check_option_names(self.group_keys, lambda i, key: Pointer(("group_keys", i)))
         return self
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The constructor options other than lr and weight_decay, types kept."""
-        return dict(self.model_extra or {})

@@ -1,8 +1,6 @@
 """The pieces the rule language's models are built from: numbers, globs, regexes and formulas
 checked as they validate, the matcher (``match:``), and the layers and phases made of matchers.
-
-Each check raises pydantic's error with the place the loader puts it by (:func:`refuse`); the
-file's ``vars`` are visible to formulas while a rule set validates (:data:`VAR_NAMES`).
+Each check raises pydantic's error with the place the loader puts it by (:func:`refuse`).
 
 >>> MatchFields.model_validate({"glob": "*.bias", "ndim": 1}).glob
 ['*.bias']
@@ -36,16 +34,14 @@ class Strict(BaseModel):
 
 
 def refuse(kind: str, template: str, spot: Pointer, **params: Any) -> PydanticCustomError:
-    """pydantic's error of type ``kind``, its message ``template`` filled from ``params``, with the
-    :class:`~lrrules.errors.Pointer` the loader places it by."""
+    """pydantic's error ``kind``, its ``template`` filled from ``params``, placed by ``spot``."""
     return PydanticCustomError(kind, template, {**params, POINTER_KEY: spot})
 
 
-def in_text(kind: str, exc: ExpressionError, template: str = "{message}", below: tuple[str | int, ...] = (),
-             **params: Any) -> PydanticCustomError:
-    """pydantic's error for a problem inside a formula or regex, with the text and the spot in it
-    (``below``: the text's key inside the value checked, such as an option's name)."""
-    return refuse(kind, template, Pointer(below, expr=exc.expr, offset=exc.offset), message=exc.message, **params)
+def in_text(kind: str, exc: ExpressionError, template: str = "{message}",
+            below: tuple[str | int, ...] = ()) -> PydanticCustomError:
+    """pydantic's error for a problem inside a formula or regex (``below``: the text's key in the value)."""
+    return refuse(kind, template, Pointer(below, expr=exc.expr, offset=exc.offset), message=exc.message)
 
 
 def _check_regex(pattern: str) -> str:
@@ -71,17 +67,21 @@ def _check_glob(pattern: str) -> str:
 
 
 def _listify(value: Any) -> Any:
-    return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+    return [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
 
 
-_WORDS = BeforeValidator(_listify, json_schema_input_type=Union[str, list[str]])  # one, or a list of them
-Glob = Annotated[str, BeforeValidator(_check_glob)]
+def _one_or_list(item: Any) -> BeforeValidator:
+    """A list that may be written as its one item; the schema says both, with the item's bounds."""
+    return BeforeValidator(_listify, json_schema_input_type=Union[item, list[item]])
+
+
+Glob = Annotated[str, BeforeValidator(_check_glob), Field(min_length=1)]
 Regex = Annotated[str, BeforeValidator(lambda v: _check_regex(v) if isinstance(v, str) else v)]
-Globs = Annotated[list[Glob], _WORDS, Field(min_length=1)]
-Regexes = Annotated[list[Regex], _WORDS, Field(min_length=1)]
+Globs = Annotated[list[Glob], _one_or_list(Glob), Field(min_length=1)]
+Regexes = Annotated[list[Regex], _one_or_list(Regex), Field(min_length=1)]
 
 
-def _plain_number(value: Any) -> Any:
+def strict_number(value: Any) -> Any:
     # pydantic's lax mode reads True as 1 and the text '1_000' as 1000; YAML 1.2 and JSON do not.
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number", {})
@@ -95,8 +95,19 @@ def _plain_number(value: Any) -> Any:
 
 
 #: A number where only a number goes (no formula): finite, never a boolean or numeric-looking text.
-Number = Annotated[float, BeforeValidator(_plain_number), Field(allow_inf_nan=False)]
-Count = Annotated[int, BeforeValidator(_plain_number)]
+Number = Annotated[float, BeforeValidator(strict_number), Field(allow_inf_nan=False)]
+Count = Annotated[int, BeforeValidator(strict_number)]
+
+
+def _plain_bool(value: Any) -> Any:
+    # pydantic's lax mode reads 'yes', 'on', 1 and '0' as booleans; YAML 1.2, JSON and the schema do not.
+    if not isinstance(value, bool):
+        raise PydanticCustomError("bool", "Input should be a valid boolean (write true or false)", {})
+    return value
+
+
+#: A yes/no field: a YAML or JSON boolean only.
+Flag = Annotated[bool, BeforeValidator(_plain_bool)]
 
 
 def _check_role(value: Any) -> Any:
@@ -106,13 +117,16 @@ def _check_role(value: Any) -> Any:
     return value
 
 
-Roles = Annotated[list[Annotated[str, BeforeValidator(_check_role)]], _WORDS, Field(min_length=1)]
-Ndims = Annotated[list[Annotated[Count, Field(ge=0)]], BeforeValidator(_listify, json_schema_input_type=Union[
-    int, list[int]]), Field(min_length=1)]
+Role = Annotated[str, BeforeValidator(_check_role), Field(json_schema_extra={"enum": [*ROLES, *ALIASES]})]
+Roles = Annotated[list[Role], _one_or_list(Role), Field(min_length=1)]
+Ndim = Annotated[Count, Field(ge=0)]
+Ndims = Annotated[list[Ndim], _one_or_list(Ndim), Field(min_length=1)]
 
 
 class MatchFields(Strict):
     """A matcher written as a mapping: every field given must match (AND)."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     glob: Globs | None = Field(None, description="Glob(s) over the whole dotted name; `*` crosses dots.")
     regex: Regexes | None = Field(
@@ -169,8 +183,7 @@ def matcher_groups(matcher: Any) -> set[str]:
 
 
 def check_number(value: Any, negative: bool = False) -> Any:
-    """A setting's number (lr, weight_decay...: >= 0), or an option's with ``negative`` (Adafactor's
-    beta2_decay=-0.8; the values torch refuses are checked against the optimizer): finite, no boolean."""
+    """A setting's number (>= 0), or an option's with ``negative`` (Adafactor's beta2_decay=-0.8): finite."""
     if isinstance(value, bool):
         raise PydanticCustomError("number", "a boolean is not a number; write a number or a formula", {})
     if isinstance(value, (int, float)) and not abs(value) <= sys.float_info.max:  # inf, nan, a huge integer

@@ -48,17 +48,11 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.GtE: operator.ge,
 }
 _REFUSED: dict[type, str] = {
-    ast.Attribute: "attribute access is not allowed",
-    ast.Subscript: "indexing is not allowed",
-    ast.Lambda: "lambda is not allowed",
-    ast.NamedExpr: "assignment is not allowed",
-    **dict.fromkeys((ast.ListComp, ast.GeneratorExp, ast.SetComp, ast.DictComp), "comprehensions are not allowed"),
-    ast.JoinedStr: "f-strings are not allowed",
-    ast.Starred: "unpacking is not allowed",
-    ast.List: "lists are not allowed",
-    ast.Tuple: "tuples are not allowed",
-    ast.Dict: "dicts are not allowed",
-    ast.Set: "sets are not allowed",
+    **{kind: f"{what} is not allowed" for kind, what in ((ast.Attribute, "attribute access"),
+       (ast.Subscript, "indexing"), (ast.Lambda, "lambda"), (ast.NamedExpr, "assignment"), (ast.Starred, "unpacking"))},
+    **{kind: f"{what} are not allowed" for kind, what in ((ast.JoinedStr, "f-strings"), (ast.List, "lists"),
+       (ast.Tuple, "tuples"), (ast.Dict, "dicts"), (ast.Set, "sets"), (ast.ListComp, "comprehensions"),
+       (ast.GeneratorExp, "comprehensions"), (ast.SetComp, "comprehensions"), (ast.DictComp, "comprehensions"))},
 }
 
 
@@ -198,8 +192,7 @@ class _Compiler:
             raise self.fail(node, f"nests more than {MAX_DEPTH} levels deep")
         handler = _COMPILERS.get(type(node))
         if handler is None:
-            what = _REFUSED.get(type(node), f"'{type(node).__name__}' is not allowed in a formula")
-            raise self.fail(node, what)
+            raise self.fail(node, _REFUSED.get(type(node), f"'{type(node).__name__}' is not allowed in a formula"))
         return handler(self, node, depth + 1)
 
     def guarded(self, node: ast.AST, symbol: str, fn: Callable[..., Any], *parts: Code) -> Code:
@@ -230,7 +223,7 @@ class _Compiler:
 
 def _constant(c: _Compiler, node: ast.Constant, depth: int) -> Code:
     value = node.value
-    if isinstance(value, complex) or value is None or isinstance(value, bytes) or value is Ellipsis:
+    if isinstance(value, (complex, bytes)) or value is None or value is Ellipsis:
         raise c.fail(node, f"{value!r} is not allowed; use numbers")
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
         raise c.fail(node, "the number is too large (the largest is about 1.8e308)")
@@ -264,31 +257,25 @@ def _binop(c: _Compiler, node: ast.BinOp, depth: int) -> Code:
 
 def _unary(c: _Compiler, node: ast.UnaryOp, depth: int) -> Code:
     operand = c.compile(node.operand, depth)
-    if isinstance(node.op, ast.USub):
-        return c.guarded(node, "-", operator.neg, operand)
-    if isinstance(node.op, ast.UAdd):
-        return c.guarded(node, "+", operator.pos, operand)
     if isinstance(node.op, ast.Not):
         return lambda env: not operand(env)
+    if isinstance(node.op, (ast.USub, ast.UAdd)):
+        minus = isinstance(node.op, ast.USub)
+        return c.guarded(node, "-" if minus else "+", operator.neg if minus else operator.pos, operand)
     raise c.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
 
 
 def _boolop(c: _Compiler, node: ast.BoolOp, depth: int) -> Code:
-    values = [c.compile(v, depth) for v in node.values]
-    if isinstance(node.op, ast.And):
-        return lambda env: all(v(env) for v in values)
-    return lambda env: any(v(env) for v in values)
+    values, every = [c.compile(v, depth) for v in node.values], all if isinstance(node.op, ast.And) else any
+    return lambda env: every(v(env) for v in values)
 
 
 def _compare(c: _Compiler, node: ast.Compare, depth: int) -> Code:
     parts = [c.compile(node.left, depth)] + [c.compile(v, depth) for v in node.comparators]
-    ops = []
-    for op in node.ops:
-        fn = _COMPARE.get(type(op))
-        if fn is None:
-            raise c.fail(node, f"comparison '{type(op).__name__}' is not allowed")
-        ops.append(fn)
-    fail = c.fail
+    refused = next((op for op in node.ops if type(op) not in _COMPARE), None)
+    if refused is not None:
+        raise c.fail(node, f"comparison '{type(refused).__name__}' is not allowed")
+    ops, fail = [_COMPARE[type(op)] for op in node.ops], c.fail
 
     def run(env: Env) -> bool:
         values = [p(env) for p in parts]

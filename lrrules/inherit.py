@@ -2,7 +2,7 @@
 
 A file inherits its parents' ``defaults``, ``vars``, ``layers``, ``optimizer``, ``unmatched``,
 ``rules``, ``modifiers`` and ``phases``; a key it sets replaces the inherited one, except
-``defaults`` and ``vars``, which merge key by key, and ``rules`` and ``modifiers``, which merge by
+``defaults``, ``vars`` and ``optimizer`` (its options are defaults), which merge key by key, and ``rules`` and ``modifiers``, which merge by
 name: an entry with an inherited name replaces that entry, ``{name: X, remove: true}`` drops it, and
 new names are added. Several parents apply in order, then the file itself. Every position keeps its
 own file, so an error in a parent is reported at ``base.yaml:line:col``.
@@ -17,7 +17,7 @@ from typing import Any
 from .errors import RuleFileError
 from .reader import Loc, SourceMap, read
 
-BY_NAME, BY_KEY = ("rules", "modifiers"), ("defaults", "vars")
+BY_NAME, BY_KEY = ("rules", "modifiers"), ("defaults", "vars", "optimizer")
 #: How deep a chain of ``extends`` may go, and how many files one load may read: past these it is a
 #: mistake (or an attack), never a team's layout.
 MAX_EXTENDS_DEPTH, MAX_EXTENDS_FILES = 32, 256
@@ -77,21 +77,10 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
     merged: tuple[Any, SourceMap] | None = None
     for i, name in enumerate(listed):
         loc: Loc = ("extends",) if isinstance(parents, str) else ("extends", i)
-        if "\0" in name or not name.strip():
-            raise RuleFileError([source.error("'extends' needs a file name, without NUL characters", loc)])
         try:
-            target = preset(name) if name.startswith(PRESET) else locate(folder, name)
+            target = _parent(name, folder, chain, done, locate)
         except LookupError as exc:
-            raise RuleFileError([source.error(f"'extends' names '{name}', {exc.args[0]}", loc)]) from None
-        files = " -> ".join(str(p) for p in (*chain, target))
-        if target in chain:
-            raise RuleFileError([source.error(f"'extends' makes a cycle: {files}", loc)])
-        if len(chain) >= MAX_EXTENDS_DEPTH:
-            raise RuleFileError([source.error(
-                f"'extends' goes more than {MAX_EXTENDS_DEPTH} files deep from {chain[0]}; flatten the chain", loc)])
-        if target not in done and len(done) >= MAX_EXTENDS_FILES:
-            raise RuleFileError([source.error(f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from "
-                                              f"{chain[0]}; extend fewer files", loc)])
+            raise RuleFileError([source.error(exc.args[0], loc)]) from None
         if target not in done:
             parent_data, parent_map = (read if name.startswith(PRESET) else read_parent)(target)
             _check_parent(parent_data, parent_map, data, source)
@@ -100,6 +89,25 @@ def flatten(data: Any, source: SourceMap, folder: PurePath, chain: tuple[PurePat
         merged = parent if merged is None else merge(*merged, *parent)
     assert merged is not None
     return merge(*merged, {k: v for k, v in data.items() if k != "extends"}, source)
+
+
+def _parent(name: str, folder: PurePath, chain: tuple[PurePath, ...], done: dict[PurePath, Any],
+            locate: Locator) -> PurePath:
+    """The file ``extends`` names; ``LookupError`` saying why it may not be read."""
+    if "\0" in name or not name.strip():
+        raise LookupError("'extends' needs a file name, without NUL characters")
+    try:
+        target = preset(name) if name.startswith(PRESET) else locate(folder, name)
+    except LookupError as exc:
+        raise LookupError(f"'extends' names '{name}', {exc.args[0]}") from None
+    if target in chain:
+        raise LookupError(f"'extends' makes a cycle: {' -> '.join(str(p) for p in (*chain, target))}")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise LookupError(f"'extends' goes more than {MAX_EXTENDS_DEPTH} files deep from {chain[0]}; flatten the chain")
+    if target not in done and len(done) >= MAX_EXTENDS_FILES:
+        raise LookupError(f"'extends' reads more than {MAX_EXTENDS_FILES} files in all from {chain[0]}; "
+                          "extend fewer files")
+    return target
 
 
 def _check_parent(parent: Any, parent_map: SourceMap, child: dict[str, Any], child_map: SourceMap) -> None:
@@ -141,26 +149,24 @@ def merge(base: dict[str, Any], base_map: SourceMap, over: dict[str, Any],
 
 def _by_name(key: str, base: list[Any], base_map: SourceMap, over: list[Any], over_map: SourceMap,
              out_map: SourceMap) -> list[Any]:
-    # Keyed by name (an unnamed entry by its own object): replacing keeps the inherited place, and
-    # looking a name up costs the same however many entries a long chain of parents has made.
-    # A name used twice in one file stays twice, so that validation reports it at both places.
+    # Keyed by name: replacing keeps the inherited place, and costs the same however many entries
+    # the parents made. A name used twice in one file stays twice, so validation reports both places.
     entries: dict[Any, tuple[Any, SourceMap, int]] = {}
-    for j, entry in enumerate(base):
-        name = _name_key(entry)
-        entries[name if name not in entries else ("twice", id(entry))] = (entry, base_map, j)
-    seen: set[Any] = set()
-    for j, entry in enumerate(over):
-        if isinstance(entry, dict) and entry.get("remove") is True and set(entry) - {"name", "remove"}:
-            extra = ", ".join(sorted(str(k) for k in set(entry) - {"name", "remove"}))
-            raise RuleFileError([over_map.error(
-                f"an entry with 'remove: true' only names what it removes; drop {extra}", (key, j, "remove"))])
-        name = _name_key(entry)
-        name = ("twice", id(entry)) if name in seen else name
-        seen.add(name)
-        if name in entries and isinstance(entry, dict) and entry.get("remove") is True:
-            del entries[name]
-        else:
-            entries[name] = (entry, over_map, j)
+    for group, where in ((base, base_map), (over, over_map)):
+        seen: set[Any] = set()
+        for j, entry in enumerate(group):
+            remove = isinstance(entry, dict) and entry.get("remove") is True
+            if remove and set(entry) - {"name", "remove"}:
+                extra = ", ".join(sorted(str(k) for k in set(entry) - {"name", "remove"}))
+                raise RuleFileError([where.error(
+                    f"an entry with 'remove: true' only names what it removes; drop {extra}", (key, j, "remove"))])
+            name = _name_key(entry)
+            name = ("twice", id(entry)) if name in seen else name
+            seen.add(name)
+            if remove and name in entries:
+                del entries[name]
+            else:
+                entries[name] = (entry, where, j)
     # Entry j of a map becomes entry k of the result: one graft per map, however many entries.
     moved: dict[int, tuple[SourceMap, dict[str | int, str | int]]] = {}
     for k, (_, where, j) in enumerate(entries.values()):

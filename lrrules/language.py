@@ -1,11 +1,7 @@
 """The rule language, version 1: a whole rule file (:class:`RuleSet`), the checks across its
-entries, and the JSON Schema generated from it.
-
-Its pieces are in :mod:`lrrules.fields` (values, matchers, layers, phases) and :mod:`lrrules.entries`
-(rules, modifiers, defaults, optimizers), its words in :mod:`lrrules.vocabulary`. The docs quote the
-field descriptions, and validation errors come from them (:mod:`lrrules.loader` reads a file and puts
-them in its place). Formulas and regexes are compiled while the file validates, so a
-:class:`RuleSet` that exists is one that can be resolved; nothing here needs torch or a model.
+entries, and the JSON Schema generated from it. Its pieces are in :mod:`lrrules.fields` and
+:mod:`lrrules.entries`; formulas and regexes compile while the file validates, so a
+:class:`RuleSet` that exists can be resolved; nothing here needs torch or a model.
 
 >>> rules = RuleSet.model_validate({"version": 1, "defaults": {"lr": 1e-3},
 ...                                 "rules": [{"name": "all", "match": "*", "lr_mult": 2}]})
@@ -46,8 +42,7 @@ EntrySummary = tuple[str, int, Any, bool, bool]
 
 def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[str | int, ...], str]]:
     """Every problem between the entries of one file, as ``(loc, message)``: a name used twice, a
-    ``remove`` with nothing inherited to remove, more than one fallback. Pure, so the loader can run
-    it on the raw document and report these beside the field errors.
+    ``remove`` with nothing to remove, a second fallback. Pure: the loader runs it on the raw document.
 
     >>> cross_entry_problems([("rules", 0, "a", False, False), ("modifiers", 0, "a", False, False)])
     [(('modifiers', 0, 'name'), "the name 'a' is used twice (first in rules[0]); names must be unique")]
@@ -67,7 +62,7 @@ def cross_entry_problems(entries: Sequence[EntrySummary]) -> list[tuple[tuple[st
 
 def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) -> list[tuple[tuple[str | int, ...], str]]:
     """Every problem of the rules' ``overrides``, as ``(loc, message)``: a name that is no claiming
-    rule (a modifier, the fallback, itself, a typo) and a cycle, shown as its chain. Pure.
+    rule, and a cycle, shown as its chain.
 
     >>> a = Rule(name="a", match="x.*", overrides=["b"]); b = Rule(name="b", match="*", overrides=["a"])
     >>> precedence_problems([a, b])[0][1]
@@ -92,8 +87,7 @@ def precedence_problems(rules: Sequence[Rule], modifiers: Sequence[str] = ()) ->
                 why = ("is the fallback, which yields to every rule already" if fallback else
                        "names no rule" + did_you_mean(name, claiming))
                 problems.append((loc, f"overrides: '{name}' {why}"))
-    # A cycle, found by graphlib over the edges between claiming rules (rule -> what it overrides),
-    # reported once at its first rule.
+    # A cycle among claiming rules (rule -> what it overrides), reported once at its first rule.
     graph: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter({name: () for name in claiming})
     for name, rule in ((name, rule) for rule in rules if rule.name in claiming for name in rule.overrides):
         if name in claiming and name != rule.name:
@@ -135,9 +129,8 @@ class RuleSet(BaseModel):
                                 "freeze or unfreeze parameters that stay in their optimizer groups (only "
                                 "requires_grad changes). Every phase that has started applies, in order.")
 
-    # Where each value stands in the file, for messages: set while validating (from the validation
-    # context, never after), copied and pickled with the rule set, left out of equality (see __eq__).
-    # The compiled matchers are not kept here: lrrules.compile caches them by the rule set's value.
+    # Where each value stands in the file, for messages: set while validating (from the context),
+    # left out of equality. The compiled matchers are cached by lrrules.compile, not kept here.
     _source: SourceMap | None = PrivateAttr(None)
 
     @model_validator(mode="wrap")
@@ -192,6 +185,26 @@ class RuleSet(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _inline_options(self) -> RuleSet:
+        # Options written on the single optimizer mean what they mean in `defaults`: moved there,
+        # with their places, so every later message points where they are written.
+        inline = self.optimizer.model_extra if self.optimizer else None
+        if not inline or self.optimizer is None:
+            return self
+        source = self._source or SourceMap(self.path)
+        for key in inline:
+            if key in self.defaults.options:
+                raise refuse("option", "option '{key}' is given twice: here and in defaults (at {there}); keep one",
+                             Pointer(("optimizer", key), key=True), key=key,
+                             there=str(source.locate(("defaults", key), key=True)))
+        source.graft(SourceMap(source.path, dict(source.values), dict(source.keys)), ("optimizer",), ("defaults",),
+                     {key: key for key in inline})
+        defaults = Defaults.model_validate({**self.defaults.model_dump(), **inline})
+        object.__setattr__(self, "defaults", defaults)  # frozen once valid: this is its validation
+        object.__setattr__(self, "optimizer", Optimizer.model_validate({"type": self.optimizer.type}))
+        return self
+
+    @model_validator(mode="after")
     def _routes_known(self) -> RuleSet:
         if DEFAULT_OPTIMIZER in self.optimizers:
             raise refuse("optimizers", "'{name}' names the single `optimizer:`; choose another name",
@@ -229,7 +242,27 @@ def json_schema() -> dict[str, Any]:
     schema["required"] = [k for k in schema["required"] if k != "defaults"]
     schema["if"] = {"not": {"required": ["extends"]}}
     schema["then"] = {"required": ["defaults"]}
-    return schema
+    bounded: dict[str, Any] = _bounds(schema)
+    return bounded
+
+
+_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+def _bounds(node: Any) -> Any:
+    """pydantic writes a bound it applies after a validator as ``ge``/``gt``, which JSON Schema does not
+    read: written as ``minimum``/``exclusiveMinimum`` on the number types it bounds, so the schema refuses
+    what the tool refuses (``lr: 0``)."""
+    if isinstance(node, list):
+        return [_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _bounds(value) for key, value in node.items() if key not in _BOUNDS}
+    bounds = {_BOUNDS[key]: value for key, value in node.items() if key in _BOUNDS}
+    for branch in out.get("anyOf", [out]) if bounds else ():
+        if branch.get("type") in ("number", "integer"):
+            branch.update(bounds)
+    return out
 
 
 def json_schema_text() -> str:

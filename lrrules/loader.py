@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from .entries import OPTION_TAGS, Defaults, Modifier, Optimizer, Rule
 from .errors import POINTER_KEY, Location, Pointer, RuleError, RuleFileError, did_you_mean
 from .fields import LAYER_TAGS, MATCHER_TAGS, MatchFields, ModuleLayers, PatternLayers
-from .inherit import flatten
+from .inherit import Locator, Reader, flatten, on_disk
 from .language import EntrySummary, RuleSet, cross_entry_problems
 from .reader import MAX_BYTES, MAX_DEPTH, SourceMap, parse, read
 
@@ -49,14 +49,18 @@ def load(spec: str | Path | Mapping[str, Any], overrides: Mapping[str, float] | 
             return loads(raw, "<stdin>", overrides=overrides)
         if ":" in spec and "\0" not in spec and not Path(spec).exists() and not spec.startswith(("/", "./")):
             return load_revision(spec, overrides)
-    data, source = read(spec)
-    data, source = flatten(data, source, Path(spec).resolve().parent, (Path(spec).resolve(),))
-    return validate(data, source, overrides)
+    return _flat(*read(spec), Path(spec).resolve(), overrides)
+
+
+def _flat(data: Any, source: SourceMap, where: PurePath, overrides: Mapping[str, float] | None,
+          locate: Locator = on_disk, reader: Reader | None = None) -> RuleSet:
+    """The document read from ``where``, its ``extends`` (relative to it) resolved, validated."""
+    return validate(*flatten(data, source, where.parent, (where,), locate, reader), overrides)
 
 
 def _load_data(spec: object, overrides: Mapping[str, float] | None) -> RuleSet:
-    """A rule file given as data; an OmegaConf config (omegaconf is imported only for one) is
-    resolved into plain containers first. ``extends`` is relative to the current folder."""
+    """A rule file given as data (an OmegaConf config resolved first; omegaconf is imported only
+    for one); ``extends`` is relative to the current folder."""
     name = "<mapping>"
     if type(spec).__module__.split(".")[0] == "omegaconf":
         from omegaconf import OmegaConf
@@ -64,9 +68,7 @@ def _load_data(spec: object, overrides: Mapping[str, float] | None) -> RuleSet:
         name = f"<{type(spec).__name__}>"
         spec = OmegaConf.to_container(spec, resolve=True)
     source = SourceMap(name)
-    data = _plain(spec, source, ())
-    data, source = flatten(data, source, Path.cwd(), (Path.cwd() / name,))
-    return validate(data, source, overrides)
+    return _flat(_plain(spec, source, ()), source, Path.cwd() / name, overrides)
 
 
 def _plain(value: object, source: SourceMap, loc: tuple[str | int, ...]) -> Any:
@@ -83,10 +85,7 @@ def _plain(value: object, source: SourceMap, loc: tuple[str | int, ...]) -> Any:
 def loads(text: str | bytes, path: str = "<rules>", fmt: str = "yaml",
           overrides: Mapping[str, float] | None = None) -> RuleSet:
     """Like :func:`load`, from text; ``path`` names it in messages (and is where ``extends`` is relative to)."""
-    data, source = parse(text, path, fmt)
-    where = Path(path).resolve() if path != "<rules>" else Path.cwd() / path
-    data, source = flatten(data, source, where.parent, (where,))
-    return validate(data, source, overrides)
+    return _flat(*parse(text, path, fmt), Path(path).resolve() if path != "<rules>" else Path.cwd() / path, overrides)
 
 
 def validate(data: Any, source: SourceMap, overrides: Mapping[str, float] | None = None) -> RuleSet:
@@ -200,14 +199,10 @@ def _located(error: Any, source: SourceMap) -> RuleError:
         message = "a rule file is a mapping with 'version', 'defaults' and 'rules'"
     elif kind == "entries":
         pass  # a message of our own, placed by its loc
-    elif not kind.endswith(("formula", "regex")) and _is_scalar(error.get("input")):
+    elif not kind.endswith(("formula", "regex")) and isinstance(error.get("input"), (str, int, float, type(None))):
         message += f", got {_short(error['input'])}"
     offset = pointer.offset if pointer.expr else None
     return RuleError(message, source.locate(loc, key=pointer.key, offset=offset), loc, pointer.expr, offset)
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) or value is None
 
 
 def _short(value: Any) -> str:
@@ -216,11 +211,8 @@ def _short(value: Any) -> str:
 
 
 def load_revision(spec: str, overrides: Mapping[str, float] | None = None) -> RuleSet:
-    """Load ``REV:path`` from git (``HEAD~1:rules.yaml``); the files it extends come from the same revision.
-
-    The revision is passed after ``--end-of-options`` and one that starts with ``-`` is refused, so
-    it can never reach git as an option.
-    """
+    """Load ``REV:path`` from git (``HEAD~1:rules.yaml``), and what it extends from the same revision;
+    the revision goes after ``--end-of-options`` and may not start with ``-``: never a git option."""
     from pathlib import PurePosixPath
 
     rev, _, path = spec.partition(":")
@@ -239,9 +231,7 @@ def load_revision(spec: str, overrides: Mapping[str, float] | None = None) -> Ru
         return parse(_git_blob(where), where, "json" if str(target).endswith(".json") else "yaml")
 
     first = PurePosixPath(posixpath.normpath(path))
-    data, source = reader(first)
-    data, source = flatten(data, source, first.parent, (first,), locate, reader)
-    return validate(data, source, overrides)
+    return _flat(*reader(first), first, overrides, locate, reader)
 
 
 def _git_blob(where: str) -> bytes:

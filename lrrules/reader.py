@@ -1,9 +1,8 @@
 """Reading a rule file's text into plain data, with the line and column of every key and value.
 
-YAML goes through PyYAML's own composer (bounded on the way) and is turned into data node by node:
-tags that would build objects, duplicate keys, merge keys and alias bombs are refused. JSON is read
-by ``json`` and placed by the same composer. A :class:`SourceMap` turns a path in the document
-(``("rules", 2, "lr_mult")``) into ``file:line:col``.
+YAML goes through PyYAML's composer (bounded on the way) and becomes data node by node: tags that
+would build objects, duplicate and merge keys and alias bombs are refused. JSON is read by ``json``
+and placed by the same composer. A :class:`SourceMap` turns a path in the document into ``file:line:col``.
 """
 
 from __future__ import annotations
@@ -35,13 +34,13 @@ _STR, _INT, _FLOAT, _BOOL, _NULL, _SEQ, _MAP = (
 
 @dataclass(frozen=True)
 class Spot:
-    """Where a key or value starts (1-based), and how a scalar was quoted (``'``, ``"`` or ``""``)."""
+    """Where a key or value starts (1-based), how a scalar was quoted, and its file if not the map's."""
 
     line: int
     col: int
     quote: str = ""
     single_line: bool = True
-    path: str = ""  # the file, where it is not the map's own (inherited through 'extends')
+    path: str = ""
 
 
 @dataclass
@@ -52,35 +51,20 @@ class SourceMap:
     values: dict[Loc, Spot] = field(default_factory=dict)
     keys: dict[Loc, Spot] = field(default_factory=dict)
 
-    def spot(self, loc: Sequence[str | int], key: bool = False) -> Spot | None:
-        """The position of ``loc``, or of its nearest enclosing part that has one."""
-        loc = tuple(loc)
-        if key and loc in self.keys:
-            return self.keys[loc]
-        for n in range(len(loc), -1, -1):
-            if (found := self.values.get(loc[:n])) is not None:
-                return found
-        return None
-
     def locate(self, loc: Sequence[str | int], key: bool = False, offset: int | None = None) -> Location:
-        """``file:line:col`` of ``loc``; ``offset`` moves the column into a one-line scalar's text."""
-        spot = self.spot(loc, key)
+        """``file:line:col`` of ``loc`` (its key with ``key``), or of its nearest enclosing part that
+        has one; ``offset`` moves the column into a one-line scalar's text."""
+        loc = tuple(loc)
+        spot = self.keys.get(loc) if key else None
+        spot = spot or next((self.values[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in self.values), None)
         if spot is None:
             return Location(self.path)
         col = spot.col + (len(spot.quote) + offset if offset is not None and spot.single_line else 0)
         return Location(spot.path or self.path, spot.line, col)
 
     def graft(self, other: SourceMap, src: Loc, dst: Loc, heads: Mapping[str | int, str | int] | None = None) -> None:
-        """Copy ``other``'s positions under ``src`` to this map under ``dst``, keeping their file.
-
-        With ``heads``, only the parts of ``src`` whose first key is in it move, each under its new
-        key (``{3: 0}``: ``src[3]`` becomes ``dst[0]``), in one pass however many parts move.
-
-        >>> base = parse("rules: [{name: a}, {name: b}]", "base.yaml")[1]
-        >>> out = SourceMap("child.yaml"); out.graft(base, ("rules",), ("rules",), {1: 0})
-        >>> str(out.locate(("rules", 0, "name")))
-        'base.yaml:1:27'
-        """
+        """Copy ``other``'s positions under ``src`` to this map under ``dst``, keeping their file; with
+        ``heads``, only the parts whose first key is in it, each under its new key (``{3: 0}``)."""
         n = len(src)
         for mine, theirs in ((self.values, other.values), (self.keys, other.keys)):
             for loc, spot in theirs.items():
@@ -148,7 +132,6 @@ def _fail(path: str, message: str, line: int = 0, col: int = 0) -> RuleFileError
 
 
 def _line_col(text: str, pos: int) -> tuple[int, int]:
-    """The 1-based line and column of offset ``pos`` of ``text``."""
     return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
@@ -239,11 +222,7 @@ MAX_INT_DIGITS = 309
 
 
 def number(text: str) -> int | float:
-    """A YAML 1.2 / JSON number's value; ``ValueError`` with the reason for one beyond a float's range.
-
-    >>> number("010"), number("0x1f"), number("-.inf")
-    (10, 31, -inf)
-    """
+    """A YAML 1.2 / JSON number's value (``010`` is 10); ``ValueError`` for one beyond a float's range."""
     body = text.lstrip("+-")
     sign = -1 if text.startswith("-") else 1
     if body[:2] in ("0o", "0x"):
@@ -261,7 +240,7 @@ def number(text: str) -> int | float:
 
 def plain_number(text: str) -> int | float | None:
     """``text`` read as a plain YAML scalar of a rule file: its number, or ``None`` where the file reads
-    text, a boolean or null; ``ValueError`` beyond a float's range. ``--set`` reads its values so.
+    something else (``--set`` reads its values so).
 
     >>> plain_number("010"), plain_number("1e-3"), plain_number("yes")
     (10, 0.001, None)
@@ -283,9 +262,8 @@ def _newcomer_hint(message: str) -> str:
 
 
 class _Composer(yaml.SafeLoader):
-    """PyYAML's composer with YAML 1.2's plain scalars and a rule file's limits (nesting with aliases
-    expanded, one document, no directive that changes the reading, each anchor once, no invisible
-    character in a key or value); :meth:`value` turns its nodes into plain data and positions."""
+    """PyYAML's composer with YAML 1.2's plain scalars and a rule file's limits; :meth:`value` turns
+    its nodes into plain data and positions."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}
 
@@ -302,8 +280,7 @@ class _Composer(yaml.SafeLoader):
             return _fail(self.path, message, *(_line_col(self.text, len(self.text)) if mark else (0, 0)))
         return _fail(self.path, message, mark.line + 1, mark.column + 1)
 
-    def event(self) -> Any:
-        """The next event, not taken (PyYAML's stubs leave the parser's events untyped)."""
+    def event(self) -> Any:  # the next event, not taken; PyYAML's stubs leave it untyped
         return self.peek_event()  # type: ignore[no-untyped-call]
 
     def single(self) -> yaml.Node | None:
@@ -457,8 +434,8 @@ def _yaml(text: str, path: str, json_text: bool = False) -> tuple[Any, SourceMap
 
 
 def _json(text: str, path: str) -> tuple[Any, SourceMap]:
-    """Strict JSON: ``json`` reads the data and its syntax errors; the YAML composer, which reads JSON
-    too (tabs as spaces), places every key and value and refuses NaN, duplicates and the same limits."""
+    """Strict JSON: ``json`` reads the data and its syntax errors; the YAML composer places every key and
+    value and refuses NaN, duplicates and the same limits."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -44,7 +44,7 @@ SETTING_FIELDS = ("lr", "lr_mult", "weight_decay", "weight_decay_mult")
 #: with what to use instead: set from a rule file, each would be overwritten or would change what a
 #: scheduler computes (issue 21). Adagrad's ``initial_accumulator_value`` is an option: only the
 #: ``initial_`` keys that schedulers write are here.
-_RESERVED_OPTIONS = {
+RESERVED_OPTIONS = {
     "lr": "set it with the rule's lr or lr_mult (the base: defaults.lr)",
     "weight_decay": "set it with weight_decay or weight_decay_mult",
     "params": "lrrules puts the matched tensors there",
@@ -62,15 +62,6 @@ _RESERVED_OPTIONS = {
     "max_momentum": "OneCycleLR and CyclicLR write it from their max_momentum argument",
     "swa_lr": "SWALR writes it from its swa_lr argument",
 }
-
-
-def reserved_option(key: str) -> str | None:
-    """Why ``key`` may not be set as an option, or ``None`` when it may.
-
-    >>> reserved_option("momentum") is None, reserved_option("initial_lr") is not None
-    (True, True)
-    """
-    return _RESERVED_OPTIONS.get(key)
 
 
 #: The optimizer type a rule file gets when it names none.

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import lrrules
 from lrrules.cli import main
 from lrrules.errors import RuleFileError
-from lrrules.vocabulary import _RESERVED_OPTIONS
+from lrrules.vocabulary import RESERVED_OPTIONS
 from lrrules.params import ParamInfo
 from lrrules.resolver import resolve_params
 
@@ -83,7 +83,7 @@ PLACES = {
 
 
 @settings(max_examples=80, deadline=None)
-@given(key=st.sampled_from(sorted(set(_RESERVED_OPTIONS) - {"lr", "weight_decay"})),
+@given(key=st.sampled_from(sorted(set(RESERVED_OPTIONS) - {"lr", "weight_decay"})),
        place=st.sampled_from(sorted(PLACES)), value=st.floats(0, 10, allow_nan=False))
 def test_a_key_that_schedulers_or_lrrules_own_is_refused_where_it_stands(key: str, place: str, value: float) -> None:
     text = "version: 1\ndefaults: {lr: 0.1}\n" + PLACES[place].format(key=key, value=value)
@@ -92,7 +92,7 @@ def test_a_key_that_schedulers_or_lrrules_own_is_refused_where_it_stands(key: st
     error = info.value.errors[0]
     line = next(i for i, row in enumerate(text.splitlines(), 1) if f"{key}: {value}" in row)
     assert error.line == line and text.splitlines()[line - 1][error.col - 1:].startswith(key)
-    assert f"'{key}' is not an option here: {_RESERVED_OPTIONS[key]}" == error.message
+    assert f"'{key}' is not an option here: {RESERVED_OPTIONS[key]}" == error.message
 
 
 @pytest.mark.parametrize("key", ["initial_lr", "lr_scale", "max_lr", "name"])
