@@ -193,6 +193,8 @@ def _on_model(ruleset: RuleSet, name: str, model: Model, base: BaseShapes | None
         from .report import problems
 
         lines = problems(plan) + conflict_hints(ruleset, plan.conflicts) + lines
+        # why so much is unclaimed: every name wrapped in one prefix (Lightning's `model.`, peft's)
+        lines += [f"hint: {c}" for c in plan.cautions if c.startswith(("every name ", "every parameter name "))]
     lines += [f"strict: {w}" for w in plan.warnings() if w not in unused] if strict else []
     found = [Finding(name, 0, 0, "problem", "\n".join(lines), model.label)] if lines else []
     odd = [n for n in (p.name for p in model.params) if not n.isascii() and unicodedata.normalize("NFC", n) != n]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -87,3 +89,11 @@ def test_a_peft_model_gets_the_caution_for_base_model_model() -> None:
     [caution] = _prefix_cautions(plan)
     assert caution.startswith("every name starts with 'base_model.model.'")
     assert "'lora'" in caution and "build(rules, self.base_model.model)" in caution
+
+
+def test_check_without_strict_prints_the_hint_with_the_unclaimed_tensors(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    [problem] = [f for f in lrrules.check(str(rules), [_lightning_module()]) if f.level == "problem"]
+    assert "hint: every name starts with 'model.'" in problem.message
+    assert lrrules.check(str(rules), [_lightning_module().model]) == []  # stripped: clean
