@@ -19,10 +19,11 @@ from .errors import LrrulesError, UsageError
 from .loader import loads
 from .params import ParamInfo, collect
 from .resolver import resolve
+from .resume import RECORD_KEY
 
 #: Group keys that say nothing about how a tensor trains: bookkeeping of torch, schedulers, MMEngine
-#: (``lr_mult``/``decay_mult`` copied from ``custom_keys``) and lrrules itself (``name``).
-BOOKKEEPING = frozenset({"params", "param_names", "name", "initial_lr", "lr_mult", "decay_mult", "lr_scale"})
+#: (``lr_mult``/``decay_mult`` copied from ``custom_keys``) and lrrules itself (``name``, the resume tag).
+BOOKKEEPING = frozenset({"params", "param_names", "name", "initial_lr", "lr_mult", "decay_mult", "lr_scale", RECORD_KEY})
 Settings = dict[str, Any]  # "optimizer" (class name or None), "lr", "weight_decay", options
 TOLERANCE = 1e-12
 
