@@ -16,7 +16,7 @@ from .entries import Defaults, Optimizer
 from .errors import Location, OptimizerError, UsageError, did_you_mean
 from .language import RuleSet
 from .loader import load
-from .plan import Plan, groups_of, nothing_trains
+from .plan import Plan, nothing_trains
 from .resume import attach
 from .routes import optimizer_type
 from .signatures import check_options, options_of, type_location
@@ -239,7 +239,7 @@ def build(rules: str | Path | RuleSet | Plan, model: torch.nn.Module,
         ruleset = ruleset.model_copy(update={"optimizer": None})
     routes = {name: _route(ruleset, name, given) for name in names}
     plan = placed(ruleset, model, plan, base)
-    built = _built(ruleset, plan, routes, lambda name: groups_of(plan, optimizer=name, fresh=True))  # placed: fresh or bound
+    built = _built(ruleset, plan, routes, lambda name: plan.param_groups(optimizer=name))
     if not built:  # torch's own word, "optimizer got an empty parameter list", names no rule
         who = "each optimizer of the file" if ruleset.optimizers else routes[DEFAULT_OPTIMIZER].label
         why = nothing_trains(plan) or f"nothing trains: the model has {len(plan.params)} parameters and no rule trains any"

@@ -15,7 +15,7 @@ HOMES = {"Built": "optim", "build": "optim", "build_optimizer": "optim", "Plan":
          "load_optimizer_state": "resume", "resolve": "resolver", "resolve_names": "sources", "rule_scheduler": "schedules",
          "RuleSet": "language", "load": "loader", "loads": "loader", "LrrulesError": "errors",
          "PlanProblemsError": "errors", "ResumeError": "errors", "RuleError": "errors", "RuleFileError": "errors",
-         "Finding": "check", "check": "check"}
+         "Finding": "check", "check": "check", "bind": "distributed", "from_optimizer": "capture"}
 
 
 def test_every_public_name_is_the_object_its_module_defines() -> None:
