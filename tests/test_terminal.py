@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGV = [sys.executable, "-m", "lrrules", "resolve", "examples/resnet18-discriminative.yaml", "--model", "resnet18"]
+ARGV = [sys.executable, "-m", "lrrules", "resolve", "examples/resnet18-discriminative.yaml", "--model", "resnet18",
+        "--quiet"]  # a slow build on a busy machine would put its status line into the terminal output
 
 
 def _in_pty(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
