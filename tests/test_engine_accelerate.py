@@ -45,6 +45,18 @@ def test_load_state_resumes_bit_exactly(ranks: list[dict[str, object]]) -> None:
             assert torch.equal(straight[name], resumed[name]), name
 
 
+def test_muon_and_adamw_from_one_file_resume_bit_exactly_under_fsdp2(ranks: list[dict[str, object]]) -> None:
+    for result in ranks:
+        if result["mode"] == "ddp":
+            continue
+        muon = result["muon"]
+        assert isinstance(muon, dict)
+        straight, resumed = muon["straight"], muon["resumed"]
+        assert sorted(straight) == sorted(resumed) and "1.weight" in straight
+        for name in straight:
+            assert torch.equal(straight[name], resumed[name]), name
+
+
 def test_the_mode_ran_the_engine_path_it_names(ranks: list[dict[str, object]]) -> None:
     for result in ranks:
         # Accelerate 1.16 drops an fsdp_plugin on the CPU: it says MULTI_CPU either way

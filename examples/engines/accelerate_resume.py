@@ -40,8 +40,23 @@ modifiers:
 """
 
 
-def model() -> nn.Module:
+# Muon for the hidden matrix, AdamW for the rest: one CombinedOptimizer (--mode fsdp2 runs it too).
+MUON = """
+version: 1
+defaults: {lr: 0.01, weight_decay: 0.1}
+optimizer: {type: AdamW}
+optimizers:
+  muon: {type: Muon}
+rules:
+  - {name: muon, match: {role: hidden, ndim: 2}, optimizer: muon, lr: 0.02}
+  - {name: rest, fallback: true, weight_decay: 0.0}
+"""
+
+
+def model(muon: bool = False) -> nn.Module:
     torch.manual_seed(0)
+    if muon:  # "1.weight" is the hidden matrix
+        return nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 4))
     return nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 4))  # "0" and "2": same shapes
 
 
@@ -55,10 +70,10 @@ def fsdp2(accelerator: Any, plugin: Any) -> None:
     PartialState().distributed_type = accelerator.state.distributed_type = DistributedType.FSDP
 
 
-def prepared(accelerator: Any, head: str = "2", mult: int = 10) -> tuple[nn.Module, Any]:
+def prepared(accelerator: Any, head: str = "2", mult: int = 10, muon: bool = False) -> tuple[nn.Module, Any]:
     accelerator.free_memory()  # save_state/load_state handle every object prepared: this run's alone
-    net = model()
-    optimizer, _ = lrrules.build(lrrules.loads(RULES.format(head=head, mult=mult)), net)
+    net = model(muon)
+    optimizer, _ = lrrules.build(lrrules.loads(MUON if muon else RULES.format(head=head, mult=mult)), net)
     return accelerator.prepare(net, optimizer)  # type: ignore[no-any-return]
 
 
@@ -113,9 +128,24 @@ def worker(rank: int, world: int, port: int, out: str, mode: str) -> None:
         accelerator.load_state(ckpt)
     result["edited_lrs"] = [g["lr"] for g in optimizer.param_groups]
     result["edited_warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
+    if mode == "fsdp2":
+        result["muon"] = muon_resume(accelerator, str(Path(out, "muon")))
     torch.save(result, Path(out, f"rank{rank}.pt"))
     accelerator.wait_for_everyone()
     torch.distributed.destroy_process_group()
+
+
+def muon_resume(accelerator: Any, ckpt: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Muon + AdamW from one file: the parameters straight through and resumed from the checkpoint."""
+    net, optimizer = prepared(accelerator, muon=True)
+    train(accelerator, net, optimizer, range(2))
+    accelerator.save_state(ckpt)
+    train(accelerator, net, optimizer, range(2, 4))
+    straight = params(net)
+    net, optimizer = prepared(accelerator, muon=True)
+    accelerator.load_state(ckpt)
+    train(accelerator, net, optimizer, range(2, 4))
+    return {"straight": straight, "resumed": params(net)}
 
 
 def main(out: Path, port: int = 29534, mode: str = "ddp") -> None:
