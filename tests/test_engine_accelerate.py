@@ -1,6 +1,7 @@
-"""Accelerate with DDP on the CPU, two gloo ranks (examples/engines/accelerate_resume.py, run as a
-user runs it): save_state/load_state resume bit-exactly with lrrules.build's optimizer, a state saved
-under another rule file is refused by name, and an lr edited since the save is applied or reported."""
+"""Accelerate on the CPU, two gloo ranks (examples/engines/accelerate_resume.py, run as a user runs
+it), under DDP and under Accelerate's own FSDP2 code (`--mode fsdp2`): save_state/load_state resume
+bit-exactly with lrrules.build's optimizer, a state saved under another rule file is refused, and an
+lr edited since the save is applied or reported."""
 
 from __future__ import annotations
 
@@ -18,31 +19,69 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("accelerate")
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "engines" / "accelerate_resume.py"
+NAMES = ["0.bias", "0.weight", "1.bias", "1.weight", "2.bias", "2.weight"]
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
-    out = tmp_path_factory.mktemp("accelerate")
+@pytest.fixture(scope="module", params=["ddp", "fsdp2"])
+def ranks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
+    out = tmp_path_factory.mktemp(request.param)
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parents[2]), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(EXAMPLE), "--out", str(out), "--port", str(free_port())],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(EXAMPLE), "--out", str(out), "--port", str(free_port()),
+                           "--mode", request.param], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for result in results:
+        result["mode"] = request.param
+    return results
 
 
 def test_load_state_resumes_bit_exactly(ranks: list[dict[str, object]]) -> None:
     for result in ranks:
         straight, resumed = result["straight"], result["resumed"]
         assert isinstance(straight, dict) and isinstance(resumed, dict)
-        assert sorted(straight) == ["0.bias", "0.weight", "1.bias", "1.weight", "2.bias", "2.weight"]
+        assert sorted(straight) == NAMES and sorted(resumed) == NAMES
+        assert straight["0.weight"].shape == (4, 4)  # full tensors, under FSDP2 too
         for name in straight:
             assert torch.equal(straight[name], resumed[name]), name
 
 
-def test_a_foreign_layout_is_refused_by_name(ranks: list[dict[str, object]]) -> None:
+def test_muon_and_adamw_from_one_file_resume_bit_exactly_under_fsdp2(ranks: list[dict[str, object]]) -> None:
     for result in ranks:
-        assert "another group layout" in str(result["refused"])
-        assert "'2.weight' moved from group 2 to group 3" in str(result["refused"])
+        if result["mode"] == "ddp":
+            continue
+        muon = result["muon"]
+        assert isinstance(muon, dict)
+        straight, resumed = muon["straight"], muon["resumed"]
+        assert sorted(straight) == sorted(resumed) and "1.weight" in straight
+        for name in straight:
+            assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_the_mode_ran_the_engine_path_it_names(ranks: list[dict[str, object]]) -> None:
+    for result in ranks:
+        # Accelerate 1.16 drops an fsdp_plugin on the CPU: it says MULTI_CPU either way
+        assert result["given"] == "DistributedType.MULTI_CPU"
+        wrapped, saved = result["wrapped"], result["saved"]
+        assert isinstance(wrapped, list) and isinstance(saved, list)
+        wrapper, param = wrapped
+        if result["mode"] == "ddp":
+            assert (wrapper, param) == ("DistributedDataParallel", "Parameter")
+            assert "optimizer.bin" in saved
+        else:  # fully_shard in prepare(), DCP in save_state()
+            assert wrapper.startswith("FSDP") and param == "DTensor"
+            assert "optimizer_0" in saved and "pytorch_model_fsdp_0" in saved
+
+
+def test_a_foreign_layout_is_refused(ranks: list[dict[str, object]]) -> None:
+    for result in ranks:
+        refused = str(result["refused"])  # a ResumeError's text; "" had it loaded
+        if result["mode"] == "ddp":
+            assert "another group layout" in refused
+            assert "'2.weight' moved from group 2 to group 3" in refused
+        else:
+            # DCP hands each saved group to a group now holding one of its tensors: a group no saved
+            # group lands on arrives with no settings and no names, and lrrules refuses to guess
+            assert "carries no record of its group layout" in refused
 
 
 def test_an_edited_lr_is_applied_or_reported(ranks: list[dict[str, object]]) -> None:
