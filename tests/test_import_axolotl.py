@@ -1,5 +1,6 @@
 """lrrules import axolotl: LoRA+ as rules, against peft's own create_loraplus_optimizer on peft LoRA
-models (a Llama with LoRA on its attention and embedding, a BERT with a trained LayerNorm and head)."""
+models of several families (Llama, BERT, GPT-2's Conv1D, OPT; LoRA on embeddings, modules_to_save,
+trained biases), and lr_groups against Axolotl's loop as its source reads."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def llama(targets: list[str]) -> Callable[[], torch.nn.Module]:
     def make() -> torch.nn.Module:
         torch.manual_seed(0)
         base = tf.LlamaForCausalLM(tf.LlamaConfig.from_pretrained(TINY / "tiny-llama"))
-        return get_peft_model(base, LoraConfig(r=4, target_modules=targets))  # type: ignore[no-any-return]
+        return get_peft_model(base, LoraConfig(r=4, target_modules=targets))
     return make
 
 
@@ -29,7 +30,32 @@ def bert() -> torch.nn.Module:
     torch.manual_seed(0)
     base = tf.BertForSequenceClassification(tf.BertConfig.from_pretrained(TINY / "tiny-bert", num_labels=2))
     config = LoraConfig(r=4, target_modules=["query", "value"], modules_to_save=["classifier", "LayerNorm"], bias="all")
-    return get_peft_model(base, config)  # type: ignore[no-any-return]
+    return get_peft_model(base, config)
+
+
+def gpt2() -> torch.nn.Module:
+    torch.manual_seed(0)
+    base = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=2, n_positions=64))
+    config = LoraConfig(r=4, target_modules=["c_attn", "c_proj", "wte"], fan_in_fan_out=True, bias="lora_only")
+    return get_peft_model(base, config)
+
+
+def opt() -> torch.nn.Module:
+    torch.manual_seed(0)
+    base = tf.OPTForCausalLM(tf.OPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, ffn_dim=37,
+                                          num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=32))
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "fc1"], modules_to_save=["final_layer_norm"])
+    return get_peft_model(base, config)
+
+
+def bert_embeddings() -> torch.nn.Module:
+    torch.manual_seed(0)
+    base = tf.BertForSequenceClassification(tf.BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64, num_labels=3))
+    config = LoraConfig(r=4, target_modules=["word_embeddings", "query", "key", "value", "dense"],
+                        modules_to_save=["classifier"])
+    return get_peft_model(base, config)
 
 
 CASES: list[tuple[str, dict[str, Any], Callable[[], torch.nn.Module]]] = [
@@ -37,6 +63,12 @@ CASES: list[tuple[str, dict[str, Any], Callable[[], torch.nn.Module]]] = [
     ("llama with embedding", {"learning_rate": 1e-4, "loraplus_lr_ratio": 8, "loraplus_lr_embedding": 5e-6},
      llama(["q_proj", "k_proj", "embed_tokens"])),
     ("bert biases and norms", {"learning_rate": 3e-4, "loraplus_lr_ratio": 4, "loraplus_weight_decay": 0.01}, bert),
+    ("gpt2 conv1d and wte", {"learning_rate": 5e-5, "loraplus_lr_ratio": 20, "loraplus_lr_embedding": 1e-5,
+                             "loraplus_weight_decay": 0.1}, gpt2),
+    ("opt with a saved norm, default embedding lr", {"learning_rate": 1e-4, "loraplus_lr_ratio": 16,
+                                                      "adam_epsilon": 1e-6}, opt),
+    ("bert word embeddings and head", {"learning_rate": 2e-4, "loraplus_lr_ratio": 8, "loraplus_lr_embedding": 3e-6,
+                                       "loraplus_weight_decay": 0.01}, bert_embeddings),
 ]
 
 

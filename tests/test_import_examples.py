@@ -1,0 +1,36 @@
+"""The import and capture commands docs/importers.md shows, on the configs of examples/importers/,
+each reproduce the peer's own groups: exit 0 and every tensor the same (tests/test_docs.py only
+checks that they run)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lrrules.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKS = re.findall(r"```sh\n(.*?)```", (ROOT / "docs" / "importers.md").read_text(), re.S)
+LINES = [line for block in BLOCKS for line in block.splitlines() if line.startswith("lrrules ")]
+
+
+def test_the_docs_show_every_format_and_capture() -> None:
+    shown = {shlex.split(line)[1] if shlex.split(line)[1] == "capture" else shlex.split(line)[2] for line in LINES}
+    assert shown == {"timm", "mmengine", "regex-list", "hf", "axolotl", "capture"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("line", LINES, ids=[line.split()[2].split("/")[-1] for line in LINES])
+def test_each_shown_command_reproduces_the_peers_groups(line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(ROOT)
+    code = main([*shlex.split(line)[1:], "-o", str(tmp_path / "rules.yaml")])
+    err = capsys.readouterr().err
+    total = re.search(r"(\d+) of (\d+) tensors the same", err)
+    assert code == 0 and total and total.group(1) == total.group(2) and int(total.group(2)) > 10, err
+    written = yaml.safe_load((tmp_path / "rules.yaml").read_text())
+    assert written["version"] == 1 and written["rules"]
