@@ -146,7 +146,7 @@ def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]], f
     tags: all DCP keeps), checked against ``groups``: raises :class:`ResumeError` naming each parameter that moved."""
     saved = state_dict.get(RECORD_KEY)
     if saved is None:  # an empty or damaged record is checked as one, never taken for none
-        saved = _from_param_names(state_dict)
+        saved = _from_param_names(state_dict, groups)
     _check_record(saved)
     problems = _layout_problems(saved["groups"], groups)
     if not problems and saved.get("fingerprint") not in (None, fingerprint):
@@ -219,9 +219,17 @@ def _shown(items: list[Any]) -> str:
     return repr(items) if len(items) <= 6 else repr(items[:6])[:-1] + ", ...]"
 
 
-def _from_param_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+def _from_param_names(state_dict: Mapping[str, Any], mine: list[dict[str, Any]]) -> dict[str, Any]:
     try:
         tags = [g.get(RECORD_KEY) if isinstance(g.get(RECORD_KEY), Mapping) else {} for g in state_dict["param_groups"]]
+        lost = [i for i, g in enumerate(state_dict["param_groups"]) if "param_names" not in g and not tags[i]]
+        if lost and any(tags):  # DCP hands each saved group to a group now holding one of its tensors: a
+            # regrouped file leaves some group with none of the saved settings
+            names = [n for i in lost if i < len(mine) for n in mine[i]["params"]]
+            raise ResumeError(f"the optimizer state was saved under another group layout: group(s) {lost} of this "
+                              f"optimizer got no saved group ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''} "
+                              "were grouped otherwise when it was saved); load it with the rule file it was saved "
+                              "under, or start the optimizer afresh")
         groups = [{"params": list(g["param_names"]), "shapes": None, "lr": t.get("lr"),
                    "weight_decay": t.get("weight_decay")} for g, t in zip(state_dict["param_groups"], tags)]
     except (KeyError, TypeError, AttributeError):
