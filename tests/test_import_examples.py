@@ -34,3 +34,20 @@ def test_each_shown_command_reproduces_the_peers_groups(line: str, tmp_path: Pat
     assert code == 0 and total and total.group(1) == total.group(2) and int(total.group(2)) > 10, err
     written = yaml.safe_load((tmp_path / "rules.yaml").read_text())
     assert written["version"] == 1 and written["rules"]
+
+
+@pytest.mark.slow
+def test_the_rule_file_on_stdout_is_only_the_rule_file_whatever_the_peer_prints(tmp_path: Path) -> None:
+    """transformers imports DeepSpeed, which prints a line on stdout: `lrrules import hf ... > rules.yaml`
+    must still be a rule file lrrules loads."""
+    import subprocess
+    import sys
+
+    import lrrules
+
+    [line] = [line for line in LINES if shlex.split(line)[2] == "hf"]
+    done = subprocess.run([sys.executable, "-m", "lrrules", *shlex.split(line)[1:]], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (tmp_path / "rules.yaml").write_text(done.stdout)
+    assert lrrules.load(str(tmp_path / "rules.yaml")).version == 1

@@ -8,6 +8,7 @@ Building the parser imports nothing heavy: torch comes with the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -60,8 +61,9 @@ def _model(args: argparse.Namespace) -> torch.nn.Module:
 def _finish(text: str, original: Any, model: Any, args: argparse.Namespace) -> int:
     from ..capture import comparison, differences, rules_table, tensor_table
 
-    expected = tensor_table(original, model)
-    got = rules_table(text, _model(args), original)  # a fresh model: the file alone decides
+    with contextlib.redirect_stdout(sys.stderr):  # what the peer's libraries print stays out of the file
+        expected = tensor_table(original, model)
+        got = rules_table(text, _model(args), original)  # a fresh model: the file alone decides
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -79,11 +81,13 @@ def run(args: argparse.Namespace) -> int:
     from . import importer
 
     module = importer(args.format)
-    config = module.read(args.config)
-    if args.llrd is not None:
-        config = {**config, "llrd": args.llrd}
-    model = _model(args)
-    return _finish(module.rules(config, model), module.peer(config, model), model, args)
+    with contextlib.redirect_stdout(sys.stderr):  # the peer's libraries may print (DeepSpeed does, on import)
+        config = module.read(args.config)
+        if args.llrd is not None:
+            config = {**config, "llrd": args.llrd}
+        model = _model(args)
+        text, original = module.rules(config, model), module.peer(config, model)
+    return _finish(text, original, model, args)
 
 
 def run_capture(args: argparse.Namespace) -> int:
@@ -101,9 +105,11 @@ def run_capture(args: argparse.Namespace) -> int:
     function = getattr(code, name, None)
     if not callable(function):
         raise UsageError(f"{script} has no function {name!r}")
-    model = _model(args)
-    original = function(model)
-    return _finish(from_optimizer(original, model), original, model, args)
+    with contextlib.redirect_stdout(sys.stderr):  # what the user's script prints stays out of the file
+        model = _model(args)
+        original = function(model)
+        text = from_optimizer(original, model)
+    return _finish(text, original, model, args)
 
 
 #: The two commands as lrrules.cli's table holds them: function, summary, description, example,

@@ -30,7 +30,8 @@ def read(path: str) -> dict[str, Any]:
 def _arguments(config: Mapping[str, Any], out: str) -> Any:
     from transformers import TrainingArguments
 
-    given = {k: v for k, v in config.items() if k != "llrd"}
+    # where it writes, what it reports to and its device do not change the groups: a real file's are set aside
+    given = {k: v for k, v in config.items() if k not in ("llrd", "output_dir", "report_to", "use_cpu")}
     return TrainingArguments(output_dir=out, report_to=[], use_cpu=True, **given)
 
 
