@@ -5,31 +5,20 @@ lr edited since the save is applied or reported."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-from .test_engine_deepspeed import free_port
+from .engine_runs import run_ranks
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("accelerate")
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "engines" / "accelerate_resume.py"
 NAMES = ["0.bias", "0.weight", "1.bias", "1.weight", "2.bias", "2.weight"]
 
 
 @pytest.fixture(scope="module", params=["ddp", "fsdp2"])
 def ranks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
-    out = tmp_path_factory.mktemp(request.param)
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parents[2]), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(EXAMPLE), "--out", str(out), "--port", str(free_port()),
-                           "--mode", request.param], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    results = run_ranks("accelerate_resume.py", tmp_path_factory.mktemp(request.param), "--mode", request.param)
     for result in results:
         result["mode"] = request.param
     return results

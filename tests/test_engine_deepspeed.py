@@ -5,37 +5,21 @@ refused with the reason."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+
+from .engine_runs import run_ranks
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("deepspeed")
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "engines" / "deepspeed_zero.py"
 # The first run on a machine builds DeepSpeed's CPU comm op (about ten minutes); later runs reuse it.
 BUILD_S = 900
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
-    out = tmp_path_factory.mktemp("deepspeed")
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parents[2]), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(EXAMPLE), "--out", str(out), "--port", str(free_port())],
-                          env=env, capture_output=True, text=True, timeout=BUILD_S)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return run_ranks("deepspeed_zero.py", tmp_path_factory.mktemp("deepspeed"), timeout=BUILD_S)
 
 
 @pytest.mark.parametrize("stage", [1, 2])
