@@ -2,9 +2,8 @@
 
 Interface (fixed; ``lrrules.engines`` and the docs rely on it):
 
-- ``lrrules.bind(plan, module, prefix="") -> BoundPlan`` (``lrrules.distributed.bind`` until
-  ``__init__`` names it): ``plan``, resolved on the whole model (on the meta device), restricted
-  to the tensors ``module`` holds: an FSDP2- or TP-sharded module
+- ``lrrules.bind(plan, module, prefix="") -> BoundPlan``: ``plan``, resolved on the whole model (on
+  the meta device), restricted to the tensors ``module`` holds: an FSDP2- or TP-sharded module
   (DTensors: their global shapes are compared), a pipeline stage (a submodule given with its
   ``prefix``, or the whole model with the other stages deleted or set to ``None``), FSDP1 with
   ``use_orig_params=True`` (original shapes read from its flat parameters). Every setting, layer,

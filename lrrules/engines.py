@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ResumeError, UsageError
 from .plan import Plan
-from .resume import RECORD_KEY, ResumeReport, ResumeWarning, _check_record, _layout_problems, changes, layout
+from .resume import RECORD_KEY, ResumeReport, ResumeWarning, changes, check_layout, layout
 
 
 def deepspeed_groups(plan: Plan) -> list[dict[str, Any]]:
@@ -57,12 +57,8 @@ def load_deepspeed_checkpoint(engine: Any, load_dir: str, plan: Plan, tag: str |
     if saved is None:
         raise ResumeError("this DeepSpeed checkpoint carries no lrrules layout: save it with "
                           "engine.save_checkpoint(dir, client_state=lrrules.engines.deepspeed_client_state(plan))")
-    _check_record(saved)
     groups = layout(plan)
-    problems = _layout_problems(saved["groups"], groups)
-    if problems:
-        raise ResumeError("the DeepSpeed checkpoint was saved under another group layout; ZeRO loads its flat "
-                          "state by position, onto the wrong parameters:\n  " + "\n  ".join(problems))
+    check_layout(saved, groups, plan.fingerprint, "the DeepSpeed checkpoint (ZeRO loads its flat state by position)")
     base = getattr(engine.optimizer, "optimizer", engine.optimizer)
     # An optimizer lrrules built checks torch's per-tensor state on load; ZeRO hands it flat
     # partitions (one tensor per group), which that check would refuse: the record was checked above.

@@ -147,15 +147,21 @@ def _saved_layout(state_dict: Mapping[str, Any], groups: list[dict[str, Any]], f
     saved = state_dict.get(RECORD_KEY)
     if saved is None:  # an empty or damaged record is checked as one, never taken for none
         saved = _from_param_names(state_dict, groups)
+    check_layout(saved, groups, fingerprint)
+    _check_state(state_dict, saved["groups"], groups)
+    return dict(saved)
+
+
+def check_layout(saved: Any, groups: list[dict[str, Any]], fingerprint: str, what: str = "the optimizer state") -> None:
+    """The layout record ``saved`` (data from a file: checked first) against ``groups``, this plan's:
+    :class:`ResumeError` naming each parameter that moved between groups or changed shape."""
     _check_record(saved)
     problems = _layout_problems(saved["groups"], groups)
     if not problems and saved.get("fingerprint") not in (None, fingerprint):
         problems = [f"its layout {saved['fingerprint']} is not this plan's {fingerprint} (a shape changed)"]
     if problems:
-        raise ResumeError("the optimizer state was saved under another group layout and would put state on "
+        raise ResumeError(f"{what} was saved under another group layout and would put state on "
                           "the wrong parameters:\n  " + "\n  ".join(problems))
-    _check_state(state_dict, saved["groups"], groups)
-    return dict(saved)
 
 
 def _check_state(state_dict: Mapping[str, Any], saved: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
