@@ -6,7 +6,6 @@ both sides are read into ``{name: settings}`` and compared tensor by tensor.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections import Counter

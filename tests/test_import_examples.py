@@ -51,3 +51,18 @@ def test_the_rule_file_on_stdout_is_only_the_rule_file_whatever_the_peer_prints(
     assert done.returncode == 0, done.stderr[-2000:]
     (tmp_path / "rules.yaml").write_text(done.stdout)
     assert lrrules.load(str(tmp_path / "rules.yaml")).version == 1
+
+
+@pytest.mark.parametrize(("fmt", "text", "said"), [
+    ("hf", "learning_rate: [1\nweight_decay: {\n", ":2:"),        # not YAML: placed, not a traceback
+    ("regex-list", "- just\n- a list\n", "expected a mapping"),
+    ("axolotl", "base_model: x\n", "neither loraplus_lr_ratio nor lr_groups"),
+    ("timm", "--opt adamw --lr 1e-3 --layer-decay 0.75x\n", "layer_decay is '0.75x'"),
+])
+def test_a_config_the_importer_cannot_read_is_exit_2_saying_why(fmt: str, text: str, said: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    assert main(["import", fmt, str(config), "--model", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lrrules: error: {config}") and said in err and "Traceback" not in err

@@ -14,20 +14,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..capture import num
 from ..errors import UsageError
+from . import read_mapping
 
 
 def read(path: str) -> dict[str, Any]:
     """Axolotl's config (YAML): ``learning_rate``, ``loraplus_lr_ratio``, ``loraplus_lr_embedding``, ..."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict) or not ({"loraplus_lr_ratio", "lr_groups"} & set(data)):
+    data = read_mapping(path, "Axolotl's config, a mapping")
+    if not ({"loraplus_lr_ratio", "lr_groups"} & set(data)):
         raise UsageError(f"{path}: neither loraplus_lr_ratio nor lr_groups (the optimizer settings imported)")
     return data
 

@@ -8,23 +8,19 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..capture import num
 from ..errors import UsageError
+from . import read_mapping
 
 #: transformers' get_decay_parameter_names: searched in the lowercased name, or an nn.LayerNorm on the path.
 NO_DECAY_PATTERNS = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
 def read(path: str) -> dict[str, Any]:
     """TrainingArguments' fields from a YAML or JSON file (``learning_rate``, ``weight_decay``, ``optim``, ...)."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of TrainingArguments fields")
-    return data
+    return read_mapping(path, "a mapping of TrainingArguments fields")
 
 
 def _arguments(config: Mapping[str, Any], out: str) -> Any:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..capture import num
 from ..errors import UsageError, did_you_mean
+from . import read_mapping
 
 LISTS = ("groups", "param_group_overrides", "overrides_config", "param_groups")
 ALIASES = {"wd_mult": "weight_decay_mult", "decay_mult": "weight_decay_mult"}
@@ -31,10 +30,7 @@ TOP = ("lr", "weight_decay", "optimizer", "optimizer_options", *LISTS)
 
 def read(path: str) -> dict[str, Any]:
     """The list and its defaults from a YAML or JSON file."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping with lr and a list under one of {', '.join(LISTS)}")
-    return data
+    return read_mapping(path, f"a mapping with lr and a list under one of {', '.join(LISTS)}")
 
 
 def _entries(config: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -28,7 +28,10 @@ ARGS = {"opt": "sgd", "lr": None, "weight_decay": 2e-5, "momentum": 0.9, "opt_ep
 def read(path: str) -> dict[str, Any]:
     """timm's arguments from ``path``: its ``args.yaml`` (a mapping) or a command line (``--opt adamw ...``)."""
     text = Path(path).read_text()
-    data = yaml.safe_load(text) if not text.lstrip().startswith("--") else None
+    try:  # a command line (`python train.py --opt adamw ...`) may read as YAML text, or not as YAML at all
+        data = yaml.safe_load(text) if not text.lstrip().startswith("--") else None
+    except yaml.YAMLError:
+        data = None
     if not isinstance(data, dict):
         parser = argparse.ArgumentParser(prog="timm arguments", add_help=False)
         for key in ARGS:
@@ -37,6 +40,9 @@ def read(path: str) -> dict[str, Any]:
     config = {k: data.get(k, default) for k, default in ARGS.items()}
     if config["lr"] is None:
         raise UsageError(f"{path}: no lr (timm's train.py scales its own from lr_base and the batch size; give lr)")
+    for key in ("lr", "weight_decay", "momentum", "opt_eps", "layer_decay", "layer_decay_min_scale"):
+        if config[key] is not None and (isinstance(config[key], bool) or not isinstance(config[key], (int, float))):
+            raise UsageError(f"{path}: {key} is {config[key]!r}; timm takes a number there")
     return config
 
 
